@@ -1,0 +1,66 @@
+"""Register a simulated fleet in the local AWS stand-in (moto server): VPC, instances, log streams, pins.
+
+Instances get explicit private IPs in 127.42.0.0/16 so the SSH simulator and real sshd hosts can listen
+on exactly the addresses discovery will find.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import boto3
+
+from devstack.host_states import AUDIT_GROUP, PROFILES
+
+LINUX_AMI = "ami-760aaa0f"  # amzn-ami-hvm in moto's default catalogue
+WINDOWS_AMI = "ami-03cf127a"  # Windows Server 2016 in moto's catalogue (platform: windows)
+VPC_CIDR, SUBNET_CIDR = "127.42.0.0/16", "127.42.0.0/20"
+
+
+def clients(endpoint: str, region: str = "us-east-1"):
+    kwargs = dict(endpoint_url=endpoint, region_name=region, aws_access_key_id="testing",
+                  aws_secret_access_key="testing")
+    return boto3.client("ec2", **kwargs), boto3.client("logs", **kwargs), boto3.resource("dynamodb", **kwargs)
+
+
+def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", now_ms: int | None = None) -> dict[str, str]:
+    """Create one instance per host entry; returns address → instance id (and sets entry['instance_id']).
+
+    Host entry fields used: address, name, environment, profile, windows (bool), state ("running" |
+    "stopped" | "terminated").
+    """
+    ec2, logs, _ = clients(endpoint, region)
+    vpc = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
+    now_ms = now_ms or int(time.time() * 1000)
+    try:
+        logs.create_log_group(logGroupName=AUDIT_GROUP)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    ids: dict[str, str] = {}
+    for host in hosts:
+        tags = [{"Key": "Name", "Value": host.get("name", host["address"])},
+                {"Key": "Environment", "Value": host.get("environment", "prod")}]
+        instance = ec2.run_instances(
+            ImageId=WINDOWS_AMI if host.get("windows") else LINUX_AMI, MinCount=1, MaxCount=1,
+            InstanceType="t3.micro", SubnetId=subnet, PrivateIpAddress=host["address"],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )["Instances"][0]
+        instance_id = instance["InstanceId"]
+        host["instance_id"] = ids[host["address"]] = instance_id
+        state = host.get("state", "running")
+        if state == "stopped":
+            ec2.stop_instances(InstanceIds=[instance_id])
+        elif state == "terminated":
+            ec2.terminate_instances(InstanceIds=[instance_id])
+        age = PROFILES[host["profile"]].stream_age_minutes if host.get("profile") in PROFILES else None
+        if age is not None and not host.get("windows"):
+            logs.create_log_stream(logGroupName=AUDIT_GROUP, logStreamName=instance_id)
+            logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName=instance_id, logEvents=[{
+                "timestamp": now_ms - age * 60_000,
+                "message": 'type=USER_LOGIN msg=audit(1700000000.000:1): pid=1 uid=0 res=success'}])
+    return ids
+
+
+def age_streams(endpoint: str, region: str = "us-east-1") -> None:
+    """moto sets lastIngestionTime to the write time; nothing to do for lastEventTimestamp-based ages."""

@@ -1,0 +1,46 @@
+"""The demo fleet: ~20 hosts of varied health, and the status each one must end up with."""
+from __future__ import annotations
+
+import copy
+
+from devstack.stack import SSH_PORT
+
+# (last octet, name, environment, profile, behaviour, expected status, extras)
+_HOSTS = [
+    (10, "web-1", "prod", "compliant", "ok", "COMPLIANT", {}),
+    (11, "web-2", "prod", "compliant_fragment", "ok", "COMPLIANT", {}),
+    (12, "batch-1", "prod", "compliant_no_systemd", "ok", "COMPLIANT", {}),
+    (13, "api-1", "prod", "compliant", "ok", "COMPLIANT", {}),
+    (14, "api-2", "staging", "compliant", "ok", "COMPLIANT", {}),
+    (15, "db-1", "prod", "auditd_stopped", "ok", "NON_COMPLIANT", {}),
+    (16, "db-2", "prod", "no_rules", "ok", "NON_COMPLIANT", {}),
+    (17, "cache-1", "staging", "auditd_not_enabled", "ok", "NON_COMPLIANT", {}),
+    (18, "queue-1", "prod", "agent_stopped", "ok", "NON_COMPLIANT", {}),
+    (19, "queue-2", "staging", "agent_not_shipping", "ok", "NON_COMPLIANT", {}),
+    (20, "search-1", "prod", "stale_stream", "ok", "NON_COMPLIANT", {}),
+    (21, "legacy-1", "dev", "auditd_missing", "ok", "NON_COMPLIANT", {}),
+    (22, "legacy-2", "dev", "agent_missing", "ok", "NON_COMPLIANT", {}),
+    (23, "ops-1", "prod", "sudo_password", "ok", "ERROR", {}),
+    (24, "edge-1", "prod", "compliant", "down", "UNREACHABLE", {}),
+    (25, "edge-2", "prod", "compliant", "auth_reject", "AUTH_FAILED", {}),
+    (26, "bastion-1", "prod", "compliant", "ok", "HOST_KEY_MISMATCH", {"pinned_other_key": True}),
+    (27, "tarpit-1", "dev", "compliant", "hang_banner", "UNREACHABLE", {}),
+    (28, "weird-1", "dev", "compliant", "junk", "ERROR", {}),
+    (29, "win-1", "prod", "compliant", "down", "NOT_APPLICABLE", {"windows": True}),
+    (30, "old-1", "prod", "compliant", "down", None, {"state": "stopped"}),
+    (31, "gone-1", "prod", "compliant", "down", None, {"state": "terminated"}),
+]
+
+
+def demo_fleet() -> list[dict]:
+    """Fresh host entries (seeding adds instance ids to them)."""
+    hosts = []
+    for octet, name, env, profile, behaviour, expected, extras in _HOSTS:
+        address = f"127.42.0.{octet}"
+        hosts.append({
+            "address": address, "port": SSH_PORT, "name": name, "environment": env, "profile": profile,
+            "behaviour": behaviour, "expected": expected,
+            "identity": {"hostname": f"ip-{address.replace('.', '-')}"},
+            **copy.deepcopy(extras),
+        })
+    return hosts

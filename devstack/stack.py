@@ -1,0 +1,182 @@
+"""The embedded local stack: moto server, simulated SSH fleet, SMTP sink — all on loopback, all stoppable.
+
+Used by `make demo`, `make up` and the integration tests. Every process started here is recorded by PID
+and stopped by PID; nothing else on the machine is touched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+SSH_PORT = 2222
+SSH_LOGIN = "ec2audit"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{what}: not ready after {timeout:g}s")
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+@dataclass
+class LocalStack:
+    root: Path
+    fleet: list[dict]  # host entries (see devstack/demo_fleet.py)
+    latency_ms: int = 0
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    moto_port: int = 0
+    smtp_port: int = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.moto_port}"
+
+    @property
+    def maildir(self) -> Path:
+        return self.root / "mail"
+
+    @property
+    def client_key(self) -> Path:
+        return self.root / "keys" / "id_ed25519"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.root / "logs" / f"{name}.log", "ab")
+        env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    # -- lifecycle
+    def start(self) -> "LocalStack":
+        from devstack.aws_seed import seed_fleet
+        from devstack.fleet import generate_client_key
+
+        for sub in ("logs", "keys", "fleet", "mail"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if not self.client_key.exists():
+            generate_client_key(self.client_key)
+        try:
+            self.moto_port = free_port()
+            moto = self._spawn("moto", [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1",
+                                        "-p", str(self.moto_port)])
+            wait_until(lambda: _http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", moto)
+            seed_fleet(self.endpoint, self.fleet, REGION)
+            self._seed_pins()
+
+            spec = self.root / "fleet" / "spec.json"
+            spec.write_text(json.dumps([h for h in self.fleet if h.get("simulated", True)], indent=1))
+            ready = self.root / "fleet" / "ready"
+            ready.unlink(missing_ok=True)
+            fleet = self._spawn("fleet", [
+                sys.executable, "-m", "devstack.fleet", "--spec", str(spec), "--state-dir", str(self.root / "fleet"),
+                "--authorized-key", str(self.client_key) + ".pub", "--latency-ms", str(self.latency_ms),
+                "--ready-file", str(ready)])
+            wait_until(ready.exists, 60, "simulated fleet", fleet)
+
+            self.smtp_port = free_port()
+            smtp_ready = self.root / "mail" / ".ready"
+            smtp_ready.unlink(missing_ok=True)
+            smtp = self._spawn("smtp", [sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1",
+                                        "--port", str(self.smtp_port), "--maildir", str(self.maildir),
+                                        "--ready-file", str(smtp_ready)])
+            wait_until(smtp_ready.exists, 30, "smtp sink", smtp)
+        except BaseException:
+            self.stop()
+            raise
+        (self.root / "stack.env").write_text(
+            "".join(f"export {k}={_shell_quote(v)}\n" for k, v in self.airflow_env().items()))
+        return self
+
+    def _seed_pins(self) -> None:
+        """Hosts marked `pinned_other_key` get a pin for a key they do not have: HOST_KEY_MISMATCH."""
+        import asyncssh
+
+        from devstack.aws_seed import clients
+        from include.evidence import EvidenceStore
+
+        _, _, dynamodb = clients(self.endpoint, REGION)
+        store = EvidenceStore(dynamodb, "ec2_audit_evidence")
+        store.ensure_tables()
+        for host in self.fleet:
+            if host.get("pinned_other_key"):
+                other = asyncssh.generate_private_key("ssh-ed25519")
+                store.pin(host["instance_id"], other.export_public_key("openssh").decode().strip(),
+                          other.get_fingerprint("sha256"), host["address"])
+
+    def stop(self) -> None:
+        for name, proc in reversed(list(self.procs.items())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+        self.procs.clear()
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- what Airflow needs to use the stack
+    def airflow_env(self) -> dict[str, str]:
+        home = self.root / "airflow"
+        home.mkdir(parents=True, exist_ok=True)
+        return {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "PYTHONPATH": str(PROJECT),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
+                "conn_type": "aws", "login": "testing", "password": "testing",
+                "extra": {"endpoint_url": self.endpoint, "region_name": REGION}}),
+            "AIRFLOW_CONN_EC2_AUDIT_SSH": json.dumps({
+                "conn_type": "ssh", "login": SSH_LOGIN, "port": SSH_PORT,
+                "extra": {"key_file": str(self.client_key), "host_key_policy": "tofu"}}),
+            "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
+                "conn_type": "smtp", "host": "127.0.0.1", "port": self.smtp_port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "ec2-audit@localhost"}}),
+        }
+
+    def received_mail(self) -> list[Path]:
+        return sorted(self.maildir.glob("*.eml"))
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"

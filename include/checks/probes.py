@@ -1,0 +1,127 @@
+"""Fixed shell snippets ("probes") run on each host, and the one script that runs them all.
+
+Why one script: every SSH round trip costs a channel open and, on real sshd, ~100+ ms; running all probes
+in one `/bin/sh -s` session makes a host cost one round trip (see docs/PERFORMANCE.md).
+
+Safety rules (shared/CONTRACT.md): every snippet is a constant; no instance data (tags, names, ids) is
+ever interpolated into it. Privileged reads use `sudo -n` with absolute paths, so a missing sudoers rule
+shows up as an error instead of a password prompt that hangs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SECTION_MARK = "@@ec2audit-section"
+FILE_MARK = "@@ec2audit-file"
+END_MARK = "@@ec2audit-end"
+CWA_DIR = "/opt/aws/amazon-cloudwatch-agent"
+CWA_CTL = f"{CWA_DIR}/bin/amazon-cloudwatch-agent-ctl"
+SCRIPT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    command: str  # POSIX sh; may use the helpers defined in PRELUDE
+
+
+# Helpers available to every probe. `first_x` picks the first executable path, so sudo always gets an
+# absolute path whichever of /usr/sbin or /sbin the distro uses.
+PRELUDE = f"""\
+exec 2>&1
+LC_ALL=C; export LC_ALL
+PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+first_x() {{ for p in "$@"; do if [ -x "$p" ]; then echo "$p"; return 0; fi; done; return 1; }}
+pkg_query() {{  # $1 = rpm package name, $2 = deb package name
+  if [ -f /var/lib/dpkg/status ] && command -v dpkg-query >/dev/null 2>&1; then
+    dpkg-query -W -f='${{Package}} ${{Version}} ${{Status}}\\n' "$2" 2>&1
+  elif command -v rpm >/dev/null 2>&1; then rpm -q "$1" 2>&1
+  else echo "package-db: none"; fi
+}}
+AUDITCTL=$(first_x /usr/sbin/auditctl /sbin/auditctl)
+section() {{ printf '\\n%s %s\\n' '{SECTION_MARK}' "$1"; }}
+"""
+
+AUDITD_INSTALLED = Probe(
+    "auditd_installed",
+    """\
+printf 'binary: '; first_x /usr/sbin/auditd /sbin/auditd || echo none
+printf 'package: '; pkg_query audit auditd""",
+)
+
+AUDITCTL_STATUS = Probe(
+    "auditctl_status",
+    """\
+if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -s 2>&1 | head -c 65536; else echo 'auditctl: not found'; fi""",
+)
+
+AUDITCTL_RULES = Probe(
+    "auditctl_rules",
+    """\
+if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -l 2>&1 | head -c 262144; else echo 'auditctl: not found'; fi""",
+)
+
+AUDITD_SERVICE = Probe(
+    "auditd_service",
+    """\
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  echo 'init: systemd'
+  printf 'is-active: '; systemctl is-active auditd 2>&1 | head -n 1
+  printf 'is-enabled: '; systemctl is-enabled auditd 2>&1 | head -n 1
+else
+  echo 'init: other'
+fi
+printf 'pidof: '; pidof auditd 2>/dev/null || echo none""",
+)
+
+CWAGENT_INSTALLED = Probe(
+    "cwagent_installed",
+    f"""\
+printf 'ctl: '; first_x {CWA_CTL} || echo none
+printf 'package: '; pkg_query amazon-cloudwatch-agent amazon-cloudwatch-agent""",
+)
+
+CWAGENT_STATUS = Probe(
+    "cwagent_status",
+    f"""\
+if [ -x {CWA_CTL} ]; then sudo -n {CWA_CTL} -a status 2>&1 | head -c 65536; else echo 'ctl: not found'; fi""",
+)
+
+# Every config file the agent merges: the main JSON and each fragment in amazon-cloudwatch-agent.d/.
+CWAGENT_CONFIG = Probe(
+    "cwagent_config",
+    f"""\
+for f in {CWA_DIR}/etc/amazon-cloudwatch-agent.json {CWA_DIR}/etc/amazon-cloudwatch-agent.d/*; do
+  [ -f "$f" ] || continue
+  printf '%s %s\\n' '{FILE_MARK}' "$f"
+  cat "$f" 2>&1 | head -c 262144
+  echo
+done""",
+)
+
+HOST_IDENTITY = Probe(
+    "host_identity",
+    """\
+printf 'hostname: '; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
+grep -E '^(ID|VERSION_ID|PRETTY_NAME)=' /etc/os-release 2>/dev/null""",
+)
+
+ALL_PROBES: tuple[Probe, ...] = (
+    HOST_IDENTITY,
+    AUDITD_INSTALLED,
+    AUDITCTL_STATUS,
+    AUDITCTL_RULES,
+    AUDITD_SERVICE,
+    CWAGENT_INSTALLED,
+    CWAGENT_STATUS,
+    CWAGENT_CONFIG,
+)
+
+
+def build_script(probes: tuple[Probe, ...] = ALL_PROBES) -> str:
+    """The combined script sent on stdin to `/bin/sh -s`: constant for a given catalogue."""
+    parts = [PRELUDE]
+    for probe in probes:
+        parts.append(f"section {probe.name}\n{probe.command}\n")
+    parts.append(f"printf '\\n%s\\n' '{END_MARK}'\n")
+    return "".join(parts)

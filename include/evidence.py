@@ -1,0 +1,215 @@
+"""Evidence in DynamoDB: one item per (instance_id, audit_date), a run summary per day, tofu host-key pins.
+
+Keys are the instance and the audit day — never the run id or the wall clock — so rerunning a day
+overwrites that day's items and nothing else. Nothing here deletes; expiry is DynamoDB TTL on expires_at.
+Reads of a day go through the `by_audit_date` index, never a table scan.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from include.models import Host, HostOutcome, Status, Verdict
+from include.ssh_transport import Pin
+
+log = logging.getLogger(__name__)
+
+DAY_INDEX = "by_audit_date"
+SUMMARY_ID = "#run-summary"  # instance_id of the per-day run summary item
+KEYS = ["instance_id", "audit_date"]
+
+
+def pins_table_name(evidence_table: str) -> str:
+    return f"{evidence_table}_host_keys"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expires_at(audit_date: str, ttl_days: int) -> int:
+    day = datetime.strptime(audit_date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    return int((day + timedelta(days=ttl_days)).timestamp())
+
+
+def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, failed: list[str],
+                  verdicts: Mapping[str, Verdict], detail: str, audit_date: str, run_id: str,
+                  checked_at: datetime, ttl_days: int, mode: str = "live") -> dict[str, Any]:
+    """The evidence item for one instance on one day (pure)."""
+    output = outcome.output if outcome else b""
+    return {
+        "instance_id": host.instance_id,
+        "audit_date": audit_date,
+        "item_type": "instance",
+        "run_id": run_id,
+        "mode": mode,
+        "checked_at": iso(checked_at),
+        "status": status.value,
+        "status_detail": detail[:500],
+        "failed_checks": list(failed),
+        "checks": {cid: {"status": v.status.value, "detail": v.detail[:300]} for cid, v in sorted(verdicts.items())},
+        "region": host.region,
+        "account_id": host.account_id,
+        "private_ip": host.private_ip or "",
+        "address": host.address or "",
+        "platform": host.platform,
+        "name": host.name,
+        "environment": host.environment,
+        # Contract: Name and Environment at least; all tags are kept (capped) for later questions.
+        "tags": {k[:128]: v[:256] for k, v in list(host.tags.items())[:50]},
+        "host_key_fingerprint": (outcome.host_key_fingerprint if outcome else None) or "",
+        "output_sha256": hashlib.sha256(output).hexdigest() if output else "",
+        "output_bytes": len(output),
+        "output_truncated": bool(outcome and outcome.truncated),
+        "ssh_attempts": outcome.attempts if outcome else 0,
+        "expires_at": expires_at(audit_date, ttl_days),
+    }
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+class EvidenceStore:
+    """Thin wrapper over a boto3 DynamoDB resource (from the Amazon provider's DynamoDBHook)."""
+
+    def __init__(self, resource, table_name: str) -> None:
+        self.resource = resource
+        self.client = resource.meta.client
+        self.table_name = table_name
+        self.table = resource.Table(table_name)
+        self.pins = resource.Table(pins_table_name(table_name))
+
+    # -- setup
+    def ensure_tables(self) -> None:
+        existing = set(self.client.list_tables().get("TableNames", []))
+        if self.table_name not in existing:
+            self.client.create_table(
+                TableName=self.table_name,
+                KeySchema=[{"AttributeName": "instance_id", "KeyType": "HASH"},
+                           {"AttributeName": "audit_date", "KeyType": "RANGE"}],
+                AttributeDefinitions=[{"AttributeName": "instance_id", "AttributeType": "S"},
+                                      {"AttributeName": "audit_date", "AttributeType": "S"}],
+                GlobalSecondaryIndexes=[{
+                    "IndexName": DAY_INDEX,
+                    "KeySchema": [{"AttributeName": "audit_date", "KeyType": "HASH"},
+                                  {"AttributeName": "instance_id", "KeyType": "RANGE"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            self.client.get_waiter("table_exists").wait(TableName=self.table_name)
+            self.client.update_time_to_live(
+                TableName=self.table_name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+            log.info("created evidence table %s", self.table_name)
+        pins = pins_table_name(self.table_name)
+        if pins not in existing:
+            self.client.create_table(
+                TableName=pins,
+                KeySchema=[{"AttributeName": "instance_id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "instance_id", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            self.client.get_waiter("table_exists").wait(TableName=pins)
+
+    # -- instance items
+    def put_items(self, items: Iterable[dict]) -> int:
+        """Batched upsert; boto3's batch writer resends unprocessed items."""
+        count = 0
+        with self.table.batch_writer(overwrite_by_pkeys=KEYS) as writer:
+            for item in items:
+                writer.put_item(Item=_to_dynamo(item))
+                count += 1
+        return count
+
+    def _batch_get(self, table: str, keys: list[dict], projection: str | None = None) -> list[dict]:
+        found: list[dict] = []
+        for start in range(0, len(keys), 100):
+            request: dict = {"Keys": keys[start:start + 100]}
+            if projection:
+                request["ProjectionExpression"] = projection
+                request["ExpressionAttributeNames"] = {f"#{p}": p for p in projection.replace("#", "").split(", ")}
+            pending = {table: request}
+            for _ in range(8):  # unprocessed keys come back under throttling: ask again
+                response = self.resource.batch_get_item(RequestItems=pending)
+                found.extend(response.get("Responses", {}).get(table, []))
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+        return found
+
+    def recorded_by_run(self, audit_date: str, instance_ids: list[str], run_id: str) -> set[str]:
+        """Ids this run already stored for the day: a task retry skips them instead of redoing them."""
+        keys = [{"instance_id": i, "audit_date": audit_date} for i in instance_ids]
+        items = self._batch_get(self.table_name, keys, "#instance_id, #run_id")
+        return {it["instance_id"] for it in items if it.get("run_id") == run_id}
+
+    def day_items(self, audit_date: str, run_id: str | None = None) -> list[dict]:
+        """All instance items of a day (optionally only one run's), via the day index."""
+        items: list[dict] = []
+        kwargs: dict = {"IndexName": DAY_INDEX, "KeyConditionExpression": Key("audit_date").eq(audit_date)}
+        while True:
+            response = self.table.query(**kwargs)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = [it for it in items if it.get("item_type") == "instance"]
+        if run_id is not None:
+            items = [it for it in items if it.get("run_id") == run_id]
+        return items
+
+    # -- run summary
+    def put_summary(self, audit_date: str, summary: Mapping[str, Any], ttl_days: int) -> None:
+        item = {"instance_id": SUMMARY_ID, "audit_date": audit_date, "item_type": "run_summary",
+                "expires_at": expires_at(audit_date, ttl_days), **summary}
+        self.table.put_item(Item=_to_dynamo(item))
+
+    def get_summary(self, audit_date: str) -> dict | None:
+        return self.table.get_item(Key={"instance_id": SUMMARY_ID, "audit_date": audit_date}).get("Item")
+
+    def emailed_by(self, audit_date: str) -> str | None:
+        """The run id whose report email for this day went out, if any."""
+        return (self.get_summary(audit_date) or {}).get("emailed_run_id")
+
+    def mark_emailed(self, audit_date: str, run_id: str) -> None:
+        """Called right after a successful send, so a retried send task does not mail twice."""
+        self.table.update_item(
+            Key={"instance_id": SUMMARY_ID, "audit_date": audit_date},
+            UpdateExpression="SET emailed_run_id = :r, emailed_at = :t",
+            ExpressionAttributeValues={":r": run_id, ":t": iso(utc_now())},
+        )
+
+    # -- tofu pins
+    def load_pins(self, instance_ids: list[str]) -> dict[str, Pin]:
+        keys = [{"instance_id": i} for i in instance_ids]
+        return {it["instance_id"]: Pin(key=it["host_key"], fingerprint=it["fingerprint"])
+                for it in self._batch_get(pins_table_name(self.table_name), keys)}
+
+    def pin(self, instance_id: str, key: str, fingerprint: str, address: str) -> bool:
+        """Pin on first sight. Conditional, so two workers racing cannot overwrite each other's pin."""
+        try:
+            self.pins.put_item(
+                Item={"instance_id": instance_id, "host_key": key, "fingerprint": fingerprint,
+                      "address": address, "pinned_at": iso(utc_now())},
+                ConditionExpression="attribute_not_exists(instance_id)")
+            return True
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False

@@ -1,0 +1,204 @@
+"""The Airflow-facing steps of the daily audit. The DAG file wires these; the logic lives in pure modules.
+
+Each step takes the run's params and a few context values and returns only small JSON-able things (ids,
+batch descriptors, counts, file paths): per-host output never travels through XCom.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any
+
+from include.config import AWS_CONN_ID, SMTP_CONN_ID, SSH_CONN_ID, AuditParams, audit_day, resolve_mode
+
+# Heavier modules (boto3, asyncssh, pandas) are imported inside the steps: the DAG processor parses this
+# file often and should not pay for them.
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ connections → clients
+
+def _aws_region() -> str:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="ec2").conn_region_name or "us-east-1"
+
+
+def ec2_client(region: str):
+    from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
+
+    return EC2Hook(aws_conn_id=AWS_CONN_ID, region_name=region, api_type="client_type").conn
+
+
+def logs_client(region: str):
+    from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
+
+    return AwsLogsHook(aws_conn_id=AWS_CONN_ID, region_name=region).conn
+
+
+def evidence_store(params: AuditParams):
+    from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
+
+    from include.evidence import EvidenceStore
+
+    hook = DynamoDBHook(aws_conn_id=AWS_CONN_ID, table_name=params.evidence_table, table_keys=["instance_id", "audit_date"])
+    return EvidenceStore(hook.conn, params.evidence_table)
+
+
+def ssh_settings(params: AuditParams):
+    """The `ec2_audit_ssh` connection, read with the SSH provider's extra names (private_key, key_file)."""
+    from airflow.sdk import BaseHook
+
+    from include.ssh_transport import SshSettings
+
+    conn = BaseHook.get_connection(SSH_CONN_ID)
+    extra = conn.extra_dejson
+    return SshSettings(
+        username=conn.login or "ec2-user",
+        private_key=extra.get("private_key"),
+        key_file=extra.get("key_file"),
+        passphrase=extra.get("private_key_passphrase") or None,
+        port=int(conn.port or 22),
+        host_key_policy=str(extra.get("host_key_policy", "tofu")).lower(),
+        known_hosts=extra.get("known_hosts"),
+        connect_timeout=float(params.connect_timeout),
+        command_timeout=float(params.command_timeout),
+        host_budget=float(params.host_timeout),
+    )
+
+
+# ------------------------------------------------------------------ steps
+
+def run_facts(context: dict[str, Any]) -> dict[str, str]:
+    """Audit day, run id and resolved mode of the current run."""
+    dag_run = context["dag_run"]
+    params = AuditParams.from_params(dict(context["params"]))
+    logical = context.get("logical_date") or getattr(dag_run, "logical_date", None)
+    run_after = getattr(dag_run, "run_after", None)
+    started = getattr(dag_run, "start_date", None) or datetime.now(timezone.utc)
+    return {
+        "audit_date": audit_day(logical, run_after),
+        "run_id": dag_run.run_id,
+        "mode": resolve_mode(params.mode, logical, started),
+    }
+
+
+def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
+    from include import discovery
+
+    if facts["mode"] == "rebuild":
+        log.info("rebuild mode for %s: no discovery, no SSH", facts["audit_date"])
+        return {**facts, "instances": {}, "states": {}, "discovered": 0}
+    if params.create_table:
+        evidence_store(params).ensure_tables()
+    regions = params.regions or [_aws_region()]
+    instances, states = {}, {}
+    for region in regions:
+        inventory = discovery.discover_region(ec2_client(region), region, params.tag_filters)
+        instances[region], states[region] = inventory.running, inventory.states
+        log.info("%s: %d running, states %s", region, len(inventory.running), inventory.states)
+    return {**facts, "instances": instances, "states": states,
+            "discovered": sum(len(v) for v in instances.values())}
+
+
+def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
+    from include import batching
+
+    batches = batching.plan_batches(inventory["instances"], params.batch_size)
+    for b in batches:  # each mapped task needs the run facts, not the whole inventory
+        b.update(audit_date=inventory["audit_date"], run_id=inventory["run_id"])
+    log.info("%d hosts in %d batches", inventory["discovered"], len(batches))
+    return batches
+
+
+def verify(params: AuditParams, batch: dict) -> dict:
+    from include.verify import RunContext, verify_batch
+
+    ctx = RunContext(batch["audit_date"], batch["run_id"], params, ssh_settings(params))
+    result = verify_batch(batch, ctx, ec2_client(batch["region"]), logs_client(batch["region"]),
+                          evidence_store(params))
+    log.info("%s: %s", result["label"], result["counts"])
+    return result
+
+
+def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[dict]) -> dict[str, Any]:
+    """Seal the day: a run-summary item computed from the evidence actually stored (not from XCom)."""
+    from include.evidence import iso, utc_now
+    from include.scoring import fleet_summary
+
+    facts = {k: inventory[k] for k in ("audit_date", "run_id", "mode")}
+    if facts["mode"] == "rebuild":
+        return facts
+    store = evidence_store(params)
+    items = store.day_items(facts["audit_date"], run_id=facts["run_id"])
+    expected = {i for ids in inventory["instances"].values() for i in ids}
+    recorded = {it["instance_id"] for it in items}
+    missing = sorted(expected - recorded)
+    gone = sum(r.get("no_longer_running", 0) for r in results or [])
+    if len(missing) > gone:  # a host neither recorded nor stopped since discovery is a pipeline bug
+        log.warning("%d discovered instances have no evidence: %s", len(missing), missing[:20])
+    summary = fleet_summary([it["status"] for it in items], inventory["discovered"])
+    not_running = Counter()
+    for region_states in inventory["states"].values():
+        for state, n in region_states.items():
+            if state != "running":
+                not_running[state] += n
+    store.put_summary(facts["audit_date"], {
+        "run_id": facts["run_id"], "mode": facts["mode"], "generated_at": iso(utc_now()),
+        "discovered": summary.discovered, "checked": summary.checked, "status_counts": summary.counts,
+        "compliance_pct": summary.compliance_pct, "coverage_pct": summary.coverage_pct,
+        "not_running": dict(not_running), "missing_evidence": missing[:1000],
+        "regions": sorted(inventory["instances"]),
+    }, params.ttl_days)
+    return {**facts, "checked": summary.checked, "discovered": summary.discovered}
+
+
+def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
+    from include import report
+    from include.checks.catalogue import check_meta
+    from include.evidence import iso, utc_now
+
+    store = evidence_store(params)
+    day, run_id, mode = sealed["audit_date"], sealed["run_id"], sealed["mode"]
+    stored = store.get_summary(day) or {}
+    notes: list[str] = []
+    if mode == "rebuild":
+        items = store.day_items(day)
+        discovered = int(stored.get("discovered", len(items)))
+        notes.append(f"Rebuilt on {iso(utc_now())} from evidence stored by run {stored.get('run_id', 'unknown')}; "
+                     "no host was contacted.")
+        if not items:
+            notes.append("No evidence is stored for this day: it is a gap, not a result.")
+    else:
+        items = store.day_items(day, run_id=run_id)
+        discovered = int(stored.get("discovered", len(items)))
+        if stored.get("missing_evidence"):
+            notes.append(f"{len(stored['missing_evidence'])} discovered instances have no evidence for this run.")
+    built = report.build_report(
+        items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=utc_now(),
+        check_meta=check_meta(), not_running={k: int(v) for k, v in (stored.get("not_running") or {}).items()},
+        notes=notes)
+    paths = report.write_report(built, params.resolved_report_dir(), day)
+    s = built.summary
+    log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)
+    return {**sealed, "subject": built.subject, "paths": paths, "compliance_pct": s.compliance_pct,
+            "counts": s.counts, "checked": s.checked, "discovered": s.discovered}
+
+
+def send(params: AuditParams, built: dict[str, Any]) -> str:
+    from include import notify
+
+    if not params.recipients:
+        return "no recipients: report written, no email sent"
+    store = evidence_store(params)
+    if store.emailed_by(built["audit_date"]) == built["run_id"]:
+        return "already emailed by this run (task retry): not sending twice"
+    paths = built["paths"]
+    with open(paths["html"], encoding="utf-8") as fh:
+        html = fh.read()
+    notify.send_report_email(conn_id=SMTP_CONN_ID, recipients=params.recipients, subject=built["subject"],
+                             html=html, attachments=[paths["csv"]])
+    store.mark_emailed(built["audit_date"], built["run_id"])
+    return f"emailed {len(params.recipients)} recipients: {built['subject']}"

@@ -1,0 +1,216 @@
+"""Asynchronous SSH fan-out with asyncssh: one session per host, the whole check script in one round trip.
+
+Each host gets its own connect timeout, command timeout, output cap, and a retry with backoff on transient
+errors only; an overall per-host budget means one bad host can never hold its batch. Failures become a
+HostOutcome with a contract status (UNREACHABLE, AUTH_FAILED, HOST_KEY_MISMATCH, ERROR) instead of raising.
+
+Host keys are checked during key exchange, before we authenticate, so nothing is sent to a host whose key
+does not match its pin.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import asyncssh
+
+from include.models import Host, HostOutcome, Status
+
+log = logging.getLogger(__name__)
+
+SHELL_COMMAND = "/bin/sh -s"  # the script arrives on stdin: independent of the login shell
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    username: str
+    private_key: str | None = None  # PEM/OpenSSH text
+    key_file: str | None = None
+    passphrase: str | None = None
+    port: int = 22
+    host_key_policy: str = "tofu"  # tofu | strict | insecure
+    known_hosts: str | None = None  # for strict
+    connect_timeout: float = 15.0
+    command_timeout: float = 60.0
+    host_budget: float = 90.0
+    attempts: int = 2
+    backoff: float = 1.0
+    max_output: int = 1 << 20  # bytes; the rest is dropped without being read into memory
+
+    def __post_init__(self) -> None:
+        if self.host_key_policy not in ("tofu", "strict", "insecure"):
+            raise ValueError(f"host_key_policy must be tofu, strict or insecure, not {self.host_key_policy!r}")
+        if not (self.private_key or self.key_file):
+            raise ValueError("the SSH connection needs extra.private_key or extra.key_file")
+
+    def __repr__(self) -> str:  # never print the key
+        return (f"SshSettings(username={self.username!r}, port={self.port}, policy={self.host_key_policy}, "
+                f"connect_timeout={self.connect_timeout}, host_budget={self.host_budget})")
+
+    def load_key(self) -> asyncssh.SSHKey:
+        if self.private_key:
+            return asyncssh.import_private_key(self.private_key, self.passphrase)
+        return asyncssh.read_private_key(self.key_file, self.passphrase)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A trusted host key (tofu): OpenSSH public key text and its SHA256 fingerprint."""
+
+    key: str
+    fingerprint: str
+
+    @property
+    def algorithms(self) -> list[str]:
+        kind = self.key.split(" ", 1)[0]
+        # Ask the server for the pinned key's type, so a host with several keys presents the same one.
+        return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] if kind == "ssh-rsa" else [kind]
+
+
+class _Client(asyncssh.SSHClient):
+    def __init__(self, pin: Pin | None) -> None:
+        self.pin = pin
+        self.seen: asyncssh.SSHKey | None = None
+
+    def validate_host_public_key(self, host, addr, port, key) -> bool:
+        self.seen = key
+        if self.pin is None:  # trust on first use: the caller pins it after a good session
+            return True
+        return key.get_fingerprint("sha256") == self.pin.fingerprint
+
+
+class _Transient(Exception):
+    """A failure worth retrying (refused, timed out, dropped)."""
+
+    def __init__(self, status: Status, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class _Final(Exception):
+    def __init__(self, status: Status, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def _known_hosts_arg(settings: SshSettings):
+    if settings.host_key_policy == "insecure":
+        return None
+    if settings.host_key_policy == "strict":
+        return settings.known_hosts or ()  # () → asyncssh reads ~/.ssh/known_hosts
+    return ([], [], [])  # tofu: trust nothing up front, decide in validate_host_public_key
+
+
+async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, script: bytes,
+                    pin: Pin | None, outcome: HostOutcome) -> None:
+    options = dict(
+        username=settings.username, client_keys=[key], known_hosts=_known_hosts_arg(settings),
+        connect_timeout=settings.connect_timeout, login_timeout=settings.connect_timeout,
+        agent_path=None, config=None, preferred_auth="publickey",
+    )
+    if pin and settings.host_key_policy == "tofu":
+        options["server_host_key_algs"] = pin.algorithms
+    client = _Client(pin if settings.host_key_policy == "tofu" else None)
+    try:
+        conn, _ = await asyncio.wait_for(
+            asyncssh.create_connection(lambda: client, host.address, settings.port, **options),
+            settings.connect_timeout + 1,
+        )
+    except asyncssh.HostKeyNotVerifiable as exc:
+        expected = pin.fingerprint if pin else "known_hosts"
+        seen = client.seen.get_fingerprint("sha256") if client.seen else "?"
+        outcome.host_key_fingerprint = seen if client.seen else None
+        raise _Final(Status.HOST_KEY_MISMATCH, f"host key {seen} does not match {expected}: {exc.reason}") from exc
+    except asyncssh.PermissionDenied as exc:
+        raise _Final(Status.AUTH_FAILED, f"key refused for user {settings.username!r}: {exc.reason}") from exc
+    except (asyncio.TimeoutError, TimeoutError) as exc:
+        raise _Transient(Status.UNREACHABLE, f"no SSH session within {settings.connect_timeout:g}s") from exc
+    except ConnectionRefusedError as exc:
+        raise _Transient(Status.UNREACHABLE, f"connection refused on port {settings.port}") from exc
+    except (OSError, asyncssh.Error) as exc:
+        raise _Transient(Status.UNREACHABLE, f"connect failed: {type(exc).__name__}: {exc}"[:200]) from exc
+
+    async with conn:
+        server_key = conn.get_server_host_key()
+        if server_key is not None:
+            outcome.host_key_fingerprint = server_key.get_fingerprint("sha256")
+            outcome.host_key = server_key.export_public_key("openssh").decode().strip()
+        try:
+            output, truncated = await asyncio.wait_for(
+                _run_script(conn, script, settings.max_output), settings.command_timeout)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise _Final(Status.ERROR, f"checks did not finish within {settings.command_timeout:g}s") from exc
+        except (asyncssh.Error, OSError) as exc:
+            raise _Transient(Status.ERROR, f"session dropped: {type(exc).__name__}: {exc}"[:200]) from exc
+    outcome.output, outcome.truncated = output, truncated
+
+
+async def _run_script(conn: asyncssh.SSHClientConnection, script: bytes, cap: int) -> tuple[bytes, bool]:
+    async with conn.create_process(SHELL_COMMAND, encoding=None, stderr=asyncssh.DEVNULL) as proc:
+        proc.stdin.write(script)
+        proc.stdin.write_eof()
+        buf = bytearray()
+        while True:
+            chunk = await proc.stdout.read(65536)
+            if not chunk:
+                return bytes(buf), False
+            buf += chunk
+            if len(buf) > cap:  # stop reading: the channel is closed with the process
+                del buf[cap:]
+                proc.close()
+                return bytes(buf), True
+
+
+async def check_host(host: Host, settings: SshSettings, key: asyncssh.SSHKey, script: bytes,
+                     pin: Pin | None) -> HostOutcome:
+    """Never raises: every failure is a status on the outcome."""
+    outcome = HostOutcome(instance_id=host.instance_id, transport_status=None)
+    started = time.monotonic()
+
+    async def attempts() -> None:
+        for attempt in range(1, settings.attempts + 1):
+            outcome.attempts = attempt
+            try:
+                await _run_once(host, settings, key, script, pin, outcome)
+                outcome.transport_status, outcome.transport_detail = None, ""
+                return
+            except _Final as exc:
+                outcome.transport_status, outcome.transport_detail = exc.status, exc.detail
+                return
+            except _Transient as exc:
+                outcome.transport_status, outcome.transport_detail = exc.status, exc.detail
+                if attempt < settings.attempts:
+                    await asyncio.sleep(settings.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+
+    if not host.address:
+        outcome.transport_status, outcome.transport_detail = Status.UNREACHABLE, "instance has no address of the chosen kind"
+        return outcome
+    try:
+        await asyncio.wait_for(attempts(), settings.host_budget)
+    except (asyncio.TimeoutError, TimeoutError):
+        outcome.transport_status = outcome.transport_status or Status.ERROR
+        outcome.transport_detail = f"host budget of {settings.host_budget:g}s exhausted; last: {outcome.transport_detail or '-'}"
+    except Exception as exc:  # noqa: BLE001 - a bug for one host must not cost the batch
+        log.exception("unexpected failure checking %s", host.instance_id)
+        outcome.transport_status, outcome.transport_detail = Status.ERROR, f"internal error: {type(exc).__name__}"
+    outcome.elapsed_s = round(time.monotonic() - started, 3)
+    return outcome
+
+
+async def fan_out(hosts: Iterable[Host], settings: SshSettings, script: str, pins: Mapping[str, Pin],
+                  concurrency: int, on_outcome: Callable[[Host, HostOutcome], Awaitable[None]]) -> None:
+    """Check hosts with at most `concurrency` sessions open; hand each outcome over as soon as it is ready."""
+    key = settings.load_key()
+    payload = script.encode()
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(host: Host) -> None:
+        async with gate:
+            outcome = await check_host(host, settings, key, payload, pins.get(host.instance_id))
+        await on_outcome(host, outcome)
+
+    await asyncio.gather(*(one(h) for h in hosts))

@@ -1,0 +1,138 @@
+"""Verify one batch: SSH fan-out, judge each host, store its evidence as soon as it is judged.
+
+Evidence is flushed every few hosts, so a worker killed mid-batch loses little, and the retried task
+skips every host this run already recorded (keyed by run id), so nothing is checked or stored twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from include.checks import parsers
+from include.checks.catalogue import SCRIPT, evaluate_host_checks
+from include.checks.sections import split_sections
+from include.cloudwatch import StreamLookup
+from include.config import AuditParams
+from include.discovery import hydrate
+from include.evidence import EvidenceStore, instance_item, utc_now
+from include.models import CheckStatus, Host, HostOutcome, Status, Verdict
+from include.scoring import host_status
+from include.ssh_transport import SshSettings, fan_out
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 25
+STREAM_CHECK = "cwagent.log_stream_fresh"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    audit_date: str
+    run_id: str
+    params: AuditParams
+    ssh: SshSettings
+
+
+def judge_stream(outputs: dict[str, str], verdicts: dict[str, Verdict], host: Host, lookup: StreamLookup,
+                 params: AuditParams, now: Callable[[], datetime]) -> Verdict:
+    """cwagent.log_stream_fresh: the stream this host's own config names, looked up on the AWS side."""
+    if "cwagent_config" not in outputs:
+        return Verdict.error("no complete agent config output")
+    if verdicts.get("cwagent.ships_audit_log", Verdict.passed("")).status == CheckStatus.FAIL:
+        return Verdict.failed("the agent config does not ship audit.log, so no stream can be fresh")
+    identity = {"instance_id": host.instance_id, "hostname": parsers.hostname_from(outputs),
+                "local_hostname": host.private_dns, "ip_address": host.private_ip}
+    names = parsers.stream_names(outputs, identity, params.log_group)
+    if isinstance(names, str):
+        return Verdict.error(names)
+    observed = {(g, s): lookup.describe(g, s) for g, s in names}
+    return parsers.judge_stream_freshness(observed, now(), params.stream_max_age_minutes)
+
+
+def judge_host(host: Host, outcome: HostOutcome, lookup: StreamLookup, params: AuditParams,
+               now: Callable[[], datetime] = utc_now) -> tuple[Status, list[str], dict[str, Verdict], str]:
+    """Transport outcome + script output → (status, failed check ids, verdicts, one-line detail)."""
+    if outcome.transport_status is not None:
+        return outcome.transport_status, [], {}, outcome.transport_detail
+    output = split_sections(outcome.output.decode("utf-8", errors="replace"))
+    verdicts = evaluate_host_checks(output)
+    present = {name: text for name, text in output.sections.items() if name not in output.ambiguous}
+    try:
+        verdicts[STREAM_CHECK] = judge_stream(present, verdicts, host, lookup, params, now)
+    except Exception as exc:  # noqa: BLE001 - an AWS error for one host is that check's ERROR
+        verdicts[STREAM_CHECK] = Verdict.error(f"CloudWatch Logs lookup failed: {type(exc).__name__}: {exc}"[:200])
+    status, failed = host_status(verdicts)
+    if outcome.truncated:
+        detail = "output exceeded the size cap and was truncated"
+    elif not output.complete:
+        detail = "script output incomplete or unrecognised"
+    elif status == Status.ERROR:
+        detail = "; ".join(f"{c}: {v.detail}" for c, v in verdicts.items() if v.status == CheckStatus.ERROR)
+    else:
+        detail = f"{len(verdicts) - len(failed)}/{len(verdicts)} checks passed"
+    return status, failed, verdicts, detail
+
+
+def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore) -> dict:
+    """Check every host of one batch and store its evidence. Returns only counts (XCom stays small)."""
+    region, ids = batch["region"], list(batch["instance_ids"])
+    hosts, gone = hydrate(ec2_client, region, ids, ctx.params.address)
+    already = store.recorded_by_run(ctx.audit_date, [h.instance_id for h in hosts], ctx.run_id)
+    todo = [h for h in hosts if h.instance_id not in already]
+    if already:
+        log.info("retry: %d hosts already recorded by run %s, skipping them", len(already), ctx.run_id)
+    counts: Counter[str] = Counter()
+    pending: list[dict] = []
+    new_pins: list[tuple[str, str, str, str]] = []
+    lookup = StreamLookup(logs_client)
+
+    def record(host: Host, outcome: HostOutcome | None, status: Status, failed, verdicts, detail) -> None:
+        counts[status.value] += 1
+        pending.append(instance_item(host=host, outcome=outcome, status=status, failed=failed, verdicts=verdicts,
+                                     detail=detail, audit_date=ctx.audit_date, run_id=ctx.run_id,
+                                     checked_at=utc_now(), ttl_days=ctx.params.ttl_days))
+
+    def take() -> tuple[list[dict], list[tuple]]:
+        # Swapped out on the event loop thread, so no append can slip between copy and clear.
+        items, pins_ = pending[:], new_pins[:]
+        del pending[:], new_pins[:]
+        return items, pins_
+
+    def write(items: list[dict], pins_: list[tuple]) -> None:
+        for instance_id, key, fingerprint, address in pins_:
+            store.pin(instance_id, key, fingerprint, address)
+        if items:
+            store.put_items(items)
+
+    for host in todo:
+        if host.is_windows:
+            record(host, None, Status.NOT_APPLICABLE, [], {}, "Windows instance: Linux audit checks do not apply")
+    linux = [h for h in todo if not h.is_windows]
+    pins = store.load_pins([h.instance_id for h in linux]) if ctx.ssh.host_key_policy == "tofu" else {}
+
+    async def run() -> None:
+        lock = asyncio.Lock()
+
+        async def on_outcome(host: Host, outcome: HostOutcome) -> None:
+            status, failed, verdicts, detail = await asyncio.to_thread(
+                judge_host, host, outcome, lookup, ctx.params)
+            record(host, outcome, status, failed, verdicts, detail)
+            if (ctx.ssh.host_key_policy == "tofu" and host.instance_id not in pins and outcome.host_key
+                    and status != Status.HOST_KEY_MISMATCH):
+                new_pins.append((host.instance_id, outcome.host_key, outcome.host_key_fingerprint, host.address))
+            if len(pending) >= FLUSH_EVERY:
+                batch_items, batch_pins = take()
+                async with lock:  # one writer at a time: boto3 resources are not thread-safe
+                    await asyncio.to_thread(write, batch_items, batch_pins)
+
+        await fan_out(linux, ctx.ssh, SCRIPT, pins, ctx.params.concurrency, on_outcome)
+
+    if linux:
+        asyncio.run(run())
+    write(*take())
+    return {"label": batch.get("label", region), "region": region, "hosts": len(ids),
+            "already_recorded": len(already), "no_longer_running": len(gone), "counts": dict(counts)}

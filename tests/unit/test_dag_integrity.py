@@ -1,0 +1,49 @@
+"""The DAG imports, has the contract's shape, and every task retries."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.get_dag("ec2_audit_compliance")
+
+
+def test_contract_shape(dag):
+    assert dag is not None
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert set(dag.tags) == {"security", "compliance"}
+    assert {"discover", "plan_batches", "verify_batch", "store_evidence", "build_report", "send_report"} == set(dag.task_ids)
+
+
+def test_pipeline_order_has_no_cycles(dag):
+    order = [t.task_id for t in dag.topological_sort()]
+    for earlier, later in [("discover", "plan_batches"), ("plan_batches", "verify_batch"),
+                           ("verify_batch", "store_evidence"), ("store_evidence", "build_report"),
+                           ("build_report", "send_report")]:
+        assert order.index(earlier) < order.index(later)
+
+
+def test_params_are_the_contract(dag):
+    expected = {"regions", "tag_filters", "batch_size", "concurrency", "recipients", "report_dir", "evidence_table",
+                "create_table", "log_group", "stream_max_age_minutes", "address", "mode"}
+    assert expected <= set(dag.params.keys())
+    assert dag.params["evidence_table"] == "ec2_audit_evidence"
+    assert dag.params["stream_max_age_minutes"] == 120 and dag.params["address"] == "private_ip"
+    assert dag.params["mode"] == "auto" and dag.params["create_table"] is True
+
+
+def test_every_task_retries_and_verify_is_mapped(dag):
+    for task in dag.tasks:
+        assert task.retries >= 1, task.task_id
+    verify = dag.get_task("verify_batch")
+    assert verify.map_index_template == "{{ batch_label }}"
+    assert verify.retry_exponential_backoff
