@@ -1,0 +1,43 @@
+"""`make up`: the local stack plus `airflow standalone`, so runs and backfills can be triggered from the UI.
+
+Stops the stack (by PID) when Airflow exits or on Ctrl-C. The stack's environment is also written to
+.local/up/stack.env for use from another shell (`source .local/up/stack.env; airflow dags list`).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from devstack.demo_fleet import demo_fleet
+from devstack.stack import PROJECT, LocalStack
+
+
+def main() -> int:
+    root = PROJECT / ".local" / "up"
+    root.mkdir(parents=True, exist_ok=True)
+    with LocalStack(root, demo_fleet()) as stack:
+        env = {**os.environ, **stack.airflow_env(),
+               # Few mapped tasks at once keeps the embedded SQLite metadata DB out of "database is locked".
+               "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
+               "AIRFLOW__API__HOST": "127.0.0.1"}
+        print(f"local stack up (moto {stack.endpoint}, SMTP sink 127.0.0.1:{stack.smtp_port}, mail in {stack.maildir})")
+        print(f"environment for other shells: source {root / 'stack.env'}")
+        print("starting airflow standalone: the UI is on http://127.0.0.1:8080 (login details are printed below)")
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        proc = subprocess.Popen([airflow, "standalone"], env=env, cwd=PROJECT, start_new_session=True)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+            return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
