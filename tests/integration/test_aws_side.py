@@ -1,0 +1,108 @@
+"""Discovery, evidence and CloudWatch lookups against a real moto server process over HTTP."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from devstack.aws_seed import clients, seed_fleet
+from devstack.stack import PROJECT, _http_ok, free_port
+from include.cloudwatch import StreamLookup
+from include.discovery import discover_region, hydrate
+from include.evidence import SUMMARY_ID, EvidenceStore, instance_item
+from include.models import Host, HostOutcome, Status, Verdict
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not _http_ok(f"{endpoint}/moto-api/"):
+        assert proc.poll() is None and time.monotonic() < deadline, "moto server did not start"
+        time.sleep(0.1)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def fleet(moto):
+    hosts = [{"address": f"127.42.3.{n}", "name": f"h{n}", "environment": "prod" if n % 2 else "dev",
+              "profile": "compliant"} for n in range(1, 8)]
+    hosts.append({"address": "127.42.3.20", "name": "win", "profile": "compliant", "windows": True})
+    hosts.append({"address": "127.42.3.21", "name": "off", "profile": "compliant", "state": "stopped"})
+    hosts.append({"address": "127.42.3.22", "name": "old", "profile": "stale_stream"})
+    seed_fleet(moto, hosts)
+    return hosts
+
+
+def test_discovery_filters_counts_and_hydrates(moto, fleet):
+    ec2, _, _ = clients(moto)
+    inventory = discover_region(ec2, "us-east-1", {})
+    assert inventory.states.get("stopped") == 1
+    assert len(inventory.running) == len(fleet) - 1
+    prod = discover_region(ec2, "us-east-1", {"Environment": ["prod"]})
+    assert len(prod.running) == 4 + 2  # odd h1..h7, plus the two hosts defaulting to prod
+    hosts, gone = hydrate(ec2, "us-east-1", inventory.running + ["i-00000000deadbeef"], "private_ip")
+    assert gone == ["i-00000000deadbeef"]
+    by_name = {h.name: h for h in hosts}
+    assert by_name["win"].is_windows and not by_name["h1"].is_windows
+    assert by_name["h1"].address == "127.42.3.1" and by_name["h1"].account_id
+
+
+def test_evidence_is_one_item_per_instance_and_day(moto):
+    _, _, dynamodb = clients(moto)
+    store = EvidenceStore(dynamodb, "evidence_test")
+    store.ensure_tables()
+    store.ensure_tables()  # idempotent
+    now = datetime(2026, 11, 23, 6, tzinfo=timezone.utc)
+
+    def item(iid: str, day: str, run: str, status=Status.COMPLIANT):
+        host = Host(iid, "us-east-1", "123456789012", "127.0.0.1", private_ip="127.0.0.1",
+                    tags={"Name": "n", "Environment": "prod"})
+        outcome = HostOutcome(iid, None, output=b"out", host_key_fingerprint="SHA256:x")
+        return instance_item(host=host, outcome=outcome, status=status, failed=[], verdicts={"a": Verdict.passed("ok")},
+                             detail="", audit_date=day, run_id=run, checked_at=now, ttl_days=400)
+
+    store.put_items([item(f"i-{n}", "2026-11-23", "run-1") for n in range(30)])
+    store.put_items([item(f"i-{n}", "2026-11-22", "run-0") for n in range(30)])
+    store.put_items([item(f"i-{n}", "2026-11-23", "run-2", Status.NON_COMPLIANT) for n in range(10)])
+    day = store.day_items("2026-11-23")
+    assert len(day) == 30 and len({it["instance_id"] for it in day}) == 30
+    assert sum(it["run_id"] == "run-2" for it in day) == 10
+    assert len(store.day_items("2026-11-22")) == 30  # other days untouched
+    assert store.recorded_by_run("2026-11-23", [f"i-{n}" for n in range(15)], "run-2") == {f"i-{n}" for n in range(10)}
+    assert len(store.day_items("2026-11-23", run_id="run-1")) == 20
+
+    store.put_summary("2026-11-23", {"run_id": "run-2", "compliance_pct": 66.7}, 400)
+    assert store.get_summary("2026-11-23")["instance_id"] == SUMMARY_ID
+    assert len(store.day_items("2026-11-23")) == 30  # the summary is not an instance
+    assert store.emailed_by("2026-11-23") is None
+    store.mark_emailed("2026-11-23", "run-2")
+    assert store.emailed_by("2026-11-23") == "run-2"
+
+    assert store.pin("i-1", "ssh-ed25519 AAAA", "SHA256:one", "127.0.0.1")
+    assert not store.pin("i-1", "ssh-ed25519 BBBB", "SHA256:two", "127.0.0.1")  # first pin wins
+    assert store.load_pins(["i-1", "i-2"])["i-1"].fingerprint == "SHA256:one"
+
+
+def test_stream_lookup_exact_name_and_missing_group(moto, fleet):
+    _, logs, _ = clients(moto)
+    lookup = StreamLookup(logs)
+    fresh_id = next(h["instance_id"] for h in fleet if h["name"] == "h1")
+    stale_id = next(h["instance_id"] for h in fleet if h["name"] == "old")
+    fresh, stale = lookup.describe("/ec2/audit", fresh_id), lookup.describe("/ec2/audit", stale_id)
+    assert fresh["logStreamName"] == fresh_id
+    now_ms = time.time() * 1000
+    assert now_ms - fresh["lastIngestionTime"] < 10 * 60_000
+    # The seeded stale stream's newest event is 10 h old, and so is its ingestion (see moto_server.py).
+    assert now_ms - max(stale["lastIngestionTime"], stale["lastEventTimestamp"]) > 9 * 3_600_000
+    assert lookup.describe("/ec2/audit", fresh_id[:-1]) is None  # a prefix is not the stream
+    assert lookup.describe("/no/such/group", fresh_id) is None
