@@ -180,7 +180,7 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=utc_now(),
         check_meta=check_meta(), not_running={k: int(v) for k, v in (stored.get("not_running") or {}).items()},
         notes=notes)
-    paths = report.write_report(built, params.resolved_report_dir(), day)
+    paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)
     return {**sealed, "subject": built.subject, "paths": paths, "compliance_pct": s.compliance_pct,

@@ -1,0 +1,207 @@
+"""A simulated SSH fleet in one process: a real asyncssh SSH server on each host's loopback address.
+
+Each host answers the audit script (`/bin/sh -s`, script on stdin) with the output its health profile
+implies (devstack/host_states.py), or misbehaves as its `behaviour` says:
+
+  ok · down (no listener) · auth_reject (no client key accepted) · hang_banner (TCP accepted, never a byte)
+  hang_command (session opens, command never answers) · drop (half the output, then the connection dies)
+  junk (random non-UTF-8 bytes) · huge (50 MB of output, flow-controlled)
+
+Host keys persist in the state dir (one per address) so tofu pins stay valid across restarts.
+
+    python -m devstack.fleet --spec spec.json --state-dir DIR --authorized-key id.pub [--latency-ms 20] [--ready-file F]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncssh
+
+from include.checks.probes import END_MARK
+
+Responder = Callable[[str, dict], "str | bytes"]
+HUGE_BYTES = 50 * 1024 * 1024
+
+
+def generate_client_key(path: str | Path) -> str:
+    """Write an ed25519 OpenSSH private key (0600) and its .pub; return the public key line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="ec2-audit-demo")
+    path.write_bytes(key.export_private_key())
+    os.chmod(path, 0o600)
+    public = key.export_public_key().decode().strip()
+    Path(str(path) + ".pub").write_text(public + "\n")
+    return public
+
+
+def host_key(state_dir: Path, address: str, rotated: bool = False) -> asyncssh.SSHKey:
+    """The persistent key of an address (a second one when rotated: a rebuilt host)."""
+    path = state_dir / "host_keys" / f"{address}{'.rotated' if rotated else ''}.key"
+    if path.exists():
+        return asyncssh.read_private_key(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path.write_bytes(key.export_private_key())
+    os.chmod(path, 0o600)
+    return key
+
+
+def _default_responder(profile: str, identity: dict) -> str:
+    from devstack.host_states import render_output
+
+    return render_output(profile, identity)
+
+
+class _Server(asyncssh.SSHServer):
+    """Public-key auth against a set of fingerprints; None accepts no key at all (auth_reject)."""
+
+    def __init__(self, allowed: set[str] | None) -> None:
+        self.allowed = allowed
+
+    def begin_auth(self, username: str) -> bool:
+        return True  # always require auth
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return self.allowed is not None and key.get_fingerprint("sha256") in self.allowed
+
+
+async def _read_script(proc: asyncssh.SSHServerProcess) -> None:
+    """Read stdin until the script's end marker (the client may not close stdin) or EOF."""
+    seen = ""
+    while END_MARK not in seen:
+        chunk = await proc.stdin.read(65536)
+        if not chunk:
+            return
+        seen = (seen + chunk)[-4096:]
+
+
+def _make_handler(host: dict, latency_s: float, responder: Responder):
+    behaviour = host.get("behaviour", "ok")
+
+    async def handle(proc: asyncssh.SSHServerProcess) -> None:
+        try:
+            await _read_script(proc)
+            if latency_s:
+                await asyncio.sleep(latency_s)
+            if behaviour == "hang_command":
+                await asyncio.sleep(3600)
+            elif behaviour == "junk":
+                proc.stdout.write(os.urandom(2048).decode("latin-1"))
+            elif behaviour == "huge":
+                block = ("A" * 1023 + "\n") * 64
+                for _ in range(HUGE_BYTES // len(block)):
+                    proc.stdout.write(block)
+                    await proc.stdout.drain()
+            else:
+                text = responder(host.get("profile", "compliant"), host.get("identity", {}))
+                text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+                if behaviour == "drop":
+                    proc.stdout.write(text[: len(text) // 2])
+                    await proc.stdout.drain()
+                    proc.channel.get_connection().abort()
+                    return
+                proc.stdout.write(text)
+            proc.exit(0)
+        except (asyncssh.Error, BrokenPipeError, ConnectionError):
+            pass  # the client went away (e.g. output cap reached): nothing to do
+
+    return handle
+
+
+class Fleet:
+    def __init__(self) -> None:
+        self.servers: list = []
+        self.tarpit_sockets: set = set()
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for writer in list(self.tarpit_sockets):
+            writer.close()
+        for server in self.servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 5)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                pass
+        self.servers.clear()
+
+
+async def start_fleet(hosts: list[dict], state_dir: str | Path, authorized_keys: list[str] | str,
+                      latency_ms: int = 0, responder: Responder | None = None) -> Fleet:
+    state_dir = Path(state_dir)
+    if isinstance(authorized_keys, str):
+        authorized_keys = [authorized_keys]
+    allowed = {asyncssh.import_public_key(k).get_fingerprint("sha256") for k in authorized_keys if k.strip()}
+    fleet = Fleet()
+    respond = responder or _default_responder
+
+    for host in hosts:
+        behaviour = host.get("behaviour", "ok")
+        if behaviour == "down":
+            continue
+        if behaviour == "hang_banner":
+            async def tarpit(reader, writer):
+                fleet.tarpit_sockets.add(writer)
+                await reader.read()  # never answer; wait for the client to give up
+                fleet.tarpit_sockets.discard(writer)
+                writer.close()
+
+            fleet.servers.append(await asyncio.start_server(tarpit, host["address"], host["port"]))
+            continue
+        accepted = None if behaviour == "auth_reject" else allowed
+        key = host_key(state_dir, host["address"], rotated=host.get("host_key_seed") == "rotated")
+        server = await asyncssh.listen(
+            host["address"], host["port"], server_host_keys=[key],
+            server_factory=(lambda a=accepted: _Server(a)),
+            process_factory=_make_handler(host, latency_ms / 1000, respond),
+            encoding="utf-8", allow_scp=False, agent_forwarding=False, x11_forwarding=False,
+            login_timeout=30, keepalive_interval=0)
+        fleet.servers.append(server)
+    return fleet
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    import json
+
+    hosts = json.loads(Path(args.spec).read_text())
+    keys = [line for line in Path(args.authorized_key).read_text().splitlines() if line.strip()]
+    fleet = await start_fleet(hosts, args.state_dir, keys, args.latency_ms)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if args.ready_file:
+        Path(args.ready_file).write_text(str(os.getpid()))
+    print(f"fleet: {len(fleet.servers)} listeners up", flush=True)
+    await stop.wait()
+    await fleet.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--authorized-key", required=True)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--ready-file")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""The daily report: pandas frame → HTML for mail clients, formula-safe CSV, JSON summary.
+
+All numbers come from include.scoring; everything taken from evidence is HTML-escaped (tags and names are
+attacker-controllable) and CSV cells cannot start a spreadsheet formula.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from include.scoring import FleetSummary, fleet_summary
+
+STATUS_ORDER = ["NON_COMPLIANT", "HOST_KEY_MISMATCH", "AUTH_FAILED", "ERROR", "UNREACHABLE", "WAIVED",
+                "NOT_APPLICABLE", "COMPLIANT"]
+UNVERIFIED = ["HOST_KEY_MISMATCH", "AUTH_FAILED", "ERROR", "UNREACHABLE"]
+COLOURS = {"COMPLIANT": "#1a7f37", "NON_COMPLIANT": "#cf222e", "ERROR": "#9a6700", "UNREACHABLE": "#6e7781",
+           "AUTH_FAILED": "#8250df", "HOST_KEY_MISMATCH": "#bc4c00", "NOT_APPLICABLE": "#57606a", "WAIVED": "#0969da"}
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+CSV_COLUMNS = ["instance_id", "name", "environment", "region", "account_id", "private_ip", "status",
+               "failed_checks", "status_detail", "checked_at", "host_key_fingerprint", "output_sha256", "run_id"]
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+CELL = "padding:4px 8px;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top;font-size:13px"
+HEAD = CELL + ";background:#f6f8fa;font-weight:600"
+
+
+@dataclass
+class Report:
+    summary: FleetSummary
+    frame: pd.DataFrame
+    html: str
+    csv: str
+    subject: str
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def safe_cell(value) -> str:
+    """Neutralise spreadsheet formulas (CSV injection): a leading quote makes the cell plain text."""
+    text = _text(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def to_frame(items: list[dict]) -> pd.DataFrame:
+    rows = []
+    for it in items:
+        rows.append({
+            "instance_id": _text(it.get("instance_id")),
+            "name": _text(it.get("name") or (it.get("tags") or {}).get("Name")),
+            "environment": _text(it.get("environment") or (it.get("tags") or {}).get("Environment")),
+            "region": _text(it.get("region")),
+            "account_id": _text(it.get("account_id")),
+            "private_ip": _text(it.get("private_ip")),
+            "status": _text(it.get("status")),
+            "failed_checks": ";".join(_text(c) for c in it.get("failed_checks") or []),
+            "status_detail": _text(it.get("status_detail")),
+            "checked_at": _text(it.get("checked_at")),
+            "host_key_fingerprint": _text(it.get("host_key_fingerprint")),
+            "output_sha256": _text(it.get("output_sha256")),
+            "run_id": _text(it.get("run_id")),
+        })
+    frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    rank = {s: i for i, s in enumerate(STATUS_ORDER)}
+    frame["_rank"] = frame["status"].map(lambda s: rank.get(s, len(rank)))
+    return frame.sort_values(["_rank", "instance_id"]).drop(columns="_rank").reset_index(drop=True)
+
+
+def subject_line(audit_date: str, summary: FleetSummary, mode: str) -> str:
+    pct = "n/a" if summary.compliance_pct is None else f"{summary.compliance_pct:.1f}%"
+    prefix = "[rebuild] " if mode == "rebuild" else ""
+    return f"{prefix}EC2 audit compliance {audit_date}: {pct} ({summary.failing} failing)"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """Rows are already-escaped HTML fragments."""
+    head = "".join(f'<th style="{HEAD}">{html.escape(h)}</th>' for h in headers)
+    body = "".join("<tr>" + "".join(f'<td style="{CELL}">{c}</td>' for c in row) + "</tr>" for row in rows)
+    return (f'<table cellspacing="0" cellpadding="0" style="border-collapse:collapse;width:100%;margin:8px 0 20px">'
+            f"<tr>{head}</tr>{body}</table>")
+
+
+def _badge(status: str, count: int) -> str:
+    colour = COLOURS.get(status, "#57606a")
+    return (f'<span style="display:inline-block;margin:2px 6px 2px 0;padding:3px 8px;border-radius:10px;'
+            f'background:{colour};color:#fff;font-size:12px">{html.escape(status)}: {count}</span>')
+
+
+def _failing_rows(items: list[dict], check_meta: Mapping[str, dict]) -> list[list[str]]:
+    rows = []
+    for it in sorted(items, key=lambda i: _text(i.get("instance_id"))):
+        if it.get("status") != "NON_COMPLIANT":
+            continue
+        failed = sorted(it.get("failed_checks") or [],
+                        key=lambda c: SEVERITY_RANK.get(check_meta.get(c, {}).get("severity", "low"), 9))
+        checks = it.get("checks") or {}
+        lines, fixes = [], []
+        for cid in failed:
+            meta = check_meta.get(cid, {})
+            detail = (checks.get(cid) or {}).get("detail", "")
+            lines.append(f"<b>{html.escape(cid)}</b> ({html.escape(meta.get('severity', '?'))}): {html.escape(_text(detail))}")
+            if meta.get("remediation"):
+                fixes.append(f"{html.escape(cid)}: {html.escape(meta['remediation'])}")
+        rows.append([html.escape(_text(it.get("instance_id"))), html.escape(_text(it.get("name"))),
+                     html.escape(_text(it.get("environment"))), html.escape(_text(it.get("region"))),
+                     "<br>".join(lines), "<br>".join(fixes)])
+    return rows
+
+
+def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
+                mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
+                notes: list[str]) -> str:
+    pct = "n/a" if summary.compliance_pct is None else f"{summary.compliance_pct:.1f}%"
+    coverage = "n/a" if summary.coverage_pct is None else f"{summary.coverage_pct:.1f}%"
+    parts = ['<div style="font-family:Arial,Helvetica,sans-serif;color:#1f2328;max-width:1100px">',
+             f'<h1 style="font-size:22px;margin:0 0 4px">EC2 audit compliance — {html.escape(audit_date)}</h1>']
+    if mode == "rebuild":
+        parts.append('<p style="background:#fff8c5;border:1px solid #d4a72c;padding:8px;font-size:14px">'
+                     "<b>Rebuilt from stored evidence.</b> No host was contacted for this report.</p>")
+    for note in notes:
+        parts.append(f'<p style="background:#f6f8fa;border-left:4px solid #0969da;padding:6px 8px;font-size:13px">'
+                     f"{html.escape(note)}</p>")
+    colour = COLOURS["COMPLIANT"] if summary.compliance_pct == 100.0 else COLOURS["NON_COMPLIANT"]
+    parts.append(f'<p style="font-size:15px;margin:8px 0"><span style="font-size:28px;font-weight:700;color:{colour}">'
+                 f"{pct}</span> compliant · coverage {coverage} (checked {summary.checked} of "
+                 f"{summary.discovered} discovered running instances)</p>")
+    parts.append("<p>" + "".join(_badge(s, summary.counts.get(s, 0)) for s in STATUS_ORDER if summary.counts.get(s))
+                 + "</p>")
+    if not_running:
+        text = ", ".join(f"{html.escape(k)}: {int(v)}" for k, v in sorted(not_running.items()))
+        parts.append(f'<p style="font-size:13px;color:#57606a">Not checked (not running): {text}</p>')
+
+    failing = _failing_rows(items, check_meta)
+    parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">Failing hosts ({len(failing)})</h2>')
+    parts.append(_table(["instance", "name", "environment", "region", "failed checks", "remediation"], failing)
+                 if failing else '<p style="font-size:13px">None.</p>')
+
+    unverified = frame[frame["status"].isin(UNVERIFIED)]
+    parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">Could not be verified ({len(unverified)})</h2>')
+    if len(unverified):
+        rows = [[html.escape(r.instance_id), html.escape(r.name), html.escape(r.status), html.escape(r.status_detail)]
+                for r in unverified.itertuples()]
+        parts.append(_table(["instance", "name", "status", "why"], rows))
+    else:
+        parts.append('<p style="font-size:13px">None.</p>')
+
+    parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">All instances ({len(frame)})</h2>')
+    rows = [[html.escape(r.instance_id), html.escape(r.name), html.escape(r.environment), html.escape(r.region),
+             html.escape(r.private_ip),
+             f'<span style="color:{COLOURS.get(r.status, "#1f2328")};font-weight:600">{html.escape(r.status)}</span>',
+             html.escape(r.failed_checks.replace(";", ", "))] for r in frame.itertuples()]
+    parts.append(_table(["instance", "name", "environment", "region", "private IP", "status", "failed checks"], rows))
+    parts.append(f'<p style="font-size:11px;color:#57606a">Run {html.escape(run_id)} · mode {html.escape(mode)} · '
+                 f"generated {html.escape(generated_at.strftime('%Y-%m-%d %H:%M:%S UTC'))} · compliance % = "
+                 "COMPLIANT / (checked − NOT_APPLICABLE − WAIVED); coverage = checked / discovered.</p></div>")
+    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+            f"<title>EC2 audit compliance {html.escape(audit_date)}</title></head><body>"
+            + "".join(parts) + "</body></html>")
+
+
+def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id: str, mode: str,
+                 generated_at: datetime, check_meta: Mapping[str, dict] | None = None,
+                 not_running: Mapping[str, int] | None = None, notes: list[str] | None = None) -> Report:
+    summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
+    frame = to_frame(items)
+    csv_text = frame.map(safe_cell).to_csv(index=False)
+    page = render_html(frame, items, summary, audit_date=audit_date, run_id=run_id, mode=mode,
+                       generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
+                       notes=notes or [])
+    return Report(summary, frame, page, csv_text, subject_line(audit_date, summary, mode))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run_id: str = "", mode: str = "") -> dict[str, str]:
+    directory = Path(report_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {kind: directory / f"compliance-{audit_date}.{kind}" for kind in ("html", "csv", "json")}
+    s = report.summary
+    machine = {"audit_date": audit_date, "run_id": run_id, "mode": mode, "discovered": s.discovered,
+               "checked": s.checked, "counts": s.counts, "compliance_pct": s.compliance_pct,
+               "coverage_pct": s.coverage_pct, "subject": report.subject}
+    _atomic_write(paths["html"], report.html)
+    _atomic_write(paths["csv"], report.csv)
+    _atomic_write(paths["json"], json.dumps(machine, indent=2) + "\n")
+    return {kind: str(path) for kind, path in paths.items()}

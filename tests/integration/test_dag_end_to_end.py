@@ -1,0 +1,136 @@
+"""The whole daily audit through real Airflow task execution (dag.test) on real components:
+
+a moto server process over HTTP (EC2, DynamoDB, CloudWatch Logs), the asyncssh-simulated fleet, two real
+OpenSSH sshd hosts (when this machine can run them), and a real SMTP server.
+"""
+from __future__ import annotations
+
+import csv
+import email
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from devstack.aws_seed import clients
+from devstack.demo_fleet import demo_fleet
+from devstack.stack import SSH_PORT, LocalStack
+
+ROOT = Path(__file__).resolve().parents[2]
+SSHD_HOSTS = [
+    {"address": "127.42.1.1", "port": SSH_PORT, "name": "real-sshd-healthy", "environment": "prod",
+     "profile": "compliant", "sshd_profile": "healthy", "simulated": False, "expected": "COMPLIANT"},
+    {"address": "127.42.1.2", "port": SSH_PORT, "name": "real-sshd-failing", "environment": "prod",
+     "profile": "agent_not_shipping", "sshd_profile": "failing", "simulated": False, "expected": "NON_COMPLIANT"},
+]
+
+
+def _sshd_support():
+    try:
+        from devstack.sshd_host import sshd_available
+    except ImportError as exc:  # pragma: no cover
+        return False, f"devstack.sshd_host unavailable: {exc}"
+    return sshd_available()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, airflow_db):
+    root = tmp_path_factory.mktemp("stack")
+    use_sshd, why = _sshd_support()
+    fleet = demo_fleet() + ([dict(h) for h in SSHD_HOSTS] if use_sshd else [])
+    local = LocalStack(root, fleet).start()
+    started = []
+    try:
+        if use_sshd:
+            from devstack.sshd_host import RealAuditd, ensure_login_user, start_sshd_host
+
+            ensure_login_user()
+            auditd = RealAuditd()
+            auditd.__enter__()
+            started.append(auditd.__exit__)
+            pub = (Path(str(local.client_key) + ".pub")).read_text().strip()
+            for host in fleet:
+                if host.get("sshd_profile"):
+                    sshd = start_sshd_host(root / host["name"], host["address"], host["port"], pub,
+                                           host["sshd_profile"], host["instance_id"])
+                    started.append(lambda *a, s=sshd: s.stop())
+        else:
+            print(f"real sshd hosts skipped: {why}")
+        saved = dict(os.environ)
+        os.environ.update(local.airflow_env())
+        os.environ["AIRFLOW_HOME"] = saved["AIRFLOW_HOME"]  # keep the tests' migrated metadata DB
+        local.fleet_entries = fleet
+        local.used_sshd = use_sshd
+        yield local
+    finally:
+        if "saved" in locals():
+            os.environ.clear()
+            os.environ.update(saved)
+        for stop in reversed(started):
+            stop(None, None, None) if stop.__name__ == "__exit__" else stop()
+        local.stop()
+
+
+def run_dag(conf: dict, logical_date: datetime):
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("ec2_audit_compliance")
+    return dag.test(logical_date=logical_date, run_conf=conf)
+
+
+def day_items(stack, day: str) -> list[dict]:
+    from include.evidence import EvidenceStore
+
+    _, _, dynamodb = clients(stack.endpoint)
+    return EvidenceStore(dynamodb, "ec2_audit_evidence").day_items(day)
+
+
+def test_daily_run_end_to_end(stack, tmp_path):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    day = now.strftime("%Y-%m-%d")
+    conf = {"recipients": ["secops@example.test"], "report_dir": str(tmp_path / "reports"),
+            "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10}
+    run = run_dag(conf, now)
+    assert run.state == "success"
+
+    running = [h for h in stack.fleet_entries if h.get("expected")]
+    items = day_items(stack, day)
+    by_id = {it["instance_id"]: it for it in items}
+    assert len(items) == len(by_id) == len(running)  # exactly one item per running instance
+    for host in running:
+        item = by_id[host["instance_id"]]
+        assert item["status"] == host["expected"], (host["name"], item.get("status_detail"), item.get("checks"))
+        assert item["audit_date"] == day and item["run_id"] == run.run_id
+        assert item["tags"]["Name"] == host["name"]
+        assert int(item["expires_at"]) > now.timestamp() + 300 * 86400
+    healthy = by_id[next(h["instance_id"] for h in running if h["name"] == "web-1")]
+    assert healthy["host_key_fingerprint"].startswith("SHA256:") and len(healthy["output_sha256"]) == 64
+    stale = by_id[next(h["instance_id"] for h in running if h["name"] == "search-1")]
+    assert stale["failed_checks"] == ["cwagent.log_stream_fresh"]
+
+    # Report files per the contract, one CSV row per instance.
+    html = tmp_path / "reports" / f"compliance-{day}.html"
+    with open(tmp_path / "reports" / f"compliance-{day}.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert html.exists() and len(rows) == len(running)
+    compliant = sum(h["expected"] == "COMPLIANT" for h in running)
+    scorable = sum(h["expected"] not in ("NOT_APPLICABLE", "WAIVED") for h in running)
+    pct = round(100 * compliant / scorable, 1)
+
+    # The email arrived once, with the day and the compliance % in the subject and the CSV attached.
+    mails = stack.received_mail()
+    assert len(mails) == 1
+    message = email.message_from_bytes(mails[0].read_bytes())
+    assert day in message["Subject"] and f"{pct:.1f}%" in message["Subject"]
+    attachments = [p.get_filename() for p in message.walk() if p.get_filename()]
+    assert f"compliance-{day}.csv" in attachments
+
+    # Rerunning the same day overwrites that day's items: same count, new run id, no duplicates.
+    rerun = run_dag({**conf, "recipients": []}, now)
+    assert rerun.state == "success"
+    again = day_items(stack, day)
+    assert len(again) == len(running)
+    assert {it["run_id"] for it in again} == {rerun.run_id}
+    assert {it["instance_id"]: it["status"] for it in again} == {i: it["status"] for i, it in by_id.items()}
+    assert len(stack.received_mail()) == 1  # no recipients → no second email
