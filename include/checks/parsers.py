@@ -124,7 +124,8 @@ def auditd_rules_loaded(outputs: Mapping[str, str]) -> Verdict:
     rules = parse_rules(text)
     if rules:
         return Verdict.passed(f"{len(rules)} rules loaded")
-    if text.strip() == "No rules" or not text.strip():
+    # Whole-line match: sudo may print a warning line (e.g. "unable to resolve host") before the answer.
+    if "No rules" in {ln.strip() for ln in text.splitlines()} or not text.strip():
         return Verdict.failed("no audit rules loaded (auditctl -l: No rules)")
     return Verdict.error(f"unparseable auditctl -l output: {_first_line(text)!r}")
 

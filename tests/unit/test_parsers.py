@@ -85,6 +85,7 @@ def test_enabled_on_boot(service, expected):
      "-a always,exit -F arch=b32 -S stime,settimeofday,adjtimex -F key=time-change", CheckStatus.PASS),
     ("sudo: a password is required", CheckStatus.ERROR),
     ("\x00\x01binary junk", CheckStatus.ERROR),
+    ("sudo: unable to resolve host vm: Name or service not known\nNo rules", CheckStatus.FAIL),
 ])
 def test_rules_loaded(rules, expected):
     verdict = parsers.auditd_rules_loaded({"auditctl_status": AUDITCTL_S_MODERN, "auditctl_rules": rules})

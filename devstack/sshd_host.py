@@ -1,0 +1,215 @@
+"""Real OpenSSH sshd "hosts" on loopback, each in its own mount namespace so it looks like its own machine.
+
+Inside the namespace (`unshare -m`, private propagation) a wrapper bind-mounts:
+  - a tmpfs over /opt holding a fake CloudWatch agent (ctl script + config JSON) — the agent cannot be
+    installed from Debian's registry, its ctl is a shell script anyway, and only its answers matter here;
+  - a sudoers.d directory granting the login user exactly the check commands (the real /etc is untouched);
+  - for the "failing" profile (or where the kernel audit cannot be used), fake auditctl answers.
+Then it execs the real /usr/sbin/sshd. The transport, auth, sudo and shell are all real. Needs root.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LOGIN = "ec2audit"
+SUDO_RULE = (f"{LOGIN} ALL=(root) NOPASSWD: /usr/sbin/auditctl -s, /usr/sbin/auditctl -l, /sbin/auditctl -s, "
+             "/sbin/auditctl -l, /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a status\n")
+
+FAKE_AUDITCTL = {
+    "healthy": ('enabled 1\nfailure 1\npid 4242\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0',
+                "-w /etc/passwd -p wa -k identity"),
+    "failing": ("enabled 0\nfailure 1\npid 0\nrate_limit 0\nbacklog_limit 64\nlost 0\nbacklog 0", "No rules"),
+}
+
+
+def sshd_available() -> tuple[bool, str]:
+    if os.geteuid() != 0:
+        return False, "needs root (mount namespaces, sshd, useradd)"
+    for tool in ("/usr/sbin/sshd", "/usr/bin/unshare", "/usr/bin/sudo", "/usr/bin/ssh-keygen"):
+        if not os.path.exists(tool):
+            return False, f"{tool} missing (apt-get install openssh-server sudo)"
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return False, f"unshare -m failed: {probe.stderr.decode(errors='replace').strip()}"
+    return True, ""
+
+
+def ensure_login_user(name: str = LOGIN) -> None:
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True, capture_output=True)
+    # "*" = no password but not locked: sshd without PAM refuses locked ("!") accounts even for keys.
+    subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
+
+
+def _script(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+def _agent_tree(root: Path, profile: str) -> None:
+    cwa = root / "aws" / "amazon-cloudwatch-agent"
+    (cwa / "bin").mkdir(parents=True)
+    (cwa / "etc" / "amazon-cloudwatch-agent.d").mkdir(parents=True)
+    running = profile == "healthy"
+    status = {"status": "running" if running else "stopped", "starttime": "2026-11-23T06:00:00+00:00" if running else "",
+              "configstatus": "configured", "version": "1.300057.0b1207"}
+    _script(cwa / "bin" / "amazon-cloudwatch-agent-ctl",
+            f"[ \"$1 $2\" = '-a status' ] || {{ echo 'unsupported' >&2; exit 1; }}\ncat <<'EOF'\n"
+            f"{json.dumps(status, indent=2)}\nEOF\n")
+    files = [{"file_path": "/var/log/syslog", "log_group_name": "/ec2/syslog"}]
+    if running:
+        files.append({"file_path": "/var/log/audit/audit.log", "log_group_name": "/ec2/audit",
+                      "log_stream_name": "{instance_id}"})
+    config = {"agent": {"run_as_user": "root"}, "logs": {"logs_collected": {"files": {"collect_list": files}}}}
+    (cwa / "etc" / "amazon-cloudwatch-agent.json").write_text(json.dumps(config, indent=2))
+
+
+@dataclass
+class SshdHost:
+    address: str
+    port: int
+    proc: subprocess.Popen
+    host_key_fingerprint: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str, profile: str,
+                    instance_id: str, fake_auditctl: bool | None = None) -> SshdHost:
+    """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy."""
+    workdir = Path(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "opt").mkdir(parents=True)
+    _agent_tree(workdir / "opt", profile)
+    sudoers = workdir / "sudoers.d"
+    sudoers.mkdir()
+    (sudoers / "ec2-audit").write_text(SUDO_RULE)
+    (sudoers / "ec2-audit").chmod(0o440)
+    key = workdir / "ssh_host_ed25519_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    fingerprint = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(key) + ".pub"], check=True,
+                                 capture_output=True, text=True).stdout.split()[1]
+    (workdir / "authorized_keys").write_text(authorized_key.strip() + "\n")
+    (workdir / "sshd_config").write_text(f"""\
+ListenAddress {address}:{port}
+HostKey {key}
+PidFile {workdir / 'sshd.pid'}
+AuthorizedKeysFile /opt/.sshd-test/authorized_keys
+AllowUsers {LOGIN}
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin no
+X11Forwarding no
+AllowTcpForwarding no
+LogLevel VERBOSE
+""")
+    # sshd reads authorized_keys as the login user, who cannot traverse the (0700) test folders: copy it
+    # into the namespace's own /opt tmpfs.
+    mounts = ["mount -t tmpfs -o mode=755 tmpfs /opt", f"cp -a {workdir / 'opt'}/. /opt/",
+              "mkdir -m 755 /opt/.sshd-test", f"install -m 644 {workdir / 'authorized_keys'} /opt/.sshd-test/",
+              f"mount --bind {sudoers} /etc/sudoers.d"]
+    if fake_auditctl if fake_auditctl is not None else profile != "healthy":
+        status, rules = FAKE_AUDITCTL[profile]
+        _script(workdir / "auditctl", f'case "$1" in -s) cat <<EOF\n{status}\nEOF\n;; -l) echo "{rules}";; '
+                                      f"*) echo unsupported >&2; exit 1;; esac\n")
+        mounts.append(f"mount --bind {workdir / 'auditctl'} /usr/sbin/auditctl")
+    wrapper = "set -e\n" + "\n".join(mounts) + f"\nexec /usr/sbin/sshd -D -e -f {workdir / 'sshd_config'}\n"
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    log = workdir / "sshd.log"
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", wrapper],
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    host = SshdHost(address, port, proc, fingerprint, log)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd on {address}:{port} exited: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                return host
+        except OSError:
+            time.sleep(0.1)
+    host.stop()
+    raise TimeoutError(f"sshd on {address}:{port} not listening: {log.read_text(errors='replace')[-2000:]}")
+
+
+class RealAuditd:
+    """Start the real auditd (kernel audit) with one rule for the healthy host; undo exactly that afterwards.
+
+    `available` is False (and nothing is changed) where the kernel audit cannot be used; callers then fall
+    back to fake auditctl answers.
+    """
+
+    RULE = ["-w", "/etc/passwd", "-p", "wa", "-k", "identity"]
+
+    def __init__(self) -> None:
+        self.available = False
+        self.started_pid: int | None = None
+        self.reason = ""
+
+    @staticmethod
+    def _status() -> dict[str, int]:
+        out = subprocess.run(["/usr/sbin/auditctl", "-s"], capture_output=True, text=True)
+        values = {}
+        for line in out.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].lstrip("-").isdigit():
+                values[parts[0]] = int(parts[1])
+        return values
+
+    def __enter__(self) -> "RealAuditd":
+        if not os.path.exists("/usr/sbin/auditd") or os.geteuid() != 0:
+            self.reason = "auditd not installed or not root"
+            return self
+        status = self._status()
+        if "pid" not in status:
+            self.reason = "kernel audit not reachable (auditctl -s failed)"
+            return self
+        if status["pid"] == 0:
+            if subprocess.run(["/usr/sbin/auditd"], capture_output=True).returncode != 0:
+                self.reason = "auditd failed to start"
+                return self
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not self._status().get("pid"):
+                time.sleep(0.1)
+            self.started_pid = self._status().get("pid") or None
+            if not self.started_pid:
+                self.reason = "auditd did not register with the kernel"
+                return self
+        subprocess.run(["/usr/sbin/auditctl", *self.RULE], capture_output=True)
+        self.available = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.available:
+            return
+        subprocess.run(["/usr/sbin/auditctl", "-W", *self.RULE[1:]], capture_output=True)
+        if self.started_pid:
+            try:
+                os.kill(self.started_pid, 15)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self._status().get("pid"):
+                time.sleep(0.1)
+            subprocess.run(["/usr/sbin/auditctl", "-e", "0"], capture_output=True)
