@@ -1,0 +1,88 @@
+"""The transport and checks against real OpenSSH sshd (9.x) hosts: the server people actually run.
+
+The healthy host uses the real kernel audit (real auditd, one rule) where this machine allows it.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from devstack.fleet import generate_client_key
+from devstack.sshd_host import LOGIN, RealAuditd, ensure_login_user, sshd_available, start_sshd_host
+from include.checks.catalogue import SCRIPT, evaluate_host_checks
+from include.checks.sections import split_sections
+from include.models import CheckStatus, Host, Status
+from include.ssh_transport import Pin, SshSettings, check_host
+
+available, why = sshd_available()
+pytestmark = pytest.mark.skipif(not available, reason=why)
+HEALTHY, FAILING = "127.42.2.1", "127.42.2.2"
+PORT = 2222
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sshd")
+    public = generate_client_key(root / "id")
+    ensure_login_user()
+    with RealAuditd() as auditd:
+        started = {
+            HEALTHY: start_sshd_host(root / "healthy", HEALTHY, PORT, public, "healthy", "i-healthy",
+                                     fake_auditctl=not auditd.available),
+            FAILING: start_sshd_host(root / "failing", FAILING, PORT, public, "failing", "i-failing"),
+        }
+        try:
+            yield root, started, auditd
+        finally:
+            for host in started.values():
+                host.stop()
+
+
+def settings(root, **kw) -> SshSettings:
+    return SshSettings(username=LOGIN, key_file=str(root / "id"), port=PORT, connect_timeout=5, backoff=0.1, **kw)
+
+
+def check(address: str, s: SshSettings, pin: Pin | None = None):
+    return asyncio.run(check_host(Host("i-x", "r", "a", address), s, s.load_key(), SCRIPT.encode(), pin))
+
+
+def test_healthy_host_passes_every_host_check(hosts):
+    root, started, auditd = hosts
+    outcome = check(HEALTHY, settings(root))
+    assert outcome.transport_status is None, outcome.transport_detail
+    assert outcome.host_key_fingerprint == started[HEALTHY].host_key_fingerprint
+    verdicts = evaluate_host_checks(split_sections(outcome.output.decode()))
+    assert {cid: v.status for cid, v in verdicts.items()} == {
+        "auditd.installed": CheckStatus.PASS, "auditd.running": CheckStatus.PASS,
+        "auditd.enabled_on_boot": CheckStatus.NOT_APPLICABLE,  # no systemd on this machine
+        "auditd.rules_loaded": CheckStatus.PASS, "cwagent.installed": CheckStatus.PASS,
+        "cwagent.running": CheckStatus.PASS, "cwagent.ships_audit_log": CheckStatus.PASS}
+    if auditd.started_pid:  # the pid came from the real kernel, through real sudo
+        assert f"pid={auditd.started_pid}" in verdicts["auditd.running"].detail
+
+
+def test_failing_host_fails_for_the_right_reasons(hosts):
+    root, _, _ = hosts
+    outcome = check(FAILING, settings(root))
+    verdicts = evaluate_host_checks(split_sections(outcome.output.decode()))
+    failed = sorted(cid for cid, v in verdicts.items() if v.status == CheckStatus.FAIL)
+    assert failed == ["auditd.rules_loaded", "auditd.running", "cwagent.running", "cwagent.ships_audit_log"]
+    assert "enabled=0" in verdicts["auditd.running"].detail
+    assert "stopped" in verdicts["cwagent.running"].detail
+
+
+def test_wrong_key_is_auth_failed(hosts, tmp_path):
+    generate_client_key(tmp_path / "other")
+    s = SshSettings(username=LOGIN, key_file=str(tmp_path / "other"), port=PORT, connect_timeout=5)
+    outcome = check(HEALTHY, s)
+    assert outcome.transport_status == Status.AUTH_FAILED and outcome.attempts == 1
+
+
+def test_pinned_key_of_another_host_is_mismatch(hosts):
+    root, started, _ = hosts
+    first = check(FAILING, settings(root))
+    pin = Pin(first.host_key, first.host_key_fingerprint)  # FAILING's key, presented as HEALTHY's pin
+    outcome = check(HEALTHY, settings(root), pin)
+    assert outcome.transport_status == Status.HOST_KEY_MISMATCH and outcome.output == b""
+    assert outcome.host_key_fingerprint == started[HEALTHY].host_key_fingerprint
