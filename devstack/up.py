@@ -22,7 +22,9 @@ def main() -> int:
         env = {**os.environ, **stack.airflow_env(),
                # Few mapped tasks at once keeps the embedded SQLite metadata DB out of "database is locked".
                "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
-               "AIRFLOW__API__HOST": "127.0.0.1"}
+               "AIRFLOW__API__HOST": "127.0.0.1",
+               # Unpaused, so UI triggers and backfills run at once (a paused DAG blocks backfill runs).
+               "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}
         print(f"local stack up (moto {stack.endpoint}, SMTP sink 127.0.0.1:{stack.smtp_port}, mail in {stack.maildir})")
         print(f"environment for other shells: source {root / 'stack.env'}")
         print("starting airflow standalone: the UI is on http://127.0.0.1:8080 (login details are printed below)")

@@ -77,11 +77,13 @@ def run_facts(context: dict[str, Any]) -> dict[str, str]:
     params = AuditParams.from_params(dict(context["params"]))
     logical = context.get("logical_date") or getattr(dag_run, "logical_date", None)
     run_after = getattr(dag_run, "run_after", None)
-    started = getattr(dag_run, "start_date", None) or datetime.now(timezone.utc)
+    # The wall clock, not dag_run.start_date: `dag.test()` sets start_date to the logical date, which
+    # would make every old day look "live".
+    now = datetime.now(timezone.utc)
     return {
         "audit_date": audit_day(logical, run_after),
         "run_id": dag_run.run_id,
-        "mode": resolve_mode(params.mode, logical, started),
+        "mode": resolve_mode(params.mode, logical, now),
     }
 
 

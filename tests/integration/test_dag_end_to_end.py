@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import email
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -134,3 +134,28 @@ def test_daily_run_end_to_end(stack, tmp_path):
     assert {it["run_id"] for it in again} == {rerun.run_id}
     assert {it["instance_id"]: it["status"] for it in again} == {i: it["status"] for i, it in by_id.items()}
     assert len(stack.received_mail()) == 1  # no recipients → no second email
+
+
+def test_rebuild_and_backfill_never_ssh(stack, tmp_path):
+    """mode=rebuild, and an old day under mode=auto (a backfill), rebuild from stored evidence only."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    day = now.strftime("%Y-%m-%d")
+    before = {it["instance_id"]: it["run_id"] for it in day_items(stack, day)}
+    assert before, "runs after test_daily_run_end_to_end"
+    conf = {"report_dir": str(tmp_path), "recipients": []}
+
+    rebuilt = run_dag({**conf, "mode": "rebuild"}, now)
+    assert rebuilt.state == "success"
+    assert {it["instance_id"]: it["run_id"] for it in day_items(stack, day)} == before  # nothing re-checked
+    html = (tmp_path / f"compliance-{day}.html").read_text()
+    assert "Rebuilt from stored evidence" in html
+    with open(tmp_path / f"compliance-{day}.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == len(before)
+
+    old = now.replace(hour=6, minute=0, second=0) - timedelta(days=5)
+    backfill = run_dag(conf, old)
+    assert backfill.state == "success"
+    old_day = old.strftime("%Y-%m-%d")
+    assert day_items(stack, old_day) == []  # no evidence invented for a day nobody checked
+    html = (tmp_path / f"compliance-{old_day}.html").read_text()
+    assert "Rebuilt from stored evidence" in html and "gap, not a result" in html
