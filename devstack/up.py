@@ -15,11 +15,17 @@ from devstack.demo_fleet import demo_fleet
 from devstack.stack import PROJECT, LocalStack
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops the stack as cleanly as Ctrl-C
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     root = PROJECT / ".local" / "up"
     root.mkdir(parents=True, exist_ok=True)
     with LocalStack(root, demo_fleet()) as stack:
-        env = {**os.environ, **stack.airflow_env(),
+        bin_dir = str(Path(sys.executable).parent)  # standalone starts its components as `airflow …`
+        env = {**os.environ, **stack.airflow_env(), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
                # Few mapped tasks at once keeps the embedded SQLite metadata DB out of "database is locked".
                "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
                "AIRFLOW__API__HOST": "127.0.0.1",
