@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         airflow(["db", "migrate"], env, log)
         day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
         report_dir = root / "reports"
-        conf = {"recipients": ["secops@example.test"], "report_dir": str(report_dir),
+        # batch_size 8 → three mapped verify_batch tasks, to show the mapping on a small fleet.
+        conf = {"recipients": ["secops@example.test"], "report_dir": str(report_dir), "batch_size": 8,
                 "connect_timeout": 3, "host_timeout": 20, "command_timeout": 15}
         print(f"running DAG {DAG_ID} for {day} (airflow dags test; log: {log})")
         airflow(["dags", "test", DAG_ID, day, "--conf", json.dumps(conf)], env, log)

@@ -89,7 +89,7 @@ def day_items(stack, day: str) -> list[dict]:
 def test_daily_run_end_to_end(stack, tmp_path):
     now = datetime.now(timezone.utc).replace(microsecond=0)
     day = now.strftime("%Y-%m-%d")
-    conf = {"recipients": ["secops@example.test"], "report_dir": str(tmp_path / "reports"),
+    conf = {"recipients": ["secops@example.test"], "report_dir": str(tmp_path / "reports"), "batch_size": 8,
             "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10}
     run = run_dag(conf, now)
     assert run.state == "success"
@@ -159,3 +159,24 @@ def test_rebuild_and_backfill_never_ssh(stack, tmp_path):
     assert day_items(stack, old_day) == []  # no evidence invented for a day nobody checked
     html = (tmp_path / f"compliance-{old_day}.html").read_text()
     assert "Rebuilt from stored evidence" in html and "gap, not a result" in html
+
+
+def test_task_retry_skips_hosts_already_recorded_by_the_run(stack):
+    """verify_batch run twice for the same run (an Airflow task retry): the second pass redoes nothing."""
+    from include.config import AuditParams
+    from include.evidence import EvidenceStore
+    from include.ssh_transport import SshSettings
+    from include.verify import RunContext, verify_batch
+
+    ec2, logs, dynamodb = clients(stack.endpoint)
+    store = EvidenceStore(dynamodb, "ec2_audit_evidence")
+    ids = sorted(h["instance_id"] for h in stack.fleet_entries
+                 if h.get("expected") in ("COMPLIANT", "NON_COMPLIANT") and h.get("simulated", True))[:6]
+    batch = {"region": "us-east-1", "instance_ids": ids, "label": "retry test"}
+    ssh = SshSettings(username="ec2audit", key_file=str(stack.client_key), port=SSH_PORT, connect_timeout=2)
+    ctx = RunContext("2031-01-01", "retry-run", AuditParams(), ssh)
+    first = verify_batch(batch, ctx, ec2, logs, store)
+    assert first["already_recorded"] == 0 and sum(first["counts"].values()) == len(ids)
+    second = verify_batch(batch, ctx, ec2, logs, store)
+    assert second["already_recorded"] == len(ids) and second["counts"] == {}
+    assert len(store.day_items("2031-01-01")) == len(ids)
