@@ -23,6 +23,28 @@ def _sudo_problem(text: str) -> str | None:
     return f"sudo -n refused: {m.group(0)[:120]}" if m else None
 
 
+def _unusable(text: str, missing_marker: str, missing_detail: str) -> Verdict | None:
+    """The answers every privileged probe can give instead of real output: sudo refused, tool missing."""
+    if problem := _sudo_problem(text):
+        return Verdict.error(problem)
+    if text.strip() == missing_marker:
+        return Verdict.failed(missing_detail)
+    return None
+
+
+def _installed(text: str, path_key: str, rpm_name: str, what: str) -> Verdict:
+    """`<path_key>: /path|none` and `package: <rpm -q | dpkg-query>` lines → installed or not."""
+    kv = _kv_lines(text)
+    path, package = kv.get(path_key, ""), kv.get("package", "")
+    if path.startswith("/"):
+        return Verdict.passed(f"{what} at {path}")
+    if re.match(rf"^{re.escape(rpm_name)}-\d", package) or package.endswith("install ok installed"):
+        return Verdict.passed(f"package {package}")
+    if path_key not in kv:
+        return Verdict.error(f"unexpected output: {_first_line(text)!r}")
+    return Verdict.failed(f"{what} not found and package not installed")
+
+
 def _first_line(text: str, limit: int = 160) -> str:
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     return line[:limit]
@@ -62,24 +84,13 @@ def parse_auditctl_status(text: str) -> dict[str, int] | None:
 
 
 def auditd_installed(outputs: Mapping[str, str]) -> Verdict:
-    text = outputs["auditd_installed"]
-    kv = _kv_lines(text)
-    binary, package = kv.get("binary", ""), kv.get("package", "")
-    if binary.startswith("/"):
-        return Verdict.passed(f"auditd binary at {binary}")
-    if re.match(r"^audit-\d", package) or re.search(r"\binstall ok installed$", package):
-        return Verdict.passed(f"package {package}")
-    if "binary" not in kv:
-        return Verdict.error(f"unexpected output: {_first_line(text)!r}")
-    return Verdict.failed("auditd binary not found and package not installed")
+    return _installed(outputs["auditd_installed"], "binary", "audit", "auditd binary")
 
 
 def auditd_running(outputs: Mapping[str, str]) -> Verdict:
     status_text, service = outputs["auditctl_status"], _kv_lines(outputs["auditd_service"])
-    if problem := _sudo_problem(status_text):
-        return Verdict.error(problem)
-    if status_text.strip() == "auditctl: not found":
-        return Verdict.failed("auditctl not found")
+    if unusable := _unusable(status_text, "auditctl: not found", "auditctl not found"):
+        return unusable
     status = parse_auditctl_status(status_text)
     if status is None:
         return Verdict.error(f"unparseable auditctl -s output: {_first_line(status_text)!r}")
@@ -117,10 +128,8 @@ def parse_rules(text: str) -> list[str]:
 
 def auditd_rules_loaded(outputs: Mapping[str, str]) -> Verdict:
     text = outputs["auditctl_rules"]
-    if problem := _sudo_problem(text):
-        return Verdict.error(problem)
-    if text.strip() == "auditctl: not found":
-        return Verdict.failed("auditctl not found")
+    if unusable := _unusable(text, "auditctl: not found", "auditctl not found"):
+        return unusable
     rules = parse_rules(text)
     if rules:
         return Verdict.passed(f"{len(rules)} rules loaded")
@@ -133,15 +142,7 @@ def auditd_rules_loaded(outputs: Mapping[str, str]) -> Verdict:
 # ---------------------------------------------------------------- CloudWatch agent
 
 def cwagent_installed(outputs: Mapping[str, str]) -> Verdict:
-    kv = _kv_lines(outputs["cwagent_installed"])
-    ctl, package = kv.get("ctl", ""), kv.get("package", "")
-    if ctl.startswith("/"):
-        return Verdict.passed(f"agent ctl at {ctl}")
-    if re.match(r"^amazon-cloudwatch-agent-\d", package) or package.endswith("install ok installed"):
-        return Verdict.passed(f"package {package}")
-    if "ctl" not in kv:
-        return Verdict.error(f"unexpected output: {_first_line(outputs['cwagent_installed'])!r}")
-    return Verdict.failed("amazon-cloudwatch-agent-ctl not found and package not installed")
+    return _installed(outputs["cwagent_installed"], "ctl", "amazon-cloudwatch-agent", "agent ctl")
 
 
 def parse_agent_status(text: str) -> dict | None:
@@ -158,10 +159,8 @@ def parse_agent_status(text: str) -> dict | None:
 
 def cwagent_running(outputs: Mapping[str, str]) -> Verdict:
     text = outputs["cwagent_status"]
-    if problem := _sudo_problem(text):
-        return Verdict.error(problem)
-    if text.strip() == "ctl: not found":
-        return Verdict.failed("agent not installed")
+    if unusable := _unusable(text, "ctl: not found", "agent not installed"):
+        return unusable
     status = parse_agent_status(text)
     if status is None or "status" not in status:
         return Verdict.error(f"unparseable agent status: {_first_line(text)!r}")
