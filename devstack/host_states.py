@@ -13,6 +13,42 @@ from include.checks.sections import render_files, render_sections
 
 AUDIT_GROUP = "/ec2/audit"
 
+# Rules as the kernel reports them (`auditctl -l`), covering every CIS group of include/checks/rulesets.py.
+CIS_RULES: tuple[str, ...] = (
+    "-w /etc/sudoers -p wa -k scope",
+    "-w /etc/sudoers.d -p wa -k scope",
+    "-w /var/log/sudo.log -p wa -k actions",
+    "-a always,exit -F arch=b64 -S adjtimex,settimeofday,clock_settime -F key=time-change",
+    "-w /etc/localtime -p wa -k time-change",
+    "-a always,exit -F arch=b64 -S sethostname,setdomainname -F key=system-locale",
+    "-w /etc/issue -p wa -k system-locale",
+    "-w /etc/selinux -p wa -k MAC-policy",
+    "-w /var/log/lastlog -p wa -k logins",
+    "-w /var/run/faillock -p wa -k logins",
+    "-w /var/run/utmp -p wa -k session",
+    "-w /var/log/wtmp -p wa -k session",
+    "-a always,exit -F arch=b64 -S chmod,fchmod,fchmodat -F auid>=1000 -F auid!=-1 -F key=perm_mod",
+    "-a always,exit -F arch=b64 -S open,truncate,ftruncate,creat,openat -F exit=-EACCES -F auid>=1000 -F auid!=-1 -F key=access",
+    "-w /etc/group -p wa -k identity",
+    "-w /etc/passwd -p wa -k identity",
+    "-a always,exit -F arch=b64 -S mount -F auid>=1000 -F auid!=-1 -F key=mounts",
+    "-a always,exit -F arch=b64 -S rename,unlink,unlinkat,renameat -F auid>=1000 -F auid!=-1 -F key=delete",
+    "-a always,exit -F arch=b64 -S init_module,finit_module,delete_module -F key=modules",
+)
+GOOD_AUDITD_CONF = """\
+log_file = /var/log/audit/audit.log
+log_format = ENRICHED
+max_log_file = 32
+max_log_file_action = keep_logs
+space_left = 75
+space_left_action = email
+admin_space_left_action = single
+disk_full_action = halt
+disk_error_action = halt"""
+WEAK_AUDITD_CONF = GOOD_AUDITD_CONF.replace("keep_logs", "ignore").replace("disk_full_action = halt",
+                                                                            "disk_full_action = ignore")
+GOOD_CMDLINE = "BOOT_IMAGE=(hd0,gpt1)/boot/vmlinuz-6.1.112 root=UUID=0e1f ro console=ttyS0 audit=1 audit_backlog_limit=8192"
+
 
 @dataclass(frozen=True)
 class HostState:
@@ -20,11 +56,14 @@ class HostState:
     auditd_installed: bool = True
     auditd_running: bool = True
     auditd_enabled: bool = True
-    rules: tuple[str, ...] = (
-        "-w /etc/passwd -p wa -k identity",
-        "-w /etc/sudoers -p wa -k scope",
-        "-a always,exit -F arch=b64 -S adjtimex,settimeofday -F key=time-change",
-    )
+    rules: tuple[str, ...] = CIS_RULES
+    immutable: bool = True  # enabled 2
+    auditd_conf_ok: bool = True
+    boot_params_ok: bool = True
+    log_perms_ok: bool = True
+    losing_events: bool = False
+    translated: str = "ok"  # ok | missing | stale (JSON ships, TOML does not) | unknown_stream
+    run_as_user: str = "root"
     agent_installed: bool = True
     agent_running: bool = True
     ships_audit_log: bool = True
@@ -39,7 +78,7 @@ PROFILES: dict[str, HostState] = {
     "compliant_no_systemd": HostState(systemd=False),
     "auditd_stopped": HostState(auditd_running=False),
     "auditd_missing": HostState(auditd_installed=False, auditd_running=False, rules=()),
-    "no_rules": HostState(rules=()),
+    "no_rules": HostState(rules=(), immutable=False),
     "auditd_not_enabled": HostState(auditd_enabled=False),
     "agent_stopped": HostState(agent_running=False),
     "agent_missing": HostState(agent_installed=False, agent_running=False, ships_audit_log=False,
@@ -47,6 +86,15 @@ PROFILES: dict[str, HostState] = {
     "agent_not_shipping": HostState(ships_audit_log=False, stream_age_minutes=None),
     "stale_stream": HostState(stream_age_minutes=600),
     "sudo_password": HostState(sudo_ok=False),
+    "not_immutable": HostState(immutable=False),
+    "rules_incomplete": HostState(rules=CIS_RULES[:3] + CIS_RULES[14:16]),
+    "weak_auditd_conf": HostState(auditd_conf_ok=False),
+    "no_boot_params": HostState(boot_params_ok=False),
+    "loose_log_perms": HostState(log_perms_ok=False),
+    "losing_events": HostState(losing_events=True),
+    "agent_stale_translation": HostState(translated="stale"),
+    "agent_unknown_stream": HostState(translated="unknown_stream"),
+    "agent_cannot_read": HostState(run_as_user="cwagent"),
 }
 
 # What each profile must end up as, for the demo's self-check and the integration tests.
@@ -54,33 +102,58 @@ EXPECTED_FAILED: dict[str, tuple[str, ...]] = {
     "compliant": (),
     "compliant_fragment": (),
     "compliant_no_systemd": (),
-    "auditd_stopped": ("auditd.running",),
-    "auditd_missing": ("auditd.installed", "auditd.rules_loaded", "auditd.running"),
-    "no_rules": ("auditd.rules_loaded",),
+    "auditd_stopped": ("auditd.immutable", "auditd.running"),
+    "auditd_missing": ("auditd.backlog_lost", "auditd.config", "auditd.immutable", "auditd.installed",
+                       "auditd.log_permissions", "auditd.rules_cover_cis", "auditd.rules_loaded", "auditd.running"),
+    "no_rules": ("auditd.immutable", "auditd.rules_cover_cis", "auditd.rules_loaded"),
     "auditd_not_enabled": ("auditd.enabled_on_boot",),
     "agent_stopped": ("cwagent.running",),
     "agent_missing": ("cwagent.installed", "cwagent.log_stream_fresh", "cwagent.running", "cwagent.ships_audit_log"),
     "agent_not_shipping": ("cwagent.log_stream_fresh", "cwagent.ships_audit_log"),
     "stale_stream": ("cwagent.log_stream_fresh",),
     "sudo_password": (),  # ERROR, not a failure: the checks could not be evaluated
+    "not_immutable": ("auditd.immutable",),
+    "rules_incomplete": ("auditd.rules_cover_cis",),
+    "weak_auditd_conf": ("auditd.config",),
+    "no_boot_params": ("auditd.boot_params",),
+    "loose_log_perms": ("auditd.log_permissions",),
+    "losing_events": ("auditd.backlog_lost",),
+    "agent_stale_translation": ("cwagent.config_valid",),
+    "agent_unknown_stream": ("cwagent.config_valid",),
+    "agent_cannot_read": ("cwagent.config_valid",),
 }
 
 SUDO_REFUSED = "sudo: a password is required"
 
 
-def agent_config(ships_audit_log: bool) -> dict:
+def agent_config(ships_audit_log: bool, run_as_user: str = "root") -> dict:
     files = [{"file_path": "/var/log/messages", "log_group_name": "/ec2/syslog", "log_stream_name": "{instance_id}"}]
     if ships_audit_log:
         files.append({"file_path": "/var/log/audit/audit.log", "log_group_name": AUDIT_GROUP,
                       "log_stream_name": "{instance_id}", "timezone": "UTC"})
-    return {"agent": {"metrics_collection_interval": 60, "run_as_user": "root"},
+    return {"agent": {"metrics_collection_interval": 60, "run_as_user": run_as_user},
             "logs": {"logs_collected": {"files": {"collect_list": files}}}}
 
 
-def _auditctl_status(s: HostState) -> str:
-    enabled, pid = (1, 1187) if s.auditd_running else (0, 0)
-    return (f"enabled {enabled}\nfailure 1\npid {pid}\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0\n"
+def _auditctl_status(s: HostState, lost: int = 0) -> str:
+    enabled, pid = ((2 if s.immutable else 1), 1187) if s.auditd_running else (0, 0)
+    return (f"enabled {enabled}\nfailure 1\npid {pid}\nrate_limit 0\nbacklog_limit 8192\nlost {lost}\nbacklog 0\n"
             "backlog_wait_time 60000\nbacklog_wait_time_actual 0\nloginuid_immutable 0 unlocked")
+
+
+def agent_toml(s: HostState, identity: dict) -> str:
+    """What `fetch-config` translates the JSON into (the config the agent really runs)."""
+    if s.translated == "missing":
+        return "toml: not found"
+    stream = "i-UNKNOWN" if s.translated == "unknown_stream" else identity.get("instance_id", "i-0123456789abcdef0")
+    entries = ['    [[inputs.logfile.file_config]]\n      file_path = "/var/log/messages"\n'
+               '      log_group_name = "/ec2/syslog"\n      log_stream_name = "%s"\n' % stream]
+    if s.ships_audit_log and s.translated != "stale":
+        entries.append('    [[inputs.logfile.file_config]]\n      file_path = "/var/log/audit/audit.log"\n'
+                       f'      log_group_name = "{AUDIT_GROUP}"\n      log_stream_name = "{stream}"\n      pipe = false\n')
+    return ('[agent]\n  collection_jitter = "0s"\n  interval = "60s"\n\n[inputs]\n\n  [[inputs.logfile]]\n'
+            '    destination = "cloudwatchlogs"\n    file_state_folder = "/opt/aws/amazon-cloudwatch-agent/logs/state"\n\n'
+            + "".join(entries) + '\n[outputs]\n\n  [[outputs.cloudwatchlogs]]\n    region = "us-east-1"\n')
 
 
 def sections_for(s: HostState, identity: dict) -> dict[str, str]:
@@ -93,7 +166,7 @@ def sections_for(s: HostState, identity: dict) -> dict[str, str]:
     elif not s.sudo_ok:
         out["auditctl_status"] = out["auditctl_rules"] = SUDO_REFUSED
     else:
-        out["auditctl_status"] = _auditctl_status(s)
+        out["auditctl_status"] = _auditctl_status(s, 10 if s.losing_events else 0)
         out["auditctl_rules"] = "\n".join(s.rules) if s.rules else "No rules"
     service = "init: systemd\n" if s.systemd else "init: other\n"
     if s.systemd:
@@ -115,9 +188,23 @@ def sections_for(s: HostState, identity: dict) -> dict[str, str]:
     if s.agent_installed:
         name = (f"{CWA_DIR}/etc/amazon-cloudwatch-agent.d/file_amazon-cloudwatch-agent.json" if s.config_in_fragment
                 else f"{CWA_DIR}/etc/amazon-cloudwatch-agent.json")
-        out["cwagent_config"] = render_files([(name, json.dumps(agent_config(s.ships_audit_log), indent=2))])
+        out["cwagent_config"] = render_files([(name, json.dumps(agent_config(s.ships_audit_log, s.run_as_user), indent=2))])
     else:
         out["cwagent_config"] = ""
+    if not s.auditd_installed:
+        out["auditd_conf"], out["audit_log_perms"] = "auditd.conf: not found", "audit log dir: not found"
+    elif not s.sudo_ok:
+        out["auditd_conf"] = out["audit_log_perms"] = SUDO_REFUSED
+    else:
+        out["auditd_conf"] = GOOD_AUDITD_CONF if s.auditd_conf_ok else WEAK_AUDITD_CONF
+        mode = "-rw-------" if s.log_perms_ok else "-rw-r--r--"
+        out["audit_log_perms"] = ("total 8200\ndrwx------. 2 root root   4096 Nov 23 06:00 .\n"
+                                  "drwxr-xr-x. 9 root root   4096 Nov 20 03:12 ..\n"
+                                  f"{mode}. 1 root root 2204731 Nov 23 06:01 audit.log\n"
+                                  "-r--------. 1 root root 8388689 Nov 22 14:40 audit.log.1")
+    out["kernel_cmdline"] = GOOD_CMDLINE if s.boot_params_ok else GOOD_CMDLINE.replace(" audit=1 audit_backlog_limit=8192", "")
+    out["cwagent_toml"] = agent_toml(s, identity) if s.agent_installed else "toml: not found"
+    out["auditctl_status_end"] = out["auditctl_status"] if not s.losing_events else _auditctl_status(s, 25)
     return out
 
 

@@ -18,13 +18,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.host_states import CIS_RULES
+
 LOGIN = "ec2audit"
+# The same allowlist the README gives for real hosts.
 SUDO_RULE = (f"{LOGIN} ALL=(root) NOPASSWD: /usr/sbin/auditctl -s, /usr/sbin/auditctl -l, /sbin/auditctl -s, "
-             "/sbin/auditctl -l, /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a status\n")
+             "/sbin/auditctl -l, /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a status, "
+             "/bin/cat /etc/audit/auditd.conf, /bin/ls -la /var/log/audit\n")
+CMDLINE = {"healthy": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet audit=1 audit_backlog_limit=8192",
+           "failing": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet"}
 
 FAKE_AUDITCTL = {
-    "healthy": ('enabled 1\nfailure 1\npid 4242\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0',
-                "-w /etc/passwd -p wa -k identity"),
+    "healthy": ('enabled 2\nfailure 1\npid 4242\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0',
+                "\n".join(CIS_RULES)),
     "failing": ("enabled 0\nfailure 1\npid 0\nrate_limit 0\nbacklog_limit 64\nlost 0\nbacklog 0", "No rules"),
 }
 
@@ -53,7 +59,7 @@ def _script(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
-def _agent_tree(root: Path, profile: str) -> None:
+def _agent_tree(root: Path, profile: str, instance_id: str) -> None:
     cwa = root / "aws" / "amazon-cloudwatch-agent"
     (cwa / "bin").mkdir(parents=True)
     (cwa / "etc" / "amazon-cloudwatch-agent.d").mkdir(parents=True)
@@ -69,6 +75,11 @@ def _agent_tree(root: Path, profile: str) -> None:
                       "log_stream_name": "{instance_id}"})
     config = {"agent": {"run_as_user": "root"}, "logs": {"logs_collected": {"files": {"collect_list": files}}}}
     (cwa / "etc" / "amazon-cloudwatch-agent.json").write_text(json.dumps(config, indent=2))
+    if running:  # what fetch-config would have translated; the failing host never ran it
+        (cwa / "etc" / "amazon-cloudwatch-agent.toml").write_text(
+            '[inputs]\n  [[inputs.logfile]]\n    destination = "cloudwatchlogs"\n'
+            '    [[inputs.logfile.file_config]]\n      file_path = "/var/log/audit/audit.log"\n'
+            f'      log_group_name = "/ec2/audit"\n      log_stream_name = "{instance_id}"\n')
 
 
 @dataclass
@@ -99,7 +110,7 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "opt").mkdir(parents=True)
-    _agent_tree(workdir / "opt", profile)
+    _agent_tree(workdir / "opt", profile, instance_id)
     sudoers = workdir / "sudoers.d"
     sudoers.mkdir()
     (sudoers / "ec2-audit").write_text(SUDO_RULE)
@@ -126,12 +137,15 @@ LogLevel VERBOSE
 """)
     # sshd reads authorized_keys as the login user, who cannot traverse the (0700) test folders: copy it
     # into the namespace's own /opt tmpfs.
+    (workdir / "cmdline").write_text(CMDLINE[profile] + "\n")
     mounts = ["mount -t tmpfs -o mode=755 tmpfs /opt", f"cp -a {workdir / 'opt'}/. /opt/",
               "mkdir -m 755 /opt/.sshd-test", f"install -m 644 {workdir / 'authorized_keys'} /opt/.sshd-test/",
-              f"mount --bind {sudoers} /etc/sudoers.d"]
+              f"mount --bind {sudoers} /etc/sudoers.d",
+              # The boot command line is this VM's, not an EC2 instance's: each host gets its own.
+              f"mount --bind {workdir / 'cmdline'} /proc/cmdline"]
     if fake_auditctl if fake_auditctl is not None else profile != "healthy":
         status, rules = FAKE_AUDITCTL[profile]
-        _script(workdir / "auditctl", f'case "$1" in -s) cat <<EOF\n{status}\nEOF\n;; -l) echo "{rules}";; '
+        _script(workdir / "auditctl", f'case "$1" in -s) cat <<EOF\n{status}\nEOF\n;; -l) cat <<EOF\n{rules}\nEOF\n;; '
                                       f"*) echo unsupported >&2; exit 1;; esac\n")
         mounts.append(f"mount --bind {workdir / 'auditctl'} /usr/sbin/auditctl")
     wrapper = "set -e\n" + "\n".join(mounts) + f"\nexec /usr/sbin/sshd -D -e -f {workdir / 'sshd_config'}\n"
@@ -154,18 +168,21 @@ LogLevel VERBOSE
 
 
 class RealAuditd:
-    """Start the real auditd (kernel audit) with one rule for the healthy host; undo exactly that afterwards.
+    """Start the real auditd (kernel audit) with the CIS rule set for the healthy host; undo it afterwards.
 
     `available` is False (and nothing is changed) where the kernel audit cannot be used; callers then fall
     back to fake auditctl answers.
     """
 
-    RULE = ["-w", "/etc/passwd", "-p", "wa", "-k", "identity"]
+    @staticmethod
+    def _rules() -> list[list[str]]:
+        return [line.split() for line in CIS_RULES]
 
     def __init__(self) -> None:
         self.available = False
         self.started_pid: int | None = None
         self.reason = ""
+        self.had_rules = True
 
     @staticmethod
     def _status() -> dict[str, int]:
@@ -196,14 +213,22 @@ class RealAuditd:
             if not self.started_pid:
                 self.reason = "auditd did not register with the kernel"
                 return self
-        subprocess.run(["/usr/sbin/auditctl", *self.RULE], capture_output=True)
+        listing = subprocess.run(["/usr/sbin/auditctl", "-l"], capture_output=True, text=True).stdout.strip()
+        self.had_rules = listing != "No rules"
+        for rule in self._rules():
+            subprocess.run(["/usr/sbin/auditctl", *rule], capture_output=True)
         self.available = True
         return self
 
     def __exit__(self, *exc) -> None:
         if not self.available:
             return
-        subprocess.run(["/usr/sbin/auditctl", "-W", *self.RULE[1:]], capture_output=True)
+        if self.had_rules:  # someone else's rules are loaded too: delete exactly ours
+            for rule in self._rules():
+                undo = ["-W" if rule[0] == "-w" else "-d", *rule[1:]]
+                subprocess.run(["/usr/sbin/auditctl", *undo], capture_output=True)
+        else:
+            subprocess.run(["/usr/sbin/auditctl", "-D"], capture_output=True)
         if self.started_pid:
             try:
                 os.kill(self.started_pid, 15)

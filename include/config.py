@@ -34,6 +34,7 @@ class AuditParams:
     host_timeout: int = 90
     command_timeout: int = 60
     ttl_days: int = 400
+    rule_set: str = "cis"  # built-in rule group set (cis, minimal) or a JSON file path
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "AuditParams":
@@ -59,6 +60,12 @@ class AuditParams:
             problems.append("host_timeout must be 5–90 s")
         if self.stream_max_age_minutes < 1 or self.ttl_days < 1:
             problems.append("stream_max_age_minutes and ttl_days must be positive")
+        try:
+            from include.checks.rulesets import load_rule_set
+
+            load_rule_set(self.rule_set)
+        except ValueError as exc:
+            problems.append(str(exc))
         if problems:
             raise ValueError("invalid params: " + "; ".join(problems))
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from include.checks import parsers
-from include.checks.catalogue import SCRIPT, evaluate_host_checks
+from include.checks.catalogue import SCRIPT, CheckOptions, evaluate_host_checks
+from include.checks.rulesets import load_rule_set
 from include.checks.sections import split_sections
 from include.cloudwatch import StreamLookup
 from include.config import AuditParams
@@ -59,7 +60,7 @@ def judge_host(host: Host, outcome: HostOutcome, lookup: StreamLookup, params: A
     if outcome.transport_status is not None:
         return outcome.transport_status, [], {}, outcome.transport_detail
     output = split_sections(outcome.output.decode("utf-8", errors="replace"))
-    verdicts = evaluate_host_checks(output)
+    verdicts = evaluate_host_checks(output, CheckOptions(rule_groups=load_rule_set(params.rule_set)))
     present = {name: text for name, text in output.sections.items() if name not in output.ambiguous}
     try:
         verdicts[STREAM_CHECK] = judge_stream(present, verdicts, host, lookup, params, now)

@@ -5,12 +5,19 @@ Check ids are part of the outside contract (shared/CONTRACT.md) and never change
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from include.checks import parsers, probes
+from include.checks import parsers, probes, rulesets
 from include.checks.probes import Probe
 from include.checks.sections import ScriptOutput
 from include.models import Verdict
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Per-fleet choices some parsers need (params of the run)."""
+
+    rule_groups: tuple[rulesets.RuleGroup, ...] = field(default_factory=lambda: rulesets.CIS)
 
 
 @dataclass(frozen=True)
@@ -22,7 +29,9 @@ class Check:
     parser: Callable[[Mapping[str, str]], Verdict] | None  # None: judged on the AWS side
     remediation: str
     references: tuple[str, ...] = ()
+    rationale: str = ""
     aws_side: bool = False
+    takes_options: bool = False  # parser(outputs, options) instead of parser(outputs)
 
     @property
     def command(self) -> str:
@@ -38,6 +47,7 @@ CATALOGUE: tuple[Check, ...] = (
         parser=parsers.auditd_installed,
         remediation="Install the audit daemon: `dnf install audit` (AL2023/RHEL) or `apt-get install auditd` (Ubuntu/Debian).",
         references=("CIS Amazon Linux 2023 6.3.1.1", "CIS RHEL 9 6.3.1.1", "CIS Ubuntu 22.04 4.1.1.1"),
+        rationale="Without the audit daemon, kernel audit events are not written anywhere durable.",
     ),
     Check(
         id="auditd.running",
@@ -47,6 +57,7 @@ CATALOGUE: tuple[Check, ...] = (
         parser=parsers.auditd_running,
         remediation="Start auditd (`service auditd start`; on systemd `systemctl start auditd`) and check `auditctl -s` shows enabled 1 and a pid.",
         references=("CIS Amazon Linux 2023 6.3.1.2", "NIST 800-53 AU-12"),
+        rationale="Rules only record while the kernel audit is enabled and a daemon is receiving events.",
     ),
     Check(
         id="auditd.enabled_on_boot",
@@ -56,6 +67,7 @@ CATALOGUE: tuple[Check, ...] = (
         parser=parsers.auditd_enabled_on_boot,
         remediation="`systemctl enable auditd`.",
         references=("CIS Amazon Linux 2023 6.3.1.2", "CIS Ubuntu 22.04 4.1.1.2"),
+        rationale="A daemon that does not start at boot leaves a silent gap after every reboot.",
     ),
     Check(
         id="auditd.rules_loaded",
@@ -65,6 +77,68 @@ CATALOGUE: tuple[Check, ...] = (
         parser=parsers.auditd_rules_loaded,
         remediation="Put rules in /etc/audit/rules.d/*.rules and load them with `augenrules --load`; verify with `auditctl -l`.",
         references=("CIS Amazon Linux 2023 6.3.3", "NIST 800-53 AU-2"),
+        rationale="With no rules loaded the kernel records almost nothing of interest; rules files on disk are not proof.",
+    ),
+    Check(
+        id="auditd.config",
+        title="auditd.conf keeps logs and never ignores a full disk",
+        severity="high",
+        probes=(probes.AUDITD_CONF,),
+        parser=parsers.auditd_config,
+        rationale="Default or careless settings rotate away evidence or keep running blind when the disk fills.",
+        remediation="In /etc/audit/auditd.conf set max_log_file (MB), max_log_file_action = keep_logs (or rotate with num_logs ≥ 2), and never `ignore` for space_left_action, admin_space_left_action, disk_full_action, disk_error_action; then `service auditd reload`.",
+        references=("CIS Amazon Linux 2023 6.3.2.1–6.3.2.4", "CIS RHEL 9 6.3.2.x", "CIS Ubuntu 22.04 4.1.2.x"),
+    ),
+    Check(
+        id="auditd.rules_cover_cis",
+        title="loaded audit rules cover the CIS rule groups",
+        severity="high",
+        probes=(probes.AUDITCTL_RULES,),
+        parser=lambda outputs, options: parsers.rules_cover(outputs, options.rule_groups),
+        takes_options=True,
+        rationale="Judged on the kernel's loaded rules (auditctl -l), not on files in rules.d that may never have been loaded.",
+        remediation="Add the missing groups' rules to /etc/audit/rules.d/ (e.g. from the CIS benchmark or the audit package's 30-stig.rules) and run `augenrules --load`.",
+        references=("CIS Amazon Linux 2023 6.3.3.1–6.3.3.21", "CIS RHEL 9 6.3.3.x", "CIS Ubuntu 22.04 4.1.3.x"),
+    ),
+    Check(
+        id="auditd.immutable",
+        title="the audit configuration is immutable (-e 2)",
+        severity="medium",
+        probes=(probes.AUDITCTL_STATUS,),
+        parser=parsers.auditd_immutable,
+        rationale="Without -e 2 anyone with root can silently delete rules or disable auditing until the next check.",
+        remediation="Make `-e 2` the last line of the last file in /etc/audit/rules.d/ (e.g. 99-finalize.rules), `augenrules --load`, and reboot to apply.",
+        references=("CIS Amazon Linux 2023 6.3.3.20", "CIS Ubuntu 22.04 4.1.3.20"),
+    ),
+    Check(
+        id="auditd.boot_params",
+        title="the kernel audits from boot with a large backlog",
+        severity="medium",
+        probes=(probes.KERNEL_CMDLINE,),
+        parser=parsers.auditd_boot_params,
+        rationale="audit=1 audits processes started before auditd; a small backlog drops events under load.",
+        remediation="Add `audit=1 audit_backlog_limit=8192` to GRUB_CMDLINE_LINUX (grubby --update-kernel ALL --args … on AL2023/RHEL; update-grub on Ubuntu) and reboot.",
+        references=("CIS Amazon Linux 2023 6.3.1.3–6.3.1.4", "CIS Ubuntu 22.04 4.1.1.3–4.1.1.4"),
+    ),
+    Check(
+        id="auditd.log_permissions",
+        title="audit logs are root-owned and not world-readable",
+        severity="high",
+        probes=(probes.AUDIT_LOG_PERMS,),
+        parser=parsers.auditd_log_permissions,
+        rationale="Readable audit logs leak sensitive activity; writable ones can be altered.",
+        remediation="`chown root /var/log/audit /var/log/audit/*; chmod 750 /var/log/audit; chmod 640 /var/log/audit/*` (group root or the log_group of auditd.conf).",
+        references=("CIS Amazon Linux 2023 6.3.4.1–6.3.4.4", "CIS Ubuntu 22.04 4.1.4.1–4.1.4.4"),
+    ),
+    Check(
+        id="auditd.backlog_lost",
+        title="the kernel is not losing audit events",
+        severity="high",
+        probes=(probes.AUDITCTL_STATUS, probes.AUDITCTL_STATUS_END),
+        parser=parsers.auditd_backlog_lost,
+        rationale="A growing `lost` counter means events are being dropped right now, whatever the rules say.",
+        remediation="Raise the backlog (`-b 8192` in rules, audit_backlog_limit on the kernel command line), check rate_limit, and reduce noisy rules.",
+        references=("auditctl(8): -s lost counter", "CIS Amazon Linux 2023 6.3.1.4"),
     ),
     Check(
         id="cwagent.installed",
@@ -74,6 +148,7 @@ CATALOGUE: tuple[Check, ...] = (
         parser=parsers.cwagent_installed,
         remediation="Install the agent: `dnf install amazon-cloudwatch-agent` or the .deb from AWS; see the CloudWatch agent install guide.",
         references=("AWS CloudWatch agent: Installing the CloudWatch agent",),
+        rationale="Logs that stay on the host are lost with it and can be erased by an intruder with root.",
     ),
     Check(
         id="cwagent.running",
@@ -83,6 +158,7 @@ CATALOGUE: tuple[Check, ...] = (
         parser=parsers.cwagent_running,
         remediation="`sudo amazon-cloudwatch-agent-ctl -a start` (after `-a fetch-config`); check its log in /opt/aws/amazon-cloudwatch-agent/logs/.",
         references=("AWS CloudWatch agent: Starting the CloudWatch agent",),
+        rationale="An installed but stopped agent ships nothing.",
     ),
     Check(
         id="cwagent.ships_audit_log",
@@ -92,6 +168,17 @@ CATALOGUE: tuple[Check, ...] = (
         parser=parsers.cwagent_ships_audit_log,
         remediation="Add a logs.logs_collected.files.collect_list entry with file_path /var/log/audit/audit.log, then `amazon-cloudwatch-agent-ctl -a fetch-config -s`.",
         references=("AWS CloudWatch agent configuration file: logs section",),
+        rationale="The agent must be told to collect the audit log; many configs ship only syslog.",
+    ),
+    Check(
+        id="cwagent.config_valid",
+        title="the running agent config agrees with the JSON and can read the audit log",
+        severity="high",
+        probes=(probes.CWAGENT_STATUS, probes.CWAGENT_CONFIG, probes.CWAGENT_TOML, probes.AUDIT_LOG_PERMS),
+        parser=parsers.cwagent_config_valid,
+        rationale="The agent runs its translated TOML, not the JSON; a stale translation, an i-UNKNOWN stream or a run_as_user without read access ships nothing.",
+        remediation="`amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:<json>`; make sure instance metadata is reachable (IMDSv2 hop limit) and that run_as_user can read /var/log/audit/audit.log (or run as root).",
+        references=("AWS CloudWatch agent: configuration file, run_as_user", "amazon-cloudwatch-agent-ctl -a status"),
     ),
     Check(
         id="cwagent.log_stream_fresh",
@@ -102,6 +189,7 @@ CATALOGUE: tuple[Check, ...] = (
         aws_side=True,
         remediation="Check the agent log for delivery errors, the instance role's logs:PutLogEvents permission, and that auditd writes to /var/log/audit/audit.log.",
         references=("AWS CloudWatch Logs DescribeLogStreams",),
+        rationale="The only host-independent proof that events leave the host and reach CloudWatch Logs.",
     ),
 )
 
@@ -119,8 +207,9 @@ def missing_probes(check: Check, output: ScriptOutput) -> list[str]:
     return [p.name for p in check.probes if output.get(p.name) is None]
 
 
-def evaluate_host_checks(output: ScriptOutput) -> dict[str, Verdict]:
+def evaluate_host_checks(output: ScriptOutput, options: CheckOptions | None = None) -> dict[str, Verdict]:
     """Run every host-side parser. A parser never crashes the host: a bug or junk becomes ERROR."""
+    options = options or CheckOptions()
     verdicts: dict[str, Verdict] = {}
     for check in CATALOGUE:
         if check.aws_side:
@@ -130,7 +219,8 @@ def evaluate_host_checks(output: ScriptOutput) -> dict[str, Verdict]:
             verdicts[check.id] = Verdict.error(f"no complete output for {', '.join(missing)}")
             continue
         try:
-            verdicts[check.id] = check.parser({p.name: output.sections[p.name] for p in check.probes})
+            outputs = {p.name: output.sections[p.name] for p in check.probes}
+            verdicts[check.id] = check.parser(outputs, options) if check.takes_options else check.parser(outputs)
         except Exception as exc:  # noqa: BLE001 - one odd output must not stop the fleet
             verdicts[check.id] = Verdict.error(f"parser failed: {type(exc).__name__}: {exc}"[:200])
     return verdicts

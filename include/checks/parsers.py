@@ -310,3 +310,227 @@ def judge_stream_freshness(observed: Mapping[tuple[str, str], dict | None], now:
 
 def hostname_from(outputs: Mapping[str, str]) -> str | None:
     return _kv_lines(outputs.get("host_identity", "")).get("hostname") or None
+
+
+# ---------------------------------------------------------------- deeper auditd checks
+
+def parse_conf(text: str) -> dict[str, str]:
+    """auditd.conf `key = value` lines → {key (lower): value}; comments and junk ignored."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            values.setdefault(key.strip().lower(), value.strip())
+    return values
+
+
+def auditd_config(outputs: Mapping[str, str]) -> Verdict:
+    text = outputs["auditd_conf"]
+    if unusable := _unusable(text, "auditd.conf: not found", "/etc/audit/auditd.conf not found"):
+        return unusable
+    if text.strip().endswith("No such file or directory"):
+        return Verdict.failed("/etc/audit/auditd.conf not found")
+    conf = parse_conf(text)
+    if not conf:
+        return Verdict.error(f"unparseable auditd.conf: {_first_line(text)!r}")
+    problems = []
+    size = conf.get("max_log_file", "")
+    if not size.isdigit() or int(size) < 1:
+        problems.append(f"max_log_file={size or 'unset'}")
+    action = conf.get("max_log_file_action", "rotate").lower()  # auditd's default is ROTATE
+    if action not in ("keep_logs", "rotate"):
+        problems.append(f"max_log_file_action={action} (logs are lost or ignored)")
+    elif action == "rotate" and int(conf.get("num_logs", "5") or 0) < 2:
+        problems.append(f"rotate with num_logs={conf.get('num_logs')} keeps no history")
+    for key in ("space_left_action", "admin_space_left_action", "disk_full_action", "disk_error_action"):
+        if conf.get(key, "").lower() == "ignore":
+            problems.append(f"{key}=ignore")
+    if problems:
+        return Verdict.failed("auditd.conf: " + "; ".join(problems))
+    return Verdict.passed(f"max_log_file={size} MB, {action}" + (f" ×{conf.get('num_logs', '5')}" if action == "rotate" else "")
+                          + f", disk_full_action={conf.get('disk_full_action', 'suspend').lower()}")
+
+
+def auditd_immutable(outputs: Mapping[str, str]) -> Verdict:
+    text = outputs["auditctl_status"]
+    if unusable := _unusable(text, "auditctl: not found", "auditctl not found"):
+        return unusable
+    status = parse_auditctl_status(text)
+    if status is None:
+        return Verdict.error(f"unparseable auditctl -s output: {_first_line(text)!r}")
+    if status["enabled"] == 2:
+        return Verdict.passed("audit configuration is locked (enabled 2): rules cannot change until reboot")
+    return Verdict.failed(f"enabled={status['enabled']}: rules can be changed or deleted at run time (add -e 2 last)")
+
+
+def auditd_boot_params(outputs: Mapping[str, str]) -> Verdict:
+    text = outputs["kernel_cmdline"].strip()
+    if not text or "\n" in text:
+        return Verdict.error(f"unexpected /proc/cmdline: {_first_line(text)!r}")
+    params = dict(tok.partition("=")[::2] for tok in text.split())
+    problems = []
+    if params.get("audit") != "1":
+        problems.append(f"audit={params.get('audit', 'unset')} (processes started before auditd are not audited)")
+    backlog = params.get("audit_backlog_limit", "")
+    if not backlog.isdigit() or int(backlog) < 8192:
+        problems.append(f"audit_backlog_limit={backlog or 'unset'} (< 8192)")
+    if problems:
+        return Verdict.failed("kernel command line: " + "; ".join(problems))
+    return Verdict.passed(f"audit=1 audit_backlog_limit={backlog}")
+
+
+@dataclass(frozen=True)
+class PathPerms:
+    mode: int
+    owner: str
+    group: str
+    kind: str  # d or f
+    path: str
+
+
+def _mode_bits(symbolic: str) -> int:
+    """"-rw-r-----" → 0o640 (setuid/sticky letters count as their x bit; ACL/SELinux suffix ignored)."""
+    bits = 0
+    for i, char in enumerate(symbolic[1:10]):
+        if char not in "-STL":
+            bits |= 1 << (8 - i)
+    return bits
+
+
+def parse_perms(text: str, directory: str = "/var/log/audit") -> list[PathPerms]:
+    """`ls -la <directory>` → the directory itself (".") and its regular files."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split(None, 8)
+        if len(parts) < 9 or not re.fullmatch(r"[-dlcbps][-rwxsStTl]{9}[.+@]?", parts[0]):
+            continue
+        name = parts[8]
+        if name == "..":
+            continue
+        kind = parts[0][0].replace("-", "f")
+        path = directory if name == "." else f"{directory}/{name}"
+        out.append(PathPerms(_mode_bits(parts[0]), parts[2], parts[3], kind, path))
+    return out
+
+
+def auditd_log_permissions(outputs: Mapping[str, str]) -> Verdict:
+    text = outputs["audit_log_perms"]
+    if unusable := _unusable(text, "audit log dir: not found", "/var/log/audit does not exist"):
+        return unusable
+    entries = parse_perms(text)
+    if not entries:
+        return Verdict.error(f"unparseable listing: {_first_line(text)!r}")
+    problems = []
+    for e in entries:
+        if e.kind == "d" and e.mode & 0o027:
+            problems.append(f"{e.path} is {e.mode:o} (want 750 or stricter)")
+        elif e.kind == "f" and e.mode & 0o137:
+            problems.append(f"{e.path} is {e.mode:o} (want 640 or stricter)")
+        if e.owner != "root":
+            problems.append(f"{e.path} owned by {e.owner}")
+    if problems:
+        return Verdict.failed("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
+    return Verdict.passed(f"{len(entries)} paths root-owned with safe modes")
+
+
+def auditd_backlog_lost(outputs: Mapping[str, str]) -> Verdict:
+    first, second = outputs["auditctl_status"], outputs["auditctl_status_end"]
+    if unusable := _unusable(first, "auditctl: not found", "auditctl not found"):
+        return unusable
+    a, b = parse_auditctl_status(first), parse_auditctl_status(second)
+    if a is None or b is None or "lost" not in a or "lost" not in b:
+        return Verdict.error("auditctl -s did not report the lost counter twice")
+    if b["lost"] > a["lost"]:
+        return Verdict.failed(f"the kernel is dropping audit events now: lost {a['lost']} → {b['lost']} during the check"
+                              f" (backlog_limit {a.get('backlog_limit', '?')})")
+    note = f"; {a['lost']} lost since boot" if a["lost"] else ""
+    return Verdict.passed(f"lost counter steady at {b['lost']}{note}")
+
+
+def rules_cover(outputs: Mapping[str, str], rule_groups) -> Verdict:
+    from include.checks.rulesets import missing_groups
+
+    text = outputs["auditctl_rules"]
+    if unusable := _unusable(text, "auditctl: not found", "auditctl not found"):
+        return unusable
+    rules = parse_rules(text)
+    if not rules:
+        return Verdict.failed("no audit rules loaded")
+    missing = missing_groups(rules, rule_groups)
+    if missing:
+        return Verdict.failed(f"loaded rules miss {len(missing)}/{len(rule_groups)} groups: {', '.join(missing)}")
+    return Verdict.passed(f"all {len(rule_groups)} rule groups covered by {len(rules)} loaded rules")
+
+
+# ---------------------------------------------------------------- deeper agent checks
+
+def _toml_log_files(text: str) -> list[dict] | None:
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError):
+        return None
+    entries = []
+    for logfile in (data.get("inputs") or {}).get("logfile") or []:
+        entries.extend(e for e in logfile.get("file_config") or [] if isinstance(e, dict))
+    return entries
+
+
+def _run_as_user(section_text: str) -> str:
+    for _, content in split_files(section_text):
+        try:
+            agent = (json.loads(content) or {}).get("agent") or {}
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(agent, dict) and agent.get("run_as_user"):
+            return str(agent["run_as_user"])
+    return "root"
+
+
+def _allowed(user: str, entry: PathPerms, bit: int) -> bool:
+    """Whether `user` has permission `bit` (4 read, 1 search) — by owner, by a group named like the user
+    (the agent's usual `cwagent` group), or by others. Other group memberships cannot be seen from here."""
+    if user == "root" or entry.mode & bit:
+        return True
+    if entry.owner == user:
+        return bool(entry.mode & (bit << 6))
+    return entry.group == user and bool(entry.mode & (bit << 3))
+
+
+def cwagent_config_valid(outputs: Mapping[str, str]) -> Verdict:
+    status_text = outputs["cwagent_status"]
+    if status_text.strip() == "ctl: not found":
+        return Verdict.not_applicable("agent not installed")
+    if problem := _sudo_problem(status_text):
+        return Verdict.error(problem)
+    problems = []
+    status = parse_agent_status(status_text) or {}
+    if status.get("configstatus") not in (None, "configured"):
+        problems.append(f"configstatus: {status.get('configstatus')}")
+    json_ships = bool(audit_log_targets(outputs))
+    toml_text = outputs["cwagent_toml"]
+    if toml_text.strip() == "toml: not found":
+        problems.append("no translated config (amazon-cloudwatch-agent.toml): fetch-config never ran")
+    else:
+        entries = _toml_log_files(toml_text)
+        if entries is None:
+            return Verdict.error("amazon-cloudwatch-agent.toml is not valid TOML")
+        audit = [e for e in entries if isinstance(e.get("file_path"), str) and covers(e["file_path"])]
+        if json_ships and not audit:
+            problems.append("the JSON ships audit.log but the running (translated) config does not: re-run fetch-config")
+        for e in audit:
+            stream = str(e.get("log_stream_name", ""))
+            if "UNKNOWN" in stream.upper():
+                problems.append(f"stream name {stream!r}: the agent could not read instance metadata")
+    user = _run_as_user(outputs["cwagent_config"])
+    if user != "root":
+        perms = parse_perms(outputs.get("audit_log_perms", ""))
+        logs = [e for e in perms if e.path.endswith("/audit.log")]
+        dirs = [e for e in perms if e.kind == "d"]
+        if logs and not (all(_allowed(user, e, 4) for e in logs) and all(_allowed(user, d, 1) for d in dirs)):
+            problems.append(f"run_as_user {user!r} cannot read /var/log/audit/audit.log")
+    if problems:
+        return Verdict.failed("; ".join(problems))
+    return Verdict.passed(f"configured; translated config agrees; runs as {user}")

@@ -23,6 +23,7 @@ SCRIPT_VERSION = "1"
 class Probe:
     name: str
     command: str  # POSIX sh; may use the helpers defined in PRELUDE
+    last: bool = False  # run after every other probe (a second reading of a counter)
 
 
 # Helpers available to every probe. `first_x` picks the first executable path, so sudo always gets an
@@ -99,6 +100,37 @@ for f in {CWA_DIR}/etc/amazon-cloudwatch-agent.json {CWA_DIR}/etc/amazon-cloudwa
 done""",
 )
 
+AUDITCTL_STATUS_END = Probe(
+    "auditctl_status_end",
+    """\
+if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -s 2>&1 | head -c 65536; else echo 'auditctl: not found'; fi""",
+    last=True,
+)
+
+# /etc/audit is 0750 root on most distros: even testing for the file needs sudo.
+AUDITD_CONF = Probe(
+    "auditd_conf",
+    """\
+sudo -n /bin/cat /etc/audit/auditd.conf 2>&1 | head -c 65536""",
+)
+
+KERNEL_CMDLINE = Probe("kernel_cmdline", "cat /proc/cmdline 2>&1 | head -c 8192")
+
+# The audit log directory and its files, with owners and modes (0700/0750 dir: listing it needs sudo).
+AUDIT_LOG_PERMS = Probe(
+    "audit_log_perms",
+    """\
+if [ -d /var/log/audit ]; then sudo -n /bin/ls -la /var/log/audit 2>&1 | head -n 200
+else echo 'audit log dir: not found'; fi""",
+)
+
+CWAGENT_TOML = Probe(
+    "cwagent_toml",
+    f"""\
+if [ -f {CWA_DIR}/etc/amazon-cloudwatch-agent.toml ]; then cat {CWA_DIR}/etc/amazon-cloudwatch-agent.toml 2>&1 | head -c 262144
+else echo 'toml: not found'; fi""",
+)
+
 HOST_IDENTITY = Probe(
     "host_identity",
     """\
@@ -112,16 +144,21 @@ ALL_PROBES: tuple[Probe, ...] = (
     AUDITCTL_STATUS,
     AUDITCTL_RULES,
     AUDITD_SERVICE,
+    AUDITD_CONF,
+    KERNEL_CMDLINE,
+    AUDIT_LOG_PERMS,
     CWAGENT_INSTALLED,
     CWAGENT_STATUS,
     CWAGENT_CONFIG,
+    CWAGENT_TOML,
+    AUDITCTL_STATUS_END,
 )
 
 
 def build_script(probes: tuple[Probe, ...] = ALL_PROBES) -> str:
     """The combined script sent on stdin to `/bin/sh -s`: constant for a given catalogue."""
     parts = [PRELUDE]
-    for probe in probes:
+    for probe in sorted(probes, key=lambda p: p.last):  # stable: catalogue order, `last` probes at the end
         parts.append(f"section {probe.name}\n{probe.command}\n")
     parts.append(f"printf '\\n%s\\n' '{END_MARK}'\n")
     return "".join(parts)

@@ -19,8 +19,10 @@ from devstack.stack import SSH_PORT, LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
 SSHD_HOSTS = [
+    # The real kernel audit is never locked with -e 2 by a test, so the healthy real host fails exactly that.
     {"address": "127.42.1.1", "port": SSH_PORT, "name": "real-sshd-healthy", "environment": "prod",
-     "profile": "compliant", "sshd_profile": "healthy", "simulated": False, "expected": "COMPLIANT"},
+     "profile": "compliant", "sshd_profile": "healthy", "simulated": False, "expected": "NON_COMPLIANT",
+     "expected_failed": ["auditd.immutable"]},
     {"address": "127.42.1.2", "port": SSH_PORT, "name": "real-sshd-failing", "environment": "prod",
      "profile": "agent_not_shipping", "sshd_profile": "failing", "simulated": False, "expected": "NON_COMPLIANT"},
 ]
@@ -53,7 +55,10 @@ def stack(tmp_path_factory, airflow_db):
             for host in fleet:
                 if host.get("sshd_profile"):
                     sshd = start_sshd_host(root / host["name"], host["address"], host["port"], pub,
-                                           host["sshd_profile"], host["instance_id"])
+                                           host["sshd_profile"], host["instance_id"],
+                                           fake_auditctl=host["sshd_profile"] == "failing" or not auditd.available)
+                    if not auditd.available and host["sshd_profile"] == "healthy":  # fake answers say enabled 2
+                        host["expected"], host["expected_failed"] = "COMPLIANT", []
                     started.append(lambda *a, s=sshd: s.stop())
         else:
             print(f"real sshd hosts skipped: {why}")
@@ -103,6 +108,8 @@ def test_daily_run_end_to_end(stack, tmp_path):
         assert item["status"] == host["expected"], (host["name"], item.get("status_detail"), item.get("checks"))
         assert item["audit_date"] == day and item["run_id"] == run.run_id
         assert item["tags"]["Name"] == host["name"]
+        if "expected_failed" in host:
+            assert item["failed_checks"] == host["expected_failed"], item["checks"]
         assert int(item["expires_at"]) > now.timestamp() + 300 * 86400
     healthy = by_id[next(h["instance_id"] for h in running if h["name"] == "web-1")]
     assert healthy["host_key_fingerprint"].startswith("SHA256:") and len(healthy["output_sha256"]) == 64

@@ -53,11 +53,11 @@ def test_healthy_host_passes_every_host_check(hosts):
     assert outcome.transport_status is None, outcome.transport_detail
     assert outcome.host_key_fingerprint == started[HEALTHY].host_key_fingerprint
     verdicts = evaluate_host_checks(split_sections(outcome.output.decode()))
-    assert {cid: v.status for cid, v in verdicts.items()} == {
-        "auditd.installed": CheckStatus.PASS, "auditd.running": CheckStatus.PASS,
-        "auditd.enabled_on_boot": CheckStatus.NOT_APPLICABLE,  # no systemd on this machine
-        "auditd.rules_loaded": CheckStatus.PASS, "cwagent.installed": CheckStatus.PASS,
-        "cwagent.running": CheckStatus.PASS, "cwagent.ships_audit_log": CheckStatus.PASS}
+    statuses = {cid: v.status for cid, v in verdicts.items()}
+    assert statuses.pop("auditd.enabled_on_boot") == CheckStatus.NOT_APPLICABLE  # no systemd on this machine
+    # The real kernel is never made immutable by a test (-e 2 cannot be undone before a reboot).
+    assert statuses.pop("auditd.immutable") == (CheckStatus.FAIL if auditd.available else CheckStatus.PASS)
+    assert statuses == {cid: CheckStatus.PASS for cid in statuses}, {c: verdicts[c].detail for c in statuses}
     if auditd.started_pid:  # the pid came from the real kernel, through real sudo
         assert f"pid={auditd.started_pid}" in verdicts["auditd.running"].detail
 
@@ -67,7 +67,8 @@ def test_failing_host_fails_for_the_right_reasons(hosts):
     outcome = check(FAILING, settings(root))
     verdicts = evaluate_host_checks(split_sections(outcome.output.decode()))
     failed = sorted(cid for cid, v in verdicts.items() if v.status == CheckStatus.FAIL)
-    assert failed == ["auditd.rules_loaded", "auditd.running", "cwagent.running", "cwagent.ships_audit_log"]
+    assert failed == ["auditd.boot_params", "auditd.immutable", "auditd.rules_cover_cis", "auditd.rules_loaded",
+                      "auditd.running", "cwagent.config_valid", "cwagent.running", "cwagent.ships_audit_log"]
     assert "enabled=0" in verdicts["auditd.running"].detail
     assert "stopped" in verdicts["cwagent.running"].detail
 

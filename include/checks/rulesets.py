@@ -1,0 +1,115 @@
+"""Audit rule groups a fleet must have loaded (CIS benchmark section 6.3.3 / 4.1.3 families).
+
+A group is covered when a loaded rule carries one of its keys, or watches one of its paths, or audits
+one of its syscalls: auditors accept equivalent rules under site-specific keys. Rule sets are data: pick
+a built-in by name (param `rule_set`) or point to a JSON file with the same shape.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+@dataclass(frozen=True)
+class RuleGroup:
+    name: str
+    keys: tuple[str, ...] = ()
+    watches: tuple[str, ...] = ()  # a watched path (or a path prefix ending in /)
+    syscalls: tuple[str, ...] = ()
+
+CIS: tuple[RuleGroup, ...] = (
+    RuleGroup("scope", ("scope",), ("/etc/sudoers", "/etc/sudoers.d")),
+    RuleGroup("actions", ("actions", "sudo_log"), ("/var/log/sudo.log",)),
+    RuleGroup("time-change", ("time-change", "time_change"), ("/etc/localtime",),
+              ("adjtimex", "settimeofday", "clock_settime", "stime")),
+    RuleGroup("system-locale", ("system-locale", "system_locale"),
+              ("/etc/issue", "/etc/issue.net", "/etc/hosts", "/etc/hostname", "/etc/sysconfig/network", "/etc/network"),
+              ("sethostname", "setdomainname")),
+    RuleGroup("MAC-policy", ("MAC-policy", "mac_policy"), ("/etc/selinux", "/etc/apparmor", "/etc/apparmor.d",
+                                                           "/usr/share/selinux")),
+    RuleGroup("logins", ("logins",), ("/var/log/lastlog", "/var/run/faillock", "/var/log/faillog", "/var/log/tallylog")),
+    RuleGroup("session", ("session",), ("/var/run/utmp", "/var/log/wtmp", "/var/log/btmp", "/run/utmp")),
+    RuleGroup("perm_mod", ("perm_mod",), (), ("chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat",
+                                                "setxattr", "lsetxattr", "fsetxattr", "removexattr")),
+    RuleGroup("access", ("access",), (), ("creat", "open", "openat", "truncate", "ftruncate")),
+    RuleGroup("identity", ("identity",), ("/etc/group", "/etc/passwd", "/etc/gshadow", "/etc/shadow",
+                                         "/etc/security/opasswd", "/etc/nsswitch.conf")),
+    RuleGroup("mounts", ("mounts",), (), ("mount",)),
+    RuleGroup("delete", ("delete",), (), ("unlink", "unlinkat", "rename", "renameat")),
+    RuleGroup("modules", ("modules", "kernel_modules"), ("/sbin/insmod", "/sbin/rmmod", "/sbin/modprobe",
+                                                         "/usr/sbin/insmod", "/usr/sbin/rmmod", "/usr/sbin/modprobe",
+                                                         "/usr/bin/kmod"),
+              ("init_module", "finit_module", "delete_module")),
+)
+
+# A smaller set for fleets that only promise identity, privilege and time integrity.
+MINIMAL: tuple[RuleGroup, ...] = tuple(g for g in CIS if g.name in ("identity", "scope", "time-change", "logins"))
+
+BUILT_IN: dict[str, tuple[RuleGroup, ...]] = {"cis": CIS, "minimal": MINIMAL}
+
+def load_rule_set(name_or_path: str) -> tuple[RuleGroup, ...]:
+    """A built-in name, or a JSON file: [{"name": ..., "keys": [...], "watches": [...], "syscalls": [...]}]."""
+    if name_or_path in BUILT_IN:
+        return BUILT_IN[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ValueError(f"rule_set must be one of {sorted(BUILT_IN)} or a JSON file path, not {name_or_path!r}")
+    data = json.loads(path.read_text())
+    return tuple(RuleGroup(g["name"], tuple(g.get("keys", ())), tuple(g.get("watches", ())),
+                           tuple(g.get("syscalls", ()))) for g in data)
+
+@dataclass(frozen=True)
+class LoadedRule:
+    key: str | None
+    watch: str | None  # -w path, or -F path=/-F dir= of a syscall rule
+    syscalls: frozenset[str]
+    action: str  # always / never
+
+def parse_rule(line: str) -> LoadedRule | None:
+    """One `auditctl -l` line (as the kernel reports it) → its key, watched path and syscalls."""
+    tokens = line.split()
+    if not tokens or tokens[0] not in ("-a", "-w", "-A"):
+        return None
+    key = watch = None
+    syscalls: set[str] = set()
+    action = "always"
+    i = 0
+    while i < len(tokens):
+        token, value = tokens[i], tokens[i + 1] if i + 1 < len(tokens) else ""
+        if token in ("-a", "-A"):
+            action = value.split(",")[0] if value.split(",")[0] in ("always", "never") else value.split(",")[-1]
+        elif token == "-w":
+            watch = value
+        elif token == "-k":
+            key = value
+        elif token == "-S":
+            syscalls.update(s for s in value.split(",") if s)
+        elif token == "-F":
+            name, _, field_value = value.partition("=")
+            if name == "key":
+                key = field_value
+            elif name in ("path", "dir"):
+                watch = field_value
+        i += 2 if token.startswith("-") and token != "-e" else 1
+    return LoadedRule(key, watch, frozenset(syscalls), action)
+
+def _watch_matches(watched: str, wanted: str) -> bool:
+    watched, wanted = watched.rstrip("/"), wanted.rstrip("/")
+    # A watch on a directory covers the files under it (e.g. -w /etc/sudoers.d/ covers its files).
+    return watched == wanted or wanted.startswith(watched + "/")
+
+def missing_groups(rule_lines: list[str], groups: tuple[RuleGroup, ...]) -> list[str]:
+    rules = [r for r in (parse_rule(line) for line in rule_lines) if r is not None and r.action != "never"]
+    missing = []
+    for group in groups:
+        covered = any(
+            (r.key is not None and r.key in group.keys)
+            or (r.watch is not None and any(_watch_matches(r.watch, w) for w in group.watches))
+            or (r.syscalls & set(group.syscalls))
+            for r in rules)
+        if not covered:
+            missing.append(group.name)
+    return missing
+
+KEY_IN_TEXT = re.compile(r"(?:-k |key=)(\S+)")
