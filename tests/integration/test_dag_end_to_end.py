@@ -15,6 +15,7 @@ import pytest
 
 from devstack.aws_seed import clients
 from devstack.demo_fleet import demo_fleet
+from devstack.host_states import EXPECTED_FAILED
 from devstack.stack import SSH_PORT, LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,6 +111,9 @@ def test_daily_run_end_to_end(stack, tmp_path):
         assert item["tags"]["Name"] == host["name"]
         if "expected_failed" in host:
             assert item["failed_checks"] == host["expected_failed"], item["checks"]
+        elif host.get("behaviour") == "ok" and host["expected"] in ("COMPLIANT", "NON_COMPLIANT"):
+            # Failing for the right reason: exactly the checks the simulated state breaks.
+            assert item["failed_checks"] == sorted(EXPECTED_FAILED[host["profile"]]), (host["name"], item["checks"])
         assert int(item["expires_at"]) > now.timestamp() + 300 * 86400
     healthy = by_id[next(h["instance_id"] for h in running if h["name"] == "web-1")]
     assert healthy["host_key_fingerprint"].startswith("SHA256:") and len(healthy["output_sha256"]) == 64
