@@ -534,3 +534,8 @@ def cwagent_config_valid(outputs: Mapping[str, str]) -> Verdict:
     if problems:
         return Verdict.failed("; ".join(problems))
     return Verdict.passed(f"configured; translated config agrees; runs as {user}")
+
+
+def auditd_rules_cover(outputs: Mapping[str, str], options) -> Verdict:
+    """rules_cover against the fleet's chosen rule set (CheckOptions.rule_groups)."""
+    return rules_cover(outputs, options.rule_groups)

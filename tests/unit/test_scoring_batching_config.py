@@ -112,3 +112,12 @@ def test_audit_day_and_mode():
     assert resolve_mode("auto", start - timedelta(hours=37), start) == "rebuild"
     assert resolve_mode("auto", None, start) == "live"
     assert resolve_mode("live", start - timedelta(days=30), start) == "live"
+
+
+def test_checks_doc_is_generated_from_the_catalogue():
+    from pathlib import Path
+
+    from include.checks.docs import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "CHECKS.md"
+    assert doc.read_text() == render(), "run: python -m include.checks.docs > docs/CHECKS.md"

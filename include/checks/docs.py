@@ -1,0 +1,54 @@
+"""Render docs/CHECKS.md from the catalogue, so the documentation cannot drift from the code.
+
+    python -m include.checks.docs > docs/CHECKS.md
+"""
+from __future__ import annotations
+
+from include.checks.catalogue import CATALOGUE
+from include.checks.rulesets import CIS
+
+HEADER = """# Checks
+
+Generated from `include/checks/catalogue.py` by `python -m include.checks.docs` (a test fails when this file
+is stale). Every check yields PASS, FAIL, ERROR (could not be evaluated: sudo refused, timeout, junk) or
+NOT_APPLICABLE, with a one-line detail. All host commands below run in ONE `/bin/sh -s` session per host
+(the combined script in `include/checks/probes.py`); they are fixed strings — no instance data ever reaches
+a shell — and privileged reads use `sudo -n` with absolute paths.
+
+Distro variants are handled inside the commands: `auditctl` at /usr/sbin or /sbin, the package database
+(`rpm -q audit` on Amazon Linux 2/2023 and RHEL family, `dpkg-query auditd` on Ubuntu/Debian), and
+`systemctl` only where systemd runs (otherwise `auditd.enabled_on_boot` is NOT_APPLICABLE).
+
+| id | severity | title |
+| --- | --- | --- |
+"""
+
+
+def render() -> str:
+    out = [HEADER]
+    out += [f"| `{c.id}` | {c.severity} | {c.title} |\n" for c in CATALOGUE]
+    for c in CATALOGUE:
+        out.append(f"\n## `{c.id}` — {c.title}\n\n")
+        out.append(f"- **Severity:** {c.severity}\n- **Why:** {c.rationale}\n")
+        judge = ("`include/verify.py: judge_stream` on the AWS side (CloudWatch Logs DescribeLogStreams)" if c.aws_side
+                 else f"`include/checks/parsers.py: {c.parser.__name__}` on the probe output")
+        out.append(f"- **Judged by:** {judge}\n")
+        out.append(f"- **Remediation:** {c.remediation}\n- **References:** {'; '.join(c.references)}\n")
+        out.append("- **Commands:**\n\n```sh\n" + c.command + "\n```\n")
+    out.append("\n## CIS rule groups (`auditd.rules_cover_cis`, rule_set `cis`)\n\n"
+               "A group is covered by a loaded rule with one of its keys, OR a watch on one of its paths, OR one of "
+               "its syscalls (site-specific keys are fine). `-a never,…` rules cover nothing. Choose `minimal` or a "
+               "JSON file of the same shape with the `rule_set` param.\n\n| group | keys | watches | syscalls |\n"
+               "| --- | --- | --- | --- |\n")
+    for g in CIS:
+        out.append(f"| {g.name} | {', '.join(g.keys)} | {', '.join(g.watches) or '—'} | {', '.join(g.syscalls) or '—'} |\n")
+    out.append("\n## sudoers allowlist for the login user\n\n```\n" + SUDOERS + "```\n")
+    return "".join(out)
+
+
+SUDOERS = ("ec2-user ALL=(root) NOPASSWD: /usr/sbin/auditctl -s, /usr/sbin/auditctl -l, /sbin/auditctl -s, "
+           "/sbin/auditctl -l, \\\n    /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a status, "
+           "\\\n    /bin/cat /etc/audit/auditd.conf, /bin/ls -la /var/log/audit\n")
+
+if __name__ == "__main__":
+    print(render(), end="")
