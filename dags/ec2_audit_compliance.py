@@ -31,6 +31,8 @@ PARAMS = {
     "host_timeout": Param(90, type="integer", minimum=5, maximum=90),
     "command_timeout": Param(60, type="integer", minimum=5, maximum=85),
     "ttl_days": Param(400, type="integer", minimum=1),
+    "accept_host_keys": Param([], type="array", items={"type": "string"},
+                              description="Instance ids whose changed (rotated) host key to accept and re-pin in this run"),
     "rule_set": Param("cis", type="string", description="Audit rule groups required: cis, minimal, or a JSON file path"),
 }
 

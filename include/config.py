@@ -35,6 +35,7 @@ class AuditParams:
     command_timeout: int = 60
     ttl_days: int = 400
     rule_set: str = "cis"  # built-in rule group set (cis, minimal) or a JSON file path
+    accept_host_keys: list[str] = field(default_factory=list)  # instance ids whose changed key is accepted now
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "AuditParams":

@@ -68,6 +68,7 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         # Contract: Name and Environment at least; all tags are kept (capped) for later questions.
         "tags": {k[:128]: v[:256] for k, v in list(host.tags.items())[:50]},
         "host_key_fingerprint": (outcome.host_key_fingerprint if outcome else None) or "",
+        "host_key_note": outcome.host_key_note if outcome else "",
         "output_sha256": hashlib.sha256(output).hexdigest() if output else "",
         "output_bytes": len(output),
         "output_truncated": bool(outcome and outcome.truncated),
@@ -202,6 +203,13 @@ class EvidenceStore:
         keys = [{"instance_id": i} for i in instance_ids]
         return {it["instance_id"]: Pin(key=it["host_key"], fingerprint=it["fingerprint"])
                 for it in self._batch_get(pins_table_name(self.table_name), keys)}
+
+    def repin(self, instance_id: str, key: str, fingerprint: str, address: str, previous: str | None,
+              run_id: str) -> None:
+        """An operator accepted a rotated key (param accept_host_keys): replace the pin, keep who/what/when."""
+        self.pins.put_item(Item={"instance_id": instance_id, "host_key": key, "fingerprint": fingerprint,
+                                 "address": address, "pinned_at": iso(utc_now()),
+                                 "previous_fingerprint": previous or "", "accepted_by_run": run_id})
 
     def pin(self, instance_id: str, key: str, fingerprint: str, address: str) -> bool:
         """Pin on first sight. Conditional, so two workers racing cannot overwrite each other's pin."""

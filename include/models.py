@@ -97,3 +97,4 @@ class HostOutcome:
     host_key: str | None = None  # OpenSSH public key text, for tofu pinning
     attempts: int = 0
     elapsed_s: float = 0.0
+    host_key_note: str = ""  # e.g. a re-pin accepted by an operator

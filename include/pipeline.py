@@ -63,6 +63,8 @@ def ssh_settings(params: AuditParams):
         port=int(conn.port or 22),
         host_key_policy=str(extra.get("host_key_policy", "tofu")).lower(),
         known_hosts=extra.get("known_hosts"),
+        proxy_jump=extra.get("proxy_jump") or extra.get("ProxyJump") or None,
+        proxy_jump_host_key=extra.get("proxy_jump_host_key") or None,
         connect_timeout=float(params.connect_timeout),
         command_timeout=float(params.command_timeout),
         host_budget=float(params.host_timeout),

@@ -40,6 +40,8 @@ class SshSettings:
     attempts: int = 2
     backoff: float = 1.0
     max_output: int = 1 << 20  # bytes; the rest is dropped without being read into memory
+    proxy_jump: str | None = None  # "[user@]host[:port]" of a bastion every session is tunnelled through
+    proxy_jump_host_key: str | None = None  # the bastion's OpenSSH public key (else known_hosts decides)
 
     def __post_init__(self) -> None:
         if self.host_key_policy not in ("tofu", "strict", "insecure"):
@@ -72,12 +74,16 @@ class Pin:
 
 
 class _Client(asyncssh.SSHClient):
-    def __init__(self, pin: Pin | None) -> None:
-        self.pin = pin
+    """Decides on keys asyncssh's known_hosts did not already trust (all of them under tofu)."""
+
+    def __init__(self, policy: str, pin: Pin | None) -> None:
+        self.policy, self.pin = policy, pin
         self.seen: asyncssh.SSHKey | None = None
 
     def validate_host_public_key(self, host, addr, port, key) -> bool:
         self.seen = key
+        if self.policy != "tofu":  # strict: known_hosts (or its CA) is the only authority
+            return False
         if self.pin is None:  # trust on first use: the caller pins it after a good session
             return True
         return key.get_fingerprint("sha256") == self.pin.fingerprint
@@ -105,8 +111,27 @@ def _known_hosts_arg(settings: SshSettings):
     return ([], [], [])  # tofu: trust nothing up front, decide in validate_host_public_key
 
 
+def parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
+    """"[user@]host[:port]" → (user, host, port)."""
+    user, _, rest = spec.rpartition("@")
+    host, _, port = rest.partition(":")
+    return user or default_user, host, int(port or 22)
+
+
+async def open_jump(settings: SshSettings, key: asyncssh.SSHKey) -> asyncssh.SSHClientConnection:
+    """One bastion connection per batch; every host session is a direct-tcpip channel inside it."""
+    user, host, port = parse_jump(settings.proxy_jump, settings.username)
+    if settings.proxy_jump_host_key:
+        known = ([asyncssh.import_public_key(settings.proxy_jump_host_key)], [], [])
+    else:
+        known = None if settings.host_key_policy == "insecure" else (settings.known_hosts or ())
+    return await asyncio.wait_for(asyncssh.connect(
+        host, port, username=user, client_keys=[key], known_hosts=known, agent_path=None, config=None,
+        connect_timeout=settings.connect_timeout, keepalive_interval=30), settings.connect_timeout + 1)
+
+
 async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, script: bytes,
-                    pin: Pin | None, outcome: HostOutcome) -> None:
+                    pin: Pin | None, outcome: HostOutcome, tunnel=None) -> None:
     options = dict(
         username=settings.username, client_keys=[key], known_hosts=_known_hosts_arg(settings),
         connect_timeout=settings.connect_timeout, login_timeout=settings.connect_timeout,
@@ -114,7 +139,9 @@ async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, scr
     )
     if pin and settings.host_key_policy == "tofu":
         options["server_host_key_algs"] = pin.algorithms
-    client = _Client(pin if settings.host_key_policy == "tofu" else None)
+    if tunnel is not None:
+        options["tunnel"] = tunnel
+    client = _Client(settings.host_key_policy, pin)
     try:
         conn, _ = await asyncio.wait_for(
             asyncssh.create_connection(lambda: client, host.address, settings.port, **options),
@@ -166,7 +193,7 @@ async def _run_script(conn: asyncssh.SSHClientConnection, script: bytes, cap: in
 
 
 async def check_host(host: Host, settings: SshSettings, key: asyncssh.SSHKey, script: bytes,
-                     pin: Pin | None) -> HostOutcome:
+                     pin: Pin | None, tunnel=None) -> HostOutcome:
     """Never raises: every failure is a status on the outcome."""
     outcome = HostOutcome(instance_id=host.instance_id, transport_status=None)
     started = time.monotonic()
@@ -175,7 +202,7 @@ async def check_host(host: Host, settings: SshSettings, key: asyncssh.SSHKey, sc
         for attempt in range(1, settings.attempts + 1):
             outcome.attempts = attempt
             try:
-                await _run_once(host, settings, key, script, pin, outcome)
+                await _run_once(host, settings, key, script, pin, outcome, tunnel)
                 outcome.transport_status, outcome.transport_detail = None, ""
                 return
             except _Final as exc:
@@ -207,10 +234,25 @@ async def fan_out(hosts: Iterable[Host], settings: SshSettings, script: str, pin
     key = settings.load_key()
     payload = script.encode()
     gate = asyncio.Semaphore(max(1, concurrency))
+    hosts = list(hosts)
+    jump = None
+    if settings.proxy_jump:
+        try:
+            jump = await open_jump(settings, key)
+        except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
+            # No bastion, no session to anyone behind it: every host is unreachable, and says why.
+            detail = f"jump host {settings.proxy_jump}: {type(exc).__name__}: {exc}"[:200]
+            for host in hosts:
+                await on_outcome(host, HostOutcome(host.instance_id, Status.UNREACHABLE, detail))
+            return
 
     async def one(host: Host) -> None:
         async with gate:
-            outcome = await check_host(host, settings, key, payload, pins.get(host.instance_id))
+            outcome = await check_host(host, settings, key, payload, pins.get(host.instance_id), jump)
         await on_outcome(host, outcome)
 
-    await asyncio.gather(*(one(h) for h in hosts))
+    try:
+        await asyncio.gather(*(one(h) for h in hosts))
+    finally:
+        if jump is not None:
+            jump.close()

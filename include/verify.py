@@ -89,6 +89,7 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
     counts: Counter[str] = Counter()
     pending: list[dict] = []
     new_pins: list[tuple[str, str, str, str]] = []
+    repins: list[tuple] = []  # operator-accepted rotations (accept_host_keys)
     lookup = StreamLookup(logs_client)
 
     def record(host: Host, outcome: HostOutcome | None, status: Status, failed, verdicts, detail) -> None:
@@ -97,15 +98,17 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
                                      detail=detail, audit_date=ctx.audit_date, run_id=ctx.run_id,
                                      checked_at=utc_now(), ttl_days=ctx.params.ttl_days))
 
-    def take() -> tuple[list[dict], list[tuple]]:
+    def take() -> tuple[list[dict], list[tuple], list[tuple]]:
         # Swapped out on the event loop thread, so no append can slip between copy and clear.
-        items, pins_ = pending[:], new_pins[:]
-        del pending[:], new_pins[:]
-        return items, pins_
+        items, pins_, repins_ = pending[:], new_pins[:], repins[:]
+        del pending[:], new_pins[:], repins[:]
+        return items, pins_, repins_
 
-    def write(items: list[dict], pins_: list[tuple]) -> None:
+    def write(items: list[dict], pins_: list[tuple], repins_: list[tuple]) -> None:
         for instance_id, key, fingerprint, address in pins_:
             store.pin(instance_id, key, fingerprint, address)
+        for args in repins_:
+            store.repin(*args)
         if items:
             store.put_items(items)
 
@@ -114,6 +117,8 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
             record(host, None, Status.NOT_APPLICABLE, [], {}, "Windows instance: Linux audit checks do not apply")
     linux = [h for h in todo if not h.is_windows]
     pins = store.load_pins([h.instance_id for h in linux]) if ctx.ssh.host_key_policy == "tofu" else {}
+    # An operator-approved rotation: connect without the old pin, then replace it with the key seen now.
+    accepted = {i: pins.pop(i, None) for i in ctx.params.accept_host_keys if i in {h.instance_id for h in linux}}
 
     async def run() -> None:
         lock = asyncio.Lock()
@@ -121,14 +126,20 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
         async def on_outcome(host: Host, outcome: HostOutcome) -> None:
             status, failed, verdicts, detail = await asyncio.to_thread(
                 judge_host, host, outcome, lookup, ctx.params)
-            record(host, outcome, status, failed, verdicts, detail)
-            if (ctx.ssh.host_key_policy == "tofu" and host.instance_id not in pins and outcome.host_key
+            if host.instance_id in accepted and outcome.host_key:
+                old = accepted[host.instance_id]
+                outcome.host_key_note = (f"re-pinned by accept_host_keys (was {old.fingerprint})" if old
+                                         else "pinned by accept_host_keys")
+                repins.append((host.instance_id, outcome.host_key, outcome.host_key_fingerprint, host.address,
+                               old.fingerprint if old else None, ctx.run_id))
+            elif (ctx.ssh.host_key_policy == "tofu" and host.instance_id not in pins and outcome.host_key
                     and status != Status.HOST_KEY_MISMATCH):
                 new_pins.append((host.instance_id, outcome.host_key, outcome.host_key_fingerprint, host.address))
+            record(host, outcome, status, failed, verdicts, detail)
             if len(pending) >= FLUSH_EVERY:
-                batch_items, batch_pins = take()
+                taken = take()
                 async with lock:  # one writer at a time: boto3 resources are not thread-safe
-                    await asyncio.to_thread(write, batch_items, batch_pins)
+                    await asyncio.to_thread(write, *taken)
 
         await fan_out(linux, ctx.ssh, SCRIPT, pins, ctx.params.concurrency, on_outcome)
 

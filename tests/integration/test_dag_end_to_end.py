@@ -191,3 +191,28 @@ def test_task_retry_skips_hosts_already_recorded_by_the_run(stack):
     second = verify_batch(batch, ctx, ec2, logs, store)
     assert second["already_recorded"] == len(ids) and second["counts"] == {}
     assert len(store.day_items("2031-01-01")) == len(ids)
+
+
+def test_accepting_a_rotated_host_key_repins_it(stack):
+    """HOST_KEY_MISMATCH until an operator names the instance in accept_host_keys; then the new key holds."""
+    from include.config import AuditParams
+    from include.evidence import EvidenceStore
+    from include.ssh_transport import SshSettings
+    from include.verify import RunContext, verify_batch
+
+    ec2, logs, dynamodb = clients(stack.endpoint)
+    store = EvidenceStore(dynamodb, "ec2_audit_evidence")
+    bastion = next(h["instance_id"] for h in stack.fleet_entries if h.get("pinned_other_key"))
+    old = store.load_pins([bastion])[bastion].fingerprint
+    batch = {"region": "us-east-1", "instance_ids": [bastion], "label": "rotation"}
+    ssh = SshSettings(username="ec2audit", key_file=str(stack.client_key), port=SSH_PORT, connect_timeout=2)
+
+    def status(day: str, **params) -> dict:
+        verify_batch(batch, RunContext(day, f"run-{day}", AuditParams(**params), ssh), ec2, logs, store)
+        return store.day_items(day)[0]
+
+    assert status("2031-02-01")["status"] == "HOST_KEY_MISMATCH"
+    accepted = status("2031-02-02", accept_host_keys=[bastion])
+    assert accepted["status"] == "COMPLIANT" and old in accepted["host_key_note"]
+    assert store.load_pins([bastion])[bastion].fingerprint == accepted["host_key_fingerprint"] != old
+    assert status("2031-02-03")["status"] == "COMPLIANT"  # the new pin is trusted from now on

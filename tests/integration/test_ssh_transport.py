@@ -21,7 +21,7 @@ def free_port() -> int:
     return fp()
 
 
-async def _serve(behaviour: str, port: int, host_key, client_key):
+async def _serve(behaviour: str, port: int, host_key, client_key, cert=None):
     async def handle(proc):
         script = ""
         while "@@ec2audit-end" not in script:
@@ -43,7 +43,7 @@ async def _serve(behaviour: str, port: int, host_key, client_key):
         proc.exit(0)
 
     return await asyncssh.listen(
-        ADDR, port, server_host_keys=[host_key], process_factory=handle,
+        ADDR, port, server_host_keys=[(host_key, cert) if cert else host_key], process_factory=handle,
         authorized_client_keys=asyncssh.import_authorized_keys(client_key.export_public_key().decode()))
 
 
@@ -157,3 +157,67 @@ def test_fan_out_bounds_concurrency_and_keeps_going(keys):
     assert len(seen) == 13
     assert dict(seen)["i-down"] == Status.UNREACHABLE
     assert sum(1 for _, st in seen if st is None) == 12
+
+
+def test_strict_policy_known_hosts_and_certificate_authority(keys, tmp_path):
+    host_key, client_key = keys
+    ca = asyncssh.generate_private_key("ssh-ed25519")
+    cert = ca.generate_host_certificate(host_key, "fleet-host", principals=[ADDR])
+
+    async def go():
+        port = free_port()
+        server = await _serve("ok", port, host_key, client_key)
+        cert_port = free_port()
+        cert_server = await _serve("ok", cert_port, host_key, client_key, cert)
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[{ADDR}]:{port} {host_key.export_public_key().decode().strip()}\n")
+        ca_known = tmp_path / "ca_known_hosts"
+        ca_known.write_text(f"@cert-authority 127.42.8.* {ca.export_public_key().decode().strip()}\n")
+        empty = tmp_path / "empty"
+        empty.write_text("")
+        results = {}
+        for name, path, p in (("listed", known, port), ("unlisted", empty, port), ("ca", ca_known, cert_port)):
+            s = settings(client_key, p, host_key_policy="strict", known_hosts=str(path))
+            results[name] = await check_host(Host("i-1", "r", "a", ADDR), s, s.load_key(), SCRIPT.encode(), None)
+        server.close()
+        cert_server.close()
+        return results
+
+    results = run(go())
+    assert results["listed"].transport_status is None
+    assert results["unlisted"].transport_status == Status.HOST_KEY_MISMATCH
+    assert results["ca"].transport_status is None, results["ca"].transport_detail
+
+
+class _Bastion(asyncssh.SSHServer):
+    def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
+        return dest_host.startswith("127.42.")  # a bastion that only reaches the fleet
+
+
+def test_proxy_jump_tunnels_every_session_through_one_bastion(keys):
+    host_key, client_key = keys
+    bastion_key = asyncssh.generate_private_key("ssh-ed25519")
+    seen: dict[str, Status | None] = {}
+
+    async def go():
+        port, bastion_port = free_port(), free_port()
+        server = await _serve("ok", port, host_key, client_key)
+        bastion = await asyncssh.listen(
+            "127.42.8.9", bastion_port, server_host_keys=[bastion_key], server_factory=_Bastion,
+            authorized_client_keys=asyncssh.import_authorized_keys(client_key.export_public_key().decode()))
+        s = settings(client_key, port, proxy_jump=f"jumper@127.42.8.9:{bastion_port}",
+                     proxy_jump_host_key=bastion_key.export_public_key().decode().strip())
+        hosts = [Host(f"i-{n}", "r", "a", ADDR) for n in range(3)]
+
+        async def on_outcome(host, outcome):
+            seen[host.instance_id] = outcome.transport_status
+
+        await fan_out(hosts, s, SCRIPT, {}, 3, on_outcome)
+        wrong = SshSettings(**{**s.__dict__, "proxy_jump_host_key": host_key.export_public_key().decode().strip()})
+        await fan_out([Host("i-bad", "r", "a", ADDR)], wrong, SCRIPT, {}, 1, on_outcome)
+        server.close()
+        bastion.close()
+
+    run(go())
+    assert [seen[f"i-{n}"] for n in range(3)] == [None, None, None]
+    assert seen["i-bad"] == Status.UNREACHABLE  # a bastion with the wrong key is never trusted
