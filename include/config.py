@@ -35,6 +35,8 @@ class AuditParams:
     command_timeout: int = 60
     ttl_days: int = 400
     rule_set: str = "cis"  # built-in rule group set (cis, minimal) or a JSON file path
+    canary: bool = False  # opt-in end-to-end delivery proof (cwagent.canary_delivered)
+    canary_wait_seconds: int = 90
     accept_host_keys: list[str] = field(default_factory=list)  # instance ids whose changed key is accepted now
 
     @classmethod

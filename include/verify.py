@@ -9,11 +9,12 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from include.canary import Canary, find_canaries
 from include.checks import parsers
-from include.checks.catalogue import SCRIPT, CheckOptions, evaluate_host_checks
+from include.checks.catalogue import CANARY_CHECK, SCRIPT, SCRIPT_WITH_CANARY, CheckOptions, evaluate_host_checks
 from include.checks.rulesets import load_rule_set
 from include.checks.sections import split_sections
 from include.cloudwatch import StreamLookup
@@ -38,6 +39,11 @@ class RunContext:
     ssh: SshSettings
 
 
+def _identity(host: Host, outputs: dict[str, str]) -> dict[str, str | None]:
+    return {"instance_id": host.instance_id, "hostname": parsers.hostname_from(outputs),
+            "local_hostname": host.private_dns, "ip_address": host.private_ip}
+
+
 def judge_stream(outputs: dict[str, str], verdicts: dict[str, Verdict], host: Host, lookup: StreamLookup,
                  params: AuditParams, now: Callable[[], datetime]) -> Verdict:
     """cwagent.log_stream_fresh: the stream this host's own config names, looked up on the AWS side."""
@@ -45,37 +51,82 @@ def judge_stream(outputs: dict[str, str], verdicts: dict[str, Verdict], host: Ho
         return Verdict.error("no complete agent config output")
     if verdicts.get("cwagent.ships_audit_log", Verdict.passed("")).status == CheckStatus.FAIL:
         return Verdict.failed("the agent config does not ship audit.log, so no stream can be fresh")
-    identity = {"instance_id": host.instance_id, "hostname": parsers.hostname_from(outputs),
-                "local_hostname": host.private_dns, "ip_address": host.private_ip}
-    names = parsers.stream_names(outputs, identity, params.log_group)
+    names = parsers.stream_names(outputs, _identity(host, outputs), params.log_group)
     if isinstance(names, str):
         return Verdict.error(names)
     observed = {(g, s): lookup.describe(g, s) for g, s in names}
     return parsers.judge_stream_freshness(observed, now(), params.stream_max_age_minutes)
 
 
+def plan_canary(outputs: dict[str, str], verdicts: dict[str, Verdict], host: Host,
+                params: AuditParams) -> Canary | Verdict:
+    """Where to look for this host's canary, or the verdict when there is nothing to look for."""
+    if not params.canary:
+        return Verdict.not_applicable("opt-in: run with canary=true")
+    token = parsers.canary_token(outputs)
+    if isinstance(token, Verdict):
+        return token
+    if verdicts.get("cwagent.ships_audit_log", Verdict.passed("")).status == CheckStatus.FAIL:
+        return Verdict.failed("canary written, but the agent config does not ship audit.log")
+    names = parsers.stream_names(outputs, _identity(host, outputs), params.log_group)
+    if isinstance(names, str) or not names:
+        return Verdict.error(names or "no stream to search")
+    group, stream = names[0]
+    return Canary(host.instance_id, group, stream, token)
+
+
+@dataclass
+class Judgement:
+    status: Status
+    failed: list[str]
+    verdicts: dict[str, Verdict]
+    detail: str
+    canary: Canary | None = field(default=None)  # set while the canary search is still to come
+
+
+def _detail(status: Status, failed: list[str], verdicts: dict[str, Verdict], output) -> str:
+    if output is not None and output.truncated:
+        return "output exceeded the size cap and was truncated"
+    if output is not None and not output.complete:
+        return "script output incomplete or unrecognised"
+    if status == Status.ERROR:
+        return "; ".join(f"{c}: {v.detail}" for c, v in verdicts.items() if v.status == CheckStatus.ERROR)
+    passed = sum(v.status == CheckStatus.PASS for v in verdicts.values())
+    not_applicable = sum(v.status == CheckStatus.NOT_APPLICABLE for v in verdicts.values())
+    return f"{passed} passed, {len(failed)} failed, {not_applicable} not applicable"
+
+
 def judge_host(host: Host, outcome: HostOutcome, lookup: StreamLookup, params: AuditParams,
-               now: Callable[[], datetime] = utc_now) -> tuple[Status, list[str], dict[str, Verdict], str]:
-    """Transport outcome + script output → (status, failed check ids, verdicts, one-line detail)."""
+               now: Callable[[], datetime] = utc_now) -> Judgement:
+    """Transport outcome + script output → status, failed check ids, verdicts, one-line detail."""
     if outcome.transport_status is not None:
-        return outcome.transport_status, [], {}, outcome.transport_detail
+        return Judgement(outcome.transport_status, [], {}, outcome.transport_detail)
     output = split_sections(outcome.output.decode("utf-8", errors="replace"))
+    output.truncated = outcome.truncated
     verdicts = evaluate_host_checks(output, CheckOptions(rule_groups=load_rule_set(params.rule_set)))
     present = {name: text for name, text in output.sections.items() if name not in output.ambiguous}
     try:
         verdicts[STREAM_CHECK] = judge_stream(present, verdicts, host, lookup, params, now)
     except Exception as exc:  # noqa: BLE001 - an AWS error for one host is that check's ERROR
         verdicts[STREAM_CHECK] = Verdict.error(f"CloudWatch Logs lookup failed: {type(exc).__name__}: {exc}"[:200])
+    canary = plan_canary(present, verdicts, host, params)
+    if isinstance(canary, Verdict):
+        verdicts[CANARY_CHECK], canary = canary, None
     status, failed = host_status(verdicts)
-    if outcome.truncated:
-        detail = "output exceeded the size cap and was truncated"
-    elif not output.complete:
-        detail = "script output incomplete or unrecognised"
-    elif status == Status.ERROR:
-        detail = "; ".join(f"{c}: {v.detail}" for c, v in verdicts.items() if v.status == CheckStatus.ERROR)
-    else:
-        detail = f"{len(verdicts) - len(failed)}/{len(verdicts)} checks passed"
-    return status, failed, verdicts, detail
+    return Judgement(status, failed, verdicts, _detail(status, failed, verdicts, output), canary)
+
+
+def settle_canaries(waiting: list[Judgement], logs_client, since_ms: int, wait_s: float) -> None:
+    """Search the batch's canaries together, then fill in each host's verdict and status."""
+    seen = find_canaries(logs_client, [j.canary for j in waiting], since_ms, wait_s)
+    for j in waiting:
+        delay = seen.get(j.canary.instance_id)
+        j.verdicts[CANARY_CHECK] = (
+            Verdict.passed(f"canary found in {j.canary.group}/{j.canary.stream} after {delay:g}s") if delay is not None
+            else Verdict.failed(f"canary not found in {j.canary.group}/{j.canary.stream} within {wait_s:g}s"))
+        j.status, j.failed = host_status(j.verdicts)
+        j.detail = _detail(j.status, j.failed, j.verdicts, None)
+        j.canary = None
 
 
 def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore) -> dict:
@@ -92,10 +143,10 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
     repins: list[tuple] = []  # operator-accepted rotations (accept_host_keys)
     lookup = StreamLookup(logs_client)
 
-    def record(host: Host, outcome: HostOutcome | None, status: Status, failed, verdicts, detail) -> None:
-        counts[status.value] += 1
-        pending.append(instance_item(host=host, outcome=outcome, status=status, failed=failed, verdicts=verdicts,
-                                     detail=detail, audit_date=ctx.audit_date, run_id=ctx.run_id,
+    def record(host: Host, outcome: HostOutcome | None, j: Judgement) -> None:
+        counts[j.status.value] += 1
+        pending.append(instance_item(host=host, outcome=outcome, status=j.status, failed=j.failed, verdicts=j.verdicts,
+                                     detail=j.detail, audit_date=ctx.audit_date, run_id=ctx.run_id,
                                      checked_at=utc_now(), ttl_days=ctx.params.ttl_days))
 
     def take() -> tuple[list[dict], list[tuple], list[tuple]]:
@@ -114,7 +165,7 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
 
     for host in todo:
         if host.is_windows:
-            record(host, None, Status.NOT_APPLICABLE, [], {}, "Windows instance: Linux audit checks do not apply")
+            record(host, None, Judgement(Status.NOT_APPLICABLE, [], {}, "Windows instance: Linux audit checks do not apply"))
     linux = [h for h in todo if not h.is_windows]
     pins = store.load_pins([h.instance_id for h in linux]) if ctx.ssh.host_key_policy == "tofu" else {}
     # An operator-approved rotation: connect without the old pin, then replace it with the key seen now.
@@ -124,8 +175,8 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
         lock = asyncio.Lock()
 
         async def on_outcome(host: Host, outcome: HostOutcome) -> None:
-            status, failed, verdicts, detail = await asyncio.to_thread(
-                judge_host, host, outcome, lookup, ctx.params)
+            judged = await asyncio.to_thread(judge_host, host, outcome, lookup, ctx.params)
+            status = judged.status
             if host.instance_id in accepted and outcome.host_key:
                 old = accepted[host.instance_id]
                 outcome.host_key_note = (f"re-pinned by accept_host_keys (was {old.fingerprint})" if old
@@ -135,16 +186,26 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
             elif (ctx.ssh.host_key_policy == "tofu" and host.instance_id not in pins and outcome.host_key
                     and status != Status.HOST_KEY_MISMATCH):
                 new_pins.append((host.instance_id, outcome.host_key, outcome.host_key_fingerprint, host.address))
-            record(host, outcome, status, failed, verdicts, detail)
+            if judged.canary is not None:  # stored once the batch's canaries have been searched
+                awaiting.append((host, outcome, judged))
+                return
+            record(host, outcome, judged)
             if len(pending) >= FLUSH_EVERY:
                 taken = take()
                 async with lock:  # one writer at a time: boto3 resources are not thread-safe
                     await asyncio.to_thread(write, *taken)
 
-        await fan_out(linux, ctx.ssh, SCRIPT, pins, ctx.params.concurrency, on_outcome)
+        script = SCRIPT_WITH_CANARY if ctx.params.canary else SCRIPT
+        await fan_out(linux, ctx.ssh, script, pins, ctx.params.concurrency, on_outcome)
 
+    awaiting: list[tuple[Host, HostOutcome, Judgement]] = []
+    since_ms = int(utc_now().timestamp() * 1000) - 60_000
     if linux:
         asyncio.run(run())
+    if awaiting:
+        settle_canaries([j for _, _, j in awaiting], logs_client, since_ms, ctx.params.canary_wait_seconds)
+        for host, outcome, judged in awaiting:
+            record(host, outcome, judged)
     write(*take())
     return {"label": batch.get("label", region), "region": region, "hosts": len(ids),
             "already_recorded": len(already), "no_longer_running": len(gone), "counts": dict(counts)}

@@ -181,6 +181,17 @@ CATALOGUE: tuple[Check, ...] = (
         references=("AWS CloudWatch agent: configuration file, run_as_user", "amazon-cloudwatch-agent-ctl -a status"),
     ),
     Check(
+        id="cwagent.canary_delivered",
+        title="a marker written to the audit log arrives in CloudWatch Logs (opt-in)",
+        severity="critical",
+        probes=(probes.CANARY, probes.CWAGENT_CONFIG, probes.HOST_IDENTITY),
+        parser=None,
+        aws_side=True,
+        rationale="The only end-to-end proof: a unique event written through the kernel audit is found in the host's stream. Off unless the `canary` param is true (it writes one USER record per host per run).",
+        remediation="Follow the path of one event: `ausearch -m USER -ts recent` on the host, then the agent log (/opt/aws/amazon-cloudwatch-agent/logs/amazon-cloudwatch-agent.log), then the instance role's logs:PutLogEvents permission.",
+        references=("auditctl(8) -m", "AWS CloudWatch Logs FilterLogEvents"),
+    ),
+    Check(
         id="cwagent.log_stream_fresh",
         title="the host's audit log stream received an event recently",
         severity="critical",
@@ -194,8 +205,11 @@ CATALOGUE: tuple[Check, ...] = (
 )
 
 BY_ID: dict[str, Check] = {c.id: c for c in CATALOGUE}
-HOST_PROBES: tuple[Probe, ...] = tuple(dict.fromkeys(p for c in CATALOGUE for p in c.probes))
+CANARY_CHECK = "cwagent.canary_delivered"
+HOST_PROBES: tuple[Probe, ...] = tuple(dict.fromkeys(p for c in CATALOGUE for p in c.probes if p is not probes.CANARY))
 SCRIPT: str = probes.build_script(HOST_PROBES)
+# Two constants, never assembled per host: the canary probe is added only when the run opts in.
+SCRIPT_WITH_CANARY: str = probes.build_script(HOST_PROBES + (probes.CANARY,))
 
 
 def check_meta() -> dict[str, dict[str, str]]:

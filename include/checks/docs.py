@@ -48,7 +48,9 @@ def render() -> str:
 
 SUDOERS = ("ec2-user ALL=(root) NOPASSWD: /usr/sbin/auditctl -s, /usr/sbin/auditctl -l, /sbin/auditctl -s, "
            "/sbin/auditctl -l, \\\n    /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a status, "
-           "\\\n    /bin/cat /etc/audit/auditd.conf, /bin/ls -la /var/log/audit\n")
+           "\\\n    /bin/cat /etc/audit/auditd.conf, /bin/ls -la /var/log/audit\n"
+           "# only with canary=true: writes one USER record with the run's marker\n"
+           "ec2-user ALL=(root) NOPASSWD: /usr/sbin/auditctl -m ec2-audit-canary *, /sbin/auditctl -m ec2-audit-canary *\n")
 
 if __name__ == "__main__":
     print(render(), end="")

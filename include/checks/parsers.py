@@ -539,3 +539,21 @@ def cwagent_config_valid(outputs: Mapping[str, str]) -> Verdict:
 def auditd_rules_cover(outputs: Mapping[str, str], options) -> Verdict:
     """rules_cover against the fleet's chosen rule set (CheckOptions.rule_groups)."""
     return rules_cover(outputs, options.rule_groups)
+
+
+def canary_token(outputs: Mapping[str, str]) -> str | Verdict:
+    """The marker this host wrote into its audit log, or why there is none (ERROR/FAIL verdict)."""
+    from include.checks.probes import CANARY_TOKEN
+
+    text = outputs.get("canary")
+    if text is None:
+        return Verdict.error("no canary output")
+    value = _kv_lines(text).get("canary", "")
+    m = re.fullmatch(rf"{re.escape(CANARY_TOKEN)} ([0-9a-fA-F-]{{16,64}})", value)
+    if m:
+        return f"{CANARY_TOKEN} {m.group(1)}"
+    if problem := _sudo_problem(value.removeprefix("failed: ")):
+        return Verdict.error(problem)
+    if value == "auditctl not found":
+        return Verdict.failed("auditctl not found: no canary could be written")
+    return Verdict.error(f"canary not written: {value[:160]!r}")

@@ -131,6 +131,18 @@ if [ -f {CWA_DIR}/etc/amazon-cloudwatch-agent.toml ]; then cat {CWA_DIR}/etc/ama
 else echo 'toml: not found'; fi""",
 )
 
+# Opt-in (param canary): a unique marker written into the audit log by the kernel audit itself. The token
+# is made on the host, so the script stays a constant; it is then searched for in CloudWatch Logs.
+CANARY_TOKEN = "ec2-audit-canary"
+CANARY = Probe(
+    "canary",
+    f"""\
+N=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')
+if [ -z "$AUDITCTL" ]; then echo 'canary: auditctl not found'
+elif out=$(sudo -n "$AUDITCTL" -m "{CANARY_TOKEN} $N" 2>&1); then echo "canary: {CANARY_TOKEN} $N"
+else echo "canary: failed: $out" | head -c 300; fi""",
+)
+
 HOST_IDENTITY = Probe(
     "host_identity",
     """\

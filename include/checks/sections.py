@@ -16,6 +16,7 @@ class ScriptOutput:
     sections: dict[str, str] = field(default_factory=dict)
     ambiguous: set[str] = field(default_factory=set)
     complete: bool = False  # the end marker was seen (output not cut short)
+    truncated: bool = False  # the client stopped reading at its output cap
 
     def get(self, name: str) -> str | None:
         """The section's text, or None when it is missing or ambiguous."""

@@ -31,20 +31,22 @@ def judge(profile: str, lookup, **outcome):
 
 def test_compliant_host_looks_up_its_own_stream():
     lookup = FakeLookup(5)
-    status, failed, verdicts, _ = judge("compliant", lookup)
+    j = judge("compliant", lookup)
+    status, failed, verdicts = j.status, j.failed, j.verdicts
     assert status == Status.COMPLIANT and failed == []
+    assert verdicts["cwagent.canary_delivered"].status.value == "NOT_APPLICABLE"  # opt-in
     assert lookup.calls == [("/ec2/audit", "i-0abc")]
     assert set(verdicts) == {c.id for c in CATALOGUE}
 
 
 def test_stale_and_missing_stream_fail_the_aws_check():
-    assert judge("compliant", FakeLookup(500))[1] == ["cwagent.log_stream_fresh"]
-    assert judge("compliant", FakeLookup(None))[1] == ["cwagent.log_stream_fresh"]
+    assert judge("compliant", FakeLookup(500)).failed == ["cwagent.log_stream_fresh"]
+    assert judge("compliant", FakeLookup(None)).failed == ["cwagent.log_stream_fresh"]
 
 
 def test_not_shipping_fails_both_agent_log_checks_without_lookup():
     lookup = FakeLookup(5)
-    assert judge("agent_not_shipping", lookup)[1] == ["cwagent.log_stream_fresh", "cwagent.ships_audit_log"]
+    assert judge("agent_not_shipping", lookup).failed == ["cwagent.log_stream_fresh", "cwagent.ships_audit_log"]
     assert lookup.calls == []
 
 
@@ -53,18 +55,63 @@ def test_lookup_exception_is_an_error_for_that_check_only():
         def describe(self, group, stream):
             raise RuntimeError("throttled")
 
-    status, failed, verdicts, detail = judge("compliant", Broken())
-    assert status == Status.ERROR and "throttled" in detail
-    assert verdicts["cwagent.log_stream_fresh"].status.value == "ERROR"
+    j = judge("compliant", Broken())
+    assert j.status == Status.ERROR and "throttled" in j.detail
+    assert j.verdicts["cwagent.log_stream_fresh"].status.value == "ERROR"
 
 
 def test_transport_failure_has_no_checks():
     out = HostOutcome("i-0abc", Status.AUTH_FAILED, "key refused")
-    assert judge_host(HOST, out, FakeLookup(5), AuditParams()) == (Status.AUTH_FAILED, [], {}, "key refused")
+    j = judge_host(HOST, out, FakeLookup(5), AuditParams())
+    assert (j.status, j.failed, j.verdicts, j.detail) == (Status.AUTH_FAILED, [], {}, "key refused")
 
 
 def test_truncated_output_is_error():
     text = render_output("compliant", {"hostname": "h"})
     out = HostOutcome("i-0abc", None, output=text[: len(text) // 2].encode(), truncated=True)
-    status, _, _, detail = judge_host(HOST, out, FakeLookup(5), AuditParams(), now=lambda: NOW)
-    assert status == Status.ERROR and "truncated" in detail
+    j = judge_host(HOST, out, FakeLookup(5), AuditParams(), now=lambda: NOW)
+    assert j.status == Status.ERROR and "truncated" in j.detail
+
+
+def test_canary_planned_only_when_opted_in_and_written():
+    text = render_output("compliant", {"hostname": "h"}) .replace(
+        "@@ec2audit-end", "@@ec2audit-section canary\ncanary: ec2-audit-canary 0f8e2b8a-5a0e-4a53-9d0b-1c2d3e4f5a6b\n\n@@ec2audit-end")
+    out = HostOutcome("i-0abc", None, output=text.encode())
+    j = judge_host(HOST, out, FakeLookup(5), AuditParams(canary=True), now=lambda: NOW)
+    assert j.canary is not None and j.canary.stream == "i-0abc" and j.canary.group == "/ec2/audit"
+    assert j.canary.token.endswith("1c2d3e4f5a6b")
+    refused = text.replace("canary: ec2-audit-canary 0f8e2b8a-5a0e-4a53-9d0b-1c2d3e4f5a6b",
+                           "canary: failed: sudo: a password is required")
+    j = judge_host(HOST, HostOutcome("i-0abc", None, output=refused.encode()), FakeLookup(5), AuditParams(canary=True),
+                   now=lambda: NOW)
+    assert j.canary is None and j.verdicts["cwagent.canary_delivered"].status.value == "ERROR"
+
+
+def test_find_canaries_polls_in_bulk_until_found_or_deadline():
+    from include.canary import Canary, find_canaries
+
+    class Logs:
+        def __init__(self):
+            self.calls = 0
+
+        def get_paginator(self, name):
+            logs = self
+
+            class P:
+                def paginate(self, **kw):
+                    logs.calls += 1
+                    msgs = ["type=USER msg=audit(1.0:1): msg='ec2-audit-canary aaa'"]
+                    if logs.calls >= 2:
+                        msgs.append("type=USER msg=audit(1.0:2): msg='ec2-audit-canary bbb'")
+                    yield {"events": [{"message": m} for m in msgs]}
+            return P()
+
+    t = [0.0]
+    logs = Logs()
+    found = find_canaries(logs, [Canary("i-1", "g", "s1", "ec2-audit-canary aaa"),
+                                 Canary("i-2", "g", "s2", "ec2-audit-canary bbb"),
+                                 Canary("i-3", "g", "s3", "ec2-audit-canary ccc")],
+                          since_ms=0, wait_s=10, poll_s=3, clock=lambda: t[0],
+                          sleep=lambda d: t.__setitem__(0, t[0] + d))
+    assert found["i-1"] == 0 and found["i-2"] == 3 and found["i-3"] is None
+    assert logs.calls == 5  # one call per poll (0, 3, 6, 9, 10 s) for the whole group, not one per host
