@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import asyncssh
 
-from include.checks.probes import END_MARK
+from include.checks.probes import CANARY_TOKEN, END_MARK, SECTION_MARK
 
 Responder = Callable[[str, dict], "str | bytes"]
 HUGE_BYTES = 50 * 1024 * 1024
@@ -74,22 +76,49 @@ class _Server(asyncssh.SSHServer):
         return self.allowed is not None and key.get_fingerprint("sha256") in self.allowed
 
 
-async def _read_script(proc: asyncssh.SSHServerProcess) -> None:
-    """Read stdin until the script's end marker (the client may not close stdin) or EOF."""
-    seen = ""
+async def _read_script(proc: asyncssh.SSHServerProcess) -> bool:
+    """Read stdin until the script's end marker (the client may not close stdin) or EOF.
+
+    Returns whether the script carries the canary probe."""
+    seen, canary = "", False
     while END_MARK not in seen:
         chunk = await proc.stdin.read(65536)
         if not chunk:
+            break
+        seen = (seen + chunk)[-8192:]
+        canary = canary or CANARY_TOKEN in seen
+    return canary
+
+
+class CanaryShipper:
+    """Plays the CloudWatch agent for canaries: puts the audit record into the host's stream in moto."""
+
+    def __init__(self, endpoint: str | None, region: str = "us-east-1") -> None:
+        self.client = None
+        if endpoint:
+            import boto3
+
+            self.client = boto3.client("logs", endpoint_url=endpoint, region_name=region,
+                                       aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    async def ship(self, host: dict, token: str) -> None:
+        if self.client is None:
             return
-        seen = (seen + chunk)[-4096:]
+        await asyncio.sleep(1 + random.random())  # the agent's flush interval
+        import time
+
+        message = f"type=USER msg=audit({time.time():.3f}:4242): pid=1 uid=0 auid=1000 ses=3 msg='{token} exe=\"/usr/sbin/auditctl\" res=success'"
+        await asyncio.to_thread(self.client.put_log_events, logGroupName="/ec2/audit",
+                                logStreamName=host["instance_id"],
+                                logEvents=[{"timestamp": int(time.time() * 1000), "message": message}])
 
 
-def _make_handler(host: dict, latency_s: float, responder: Responder):
+def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "CanaryShipper | None" = None):
     behaviour = host.get("behaviour", "ok")
 
     async def handle(proc: asyncssh.SSHServerProcess) -> None:
         try:
-            await _read_script(proc)
+            canary = await _read_script(proc)
             if latency_s:
                 await asyncio.sleep(latency_s)
             if behaviour == "hang_command":
@@ -104,6 +133,8 @@ def _make_handler(host: dict, latency_s: float, responder: Responder):
             else:
                 text = responder(host.get("profile", "compliant"), host.get("identity", {}))
                 text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+                if canary:
+                    text = _with_canary(text, host, shipper)
                 if behaviour == "drop":
                     proc.stdout.write(text[: len(text) // 2])
                     await proc.stdout.drain()
@@ -115,6 +146,17 @@ def _make_handler(host: dict, latency_s: float, responder: Responder):
             pass  # the client went away (e.g. output cap reached): nothing to do
 
     return handle
+
+
+def _with_canary(text: str, host: dict, shipper: "CanaryShipper | None") -> str:
+    from devstack.host_states import canary_line, delivers_canary
+
+    profile = host.get("profile", "compliant")
+    token = f"{CANARY_TOKEN} {uuid.uuid4()}"
+    if shipper is not None and host.get("instance_id") and delivers_canary(profile):
+        asyncio.get_running_loop().create_task(shipper.ship(host, token))
+    section = f"\n{SECTION_MARK} canary\n{canary_line(profile, token)}\n"
+    return text.replace(f"\n{END_MARK}\n", section + f"\n{END_MARK}\n")
 
 
 class Fleet:
@@ -136,13 +178,15 @@ class Fleet:
 
 
 async def start_fleet(hosts: list[dict], state_dir: str | Path, authorized_keys: list[str] | str,
-                      latency_ms: int = 0, responder: Responder | None = None) -> Fleet:
+                      latency_ms: int = 0, responder: Responder | None = None,
+                      aws_endpoint: str | None = None) -> Fleet:
     state_dir = Path(state_dir)
     if isinstance(authorized_keys, str):
         authorized_keys = [authorized_keys]
     allowed = {asyncssh.import_public_key(k).get_fingerprint("sha256") for k in authorized_keys if k.strip()}
     fleet = Fleet()
     respond = responder or _default_responder
+    shipper = CanaryShipper(aws_endpoint)
 
     for host in hosts:
         behaviour = host.get("behaviour", "ok")
@@ -162,7 +206,7 @@ async def start_fleet(hosts: list[dict], state_dir: str | Path, authorized_keys:
         server = await asyncssh.listen(
             host["address"], host["port"], server_host_keys=[key],
             server_factory=(lambda a=accepted: _Server(a)),
-            process_factory=_make_handler(host, latency_ms / 1000, respond),
+            process_factory=_make_handler(host, latency_ms / 1000, respond, shipper),
             encoding="utf-8", allow_scp=False, agent_forwarding=False, x11_forwarding=False,
             login_timeout=30, keepalive_interval=0)
         fleet.servers.append(server)
@@ -174,7 +218,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
     hosts = json.loads(Path(args.spec).read_text())
     keys = [line for line in Path(args.authorized_key).read_text().splitlines() if line.strip()]
-    fleet = await start_fleet(hosts, args.state_dir, keys, args.latency_ms)
+    fleet = await start_fleet(hosts, args.state_dir, keys, args.latency_ms, aws_endpoint=args.aws_endpoint)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -193,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--authorized-key", required=True)
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--ready-file")
+    parser.add_argument("--aws-endpoint", help="moto server URL: simulated agents ship canaries there")
     args = parser.parse_args(argv)
     try:
         import uvloop

@@ -215,3 +215,21 @@ def render_output(profile: str, identity: dict | None = None) -> str:
 
 def with_changes(profile: str, **changes) -> HostState:
     return replace(PROFILES[profile], **changes)
+
+
+def canary_line(profile: str, token: str) -> str:
+    """What the canary probe prints on a host of this profile."""
+    s = PROFILES[profile]
+    if not s.auditd_installed:
+        return "canary: auditctl not found"
+    if not s.sudo_ok:
+        return f"canary: failed: {SUDO_REFUSED}"
+    return f"canary: {token}"
+
+
+def delivers_canary(profile: str) -> bool:
+    """Whether a simulated agent would get an audit record of this host to CloudWatch Logs."""
+    s = PROFILES[profile]
+    return (s.auditd_installed and s.auditd_running and s.sudo_ok and s.agent_installed and s.agent_running
+            and s.ships_audit_log and s.translated in ("ok", "unknown_stream") and s.run_as_user == "root"
+            and s.stream_age_minutes is not None and s.stream_age_minutes < 120)

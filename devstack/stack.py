@@ -100,7 +100,7 @@ class LocalStack:
             fleet = self._spawn("fleet", [
                 sys.executable, "-m", "devstack.fleet", "--spec", str(spec), "--state-dir", str(self.root / "fleet"),
                 "--authorized-key", str(self.client_key) + ".pub", "--latency-ms", str(self.latency_ms),
-                "--ready-file", str(ready)])
+                "--ready-file", str(ready), "--aws-endpoint", self.endpoint])
             wait_until(ready.exists, 60, "simulated fleet", fleet)
 
             self.smtp_port = free_port()

@@ -216,3 +216,26 @@ def test_accepting_a_rotated_host_key_repins_it(stack):
     assert accepted["status"] == "COMPLIANT" and old in accepted["host_key_note"]
     assert store.load_pins([bastion])[bastion].fingerprint == accepted["host_key_fingerprint"] != old
     assert status("2031-02-03")["status"] == "COMPLIANT"  # the new pin is trusted from now on
+
+
+def test_canary_is_found_only_where_the_audit_trail_really_works(stack):
+    """canary=true: each host writes a marker; the simulated agents ship it to moto; one search per batch."""
+    from include.config import AuditParams
+    from include.evidence import EvidenceStore
+    from include.ssh_transport import SshSettings
+    from include.verify import RunContext, verify_batch
+
+    ec2, logs, dynamodb = clients(stack.endpoint)
+    store = EvidenceStore(dynamodb, "ec2_audit_evidence")
+    by_profile = {h["profile"]: h["instance_id"] for h in stack.fleet_entries
+                  if h.get("behaviour") == "ok" and h.get("simulated", True)}
+    expected = {"compliant": "PASS", "agent_stopped": "FAIL", "agent_not_shipping": "FAIL",
+                "sudo_password": "ERROR", "auditd_stopped": "FAIL"}
+    batch = {"region": "us-east-1", "instance_ids": [by_profile[p] for p in expected], "label": "canary"}
+    ssh = SshSettings(username="ec2audit", key_file=str(stack.client_key), port=SSH_PORT, connect_timeout=2)
+    params = AuditParams(canary=True, canary_wait_seconds=12)
+    verify_batch(batch, RunContext("2031-03-01", "canary-run", params, ssh), ec2, logs, store)
+    items = {it["instance_id"]: it for it in store.day_items("2031-03-01")}
+    got = {p: items[by_profile[p]]["checks"]["cwagent.canary_delivered"]["status"] for p in expected}
+    assert got == expected, {p: items[by_profile[p]]["checks"]["cwagent.canary_delivered"] for p in expected}
+    assert items[by_profile["compliant"]]["status"] == "COMPLIANT"
