@@ -87,3 +87,25 @@ def test_pinned_key_of_another_host_is_mismatch(hosts):
     outcome = check(HEALTHY, settings(root), pin)
     assert outcome.transport_status == Status.HOST_KEY_MISMATCH and outcome.output == b""
     assert outcome.host_key_fingerprint == started[HEALTHY].host_key_fingerprint
+
+
+def test_canary_reaches_the_real_audit_log(hosts):
+    """Through real sshd and real sudo, auditctl -m writes the marker into the kernel audit trail."""
+    import time
+    from pathlib import Path
+
+    from include.checks import parsers
+    from include.checks.catalogue import SCRIPT_WITH_CANARY
+
+    root, _, auditd = hosts
+    if not auditd.available:
+        pytest.skip(f"real kernel audit unavailable: {auditd.reason}")
+    s = settings(root)
+    outcome = asyncio.run(check_host(Host("i-x", "r", "a", HEALTHY), s, s.load_key(), SCRIPT_WITH_CANARY.encode(), None))
+    token = parsers.canary_token(split_sections(outcome.output.decode()).sections)
+    assert isinstance(token, str), token
+    deadline = time.monotonic() + 10
+    log = Path("/var/log/audit/audit.log")
+    while token not in log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert token in log.read_text(errors="replace")
