@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.host_states import CIS_RULES
+from devstack.host_states import CIS_RULES, WEAK_AUDITD_CONF
 
 LOGIN = "ec2audit"
 # The same allowlist the README gives for real hosts.
@@ -28,6 +28,28 @@ SUDO_RULE = (f"{LOGIN} ALL=(root) NOPASSWD: /usr/sbin/auditctl -s, /usr/sbin/aud
              "/usr/sbin/auditctl -m ec2-audit-canary *, /sbin/auditctl -m ec2-audit-canary *\n")
 CMDLINE = {"healthy": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet audit=1 audit_backlog_limit=8192",
            "failing": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet"}
+CMDLINE["misconfigured"] = CMDLINE["healthy"]
+# "misconfigured": running and shipping, but each deeper check has something wrong. Its auditctl reports a
+# `lost` counter that grows on every call (the kernel dropping events), kept in the namespace's /opt.
+MISCONFIGURED_AUDITCTL = """case "$1" in
+-s) n=$(cat /opt/.lost 2>/dev/null || echo 10); echo $((n + 15)) > /opt/.lost; cat <<EOF
+enabled 1
+failure 1
+pid 4343
+rate_limit 0
+backlog_limit 320
+lost $n
+backlog 0
+EOF
+;;
+-l) cat <<'EOF'
+""" + "\n".join(CIS_RULES[:4]) + """
+EOF
+;;
+-m) exit 0;;
+*) echo unsupported >&2; exit 1;;
+esac
+"""
 
 FAKE_AUDITCTL = {
     "healthy": ('enabled 2\nfailure 1\npid 4242\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0',
@@ -64,7 +86,7 @@ def _agent_tree(root: Path, profile: str, instance_id: str) -> None:
     cwa = root / "aws" / "amazon-cloudwatch-agent"
     (cwa / "bin").mkdir(parents=True)
     (cwa / "etc" / "amazon-cloudwatch-agent.d").mkdir(parents=True)
-    running = profile == "healthy"
+    running = profile in ("healthy", "misconfigured")
     status = {"status": "running" if running else "stopped", "starttime": "2026-11-23T06:00:00+00:00" if running else "",
               "configstatus": "configured", "version": "1.300057.0b1207"}
     _script(cwa / "bin" / "amazon-cloudwatch-agent-ctl",
@@ -74,13 +96,15 @@ def _agent_tree(root: Path, profile: str, instance_id: str) -> None:
     if running:
         files.append({"file_path": "/var/log/audit/audit.log", "log_group_name": "/ec2/audit",
                       "log_stream_name": "{instance_id}"})
-    config = {"agent": {"run_as_user": "root"}, "logs": {"logs_collected": {"files": {"collect_list": files}}}}
+    user = "cwagent" if profile == "misconfigured" else "root"
+    config = {"agent": {"run_as_user": user}, "logs": {"logs_collected": {"files": {"collect_list": files}}}}
     (cwa / "etc" / "amazon-cloudwatch-agent.json").write_text(json.dumps(config, indent=2))
     if running:  # what fetch-config would have translated; the failing host never ran it
         (cwa / "etc" / "amazon-cloudwatch-agent.toml").write_text(
             '[inputs]\n  [[inputs.logfile]]\n    destination = "cloudwatchlogs"\n'
             '    [[inputs.logfile.file_config]]\n      file_path = "/var/log/audit/audit.log"\n'
-            f'      log_group_name = "/ec2/audit"\n      log_stream_name = "{instance_id}"\n')
+            f'      log_group_name = "/ec2/audit"\n      log_stream_name = '
+            f'"{"i-UNKNOWN" if profile == "misconfigured" else instance_id}"\n')
 
 
 @dataclass
@@ -144,7 +168,18 @@ LogLevel VERBOSE
               f"mount --bind {sudoers} /etc/sudoers.d",
               # The boot command line is this VM's, not an EC2 instance's: each host gets its own.
               f"mount --bind {workdir / 'cmdline'} /proc/cmdline"]
-    if fake_auditctl if fake_auditctl is not None else profile != "healthy":
+    if profile == "misconfigured":
+        _script(workdir / "auditctl", MISCONFIGURED_AUDITCTL)
+        (workdir / "auditd.conf").write_text(WEAK_AUDITD_CONF + "\n")
+        loose = workdir / "auditlog"
+        loose.mkdir()
+        (loose / "audit.log").write_text("type=DAEMON_START msg=audit(1700000000.000:1): op=start\n")
+        loose.chmod(0o755)
+        (loose / "audit.log").chmod(0o644)
+        mounts += [f"mount --bind {workdir / 'auditctl'} /usr/sbin/auditctl",
+                   f"mount --bind {workdir / 'auditd.conf'} /etc/audit/auditd.conf",
+                   f"mount --bind {loose} /var/log/audit"]
+    elif fake_auditctl if fake_auditctl is not None else profile != "healthy":
         status, rules = FAKE_AUDITCTL[profile]
         _script(workdir / "auditctl", f'case "$1" in -s) cat <<EOF\n{status}\nEOF\n;; -l) cat <<EOF\n{rules}\nEOF\n;; '
                                       f"*) echo unsupported >&2; exit 1;; esac\n")

@@ -122,8 +122,10 @@ def auditd_enabled_on_boot(outputs: Mapping[str, str]) -> Verdict:
 
 
 def parse_rules(text: str) -> list[str]:
-    """`auditctl -l` → rule lines; [] for "No rules"."""
-    return [ln.strip() for ln in text.splitlines() if ln.strip().startswith(("-a", "-w", "-e", "-b", "-f", "-r"))]
+    """`auditctl -l` → rule lines; [] for "No rules". Old auditctl (audit 1.x/2.0, RHEL 5/6) prints
+    `LIST_RULES: exit,always watch=/etc/passwd perm=wa key=identity` instead of the -a/-w form."""
+    return [ln.strip() for ln in text.splitlines()
+            if ln.strip().startswith(("-a ", "-w ", "-A ", "LIST_RULES:"))]
 
 
 def auditd_rules_loaded(outputs: Mapping[str, str]) -> Verdict:

@@ -66,8 +66,19 @@ class LoadedRule:
     syscalls: frozenset[str]
     action: str  # always / never
 
+def _parse_old_rule(line: str) -> LoadedRule:
+    """`LIST_RULES: exit,always watch=/etc/passwd perm=wa key=identity` (audit 1.x/2.0)."""
+    fields = line[len("LIST_RULES:"):].split()
+    values = dict(f.split("=", 1) for f in fields if "=" in f)
+    action = "never" if fields and "never" in fields[0].split(",") else "always"
+    syscalls = frozenset(s for s in values.get("syscall", "").split(",") if s)
+    return LoadedRule(values.get("key"), values.get("watch") or values.get("path") or values.get("dir"), syscalls, action)
+
+
 def parse_rule(line: str) -> LoadedRule | None:
     """One `auditctl -l` line (as the kernel reports it) → its key, watched path and syscalls."""
+    if line.startswith("LIST_RULES:"):
+        return _parse_old_rule(line)
     tokens = line.split()
     if not tokens or tokens[0] not in ("-a", "-w", "-A"):
         return None

@@ -17,7 +17,7 @@ from include.ssh_transport import Pin, SshSettings, check_host
 
 available, why = sshd_available()
 pytestmark = pytest.mark.skipif(not available, reason=why)
-HEALTHY, FAILING = "127.42.2.1", "127.42.2.2"
+HEALTHY, FAILING, MISCONFIGURED = "127.42.2.1", "127.42.2.2", "127.42.2.3"
 PORT = 2222
 
 
@@ -31,6 +31,8 @@ def hosts(tmp_path_factory):
             HEALTHY: start_sshd_host(root / "healthy", HEALTHY, PORT, public, "healthy", "i-healthy",
                                      fake_auditctl=not auditd.available),
             FAILING: start_sshd_host(root / "failing", FAILING, PORT, public, "failing", "i-failing"),
+            MISCONFIGURED: start_sshd_host(root / "misconfigured", MISCONFIGURED, PORT, public, "misconfigured",
+                                           "i-misconfigured"),
         }
         try:
             yield root, started, auditd
@@ -109,3 +111,17 @@ def test_canary_reaches_the_real_audit_log(hosts):
     while token not in log.read_text(errors="replace") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert token in log.read_text(errors="replace")
+
+
+def test_misconfigured_host_fails_each_deeper_check_for_its_reason(hosts):
+    root, _, _ = hosts
+    outcome = check(MISCONFIGURED, settings(root))
+    verdicts = evaluate_host_checks(split_sections(outcome.output.decode()))
+    failed = {cid: v.detail for cid, v in verdicts.items() if v.status == CheckStatus.FAIL}
+    assert sorted(failed) == ["auditd.backlog_lost", "auditd.config", "auditd.immutable", "auditd.log_permissions",
+                              "auditd.rules_cover_cis", "cwagent.config_valid"], failed
+    assert "lost 10 → 25" in failed["auditd.backlog_lost"]
+    assert "disk_full_action=ignore" in failed["auditd.config"]
+    assert "/var/log/audit is 755" in failed["auditd.log_permissions"]
+    assert "i-UNKNOWN" in failed["cwagent.config_valid"]
+    assert verdicts["auditd.running"].status == CheckStatus.PASS and verdicts["cwagent.running"].status == CheckStatus.PASS

@@ -180,3 +180,26 @@ def agent_outputs(*, toml=TOML_OK, status='{"status": "running", "configstatus":
 def test_config_valid(outputs, expected, needle):
     verdict = parsers.cwagent_config_valid(outputs)
     assert verdict.status == expected and needle in verdict.detail, verdict.detail
+
+
+def test_old_list_rules_format_is_understood():
+    old = ["LIST_RULES: exit,always watch=/etc/passwd perm=wa key=identity",
+           "LIST_RULES: exit,always arch=3221225534 (0xc000003e) key=time-change syscall=adjtimex,settimeofday",
+           "LIST_RULES: exit,never syscall=mount"]
+    verdict = parsers.auditd_rules_loaded({"auditctl_status": "enabled 1\npid 3", "auditctl_rules": "\n".join(old)})
+    assert verdict.status == CheckStatus.PASS and "3 rules" in verdict.detail
+    missing = missing_groups(old, CIS)
+    assert "identity" not in missing and "time-change" not in missing and "mounts" in missing
+
+
+@pytest.mark.parametrize("check,text,expected", [
+    ("auditd", "binary: none\npackage: audit-2.8.1-3.amzn2.1.x86_64", CheckStatus.PASS),  # Amazon Linux 2
+    ("auditd", "binary: /sbin/auditd\npackage: audit-3.1.2-1.el9.x86_64", CheckStatus.PASS),  # RHEL 9 / Rocky
+    ("auditd", "binary: none\npackage: auditd 1:3.0.7-1build1 install ok installed", CheckStatus.PASS),  # Ubuntu 22.04
+    ("auditd", "binary: none\npackage: auditd 1:3.0.9-1 deinstall ok config-files", CheckStatus.FAIL),  # removed
+    ("cwagent", "ctl: none\npackage: amazon-cloudwatch-agent-1.300032.2-1.x86_64", CheckStatus.PASS),
+])
+def test_package_queries_per_distro(check, text, expected):
+    parse = parsers.auditd_installed if check == "auditd" else parsers.cwagent_installed
+    key = "auditd_installed" if check == "auditd" else "cwagent_installed"
+    assert parse({key: text}).status == expected
