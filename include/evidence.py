@@ -186,6 +186,26 @@ class EvidenceStore:
     def get_summary(self, audit_date: str) -> dict | None:
         return self.table.get_item(Key={"instance_id": SUMMARY_ID, "audit_date": audit_date}).get("Item")
 
+    def summaries(self, first_day: str, last_day: str) -> list[dict]:
+        """Run-summary items between two days (inclusive), oldest first: one Query on the summary partition."""
+        kwargs: dict = {"KeyConditionExpression": Key("instance_id").eq(SUMMARY_ID)
+                        & Key("audit_date").between(first_day, last_day)}
+        items: list[dict] = []
+        while True:
+            response = self.table.query(**kwargs)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def previous_audit_day(self, audit_date: str) -> str | None:
+        """The latest day before `audit_date` that has a run summary (days can be skipped)."""
+        response = self.table.query(
+            KeyConditionExpression=Key("instance_id").eq(SUMMARY_ID) & Key("audit_date").lt(audit_date),
+            ScanIndexForward=False, Limit=1, ProjectionExpression="audit_date")
+        items = response.get("Items", [])
+        return items[0]["audit_date"] if items else None
+
     def emailed_by(self, audit_date: str) -> str | None:
         """The run id whose report email for this day went out, if any."""
         return (self.get_summary(audit_date) or {}).get("emailed_run_id")

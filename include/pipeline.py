@@ -180,10 +180,12 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         discovered = int(stored.get("discovered", len(items)))
         if stored.get("missing_evidence"):
             notes.append(f"{len(stored['missing_evidence'])} discovered instances have no evidence for this run.")
+    previous_day = store.previous_audit_day(day)
     built = report.build_report(
         items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=utc_now(),
         check_meta=check_meta(), not_running={k: int(v) for k, v in (stored.get("not_running") or {}).items()},
-        notes=notes)
+        notes=notes, previous_day=previous_day,
+        previous_items=store.day_items(previous_day) if previous_day else [])
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from include.analysis import Drift, breakdown, drift
 from include.scoring import FleetSummary, fleet_summary
 
 STATUS_ORDER = ["NON_COMPLIANT", "HOST_KEY_MISMATCH", "AUTH_FAILED", "ERROR", "UNREACHABLE", "WAIVED",
@@ -39,6 +40,7 @@ class Report:
     html: str
     csv: str
     subject: str
+    drift: Drift | None = None
 
 
 def _text(value) -> str:
@@ -116,9 +118,37 @@ def _failing_rows(items: list[dict], check_meta: Mapping[str, dict]) -> list[lis
     return rows
 
 
+def _names(frame: pd.DataFrame, ids: list[str], limit: int = 40) -> str:
+    names = dict(zip(frame["instance_id"], frame["name"]))
+    shown = [f"{html.escape(i)} ({html.escape(names[i])})" if names.get(i) else html.escape(i) for i in ids[:limit]]
+    return ", ".join(shown) + (f" … and {len(ids) - limit} more" if len(ids) > limit else "") if ids else "none"
+
+
+def _drift_html(d: Drift, frame: pd.DataFrame) -> str:
+    if not d.has_baseline:
+        return '<p style="font-size:13px">No earlier audit day on record: nothing to compare with.</p>'
+    rows = [["<b>newly failing</b>", str(len(d.newly_failing)), _names(frame, d.newly_failing)],
+            ["fixed", str(len(d.fixed)), _names(frame, d.fixed)],
+            ["new hosts", str(len(d.new)), _names(frame, d.new)],
+            ["vanished hosts", str(len(d.vanished)), ", ".join(html.escape(i) for i in d.vanished[:40]) or "none"]]
+    return _table(["since " + d.previous_day, "hosts", "which"], rows)
+
+
+def _breakdown_html(frame: pd.DataFrame) -> str:
+    parts = []
+    for by, label in (("environment", "Environment"), ("region", "Region"), ("account_id", "Account")):
+        table = breakdown(frame, by)
+        if len(table) < 1:
+            continue
+        rows = [[html.escape(str(r[by])), str(int(r["checked"])), str(int(r["compliant"])), str(int(r["failing"])),
+                 "n/a" if pd.isna(r["compliance_pct"]) else f"{r['compliance_pct']:.1f}%"] for _, r in table.iterrows()]
+        parts.append(_table([label, "checked", "compliant", "failing", "compliance"], rows))
+    return "".join(parts)
+
+
 def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
-                notes: list[str]) -> str:
+                notes: list[str], drift_: Drift | None = None) -> str:
     pct = "n/a" if summary.compliance_pct is None else f"{summary.compliance_pct:.1f}%"
     coverage = "n/a" if summary.coverage_pct is None else f"{summary.coverage_pct:.1f}%"
     parts = ['<div style="font-family:Arial,Helvetica,sans-serif;color:#1f2328;max-width:1100px">',
@@ -139,6 +169,8 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
         text = ", ".join(f"{html.escape(k)}: {int(v)}" for k, v in sorted(not_running.items()))
         parts.append(f'<p style="font-size:13px;color:#57606a">Not checked (not running): {text}</p>')
 
+    if drift_ is not None:
+        parts.append('<h2 style="font-size:17px;margin:16px 0 0">What changed</h2>' + _drift_html(drift_, frame))
     failing = _failing_rows(items, check_meta)
     parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">Failing hosts ({len(failing)})</h2>')
     parts.append(_table(["instance", "name", "environment", "region", "failed checks", "remediation"], failing)
@@ -153,6 +185,8 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
     else:
         parts.append('<p style="font-size:13px">None.</p>')
 
+    parts.append('<h2 style="font-size:17px;margin:16px 0 0">Compliance by environment, region and account</h2>'
+                 + _breakdown_html(frame))
     parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">All instances ({len(frame)})</h2>')
     rows = [[html.escape(r.instance_id), html.escape(r.name), html.escape(r.environment), html.escape(r.region),
              html.escape(r.private_ip),
@@ -169,14 +203,16 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
 
 def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id: str, mode: str,
                  generated_at: datetime, check_meta: Mapping[str, dict] | None = None,
-                 not_running: Mapping[str, int] | None = None, notes: list[str] | None = None) -> Report:
+                 not_running: Mapping[str, int] | None = None, notes: list[str] | None = None,
+                 previous_items: list[dict] | None = None, previous_day: str | None = None) -> Report:
     summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
     frame = to_frame(items)
     csv_text = frame.map(safe_cell).to_csv(index=False)
+    changes = drift(items, previous_items or [], previous_day)
     page = render_html(frame, items, summary, audit_date=audit_date, run_id=run_id, mode=mode,
                        generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
-                       notes=notes or [])
-    return Report(summary, frame, page, csv_text, subject_line(audit_date, summary, mode))
+                       notes=notes or [], drift_=changes)
+    return Report(summary, frame, page, csv_text, subject_line(audit_date, summary, mode), changes)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -195,6 +231,10 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
     machine = {"audit_date": audit_date, "run_id": run_id, "mode": mode, "discovered": s.discovered,
                "checked": s.checked, "counts": s.counts, "compliance_pct": s.compliance_pct,
                "coverage_pct": s.coverage_pct, "subject": report.subject}
+    if report.drift is not None:
+        d = report.drift
+        machine["drift"] = {"previous_day": d.previous_day, "newly_failing": d.newly_failing, "fixed": d.fixed,
+                            "new": len(d.new), "vanished": d.vanished}
     _atomic_write(paths["html"], report.html)
     _atomic_write(paths["csv"], report.csv)
     _atomic_write(paths["json"], json.dumps(machine, indent=2) + "\n")

@@ -82,3 +82,13 @@ def test_write_report_files(tmp_path):
     summary = json.loads(open(paths["json"]).read())
     assert summary["checked"] == 7 and summary["compliance_pct"] == 50.0 and summary["run_id"] == "run-1"
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_drift_and_breakdowns_in_the_report():
+    previous = [dict(ITEMS[0], status="NON_COMPLIANT"), dict(ITEMS[3], status="COMPLIANT"), item("i-0", "COMPLIANT")]
+    report = build(previous_items=previous, previous_day="2026-11-22")
+    assert report.drift.fixed == ["i-1"] and report.drift.newly_failing == ["i-4"] and report.drift.vanished == ["i-0"]
+    assert "since 2026-11-22" in report.html and "What changed" in report.html
+    assert "Compliance by environment, region and account" in report.html and "123456789012" in report.html
+    first = build()
+    assert "nothing to compare with" in first.html
