@@ -31,6 +31,7 @@ PARAMS = {
     "host_timeout": Param(90, type="integer", minimum=5, maximum=90),
     "command_timeout": Param(60, type="integer", minimum=5, maximum=85),
     "ttl_days": Param(400, type="integer", minimum=1),
+    "waivers_file": Param("", type="string", description="JSON file of approved, expiring waivers (see docs)"),
     "canary": Param(False, type="boolean",
                     description="Write a marker to each host's audit log and find it in CloudWatch Logs"),
     "canary_wait_seconds": Param(90, type="integer", minimum=5, maximum=600),

@@ -35,6 +35,7 @@ class AuditParams:
     command_timeout: int = 60
     ttl_days: int = 400
     rule_set: str = "cis"  # built-in rule group set (cis, minimal) or a JSON file path
+    waivers_file: str = ""  # JSON list of waivers (include/waivers.py); "" = none
     canary: bool = False  # opt-in end-to-end delivery proof (cwagent.canary_delivered)
     canary_wait_seconds: int = 90
     accept_host_keys: list[str] = field(default_factory=list)  # instance ids whose changed key is accepted now
@@ -65,9 +66,11 @@ class AuditParams:
             problems.append("stream_max_age_minutes and ttl_days must be positive")
         try:
             from include.checks.rulesets import load_rule_set
+            from include.waivers import load_waivers
 
             load_rule_set(self.rule_set)
-        except ValueError as exc:
+            load_waivers(self.waivers_file)
+        except (ValueError, OSError) as exc:
             problems.append(str(exc))
         if problems:
             raise ValueError("invalid params: " + "; ".join(problems))

@@ -163,6 +163,7 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
     from include import report
     from include.checks.catalogue import check_meta
     from include.evidence import iso, utc_now
+    from include.waivers import load_waivers, waiver_status
 
     store = evidence_store(params)
     day, run_id, mode = sealed["audit_date"], sealed["run_id"], sealed["mode"]
@@ -185,7 +186,8 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=utc_now(),
         check_meta=check_meta(), not_running={k: int(v) for k, v in (stored.get("not_running") or {}).items()},
         notes=notes, previous_day=previous_day,
-        previous_items=store.day_items(previous_day) if previous_day else [])
+        previous_items=store.day_items(previous_day) if previous_day else [],
+        waivers=waiver_status(load_waivers(params.waivers_file), day))
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)

@@ -146,9 +146,18 @@ def _breakdown_html(frame: pd.DataFrame) -> str:
     return "".join(parts)
 
 
+def _waivers_html(waivers: Mapping[str, list]) -> str:
+    rows = []
+    for state, label in (("expired", "<b>expired</b> (no longer applies)"), ("expiring_soon", "expiring within 14 days"),
+                         ("in_force", "in force")):
+        for w in waivers.get(state, []):
+            rows.append([label, html.escape(w.label()), html.escape(w.justification)])
+    return _table(["state", "waiver", "justification"], rows) if rows else '<p style="font-size:13px">None.</p>'
+
+
 def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
-                notes: list[str], drift_: Drift | None = None) -> str:
+                notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None) -> str:
     pct = "n/a" if summary.compliance_pct is None else f"{summary.compliance_pct:.1f}%"
     coverage = "n/a" if summary.coverage_pct is None else f"{summary.coverage_pct:.1f}%"
     parts = ['<div style="font-family:Arial,Helvetica,sans-serif;color:#1f2328;max-width:1100px">',
@@ -185,6 +194,8 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
     else:
         parts.append('<p style="font-size:13px">None.</p>')
 
+    if waivers is not None:
+        parts.append('<h2 style="font-size:17px;margin:16px 0 0">Waivers</h2>' + _waivers_html(waivers))
     parts.append('<h2 style="font-size:17px;margin:16px 0 0">Compliance by environment, region and account</h2>'
                  + _breakdown_html(frame))
     parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">All instances ({len(frame)})</h2>')
@@ -204,14 +215,15 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
 def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id: str, mode: str,
                  generated_at: datetime, check_meta: Mapping[str, dict] | None = None,
                  not_running: Mapping[str, int] | None = None, notes: list[str] | None = None,
-                 previous_items: list[dict] | None = None, previous_day: str | None = None) -> Report:
+                 previous_items: list[dict] | None = None, previous_day: str | None = None,
+                 waivers: Mapping[str, list] | None = None) -> Report:
     summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
     frame = to_frame(items)
     csv_text = frame.map(safe_cell).to_csv(index=False)
     changes = drift(items, previous_items or [], previous_day)
     page = render_html(frame, items, summary, audit_date=audit_date, run_id=run_id, mode=mode,
                        generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
-                       notes=notes or [], drift_=changes)
+                       notes=notes or [], drift_=changes, waivers=waivers)
     return Report(summary, frame, page, csv_text, subject_line(audit_date, summary, mode), changes)
 
 

@@ -23,6 +23,7 @@ from include.discovery import hydrate
 from include.evidence import EvidenceStore, instance_item, utc_now
 from include.models import CheckStatus, Host, HostOutcome, Status, Verdict
 from include.scoring import host_status
+from include.waivers import apply_waivers, load_waivers
 from include.ssh_transport import SshSettings, fan_out
 
 log = logging.getLogger(__name__)
@@ -143,11 +144,16 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
     repins: list[tuple] = []  # operator-accepted rotations (accept_host_keys)
     lookup = StreamLookup(logs_client)
 
+    waivers = load_waivers(ctx.params.waivers_file)
+
     def record(host: Host, outcome: HostOutcome | None, j: Judgement) -> None:
-        counts[j.status.value] += 1
-        pending.append(instance_item(host=host, outcome=outcome, status=j.status, failed=j.failed, verdicts=j.verdicts,
-                                     detail=j.detail, audit_date=ctx.audit_date, run_id=ctx.run_id,
-                                     checked_at=utc_now(), ttl_days=ctx.params.ttl_days))
+        status, failed, waived = apply_waivers(host, j.status, j.failed, waivers, ctx.audit_date)
+        counts[status.value] += 1
+        item = instance_item(host=host, outcome=outcome, status=status, failed=failed, verdicts=j.verdicts,
+                             detail=j.detail, audit_date=ctx.audit_date, run_id=ctx.run_id,
+                             checked_at=utc_now(), ttl_days=ctx.params.ttl_days)
+        item["waived_checks"] = waived
+        pending.append(item)
 
     def take() -> tuple[list[dict], list[tuple], list[tuple]]:
         # Swapped out on the event loop thread, so no append can slip between copy and clear.
