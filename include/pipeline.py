@@ -160,7 +160,7 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
 
 
 def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
-    from include import report
+    from include import report, trend
     from include.checks.catalogue import check_meta
     from include.evidence import iso, utc_now
     from include.waivers import load_waivers, waiver_status
@@ -187,7 +187,9 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         check_meta=check_meta(), not_running={k: int(v) for k, v in (stored.get("not_running") or {}).items()},
         notes=notes, previous_day=previous_day,
         previous_items=store.day_items(previous_day) if previous_day else [],
-        waivers=waiver_status(load_waivers(params.waivers_file), day))
+        waivers=waiver_status(load_waivers(params.waivers_file), day),
+        trend_png=trend.render_png(trend.trend_points(store.summaries(*trend.trend_window(day)), day),
+                                   f"Compliance, last {trend.TREND_DAYS} days to {day}"))
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)
@@ -204,9 +206,10 @@ def send(params: AuditParams, built: dict[str, Any]) -> str:
     if store.emailed_by(built["audit_date"]) == built["run_id"]:
         return "already emailed by this run (task retry): not sending twice"
     paths = built["paths"]
-    with open(paths["html"], encoding="utf-8") as fh:
+    with open(paths.get("email_html", paths["html"]), encoding="utf-8") as fh:
         html = fh.read()
+    attachments = [paths["csv"]] + ([paths["trend_png"]] if "trend_png" in paths else [])
     notify.send_report_email(conn_id=SMTP_CONN_ID, recipients=params.recipients, subject=built["subject"],
-                             html=html, attachments=[paths["csv"]])
+                             html=html, attachments=attachments)
     store.mark_emailed(built["audit_date"], built["run_id"])
     return f"emailed {len(params.recipients)} recipients: {built['subject']}"

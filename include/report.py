@@ -5,6 +5,7 @@ attacker-controllable) and CSV cells cannot start a spreadsheet formula.
 """
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -41,6 +42,8 @@ class Report:
     csv: str
     subject: str
     drift: Drift | None = None
+    trend_png: bytes | None = None
+    email_html: str = ""  # same page, the chart referenced as an attachment (cid:) for mail clients
 
 
 def _text(value) -> str:
@@ -157,7 +160,8 @@ def _waivers_html(waivers: Mapping[str, list]) -> str:
 
 def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
-                notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None) -> str:
+                notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None,
+                trend_src: str | None = None) -> str:
     pct = "n/a" if summary.compliance_pct is None else f"{summary.compliance_pct:.1f}%"
     coverage = "n/a" if summary.coverage_pct is None else f"{summary.coverage_pct:.1f}%"
     parts = ['<div style="font-family:Arial,Helvetica,sans-serif;color:#1f2328;max-width:1100px">',
@@ -178,6 +182,9 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
         text = ", ".join(f"{html.escape(k)}: {int(v)}" for k, v in sorted(not_running.items()))
         parts.append(f'<p style="font-size:13px;color:#57606a">Not checked (not running): {text}</p>')
 
+    if trend_src:
+        parts.append(f'<img src="{trend_src}" alt="compliance over the last 30 audit days" width="800" '
+                     'style="max-width:100%;height:auto;display:block;margin:8px 0">')
     if drift_ is not None:
         parts.append('<h2 style="font-size:17px;margin:16px 0 0">What changed</h2>' + _drift_html(drift_, frame))
     failing = _failing_rows(items, check_meta)
@@ -216,15 +223,23 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
                  generated_at: datetime, check_meta: Mapping[str, dict] | None = None,
                  not_running: Mapping[str, int] | None = None, notes: list[str] | None = None,
                  previous_items: list[dict] | None = None, previous_day: str | None = None,
-                 waivers: Mapping[str, list] | None = None) -> Report:
+                 waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None) -> Report:
     summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
     frame = to_frame(items)
     csv_text = frame.map(safe_cell).to_csv(index=False)
     changes = drift(items, previous_items or [], previous_day)
-    page = render_html(frame, items, summary, audit_date=audit_date, run_id=run_id, mode=mode,
-                       generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
-                       notes=notes or [], drift_=changes, waivers=waivers)
-    return Report(summary, frame, page, csv_text, subject_line(audit_date, summary, mode), changes)
+    def page(trend_src: str | None) -> str:
+        return render_html(frame, items, summary, audit_date=audit_date, run_id=run_id, mode=mode,
+                           generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
+                           notes=notes or [], drift_=changes, waivers=waivers, trend_src=trend_src)
+
+    inline = f"data:image/png;base64,{base64.b64encode(trend_png).decode()}" if trend_png else None
+    return Report(summary, frame, page(inline), csv_text, subject_line(audit_date, summary, mode), changes,
+                  trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None))
+
+
+def trend_name(audit_date: str) -> str:
+    return f"compliance-{audit_date}-trend.png"
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -250,4 +265,17 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
     _atomic_write(paths["html"], report.html)
     _atomic_write(paths["csv"], report.csv)
     _atomic_write(paths["json"], json.dumps(machine, indent=2) + "\n")
-    return {kind: str(path) for kind, path in paths.items()}
+    result = {kind: str(path) for kind, path in paths.items()}
+    if report.trend_png:
+        png = directory / trend_name(audit_date)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{png.name}.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(report.trend_png)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, png)
+        result["trend_png"] = str(png)
+    if report.email_html:
+        email_page = directory / f"compliance-{audit_date}.email.html"  # what send_report mails (chart by cid:)
+        _atomic_write(email_page, report.email_html)
+        result["email_html"] = str(email_page)
+    return result

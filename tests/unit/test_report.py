@@ -78,7 +78,8 @@ def test_rebuild_banner_and_nothing_scorable():
 def test_write_report_files(tmp_path):
     paths = write_report(build(), tmp_path / "out", "2026-11-23", run_id="run-1", mode="live")
     assert sorted(p.rsplit("/", 1)[1] for p in paths.values()) == [
-        "compliance-2026-11-23.csv", "compliance-2026-11-23.html", "compliance-2026-11-23.json"]
+        "compliance-2026-11-23.csv", "compliance-2026-11-23.email.html", "compliance-2026-11-23.html",
+        "compliance-2026-11-23.json"]
     summary = json.loads(open(paths["json"]).read())
     assert summary["checked"] == 7 and summary["compliance_pct"] == 50.0 and summary["run_id"] == "run-1"
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
@@ -92,3 +93,20 @@ def test_drift_and_breakdowns_in_the_report():
     assert "Compliance by environment, region and account" in report.html and "123456789012" in report.html
     first = build()
     assert "nothing to compare with" in first.html
+
+
+def test_trend_png_embedded_in_the_page_and_referenced_by_cid_in_the_mail(tmp_path):
+    from include.trend import render_png, trend_points
+
+    summaries = [{"audit_date": f"2026-11-{d:02d}", "compliance_pct": Decimal(str(80 + d / 3)),
+                  "status_counts": {"NON_COMPLIANT": Decimal(30 - d)}} for d in range(1, 24) if d != 12]
+    points = trend_points(summaries, "2026-11-23")
+    assert len(points) == 30 and abs(points[-1]["compliance_pct"] - (80 + 23 / 3)) < 1e-6
+    assert next(p for p in points if p["day"] == "2026-11-12")["compliance_pct"] is None  # a gap, not a zero
+    png = render_png(points, "trend")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+    report = build(trend_png=png)
+    assert 'src="data:image/png;base64,' in report.html
+    assert 'src="cid:compliance-2026-11-23-trend.png"' in report.email_html
+    paths = write_report(report, tmp_path, "2026-11-23")
+    assert open(paths["trend_png"], "rb").read() == png
