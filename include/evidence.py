@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -131,14 +133,26 @@ class EvidenceStore:
             self.client.get_waiter("table_exists").wait(TableName=pins)
 
     # -- instance items
-    def put_items(self, items: Iterable[dict]) -> int:
-        """Batched upsert; boto3's batch writer resends unprocessed items."""
-        count = 0
-        with self.table.batch_writer(overwrite_by_pkeys=KEYS) as writer:
-            for item in items:
-                writer.put_item(Item=_to_dynamo(item))
-                count += 1
-        return count
+    def put_items(self, items: Iterable[dict], max_attempts: int = 8, base_delay: float = 0.05) -> int:
+        """Batched upsert (25 a call); unprocessed items (throttling) are resent with exponential backoff.
+
+        Duplicate keys in one call are rejected by DynamoDB, so the last item per key wins locally first.
+        Raises if anything is still unprocessed after max_attempts: evidence is never dropped silently.
+        """
+        unique = {(it["instance_id"], it["audit_date"]): _to_dynamo(it) for it in items}
+        requests = [{"PutRequest": {"Item": item}} for item in unique.values()]
+        for start in range(0, len(requests), 25):
+            pending = {self.table_name: requests[start:start + 25]}
+            for attempt in range(max_attempts):
+                response = self.resource.batch_write_item(RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(5.0, base_delay * 2 ** attempt) * (0.5 + random.random()))
+            if pending:
+                left = sum(len(v) for v in pending.values())
+                raise RuntimeError(f"{left} evidence items still unprocessed after {max_attempts} attempts")
+        return len(unique)
 
     def _batch_get(self, table: str, keys: list[dict], projection: str | None = None) -> list[dict]:
         found: list[dict] = []

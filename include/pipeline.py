@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
+from include import __version__
 from include.config import AWS_CONN_ID, SMTP_CONN_ID, SSH_CONN_ID, AuditParams, audit_day, resolve_mode
 
 # Heavier modules (boto3, asyncssh, pandas) are imported inside the steps: the DAG processor parses this
@@ -154,7 +155,7 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
         "discovered": summary.discovered, "checked": summary.checked, "status_counts": summary.counts,
         "compliance_pct": summary.compliance_pct, "coverage_pct": summary.coverage_pct,
         "not_running": dict(not_running), "missing_evidence": missing[:1000],
-        "regions": sorted(inventory["instances"]),
+        "regions": sorted(inventory["instances"]), "code_version": __version__,
     }, params.ttl_days)
     return {**facts, "checked": summary.checked, "discovered": summary.discovered}
 
@@ -179,8 +180,6 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
     else:
         items = store.day_items(day, run_id=run_id)
         discovered = int(stored.get("discovered", len(items)))
-        if stored.get("missing_evidence"):
-            notes.append(f"{len(stored['missing_evidence'])} discovered instances have no evidence for this run.")
     previous_day = store.previous_audit_day(day)
     built = report.build_report(
         items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=utc_now(),
@@ -188,6 +187,7 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         notes=notes, previous_day=previous_day,
         previous_items=store.day_items(previous_day) if previous_day else [],
         waivers=waiver_status(load_waivers(params.waivers_file), day),
+        gaps=list(stored.get("missing_evidence") or []),
         trend_png=trend.render_png(trend.trend_points(store.summaries(*trend.trend_window(day)), day),
                                    f"Compliance, last {trend.TREND_DAYS} days to {day}"))
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)

@@ -43,7 +43,8 @@ class Report:
     subject: str
     drift: Drift | None = None
     trend_png: bytes | None = None
-    email_html: str = ""  # same page, the chart referenced as an attachment (cid:) for mail clients
+    email_html: str = ""
+    gaps: list[str] | None = None  # discovered running instances with no evidence for the day  # same page, the chart referenced as an attachment (cid:) for mail clients
 
 
 def _text(value) -> str:
@@ -161,7 +162,7 @@ def _waivers_html(waivers: Mapping[str, list]) -> str:
 def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
                 notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None,
-                trend_src: str | None = None) -> str:
+                trend_src: str | None = None, gaps: list[str] | None = None) -> str:
     pct = "n/a" if summary.compliance_pct is None else f"{summary.compliance_pct:.1f}%"
     coverage = "n/a" if summary.coverage_pct is None else f"{summary.coverage_pct:.1f}%"
     parts = ['<div style="font-family:Arial,Helvetica,sans-serif;color:#1f2328;max-width:1100px">',
@@ -192,6 +193,10 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
     parts.append(_table(["instance", "name", "environment", "region", "failed checks", "remediation"], failing)
                  if failing else '<p style="font-size:13px">None.</p>')
 
+    if gaps:
+        parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">Coverage gaps ({len(gaps)})</h2>'
+                     '<p style="font-size:13px">Running when discovered, but no evidence was stored for this day: '
+                     f'{", ".join(html.escape(g) for g in gaps[:100])}{" …" if len(gaps) > 100 else ""}</p>')
     unverified = frame[frame["status"].isin(UNVERIFIED)]
     parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">Could not be verified ({len(unverified)})</h2>')
     if len(unverified):
@@ -223,7 +228,8 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
                  generated_at: datetime, check_meta: Mapping[str, dict] | None = None,
                  not_running: Mapping[str, int] | None = None, notes: list[str] | None = None,
                  previous_items: list[dict] | None = None, previous_day: str | None = None,
-                 waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None) -> Report:
+                 waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None,
+                 gaps: list[str] | None = None) -> Report:
     summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
     frame = to_frame(items)
     csv_text = frame.map(safe_cell).to_csv(index=False)
@@ -231,11 +237,11 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
     def page(trend_src: str | None) -> str:
         return render_html(frame, items, summary, audit_date=audit_date, run_id=run_id, mode=mode,
                            generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
-                           notes=notes or [], drift_=changes, waivers=waivers, trend_src=trend_src)
+                           notes=notes or [], drift_=changes, waivers=waivers, trend_src=trend_src, gaps=gaps)
 
     inline = f"data:image/png;base64,{base64.b64encode(trend_png).decode()}" if trend_png else None
     return Report(summary, frame, page(inline), csv_text, subject_line(audit_date, summary, mode), changes,
-                  trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None))
+                  trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None), list(gaps or []))
 
 
 def trend_name(audit_date: str) -> str:
@@ -258,6 +264,7 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
     machine = {"audit_date": audit_date, "run_id": run_id, "mode": mode, "discovered": s.discovered,
                "checked": s.checked, "counts": s.counts, "compliance_pct": s.compliance_pct,
                "coverage_pct": s.coverage_pct, "subject": report.subject}
+    machine["coverage_gaps"] = report.gaps or []
     if report.drift is not None:
         d = report.drift
         machine["drift"] = {"previous_day": d.previous_day, "newly_failing": d.newly_failing, "fixed": d.fixed,

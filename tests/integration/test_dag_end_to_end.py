@@ -239,3 +239,78 @@ def test_canary_is_found_only_where_the_audit_trail_really_works(stack):
     got = {p: items[by_profile[p]]["checks"]["cwagent.canary_delivered"]["status"] for p in expected}
     assert got == expected, {p: items[by_profile[p]]["checks"]["cwagent.canary_delivered"] for p in expected}
     assert items[by_profile["compliant"]]["status"] == "COMPLIANT"
+
+
+def test_thirty_days_of_history_live_day_and_backfill(stack, tmp_path):
+    """Seed 30 days, run today live and rebuild an older day; check the reports' numbers independently."""
+    import json as _json
+
+    from include.evidence import EvidenceStore
+
+    _, _, dynamodb = clients(stack.endpoint)
+    store = EvidenceStore(dynamodb, "history_evidence")
+    store.ensure_tables()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    today = now.date()
+    running = [h for h in stack.fleet_entries if h.get("expected")]
+    ids = sorted(h["instance_id"] for h in running)
+    gap_day, gap_id = (today - timedelta(days=10)).isoformat(), ids[0]
+
+    def seeded_status(j: int, k: int) -> str:
+        return "NON_COMPLIANT" if (j + k) % 4 == 0 else "COMPLIANT"
+
+    for k in range(1, 31):
+        day = (today - timedelta(days=k)).isoformat()
+        items = [{"instance_id": i, "audit_date": day, "item_type": "instance", "run_id": f"seed-{day}",
+                  "status": seeded_status(j, k), "failed_checks": ["auditd.running"] if seeded_status(j, k) != "COMPLIANT" else [],
+                  "name": f"h{j}", "environment": "prod", "region": "us-east-1", "account_id": "123456789012",
+                  "checks": {}, "expires_at": 2000000000}
+                 for j, i in enumerate(ids) if not (day == gap_day and i == gap_id)]
+        store.put_items(items)
+        compliant = sum(it["status"] == "COMPLIANT" for it in items)
+        store.put_summary(day, {"run_id": f"seed-{day}", "discovered": len(ids), "checked": len(items),
+                                "status_counts": {"COMPLIANT": compliant, "NON_COMPLIANT": len(items) - compliant},
+                                "compliance_pct": round(100 * compliant / len(items), 1),
+                                "missing_evidence": [gap_id] if day == gap_day else []}, 400)
+
+    by_name = {h["name"]: h["instance_id"] for h in running}
+    waivers = tmp_path / "waivers.json"
+    waivers.write_text(_json.dumps([
+        {"instance_id": by_name["db-3"], "check_id": "auditd.immutable", "justification": "reboot window in Q1",
+         "approver": "ciso", "expires": (today + timedelta(days=30)).isoformat()},
+        {"instance_id": by_name["db-4"], "check_id": "auditd.rules_cover_cis", "justification": "old exception",
+         "approver": "ciso", "expires": (today - timedelta(days=5)).isoformat()}]))
+    conf = {"evidence_table": "history_evidence", "waivers_file": str(waivers), "report_dir": str(tmp_path),
+            "recipients": [], "batch_size": 8, "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10}
+
+    # Live day.
+    assert run_dag(conf, now).state == "success"
+    day = today.isoformat()
+    items = store.day_items(day)
+    status = {it["instance_id"]: it["status"] for it in items}
+    assert status[by_name["db-3"]] == "WAIVED" and status[by_name["db-4"]] == "NON_COMPLIANT"
+    report = _json.loads((tmp_path / f"compliance-{day}.json").read_text())
+    scorable = [s for s in status.values() if s not in ("NOT_APPLICABLE", "WAIVED")]
+    assert report["compliance_pct"] == round(100 * scorable.count("COMPLIANT") / len(scorable), 1)
+    yesterday = {i: seeded_status(j, 1) for j, i in enumerate(ids)}
+    assert report["drift"]["previous_day"] == (today - timedelta(days=1)).isoformat()
+    assert report["drift"]["newly_failing"] == sorted(i for i, s in status.items()
+                                                      if s == "NON_COMPLIANT" and yesterday[i] != "NON_COMPLIANT")
+    assert report["drift"]["fixed"] == sorted(i for i, s in status.items()
+                                              if s == "COMPLIANT" and yesterday[i] == "NON_COMPLIANT")
+    page = (tmp_path / f"compliance-{day}.html").read_text()
+    assert "reboot window in Q1" in page and "expired" in page and "old exception" in page
+    assert (tmp_path / f"compliance-{day}-trend.png").read_bytes().startswith(b"\x89PNG")
+
+    # Backfill of an older day (auto → rebuild): the stored numbers, the gap, no SSH, no new evidence.
+    before = len(store.day_items(gap_day))
+    assert run_dag(conf, datetime.combine(today - timedelta(days=10), datetime.min.time(), timezone.utc)
+                   .replace(hour=6)).state == "success"
+    assert len(store.day_items(gap_day)) == before == len(ids) - 1
+    old = _json.loads((tmp_path / f"compliance-{gap_day}.json").read_text())
+    seeded = [seeded_status(j, 10) for j, i in enumerate(ids) if i != gap_id]
+    assert old["mode"] == "rebuild" and old["coverage_gaps"] == [gap_id]
+    assert old["compliance_pct"] == round(100 * seeded.count("COMPLIANT") / len(seeded), 1)
+    assert old["coverage_pct"] == round(100 * (len(ids) - 1) / len(ids), 1)
+    assert old["drift"]["previous_day"] == (today - timedelta(days=11)).isoformat()
+    assert "Coverage gaps (1)" in (tmp_path / f"compliance-{gap_day}.html").read_text()

@@ -115,3 +115,29 @@ def test_find_canaries_polls_in_bulk_until_found_or_deadline():
                           sleep=lambda d: t.__setitem__(0, t[0] + d))
     assert found["i-1"] == 0 and found["i-2"] == 3 and found["i-3"] is None
     assert logs.calls == 5  # one call per poll (0, 3, 6, 9, 10 s) for the whole group, not one per host
+
+
+def test_put_items_resends_unprocessed_with_backoff():
+    from include.evidence import EvidenceStore
+
+    class Resource:
+        def __init__(self):
+            self.calls, self.meta = [], type("M", (), {"client": None})()
+
+        def Table(self, name):
+            return None
+
+        def batch_write_item(self, RequestItems):
+            batch = list(RequestItems.values())[0]
+            self.calls.append(len(batch))
+            # throttle: the first attempt of each chunk leaves two items unprocessed
+            if len(self.calls) % 2 == 1 and len(batch) > 2:
+                return {"UnprocessedItems": {"t": batch[:2]}}
+            return {}
+
+    resource = Resource()
+    store = EvidenceStore(resource, "t")
+    items = [{"instance_id": f"i-{n}", "audit_date": "2026-11-23", "status": "COMPLIANT"} for n in range(30)]
+    items.append(dict(items[0], status="NON_COMPLIANT"))  # same key twice: the last one wins, once
+    assert store.put_items(items, base_delay=0) == 30
+    assert resource.calls == [25, 2, 5, 2]
