@@ -29,6 +29,7 @@ SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 CSV_COLUMNS = ["instance_id", "name", "environment", "region", "account_id", "private_ip", "status",
                "failed_checks", "status_detail", "checked_at", "host_key_fingerprint", "output_sha256", "run_id"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EMAIL_MAX_ROWS = 300  # per table in the email; the file report and the CSV always hold every row
 
 CELL = "padding:4px 8px;border-bottom:1px solid #d0d7de;text-align:left;vertical-align:top;font-size:13px"
 HEAD = CELL + ";background:#f6f8fa;font-weight:600"
@@ -138,6 +139,10 @@ def _drift_html(d: Drift, frame: pd.DataFrame) -> str:
     return _table(["since " + d.previous_day, "hosts", "which"], rows)
 
 
+def _more(n: int) -> str:
+    return f'<p style="font-size:13px">… {n} more rows in the attached CSV (kept out of the email to keep it small).</p>'
+
+
 def _breakdown_html(frame: pd.DataFrame) -> str:
     parts = []
     for by, label in (("environment", "Environment"), ("region", "Region"), ("account_id", "Account")):
@@ -162,7 +167,7 @@ def _waivers_html(waivers: Mapping[str, list]) -> str:
 def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
                 notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None,
-                trend_src: str | None = None, gaps: list[str] | None = None) -> str:
+                trend_src: str | None = None, gaps: list[str] | None = None, max_rows: int | None = None) -> str:
     pct = "n/a" if summary.compliance_pct is None else f"{summary.compliance_pct:.1f}%"
     coverage = "n/a" if summary.coverage_pct is None else f"{summary.coverage_pct:.1f}%"
     parts = ['<div style="font-family:Arial,Helvetica,sans-serif;color:#1f2328;max-width:1100px">',
@@ -190,8 +195,10 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
         parts.append('<h2 style="font-size:17px;margin:16px 0 0">What changed</h2>' + _drift_html(drift_, frame))
     failing = _failing_rows(items, check_meta)
     parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">Failing hosts ({len(failing)})</h2>')
-    parts.append(_table(["instance", "name", "environment", "region", "failed checks", "remediation"], failing)
-                 if failing else '<p style="font-size:13px">None.</p>')
+    parts.append(_table(["instance", "name", "environment", "region", "failed checks", "remediation"],
+                        failing[:max_rows] if max_rows else failing) if failing else '<p style="font-size:13px">None.</p>')
+    if max_rows and len(failing) > max_rows:
+        parts.append(_more(len(failing) - max_rows))
 
     if gaps:
         parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">Coverage gaps ({len(gaps)})</h2>'
@@ -211,10 +218,13 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
     parts.append('<h2 style="font-size:17px;margin:16px 0 0">Compliance by environment, region and account</h2>'
                  + _breakdown_html(frame))
     parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">All instances ({len(frame)})</h2>')
+    shown = frame if not max_rows or len(frame) <= max_rows else frame.iloc[0:0]
+    if len(shown) < len(frame):
+        parts.append(_more(len(frame)))
     rows = [[html.escape(r.instance_id), html.escape(r.name), html.escape(r.environment), html.escape(r.region),
              html.escape(r.private_ip),
              f'<span style="color:{COLOURS.get(r.status, "#1f2328")};font-weight:600">{html.escape(r.status)}</span>',
-             html.escape(r.failed_checks.replace(";", ", "))] for r in frame.itertuples()]
+             html.escape(r.failed_checks.replace(";", ", "))] for r in shown.itertuples()]
     parts.append(_table(["instance", "name", "environment", "region", "private IP", "status", "failed checks"], rows))
     parts.append(f'<p style="font-size:11px;color:#57606a">Run {html.escape(run_id)} · mode {html.escape(mode)} · '
                  f"generated {html.escape(generated_at.strftime('%Y-%m-%d %H:%M:%S UTC'))} · compliance % = "
@@ -234,14 +244,16 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
     frame = to_frame(items)
     csv_text = frame.map(safe_cell).to_csv(index=False)
     changes = drift(items, previous_items or [], previous_day)
-    def page(trend_src: str | None) -> str:
+    def page(trend_src: str | None, max_rows: int | None = None) -> str:
         return render_html(frame, items, summary, audit_date=audit_date, run_id=run_id, mode=mode,
                            generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
-                           notes=notes or [], drift_=changes, waivers=waivers, trend_src=trend_src, gaps=gaps)
+                           notes=notes or [], drift_=changes, waivers=waivers, trend_src=trend_src, gaps=gaps,
+                           max_rows=max_rows)
 
     inline = f"data:image/png;base64,{base64.b64encode(trend_png).decode()}" if trend_png else None
     return Report(summary, frame, page(inline), csv_text, subject_line(audit_date, summary, mode), changes,
-                  trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None), list(gaps or []))
+                  trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None, EMAIL_MAX_ROWS),
+                  list(gaps or []))
 
 
 def trend_name(audit_date: str) -> str:

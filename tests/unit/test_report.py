@@ -110,3 +110,12 @@ def test_trend_png_embedded_in_the_page_and_referenced_by_cid_in_the_mail(tmp_pa
     assert 'src="cid:compliance-2026-11-23-trend.png"' in report.email_html
     paths = write_report(report, tmp_path, "2026-11-23")
     assert open(paths["trend_png"], "rb").read() == png
+
+
+def test_email_page_caps_long_tables_but_the_file_keeps_every_row():
+    many = [item(f"i-{n:04d}", "NON_COMPLIANT", ["auditd.running"]) for n in range(350)]
+    report = build(many, discovered=350)
+    assert report.html.count("auditd.running</b>") == 350
+    assert report.email_html.count("auditd.running</b>") == 300
+    assert "50 more rows in the attached CSV" in report.email_html
+    assert len(list(csv.DictReader(io.StringIO(report.csv)))) == 350
