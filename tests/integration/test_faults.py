@@ -1,0 +1,134 @@
+"""Fault injection on the real local stack: every bad host gets the right status, every other host is checked
+normally, and the evidence table holds exactly one item per instance for the day (counted).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devstack.aws_seed import clients
+from devstack.stack import PROJECT, SSH_PORT, LocalStack
+from include.config import AuditParams
+from include.evidence import EvidenceStore
+from include.ssh_transport import SshSettings
+from include.verify import RunContext, verify_batch
+
+EVIL_NAME = "$(touch /tmp/ec2audit-pwned)`id`;rm -rf / #\n<script>alert(1)</script>"
+EVIL_ENV = "=cmd|' /C calc'!A0"
+
+FAULTS = {  # name: (behaviour, profile, expected status, extras)
+    "ok-1": ("ok", "compliant", "COMPLIANT", {}),
+    "ok-2": ("ok", "compliant_fragment", "COMPLIANT", {}),
+    "ok-3": ("ok", "no_rules", "NON_COMPLIANT", {}),
+    "no-banner": ("hang_banner", "compliant", "UNREACHABLE", {}),
+    "hangs-in-command": ("hang_command", "compliant", "ERROR", {}),
+    "drops-mid-output": ("drop", "compliant", "ERROR", {}),
+    "junk-bytes": ("junk", "compliant", "ERROR", {}),
+    "50mb-output": ("huge", "compliant", "ERROR", {}),
+    "refuses-key": ("auth_reject", "compliant", "AUTH_FAILED", {}),
+    "changed-host-key": ("ok", "compliant", "HOST_KEY_MISMATCH", {"pinned_other_key": True}),
+    "sudo-wants-password": ("ok", "sudo_password", "ERROR", {}),
+    "refused-connection": ("down", "compliant", "UNREACHABLE", {}),
+    "evil-tags": ("ok", "compliant", "COMPLIANT", {"name": EVIL_NAME, "environment": EVIL_ENV}),
+}
+
+
+def fault_fleet() -> list[dict]:
+    hosts = []
+    for n, (name, (behaviour, profile, expected, extras)) in enumerate(FAULTS.items()):
+        address = f"127.42.5.{n + 10}"
+        hosts.append({"address": address, "port": SSH_PORT, "name": name, "environment": "prod", "profile": profile,
+                      "behaviour": behaviour, "expected": expected, "identity": {"hostname": name}, "label": name,
+                      **extras})
+    return hosts
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    local = LocalStack(tmp_path_factory.mktemp("faults"), fault_fleet()).start()
+    yield local
+    local.stop()
+
+
+def ssh(stack, **kw) -> SshSettings:
+    return SshSettings(username="ec2audit", key_file=str(stack.client_key), port=SSH_PORT,
+                       **{"connect_timeout": 2, "command_timeout": 4, "host_budget": 12, "max_output": 256 * 1024, **kw})
+
+
+def test_every_fault_gets_its_status_and_exactly_one_item(stack):
+    ec2, logs, dynamodb = clients(stack.endpoint)
+    store = EvidenceStore(dynamodb, "ec2_audit_evidence")
+    ids = [h["instance_id"] for h in stack.fleet]
+    batch = {"region": "us-east-1", "instance_ids": ids, "label": "faults"}
+    started = time.monotonic()
+    result = verify_batch(batch, RunContext("2032-01-01", "faults", AuditParams(), ssh(stack)), ec2, logs, store)
+    elapsed = time.monotonic() - started
+    items = store.day_items("2032-01-01")
+    assert len(items) == len({it["instance_id"] for it in items}) == len(ids)  # counted: one each, none missing
+    label = {h["instance_id"]: h["label"] for h in stack.fleet}
+    by_name = {label[it["instance_id"]]: it for it in items}
+    got = {name: by_name[name]["status"] for name in FAULTS}
+    assert got == {name: spec[2] for name, spec in FAULTS.items()}, {n: by_name[n]["status_detail"] for n in FAULTS}
+    assert sum(result["counts"].values()) == len(ids)
+    assert "did not finish" in by_name["hangs-in-command"]["status_detail"]
+    assert by_name["50mb-output"]["output_truncated"] and int(by_name["50mb-output"]["output_bytes"]) == 256 * 1024
+    assert "sudo -n refused" in by_name["sudo-wants-password"]["status_detail"]
+    assert by_name["changed-host-key"]["output_sha256"] == ""  # nothing was run on it
+    assert by_name["evil-tags"]["name"] == EVIL_NAME  # stored as data, never executed
+    assert not Path("/tmp/ec2audit-pwned").exists()
+    assert elapsed < 60, "a hanging host held the batch"  # a bound, not a benchmark: budgets are 12 s per host
+
+
+VERIFY_IN_A_SUBPROCESS = """
+import json, sys
+from devstack.aws_seed import clients
+from include.config import AuditParams
+from include.evidence import EvidenceStore
+from include.ssh_transport import SshSettings
+from include.verify import RunContext, verify_batch
+endpoint, key, ids = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+ec2, logs, dynamodb = clients(endpoint)
+ssh = SshSettings(username="ec2audit", key_file=key, port=2222, connect_timeout=2)
+verify_batch({"region": "us-east-1", "instance_ids": ids, "label": "kill"},
+             RunContext("2032-02-02", "killed-run", AuditParams(concurrency=4), ssh), ec2, logs,
+             EvidenceStore(dynamodb, "ec2_audit_evidence"))
+"""
+
+
+def test_verify_killed_mid_batch_then_retried_loses_and_duplicates_nothing(tmp_path_factory):
+    import json
+
+    hosts = [{"address": f"127.42.6.{n + 10}", "port": SSH_PORT, "name": f"slow-{n}", "environment": "prod",
+              "profile": "compliant", "behaviour": "ok", "identity": {"hostname": f"slow-{n}"}} for n in range(60)]
+    # 600 ms per host at 4 sessions: ~9 s for the batch; killed after ~5 s, past the first flush of 25.
+    with LocalStack(tmp_path_factory.mktemp("kill"), hosts, latency_ms=600) as local:
+        ec2, logs, dynamodb = clients(local.endpoint)
+        store = EvidenceStore(dynamodb, "ec2_audit_evidence")
+        store.ensure_tables()
+        ids = [h["instance_id"] for h in hosts]
+        proc = subprocess.Popen([sys.executable, "-c", VERIFY_IN_A_SUBPROCESS, local.endpoint, str(local.client_key),
+                                 json.dumps(ids)], cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(store.day_items("2032-02-02")) < 25:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)  # what an OOM-killed or evicted worker looks like
+        proc.wait(timeout=10)
+        recorded = len(store.day_items("2032-02-02"))
+        assert 25 <= recorded < len(ids), "the kill should land mid-batch"
+
+        ssh_settings = SshSettings(username="ec2audit", key_file=str(local.client_key), port=SSH_PORT, connect_timeout=2)
+        retry = verify_batch({"region": "us-east-1", "instance_ids": ids, "label": "kill"},
+                             RunContext("2032-02-02", "killed-run", AuditParams(concurrency=20), ssh_settings),
+                             ec2, logs, store)
+        items = store.day_items("2032-02-02")
+        assert retry["already_recorded"] == recorded
+        assert sum(retry["counts"].values()) == len(ids) - recorded
+        assert sorted(it["instance_id"] for it in items) == sorted(ids)  # all there, each once
+        assert {it["status"] for it in items} == {"COMPLIANT"}
