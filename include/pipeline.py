@@ -99,11 +99,19 @@ def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
     if params.create_table:
         evidence_store(params).ensure_tables()
     regions = params.regions or [_aws_region()]
-    instances, states = {}, {}
+    instances, states, failures = {}, {}, {}
     for region in regions:
-        inventory = discovery.discover_region(ec2_client(region), region, params.tag_filters)
+        try:
+            inventory = discovery.discover_region(ec2_client(region), region, params.tag_filters)
+        except Exception as exc:  # noqa: BLE001 - collected, then raised for all regions at once
+            failures[region] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
         instances[region], states[region] = inventory.running, inventory.states
         log.info("%s: %d running, states %s", region, len(inventory.running), inventory.states)
+    if failures:
+        # A smaller fleet must never read as a complete one: fail the task (it retries), naming every region.
+        raise RuntimeError("discovery failed, no report from a partial fleet: "
+                           + "; ".join(f"{r}: {e}" for r, e in failures.items()))
     return {**facts, "instances": instances, "states": states,
             "discovered": sum(len(v) for v in instances.values())}
 

@@ -132,3 +132,37 @@ def test_verify_killed_mid_batch_then_retried_loses_and_duplicates_nothing(tmp_p
         assert sum(retry["counts"].values()) == len(ids) - recorded
         assert sorted(it["instance_id"] for it in items) == sorted(ids)  # all there, each once
         assert {it["status"] for it in items} == {"COMPLIANT"}
+
+
+def test_smtp_down_then_retried_sends_exactly_one_email(stack, tmp_path, monkeypatch):
+    import json
+
+    from devstack.stack import free_port
+    from include import pipeline
+
+    env = stack.airflow_env()
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", env["AIRFLOW_CONN_AWS_DEFAULT"])
+    html, csv_path = tmp_path / "r.html", tmp_path / "r.csv"
+    html.write_text("<html><body>report</body></html>")
+    csv_path.write_text("instance_id,status\ni-1,COMPLIANT\n")
+    built = {"audit_date": "2032-03-03", "run_id": "smtp-run", "subject": "EC2 audit compliance 2032-03-03: 100.0% (0 failing)",
+             "paths": {"html": str(html), "csv": str(csv_path)}}
+    params = AuditParams(recipients=["secops@example.test"])
+    EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").ensure_tables()
+    before = len(stack.received_mail())
+
+    down = json.loads(env["AIRFLOW_CONN_SMTP_DEFAULT"])
+    down["port"] = free_port()  # nothing listens there
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(down))
+    with pytest.raises(Exception) as failure:
+        pipeline.send(params, built)
+    assert "refused" in str(failure.value).lower() or "connect" in str(failure.value).lower()
+    assert html.exists() and len(stack.received_mail()) == before  # the report stays; the failure is visible
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", env["AIRFLOW_CONN_SMTP_DEFAULT"])
+    assert pipeline.send(params, built).startswith("emailed")  # the task retry
+    assert "already emailed" in pipeline.send(params, built)  # a second retry of a task that had succeeded
+    deadline = time.monotonic() + 5
+    while len(stack.received_mail()) < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(stack.received_mail()) == before + 1

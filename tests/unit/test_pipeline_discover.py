@@ -1,0 +1,38 @@
+"""Discovery errors are loud: a failing region fails the task and names every failing region."""
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from include import pipeline
+from include.config import AuditParams
+
+
+class Client:
+    def __init__(self, region):
+        self.region = region
+
+    def get_paginator(self, name):
+        region = self.region
+
+        class Pages:
+            def paginate(self, **kw):
+                if region != "us-east-1":
+                    raise ClientError({"Error": {"Code": "ExpiredToken", "Message": "The security token expired"}},
+                                      "DescribeInstances")
+                yield {"Reservations": [{"OwnerId": "1", "Instances": [
+                    {"InstanceId": "i-1", "State": {"Name": "running"}}]}]}
+        return Pages()
+
+
+def test_one_failing_region_fails_discovery_with_every_reason(monkeypatch):
+    monkeypatch.setattr(pipeline, "ec2_client", Client)
+    facts = {"audit_date": "2026-11-23", "run_id": "r", "mode": "live"}
+    params = AuditParams(regions=["us-east-1", "eu-west-1", "ap-south-1"], create_table=False)
+    with pytest.raises(RuntimeError) as failure:
+        pipeline.discover(params, facts)
+    message = str(failure.value)
+    assert "eu-west-1" in message and "ap-south-1" in message and "ExpiredToken" in message
+    assert "us-east-1" not in message
+    ok = pipeline.discover(AuditParams(regions=["us-east-1"], create_table=False), facts)
+    assert ok["instances"] == {"us-east-1": ["i-1"]} and ok["discovered"] == 1
