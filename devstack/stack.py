@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,8 @@ class LocalStack:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     moto_port: int = 0
     smtp_port: int = 0
+    # moto ignores credentials; a unique secret lets tests prove it never leaks into logs, XCom or reports.
+    aws_secret: str = field(default_factory=lambda: f"local-secret-{uuid.uuid4().hex}")
 
     @property
     def endpoint(self) -> str:
@@ -161,10 +164,10 @@ class LocalStack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "PYTHONPATH": str(PROJECT),
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SECRET_ACCESS_KEY": self.aws_secret,
             "AWS_DEFAULT_REGION": REGION,
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
-                "conn_type": "aws", "login": "testing", "password": "testing",
+                "conn_type": "aws", "login": "testing", "password": self.aws_secret,
                 "extra": {"endpoint_url": self.endpoint, "region_name": REGION}}),
             "AIRFLOW_CONN_EC2_AUDIT_SSH": json.dumps({
                 "conn_type": "ssh", "login": SSH_LOGIN, "port": SSH_PORT,

@@ -314,3 +314,29 @@ def test_thirty_days_of_history_live_day_and_backfill(stack, tmp_path):
     assert old["coverage_pct"] == round(100 * (len(ids) - 1) / len(ids), 1)
     assert old["drift"]["previous_day"] == (today - timedelta(days=11)).isoformat()
     assert "Coverage gaps (1)" in (tmp_path / f"compliance-{gap_day}.html").read_text()
+
+
+def test_no_secret_leaks_into_logs_xcom_evidence_reports_or_email(stack, tmp_path, capfd):
+    """A full run, then every place a run writes is searched for the SSH key and the AWS secret."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    conf = {"recipients": ["secops@example.test"], "report_dir": str(tmp_path), "batch_size": 8,
+            "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10}
+    assert run_dag(conf, now).state == "success"
+    output = capfd.readouterr()
+    key_lines = [ln for ln in stack.client_key.read_text().splitlines() if len(ln) > 20 and "PRIVATE KEY" not in ln]
+    secrets = [stack.aws_secret, *key_lines]
+    assert secrets and len(stack.aws_secret) > 20
+
+    places: dict[str, bytes] = {"task output": (output.out + output.err).encode()}
+    for path in list(tmp_path.rglob("*")) + stack.received_mail():
+        if path.is_file():
+            places[str(path)] = path.read_bytes()
+    home = Path(os.environ["AIRFLOW_HOME"])
+    places["airflow metadata DB (XCom, runs, conf)"] = b"".join(p.read_bytes() for p in home.glob("*.db"))
+    for log in home.rglob("*.log"):
+        places[str(log)] = log.read_bytes()
+    _, _, dynamodb = clients(stack.endpoint)
+    for table in ("ec2_audit_evidence", "ec2_audit_evidence_host_keys"):
+        places[f"dynamodb {table}"] = repr(dynamodb.Table(table).scan()["Items"]).encode()
+    leaks = [(where, s[:12]) for where, data in places.items() for s in secrets if s.encode() in data]
+    assert leaks == []
