@@ -1,6 +1,7 @@
 """Daily proof that every Linux EC2 instance keeps an audit trail (auditd + CloudWatch agent → Logs).
 
 discover → plan_batches → verify_batch (mapped, retried) → store_evidence → build_report → send_report
+→ confirm_complete (fails the run, after the email, if a batch failed after all retries)
 """
 from __future__ import annotations
 
@@ -68,8 +69,10 @@ def ec2_audit_compliance():
 
     @task(map_index_template="{{ batch_label }}", retries=3)
     def verify_batch(batch: dict) -> dict:
-        get_current_context()["batch_label"] = batch["label"]
-        return pipeline.verify(_params(), batch)
+        context = get_current_context()
+        context["batch_label"] = batch["label"]
+        ti = context["ti"]
+        return pipeline.verify(_params(), batch, final_try=ti.try_number > ti.max_tries)
 
     @task(trigger_rule="none_failed")
     def store_evidence(inventory: dict, results: list[dict]) -> dict:
@@ -83,9 +86,14 @@ def ec2_audit_compliance():
     def send_report(built: dict) -> str:
         return pipeline.send(_params(), built)
 
+    @task(trigger_rule="none_failed")
+    def confirm_complete(built: dict, sent: str) -> str:
+        return pipeline.confirm_complete(built)
+
     inventory = discover()
     results = verify_batch.expand(batch=plan_batches(inventory))
-    send_report(build_report(store_evidence(inventory, results)))
+    built = build_report(store_evidence(inventory, results))
+    confirm_complete(built, send_report(built))
 
 
 ec2_audit_compliance()

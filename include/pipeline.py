@@ -126,12 +126,22 @@ def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
     return batches
 
 
-def verify(params: AuditParams, batch: dict) -> dict:
+def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
+    """Verify one batch. On the last retry a failure is returned, not raised, so the day's report is still
+    built — with this batch's hosts as coverage gaps — and `confirm_complete` then fails the run."""
     from include.verify import RunContext, verify_batch
 
-    ctx = RunContext(batch["audit_date"], batch["run_id"], params, ssh_settings(params))
-    result = verify_batch(batch, ctx, ec2_client(batch["region"]), logs_client(batch["region"]),
-                          evidence_store(params))
+    try:
+        ctx = RunContext(batch["audit_date"], batch["run_id"], params, ssh_settings(params))
+        result = verify_batch(batch, ctx, ec2_client(batch["region"]), logs_client(batch["region"]),
+                              evidence_store(params))
+    except Exception as exc:
+        if not final_try:
+            raise
+        log.exception("%s failed after all retries", batch.get("label"))
+        return {"label": batch.get("label", batch["region"]), "region": batch["region"],
+                "hosts": len(batch["instance_ids"]), "failed": True, "error": f"{type(exc).__name__}: {exc}"[:300],
+                "counts": {}}
     log.info("%s: %s", result["label"], result["counts"])
     return result
 
@@ -164,6 +174,7 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
         "compliance_pct": summary.compliance_pct, "coverage_pct": summary.coverage_pct,
         "not_running": dict(not_running), "missing_evidence": missing[:1000],
         "regions": sorted(inventory["instances"]), "code_version": __version__,
+        "failed_batches": [{"label": r["label"], "error": r["error"]} for r in results or [] if r.get("failed")],
     }, params.ttl_days)
     return {**facts, "checked": summary.checked, "discovered": summary.discovered}
 
@@ -188,6 +199,9 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
     else:
         items = store.day_items(day, run_id=run_id)
         discovered = int(stored.get("discovered", len(items)))
+    for failed in stored.get("failed_batches") or []:
+        notes.append(f"Verification of {failed['label']} failed after all retries ({failed['error']}): "
+                     "its hosts are coverage gaps, not results.")
     previous_day = store.previous_audit_day(day)
     built = report.build_report(
         items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=utc_now(),
@@ -202,7 +216,16 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)
     return {**sealed, "subject": built.subject, "paths": paths, "compliance_pct": s.compliance_pct,
-            "counts": s.counts, "checked": s.checked, "discovered": s.discovered}
+            "counts": s.counts, "checked": s.checked, "discovered": s.discovered,
+            "failed_batches": len(stored.get("failed_batches") or []) if mode != "rebuild" else 0}
+
+
+def confirm_complete(built: dict[str, Any]) -> str:
+    """The last step: a run whose report has gaps from failed batches is a failed run (after the email)."""
+    if built.get("failed_batches"):
+        raise RuntimeError(f"{built['failed_batches']} verify batch(es) failed after all retries; the report for "
+                           f"{built['audit_date']} was sent with their hosts as coverage gaps")
+    return f"{built['audit_date']}: every discovered host has evidence"
 
 
 def send(params: AuditParams, built: dict[str, Any]) -> str:

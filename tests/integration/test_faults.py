@@ -166,3 +166,31 @@ def test_smtp_down_then_retried_sends_exactly_one_email(stack, tmp_path, monkeyp
     while len(stack.received_mail()) < before + 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(stack.received_mail()) == before + 1
+
+
+def test_batch_failing_after_all_retries_still_yields_a_report_with_gaps_then_fails_the_run(stack, tmp_path,
+                                                                                            monkeypatch):
+    import json
+
+    from include import pipeline
+
+    env = stack.airflow_env()
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", env["AIRFLOW_CONN_AWS_DEFAULT"])
+    broken = json.loads(env["AIRFLOW_CONN_EC2_AUDIT_SSH"])
+    broken["extra"]["key_file"] = str(tmp_path / "no-such-key")  # every try of this batch fails
+    monkeypatch.setenv("AIRFLOW_CONN_EC2_AUDIT_SSH", json.dumps(broken))
+    ids = sorted(h["instance_id"] for h in stack.fleet if h["behaviour"] == "ok")[:3]
+    params = AuditParams(report_dir=str(tmp_path))
+    inventory = {"audit_date": "2032-05-05", "run_id": "gap-run", "mode": "live", "instances": {"us-east-1": ids},
+                 "states": {"us-east-1": {"running": 3}}, "discovered": 3}
+    batch = pipeline.plan(params, inventory)[0]
+    with pytest.raises(FileNotFoundError):
+        pipeline.verify(params, batch, final_try=False)  # early tries raise: Airflow retries them
+    result = pipeline.verify(params, batch, final_try=True)
+    assert result["failed"] and "FileNotFoundError" in result["error"]
+    built = pipeline.build(params, pipeline.store_summary(params, inventory, [result]))
+    summary = json.loads(Path(built["paths"]["json"]).read_text())
+    assert summary["coverage_gaps"] == ids and summary["checked"] == 0 and summary["compliance_pct"] is None
+    assert "failed after all retries" in Path(built["paths"]["html"]).read_text()
+    with pytest.raises(RuntimeError, match="coverage gaps"):
+        pipeline.confirm_complete(built)
