@@ -121,20 +121,7 @@ class LocalStack:
         return self
 
     def _seed_pins(self) -> None:
-        """Hosts marked `pinned_other_key` get a pin for a key they do not have: HOST_KEY_MISMATCH."""
-        import asyncssh
-
-        from devstack.aws_seed import clients
-        from include.evidence import EvidenceStore
-
-        _, _, dynamodb = clients(self.endpoint, REGION)
-        store = EvidenceStore(dynamodb, "ec2_audit_evidence")
-        store.ensure_tables()
-        for host in self.fleet:
-            if host.get("pinned_other_key"):
-                other = asyncssh.generate_private_key("ssh-ed25519")
-                store.pin(host["instance_id"], other.export_public_key("openssh").decode().strip(),
-                          other.get_fingerprint("sha256"), host["address"])
+        seed_pins(self.endpoint, self.fleet)
 
     def stop(self) -> None:
         for name, proc in reversed(list(self.procs.items())):
@@ -179,6 +166,22 @@ class LocalStack:
 
     def received_mail(self) -> list[Path]:
         return sorted(self.maildir.glob("*.eml"))
+
+
+def seed_pins(endpoint: str, fleet: list[dict], table: str = "ec2_audit_evidence") -> None:
+    """Hosts marked `pinned_other_key` get a pin for a key they do not have: HOST_KEY_MISMATCH."""
+    import asyncssh
+
+    from devstack.aws_seed import clients
+    from include.evidence import EvidenceStore
+
+    store = EvidenceStore(clients(endpoint, REGION)[2], table)
+    store.ensure_tables()
+    for host in fleet:
+        if host.get("pinned_other_key"):
+            other = asyncssh.generate_private_key("ssh-ed25519")
+            store.pin(host["instance_id"], other.export_public_key("openssh").decode().strip(),
+                      other.get_fingerprint("sha256"), host["address"])
 
 
 def _shell_quote(value: str) -> str:

@@ -1,0 +1,69 @@
+"""docker-compose.yaml checked statically (no Docker engine here): services, healthchecks, mounts, profiles.
+
+Where the `docker compose` plugin exists, `docker compose config` is run as well.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CORE = {"postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker",
+        "airflow-triggerer", "airflow-init"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+
+
+def test_core_services_and_celery(compose):
+    services = compose["services"]
+    assert CORE <= set(services)
+    env = services["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+    assert services["airflow-worker"]["command"] == "celery worker"
+
+
+def test_every_long_running_service_has_a_healthcheck(compose):
+    for name, service in compose["services"].items():
+        if name != "airflow-init":
+            assert "healthcheck" in service and service["healthcheck"]["test"], name
+
+
+def test_project_is_mounted_and_image_is_built_from_the_official_one(compose):
+    worker = compose["services"]["airflow-worker"]
+    mounts = {v.split(":")[1] for v in worker["volumes"]}
+    assert {"/opt/airflow/dags", "/opt/airflow/include", "/opt/airflow/plugins"} <= mounts
+    assert worker["build"]["context"] == "."
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM apache/airflow:3.3.2" in dockerfile and "-c /opt/airflow/deps/constraints.txt" in dockerfile
+
+
+def test_local_profile_adds_the_stand_ins_and_nothing_else_uses_it(compose):
+    local = {n for n, s in compose["services"].items() if "local" in s.get("profiles", [])}
+    assert local == {"local-moto", "local-fleet", "local-mail"}
+    assert compose["services"]["local-fleet"]["network_mode"] == "service:airflow-worker"
+    assert not any(s.get("profiles") for n, s in compose["services"].items() if n in CORE)
+
+
+def test_no_secrets_committed():
+    example = (ROOT / ".env.example").read_text()
+    assert "PRIVATE KEY" not in example and "AIRFLOW__CORE__FERNET_KEY=\n" in example
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    compose_text = (ROOT / "docker-compose.yaml").read_text()
+    assert "PRIVATE KEY" not in compose_text and "aws_secret_access_key" not in compose_text.lower()
+
+
+@pytest.mark.skipif(subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0
+                    if shutil.which("docker") else True, reason="docker compose plugin not installed")
+def test_docker_compose_config_accepts_it():
+    result = subprocess.run(["docker", "compose", "--env-file", ".env.example", "config", "-q"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
