@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv demo test test-unit test-integration up lock clean
+.PHONY: venv demo test test-unit test-integration e2e-celery up lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration
+
+## CeleryExecutor on real PostgreSQL + Redis (apt), two workers, one SIGKILLed mid-run (root; ~3 min).
+e2e-celery: $(STAMP)
+	$(BIN)/python -m devstack.celery_e2e
 
 ## Airflow UI (standalone) on the local stack: trigger runs and backfills from the browser.
 up: $(STAMP)

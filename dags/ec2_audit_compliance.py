@@ -1,7 +1,7 @@
 """Daily proof that every Linux EC2 instance keeps an audit trail (auditd + CloudWatch agent → Logs).
 
 discover → plan_batches → verify_batch (mapped, retried) → store_evidence → build_report → send_report
-→ confirm_complete (fails the run, after the email, if a batch failed after all retries)
++ send_alerts → confirm_complete (fails the run, after the email, if a batch failed after all retries)
 """
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from include import pipeline
 from include.config import DEFAULT_TABLE, AuditParams
+from include.notify import PipelineFailureNotifier
 
 PARAMS = {
     "regions": Param([], type="array", items={"type": "string"},
                      description="AWS regions to audit; empty = the AWS connection's region"),
+    "accounts": Param([], type="array", items={"type": "string"},
+                      description="Other AWS accounts: IAM role ARNs to assume, or AWS connection ids"),
+    "include_default_account": Param(True, type="boolean",
+                                     description="Also audit the aws_default connection's own account"),
     "tag_filters": Param({}, type="object", description='Only instances matching all, e.g. {"Environment": ["prod"]}'),
     "batch_size": Param(0, type="integer", minimum=0, description="Hosts per mapped batch; 0 = automatic"),
     "concurrency": Param(100, type="integer", minimum=1, maximum=1000, description="SSH sessions at once per batch"),
@@ -38,8 +43,18 @@ PARAMS = {
     "canary_wait_seconds": Param(90, type="integer", minimum=5, maximum=600),
     "accept_host_keys": Param([], type="array", items={"type": "string"},
                               description="Instance ids whose changed (rotated) host key to accept and re-pin in this run"),
+    "alert_recipients": Param([], type="array", items={"type": "string"},
+                              description="Who gets immediate alerts (critical failures, low compliance, a failed run)"),
+    "alert_threshold_pct": Param(90.0, type="number", minimum=0, maximum=100,
+                                 description="Alert when fleet compliance falls below this; 0 = off"),
+    "alert_repeat_days": Param(7, type="integer", minimum=0,
+                               description="Re-alert a finding still open after this many days; 0 = never"),
     "rule_set": Param("cis", type="string", description="Audit rule groups required: cis, minimal, or a JSON file path"),
 }
+
+
+# Seconds before a failed task's first retry (doubling after). Tests and impatient operators lower it.
+RETRY_DELAY = timedelta(seconds=int(os.environ.get("EC2_AUDIT_RETRY_DELAY_SECONDS", "20")))
 
 
 def _params() -> AuditParams:
@@ -48,14 +63,18 @@ def _params() -> AuditParams:
 
 @dag(
     dag_id="ec2_audit_compliance",
-    schedule=os.environ.get("EC2_AUDIT_SCHEDULE", "0 6 * * *"),
+    # Daily at 06:00 UTC; EC2_AUDIT_SCHEDULE sets another cron, or "none" for manual runs only.
+    schedule=None if os.environ.get("EC2_AUDIT_SCHEDULE", "").lower() == "none"
+    else os.environ.get("EC2_AUDIT_SCHEDULE", "0 6 * * *"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
     tags=["security", "compliance"],
     params=PARAMS,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=20), "retry_exponential_backoff": True,
-                  "max_retry_delay": timedelta(minutes=5)},
+    default_args={"retries": 2, "retry_delay": RETRY_DELAY, "retry_exponential_backoff": True,
+                  "max_retry_delay": timedelta(minutes=5),
+                  "on_failure_callback": PipelineFailureNotifier()},  # after the last retry only
+    on_failure_callback=PipelineFailureNotifier(),
     doc_md=__doc__,
 )
 def ec2_audit_compliance():
@@ -87,13 +106,17 @@ def ec2_audit_compliance():
         return pipeline.send(_params(), built)
 
     @task(trigger_rule="none_failed")
-    def confirm_complete(built: dict, sent: str) -> str:
+    def send_alerts(built: dict) -> str:
+        return pipeline.alert(_params(), built)
+
+    @task(trigger_rule="none_failed")
+    def confirm_complete(built: dict, sent: str, alerted: str) -> str:
         return pipeline.confirm_complete(built)
 
     inventory = discover()
     results = verify_batch.expand(batch=plan_batches(inventory))
     built = build_report(store_evidence(inventory, results))
-    confirm_complete(built, send_report(built))
+    confirm_complete(built, send_report(built), send_alerts(built))
 
 
 ec2_audit_compliance()

@@ -17,19 +17,24 @@ WINDOWS_AMI = "ami-03cf127a"  # Windows Server 2016 in moto's catalogue (platfor
 VPC_CIDR, SUBNET_CIDR = "127.42.0.0/16", "127.42.0.0/20"
 
 
-def clients(endpoint: str, region: str = "us-east-1"):
+def clients(endpoint: str, region: str = "us-east-1", role_arn: str | None = None):
     kwargs = dict(endpoint_url=endpoint, region_name=region, aws_access_key_id="testing",
                   aws_secret_access_key="testing")
+    if role_arn:  # another account: moto keys its state by the assumed role's account id
+        creds = boto3.client("sts", **kwargs).assume_role(RoleArn=role_arn, RoleSessionName="seed")["Credentials"]
+        kwargs.update(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                      aws_session_token=creds["SessionToken"])
     return boto3.client("ec2", **kwargs), boto3.client("logs", **kwargs), boto3.resource("dynamodb", **kwargs)
 
 
-def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", now_ms: int | None = None) -> dict[str, str]:
+def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", now_ms: int | None = None,
+               role_arn: str | None = None) -> dict[str, str]:
     """Create one instance per host entry; returns address → instance id (and sets entry['instance_id']).
 
     Host entry fields used: address, name, environment, profile, windows (bool), state ("running" |
     "stopped" | "terminated").
     """
-    ec2, logs, _ = clients(endpoint, region)
+    ec2, logs, _ = clients(endpoint, region, role_arn)
     vpc = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
     now_ms = now_ms or int(time.time() * 1000)

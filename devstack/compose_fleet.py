@@ -11,7 +11,8 @@ from pathlib import Path
 
 from devstack.aws_seed import seed_fleet
 from devstack.demo_fleet import demo_fleet
-from devstack.fleet import generate_client_key, main as serve
+from devstack.fleet import generate_client_key
+from devstack.fleet import main as serve
 from devstack.stack import REGION, seed_pins
 
 

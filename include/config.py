@@ -39,6 +39,13 @@ class AuditParams:
     canary: bool = False  # opt-in end-to-end delivery proof (cwagent.canary_delivered)
     canary_wait_seconds: int = 90
     accept_host_keys: list[str] = field(default_factory=list)  # instance ids whose changed key is accepted now
+    # Other AWS accounts to audit besides the connection's own: IAM role ARNs (assumed from `aws_default`) or
+    # Airflow AWS connection ids (each with its own credentials or `role_arn`). [] → the connection's account.
+    accounts: list[str] = field(default_factory=list)
+    include_default_account: bool = True  # also audit `aws_default`'s own account when `accounts` is set
+    alert_recipients: list[str] = field(default_factory=list)  # [] → no alerts (compliance or pipeline failure)
+    alert_threshold_pct: float = 90.0  # compliance below this alerts; 0 turns the threshold alert off
+    alert_repeat_days: int = 7  # an open finding alerts again after this many days; 0 = never repeat
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "AuditParams":
@@ -62,6 +69,10 @@ class AuditParams:
             problems.append("connect_timeout must be 1–15 s")
         if not 5 <= self.host_timeout <= 90:
             problems.append("host_timeout must be 5–90 s")
+        if any(not isinstance(a, str) or not a or "|" in a for a in self.accounts):
+            problems.append("accounts must be role ARNs or AWS connection ids (non-empty, no '|')")
+        if not 0 <= self.alert_threshold_pct <= 100 or self.alert_repeat_days < 0:
+            problems.append("alert_threshold_pct must be 0–100 and alert_repeat_days ≥ 0")
         if self.stream_max_age_minutes < 1 or self.ttl_days < 1:
             problems.append("stream_max_age_minutes and ttl_days must be positive")
         try:

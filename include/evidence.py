@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 DAY_INDEX = "by_audit_date"
 SUMMARY_ID = "#run-summary"  # instance_id of the per-day run summary item
+ALERTS_ID = "#alerts"  # instance_id of the per-day compliance-alert state (include/alerts.py)
 KEYS = ["instance_id", "audit_date"]
 
 
@@ -231,6 +232,35 @@ class EvidenceStore:
             UpdateExpression="SET emailed_run_id = :r, emailed_at = :t",
             ExpressionAttributeValues={":r": run_id, ":t": iso(utc_now())},
         )
+
+    def host_history(self, instance_id: str, limit: int = 90) -> list[dict]:
+        """One instance's items, newest day first: one Query on its partition (the table's key)."""
+        response = self.table.query(KeyConditionExpression=Key("instance_id").eq(instance_id),
+                                    ScanIndexForward=False, Limit=limit)
+        return [it for it in response.get("Items", []) if it.get("item_type") == "instance"]
+
+    def latest_audit_day(self) -> str | None:
+        response = self.table.query(KeyConditionExpression=Key("instance_id").eq(SUMMARY_ID),
+                                    ScanIndexForward=False, Limit=1, ProjectionExpression="audit_date")
+        items = response.get("Items", [])
+        return items[0]["audit_date"] if items else None
+
+    # -- compliance alerts
+    def alert_state(self, audit_date: str) -> dict | None:
+        return self.table.get_item(Key={"instance_id": ALERTS_ID, "audit_date": audit_date}).get("Item")
+
+    def previous_alert_state(self, audit_date: str) -> dict[str, dict[str, str]]:
+        """Open findings as of the latest day before `audit_date` that recorded alert state."""
+        response = self.table.query(
+            KeyConditionExpression=Key("instance_id").eq(ALERTS_ID) & Key("audit_date").lt(audit_date),
+            ScanIndexForward=False, Limit=1)
+        items = response.get("Items", [])
+        return dict(items[0].get("open") or {}) if items else {}
+
+    def put_alert_state(self, audit_date: str, state: Mapping[str, Any], ttl_days: int) -> None:
+        item = {"instance_id": ALERTS_ID, "audit_date": audit_date, "item_type": "alert_state",
+                "expires_at": expires_at(audit_date, ttl_days), **state}
+        self.table.put_item(Item=_to_dynamo(item))
 
     # -- tofu pins
     def load_pins(self, instance_ids: list[str]) -> dict[str, Pin]:

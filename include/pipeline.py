@@ -27,16 +27,38 @@ def _aws_region() -> str:
     return AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="ec2").conn_region_name or "us-east-1"
 
 
-def ec2_client(region: str):
+def assumed_client(service: str, region: str, role_arn: str):
+    """A client in another account: STS AssumeRole with `aws_default`'s credentials (read-only role there)."""
+    import boto3
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    from include.accounts import SESSION_NAME
+
+    base = AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="sts", region_name=region)
+    creds = base.conn.assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME)["Credentials"]
+    return boto3.client(service, region_name=region, endpoint_url=base.conn_config.endpoint_url,
+                        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"])
+
+
+def ec2_client(region: str, account: str = ""):
     from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 
-    return EC2Hook(aws_conn_id=AWS_CONN_ID, region_name=region, api_type="client_type").conn
+    from include.accounts import is_role_arn
+
+    if is_role_arn(account):
+        return assumed_client("ec2", region, account)
+    return EC2Hook(aws_conn_id=account or AWS_CONN_ID, region_name=region, api_type="client_type").conn
 
 
-def logs_client(region: str):
+def logs_client(region: str, account: str = ""):
     from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
 
-    return AwsLogsHook(aws_conn_id=AWS_CONN_ID, region_name=region).conn
+    from include.accounts import is_role_arn
+
+    if is_role_arn(account):
+        return assumed_client("logs", region, account)
+    return AwsLogsHook(aws_conn_id=account or AWS_CONN_ID, region_name=region).conn
 
 
 def evidence_store(params: AuditParams):
@@ -92,6 +114,7 @@ def run_facts(context: dict[str, Any]) -> dict[str, str]:
 
 def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
     from include import discovery
+    from include.accounts import account_label, audit_scopes, scope_key
 
     if facts["mode"] == "rebuild":
         log.info("rebuild mode for %s: no discovery, no SSH", facts["audit_date"])
@@ -100,14 +123,15 @@ def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
         evidence_store(params).ensure_tables()
     regions = params.regions or [_aws_region()]
     instances, states, failures = {}, {}, {}
-    for region in regions:
+    for account, region in audit_scopes(params.accounts, params.include_default_account, regions):
+        key, where = scope_key(account, region), f"{account_label(account)} {region}".strip()
         try:
-            inventory = discovery.discover_region(ec2_client(region), region, params.tag_filters)
-        except Exception as exc:  # noqa: BLE001 - collected, then raised for all regions at once
-            failures[region] = f"{type(exc).__name__}: {exc}"[:300]
+            inventory = discovery.discover_region(ec2_client(region, account), region, params.tag_filters)
+        except Exception as exc:  # noqa: BLE001 - collected, then raised for all accounts and regions at once
+            failures[where] = f"{type(exc).__name__}: {exc}"[:300]
             continue
-        instances[region], states[region] = inventory.running, inventory.states
-        log.info("%s: %d running, states %s", region, len(inventory.running), inventory.states)
+        instances[key], states[key] = inventory.running, inventory.states
+        log.info("%s: %d running, states %s", where, len(inventory.running), inventory.states)
     if failures:
         # A smaller fleet must never read as a complete one: fail the task (it retries), naming every region.
         raise RuntimeError("discovery failed, no report from a partial fleet: "
@@ -118,10 +142,15 @@ def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
 
 def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
     from include import batching
+    from include.accounts import account_label, parse_scope
 
     batches = batching.plan_batches(inventory["instances"], params.batch_size)
     for b in batches:  # each mapped task needs the run facts, not the whole inventory
-        b.update(audit_date=inventory["audit_date"], run_id=inventory["run_id"])
+        key = b["region"]
+        account, region = parse_scope(key)
+        b.update(audit_date=inventory["audit_date"], run_id=inventory["run_id"], account=account, region=region)
+        if account:  # "222222222222 us-east-1 batch 1/3 (50 hosts)"
+            b["label"] = b["label"].replace(key, f"{account_label(account)} {region}", 1)
     log.info("%d hosts in %d batches", inventory["discovered"], len(batches))
     return batches
 
@@ -133,8 +162,9 @@ def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
 
     try:
         ctx = RunContext(batch["audit_date"], batch["run_id"], params, ssh_settings(params))
-        result = verify_batch(batch, ctx, ec2_client(batch["region"]), logs_client(batch["region"]),
-                              evidence_store(params))
+        account = batch.get("account", "")
+        result = verify_batch(batch, ctx, ec2_client(batch["region"], account),
+                              logs_client(batch["region"], account), evidence_store(params))
     except Exception as exc:
         if not final_try:
             raise
@@ -226,6 +256,38 @@ def confirm_complete(built: dict[str, Any]) -> str:
         raise RuntimeError(f"{built['failed_batches']} verify batch(es) failed after all retries; the report for "
                            f"{built['audit_date']} was sent with their hosts as coverage gaps")
     return f"{built['audit_date']}: every discovered host has evidence"
+
+
+def alert(params: AuditParams, built: dict[str, Any]) -> str:
+    """Immediate compliance alerts (include/alerts.py), separate from the report; live runs only."""
+    from include import alerts, notify
+    from include.checks.catalogue import CATALOGUE
+    from include.evidence import iso, utc_now
+
+    if not params.alert_recipients:
+        return "no alert_recipients: compliance alerts off"
+    if built["mode"] == "rebuild":
+        return "rebuild of stored evidence: history does not alert"
+    store = evidence_store(params)
+    day = built["audit_date"]
+    items = store.day_items(day, run_id=built["run_id"])
+    critical = {c.id for c in CATALOGUE if c.severity == "critical"}
+    findings = alerts.current_findings(items, critical, built.get("compliance_pct"), params.alert_threshold_pct)
+    decision = alerts.decide(findings, store.previous_alert_state(day), day, params.alert_repeat_days)
+    already = set((store.alert_state(day) or {}).get("alerted") or [])  # a rerun of the day does not repeat
+    decision.alert = [f for f in decision.alert if f.key not in already]
+    record = {"run_id": built["run_id"], "open": decision.state, "closed": decision.closed,
+              "alerted": sorted(already | {f.key for f in decision.alert}), "generated_at": iso(utc_now())}
+    if decision.alert:
+        names = {it["instance_id"]: str((it.get("tags") or {}).get("Name", "")) for it in items}
+        hint = f"The full report for {day} is in {built['paths'].get('html', '')}."
+        notify.send_report_email(conn_id=SMTP_CONN_ID, recipients=params.alert_recipients,
+                                 subject=alerts.subject(day, decision, built.get("compliance_pct")),
+                                 html=alerts.render_html(day, decision, names, hint), attachments=[])
+        record["alerted_at"] = iso(utc_now())
+    store.put_alert_state(day, record, params.ttl_days)  # after the send: a failed send is retried, not lost
+    return (f"{len(decision.alert)} alert(s) sent, {len(decision.state)} open finding(s), "
+            f"{len(decision.closed)} closed")
 
 
 def send(params: AuditParams, built: dict[str, Any]) -> str:

@@ -23,8 +23,8 @@ from include.discovery import hydrate
 from include.evidence import EvidenceStore, instance_item, utc_now
 from include.models import CheckStatus, Host, HostOutcome, Status, Verdict
 from include.scoring import host_status
-from include.waivers import apply_waivers, load_waivers
 from include.ssh_transport import SshSettings, fan_out
+from include.waivers import apply_waivers, load_waivers
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+
 @dataclass(frozen=True)
 class RuleGroup:
     name: str

@@ -340,3 +340,145 @@ def test_no_secret_leaks_into_logs_xcom_evidence_reports_or_email(stack, tmp_pat
         places[f"dynamodb {table}"] = repr(dynamodb.Table(table).scan()["Items"]).encode()
     leaks = [(where, s[:12]) for where, data in places.items() for s in secrets if s.encode() in data]
     assert leaks == []
+
+
+def mails_to(stack, address: str) -> list[email.message.Message]:
+    found = [email.message_from_bytes(p.read_bytes()) for p in stack.received_mail()]
+    return [m for m in found if address in (m["To"] or "")]
+
+
+def test_compliance_alerts_once_then_quiet_while_open(stack, tmp_path):
+    from include.checks.catalogue import CATALOGUE
+    from include.evidence import ALERTS_ID, EvidenceStore
+
+    oncall = "oncall-alerts@example.test"
+    first = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=10)  # days no other test uses
+    conf = {"recipients": [], "alert_recipients": [oncall], "alert_threshold_pct": 95.0,
+            "report_dir": str(tmp_path), "batch_size": 8, "connect_timeout": 2, "host_timeout": 15,
+            "command_timeout": 10}
+    assert run_dag(conf, first).state == "success"
+    day = first.strftime("%Y-%m-%d")
+
+    # Independent computation from the stored evidence: every critical check failing on a NON_COMPLIANT host.
+    critical = {c.id for c in CATALOGUE if c.severity == "critical"}
+    items = day_items(stack, day)
+    expected = {f"{it['instance_id']}|{c}" for it in items if it["status"] == "NON_COMPLIANT"
+                for c in set(it["failed_checks"]) & critical}
+    hosts = {k.split("|")[0] for k in expected}
+    assert expected, "the demo fleet has hosts failing critical checks"
+    summary = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").get_summary(day)
+    pct = float(summary["compliance_pct"])
+    assert pct < 95.0
+    alerts = mails_to(stack, oncall)
+    assert len(alerts) == 1
+    assert alerts[0]["Subject"] == (f"ALERT EC2 audit compliance {day}: compliance {pct}% below threshold; "
+                                    f"critical checks failing on {len(hosts)} hosts")
+    body = next(p for p in alerts[0].walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
+    assert all(h in body for h in hosts) and body.count("<tr>") == len(expected) + 2  # + header + threshold row
+
+    # The next day the same findings are still open: no alert. A rerun of that day sends none either.
+    second = first + timedelta(days=1)
+    assert run_dag(conf, second).state == "success"
+    assert run_dag(conf, second).state == "success"
+    assert len(mails_to(stack, oncall)) == 1
+    table = clients(stack.endpoint)[2].Table("ec2_audit_evidence")
+    state = table.get_item(Key={"instance_id": ALERTS_ID, "audit_date": second.strftime("%Y-%m-%d")})["Item"]
+    assert set(state["open"]) == expected | {"#fleet|compliance_below_threshold"}
+    assert {v["first_seen"] for v in state["open"].values()} == {day}
+
+
+class ExpiredTokenProxy:
+    """Loopback HTTP proxy to the moto server that answers every EC2 call as AWS does for expired credentials."""
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+        import urllib.request
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from devstack.stack import free_port
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if b"Action=" in body and b"Version=2016-11-15" in body:  # the EC2 query API
+                    reply = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>ExpiredToken'
+                             b"</Code><Message>The security token included in the request is expired</Message>"
+                             b"</Error></Errors><RequestID>injected</RequestID></Response>")
+                    status, headers = 400, {"Content-Type": "text/xml"}
+                else:
+                    request = urllib.request.Request(upstream + self.path, data=body, method="POST",
+                                                     headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                    try:
+                        with urllib.request.urlopen(request, timeout=30) as response:
+                            status, reply, headers = response.status, response.read(), dict(response.headers)
+                    except urllib.error.HTTPError as error:
+                        status, reply, headers = error.code, error.read(), dict(error.headers)
+                self.send_response(status)
+                for name, value in headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_expired_credentials_fail_the_run_loudly_and_alert_with_the_run_link(stack, tmp_path, monkeypatch):
+    import json
+
+    proxy = ExpiredTokenProxy(stack.endpoint)
+    try:
+        aws = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
+        aws["extra"]["endpoint_url"] = proxy.endpoint
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws))
+        monkeypatch.setenv("EC2_AUDIT_RETRY_DELAY_SECONDS", "1")
+        ops = "pipeline-ops@example.test"
+        when = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=20)
+        run = run_dag({"recipients": ["secops@example.test"], "alert_recipients": [ops],
+                       "report_dir": str(tmp_path)}, when)
+    finally:
+        proxy.close()
+    assert run.state == "failed"  # never a smaller (empty) fleet that reads as compliant
+    assert day_items(stack, when.strftime("%Y-%m-%d")) == []
+    assert not list(tmp_path.glob("compliance-*.html"))
+    failures = mails_to(stack, ops)
+    task_mail = [m for m in failures if m["Subject"] == f"FAILED ec2_audit_compliance: task discover in {run.run_id}"]
+    assert len(task_mail) == 1  # once, after the last retry, not per try
+    body = next(p for p in task_mail[0].walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
+    assert "ExpiredToken" in body and "discovery failed" in body
+    assert f"/dags/ec2_audit_compliance/runs/{run.run_id}" in body
+
+
+def test_a_second_account_by_role_arn_is_discovered_checked_and_reported(stack, tmp_path):
+    from devstack.aws_seed import seed_fleet
+
+    arn = "arn:aws:iam::222222222222:role/ec2-audit-read"
+    twins = [dict(h) for h in stack.fleet_entries
+             if h.get("expected") == "COMPLIANT" and h.get("simulated", True) and not h.get("sshd_profile")][:2]
+    assert len(twins) == 2
+    ids = seed_fleet(stack.endpoint, twins, role_arn=arn)  # same addresses, another account's VPC
+    when = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=30)
+    day = when.strftime("%Y-%m-%d")
+    run = run_dag({"accounts": [arn], "recipients": [], "report_dir": str(tmp_path), "batch_size": 8,
+                   "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10}, when)
+    assert run.state == "success"
+    items = day_items(stack, day)
+    other = {it["instance_id"]: it for it in items if it["account_id"] == "222222222222"}
+    assert sorted(other) == sorted(ids.values())
+    assert all(it["status"] == "COMPLIANT" and it["region"] == "us-east-1" for it in other.values()), other
+    running = [h for h in stack.fleet_entries if h.get("expected")]
+    assert len(items) == len(running) + 2 and len({it["instance_id"] for it in items}) == len(items)
+    with open(tmp_path / f"compliance-{day}.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["account_id"] == "222222222222"]
+    assert sorted(r["instance_id"] for r in rows) == sorted(ids.values())
+    assert "222222222222" in (tmp_path / f"compliance-{day}.html").read_text()  # compliance by account

@@ -22,14 +22,15 @@ def test_contract_shape(dag):
     assert dag.catchup is False and dag.max_active_runs == 1
     assert set(dag.tags) == {"security", "compliance"}
     assert {"discover", "plan_batches", "verify_batch", "store_evidence", "build_report", "send_report",
-            "confirm_complete"} == set(dag.task_ids)
+            "send_alerts", "confirm_complete"} == set(dag.task_ids)
 
 
 def test_pipeline_order_has_no_cycles(dag):
     order = [t.task_id for t in dag.topological_sort()]
     for earlier, later in [("discover", "plan_batches"), ("plan_batches", "verify_batch"),
                            ("verify_batch", "store_evidence"), ("store_evidence", "build_report"),
-                           ("build_report", "send_report"), ("send_report", "confirm_complete")]:
+                           ("build_report", "send_report"), ("send_report", "confirm_complete"),
+                           ("build_report", "send_alerts"), ("send_alerts", "confirm_complete")]:
         assert order.index(earlier) < order.index(later)
 
 

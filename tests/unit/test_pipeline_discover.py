@@ -9,8 +9,8 @@ from include.config import AuditParams
 
 
 class Client:
-    def __init__(self, region):
-        self.region = region
+    def __init__(self, region, account=""):
+        self.region, self.account = region, account
 
     def get_paginator(self, name):
         region = self.region
@@ -36,3 +36,23 @@ def test_one_failing_region_fails_discovery_with_every_reason(monkeypatch):
     assert "us-east-1" not in message
     ok = pipeline.discover(AuditParams(regions=["us-east-1"], create_table=False), facts)
     assert ok["instances"] == {"us-east-1": ["i-1"]} and ok["discovered"] == 1
+
+
+def test_accounts_are_discovered_per_region_and_batches_carry_their_account(monkeypatch):
+    arn = "arn:aws:iam::222222222222:role/ec2-audit-read"
+    seen = []
+
+    def client(region, account=""):
+        seen.append((account, region))
+        return Client(region)
+
+    monkeypatch.setattr(pipeline, "ec2_client", client)
+    facts = {"audit_date": "2026-11-23", "run_id": "r", "mode": "live"}
+    params = AuditParams(regions=["us-east-1"], accounts=[arn], create_table=False)
+    inventory = pipeline.discover(params, facts)
+    assert seen == [("", "us-east-1"), (arn, "us-east-1")]
+    assert inventory["instances"] == {"us-east-1": ["i-1"], f"{arn}|us-east-1": ["i-1"]}
+    batches = pipeline.plan(params, inventory)
+    assert sorted((b["account"], b["region"]) for b in batches) == [("", "us-east-1"), (arn, "us-east-1")]
+    assert {b["label"] for b in batches} == {"us-east-1 batch 1/1 (1 hosts)",
+                                             "222222222222 us-east-1 batch 1/1 (1 hosts)"}

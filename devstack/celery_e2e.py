@@ -1,0 +1,201 @@
+"""`make e2e-celery`: a real distributed run without Docker, then a worker killed mid-run.
+
+Starts on loopback: PostgreSQL and Redis (Debian packages), the local stack (moto, simulated fleet, SMTP
+sink), and Airflow with CeleryExecutor — api-server, scheduler, dag-processor and TWO Celery workers. Triggers
+the DAG, SIGKILLs one worker while it runs a verify batch, and checks that the run still succeeds with every
+running instance stored exactly once, batches spread over both workers, and the email sent. Everything it
+started is stopped by PID. Needs root (PostgreSQL runs as the postgres user).
+
+    .venv/bin/python -m devstack.celery_e2e
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from devstack.aws_seed import clients
+from devstack.demo_fleet import demo_fleet
+from devstack.stack import PROJECT, LocalStack, free_port, wait_until
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), Path("/usr/lib/postgresql/15/bin"))
+DAG_ID = "ec2_audit_compliance"
+
+
+class Processes:
+    def __init__(self, root: Path) -> None:
+        self.root, self.procs = root, {}
+
+    def start(self, name: str, args: list[str], env: dict | None = None, user: str | None = None) -> subprocess.Popen:
+        log = open(self.root / f"{name}.log", "ab")
+        if user:
+            args = ["runuser", "-u", user, "--", *args]
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, sig)  # the process group we created: the component and its children
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.kill(name)
+
+
+def started_verify(worker_log: Path) -> set[str]:
+    """Task-instance ids of the verify batches this Celery worker started, read from its own log."""
+    if not worker_log.exists():
+        return set()
+    return set(re.findall(r"task_id=verify_batch/.*?TaskInstanceDTO\(id=UUID\('([0-9a-f-]+)'\)",
+                          worker_log.read_text(errors="replace")))
+
+
+def psql(port: int, sql: str) -> str:
+    result = subprocess.run([str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "airflow",
+                             "-At", "-c", sql], capture_output=True, text=True, timeout=30)
+    return result.stdout.strip()
+
+
+def run(root: Path, timeout_s: float = 480) -> dict:
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    procs = Processes(root)
+    fleet = demo_fleet()
+    stack = LocalStack(root / "stack", fleet, latency_ms=1500)  # slow hosts: a batch is still running when killed
+    try:
+        # PostgreSQL (as the postgres user) and Redis, on loopback only.
+        pg_dir, pg_port, redis_port = root / "pg", free_port(), free_port()
+        pg_dir.mkdir()
+        shutil.chown(pg_dir, "postgres")
+        shutil.chown(root, "postgres")
+        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(pg_dir), "-A", "trust",
+                        "-U", "postgres"], check=True, capture_output=True)
+        procs.start("postgres", [str(PG_BIN / "postgres"), "-D", str(pg_dir), "-h", "127.0.0.1", "-p", str(pg_port),
+                                 "-k", str(pg_dir)], user="postgres")
+        wait_until(lambda: subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(pg_port)],
+                                          capture_output=True).returncode == 0, 30, "postgres")
+        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres", "airflow"],
+                       check=True)
+        procs.start("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
+                              "--appendonly", "no"])
+        stack.start()
+
+        api_port = free_port()
+        env = {**os.environ, **stack.airflow_env(),
+               "AIRFLOW_HOME": str(root / "airflow"),
+               "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+               "EC2_AUDIT_SCHEDULE": "none",
+               "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+               "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+               "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/airflow",
+               "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+               "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/airflow",
+               "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+               "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(api_port),
+               "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+               "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+               # A killed worker's task is noticed in seconds, not the default 5 minutes.
+               "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+               "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+               # A task the dead worker had reserved (prefetched, not started) sits "queued" until Redis'
+               # visibility timeout (hours); the scheduler re-queues it after this instead.
+               "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
+               "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10"}
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
+        if migrate.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed: {migrate.stderr[-3000:]}")
+        procs.start("api-server", [airflow, "api-server"], env)
+        procs.start("scheduler", [airflow, "scheduler"], env)
+        procs.start("dag-processor", [airflow, "dag-processor"], env)
+        for n in (1, 2):
+            procs.start(f"worker{n}", [airflow, "celery", "worker", "--celery-hostname", f"worker{n}@%h"], env)
+        wait_until(lambda: psql(pg_port, f"select count(*) from dag where dag_id='{DAG_ID}'") == "1", 120, "DAG parsed")
+        conf = {"recipients": ["secops@example.test"], "batch_size": 4, "concurrency": 2, "connect_timeout": 3,
+                "host_timeout": 30, "command_timeout": 15, "report_dir": str(root / "reports")}
+        run_id = f"celery_e2e__{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+        subprocess.run([airflow, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf)],
+                       env=env, check=True, capture_output=True)
+
+        # Kill worker2 while it runs a verify batch (SIGKILL: no goodbye, as when a node dies).
+        killed = False
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = psql(pg_port, f"select state from dag_run where run_id='{run_id}'")
+            if not killed:
+                running = set(psql(pg_port, "select id from task_instance where task_id='verify_batch' and "
+                                            f"state='running' and run_id='{run_id}'").split())
+                if running & started_verify(root / "worker2.log"):
+                    procs.kill("worker2", signal.SIGKILL)
+                    killed = True
+            if state in ("success", "failed"):
+                break
+            time.sleep(0.5)
+        tis = psql(pg_port, "select task_id, map_index, state, try_number from task_instance "
+                            f"where run_id='{run_id}' order by task_id, map_index")
+        by_worker = {n: len(started_verify(root / f"worker{n}.log")) for n in (1, 2)}
+        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        from include.evidence import EvidenceStore
+
+        items = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").day_items(day)
+        return {"state": state, "killed_worker2": killed, "task_instances": tis, "verify_batches_started_by_worker": by_worker,
+                "items": len(items), "unique_items": len({i["instance_id"] for i in items}),
+                "expected_items": sum(1 for h in fleet if h.get("expected")), "mails": len(stack.received_mail())}
+    finally:
+        procs.stop_all()
+        stack.stop()
+
+
+def available() -> bool:
+    return os.geteuid() == 0 and (PG_BIN / "postgres").exists() and bool(shutil.which("redis-server"))
+
+
+def problems(result: dict) -> list[str]:
+    """What the distributed run got wrong; empty when it passed."""
+    found = []
+    if result["state"] != "success":
+        found.append(f"run state {result['state']}")
+    if not result["killed_worker2"]:
+        found.append("worker2 never ran a verify batch, so it was not killed")
+    if not all(result["verify_batches_started_by_worker"].values()):
+        found.append(f"verify batches not spread over both workers: {result['verify_batches_started_by_worker']}")
+    if not result["items"] == result["unique_items"] == result["expected_items"]:
+        found.append(f"evidence items {result['items']} (unique {result['unique_items']}), "
+                     f"expected {result['expected_items']}")
+    if result["mails"] != 1:
+        found.append(f"{result['mails']} emails, expected 1")
+    return found
+
+
+def main() -> int:
+    if not available():
+        print("needs root, PostgreSQL and Redis: apt-get install postgresql redis-server")
+        return 2
+    started = time.monotonic()
+    # SIGTERM (e.g. `timeout`) must still run the cleanup in run()'s finally block.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    result = run(PROJECT / ".local" / "celery")
+    print(json.dumps(result, indent=2))
+    wrong = problems(result)
+    print(f"celery e2e {'FAILED: ' + '; '.join(wrong) if wrong else 'passed'} in {time.monotonic() - started:.0f}s")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Compliance alerts: an immediate email, apart from the daily report, when something needs action now.
+
+Two kinds of finding raise an alert:
+- a critical check failing on a host (`<instance_id>|<check_id>`), for hosts that are NON_COMPLIANT (a waived
+  failure is WAIVED, not a finding);
+- the fleet's compliance below `alert_threshold_pct` (`#fleet|compliance_below_threshold`).
+
+A finding alerts the first day it is seen; while it stays open it is quiet, and alerts again only once it has
+been open `alert_repeat_days` since its last alert. A finding that disappears is closed; if it comes back it is
+new again. The open findings and when each was first seen and last alerted are kept per audit day in the
+evidence table (item `#alerts`), so the decision survives workers, reruns and restarts. Pure functions here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from html import escape
+
+THRESHOLD_KEY = "#fleet|compliance_below_threshold"
+MAX_ROWS = 200  # an email lists at most this many findings; the count is always complete
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    instance_id: str
+    check_id: str
+    detail: str
+
+
+@dataclass
+class AlertDecision:
+    alert: list[Finding] = field(default_factory=list)  # new, or reminders of long-open ones
+    reminders: set[str] = field(default_factory=set)  # keys in `alert` that are reminders
+    closed: list[str] = field(default_factory=list)  # open the previous time, gone now
+    state: dict[str, dict[str, str]] = field(default_factory=dict)  # key → {first_seen, last_alerted}
+
+
+def current_findings(items: list[dict], critical_checks: set[str], compliance_pct: float | None,
+                     threshold_pct: float) -> list[Finding]:
+    found = []
+    for item in items:
+        if item.get("status") != "NON_COMPLIANT":
+            continue
+        for check_id in sorted(set(item.get("failed_checks") or []) & critical_checks):
+            detail = str(((item.get("checks") or {}).get(check_id) or {}).get("detail", ""))[:200]
+            found.append(Finding(f"{item['instance_id']}|{check_id}", item["instance_id"], check_id, detail))
+    if threshold_pct > 0 and compliance_pct is not None and compliance_pct < threshold_pct:
+        found.append(Finding(THRESHOLD_KEY, "fleet", "compliance_below_threshold",
+                             f"compliance {compliance_pct}% is below the alert threshold {threshold_pct}%"))
+    return found
+
+
+def _days(first: str, second: str) -> int:
+    return (date.fromisoformat(second) - date.fromisoformat(first)).days
+
+
+def decide(findings: list[Finding], previous_state: dict[str, dict[str, str]], day: str,
+           repeat_after_days: int) -> AlertDecision:
+    decision = AlertDecision()
+    for f in findings:
+        before = previous_state.get(f.key)
+        if before is None:
+            decision.alert.append(f)
+            decision.state[f.key] = {"first_seen": day, "last_alerted": day}
+        elif repeat_after_days > 0 and _days(before["last_alerted"], day) >= repeat_after_days:
+            decision.alert.append(f)
+            decision.reminders.add(f.key)
+            decision.state[f.key] = {"first_seen": before["first_seen"], "last_alerted": day}
+        else:
+            decision.state[f.key] = dict(before)
+    now = {f.key for f in findings}
+    decision.closed = sorted(k for k in previous_state if k not in now)
+    return decision
+
+
+def subject(day: str, decision: AlertDecision, compliance_pct: float | None) -> str:
+    hosts = len({f.instance_id for f in decision.alert if f.key != THRESHOLD_KEY})
+    parts = []
+    if any(f.key == THRESHOLD_KEY for f in decision.alert):
+        parts.append(f"compliance {compliance_pct}% below threshold")
+    if hosts:
+        parts.append(f"critical checks failing on {hosts} host{'s' if hosts != 1 else ''}")
+    return f"ALERT EC2 audit compliance {day}: " + "; ".join(parts)
+
+
+def render_html(day: str, decision: AlertDecision, names: dict[str, str], report_hint: str) -> str:
+    cell = 'style="border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top"'
+    rows = []
+    for f in decision.alert[:MAX_ROWS]:
+        since = decision.state[f.key]["first_seen"]
+        kind = f"still open since {since}" if f.key in decision.reminders else "new"
+        rows.append("<tr>" + "".join(f"<td {cell}>{escape(v)}</td>" for v in (
+            f.instance_id, names.get(f.instance_id, ""), f.check_id, kind, f.detail)) + "</tr>")
+    more = len(decision.alert) - MAX_ROWS
+    header = "".join(f"<th {cell}>{h}</th>" for h in ("Instance", "Name", "Finding", "State", "Detail"))
+    return (
+        '<html><body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222">'
+        f'<h2 style="color:#b00020">EC2 audit compliance alert — {escape(day)}</h2>'
+        f"<p>{len(decision.alert)} finding(s) need action now. {escape(report_hint)}</p>"
+        f'<table style="border-collapse:collapse"><tr>{header}</tr>{"".join(rows)}</table>'
+        + (f"<p>…and {more} more (see the daily report).</p>" if more > 0 else "")
+        + (f"<p>Closed since the last audit: {len(decision.closed)} finding(s).</p>" if decision.closed else "")
+        + "</body></html>")

@@ -1,0 +1,67 @@
+"""Compliance dashboard inside the Airflow UI: a FastAPI app on the API server plus a nav entry.
+
+Airflow does not authenticate plugin apps (a mounted app inherits none of the core API's dependencies), so
+every route here requires what reading the `ec2_audit_compliance` DAG requires: an Airflow login (the UI's
+JWT cookie or a bearer token; none → 401) and the auth manager's permission on that DAG (no → 403).
+Data comes from the evidence table through the Amazon provider's hooks (`aws_default`).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+
+from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse
+
+DAG_ID = "ec2_audit_compliance"
+PREFIX = "/ec2-audit"
+
+app = FastAPI(title="EC2 audit compliance dashboard",
+              dependencies=[Depends(requires_access_dag("GET", param_dag_id=DAG_ID))])
+
+
+def _store():
+    from include.config import DEFAULT_TABLE, AuditParams
+    from include.pipeline import evidence_store
+
+    return evidence_store(AuditParams(evidence_table=os.environ.get("EC2_AUDIT_EVIDENCE_TABLE", DEFAULT_TABLE)))
+
+
+def _fleet(day: str | None) -> str:
+    from include import dashboard, trend
+    from include.checks.catalogue import check_meta
+
+    store = _store()
+    day = day or store.latest_audit_day()
+    if day is None:
+        return dashboard.fleet_page(None, None, [], None, {})
+    points = trend.trend_points(store.summaries(*trend.trend_window(day)), day)
+    png = trend.render_png(points, f"Compliance, last {trend.TREND_DAYS} days to {day}")
+    return dashboard.fleet_page(day, store.get_summary(day), store.day_items(day), png, check_meta())
+
+
+def _host(instance_id: str) -> str:
+    from include import dashboard
+
+    return dashboard.host_page(instance_id, _store().host_history(instance_id))
+
+
+@app.get("/", response_class=HTMLResponse)
+async def fleet(day: str | None = None) -> str:
+    if day is not None and not (len(day) == 10 and day[4] == day[7] == "-" and day.replace("-", "").isdigit()):
+        day = None  # only a YYYY-MM-DD reaches DynamoDB
+    return await asyncio.to_thread(_fleet, day)  # boto3 is blocking: keep the API server's loop free
+
+
+@app.get("/host/{instance_id}", response_class=HTMLResponse)
+async def host(instance_id: str) -> str:
+    return await asyncio.to_thread(_host, instance_id[:64])
+
+
+class Ec2AuditDashboard(AirflowPlugin):
+    name = "ec2_audit_dashboard"
+    fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "EC2 audit compliance"}]
+    external_views = [{"name": "EC2 audit compliance", "href": f"{PREFIX}/", "destination": "nav",
+                       "category": "browse", "url_route": "ec2-audit"}]

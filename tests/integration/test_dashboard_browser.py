@@ -1,0 +1,151 @@
+"""The compliance dashboard plugin in a real Airflow API server, seen through a real headless Chromium.
+
+A moto server process holds 30 days of evidence; `airflow api-server` loads plugins/ec2_audit_dashboard.py
+(simple auth manager, one user). Anonymous requests are refused (401, and 403 for a forged token); after
+signing in on Airflow's own login page the browser sees the fleet page and a host's history. Screenshots
+are saved as test artifacts under .local/artifacts/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from devstack.aws_seed import clients
+from devstack.stack import PROJECT, REGION, _http_ok, free_port, wait_until
+from include.evidence import EvidenceStore
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (apt-get install chromium)")
+ARTIFACTS = PROJECT / ".local" / "artifacts"
+PASSWORD = uuid.uuid4().hex
+LAST_DAY = date(2031, 3, 30)
+
+
+def seed(endpoint: str) -> dict[str, list[str]]:
+    """30 days: the fleet degrades (one more failing host every 10 days); one host has a malicious Name tag."""
+    store = EvidenceStore(clients(endpoint, REGION)[2], "ec2_audit_evidence")
+    store.ensure_tables()
+    ids = [f"i-{n:017x}" for n in range(12)]
+    failing_today = []
+    for back in range(30):
+        day = (LAST_DAY - timedelta(days=back)).isoformat()
+        failing = set(ids[: 1 + (29 - back) // 10])
+        items = [{"instance_id": i, "audit_date": day, "item_type": "instance", "run_id": f"scheduled__{day}",
+                  "status": "NON_COMPLIANT" if i in failing else "COMPLIANT",
+                  "failed_checks": ["auditd.running"] if i in failing else [], "region": REGION,
+                  "account_id": "123456789012", "checked_at": f"{day}T06:01:00Z", "output_sha256": "ab" * 32,
+                  "tags": {"Name": "<script>alert(1)</script>" if i == ids[0] else f"web-{i[-2:]}"}} for i in ids]
+        store.put_items(items)
+        compliant = len(ids) - len(failing)
+        store.put_summary(day, {"run_id": f"scheduled__{day}", "discovered": len(ids), "checked": len(ids),
+                                "status_counts": {"COMPLIANT": compliant, "NON_COMPLIANT": len(failing)},
+                                "compliance_pct": round(100 * compliant / len(ids), 1)}, 400)
+        if back == 0:
+            failing_today = sorted(failing)
+    return {"ids": ids, "failing_today": failing_today}
+
+
+@pytest.fixture(scope="module")
+def airflow_ui(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dashboard")
+    procs = []
+    try:
+        moto_port = free_port()
+        endpoint = f"http://127.0.0.1:{moto_port}"
+        procs.append(subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p",
+                                       str(moto_port)], cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto server", procs[0])
+        seeded = seed(endpoint)
+        (root / "passwords.json").write_text(json.dumps({"auditor": PASSWORD}))
+        port = free_port()
+        env = {**os.environ, "AIRFLOW_HOME": str(root / "home"), "PYTHONPATH": str(PROJECT),
+               "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+               "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "auditor:viewer",
+               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
+               "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+               "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                                                       "extra": {"endpoint_url": endpoint, "region_name": REGION}})}
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+        log = open(root / "api-server.log", "wb")
+        procs.append(subprocess.Popen([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                      cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _http_ok(f"{base}/api/v2/monitor/health"), 120, "airflow api-server", procs[1])
+        yield {"base": base, **seeded, "log": root / "api-server.log"}
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def status_of(url: str, headers: dict | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_anonymous_and_forged_requests_are_refused(airflow_ui):
+    base = airflow_ui["base"]
+    assert status_of(f"{base}/ec2-audit/") == 401
+    assert status_of(f"{base}/ec2-audit/host/{airflow_ui['ids'][0]}") == 401
+    assert status_of(f"{base}/ec2-audit/", {"Authorization": "Bearer not.a.token"}) == 403
+    assert status_of(f"{base}/ec2-audit/", {"Cookie": "_token=forged"}) == 403
+
+
+def test_signed_in_user_sees_fleet_trend_failing_hosts_and_history(airflow_ui):
+    from playwright.sync_api import sync_playwright
+
+    base, failing = airflow_ui["base"], airflow_ui["failing_today"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            alerts = []
+            page.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
+            assert page.goto(f"{base}/ec2-audit/").status == 401  # the browser, not signed in
+            page.screenshot(path=str(ARTIFACTS / "dashboard-anonymous.png"))
+
+            page.goto(f"{base}/auth/login?next={base}/ec2-audit/")  # Airflow's own login page
+            page.fill("input[name=username]", "auditor")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/ec2-audit/", timeout=30_000)
+            page.wait_for_selector("h1")
+            text = page.inner_text("body")
+            assert f"compliant on {LAST_DAY.isoformat()}" in text, airflow_ui["log"].read_text()[-3000:]
+            assert f"{round(100 * (12 - len(failing)) / 12, 1)}%" in text
+            assert f"Failing hosts ({len(failing)})" in text
+            assert all(i in text for i in failing) and "Restore" in text or "auditd" in text
+            chart = page.locator("img[alt='compliance trend']")
+            assert chart.evaluate("img => img.complete && img.naturalWidth") > 300
+            assert "<script>alert(1)</script>" in text and alerts == []  # shown as text, never run
+            page.screenshot(path=str(ARTIFACTS / "dashboard-fleet.png"), full_page=True)
+
+            page.click(f"a[href='host/{failing[0]}']")
+            page.wait_for_url(f"{base}/ec2-audit/host/{failing[0]}")
+            rows = page.locator("table tr")
+            assert rows.count() == 1 + 30  # header + one row per stored day
+            assert "NON_COMPLIANT" in page.inner_text("body")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-host.png"), full_page=True)
+        finally:
+            browser.close()
