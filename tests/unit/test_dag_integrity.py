@@ -49,3 +49,12 @@ def test_every_task_retries_and_verify_is_mapped(dag):
     verify = dag.get_task("verify_batch")
     assert verify.map_index_template == "{{ batch_label }}"
     assert verify.retry_exponential_backoff
+
+
+def test_failures_notify_alert_recipients_for_tasks_and_the_run(dag):
+    from include.notify import PipelineFailureNotifier
+
+    assert isinstance(dag.on_failure_callback, PipelineFailureNotifier)  # run failed (dag-processor runs it)
+    for task in dag.tasks:  # after the last retry only
+        callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
+        assert any(isinstance(c, PipelineFailureNotifier) for c in callbacks), task.task_id
