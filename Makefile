@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv demo test test-unit test-integration e2e-celery up lock clean
+.PHONY: venv demo test test-unit test-integration e2e-celery bench bench-quick up lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test-integration: $(STAMP)
 ## CeleryExecutor on real PostgreSQL + Redis (apt), two workers, one SIGKILLed mid-run (root; ~3 min).
 e2e-celery: $(STAMP)
 	$(BIN)/python -m devstack.celery_e2e
+
+## SSH fan-out side by side on one simulated fleet + this DAG end to end (docs/PERFORMANCE.md).
+bench-quick: $(STAMP)
+	$(BIN)/python -m devstack.bench --hosts 100,1000
+
+bench: $(STAMP)
+	$(BIN)/python -m devstack.bench --hosts 100,1000,10000
 
 ## Airflow UI (standalone) on the local stack: trigger runs and backfills from the browser.
 up: $(STAMP)

@@ -28,15 +28,15 @@ def clients(endpoint: str, region: str = "us-east-1", role_arn: str | None = Non
 
 
 def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", now_ms: int | None = None,
-               role_arn: str | None = None) -> dict[str, str]:
+               role_arn: str | None = None, cidrs: tuple[str, str] = (VPC_CIDR, SUBNET_CIDR)) -> dict[str, str]:
     """Create one instance per host entry; returns address → instance id (and sets entry['instance_id']).
 
     Host entry fields used: address, name, environment, profile, windows (bool), state ("running" |
     "stopped" | "terminated").
     """
     ec2, logs, _ = clients(endpoint, region, role_arn)
-    vpc = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=SUBNET_CIDR)["Subnet"]["SubnetId"]
+    vpc = ec2.create_vpc(CidrBlock=cidrs[0])["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidrs[1])["Subnet"]["SubnetId"]
     now_ms = now_ms or int(time.time() * 1000)
     try:
         logs.create_log_group(logGroupName=AUDIT_GROUP)

@@ -118,6 +118,13 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
 
     async def handle(proc: asyncssh.SSHServerProcess) -> None:
         try:
+            if proc.command and proc.command.strip() != "/bin/sh -s":
+                # One probe as its own command (how SSHHook / SSHOperator would run checks): one round trip.
+                if latency_s:
+                    await asyncio.sleep(latency_s)
+                proc.stdout.write(f"{proc.command.split()[0]}: ok\n")
+                proc.exit(0)
+                return
             canary = await _read_script(proc)
             if latency_s:
                 await asyncio.sleep(latency_s)
