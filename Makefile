@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv demo test test-unit test-integration e2e-celery bench bench-quick up lock clean
+.PHONY: venv demo test test-unit test-integration e2e-celery bench bench-quick bench-tools up lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,10 +33,14 @@ e2e-celery: $(STAMP)
 	$(BIN)/python -m devstack.celery_e2e
 
 ## SSH fan-out side by side on one simulated fleet + this DAG end to end (docs/PERFORMANCE.md).
-bench-quick: $(STAMP)
+bench-tools:
+	test -x .local/ansible-venv/bin/ansible || ($(PYTHON) -m venv .local/ansible-venv && \
+	  .local/ansible-venv/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt)
+
+bench-quick: $(STAMP) bench-tools
 	$(BIN)/python -m devstack.bench --hosts 100,1000
 
-bench: $(STAMP)
+bench: $(STAMP) bench-tools
 	$(BIN)/python -m devstack.bench --hosts 100,1000,10000
 
 ## Airflow UI (standalone) on the local stack: trigger runs and backfills from the browser.

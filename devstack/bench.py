@@ -9,9 +9,12 @@ realistic health profile after `latency-ms` per command (a network round trip), 
    100 sessions at once — one verify task);
 2. a 50-thread paramiko pool running the same combined script;
 3. the same pool running each probe as its own command (what SSHHook/SSHOperator would do);
-4. the naive design — one host at a time, one paramiko connection, one command per probe (what one mapped
+4. Ansible ad-hoc (`-m raw`, the combined script as one command per host, forks 50), when
+   `make bench-tools` has installed ansible-core into its own venv (a bench-only dependency);
+5. the naive design — one host at a time, one paramiko connection, one command per probe (what one mapped
    SSHOperator task does, before Airflow's own per-task overhead) — timed on a sample and extrapolated
-   (marked so).
+   (marked so);
+6. this DAG end to end under `dag.test()`, discovering the same N instances from a moto server.
 
 Reports wall time, hosts/s and client CPU per host; writes .local/bench/results.json. Bounded: every method
 has a per-host timeout and the fleet size is capped at 10,000.
@@ -177,6 +180,24 @@ def dag_run(root: Path, n: int, key: Path) -> dict:
             proc.wait(timeout=30)
 
 
+ANSIBLE = PROJECT / ".local" / "ansible-venv" / "bin" / "ansible"  # `make bench-tools`: bench-only install
+
+
+def ansible_adhoc(root: Path, hosts: list[str], key: Path, forks: int = 50) -> int | None:
+    """Ansible ad-hoc, `-m raw` with the same combined script as one command per host, forks 50."""
+    if not ANSIBLE.exists():
+        return None
+    inventory = root / "inventory.ini"
+    inventory.write_text("[fleet]\n" + "\n".join(hosts) + "\n\n[fleet:vars]\n"
+                         f"ansible_port={PORT}\nansible_user={SSH_LOGIN}\nansible_ssh_private_key_file={key}\n"
+                         "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n")
+    env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_LOCAL_TEMP": str(root / "ansible-tmp"),
+           "ANSIBLE_STDOUT_CALLBACK": "oneline"}
+    done = subprocess.run([str(ANSIBLE), "all", "-i", str(inventory), "-m", "raw", "-a", SCRIPT, "-f", str(forks)],
+                          env=env, capture_output=True, text=True, timeout=1800)
+    return sum(1 for line in done.stdout.splitlines() if "| CHANGED |" in line and "rc=0" in line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="100,1000", help="comma-separated fleet sizes (≤ 10,000)")
@@ -204,9 +225,13 @@ def main(argv: list[str] | None = None) -> int:
             naive.update(hosts=n, wall_s=round(per_host * n, 1), hosts_per_s=round(1 / per_host, 1),
                          ok=f"{naive['ok']}/{len(sample)} sampled", extrapolated=len(sample) < n)
             results.append(naive)
+            if ANSIBLE.exists():
+                results.append(measure("Ansible ad-hoc -m raw (combined script), forks 50", n,
+                                       lambda: ansible_adhoc(root, hosts, key)))
+                results[-1]["cpu_ms_per_host"] = None  # its work is in child processes, not counted here
             if not args.no_dag:
                 results.append(dag_run(root, n, key))
-            for r in results[-(4 if args.no_dag else 5):]:
+            for r in results[-(4 + ANSIBLE.exists() + (not args.no_dag)):]:
                 print(f"{r['hosts']:>6} {r['method']:<75} {r['wall_s']:>8}s {r['hosts_per_s']:>8}/s "
                       f"{str(r['cpu_ms_per_host']):>6} ms CPU/host  ok {r['ok']}{'  (extrapolated)' if r['extrapolated'] else ''}",
                       flush=True)

@@ -15,6 +15,7 @@ import pytest
 
 from devstack.aws_seed import clients
 from devstack.demo_fleet import demo_fleet
+from devstack.fault_proxy import FaultProxy
 from devstack.host_states import EXPECTED_FAILED
 from devstack.stack import SSH_PORT, LocalStack
 
@@ -387,59 +388,24 @@ def test_compliance_alerts_once_then_quiet_while_open(stack, tmp_path):
     assert {v["first_seen"] for v in state["open"].values()} == {day}
 
 
-class ExpiredTokenProxy:
-    """Loopback HTTP proxy to the moto server that answers every EC2 call as AWS does for expired credentials."""
+class ExpiredTokenProxy(FaultProxy):
+    """Answers every EC2 call as AWS does for expired credentials; DynamoDB and Logs reach moto unchanged."""
 
-    def __init__(self, upstream: str) -> None:
-        import threading
-        import urllib.request
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        from devstack.stack import free_port
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if b"Action=" in body and b"Version=2016-11-15" in body:  # the EC2 query API
-                    reply = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>ExpiredToken'
-                             b"</Code><Message>The security token included in the request is expired</Message>"
-                             b"</Error></Errors><RequestID>injected</RequestID></Response>")
-                    status, headers = 400, {"Content-Type": "text/xml"}
-                else:
-                    request = urllib.request.Request(upstream + self.path, data=body, method="POST",
-                                                     headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-                    try:
-                        with urllib.request.urlopen(request, timeout=30) as response:
-                            status, reply, headers = response.status, response.read(), dict(response.headers)
-                    except urllib.error.HTTPError as error:
-                        status, reply, headers = error.code, error.read(), dict(error.headers)
-                self.send_response(status)
-                for name, value in headers.items():
-                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, body: bytes) -> tuple[int, bytes, dict]:
+        if b"Action=" in body and b"Version=2016-11-15" in body:  # the EC2 query API
+            return 400, (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>ExpiredToken'
+                         b"</Code><Message>The security token included in the request is expired</Message>"
+                         b"</Error></Errors><RequestID>injected</RequestID></Response>"), {"Content-Type": "text/xml"}
+        return self.forward(body)
 
 
 def test_expired_credentials_fail_the_run_loudly_and_alert_with_the_run_link(stack, tmp_path, monkeypatch):
     import json
 
-    proxy = ExpiredTokenProxy(stack.endpoint)
+    proxy, endpoint = ExpiredTokenProxy.start(stack.endpoint)
     try:
         aws = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
-        aws["extra"]["endpoint_url"] = proxy.endpoint
+        aws["extra"]["endpoint_url"] = endpoint
         monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws))
         monkeypatch.setenv("EC2_AUDIT_RETRY_DELAY_SECONDS", "1")
         ops = "pipeline-ops@example.test"
@@ -447,7 +413,8 @@ def test_expired_credentials_fail_the_run_loudly_and_alert_with_the_run_link(sta
         run = run_dag({"recipients": ["secops@example.test"], "alert_recipients": [ops],
                        "report_dir": str(tmp_path)}, when)
     finally:
-        proxy.close()
+        proxy.shutdown()
+        proxy.server_close()
     assert run.state == "failed"  # never a smaller (empty) fleet that reads as compliant
     assert day_items(stack, when.strftime("%Y-%m-%d")) == []
     assert not list(tmp_path.glob("compliance-*.html"))

@@ -11,66 +11,40 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
 
+from devstack.fault_proxy import FaultProxy
 from devstack.stack import PROJECT, _http_ok, free_port
 from include.evidence import EvidenceStore
 
 BATCH_WRITE = "DynamoDB_20120810.BatchWriteItem"
 
 
-class FaultingProxy(BaseHTTPRequestHandler):
-    upstream = ""
+class FaultingProxy(FaultProxy):
     seen = {"throttled": 0, "unprocessed": 0, "batch_writes": 0}
     lock = threading.Lock()
 
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            if name.lower() not in ("content-length", "transfer-encoding", "connection", "x-amz-crc32", "server", "date"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-amz-crc32", str(zlib.crc32(body) & 0xFFFFFFFF))  # botocore verifies it
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        target = self.headers.get("X-Amz-Target", "")
-        kept: dict = {}
-        if target == BATCH_WRITE:
-            with self.lock:
-                self.seen["batch_writes"] += 1
-                throttle = self.seen["batch_writes"] % 3 == 0
-                if throttle:
-                    self.seen["throttled"] += 1
+    def answer(self, body: bytes) -> tuple[int, bytes, dict]:
+        if self.headers.get("X-Amz-Target", "") != BATCH_WRITE:
+            return self.forward(body)
+        with self.lock:
+            self.seen["batch_writes"] += 1
+            throttle = self.seen["batch_writes"] % 3 == 0
             if throttle:
-                error = {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-                         "message": "injected throttle"}
-                return self._reply(400, json.dumps(error).encode(), {"Content-Type": "application/x-amz-json-1.0"})
-            request = json.loads(body)
-            forwarded = {}
-            for table, writes in request["RequestItems"].items():
-                half = max(1, len(writes) // 2)
-                forwarded[table], rest = writes[:half], writes[half:]
-                if rest:
-                    kept[table] = rest
-            body = json.dumps({**request, "RequestItems": forwarded}).encode()
-        upstream = urllib.request.Request(self.upstream + self.path, data=body, method="POST",
-                                          headers={k: v for k, v in self.headers.items() if k.lower() != "content-length"})
-        try:
-            with urllib.request.urlopen(upstream, timeout=30) as response:
-                status, data, headers = response.status, response.read(), dict(response.headers)
-        except urllib.error.HTTPError as exc:
-            status, data, headers = exc.code, exc.read(), dict(exc.headers)
+                self.seen["throttled"] += 1
+        if throttle:
+            error = {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                     "message": "injected throttle"}
+            return 400, json.dumps(error).encode(), {"Content-Type": "application/x-amz-json-1.0"}
+        request, forwarded, kept = json.loads(body), {}, {}
+        for table, writes in request["RequestItems"].items():
+            half = max(1, len(writes) // 2)
+            forwarded[table], rest = writes[:half], writes[half:]
+            if rest:
+                kept[table] = rest
+        status, data, headers = self.forward(json.dumps({**request, "RequestItems": forwarded}).encode())
         if kept and status == 200:
             reply = json.loads(data)
             reply.setdefault("UnprocessedItems", {})
@@ -79,7 +53,7 @@ class FaultingProxy(BaseHTTPRequestHandler):
             with self.lock:
                 self.seen["unprocessed"] += sum(len(r) for r in kept.values())
             data = json.dumps(reply).encode()
-        self._reply(status, data, headers)
+        return status, data, headers
 
 
 @pytest.fixture()
@@ -92,10 +66,8 @@ def moto_and_proxy():
     while not _http_ok(f"{direct}/moto-api/"):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
-    FaultingProxy.upstream = direct
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FaultingProxy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield direct, f"http://127.0.0.1:{server.server_address[1]}"
+    server, proxied = FaultingProxy.start(direct)
+    yield direct, proxied
     server.shutdown()
     proc.terminate()
     proc.wait(timeout=10)
