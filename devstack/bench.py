@@ -160,7 +160,8 @@ def dag_run(root: Path, n: int, key: Path) -> dict:
                  "from airflow.dag_processing.dagbag import DagBag\n"
                  "dag = DagBag(dag_folder=sys.argv[1]).get_dag('ec2_audit_compliance')\n"
                  "run = dag.test(logical_date=datetime.now(timezone.utc).replace(microsecond=0), run_conf=json.loads(sys.argv[2]))\n"
-                 "print('STATE', run.state)\n")
+                 "print('STATE', run.state)\n"
+                 "import resource\nprint('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", child, str(PROJECT / "dags"), json.dumps(conf)], env=env,
                               capture_output=True, text=True, timeout=1800)
@@ -170,10 +171,15 @@ def dag_run(root: Path, n: int, key: Path) -> dict:
         day = time.strftime("%Y-%m-%d", time.gmtime())
         items = EvidenceStore(clients(endpoint, REGION)[2], "ec2_audit_evidence").day_items(day)
         state = "success" if "STATE success" in done.stdout else "failed"
+        rss_kb = next((int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("MAXRSS_KB")), 0)
+        import sqlite3
+
+        with sqlite3.connect(run_root / "airflow" / "airflow.db") as db:  # every XCom this run pushed
+            xcom_bytes = db.execute("select coalesce(sum(length(value)), 0) from xcom").fetchone()[0]
         return {"method": "this DAG, dag.test() end to end (discover, verify, evidence, report, email)", "hosts": n,
                 "ok": f"{state}, {len(items)} items, {len(list((run_root / 'mail').glob('*.eml')))} email",
                 "wall_s": round(wall, 1), "hosts_per_s": round(n / wall, 1), "cpu_ms_per_host": None,
-                "extrapolated": False}
+                "extrapolated": False, "peak_rss_mb": round(rss_kb / 1024), "xcom_bytes": xcom_bytes}
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -198,13 +204,47 @@ def ansible_adhoc(root: Path, hosts: list[str], key: Path, forks: int = 50) -> i
     return sum(1 for line in done.stdout.splitlines() if "| CHANGED |" in line and "rc=0" in line)
 
 
+def _naive(root, n, hosts, key, commands, args) -> dict:
+    sample = hosts[: min(n, args.naive_sample)]
+    naive = measure(f"one host at a time, {len(commands)} commands/host (one SSHOperator task each)",
+                    len(sample), lambda: sum(_paramiko_host(a, key, commands) for a in sample))
+    per_host = naive["wall_s"] / len(sample)
+    naive.update(hosts=n, wall_s=round(per_host * n, 1), hosts_per_s=round(1 / per_host, 1),
+                 ok=f"{naive['ok']}/{len(sample)} sampled", extrapolated=len(sample) < n)
+    return naive
+
+
+def _ansible(root, n, hosts, key, commands, args) -> dict:
+    r = measure("Ansible ad-hoc -m raw (combined script), forks 50", n, lambda: ansible_adhoc(root, hosts, key))
+    r["cpu_ms_per_host"] = None  # its work is in child processes, not counted here
+    return r
+
+
+METHODS = {
+    "ours": lambda root, n, hosts, key, commands, args: measure(
+        "asyncssh fan-out, combined script (this project)", n, lambda: ours(hosts, key)),
+    "pool": lambda root, n, hosts, key, commands, args: measure(
+        "paramiko pool ×50, combined script", n, lambda: paramiko_pool(hosts, key, None)),
+    "pool-commands": lambda root, n, hosts, key, commands, args: measure(
+        f"paramiko pool ×50, {len(commands)} commands/host (SSHHook style)", n,
+        lambda: paramiko_pool(hosts, key, commands)),
+    "naive": _naive,
+    "ansible": _ansible,
+    "dag": lambda root, n, hosts, key, commands, args: dag_run(root, n, key),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="100,1000", help="comma-separated fleet sizes (≤ 10,000)")
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--naive-sample", type=int, default=20, help="hosts the one-at-a-time design really checks")
-    parser.add_argument("--no-dag", action="store_true", help="skip the end-to-end DAG runs")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     args = parser.parse_args(argv)
+    chosen = [m for m in args.methods.split(",") if m]
+    unknown = set(chosen) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
     sizes = sorted({min(int(x), MAX_HOSTS) for x in args.hosts.split(",")})
     root = PROJECT / ".local" / "bench"
     root.mkdir(parents=True, exist_ok=True)
@@ -214,26 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in sizes:
             hosts = addresses(n)
-            results.append(measure("asyncssh fan-out, combined script (this project)", n, lambda: ours(hosts, key)))
-            results.append(measure("paramiko pool ×50, combined script", n, lambda: paramiko_pool(hosts, key, None)))
-            results.append(measure(f"paramiko pool ×50, {len(commands)} commands/host (SSHHook style)", n,
-                                   lambda: paramiko_pool(hosts, key, commands)))
-            sample = hosts[: min(n, args.naive_sample)]
-            naive = measure(f"one host at a time, {len(commands)} commands/host (one SSHOperator task each)",
-                            len(sample), lambda: sum(_paramiko_host(a, key, commands) for a in sample))
-            per_host = naive["wall_s"] / len(sample)
-            naive.update(hosts=n, wall_s=round(per_host * n, 1), hosts_per_s=round(1 / per_host, 1),
-                         ok=f"{naive['ok']}/{len(sample)} sampled", extrapolated=len(sample) < n)
-            results.append(naive)
-            if ANSIBLE.exists():
-                results.append(measure("Ansible ad-hoc -m raw (combined script), forks 50", n,
-                                       lambda: ansible_adhoc(root, hosts, key)))
-                results[-1]["cpu_ms_per_host"] = None  # its work is in child processes, not counted here
-            if not args.no_dag:
-                results.append(dag_run(root, n, key))
-            for r in results[-(4 + ANSIBLE.exists() + (not args.no_dag)):]:
+            for method in chosen:
+                if method == "ansible" and not ANSIBLE.exists():
+                    print("ansible: not installed (make bench-tools); skipped")
+                    continue
+                r = METHODS[method](root, n, hosts, key, commands, args)
+                results.append(r)
                 print(f"{r['hosts']:>6} {r['method']:<75} {r['wall_s']:>8}s {r['hosts_per_s']:>8}/s "
-                      f"{str(r['cpu_ms_per_host']):>6} ms CPU/host  ok {r['ok']}{'  (extrapolated)' if r['extrapolated'] else ''}",
+                      f"{str(r['cpu_ms_per_host']):>6} ms CPU/host  ok {r['ok']}{'  (extrapolated)' if r['extrapolated'] else ''}"
+                      + (f"  peak RSS {r['peak_rss_mb']} MB, XCom {r['xcom_bytes']} B" if "peak_rss_mb" in r else ""),
                       flush=True)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
