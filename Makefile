@@ -38,7 +38,7 @@ bench-tools:
 	  .local/ansible-venv/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt)
 
 bench-quick: $(STAMP) bench-tools
-	$(BIN)/python -m devstack.bench --hosts 100,1000
+	$(BIN)/python -m devstack.bench --hosts 100,1000 --methods ours,pool,pool-commands,naive,ansible --naive-sample 10
 
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m devstack.bench --hosts 100,1000,10000

@@ -220,6 +220,44 @@ def _ansible(root, n, hosts, key, commands, args) -> dict:
     return r
 
 
+def naive_dag(root: Path, n: int, hosts: list[str], key: Path, cap_s: float) -> dict:
+    """The naive DAG (devstack/bench_dags): one mapped SSHHook task per host, under `dag.test()`, capped at
+    `cap_s`; if the cap stops it, the finished task count gives the rate and the total is extrapolated."""
+    import shutil
+    import sqlite3
+
+    run_root = root / f"naive-dag-{n}"
+    shutil.rmtree(run_root, ignore_errors=True)
+    run_root.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), "AIRFLOW_HOME": str(run_root / "airflow"),
+           "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "devstack" / "bench_dags"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "BENCH_NAIVE_HOSTS": json.dumps(hosts),
+           "AIRFLOW_CONN_BENCH_SSH": json.dumps({"conn_type": "ssh", "login": SSH_LOGIN, "port": PORT, "extra": {
+               "key_file": str(key), "no_host_key_check": True, "look_for_keys": False, "allow_host_key_change": True}})}
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    child = ("import sys\nfrom airflow.dag_processing.dagbag import DagBag\n"
+             "run = DagBag(dag_folder=sys.argv[1]).get_dag('naive_ssh_per_host').test()\n"
+             "print('STATE', run.state)\n")
+    start, capped = time.perf_counter(), False
+    proc = subprocess.Popen([sys.executable, "-c", child, str(PROJECT / "devstack" / "bench_dags")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        proc.wait(timeout=cap_s)
+    except subprocess.TimeoutExpired:
+        capped = True
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    wall = time.perf_counter() - start
+    with sqlite3.connect(run_root / "airflow" / "airflow.db") as db:
+        done = db.execute("select count(*) from task_instance where task_id='check' and state='success'").fetchone()[0]
+    per_host = wall / max(done, 1)
+    return {"method": "naive DAG: one mapped SSHHook task per host, dag.test()", "hosts": n,
+            "ok": f"{done} tasks done" + (f" in the {cap_s:.0f} s cap" if capped else ""),
+            "wall_s": round(per_host * n if capped else wall, 1), "hosts_per_s": round(1 / per_host, 2),
+            "cpu_ms_per_host": None, "extrapolated": capped}
+
+
 METHODS = {
     "ours": lambda root, n, hosts, key, commands, args: measure(
         "asyncssh fan-out, combined script (this project)", n, lambda: ours(hosts, key)),
@@ -231,7 +269,34 @@ METHODS = {
     "naive": _naive,
     "ansible": _ansible,
     "dag": lambda root, n, hosts, key, commands, args: dag_run(root, n, key),
+    "naive-dag": lambda root, n, hosts, key, commands, args: naive_dag(root, n, hosts, key, args.naive_cap),
 }
+
+
+def chart(results: list[dict], path: Path) -> None:
+    """Wall time against N for each method (log-log), extrapolated points hollow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
+    for method in dict.fromkeys(r["method"] for r in results):
+        points = sorted((r["hosts"], r["wall_s"], r["extrapolated"]) for r in results if r["method"] == method)
+        line, = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+        for n, wall, extrapolated in points:
+            if extrapolated:
+                ax.plot([n], [wall], marker="o", markerfacecolor="white", color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("hosts (N)")
+    ax.set_ylabel("wall time, s (log)")
+    ax.set_title("Checking N hosts: wall time by method (hollow = extrapolated)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", default="100,1000", help="comma-separated fleet sizes (≤ 10,000)")
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--naive-sample", type=int, default=20, help="hosts the one-at-a-time design really checks")
+    parser.add_argument("--naive-cap", type=float, default=150, help="seconds the naive DAG may run per N")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
     args = parser.parse_args(argv)
     chosen = [m for m in args.methods.split(",") if m]
@@ -269,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         proc.wait(timeout=30)
     machine = {"cores": os.cpu_count(), "python": sys.version.split()[0], "latency_ms": args.latency_ms}
     (root / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    if results:
+        chart(results, root / "chart.png")
     print(f"results: {root / 'results.json'}")
     return 0
 
