@@ -193,13 +193,32 @@ class EvidenceStore:
         return items
 
     # -- run summary
-    def put_summary(self, audit_date: str, summary: Mapping[str, Any], ttl_days: int) -> None:
-        item = {"instance_id": SUMMARY_ID, "audit_date": audit_date, "item_type": "run_summary",
-                "expires_at": expires_at(audit_date, ttl_days), **summary}
+    # -- per-day items of the fleet (run summary, alert state): one partition each, keyed by day
+    def _put_day_item(self, partition: str, item_type: str, audit_date: str, fields: Mapping[str, Any],
+                      ttl_days: int) -> None:
+        item = {"instance_id": partition, "audit_date": audit_date, "item_type": item_type,
+                "expires_at": expires_at(audit_date, ttl_days), **fields}
         self.table.put_item(Item=_to_dynamo(item))
 
+    def _get_day_item(self, partition: str, audit_date: str) -> dict | None:
+        return self.table.get_item(Key={"instance_id": partition, "audit_date": audit_date}).get("Item")
+
+    def _latest_day_item(self, partition: str, before: str | None = None, projection: str | None = None) -> dict | None:
+        """The newest item of a partition (strictly before `before` when given): one Query, one item."""
+        condition = Key("instance_id").eq(partition)
+        if before is not None:
+            condition = condition & Key("audit_date").lt(before)
+        kwargs: dict = {"KeyConditionExpression": condition, "ScanIndexForward": False, "Limit": 1}
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+        items = self.table.query(**kwargs).get("Items", [])
+        return items[0] if items else None
+
+    def put_summary(self, audit_date: str, summary: Mapping[str, Any], ttl_days: int) -> None:
+        self._put_day_item(SUMMARY_ID, "run_summary", audit_date, summary, ttl_days)
+
     def get_summary(self, audit_date: str) -> dict | None:
-        return self.table.get_item(Key={"instance_id": SUMMARY_ID, "audit_date": audit_date}).get("Item")
+        return self._get_day_item(SUMMARY_ID, audit_date)
 
     def summaries(self, first_day: str, last_day: str) -> list[dict]:
         """Run-summary items between two days (inclusive), oldest first: one Query on the summary partition."""
@@ -215,11 +234,8 @@ class EvidenceStore:
 
     def previous_audit_day(self, audit_date: str) -> str | None:
         """The latest day before `audit_date` that has a run summary (days can be skipped)."""
-        response = self.table.query(
-            KeyConditionExpression=Key("instance_id").eq(SUMMARY_ID) & Key("audit_date").lt(audit_date),
-            ScanIndexForward=False, Limit=1, ProjectionExpression="audit_date")
-        items = response.get("Items", [])
-        return items[0]["audit_date"] if items else None
+        item = self._latest_day_item(SUMMARY_ID, before=audit_date, projection="audit_date")
+        return item["audit_date"] if item else None
 
     def emailed_by(self, audit_date: str) -> str | None:
         """The run id whose report email for this day went out, if any."""
@@ -240,27 +256,20 @@ class EvidenceStore:
         return [it for it in response.get("Items", []) if it.get("item_type") == "instance"]
 
     def latest_audit_day(self) -> str | None:
-        response = self.table.query(KeyConditionExpression=Key("instance_id").eq(SUMMARY_ID),
-                                    ScanIndexForward=False, Limit=1, ProjectionExpression="audit_date")
-        items = response.get("Items", [])
-        return items[0]["audit_date"] if items else None
+        item = self._latest_day_item(SUMMARY_ID, projection="audit_date")
+        return item["audit_date"] if item else None
 
     # -- compliance alerts
     def alert_state(self, audit_date: str) -> dict | None:
-        return self.table.get_item(Key={"instance_id": ALERTS_ID, "audit_date": audit_date}).get("Item")
+        return self._get_day_item(ALERTS_ID, audit_date)
 
     def previous_alert_state(self, audit_date: str) -> dict[str, dict[str, str]]:
         """Open findings as of the latest day before `audit_date` that recorded alert state."""
-        response = self.table.query(
-            KeyConditionExpression=Key("instance_id").eq(ALERTS_ID) & Key("audit_date").lt(audit_date),
-            ScanIndexForward=False, Limit=1)
-        items = response.get("Items", [])
-        return dict(items[0].get("open") or {}) if items else {}
+        item = self._latest_day_item(ALERTS_ID, before=audit_date)
+        return dict(item.get("open") or {}) if item else {}
 
     def put_alert_state(self, audit_date: str, state: Mapping[str, Any], ttl_days: int) -> None:
-        item = {"instance_id": ALERTS_ID, "audit_date": audit_date, "item_type": "alert_state",
-                "expires_at": expires_at(audit_date, ttl_days), **state}
-        self.table.put_item(Item=_to_dynamo(item))
+        self._put_day_item(ALERTS_ID, "alert_state", audit_date, state, ttl_days)
 
     # -- tofu pins
     def load_pins(self, instance_ids: list[str]) -> dict[str, Pin]:

@@ -240,8 +240,7 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         previous_items=store.day_items(previous_day) if previous_day else [],
         waivers=waiver_status(load_waivers(params.waivers_file), day),
         gaps=list(stored.get("missing_evidence") or []),
-        trend_png=trend.render_png(trend.trend_points(store.summaries(*trend.trend_window(day)), day),
-                                   f"Compliance, last {trend.TREND_DAYS} days to {day}"))
+        trend_png=trend.chart_for_day(store, day))
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)

@@ -55,3 +55,9 @@ def render_png(points: list[dict], title: str) -> bytes:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def chart_for_day(store, audit_date: str) -> bytes:
+    """The report's and the dashboard's chart: the window's run summaries (one Query) drawn for `audit_date`."""
+    points = trend_points(store.summaries(*trend_window(audit_date)), audit_date)
+    return render_png(points, f"Compliance, last {TREND_DAYS} days to {audit_date}")

@@ -37,9 +37,8 @@ def _fleet(day: str | None) -> str:
     day = day or store.latest_audit_day()
     if day is None:
         return dashboard.fleet_page(None, None, [], None, {})
-    points = trend.trend_points(store.summaries(*trend.trend_window(day)), day)
-    png = trend.render_png(points, f"Compliance, last {trend.TREND_DAYS} days to {day}")
-    return dashboard.fleet_page(day, store.get_summary(day), store.day_items(day), png, check_meta())
+    return dashboard.fleet_page(day, store.get_summary(day), store.day_items(day), trend.chart_for_day(store, day),
+                                check_meta())
 
 
 def _host(instance_id: str) -> str:
