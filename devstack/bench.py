@@ -14,10 +14,14 @@ realistic health profile after `latency-ms` per command (a network round trip), 
 5. the naive design — one host at a time, one paramiko connection, one command per probe (what one mapped
    SSHOperator task does, before Airflow's own per-task overhead) — timed on a sample and extrapolated
    (marked so);
-6. this DAG end to end under `dag.test()`, discovering the same N instances from a moto server.
+6. this DAG end to end under `dag.test()`, discovering the same N instances from a moto server;
+7. this DAG under `airflow standalone` (scheduler + LocalExecutor on the embedded SQLite, as `make up`),
+   batches in parallel — with every "database is locked" in its logs counted;
+8. the naive DAG (devstack/bench_dags: one mapped SSHHook task per host) under `dag.test()`, capped.
 
-Reports wall time, hosts/s and client CPU per host; writes .local/bench/results.json. Bounded: every method
-has a per-host timeout and the fleet size is capped at 10,000.
+Reports wall time, hosts/s and client CPU per host (for the DAG rows: all Airflow processes, plus the moto
+server's and the simulator's CPU over the same interval); writes .local/bench/results.json and chart.png.
+Bounded: every method has a per-host timeout or a cap, and the fleet size is capped at 10,000.
 """
 from __future__ import annotations
 
@@ -26,21 +30,29 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import bench_airflow
+from devstack.aws_seed import clients
+from devstack.bench_airflow import BenchAws
 from devstack.fleet import generate_client_key
-from devstack.stack import PROJECT, SSH_LOGIN, wait_until
+from devstack.stack import PROJECT, REGION, SSH_LOGIN, wait_until
 from include.checks.catalogue import HOST_PROBES, SCRIPT
 from include.models import Host
 
 PORT = 2222
 PROFILES = ["compliant"] * 6 + ["auditd_stopped", "no_rules", "agent_stopped", "agent_not_shipping"]
 MAX_HOSTS = 10_000
+DAG_ID = "ec2_audit_compliance"
+NAIVE_DAG_MAX = 1_000
 
 
 def addresses(n: int) -> list[str]:
@@ -121,69 +133,58 @@ def paramiko_pool(hosts: list[str], key: Path, commands: list[str] | None, worke
         return sum(pool.map(lambda a: _paramiko_host(a, key, commands), hosts))
 
 
-def dag_run(root: Path, n: int, key: Path) -> dict:
-    """This DAG, end to end through real Airflow task execution (`dag.test()` in a fresh process): discovery
-    from a moto server holding the N instances, mapped verify batches, evidence, report and email."""
-    from devstack.aws_seed import clients, seed_fleet
-    from devstack.stack import REGION, _http_ok, free_port
+@dataclass
+class Round:
+    """One fleet size N of a bench run: what every method gets."""
 
-    run_root = root / f"dag-{n}"
-    import shutil
+    root: Path
+    n: int
+    hosts: list[str]
+    key: Path
+    commands: list[str]
+    args: argparse.Namespace
+    sim_pid: int
+    _aws: BenchAws | None = None
 
-    shutil.rmtree(run_root, ignore_errors=True)
-    run_root.mkdir(parents=True)
-    moto_port, smtp_port = free_port(), free_port()
-    endpoint = f"http://127.0.0.1:{moto_port}"
-    procs = [subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(moto_port)],
-                              cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True),
-             subprocess.Popen([sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1", "--port",
-                               str(smtp_port), "--maildir", str(run_root / "mail")], cwd=PROJECT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
-    try:
-        wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto server", procs[0])
-        hosts = [{"address": a, "name": f"bench-{i}", "profile": PROFILES[i % len(PROFILES)]}
-                 for i, a in enumerate(addresses(n))]
-        seed_fleet(endpoint, hosts, REGION, cidrs=("127.43.0.0/16", "127.43.0.0/16"))
-        env = {**os.environ, "PYTHONPATH": str(PROJECT), "AIRFLOW_HOME": str(run_root / "airflow"),
-               "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-               "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                                                       "extra": {"endpoint_url": endpoint, "region_name": REGION}}),
-               "AIRFLOW_CONN_EC2_AUDIT_SSH": json.dumps({"conn_type": "ssh", "login": SSH_LOGIN, "port": PORT,
-                                                         "extra": {"key_file": str(key), "host_key_policy": "tofu"}}),
-               "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
-                                                        "extra": {"disable_ssl": True, "disable_tls": True}})}
-        airflow = str(Path(sys.executable).with_name("airflow"))
-        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-        conf = {"recipients": ["secops@example.test"], "report_dir": str(run_root / "reports"), "concurrency": 100}
-        child = ("import json,sys\nfrom datetime import datetime, timezone\n"
-                 "from airflow.dag_processing.dagbag import DagBag\n"
-                 "dag = DagBag(dag_folder=sys.argv[1]).get_dag('ec2_audit_compliance')\n"
-                 "run = dag.test(logical_date=datetime.now(timezone.utc).replace(microsecond=0), run_conf=json.loads(sys.argv[2]))\n"
-                 "print('STATE', run.state)\n"
-                 "import resource\nprint('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
-        start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", child, str(PROJECT / "dags"), json.dumps(conf)], env=env,
-                              capture_output=True, text=True, timeout=1800)
-        wall = time.perf_counter() - start
-        from include.evidence import EvidenceStore
+    def aws(self) -> BenchAws:
+        """moto + SMTP seeded with the same N instances, started on first use and shared by the DAG rows."""
+        if self._aws is None:
+            specs = [{"address": a, "name": f"bench-{i}", "profile": PROFILES[i % len(PROFILES)]}
+                     for i, a in enumerate(self.hosts)]
+            self._aws = BenchAws(self.root / f"aws-{self.n}").start(specs)
+        return self._aws
 
-        day = time.strftime("%Y-%m-%d", time.gmtime())
-        items = EvidenceStore(clients(endpoint, REGION)[2], "ec2_audit_evidence").day_items(day)
-        state = "success" if "STATE success" in done.stdout else "failed"
-        rss_kb = next((int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("MAXRSS_KB")), 0)
-        import sqlite3
+    def close(self) -> None:
+        if self._aws is not None:
+            self._aws.stop()
 
-        with sqlite3.connect(run_root / "airflow" / "airflow.db") as db:  # every XCom this run pushed
-            xcom_bytes = db.execute("select coalesce(sum(length(value)), 0) from xcom").fetchone()[0]
-        return {"method": "this DAG, dag.test() end to end (discover, verify, evidence, report, email)", "hosts": n,
-                "ok": f"{state}, {len(items)} items, {len(list((run_root / 'mail').glob('*.eml')))} email",
-                "wall_s": round(wall, 1), "hosts_per_s": round(n / wall, 1), "cpu_ms_per_host": None,
-                "extrapolated": False, "peak_rss_mb": round(rss_kb / 1024), "xcom_bytes": xcom_bytes}
-    finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+
+def _dag_row(r: Round, method: str, label: str) -> dict:
+    """This DAG end to end (discover → verify batches → evidence → report → email), on its own evidence table
+    so each row is a first run (tofu pins included)."""
+    from include.evidence import EvidenceStore
+
+    aws = r.aws()
+    table = f"bench_{method.replace('-', '_')}"
+    run_root = r.root / f"{method}-{r.n}"
+    shutil.rmtree(run_root, ignore_errors=True)  # a fresh metadata DB: XCom and task counts are this run's
+    env = aws.airflow_env(run_root / "airflow", r.key)
+    conf = {"recipients": ["secops@example.test"], "report_dir": str(run_root / "reports"),
+            "concurrency": 100, "evidence_table": table}
+    mails = aws.mails()
+    if method == "dag":
+        run = bench_airflow.dag_test(env, DAG_ID, conf, r.args.dag_timeout, r.sim_pid, aws.moto_pid)
+    else:
+        run = bench_airflow.scheduler(env, DAG_ID, conf, r.args.dag_timeout, r.args.parallelism, r.sim_pid,
+                                      aws.moto_pid)
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    items = EvidenceStore(clients(aws.endpoint, REGION)[2], table).day_items(day, fields=["status"])
+    row = {"method": label, "hosts": r.n, "ok": f"{run['state']}, {len(items)} items, {aws.mails() - mails} email",
+           "wall_s": round(run["wall_s"], 1), "hosts_per_s": round(r.n / run["wall_s"], 1),
+           "cpu_ms_per_host": round(1000 * run["airflow_cpu_s"] / r.n, 2), "extrapolated": False}
+    row.update({k: (round(v, 1) if isinstance(v, float) else v) for k, v in run.items()
+                if k not in ("state", "wall_s")})
+    return row
 
 
 ANSIBLE = PROJECT / ".local" / "ansible-venv" / "bin" / "ansible"  # `make bench-tools`: bench-only install
@@ -204,72 +205,65 @@ def ansible_adhoc(root: Path, hosts: list[str], key: Path, forks: int = 50) -> i
     return sum(1 for line in done.stdout.splitlines() if "| CHANGED |" in line and "rc=0" in line)
 
 
-def _naive(root, n, hosts, key, commands, args) -> dict:
-    sample = hosts[: min(n, args.naive_sample)]
-    naive = measure(f"one host at a time, {len(commands)} commands/host (one SSHOperator task each)",
-                    len(sample), lambda: sum(_paramiko_host(a, key, commands) for a in sample))
+def _naive(r: Round) -> dict:
+    sample = r.hosts[: min(r.n, r.args.naive_sample)]
+    naive = measure(f"one host at a time, {len(r.commands)} commands/host (one SSHOperator task each)",
+                    len(sample), lambda: sum(_paramiko_host(a, r.key, r.commands) for a in sample))
     per_host = naive["wall_s"] / len(sample)
-    naive.update(hosts=n, wall_s=round(per_host * n, 1), hosts_per_s=round(1 / per_host, 1),
-                 ok=f"{naive['ok']}/{len(sample)} sampled", extrapolated=len(sample) < n)
+    naive.update(hosts=r.n, wall_s=round(per_host * r.n, 1), hosts_per_s=round(1 / per_host, 1),
+                 ok=f"{naive['ok']}/{len(sample)} sampled", extrapolated=len(sample) < r.n)
     return naive
 
 
-def _ansible(root, n, hosts, key, commands, args) -> dict:
-    r = measure("Ansible ad-hoc -m raw (combined script), forks 50", n, lambda: ansible_adhoc(root, hosts, key))
-    r["cpu_ms_per_host"] = None  # its work is in child processes, not counted here
-    return r
+def _ansible(r: Round) -> dict:
+    row = measure("Ansible ad-hoc -m raw (combined script), forks 50", r.n, lambda: ansible_adhoc(r.root, r.hosts, r.key))
+    row["cpu_ms_per_host"] = None  # its work is in child processes, not counted here
+    return row
 
 
-def naive_dag(root: Path, n: int, hosts: list[str], key: Path, cap_s: float) -> dict:
+def naive_dag(r: Round) -> dict:
     """The naive DAG (devstack/bench_dags): one mapped SSHHook task per host, under `dag.test()`, capped at
-    `cap_s`; if the cap stops it, the finished task count gives the rate and the total is extrapolated."""
-    import shutil
-    import sqlite3
-
-    run_root = root / f"naive-dag-{n}"
+    --naive-cap seconds; if the cap stops it, the finished task count gives the rate and the total is
+    extrapolated (marked so)."""
+    run_root = r.root / f"naive-dag-{r.n}"
     shutil.rmtree(run_root, ignore_errors=True)
-    run_root.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "AIRFLOW_HOME": str(run_root / "airflow"),
            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "devstack" / "bench_dags"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "BENCH_NAIVE_HOSTS": json.dumps(hosts),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "BENCH_NAIVE_HOSTS": json.dumps(r.hosts),
            "AIRFLOW_CONN_BENCH_SSH": json.dumps({"conn_type": "ssh", "login": SSH_LOGIN, "port": PORT, "extra": {
-               "key_file": str(key), "no_host_key_check": True, "look_for_keys": False, "allow_host_key_change": True}})}
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    child = ("import sys\nfrom airflow.dag_processing.dagbag import DagBag\n"
-             "run = DagBag(dag_folder=sys.argv[1]).get_dag('naive_ssh_per_host').test()\n"
-             "print('STATE', run.state)\n")
+               "key_file": str(r.key), "no_host_key_check": True, "look_for_keys": False, "allow_host_key_change": True}})}
+    (run_root / "airflow").mkdir(parents=True)
+    bench_airflow.migrate(env)
     start, capped = time.perf_counter(), False
-    proc = subprocess.Popen([sys.executable, "-c", child, str(PROJECT / "devstack" / "bench_dags")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", bench_airflow.DAG_TEST_CHILD, env["AIRFLOW__CORE__DAGS_FOLDER"],
+                             "naive_ssh_per_host", "{}"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        proc.wait(timeout=cap_s)
+        proc.wait(timeout=r.args.naive_cap)
     except subprocess.TimeoutExpired:
         capped = True
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    finally:
+        bench_airflow.stop(proc)
     wall = time.perf_counter() - start
     with sqlite3.connect(run_root / "airflow" / "airflow.db") as db:
         done = db.execute("select count(*) from task_instance where task_id='check' and state='success'").fetchone()[0]
     per_host = wall / max(done, 1)
-    return {"method": "naive DAG: one mapped SSHHook task per host, dag.test()", "hosts": n,
-            "ok": f"{done} tasks done" + (f" in the {cap_s:.0f} s cap" if capped else ""),
-            "wall_s": round(per_host * n if capped else wall, 1), "hosts_per_s": round(1 / per_host, 2),
+    return {"method": "naive DAG: one mapped SSHHook task per host, dag.test()", "hosts": r.n,
+            "ok": f"{done} tasks done" + (f" in the {r.args.naive_cap:.0f} s cap" if capped else ""),
+            "wall_s": round(per_host * r.n if capped else wall, 1), "hosts_per_s": round(1 / per_host, 2),
             "cpu_ms_per_host": None, "extrapolated": capped}
 
 
 METHODS = {
-    "ours": lambda root, n, hosts, key, commands, args: measure(
-        "asyncssh fan-out, combined script (this project)", n, lambda: ours(hosts, key)),
-    "pool": lambda root, n, hosts, key, commands, args: measure(
-        "paramiko pool ×50, combined script", n, lambda: paramiko_pool(hosts, key, None)),
-    "pool-commands": lambda root, n, hosts, key, commands, args: measure(
-        f"paramiko pool ×50, {len(commands)} commands/host (SSHHook style)", n,
-        lambda: paramiko_pool(hosts, key, commands)),
+    "ours": lambda r: measure("asyncssh fan-out, combined script (this project)", r.n, lambda: ours(r.hosts, r.key)),
+    "pool": lambda r: measure("paramiko pool ×50, combined script", r.n, lambda: paramiko_pool(r.hosts, r.key, None)),
+    "pool-commands": lambda r: measure(f"paramiko pool ×50, {len(r.commands)} commands/host (SSHHook style)", r.n,
+                                       lambda: paramiko_pool(r.hosts, r.key, r.commands)),
     "naive": _naive,
     "ansible": _ansible,
-    "dag": lambda root, n, hosts, key, commands, args: dag_run(root, n, key),
-    "naive-dag": lambda root, n, hosts, key, commands, args: naive_dag(root, n, hosts, key, args.naive_cap),
+    "dag": lambda r: _dag_row(r, "dag", "this DAG, dag.test() end to end (discover, verify, evidence, report, email)"),
+    "scheduler": lambda r: _dag_row(r, "scheduler", "this DAG, airflow standalone: scheduler + LocalExecutor, SQLite"),
+    "naive-dag": naive_dag,
 }
 
 
@@ -299,6 +293,14 @@ def chart(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _line(r: dict) -> str:
+    extra = {k: r[k] for k in ("moto_cpu_s", "sim_cpu_s", "process_peak_rss_mb", "task_peak_rss_mb", "xcom_bytes",
+                               "database_locked", "max_parallel_verify") if k in r}
+    return (f"{r['hosts']:>6} {r['method']:<75} {r['wall_s']:>8}s {r['hosts_per_s']:>8}/s "
+            f"{str(r['cpu_ms_per_host']):>6} ms CPU/host  ok {r['ok']}{'  (extrapolated)' if r['extrapolated'] else ''}"
+            + (f"  {extra}" if extra else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="100,1000", help="comma-separated fleet sizes (≤ 10,000)")
@@ -306,12 +308,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-sample", type=int, default=20, help="hosts the one-at-a-time design really checks")
     parser.add_argument("--naive-cap", type=float, default=150, help="seconds the naive DAG may run per N")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
+    parser.add_argument("--parallelism", type=int, default=4, help="LocalExecutor parallelism (as `make up`)")
+    parser.add_argument("--dag-only-hosts", default="", help="extra fleet sizes for the DAG rows alone (e.g. the "
+                        "2,000-host check of the embedded SQLite setup)")
+    parser.add_argument("--dag-timeout", type=float, default=1800, help="seconds one DAG run may take")
     args = parser.parse_args(argv)
     chosen = [m for m in args.methods.split(",") if m]
     unknown = set(chosen) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
-    sizes = sorted({min(int(x), MAX_HOSTS) for x in args.hosts.split(",")})
+    plain = {min(int(x), MAX_HOSTS) for x in args.hosts.split(",") if x}
+    dag_only = {min(int(x), MAX_HOSTS) for x in args.dag_only_hosts.split(",") if x}
+    sizes = sorted({min(int(x), MAX_HOSTS) for x in args.hosts.split(",")} | dag_only)
     root = PROJECT / ".local" / "bench"
     root.mkdir(parents=True, exist_ok=True)
     commands = [p.command for p in HOST_PROBES]
@@ -319,17 +327,21 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for n in sizes:
-            hosts = addresses(n)
-            for method in chosen:
-                if method == "ansible" and not ANSIBLE.exists():
-                    print("ansible: not installed (make bench-tools); skipped")
-                    continue
-                r = METHODS[method](root, n, hosts, key, commands, args)
-                results.append(r)
-                print(f"{r['hosts']:>6} {r['method']:<75} {r['wall_s']:>8}s {r['hosts_per_s']:>8}/s "
-                      f"{str(r['cpu_ms_per_host']):>6} ms CPU/host  ok {r['ok']}{'  (extrapolated)' if r['extrapolated'] else ''}"
-                      + (f"  peak RSS {r['peak_rss_mb']} MB, XCom {r['xcom_bytes']} B" if "peak_rss_mb" in r else ""),
-                      flush=True)
+            rnd = Round(root, n, addresses(n), key, commands, args, proc.pid)
+            try:
+                for method in chosen:
+                    if n in dag_only and n not in plain and method not in ("dag", "scheduler"):
+                        continue
+                    if method == "naive-dag" and n > NAIVE_DAG_MAX:
+                        continue  # the issue asks for it at 100 and 1,000; its cap would only extrapolate
+                    if method == "ansible" and not ANSIBLE.exists():
+                        print("ansible: not installed (make bench-tools); skipped")
+                        continue
+                    r = METHODS[method](rnd)
+                    results.append(r)
+                    print(_line(r), flush=True)
+            finally:
+                rnd.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
