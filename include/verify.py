@@ -142,7 +142,7 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
     pending: list[dict] = []
     new_pins: list[tuple[str, str, str, str]] = []
     repins: list[tuple] = []  # operator-accepted rotations (accept_host_keys)
-    lookup = StreamLookup(logs_client)
+    lookup = StreamLookup(logs_client, likely_names=[h.instance_id for h in todo])  # default stream name
 
     waivers = load_waivers(ctx.params.waivers_file)
 
@@ -162,8 +162,8 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
         return items, pins_, repins_
 
     def write(items: list[dict], pins_: list[tuple], repins_: list[tuple]) -> None:
-        for instance_id, key, fingerprint, address in pins_:
-            store.pin(instance_id, key, fingerprint, address)
+        if pins_:
+            store.pin_many(pins_)
         for args in repins_:
             store.repin(*args)
         if items:

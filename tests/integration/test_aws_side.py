@@ -91,6 +91,11 @@ def test_evidence_is_one_item_per_instance_and_day(moto):
     assert store.pin("i-1", "ssh-ed25519 AAAA", "SHA256:one", "127.0.0.1")
     assert not store.pin("i-1", "ssh-ed25519 BBBB", "SHA256:two", "127.0.0.1")  # first pin wins
     assert store.load_pins(["i-1", "i-2"])["i-1"].fingerprint == "SHA256:one"
+    # Many first sights in transactions of 100; a chunk holding an already-pinned host falls back per host.
+    many = [(f"i-p{n:03}", f"ssh-ed25519 K{n}", f"SHA256:k{n}", "127.0.0.1") for n in range(150)]
+    assert store.pin_many(many + [("i-1", "ssh-ed25519 CCCC", "SHA256:three", "127.0.0.1")]) == 150
+    pins = store.load_pins(["i-1"] + [m[0] for m in many])
+    assert len(pins) == 151 and pins["i-1"].fingerprint == "SHA256:one" and pins["i-p149"].fingerprint == "SHA256:k149"
 
 
 def test_stream_lookup_exact_name_and_missing_group(moto, fleet):
@@ -106,3 +111,19 @@ def test_stream_lookup_exact_name_and_missing_group(moto, fleet):
     assert now_ms - max(stale["lastIngestionTime"], stale["lastEventTimestamp"]) > 9 * 3_600_000
     assert lookup.describe("/ec2/audit", fresh_id[:-1]) is None  # a prefix is not the stream
     assert lookup.describe("/no/such/group", fresh_id) is None
+
+
+def test_stream_lookup_lists_a_batch_in_a_few_calls(moto):
+    """The batch listing against moto's real DescribeLogStreams (prefix, name order, nextToken)."""
+    _, logs, _ = clients(moto)
+    group = "/bench/lookup"
+    logs.create_log_group(logGroupName=group)
+    names = sorted(f"i-0{n:04x}{'ab' if n % 2 else 'cd'}" for n in range(300))
+    for name in names[:-5]:  # the last five hosts never created their stream
+        logs.create_log_stream(logGroupName=group, logStreamName=name)
+    lookup = StreamLookup(logs, likely_names=names[100:300])
+    found = {name: lookup.describe(group, name) for name in names[100:300]}
+    assert {n for n, s in found.items() if s is None} == set(names[-5:])
+    assert all(s["logStreamName"] == n for n, s in found.items() if s is not None)
+    assert lookup.calls < 40  # instead of 200 exact lookups
+
