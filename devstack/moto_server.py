@@ -35,8 +35,8 @@ def _ingestion_follows_events() -> None:
 
 
 def _direct_lookups() -> None:
-    from moto.ec2.models import instances, tags
     from moto.ec2.exceptions import InvalidInstanceIdError
+    from moto.ec2.models import instances, tags
 
     describe_tags = tags.TagBackend.describe_tags
 
