@@ -308,23 +308,3 @@ class EvidenceStore:
             return True
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
-
-    def pin_many(self, pins: list[tuple[str, str, str, str]]) -> int:
-        """First-sight pins of many hosts, up to 100 conditional puts per transaction (a first run of a
-        10,000-host fleet: 100 calls, not 10,000). A transaction is all-or-nothing, so if one host was
-        pinned meanwhile (a racing worker), that chunk falls back to one conditional put per host."""
-        from boto3.dynamodb.types import TypeSerializer
-
-        serialize = TypeSerializer().serialize
-        table, pinned = pins_table_name(self.table_name), 0
-        unique = list({p[0]: p for p in pins}.values())  # one action per key and transaction
-        for start in range(0, len(unique), 100):
-            chunk = unique[start:start + 100]
-            actions = [{"Put": {"TableName": table, "ConditionExpression": "attribute_not_exists(instance_id)",
-                                "Item": {k: serialize(v) for k, v in _pin_item(*p).items()}}} for p in chunk]
-            try:
-                self.client.transact_write_items(TransactItems=actions)
-                pinned += len(chunk)
-            except self.client.exceptions.TransactionCanceledException:
-                pinned += sum(self.pin(*p) for p in chunk)
-        return pinned

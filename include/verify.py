@@ -162,8 +162,8 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
         return items, pins_, repins_
 
     def write(items: list[dict], pins_: list[tuple], repins_: list[tuple]) -> None:
-        if pins_:
-            store.pin_many(pins_)
+        for instance_id, key, fingerprint, address in pins_:
+            store.pin(instance_id, key, fingerprint, address)
         for args in repins_:
             store.repin(*args)
         if items:

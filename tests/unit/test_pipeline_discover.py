@@ -20,8 +20,11 @@ class Client:
                 if region != "us-east-1":
                     raise ClientError({"Error": {"Code": "ExpiredToken", "Message": "The security token expired"}},
                                       "DescribeInstances")
-                yield {"Reservations": [{"OwnerId": "1", "Instances": [
-                    {"InstanceId": "i-1", "State": {"Name": "running"}}]}]}
+                if name == "describe_instance_status":
+                    yield {"InstanceStatuses": [{"InstanceId": "i-1", "InstanceState": {"Name": "running"}}]}
+                else:
+                    yield {"Reservations": [{"OwnerId": "1", "Instances": [
+                        {"InstanceId": "i-1", "State": {"Name": "running"}}]}]}
         return Pages()
 
 
@@ -56,3 +59,33 @@ def test_accounts_are_discovered_per_region_and_batches_carry_their_account(monk
     assert sorted((b["account"], b["region"]) for b in batches) == [("", "us-east-1"), (arn, "us-east-1")]
     assert {b["label"] for b in batches} == {"us-east-1 batch 1/1 (1 hosts)",
                                              "222222222222 us-east-1 batch 1/1 (1 hosts)"}
+
+
+class StatusDenied:
+    """A role without ec2:DescribeInstanceStatus: discovery still works, through DescribeInstances."""
+
+    calls: list[str] = []
+
+    def get_paginator(self, name):
+        calls = self.calls
+
+        class Pages:
+            def paginate(self, **kw):
+                calls.append(name)
+                if name == "describe_instance_status":
+                    raise ClientError({"Error": {"Code": "UnauthorizedOperation"}}, "DescribeInstanceStatus")
+                yield {"Reservations": [{"Instances": [{"InstanceId": "i-2", "State": {"Name": "running"}},
+                                                       {"InstanceId": "i-1", "State": {"Name": "stopped"}}]}]}
+        return Pages()
+
+
+def test_discovery_without_describe_instance_status_falls_back_and_tag_filters_use_describe_instances():
+    from include.discovery import discover_region
+
+    inventory = discover_region(StatusDenied(), "us-east-1", {})
+    assert inventory.running == ["i-2"] and inventory.states == {"running": 1, "stopped": 1}
+    assert StatusDenied.calls == ["describe_instance_status", "describe_instances"]
+    StatusDenied.calls.clear()
+    discover_region(StatusDenied(), "us-east-1", {"Environment": ["prod"]})
+    assert StatusDenied.calls == ["describe_instances"]
+
