@@ -100,9 +100,13 @@ class BenchAws:
         self.procs = [_spawn([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(moto_port)]),
                       _spawn([sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1", "--port",
                               str(self.smtp_port), "--maildir", str(self.maildir)])]
-        wait_until(lambda: _http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", self.procs[0])
-        started = time.perf_counter()
-        seed_fleet(self.endpoint, hosts, REGION, cidrs=("127.43.0.0/16", "127.43.0.0/16"))
+        try:
+            wait_until(lambda: _http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", self.procs[0])
+            started = time.perf_counter()
+            seed_fleet(self.endpoint, hosts, REGION, cidrs=("127.43.0.0/16", "127.43.0.0/16"))
+        except BaseException:
+            self.stop()  # the caller never gets this object back to stop it
+            raise
         print(f"  moto seeded with {len(hosts)} instances in {time.perf_counter() - started:.0f}s", flush=True)
         return self
 
