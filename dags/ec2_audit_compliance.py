@@ -22,7 +22,7 @@ PARAMS = {
     "include_default_account": Param(True, type="boolean",
                                      description="Also audit the aws_default connection's own account"),
     "tag_filters": Param({}, type="object", description='Only instances matching all, e.g. {"Environment": ["prod"]}'),
-    "batch_size": Param(0, type="integer", minimum=0, description="Hosts per mapped batch; 0 = automatic"),
+    "batch_size": Param(0, type="integer", minimum=0, description="Hosts per mapped batch; 0 = automatic (about 16 batches of ≥ 50 hosts)"),
     "concurrency": Param(100, type="integer", minimum=1, maximum=1000, description="SSH sessions at once per batch"),
     "recipients": Param([], type="array", items={"type": "string"}, description="Report email recipients"),
     "report_dir": Param("", type="string", description="Report folder; empty = $AIRFLOW_HOME/reports/ec2_audit"),

@@ -295,7 +295,7 @@ def chart(results: list[dict], path: Path) -> None:
 
 def _line(r: dict) -> str:
     extra = {k: r[k] for k in ("moto_cpu_s", "sim_cpu_s", "process_peak_rss_mb", "task_peak_rss_mb", "xcom_bytes",
-                               "database_locked", "max_parallel_verify") if k in r}
+                               "database_locked", "max_parallel_verify", "phases_s") if k in r}
     return (f"{r['hosts']:>6} {r['method']:<75} {r['wall_s']:>8}s {r['hosts_per_s']:>8}/s "
             f"{str(r['cpu_ms_per_host']):>6} ms CPU/host  ok {r['ok']}{'  (extrapolated)' if r['extrapolated'] else ''}"
             + (f"  {extra}" if extra else ""))

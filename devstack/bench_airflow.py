@@ -186,7 +186,21 @@ def dag_test(env: dict, dag_id: str, conf: dict, timeout_s: float, sim_pid: int 
     return {"state": "success" if "STATE success" in done.stdout else "failed", "wall_s": wall,
             "airflow_cpu_s": children_cpu() - cpu0, "moto_cpu_s": process_cpu(moto_pid) - moto0,
             "sim_cpu_s": process_cpu(sim_pid) - sim0, "process_peak_rss_mb": round(rss_kb / 1024),
-            "xcom_bytes": xcom_bytes(Path(env["AIRFLOW_HOME"]) / "airflow.db")}
+            "xcom_bytes": xcom_bytes(Path(env["AIRFLOW_HOME"]) / "airflow.db"),
+            "phases_s": phases(Path(env["AIRFLOW_HOME"]) / "airflow.db")}
+
+
+def phases(db: Path) -> dict[str, float]:
+    """Seconds from the first start to the last end of each task (all mapped instances of verify_batch
+    together): where a DAG run's wall time went."""
+    rows = _ro(db, "select task_id, min(start_date), max(end_date) from task_instance where start_date is not null "
+                   "and end_date is not null group by task_id")
+    from datetime import datetime
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace(" ", "T")[:26])
+
+    return {task: round((at(end) - at(start)).total_seconds(), 1) for task, start, end in rows}
 
 
 def _ro(db: Path, sql: str, *args):
@@ -243,4 +257,4 @@ def scheduler(env: dict, dag_id: str, conf: dict, timeout_s: float, parallelism:
             "airflow_cpu_s": airflow_cpu,
             "moto_cpu_s": moto_cpu, "sim_cpu_s": sim_cpu, "task_peak_rss_mb": peak_task_rss_mb(home / "logs"),
             "xcom_bytes": xcom_bytes(db), "database_locked": locked_lines(home), "max_parallel_verify": parallel,
-            "tasks_succeeded": tasks, "run_id": run_id}
+            "tasks_succeeded": tasks, "run_id": run_id, "phases_s": phases(db)}

@@ -5,10 +5,12 @@ with an event from 10 hours ago would still look fresh. Here ingestion follows t
 timestamp, as it does for a real agent that ships events as they happen; that lets the demo hold a
 genuinely stale stream.
 
-Two fleet-scale fixes (`make bench` at 10,000 instances), same responses: moto finds an instance's tags by
+Three fleet-scale fixes (`make bench` at 10,000 instances), same responses: moto finds an instance's tags by
 scanning every tag in the region, and an instance by id by copying every reservation, once per instance
-served. Both are O(fleet) per instance, so seeding and describing 10,000 instances took minutes of the
-stand-in's own CPU; here they are direct lookups. Nothing else in moto is changed.
+served — O(fleet) per instance, so seeding and describing 10,000 instances took minutes of the stand-in's
+own CPU; here they are direct lookups. And DynamoDB rendered each nested attribute by deep-copying its whole
+subtree at every level (an evidence item's `checks` map is three deep); here each level is copied once.
+Nothing else in moto is changed.
 
     python -m devstack.moto_server -H 127.0.0.1 -p 5055
 """
@@ -60,11 +62,34 @@ def _direct_lookups() -> None:
     instances.InstanceBackend.get_instance = get_instance
 
 
+def _copy_each_level_once() -> None:
+    import base64
+    import copy
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    def to_regular_json(self):
+        def plain(v):
+            return v.to_regular_json() if isinstance(v, DynamoType) else copy.deepcopy(v)
+
+        value = self.value
+        if isinstance(value, dict):
+            value = {k: plain(v) for k, v in value.items()}
+        elif isinstance(value, list):
+            value = [plain(v) for v in value]
+        if self.is_binary() and isinstance(value, str):
+            value = base64.b64decode(value)
+        return {self.type: value}
+
+    DynamoType.to_regular_json = to_regular_json
+
+
 def main(argv: list[str] | None = None) -> None:
     from moto.server import main as moto_main
 
     _ingestion_follows_events()
     _direct_lookups()
+    _copy_each_level_once()
     moto_main(argv if argv is not None else sys.argv[1:])
 
 

@@ -84,6 +84,14 @@ def test_batches_are_per_region_balanced_and_few():
     assert batches[0]["label"].startswith("eu-west-1 batch 1/1 (7 hosts)")
 
 
+def test_automatic_size_aims_at_a_few_large_batches():
+    def count(n: int) -> int:
+        return len(plan_batches({"r": [f"i-{i:05d}" for i in range(n)]}))
+
+    assert (count(30), count(100), count(1_000), count(10_000)) == (1, 2, 16, 16)
+    assert len(plan_batches({"r": [f"i-{i}" for i in range(1_000)]}, batch_size=100)) == 10  # explicit wins
+
+
 def test_tiny_batch_size_is_capped():
     batches = plan_batches({"r": [f"i-{n}" for n in range(5000)]}, batch_size=1)
     assert len(batches) <= MAX_BATCHES
