@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dag-only-hosts", default="", help="extra fleet sizes for the DAG rows alone (e.g. the "
                         "2,000-host check of the embedded SQLite setup)")
     parser.add_argument("--dag-timeout", type=float, default=1800, help="seconds one DAG run may take")
+    parser.add_argument("--out", type=Path, default=PROJECT / ".local" / "bench",
+                        help="folder for the fleet, the runs, results.json and chart.png")
     args = parser.parse_args(argv)
     chosen = [m for m in args.methods.split(",") if m]
     unknown = set(chosen) - set(METHODS)
@@ -320,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     plain = {min(int(x), MAX_HOSTS) for x in args.hosts.split(",") if x}
     dag_only = {min(int(x), MAX_HOSTS) for x in args.dag_only_hosts.split(",") if x}
     sizes = sorted({min(int(x), MAX_HOSTS) for x in args.hosts.split(",")} | dag_only)
-    root = PROJECT / ".local" / "bench"
+    root = args.out
     root.mkdir(parents=True, exist_ok=True)
     commands = [p.command for p in HOST_PROBES]
     proc, key = start_fleet(root, max(sizes), args.latency_ms)

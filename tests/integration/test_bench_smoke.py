@@ -1,4 +1,5 @@
 """The benchmark's methods all work on a tiny simulated fleet (no timing asserted: that is `make bench`)."""
+import json
 import os
 import signal
 
@@ -17,3 +18,20 @@ def test_every_bench_method_checks_every_host(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_bench_dag_rows_run_this_dag_under_dag_test_and_the_scheduler(tmp_path):
+    """The two DAG rows of `make bench` end to end on 6 hosts: a real run each, with the fields the
+    PERFORMANCE table reads (phases, CPU, XCom, task RSS, "database is locked" count)."""
+    assert bench.main(["--hosts", "6", "--methods", "dag,scheduler", "--latency-ms", "0", "--out", str(tmp_path),
+                       "--dag-timeout", "300"]) == 0
+    rows = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
+    assert len(rows) == 2
+    for row in rows.values():
+        assert row["ok"].startswith("success, 6 items, 1 email"), row
+        assert {"discover", "verify_batch", "store_evidence", "build_report"} <= set(row["phases_s"])
+        assert row["xcom_bytes"] > 0 and row["moto_cpu_s"] >= 0
+    scheduler = next(r for m, r in rows.items() if "standalone" in m)
+    assert scheduler["database_locked"] == 0 and scheduler["task_peak_rss_mb"] > 0
+    assert (tmp_path / "chart.png").exists()
+
