@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 SHELL_COMMAND = "/bin/sh -s"  # the script arrives on stdin: independent of the login shell
+# AES-GCM first (hardware AES, MAC built in), then asyncssh's own order as fallbacks: measured 25 % less client
+# CPU per host than its default chacha20-poly1305 (docs/PERFORMANCE.md). Only the preference changes.
+_FAST_FIRST = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+ENCRYPTION_ALGS = _FAST_FIRST + [a.decode() for a in asyncssh.encryption.get_default_encryption_algs()
+                                 if a.decode() not in _FAST_FIRST]
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, scr
     options = dict(
         username=settings.username, client_keys=[key], known_hosts=_known_hosts_arg(settings),
         connect_timeout=settings.connect_timeout, login_timeout=settings.connect_timeout,
-        agent_path=None, config=None, preferred_auth="publickey",
+        agent_path=None, config=None, preferred_auth="publickey", encryption_algs=ENCRYPTION_ALGS,
     )
     if pin and settings.host_key_policy == "tofu":
         options["server_host_key_algs"] = pin.algorithms
