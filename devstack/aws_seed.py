@@ -42,8 +42,8 @@ def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", 
         logs.create_log_group(logGroupName=AUDIT_GROUP)
     except logs.exceptions.ResourceAlreadyExistsException:
         pass
-
-    def seed_one(host: dict) -> None:
+    ids: dict[str, str] = {}
+    for host in hosts:  # one at a time: moto's EC2 answers 500 to concurrent RunInstances
         tags = [{"Key": "Name", "Value": host.get("name", host["address"])},
                 {"Key": "Environment", "Value": host.get("environment", "prod")}]
         instance = ec2.run_instances(
@@ -52,7 +52,7 @@ def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", 
             TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
         )["Instances"][0]
         instance_id = instance["InstanceId"]
-        host["instance_id"] = instance_id
+        host["instance_id"] = ids[host["address"]] = instance_id
         state = host.get("state", "running")
         if state == "stopped":
             ec2.stop_instances(InstanceIds=[instance_id])
@@ -64,11 +64,7 @@ def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", 
             logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName=instance_id, logEvents=[{
                 "timestamp": now_ms - age * 60_000,
                 "message": 'type=USER_LOGIN msg=audit(1700000000.000:1): pid=1 uid=0 res=success'}])
-
-    hosts = list(hosts)
-    for host in hosts:  # one at a time: moto's EC2 answers 500 to concurrent RunInstances
-        seed_one(host)
-    return {h["address"]: h["instance_id"] for h in hosts}
+    return ids
 
 
 def age_streams(endpoint: str, region: str = "us-east-1") -> None:

@@ -50,7 +50,7 @@ class StreamLookup:
         self._listed: set[str] = set()
         self._cache: dict[tuple[str, str], dict | None] = {}
         self._lock = threading.Lock()
-        self.calls = 0  # DescribeLogStreams requests made (the bench and tests read it)
+        self.calls = 0  # DescribeLogStreams requests made (the tests read it)
 
     def describe(self, group: str, stream: str) -> dict | None:
         key = (group, stream)

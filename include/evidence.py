@@ -294,8 +294,7 @@ class EvidenceStore:
     def repin(self, instance_id: str, key: str, fingerprint: str, address: str, previous: str | None,
               run_id: str) -> None:
         """An operator accepted a rotated key (param accept_host_keys): replace the pin, keep who/what/when."""
-        self.pins.put_item(Item={"instance_id": instance_id, "host_key": key, "fingerprint": fingerprint,
-                                 "address": address, "pinned_at": iso(utc_now()),
+        self.pins.put_item(Item={**_pin_item(instance_id, key, fingerprint, address),
                                  "previous_fingerprint": previous or "", "accepted_by_run": run_id})
 
     def pin(self, instance_id: str, key: str, fingerprint: str, address: str) -> bool:

@@ -18,8 +18,8 @@ from include.config import AWS_CONN_ID, SMTP_CONN_ID, SSH_CONN_ID, AuditParams, 
 
 log = logging.getLogger(__name__)
 
-# CloudWatch Logs allows DescribeLogStreams ~25 requests/s per account and region, and each host costs one;
-# with batches in parallel a large fleet hits that. Adaptive retries slow the client down on throttling
+# CloudWatch Logs allows DescribeLogStreams ~25 requests/s per account and region; batches in parallel (and
+# hosts whose streams are not named by instance id, one call each: include/cloudwatch.py) can hit that. Adaptive retries slow the client down on throttling
 # instead of turning a throttled lookup into an ERROR verdict for a healthy host.
 LOGS_RETRIES = {"retries": {"mode": "adaptive", "max_attempts": 10}}
 
