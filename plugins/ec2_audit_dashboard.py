@@ -18,7 +18,10 @@ from fastapi.responses import HTMLResponse
 DAG_ID = "ec2_audit_compliance"
 PREFIX = "/ec2-audit"
 
-app = FastAPI(title="EC2 audit compliance dashboard",
+# FastAPI's own /docs, /redoc and /openapi.json are Starlette routes outside the app's dependencies: they
+# would be served to anyone, unauthenticated. The dashboard is HTML pages for people, not an API for
+# clients (Airflow's REST API has its own documented schema), so they are switched off, not re-guarded.
+app = FastAPI(title="EC2 audit compliance dashboard", docs_url=None, redoc_url=None, openapi_url=None,
               dependencies=[Depends(requires_access_dag("GET", param_dag_id=DAG_ID))])
 
 

@@ -1,9 +1,11 @@
 """The compliance dashboard plugin in a real Airflow API server, seen through a real headless Chromium.
 
 A moto server process holds 30 days of evidence; `airflow api-server` loads plugins/ec2_audit_dashboard.py
-(simple auth manager, one user). Anonymous requests are refused (401, and 403 for a forged token); after
-signing in on Airflow's own login page the browser sees the fleet page and a host's history. Screenshots
-are saved as test artifacts under .local/artifacts/.
+(the simple auth manager's login and roles, through devstack/dag_denying_auth_manager.py: "auditor" may read
+the DAG, "outsider" is signed in but may not). Anonymous requests are refused (401, and 403 for a forged
+token); FastAPI's /docs, /redoc and /openapi.json are not served at all; a signed-in user without read access
+to the DAG gets 403 on every page; after signing in on Airflow's own login page the auditor's browser sees
+the fleet page and a host's history. Screenshots are saved as test artifacts under .local/artifacts/.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (apt-get install chromium)")
 ARTIFACTS = PROJECT / ".local" / "artifacts"
 PASSWORD = uuid.uuid4().hex
+OUTSIDER_PASSWORD = uuid.uuid4().hex  # signed in, but no read access to the DAG
 LAST_DAY = date(2031, 3, 30)
 
 
@@ -66,12 +69,15 @@ def airflow_ui(tmp_path_factory):
                                        str(moto_port)], cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto server", procs[0])
         seeded = seed(endpoint)
-        (root / "passwords.json").write_text(json.dumps({"auditor": PASSWORD}))
+        (root / "passwords.json").write_text(json.dumps({"auditor": PASSWORD, "outsider": OUTSIDER_PASSWORD}))
         port = free_port()
         env = {**os.environ, "AIRFLOW_HOME": str(root / "home"), "PYTHONPATH": str(PROJECT),
                "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
                "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "auditor:viewer",
+               # Every simple-auth role may read every DAG: the denying subclass takes DAG access from "outsider".
+               "AIRFLOW__CORE__AUTH_MANAGER": "devstack.dag_denying_auth_manager.DagDenyingAuthManager",
+               "EC2_AUDIT_NO_DAG_USERS": "outsider",
+               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "auditor:viewer,outsider:viewer",
                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
                "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
                "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
@@ -109,15 +115,77 @@ def test_anonymous_and_forged_requests_are_refused(airflow_ui):
     assert status_of(f"{base}/ec2-audit/", {"Cookie": "_token=forged"}) == 403
 
 
-def test_signed_in_user_sees_fleet_trend_failing_hosts_and_history(airflow_ui):
+def token_for(base: str, username: str, password: str) -> str:
+    """A JWT from the simple auth manager's own token endpoint (what the login page posts to)."""
+    request = urllib.request.Request(f"{base}/auth/token", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"username": username, "password": password}).encode())
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["access_token"]
+
+
+def test_fastapi_docs_and_schema_are_not_served(airflow_ui):
+    """FastAPI serves /docs, /redoc and /openapi.json outside the app's dependencies: they must not exist."""
+    base = airflow_ui["base"]
+    auditor = {"Authorization": f"Bearer {token_for(base, 'auditor', PASSWORD)}"}
+    assert status_of(f"{base}/ec2-audit/", auditor) == 200  # the token works ...
+    for path in ("docs", "redoc", "openapi.json", "docs/oauth2-redirect"):
+        assert status_of(f"{base}/ec2-audit/{path}") in (401, 404), path  # ... but no schema, signed in or not
+        assert status_of(f"{base}/ec2-audit/{path}", auditor) == 404, path
+
+
+def test_signed_in_user_without_dag_access_gets_403(airflow_ui):
+    base, host = airflow_ui["base"], airflow_ui["ids"][0]
+    outsider = {"Authorization": f"Bearer {token_for(base, 'outsider', OUTSIDER_PASSWORD)}"}
+    assert status_of(f"{base}/api/v2/monitor/health", outsider) == 200  # a valid, signed-in user ...
+    assert status_of(f"{base}/ec2-audit/", outsider) == 403  # ... refused every page of the dashboard
+    assert status_of(f"{base}/ec2-audit/?day={LAST_DAY.isoformat()}", outsider) == 403
+    assert status_of(f"{base}/ec2-audit/host/{host}", outsider) == 403
+
+
+def browser_for(pw):
+    return pw.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"])
+
+
+def sign_in(page, base: str, username: str, password: str) -> None:
+    page.goto(f"{base}/auth/login?next={base}/ec2-audit/")  # Airflow's own login page
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/ec2-audit/", timeout=30_000)
+
+
+def test_browser_signed_in_without_dag_access_sees_403_not_the_fleet(airflow_ui):
     from playwright.sync_api import sync_playwright
 
     base, failing = airflow_ui["base"], airflow_ui["failing_today"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = browser_for(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            sign_in(page, base, "outsider", OUTSIDER_PASSWORD)
+            assert any(c["name"] == "_token" for c in page.context.cookies()), "signed in: the UI's JWT cookie is set"
+            for url in (f"{base}/ec2-audit/", f"{base}/ec2-audit/host/{failing[0]}"):
+                response = page.goto(url)
+                assert response.status == 403, (url, response.status)
+                text = page.inner_text("body")
+                assert failing[0] not in text and "compliant on" not in text and "NON_COMPLIANT" not in text
+            page.screenshot(path=str(ARTIFACTS / "dashboard-no-dag-access.png"))
+        finally:
+            browser.close()
+
+
+def test_signed_in_user_sees_fleet_trend_failing_hosts_and_history(airflow_ui):
+    from playwright.sync_api import sync_playwright
+
+    from include.checks.catalogue import check_meta
+
+    base, failing = airflow_ui["base"], airflow_ui["failing_today"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = browser_for(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             alerts = []
@@ -125,17 +193,15 @@ def test_signed_in_user_sees_fleet_trend_failing_hosts_and_history(airflow_ui):
             assert page.goto(f"{base}/ec2-audit/").status == 401  # the browser, not signed in
             page.screenshot(path=str(ARTIFACTS / "dashboard-anonymous.png"))
 
-            page.goto(f"{base}/auth/login?next={base}/ec2-audit/")  # Airflow's own login page
-            page.fill("input[name=username]", "auditor")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{base}/ec2-audit/", timeout=30_000)
+            sign_in(page, base, "auditor", PASSWORD)
             page.wait_for_selector("h1")
             text = page.inner_text("body")
             assert f"compliant on {LAST_DAY.isoformat()}" in text, airflow_ui["log"].read_text()[-3000:]
             assert f"{round(100 * (12 - len(failing)) / 12, 1)}%" in text
             assert f"Failing hosts ({len(failing)})" in text
-            assert all(i in text for i in failing) and "Restore" in text or "auditd" in text
+            assert failing and all(i in text for i in failing), text  # every failing host is listed ...
+            remediation = check_meta()["auditd.running"]["remediation"]
+            assert remediation and text.count(remediation) == len(failing), text  # ... with its remediation
             chart = page.locator("img[alt='compliance trend']")
             assert chart.evaluate("img => img.complete && img.naturalWidth") > 300
             assert "<script>alert(1)</script>" in text and alerts == []  # shown as text, never run
