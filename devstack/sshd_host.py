@@ -130,8 +130,11 @@ class SshdHost:
 
 
 def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str, profile: str,
-                    instance_id: str, fake_auditctl: bool | None = None) -> SshdHost:
-    """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy."""
+                    instance_id: str, fake_auditctl: bool | None = None, host_key_type: str = "ed25519") -> SshdHost:
+    """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy.
+
+    host_key_type: the one host key sshd offers ("ed25519", "rsa", "ecdsa"), e.g. to play a host whose key
+    type changed since it was pinned."""
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "opt").mkdir(parents=True)
@@ -140,8 +143,8 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     sudoers.mkdir()
     (sudoers / "ec2-audit").write_text(SUDO_RULE)
     (sudoers / "ec2-audit").chmod(0o440)
-    key = workdir / "ssh_host_ed25519_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    key = workdir / f"ssh_host_{host_key_type}_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", host_key_type, "-N", "", "-f", str(key)], check=True)
     fingerprint = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(key) + ".pub"], check=True,
                                  capture_output=True, text=True).stdout.split()[1]
     (workdir / "authorized_keys").write_text(authorized_key.strip() + "\n")

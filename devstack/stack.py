@@ -174,14 +174,16 @@ def seed_pins(endpoint: str, fleet: list[dict], table: str = "ec2_audit_evidence
 
     from devstack.aws_seed import clients
     from include.evidence import EvidenceStore
+    from include.hostkeys import PinStore
 
-    store = EvidenceStore(clients(endpoint, REGION)[2], table)
-    store.ensure_tables()
+    dynamodb = clients(endpoint, REGION)[2]
+    EvidenceStore(dynamodb, table).ensure_tables()
+    pins = PinStore(dynamodb, table)
     for host in fleet:
         if host.get("pinned_other_key"):
             other = asyncssh.generate_private_key("ssh-ed25519")
-            store.pin(host["instance_id"], other.export_public_key("openssh").decode().strip(),
-                      other.get_fingerprint("sha256"), host["address"])
+            pins.pin(host["instance_id"], other.export_public_key("openssh").decode().strip(),
+                     other.get_fingerprint("sha256"), host["address"])
 
 
 def _shell_quote(value: str) -> str:

@@ -1,4 +1,4 @@
-"""Evidence in DynamoDB: one item per (instance_id, audit_date), a run summary per day, tofu host-key pins.
+"""Evidence in DynamoDB: one item per (instance_id, audit_date) and a run summary per day.
 
 Keys are the instance and the audit day — never the run id or the wall clock — so rerunning a day
 overwrites that day's items and nothing else. Nothing here deletes; expiry is DynamoDB TTL on expires_at.
@@ -17,8 +17,8 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
+from include.hostkeys import PinStore, pins_table_name  # noqa: F401 - pins_table_name re-exported
 from include.models import Host, HostOutcome, Status, Verdict
-from include.ssh_transport import Pin
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,6 @@ DAY_INDEX = "by_audit_date"
 SUMMARY_ID = "#run-summary"  # instance_id of the per-day run summary item
 ALERTS_ID = "#alerts"  # instance_id of the per-day compliance-alert state (include/alerts.py)
 KEYS = ["instance_id", "audit_date"]
-
-
-def pins_table_name(evidence_table: str) -> str:
-    return f"{evidence_table}_host_keys"
 
 
 def utc_now() -> datetime:
@@ -80,11 +76,6 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
     }
 
 
-def _pin_item(instance_id: str, key: str, fingerprint: str, address: str) -> dict[str, str]:
-    return {"instance_id": instance_id, "host_key": key, "fingerprint": fingerprint, "address": address,
-            "pinned_at": iso(utc_now())}
-
-
 def _to_dynamo(value: Any) -> Any:
     if isinstance(value, float):
         return Decimal(str(value))
@@ -103,7 +94,6 @@ class EvidenceStore:
         self.client = resource.meta.client
         self.table_name = table_name
         self.table = resource.Table(table_name)
-        self.pins = resource.Table(pins_table_name(table_name))
 
     # -- setup
     def ensure_tables(self) -> None:
@@ -128,15 +118,7 @@ class EvidenceStore:
                 TableName=self.table_name,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
             log.info("created evidence table %s", self.table_name)
-        pins = pins_table_name(self.table_name)
-        if pins not in existing:
-            self.client.create_table(
-                TableName=pins,
-                KeySchema=[{"AttributeName": "instance_id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "instance_id", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            self.client.get_waiter("table_exists").wait(TableName=pins)
+        PinStore(self.resource, self.table_name).ensure_table(existing)
 
     # -- instance items
     def put_items(self, items: Iterable[dict], max_attempts: int = 8, base_delay: float = 0.05) -> int:
@@ -285,23 +267,18 @@ class EvidenceStore:
     def put_alert_state(self, audit_date: str, state: Mapping[str, Any], ttl_days: int) -> None:
         self._put_day_item(ALERTS_ID, "alert_state", audit_date, state, ttl_days)
 
-    # -- tofu pins
-    def load_pins(self, instance_ids: list[str]) -> dict[str, Pin]:
-        keys = [{"instance_id": i} for i in instance_ids]
-        return {it["instance_id"]: Pin(key=it["host_key"], fingerprint=it["fingerprint"])
-                for it in self._batch_get(pins_table_name(self.table_name), keys)}
-
-    def repin(self, instance_id: str, key: str, fingerprint: str, address: str, previous: str | None,
-              run_id: str) -> None:
-        """An operator accepted a rotated key (param accept_host_keys): replace the pin, keep who/what/when."""
-        self.pins.put_item(Item={**_pin_item(instance_id, key, fingerprint, address),
-                                 "previous_fingerprint": previous or "", "accepted_by_run": run_id})
+    # -- tofu pins live in include/hostkeys.py (PinStore, HostKeys). These forward there until verify.py
+    # calls HostKeys; drop them then.
+    def load_pins(self, instance_ids: list[str]) -> dict:
+        loaded = PinStore(self.resource, self.table_name).load(instance_ids)
+        if loaded.unread:  # fail closed: a pin that was not read must never look like a first use
+            raise RuntimeError(f"{len(loaded.unread)} host-key pins could not be read: "
+                               f"{next(iter(loaded.unread.values()))}")
+        return loaded.pins
 
     def pin(self, instance_id: str, key: str, fingerprint: str, address: str) -> bool:
-        """Pin on first sight. Conditional, so two workers racing cannot overwrite each other's pin."""
-        try:
-            self.pins.put_item(Item=_pin_item(instance_id, key, fingerprint, address),
-                               ConditionExpression="attribute_not_exists(instance_id)")
-            return True
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
+        return PinStore(self.resource, self.table_name).pin(instance_id, key, fingerprint, address)
+
+    def repin(self, instance_id: str, key: str, fingerprint: str, address: str, previous: str | None,
+              run_id: str) -> bool:
+        return PinStore(self.resource, self.table_name).repin(instance_id, key, fingerprint, address, previous, run_id)

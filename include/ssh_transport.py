@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import asyncssh
 
+from include import hostkeys
+from include.hostkeys import Pin  # noqa: F401 - re-exported: the host-key policy lives in include/hostkeys.py
 from include.models import Host, HostOutcome, Status
 
 log = logging.getLogger(__name__)
@@ -67,22 +69,8 @@ class SshSettings:
         return asyncssh.read_private_key(self.key_file, self.passphrase)
 
 
-@dataclass(frozen=True)
-class Pin:
-    """A trusted host key (tofu): OpenSSH public key text and its SHA256 fingerprint."""
-
-    key: str
-    fingerprint: str
-
-    @property
-    def algorithms(self) -> list[str]:
-        kind = self.key.split(" ", 1)[0]
-        # Ask the server for the pinned key's type, so a host with several keys presents the same one.
-        return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] if kind == "ssh-rsa" else [kind]
-
-
 class _Client(asyncssh.SSHClient):
-    """Decides on keys asyncssh's known_hosts did not already trust (all of them under tofu)."""
+    """Decides on keys asyncssh's known_hosts did not already trust (all of them under tofu): hostkeys.trusts."""
 
     def __init__(self, policy: str, pin: Pin | None) -> None:
         self.policy, self.pin = policy, pin
@@ -90,11 +78,7 @@ class _Client(asyncssh.SSHClient):
 
     def validate_host_public_key(self, host, addr, port, key) -> bool:
         self.seen = key
-        if self.policy != "tofu":  # strict: known_hosts (or its CA) is the only authority
-            return False
-        if self.pin is None:  # trust on first use: the caller pins it after a good session
-            return True
-        return key.get_fingerprint("sha256") == self.pin.fingerprint
+        return hostkeys.trusts(self.policy, self.pin, key)
 
 
 class _Transient(Exception):
@@ -111,14 +95,6 @@ class _Final(Exception):
         self.status, self.detail = status, detail
 
 
-def _known_hosts_arg(settings: SshSettings):
-    if settings.host_key_policy == "insecure":
-        return None
-    if settings.host_key_policy == "strict":
-        return settings.known_hosts or ()  # () → asyncssh reads ~/.ssh/known_hosts
-    return ([], [], [])  # tofu: trust nothing up front, decide in validate_host_public_key
-
-
 def parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
     """"[user@]host[:port]" → (user, host, port)."""
     user, _, rest = spec.rpartition("@")
@@ -129,24 +105,23 @@ def parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
 async def open_jump(settings: SshSettings, key: asyncssh.SSHKey) -> asyncssh.SSHClientConnection:
     """One bastion connection per batch; every host session is a direct-tcpip channel inside it."""
     user, host, port = parse_jump(settings.proxy_jump, settings.username)
-    if settings.proxy_jump_host_key:
-        known = ([asyncssh.import_public_key(settings.proxy_jump_host_key)], [], [])
-    else:
-        known = None if settings.host_key_policy == "insecure" else (settings.known_hosts or ())
+    trust = hostkeys.jump_options(settings.host_key_policy, settings.known_hosts, settings.proxy_jump_host_key,
+                                  host, port)
     return await asyncio.wait_for(asyncssh.connect(
-        host, port, username=user, client_keys=[key], known_hosts=known, agent_path=None, config=None,
+        host, port, username=user, client_keys=[key], **trust, agent_path=None, config=None,
         connect_timeout=settings.connect_timeout, keepalive_interval=30), settings.connect_timeout + 1)
 
 
 async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, script: bytes,
                     pin: Pin | None, outcome: HostOutcome, tunnel=None) -> None:
     options = dict(
-        username=settings.username, client_keys=[key], known_hosts=_known_hosts_arg(settings),
+        username=settings.username, client_keys=[key],
         connect_timeout=settings.connect_timeout, login_timeout=settings.connect_timeout,
         agent_path=None, config=None, preferred_auth="publickey", encryption_algs=ENCRYPTION_ALGS,
     )
-    if pin and settings.host_key_policy == "tofu":
-        options["server_host_key_algs"] = pin.algorithms
+    # known_hosts, and every key type offered (the trusted one first): a host that switched type is compared.
+    options.update(hostkeys.key_exchange_options(settings.host_key_policy, pin, settings.known_hosts,
+                                                 host.address, settings.port))
     if tunnel is not None:
         options["tunnel"] = tunnel
     client = _Client(settings.host_key_policy, pin)
@@ -156,10 +131,9 @@ async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, scr
             settings.connect_timeout + 1,
         )
     except asyncssh.HostKeyNotVerifiable as exc:
-        expected = pin.fingerprint if pin else "known_hosts"
-        seen = client.seen.get_fingerprint("sha256") if client.seen else "?"
-        outcome.host_key_fingerprint = seen if client.seen else None
-        raise _Final(Status.HOST_KEY_MISMATCH, f"host key {seen} does not match {expected}: {exc.reason}") from exc
+        outcome.host_key_fingerprint = client.seen.get_fingerprint("sha256") if client.seen else None
+        raise _Final(Status.HOST_KEY_MISMATCH,
+                     hostkeys.mismatch_detail(settings.host_key_policy, pin, client.seen, exc.reason)) from exc
     except asyncssh.PermissionDenied as exc:
         raise _Final(Status.AUTH_FAILED, f"key refused for user {settings.username!r}: {exc.reason}") from exc
     except (asyncio.TimeoutError, TimeoutError) as exc:

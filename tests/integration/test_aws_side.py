@@ -13,6 +13,7 @@ from devstack.stack import PROJECT, _http_ok, free_port
 from include.cloudwatch import StreamLookup
 from include.discovery import discover_region, hydrate
 from include.evidence import SUMMARY_ID, EvidenceStore, instance_item
+from include.hostkeys import PinStore
 from include.models import Host, HostOutcome, Status, Verdict
 
 
@@ -91,9 +92,11 @@ def test_evidence_is_one_item_per_instance_and_day(moto):
     store.mark_emailed("2026-11-23", "run-2")
     assert store.emailed_by("2026-11-23") == "run-2"
 
-    assert store.pin("i-1", "ssh-ed25519 AAAA", "SHA256:one", "127.0.0.1")
-    assert not store.pin("i-1", "ssh-ed25519 BBBB", "SHA256:two", "127.0.0.1")  # first pin wins
-    assert store.load_pins(["i-1", "i-2"])["i-1"].fingerprint == "SHA256:one"
+    pins = PinStore(dynamodb, "evidence_test")  # the table ensure_tables made
+    assert pins.pin("i-1", "ssh-ed25519 AAAA", "SHA256:one", "127.0.0.1")
+    assert not pins.pin("i-1", "ssh-ed25519 BBBB", "SHA256:two", "127.0.0.1")  # first pin wins
+    loaded = pins.load(["i-1", "i-2"])
+    assert loaded.pins["i-1"].fingerprint == "SHA256:one" and "i-2" not in loaded.pins and not loaded.unread
 
 
 def test_stream_lookup_exact_name_and_missing_group(moto, fleet):
