@@ -18,9 +18,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m devstack.demo
 
-## Unit, DAG-integrity and integration tests (real moto server, SSH fleet, sshd where available, SMTP).
+## Unit, DAG-integrity and integration tests (real moto server, SSH fleet, sshd where available, SMTP), in a
+## random order (pytest-randomly prints the seed; replay it with `$(BIN)/pytest -p randomly --randomly-seed=N tests`).
 test: $(STAMP)
-	$(BIN)/pytest tests
+	$(BIN)/pytest -p randomly tests
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -188,7 +188,12 @@ def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
 
 
 def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[dict]) -> dict[str, Any]:
-    """Seal the day: a run-summary item computed from the evidence actually stored (not from XCom)."""
+    """Seal the day: a run-summary item computed from the evidence actually stored (not from XCom).
+
+    The summary describes the DAY, not this run: the dashboard and a rebuild read all of the day's items, so
+    it counts all of them (a same-day partial rerun, e.g. with `tag_filters`, keeps the hosts earlier runs
+    checked), and `discovered` is the union of this run's discovered ids, the ids stored earlier that day
+    and the earlier summary's missing evidence — so coverage never exceeds 100 %."""
     from include.evidence import iso, utc_now
     from include.scoring import fleet_summary
 
@@ -196,14 +201,21 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     if facts["mode"] == "rebuild":
         return facts
     store = evidence_store(params)
-    items = store.day_items(facts["audit_date"], run_id=facts["run_id"], fields=["status"])
+    earlier = store.get_summary(facts["audit_date"]) or {}
+    items = store.day_items(facts["audit_date"], fields=["status"])
     expected = {i for ids in inventory["instances"].values() for i in ids}
-    recorded = {it["instance_id"] for it in items}
-    missing = sorted(expected - recorded)
+    recorded_now = {it["instance_id"] for it in items if it.get("run_id") == facts["run_id"]}
+    unrecorded = sorted(expected - recorded_now)
     gone = sum(r.get("no_longer_running", 0) for r in results or [])
-    if len(missing) > gone:  # a host neither recorded nor stopped since discovery is a pipeline bug
-        log.warning("%d discovered instances have no evidence: %s", len(missing), missing[:20])
-    summary = fleet_summary([it["status"] for it in items], inventory["discovered"])
+    if len(unrecorded) > gone:  # a host neither recorded nor stopped since discovery is a pipeline bug
+        log.warning("%d discovered instances have no evidence: %s", len(unrecorded), unrecorded[:20])
+    recorded = {it["instance_id"] for it in items}
+    discovered = expected | recorded | set(earlier.get("missing_evidence") or [])
+    missing = sorted(discovered - recorded)
+    from_earlier = len(recorded - recorded_now)
+    if from_earlier:
+        log.info("%s: %d of %d items come from earlier runs of the day", facts["audit_date"], from_earlier, len(items))
+    summary = fleet_summary([it["status"] for it in items], len(discovered))
     not_running = Counter()
     for region_states in inventory["states"].values():
         for state, n in region_states.items():
@@ -214,7 +226,8 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
         "discovered": summary.discovered, "checked": summary.checked, "status_counts": summary.counts,
         "compliance_pct": summary.compliance_pct, "coverage_pct": summary.coverage_pct,
         "not_running": dict(not_running), "missing_evidence": missing[:1000],
-        "regions": sorted(inventory["instances"]), "code_version": __version__,
+        "checked_by_earlier_runs": from_earlier,
+        "regions": sorted(set(inventory["instances"]) | set(earlier.get("regions") or [])), "code_version": __version__,
         "failed_batches": [{"label": r["label"], "error": r["error"]} for r in results or [] if r.get("failed")],
     }, params.ttl_days)
     return {**facts, "checked": summary.checked, "discovered": summary.discovered}
@@ -237,9 +250,13 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
                      "no host was contacted.")
         if not items:
             notes.append("No evidence is stored for this day: it is a gap, not a result.")
-    else:
-        items = store.day_items(day, run_id=run_id)
+    else:  # the day's items, as the summary, the dashboard and a later rebuild count them
+        items = store.day_items(day)
         discovered = int(stored.get("discovered", len(items)))
+        earlier = sum(it.get("run_id") != run_id for it in items)
+        if earlier:
+            notes.append(f"{earlier} of the {len(items)} hosts in this report were checked by earlier runs of "
+                         f"{day}; this run ({run_id}) checked {len(items) - earlier}.")
     for failed in stored.get("failed_batches") or []:
         notes.append(f"Verification of {failed['label']} failed after all retries ({failed['error']}): "
                      "its hosts are coverage gaps, not results.")
