@@ -8,49 +8,17 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from include import pipeline
-from include.config import DEFAULT_TABLE, AuditParams
+from include.config import AuditParams
 from include.notify import PipelineFailureNotifier
+from include.param_schema import dag_params
 
-PARAMS = {
-    "regions": Param([], type="array", items={"type": "string"},
-                     description="AWS regions to audit; empty = the AWS connection's region"),
-    "accounts": Param([], type="array", items={"type": "string"},
-                      description="Other AWS accounts: IAM role ARNs to assume, or AWS connection ids"),
-    "include_default_account": Param(True, type="boolean",
-                                     description="Also audit the aws_default connection's own account"),
-    "tag_filters": Param({}, type="object", description='Only instances matching all, e.g. {"Environment": ["prod"]}'),
-    "batch_size": Param(0, type="integer", minimum=0, description="Hosts per mapped batch; 0 = automatic (about 16 batches of ≥ 50 hosts)"),
-    "concurrency": Param(100, type="integer", minimum=1, maximum=1000, description="SSH sessions at once per batch"),
-    "recipients": Param([], type="array", items={"type": "string"}, description="Report email recipients"),
-    "report_dir": Param("", type="string", description="Report folder; empty = $AIRFLOW_HOME/reports/ec2_audit"),
-    "evidence_table": Param(DEFAULT_TABLE, type="string"),
-    "create_table": Param(True, type="boolean"),
-    "log_group": Param(None, type=["null", "string"], description="Fallback log group when a config names none"),
-    "stream_max_age_minutes": Param(120, type="integer", minimum=1),
-    "address": Param("private_ip", enum=["private_ip", "public_ip", "private_dns"]),
-    "mode": Param("auto", enum=["auto", "live", "rebuild"],
-                  description="live SSHes; rebuild only rebuilds the report from stored evidence"),
-    "connect_timeout": Param(15, type="integer", minimum=1, maximum=15),
-    "host_timeout": Param(90, type="integer", minimum=5, maximum=90),
-    "command_timeout": Param(60, type="integer", minimum=5, maximum=85),
-    "ttl_days": Param(400, type="integer", minimum=1),
-    "waivers_file": Param("", type="string", description="JSON file of approved, expiring waivers (see docs)"),
-    "canary": Param(False, type="boolean",
-                    description="Write a marker to each host's audit log and find it in CloudWatch Logs"),
-    "canary_wait_seconds": Param(90, type="integer", minimum=5, maximum=600),
-    "accept_host_keys": Param([], type="array", items={"type": "string"},
-                              description="Instance ids whose changed (rotated) host key to accept and re-pin in this run"),
-    "alert_recipients": Param([], type="array", items={"type": "string"},
-                              description="Who gets immediate alerts (critical failures, low compliance, a failed run)"),
-    "alert_threshold_pct": Param(90.0, type="number", minimum=0, maximum=100,
-                                 description="Alert when fleet compliance falls below this; 0 = off"),
-    "alert_repeat_days": Param(7, type="integer", minimum=0,
-                               description="Re-alert a finding still open after this many days; 0 = never"),
-    "rule_set": Param("cis", type="string", description="Audit rule groups required: cis, minimal, or a JSON file path"),
-}
+# Built from include/param_schema.py PARAM_SCHEMAS, the one declared schema of the params: the trigger and
+# backfill forms check these JSON schemas, and every task checks the run's params against the same ones.
+PARAMS = dag_params()
 
 
 # Seconds before a failed task's first retry (doubling after). Tests and impatient operators lower it.
@@ -80,7 +48,14 @@ def _params() -> AuditParams:
 def ec2_audit_compliance():
     @task
     def discover() -> dict:
-        return pipeline.discover(_params(), pipeline.run_facts(get_current_context()))
+        # First task: every param and the files they name are checked here, before any host is contacted.
+        # A bad input fails the run at once with one error naming each problem (a retry cannot fix it).
+        # Later tasks re-parse the same params.
+        try:
+            params = _params()
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
+        return pipeline.discover(params, pipeline.run_facts(get_current_context()))
 
     @task
     def plan_batches(inventory: dict) -> list[dict]:

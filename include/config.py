@@ -1,96 +1,118 @@
 """Run parameters: defaults, validation, the audit day and the run mode (pure functions)."""
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from include.param_schema import DEFAULT_TABLE, PARAM_SCHEMAS, param_problems  # noqa: F401 - DEFAULT_TABLE re-exported
+
 AWS_CONN_ID = "aws_default"
 SSH_CONN_ID = "ec2_audit_ssh"
 SMTP_CONN_ID = "smtp_default"
-DEFAULT_TABLE = "ec2_audit_evidence"
 MAX_BATCHES = 48  # keeps mapped task instances to "a few dozen" whatever batch_size says
 REBUILD_AFTER = timedelta(hours=36)
-ADDRESS_KINDS = ("private_ip", "public_ip", "private_dns")
-MODES = ("auto", "live", "rebuild")
+ADDRESS_KINDS = tuple(PARAM_SCHEMAS["address"]["enum"])
+MODES = tuple(PARAM_SCHEMAS["mode"]["enum"])
+TRANSPORTS_AVAILABLE = ("ssh",)  # of PARAM_SCHEMAS["transport"]["enum"]: the others are not built yet
+
+
+def _default(name: str):
+    """A dataclass field whose default is PARAM_SCHEMAS[name]["default"] (a fresh copy each time)."""
+    return field(default_factory=lambda: copy.deepcopy(PARAM_SCHEMAS[name]["default"]))
 
 
 @dataclass(frozen=True)
 class AuditParams:
-    regions: list[str] = field(default_factory=list)  # [] → the AWS connection's region
-    tag_filters: dict[str, list[str]] = field(default_factory=dict)
-    batch_size: int = 0  # 0 → sized automatically
-    concurrency: int = 100
-    recipients: list[str] = field(default_factory=list)
-    report_dir: str = ""  # "" → $AIRFLOW_HOME/reports/ec2_audit
-    evidence_table: str = DEFAULT_TABLE
-    create_table: bool = True
-    log_group: str | None = None
-    stream_max_age_minutes: int = 120
-    address: str = "private_ip"
-    mode: str = "auto"
-    connect_timeout: int = 15
-    host_timeout: int = 90
-    command_timeout: int = 60
-    ttl_days: int = 400
-    rule_set: str = "cis"  # built-in rule group set (cis, minimal) or a JSON file path
-    waivers_file: str = ""  # JSON list of waivers (include/waivers.py); "" = none
-    canary: bool = False  # opt-in end-to-end delivery proof (cwagent.canary_delivered)
-    canary_wait_seconds: int = 90
-    accept_host_keys: list[str] = field(default_factory=list)  # instance ids whose changed key is accepted now
+    """The run's params. Their types, ranges, defaults and descriptions are declared once, in
+    include/param_schema.py (PARAM_SCHEMAS, which also builds the DAG's Params); the defaults here are read
+    from it, and tests/unit/test_params_schema.py keeps these fields and PARAM_SCHEMAS' names the same."""
+
+    regions: list[str] = _default("regions")  # [] → the AWS connection's region
+    tag_filters: dict[str, list[str]] = _default("tag_filters")
+    batch_size: int = _default("batch_size")  # 0 → sized automatically
+    concurrency: int = _default("concurrency")
+    recipients: list[str] = _default("recipients")
+    report_dir: str | None = _default("report_dir")  # None/"" → $AIRFLOW_HOME/reports/ec2_audit
+    evidence_table: str = _default("evidence_table")
+    create_table: bool = _default("create_table")
+    log_group: str | None = _default("log_group")
+    stream_max_age_minutes: int = _default("stream_max_age_minutes")
+    address: str = _default("address")
+    mode: str = _default("mode")
+    profile: str = _default("profile")  # audit-trail, cis, or a JSON profile file (include/profiles.py)
+    transport: str = _default("transport")  # ssh | ssm | eic | auto; only ssh in this version
+    connect_timeout: int = _default("connect_timeout")
+    host_timeout: int = _default("host_timeout")
+    command_timeout: int = _default("command_timeout")
+    ttl_days: int = _default("ttl_days")
+    rule_set: str = _default("rule_set")  # built-in rule group set (cis, minimal) or a JSON file path
+    waivers_file: str | None = _default("waivers_file")  # JSON list (include/waivers.py); None/"" = none
+    canary: bool = _default("canary")  # opt-in end-to-end delivery proof (cwagent.canary_delivered)
+    canary_wait_seconds: int = _default("canary_wait_seconds")
+    accept_host_keys: list[str] = _default("accept_host_keys")  # instance ids whose changed key is accepted now
     # Other AWS accounts to audit besides the connection's own: IAM role ARNs (assumed from `aws_default`) or
     # Airflow AWS connection ids (each with its own credentials or `role_arn`). [] → the connection's account.
-    accounts: list[str] = field(default_factory=list)
-    include_default_account: bool = True  # also audit `aws_default`'s own account when `accounts` is set
-    alert_recipients: list[str] = field(default_factory=list)  # [] → no alerts (compliance or pipeline failure)
-    alert_threshold_pct: float = 90.0  # compliance below this alerts; 0 turns the threshold alert off
-    alert_repeat_days: int = 7  # an open finding alerts again after this many days; 0 = never repeat
+    accounts: list[str] = _default("accounts")
+    include_default_account: bool = _default("include_default_account")  # also aws_default's own account
+    alert_recipients: list[str] = _default("alert_recipients")  # [] → no alerts (compliance or pipeline failure)
+    alert_threshold_pct: float = _default("alert_threshold_pct")  # compliance below this alerts; 0 = off
+    alert_repeat_days: int = _default("alert_repeat_days")  # an open finding alerts again after N days; 0 = never
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "AuditParams":
-        known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__ and v is not None}
+        """Check the run's params against PARAM_SCHEMAS (unknown names are ignored), then the checks a schema
+        cannot express; one ValueError lists every problem, each naming its param."""
+        known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
+        problems = param_problems(known)
+        if problems:
+            raise ValueError("invalid params: " + "; ".join(problems))
         p = cls(**known)
         p.validate()
         return p
 
     def validate(self) -> None:
-        problems = []
-        if self.address not in ADDRESS_KINDS:
-            problems.append(f"address must be one of {ADDRESS_KINDS}, not {self.address!r}")
-        if self.mode not in MODES:
-            problems.append(f"mode must be one of {MODES}, not {self.mode!r}")
-        if not isinstance(self.tag_filters, dict) or not all(
-                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in self.tag_filters.values()):
-            problems.append("tag_filters must map a tag name to a list of values")
-        if self.batch_size < 0 or self.concurrency < 1:
-            problems.append("batch_size must be ≥ 0 and concurrency ≥ 1")
-        if not 1 <= self.connect_timeout <= 15:
-            problems.append("connect_timeout must be 1–15 s")
-        if not 5 <= self.host_timeout <= 90:
-            problems.append("host_timeout must be 5–90 s")
-        if any(not isinstance(a, str) or not a or "|" in a for a in self.accounts):
-            problems.append("accounts must be role ARNs or AWS connection ids (non-empty, no '|')")
-        if not 0 <= self.alert_threshold_pct <= 100 or self.alert_repeat_days < 0:
-            problems.append("alert_threshold_pct must be 0–100 and alert_repeat_days ≥ 0")
-        if self.stream_max_age_minutes < 1 or self.ttl_days < 1:
-            problems.append("stream_max_age_minutes and ttl_days must be positive")
-        try:
-            from include.checks.rulesets import load_rule_set
-            from include.waivers import load_waivers
-
-            load_rule_set(self.rule_set)
-            load_waivers(self.waivers_file)
-        except (ValueError, OSError) as exc:
-            problems.append(str(exc))
+        """The schema (for an AuditParams built directly) and the semantic checks, in one place."""
+        problems = param_problems({name: getattr(self, name) for name in PARAM_SCHEMAS})
+        problems += self.semantic_problems() if not problems else []
         if problems:
             raise ValueError("invalid params: " + "; ".join(problems))
+
+    def semantic_problems(self) -> list[str]:
+        """What JSON schema cannot say: transports not built yet, and the files (or names) the run reads."""
+        problems = []
+        if self.transport not in TRANSPORTS_AVAILABLE:
+            problems.append(f"param transport: transport {self.transport!r} is not available yet: use ssh")
+        from include.checks.rulesets import load_rule_set
+        from include.waivers import load_waivers
+
+        for name, check in (("profile", _load_profile), ("rule_set", load_rule_set), ("waivers_file", load_waivers)):
+            try:
+                check(getattr(self, name))
+            except (ValueError, OSError) as exc:
+                message = str(exc)
+                problems.append(message if message.startswith(name) else f"param {name}: {message}")
+        return problems
 
     def resolved_report_dir(self) -> str:
         if self.report_dir:
             return self.report_dir
         home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
         return os.path.join(home, "reports", "ec2_audit")
+
+
+def _load_profile(spec: str):
+    try:
+        from include.profiles import load_profile
+    except ModuleNotFoundError as exc:  # a checkout without include/profiles.py: only the built-in names
+        if exc.name != "include.profiles":
+            raise
+        if spec not in ("audit-trail", "cis"):
+            raise ValueError(f"profile must be one of ['audit-trail', 'cis'], not {spec!r}") from None
+        return spec
+    return load_profile(spec)
 
 
 def audit_day(logical_date: datetime | None, run_after: datetime | None) -> str:

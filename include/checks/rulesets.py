@@ -6,7 +6,6 @@ a built-in by name (param `rule_set`) or point to a JSON file with the same shap
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +49,28 @@ MINIMAL: tuple[RuleGroup, ...] = tuple(g for g in CIS if g.name in ("identity", 
 BUILT_IN: dict[str, tuple[RuleGroup, ...]] = {"cis": CIS, "minimal": MINIMAL}
 
 def load_rule_set(name_or_path: str) -> tuple[RuleGroup, ...]:
-    """A built-in name, or a JSON file: [{"name": ..., "keys": [...], "watches": [...], "syscalls": [...]}]."""
+    """A built-in name, or a JSON file: [{"name": ..., "keys": [...], "watches": [...], "syscalls": [...]}].
+
+    The file is checked against RULE_SET_SCHEMA (include/param_schema.py): a non-empty list of groups, each
+    with a name and at least one non-empty list of keys, watches (absolute paths) or syscalls, names unique.
+    One ValueError names the file, the entry (#n) and the field of every problem."""
+    from include.param_schema import RULE_SET_SCHEMA, file_problems, read_json_file
+
     if name_or_path in BUILT_IN:
         return BUILT_IN[name_or_path]
-    path = Path(name_or_path)
-    if not path.is_file():
+    if not isinstance(name_or_path, str) or not name_or_path or not Path(name_or_path).is_file():
         raise ValueError(f"rule_set must be one of {sorted(BUILT_IN)} or a JSON file path, not {name_or_path!r}")
-    data = json.loads(path.read_text())
+    data = read_json_file("rule_set", name_or_path)
+    problems = file_problems("rule_set", name_or_path, data, RULE_SET_SCHEMA)
+    if not problems:
+        seen: dict[str, int] = {}
+        for n, g in enumerate(data, 1):
+            if g["name"] in seen:
+                problems.append(f"rule_set {name_or_path}: entry #{n}, field name: {g['name']!r} repeats entry "
+                                f"#{seen[g['name']]}")
+            seen.setdefault(g["name"], n)
+    if problems:
+        raise ValueError("; ".join(problems))
     return tuple(RuleGroup(g["name"], tuple(g.get("keys", ())), tuple(g.get("watches", ())),
                            tuple(g.get("syscalls", ()))) for g in data)
 

@@ -1,0 +1,264 @@
+"""The UI path a new user takes, in a real headless Chromium against a real Airflow on the local stack.
+
+`airflow standalone` (api-server, scheduler, dag-processor, triggerer; LocalExecutor) runs on a LocalStack
+(moto server, a small simulated fleet on 127.42.5.x, SMTP sink). The test signs in on Airflow's own login
+page, opens the DAG's trigger dialog, presses Trigger without touching a param and sees the run succeed; then
+picks Backfill in the same dialog, backfills two past days and sees both runs succeed and rebuild their
+reports from stored evidence without contacting any host. Screenshots go to .local/artifacts/.
+
+It fails when any optional param's default is refused by the form (the Trigger button stays disabled).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from devstack.aws_seed import clients
+from devstack.stack import PROJECT, REGION, SSH_PORT, LocalStack, _http_ok, free_port, wait_until
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (apt-get install chromium)")
+ARTIFACTS = PROJECT / ".local" / "artifacts"
+DAG_ID = "ec2_audit_compliance"
+USER, PASSWORD = "operator", uuid.uuid4().hex
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Two past days, well over 36 h old: mode auto → rebuild.
+BACKFILL_DAYS = [date.today() - timedelta(days=9), date.today() - timedelta(days=8)]
+RUN_TIMEOUT = 420  # seconds for one run (or the backfill) to finish; every wait below is bounded
+
+
+def fleet() -> list[dict]:
+    """Three healthy-ish hosts on 127.42.5.x (other tests use other 127.42.x ranges)."""
+    hosts = []
+    for octet, name, profile in ((1, "ui-web-1", "compliant"), (2, "ui-db-1", "auditd_stopped"),
+                                 (3, "ui-api-1", "compliant")):
+        address = f"127.42.5.{octet}"
+        hosts.append({"address": address, "port": SSH_PORT, "name": name, "environment": "prod", "profile": profile,
+                      "behaviour": "ok", "identity": {"hostname": f"ip-{address.replace('.', '-')}"}})
+    return hosts
+
+
+def seed_backfill_days(stack: LocalStack) -> dict[str, str]:
+    """Evidence for the backfill days, as an earlier live run stored it; returns day → seeding run id."""
+    from include.evidence import EvidenceStore
+
+    store = EvidenceStore(clients(stack.endpoint, REGION)[2], "ec2_audit_evidence")
+    store.ensure_tables()
+    seeded = {}
+    for day in BACKFILL_DAYS:
+        iso, run_id = day.isoformat(), f"seed-{day.isoformat()}"
+        items = [{"instance_id": h["instance_id"], "audit_date": iso, "item_type": "instance", "run_id": run_id,
+                  "status": "COMPLIANT", "failed_checks": [], "region": REGION, "account_id": "123456789012",
+                  "checked_at": f"{iso}T06:01:00Z", "output_sha256": "ab" * 32,
+                  "tags": {"Name": h["name"], "Environment": "prod"}} for h in stack.fleet]
+        store.put_items(items)
+        store.put_summary(iso, {"run_id": run_id, "discovered": len(items), "checked": len(items),
+                                "status_counts": {"COMPLIANT": len(items)}, "compliance_pct": 100.0}, 400)
+        seeded[iso] = run_id
+    return seeded
+
+
+class Api:
+    """The Airflow REST API with a token for the test's user (to watch runs; the UI does the acting)."""
+
+    def __init__(self, base: str):
+        self.base = base
+        body = json.dumps({"username": USER, "password": PASSWORD}).encode()
+        request = urllib.request.Request(f"{base}/auth/token", data=body,
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            self.token = json.loads(response.read())["access_token"]
+
+    def get(self, path: str) -> dict:
+        request = urllib.request.Request(f"{self.base}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def runs(self) -> list[dict]:
+        return self.get(f"dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
+
+
+def wait_for(predicate, timeout: float, what: str, diagnose=lambda: ""):
+    """Poll until predicate() returns something truthy (returned); bounded in time, fails with a diagnosis."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"{what}: not within {timeout:g}s. {diagnose()}")
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui-trigger")
+    with LocalStack(root, fleet()) as stack:
+        seeded = seed_backfill_days(stack)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        (root / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
+        bin_dir = str(Path(sys.executable).parent)  # standalone starts its components as `airflow …`
+        env = {**os.environ, **stack.airflow_env(), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+               "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
+               "AIRFLOW__API__BASE_URL": base,
+               "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+               "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # a paused DAG blocks backfill runs
+               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
+               "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+               "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+               "EC2_AUDIT_RETRY_DELAY_SECONDS": "2"}
+        env.pop("EC2_AUDIT_SCHEDULE", None)  # the daily schedule: backfills need a backfillable timetable
+        airflow_bin = str(Path(sys.executable).with_name("airflow"))
+        log_path = root / "standalone.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([airflow_bin, "standalone"], env=env, cwd=PROJECT, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until(lambda: _http_ok(f"{base}/api/v2/monitor/health"), 180, "airflow standalone", proc)
+            api = Api(base)
+
+            def dag_parsed():
+                try:
+                    return api.get(f"dags/{DAG_ID}")
+                except urllib.error.HTTPError:
+                    return None
+
+            wait_for(dag_parsed, 180, "the DAG parsed by the dag-processor", lambda: log_path.read_text()[-3000:])
+            yield {"base": base, "api": api, "stack": stack, "seeded": seeded, "log": log_path,
+                   "report_dir": Path(env["AIRFLOW_HOME"]) / "reports" / "ec2_audit"}
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+
+
+def pick_date_time(page, trigger, day: date, clock: str) -> None:
+    """The backfill form's From/To pickers: open the popover, type the date and time (UTC), close it."""
+    from playwright.sync_api import expect
+
+    trigger.click()
+    popover = page.locator("[data-scope=popover][data-part=content][data-state=open]")
+    expect(popover).to_be_visible()
+    popover.get_by_placeholder("YYYY/MM/DD").fill(day.strftime("%Y/%m/%d"))
+    popover.get_by_placeholder("HH:mm").fill(clock)
+    page.get_by_role("dialog").get_by_text("Date Range", exact=True).click()  # outside the popover: closes it
+    expect(popover).to_have_count(0)
+    expect(trigger).to_contain_text(day.strftime("%Y"))
+
+
+def finished(api: Api, run_ids: set[str] | None = None, run_type: str | None = None, count: int = 1):
+    runs = [r for r in api.runs() if (run_ids is None or r["dag_run_id"] in run_ids)
+            and (run_type is None or r["run_type"] == run_type)]
+    if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
+        return runs
+    return None
+
+
+def task_failures(api: Api, run_id: str) -> str:
+    try:
+        tis = api.get(f"dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    except urllib.error.HTTPError as error:
+        return f"(task instances: HTTP {error.code})"
+    return "; ".join(f"{t['task_id']}[{t.get('map_index')}]={t['state']}" for t in tis if t["state"] != "success")
+
+
+def test_trigger_with_defaults_then_backfill_two_past_days_from_the_same_dialog(airflow):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, api = airflow["base"], airflow["api"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    diagnose = lambda: airflow["log"].read_text(errors="replace")[-4000:]  # noqa: E731
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        try:
+            page.goto(f"{base}/auth/login?next={base}/dags/{DAG_ID}")  # Airflow's own login page
+            page.fill("input[name=username]", USER)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/dags/{DAG_ID}**", timeout=60_000)
+
+            # ---- Single run, every param at its default.
+            page.get_by_role("button", name="Trigger").first.click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog).to_be_visible()
+            expect(dialog.get_by_text("Run Parameters")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "ui-trigger-form.png"), full_page=True)
+            trigger = dialog.get_by_role("button", name="Trigger")
+            expect(trigger).to_be_enabled(timeout=15_000)  # was disabled: "Run Parameters" invalid with the defaults
+            expect(dialog.get_by_text("This field is required")).to_have_count(0)
+            before = {r["dag_run_id"] for r in api.runs()}
+            trigger.click()
+            new = wait_for(lambda: {r["dag_run_id"] for r in api.runs()} - before, 60, "a run created by Trigger")
+            assert len(new) == 1
+            (run_id,) = new
+            runs = wait_for(lambda: finished(api, new), RUN_TIMEOUT, f"run {run_id} to finish", diagnose)
+            page.screenshot(path=str(ARTIFACTS / "ui-trigger-done.png"), full_page=True)
+            assert runs[0]["state"] == "success", task_failures(api, run_id) + diagnose()
+            assert runs[0]["run_type"] == "manual"
+            today = datetime.now(timezone.utc).date().isoformat()
+            live_report = airflow["report_dir"] / f"compliance-{today}.json"
+            assert json.loads(live_report.read_text())["mode"] == "live"  # the defaults: live, report in the home
+
+            # ---- Backfill two past days from the same dialog.
+            page.goto(f"{base}/dags/{DAG_ID}")
+            page.get_by_role("button", name="Trigger").first.click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog).to_be_visible()
+            dialog.get_by_text("Backfill", exact=True).first.click()
+            for n, (day, clock) in enumerate(((BACKFILL_DAYS[0], "00:00"), (BACKFILL_DAYS[-1], "23:00"))):
+                pick_date_time(page, dialog.get_by_test_id("datetime-input").nth(n), day, clock)
+            expect(dialog.get_by_text("2 runs will be triggered.")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "ui-backfill-form.png"), full_page=True)
+            run_backfill = dialog.get_by_role("button", name="Run Backfill")
+            expect(run_backfill).to_be_enabled(timeout=15_000)
+            run_backfill.click()
+            runs = wait_for(lambda: finished(api, run_type="backfill", count=2), RUN_TIMEOUT,
+                            "two backfill runs to finish", diagnose)
+            page.goto(f"{base}/dags/{DAG_ID}/runs")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(ARTIFACTS / "ui-backfill-done.png"), full_page=True)
+            assert len(runs) == 2
+            assert all(r["state"] == "success" for r in runs), [task_failures(api, r["dag_run_id"]) for r in runs]
+            assert sorted(r["logical_date"][:10] for r in runs) == [d.isoformat() for d in BACKFILL_DAYS]
+            for r in runs:  # the form sent the defaults as they stand, and the run's own check accepted them
+                assert (r.get("conf") or {}).get("waivers_file") in (None, ""), r.get("conf")
+        except BaseException:  # what the browser showed when it went wrong, for the artifacts
+            page.screenshot(path=str(ARTIFACTS / "ui-failure.png"), full_page=True)
+            (ARTIFACTS / "ui-failure.html").write_text(page.content())
+            raise
+        finally:
+            browser.close()
+
+    # Both days rebuilt from stored evidence; no host was contacted (the stored items are the seed's, untouched).
+    from include.evidence import EvidenceStore
+
+    store = EvidenceStore(clients(airflow["stack"].endpoint, REGION)[2], "ec2_audit_evidence")
+    for day in BACKFILL_DAYS:
+        iso = day.isoformat()
+        report = json.loads((airflow["report_dir"] / f"compliance-{iso}.json").read_text())
+        assert report["mode"] == "rebuild", report
+        assert "no host was contacted" in (airflow["report_dir"] / f"compliance-{iso}.html").read_text()
+        items = store.day_items(iso)
+        assert len(items) == len(airflow["stack"].fleet)
+        assert {it["run_id"] for it in items} == {airflow["seeded"][iso]}  # a live run would have rewritten them
