@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -47,6 +48,8 @@ from devstack.fleet import generate_client_key
 from devstack.stack import PROJECT, REGION, SSH_LOGIN, wait_until
 from include.checks.catalogue import HOST_PROBES, SCRIPT
 from include.models import Host
+
+DONE = re.compile(rb"@@ec2audit-[0-9a-f]*-end")  # the script's end marker, whatever its nonce
 
 PORT = 2222
 PROFILES = ["compliant"] * 6 + ["auditd_stopped", "no_rules", "agent_stopped", "agent_not_shipping"]
@@ -97,7 +100,7 @@ def ours(hosts: list[str], key: Path) -> int:
     done = []
 
     async def collect(host, outcome):
-        done.append(outcome.transport_status is None and b"@@ec2audit-end" in outcome.output)
+        done.append(outcome.transport_status is None and DONE.search(outcome.output) is not None)
 
     targets = [Host(instance_id=f"i-bench{i:08d}", region="us-east-1", account_id="", address=a, private_ip=a,
                     public_ip=None, private_dns=None, platform="linux", tags={}) for i, a in enumerate(hosts)]
@@ -117,7 +120,7 @@ def _paramiko_host(address: str, key: Path, commands: list[str] | None) -> bool:
             stdin, stdout, _ = client.exec_command("/bin/sh -s", timeout=60)
             stdin.write(SCRIPT)
             stdin.channel.shutdown_write()
-            return b"@@ec2audit-end" in stdout.read()
+            return DONE.search(stdout.read()) is not None
         for command in commands:  # one exec per probe, as SSHHook.exec_ssh_client_command does
             _, stdout, _ = client.exec_command(command, timeout=60)
             stdout.read()

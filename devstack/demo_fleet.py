@@ -5,7 +5,8 @@ import copy
 
 from devstack.stack import SSH_PORT
 
-# (last octet, name, environment, profile, behaviour, expected status, extras)
+# (last octet, name, environment, profile, behaviour, expected status under the default audit-trail profile,
+# extras). Hosts failing only CIS hardening checks (db-3, db-4, log-2) are COMPLIANT: their gaps are advisory.
 _HOSTS = [
     (10, "web-1", "prod", "compliant", "ok", "COMPLIANT", {}),
     (11, "web-2", "prod", "compliant_fragment", "ok", "COMPLIANT", {}),
@@ -27,10 +28,10 @@ _HOSTS = [
     (27, "tarpit-1", "dev", "compliant", "hang_banner", "UNREACHABLE", {}),
     (28, "weird-1", "dev", "compliant", "junk", "ERROR", {}),
     (29, "win-1", "prod", "compliant", "down", "NOT_APPLICABLE", {"windows": True}),
-    (32, "db-3", "prod", "not_immutable", "ok", "NON_COMPLIANT", {}),
-    (33, "db-4", "prod", "rules_incomplete", "ok", "NON_COMPLIANT", {}),
+    (32, "db-3", "prod", "not_immutable", "ok", "COMPLIANT", {}),
+    (33, "db-4", "prod", "rules_incomplete", "ok", "COMPLIANT", {}),
     (34, "log-1", "staging", "weak_auditd_conf", "ok", "NON_COMPLIANT", {}),
-    (35, "log-2", "staging", "no_boot_params", "ok", "NON_COMPLIANT", {}),
+    (35, "log-2", "staging", "no_boot_params", "ok", "COMPLIANT", {}),
     (36, "log-3", "dev", "loose_log_perms", "ok", "NON_COMPLIANT", {}),
     (37, "busy-1", "prod", "losing_events", "ok", "NON_COMPLIANT", {}),
     (38, "queue-3", "prod", "agent_stale_translation", "ok", "NON_COMPLIANT", {}),

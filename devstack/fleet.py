@@ -24,7 +24,7 @@ from pathlib import Path
 
 import asyncssh
 
-from include.checks.probes import CANARY_TOKEN, END_MARK, SECTION_MARK
+from include.checks.probes import CANARY_TOKEN, NONCE_VAR, SCRIPT_END, end_mark, section_mark
 
 Responder = Callable[[str, dict], "str | bytes"]
 HUGE_BYTES = 50 * 1024 * 1024
@@ -76,18 +76,21 @@ class _Server(asyncssh.SSHServer):
         return self.allowed is not None and key.get_fingerprint("sha256") in self.allowed
 
 
-async def _read_script(proc: asyncssh.SSHServerProcess) -> bool:
-    """Read stdin until the script's end marker (the client may not close stdin) or EOF.
+async def _read_script(proc: asyncssh.SSHServerProcess) -> tuple[bool, str]:
+    """Read stdin until the script's last line (the client may not close stdin) or EOF.
 
-    Returns whether the script carries the canary probe."""
-    seen, canary = "", False
-    while END_MARK not in seen:
+    Returns whether the script carries the canary probe, and the nonce its markers must carry."""
+    seen, head, canary = "", "", False
+    while SCRIPT_END not in seen:
         chunk = await proc.stdin.read(65536)
         if not chunk:
             break
+        head = head or chunk[:200]
         seen = (seen + chunk)[-8192:]
         canary = canary or CANARY_TOKEN in seen
-    return canary
+    first = head.split("\n", 1)[0]
+    nonce = first[len(NONCE_VAR) + 1:] if first.startswith(NONCE_VAR + "=") else ""
+    return canary, nonce
 
 
 class CanaryShipper:
@@ -125,7 +128,7 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
                 proc.stdout.write(f"{proc.command.split()[0]}: ok\n")
                 proc.exit(0)
                 return
-            canary = await _read_script(proc)
+            canary, nonce = await _read_script(proc)
             if latency_s:
                 await asyncio.sleep(latency_s)
             if behaviour == "hang_command":
@@ -138,10 +141,11 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
                     proc.stdout.write(block)
                     await proc.stdout.drain()
             else:
-                text = responder(host.get("profile", "compliant"), host.get("identity", {}))
+                identity = {"instance_id": host.get("instance_id"), **host.get("identity", {}), "nonce": nonce}
+                text = responder(host.get("profile", "compliant"), identity)
                 text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
                 if canary:
-                    text = _with_canary(text, host, shipper)
+                    text = _with_canary(text, host, shipper, nonce)
                 if behaviour == "drop":
                     proc.stdout.write(text[: len(text) // 2])
                     await proc.stdout.drain()
@@ -155,15 +159,15 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
     return handle
 
 
-def _with_canary(text: str, host: dict, shipper: "CanaryShipper | None") -> str:
+def _with_canary(text: str, host: dict, shipper: "CanaryShipper | None", nonce: str) -> str:
     from devstack.host_states import canary_line, delivers_canary
 
     profile = host.get("profile", "compliant")
     token = f"{CANARY_TOKEN} {uuid.uuid4()}"
     if shipper is not None and host.get("instance_id") and delivers_canary(profile):
         asyncio.get_running_loop().create_task(shipper.ship(host, token))
-    section = f"\n{SECTION_MARK} canary\n{canary_line(profile, token)}\n"
-    return text.replace(f"\n{END_MARK}\n", section + f"\n{END_MARK}\n")
+    section = f"\n{section_mark(nonce)} canary\n{canary_line(profile, token)}\n"
+    return text.replace(f"\n{end_mark(nonce)}\n", section + f"\n{end_mark(nonce)}\n")
 
 
 class Fleet:

@@ -118,10 +118,25 @@ EXPECTED_FAILED: dict[str, tuple[str, ...]] = {
     "no_boot_params": ("auditd.boot_params",),
     "loose_log_perms": ("auditd.log_permissions",),
     "losing_events": ("auditd.backlog_lost",),
-    "agent_stale_translation": ("cwagent.config_valid",),
-    "agent_unknown_stream": ("cwagent.config_valid",),
+    # The running (translated) config decides where audit.log goes: nowhere, or the shared stream "i-UNKNOWN".
+    "agent_stale_translation": ("cwagent.config_valid", "cwagent.log_stream_fresh"),
+    "agent_unknown_stream": ("cwagent.config_valid", "cwagent.log_stream_fresh"),
     "agent_cannot_read": ("cwagent.config_valid",),
 }
+
+
+
+def expected(profile: str, run_profile: str = "audit-trail") -> tuple[str, list[str], list[str]]:
+    """(status, failed_checks, advisory_failed) a host of this health profile must get under a run profile,
+    for hosts whose session runs normally."""
+    from include.profiles import load_profile
+
+    decides = load_profile(run_profile).decides
+    failing = sorted(EXPECTED_FAILED[profile])
+    failed, advisory = [c for c in failing if decides(c)], [c for c in failing if not decides(c)]
+    status = "ERROR" if profile == "sudo_password" else "NON_COMPLIANT" if failed else "COMPLIANT"
+    return status, failed, advisory
+
 
 SUDO_REFUSED = "sudo: a password is required"
 
@@ -208,9 +223,14 @@ def sections_for(s: HostState, identity: dict) -> dict[str, str]:
     return out
 
 
+TEST_NONCE = "0123456789abcdef" * 2  # what unit tests frame their outputs with (the fleet uses each host's)
+
+
 def render_output(profile: str, identity: dict | None = None) -> str:
+    """What a host of this profile prints for the script; identity["nonce"] is the nonce it was sent."""
     state = PROFILES[profile]
-    return render_sections(sections_for(state, identity or {}))
+    identity = identity or {}
+    return render_sections(sections_for(state, identity), identity.get("nonce") or TEST_NONCE)
 
 
 def with_changes(profile: str, **changes) -> HostState:

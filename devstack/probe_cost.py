@@ -43,7 +43,7 @@ async def measure(key_path: Path, runs: int) -> dict[str, float]:
             connects.append(time.perf_counter() - start)
     results = {"ssh connect + auth": statistics.median(connects) * 1000}
     async with asyncssh.connect(ADDRESS, PORT, username=LOGIN, client_keys=[key], known_hosts=None) as conn:
-        end = f"printf '\\n%s\\n' '{probes.END_MARK}'\n"
+        end = probes.SCRIPT_END
         base = await _time(conn, probes.PRELUDE + end, runs)
         results["empty script (prelude)"] = base
         for probe in HOST_PROBES + (probes.CANARY,):

@@ -130,15 +130,24 @@ class SshdHost:
 
 
 def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str, profile: str,
-                    instance_id: str, fake_auditctl: bool | None = None, host_key_type: str = "ed25519") -> SshdHost:
+                    instance_id: str, fake_auditctl: bool | None = None, host_key_type: str = "ed25519",
+                    agent_files: dict[str, str | bytes] | None = None, rules: str | None = None) -> SshdHost:
     """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy.
 
     host_key_type: the one host key sshd offers ("ed25519", "rsa", "ecdsa"), e.g. to play a host whose key
-    type changed since it was pinned."""
+    type changed since it was pinned.
+    agent_files: files to write (or replace) under the agent's etc/ (e.g. "amazon-cloudwatch-agent.toml",
+    "amazon-cloudwatch-agent.d/x.json"): crafted configs a lying or odd host would have.
+    rules: what the (fake) `auditctl -l` lists, with the healthy `auditctl -s` answer."""
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "opt").mkdir(parents=True)
     _agent_tree(workdir / "opt", profile, instance_id)
+    etc = workdir / "opt" / "aws" / "amazon-cloudwatch-agent" / "etc"
+    for name, content in (agent_files or {}).items():
+        target = etc / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
     sudoers = workdir / "sudoers.d"
     sudoers.mkdir()
     (sudoers / "ec2-audit").write_text(SUDO_RULE)
@@ -182,8 +191,9 @@ LogLevel VERBOSE
         mounts += [f"mount --bind {workdir / 'auditctl'} /usr/sbin/auditctl",
                    f"mount --bind {workdir / 'auditd.conf'} /etc/audit/auditd.conf",
                    f"mount --bind {loose} /var/log/audit"]
-    elif fake_auditctl if fake_auditctl is not None else profile != "healthy":
-        status, rules = FAKE_AUDITCTL[profile]
+    elif rules is not None or (fake_auditctl if fake_auditctl is not None else profile != "healthy"):
+        status, listed = FAKE_AUDITCTL["healthy" if rules is not None else profile]
+        rules = listed if rules is None else rules
         _script(workdir / "auditctl", f'case "$1" in -s) cat <<EOF\n{status}\nEOF\n;; -l) cat <<EOF\n{rules}\nEOF\n;; '
                                       f"*) echo unsupported >&2; exit 1;; esac\n")
         mounts.append(f"mount --bind {workdir / 'auditctl'} /usr/sbin/auditctl")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
@@ -43,8 +43,10 @@ def _absent_upto(wanted: list[str], last_seen: str | None, complete: bool) -> li
 class StreamLookup:
     """Stream descriptions by exact name, cached per batch (several hosts may share a stream name)."""
 
-    def __init__(self, logs_client, likely_names: Iterable[str] = ()) -> None:
+    def __init__(self, logs_client, likely_names: Iterable[str] = (),
+                 before_call: Callable[[], None] = lambda: None) -> None:
         self.client = logs_client
+        self.before_call = before_call  # raises when the batch's judging budget is spent
         self._likely = sorted(set(likely_names))
         self._likely_set = set(self._likely)
         self._listed: set[str] = set()
@@ -77,6 +79,7 @@ class StreamLookup:
         kwargs = {"logGroupName": group, "logStreamNamePrefix": prefix, "limit": PAGE}
         if token:
             kwargs["nextToken"] = token
+        self.before_call()
         self.calls += 1
         response = self.client.describe_log_streams(**kwargs)
         return response.get("logStreams", []), response.get("nextToken")

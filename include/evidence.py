@@ -43,9 +43,12 @@ def expires_at(audit_date: str, ttl_days: int) -> int:
 
 def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, failed: list[str],
                   verdicts: Mapping[str, Verdict], detail: str, audit_date: str, run_id: str,
-                  checked_at: datetime, ttl_days: int, mode: str = "live") -> dict[str, Any]:
+                  checked_at: datetime, ttl_days: int, mode: str = "live", profile: str = "audit-trail",
+                  advisory: list[str] | None = None, transport: str = "ssh") -> dict[str, Any]:
     """The evidence item for one instance on one day (pure)."""
     output = outcome.output if outcome else b""
+    digest = (hashlib.sha256(output).hexdigest() if output else "") or (outcome.output_sha256 if outcome else "")
+    size = len(output) or (outcome.output_bytes if outcome else 0)
     return {
         "instance_id": host.instance_id,
         "audit_date": audit_date,
@@ -55,7 +58,10 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         "checked_at": iso(checked_at),
         "status": status.value,
         "status_detail": detail[:500],
-        "failed_checks": list(failed),
+        "failed_checks": list(failed),  # the profile's failing checks: these decide the status
+        "advisory_failed": list(advisory or []),  # failing checks outside the profile (e.g. CIS hardening)
+        "profile": profile,
+        "transport": transport,
         "checks": {cid: {"status": v.status.value, "detail": v.detail[:300]} for cid, v in sorted(verdicts.items())},
         "region": host.region,
         "account_id": host.account_id,
@@ -68,8 +74,8 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         "tags": {k[:128]: v[:256] for k, v in list(host.tags.items())[:50]},
         "host_key_fingerprint": (outcome.host_key_fingerprint if outcome else None) or "",
         "host_key_note": outcome.host_key_note if outcome else "",
-        "output_sha256": hashlib.sha256(output).hexdigest() if output else "",
-        "output_bytes": len(output),
+        "output_sha256": digest,
+        "output_bytes": size,
         "output_truncated": bool(outcome and outcome.truncated),
         "ssh_attempts": outcome.attempts if outcome else 0,
         "expires_at": expires_at(audit_date, ttl_days),
@@ -266,19 +272,3 @@ class EvidenceStore:
 
     def put_alert_state(self, audit_date: str, state: Mapping[str, Any], ttl_days: int) -> None:
         self._put_day_item(ALERTS_ID, "alert_state", audit_date, state, ttl_days)
-
-    # -- tofu pins live in include/hostkeys.py (PinStore, HostKeys). These forward there until verify.py
-    # calls HostKeys; drop them then.
-    def load_pins(self, instance_ids: list[str]) -> dict:
-        loaded = PinStore(self.resource, self.table_name).load(instance_ids)
-        if loaded.unread:  # fail closed: a pin that was not read must never look like a first use
-            raise RuntimeError(f"{len(loaded.unread)} host-key pins could not be read: "
-                               f"{next(iter(loaded.unread.values()))}")
-        return loaded.pins
-
-    def pin(self, instance_id: str, key: str, fingerprint: str, address: str) -> bool:
-        return PinStore(self.resource, self.table_name).pin(instance_id, key, fingerprint, address)
-
-    def repin(self, instance_id: str, key: str, fingerprint: str, address: str, previous: str | None,
-              run_id: str) -> bool:
-        return PinStore(self.resource, self.table_name).repin(instance_id, key, fingerprint, address, previous, run_id)

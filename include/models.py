@@ -91,8 +91,11 @@ class HostOutcome:
     instance_id: str
     transport_status: Status | None  # None = session ran; else UNREACHABLE/AUTH_FAILED/...
     transport_detail: str = ""
-    output: bytes = b""  # raw combined-script stdout (capped)
+    output: bytes = b""  # raw combined-script stdout (capped); dropped once the host is judged
     truncated: bool = False
+    nonce: str = ""  # the random marker nonce this host's script was framed with (probes.frame)
+    output_sha256: str = ""  # kept as evidence when `output` is dropped
+    output_bytes: int = 0
     host_key_fingerprint: str | None = None
     host_key: str | None = None  # OpenSSH public key text, for tofu pinning
     attempts: int = 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from include.analysis import Drift, breakdown, drift
-from include.scoring import FleetSummary, fleet_summary
+from include.scoring import FleetSummary, HardeningSummary, fleet_summary, hardening_summary
 
 STATUS_ORDER = ["NON_COMPLIANT", "HOST_KEY_MISMATCH", "AUTH_FAILED", "ERROR", "UNREACHABLE", "WAIVED",
                 "NOT_APPLICABLE", "COMPLIANT"]
@@ -27,7 +27,8 @@ COLOURS = {"COMPLIANT": "#1a7f37", "NON_COMPLIANT": "#cf222e", "ERROR": "#9a6700
            "AUTH_FAILED": "#8250df", "HOST_KEY_MISMATCH": "#bc4c00", "NOT_APPLICABLE": "#57606a", "WAIVED": "#0969da"}
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 CSV_COLUMNS = ["instance_id", "name", "environment", "region", "account_id", "private_ip", "status",
-               "failed_checks", "status_detail", "checked_at", "host_key_fingerprint", "output_sha256", "run_id"]
+               "failed_checks", "status_detail", "checked_at", "host_key_fingerprint", "output_sha256", "run_id",
+               "profile", "advisory_failed"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EMAIL_MAX_ROWS = 300  # per table in the email; the file report and the CSV always hold every row
 
@@ -45,7 +46,9 @@ class Report:
     drift: Drift | None = None
     trend_png: bytes | None = None
     email_html: str = ""
-    gaps: list[str] | None = None  # discovered running instances with no evidence for the day  # same page, the chart referenced as an attachment (cid:) for mail clients
+    gaps: list[str] | None = None  # discovered running instances with no evidence for the day
+    hardening: HardeningSummary | None = None  # CIS depth beside the audit-trail answer (never in the status)
+    profiles: tuple[str, ...] = ()  # the profile(s) the day's statuses were judged under
 
 
 def _text(value) -> str:
@@ -75,6 +78,8 @@ def to_frame(items: list[dict]) -> pd.DataFrame:
             "host_key_fingerprint": _text(it.get("host_key_fingerprint")),
             "output_sha256": _text(it.get("output_sha256")),
             "run_id": _text(it.get("run_id")),
+            "profile": _text(it.get("profile")),
+            "advisory_failed": ";".join(_text(c) for c in it.get("advisory_failed") or []),
         })
     frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
@@ -164,10 +169,23 @@ def _waivers_html(waivers: Mapping[str, list]) -> str:
     return _table(["state", "waiver", "justification"], rows) if rows else '<p style="font-size:13px">None.</p>'
 
 
+def _hardening_html(h: HardeningSummary, check_meta: Mapping[str, dict]) -> str:
+    if not h.assessed:
+        return '<p style="font-size:13px">No host had every hardening check evaluated.</p>'
+    rows = [[f"<b>{html.escape(cid)}</b> ({html.escape(check_meta.get(cid, {}).get('severity', '?'))})",
+             f"{n} of {h.assessed}", html.escape(check_meta.get(cid, {}).get("remediation", ""))]
+            for cid, n in h.gaps.items()]
+    intro = (f'<p style="font-size:13px">{h.hardened} of {h.assessed} hosts meet every CIS hardening check. These '
+             "are advisory under the audit-trail profile: they are stored and shown, and decide the status only "
+             "under <code>profile=cis</code>.</p>")
+    return intro + (_table(["hardening check", "hosts failing", "remediation"], rows) if rows else "")
+
+
 def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
                 notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None,
-                trend_src: str | None = None, gaps: list[str] | None = None, max_rows: int | None = None) -> str:
+                trend_src: str | None = None, gaps: list[str] | None = None, max_rows: int | None = None,
+                hardening: HardeningSummary | None = None, profiles: tuple[str, ...] = ()) -> str:
     pct = "n/a" if summary.compliance_pct is None else f"{summary.compliance_pct:.1f}%"
     coverage = "n/a" if summary.coverage_pct is None else f"{summary.coverage_pct:.1f}%"
     parts = ['<div style="font-family:Arial,Helvetica,sans-serif;color:#1f2328;max-width:1100px">',
@@ -179,9 +197,12 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
         parts.append(f'<p style="background:#f6f8fa;border-left:4px solid #0969da;padding:6px 8px;font-size:13px">'
                      f"{html.escape(note)}</p>")
     colour = COLOURS["COMPLIANT"] if summary.compliance_pct == 100.0 else COLOURS["NON_COMPLIANT"]
+    profile = ", ".join(profiles) or "audit-trail"
+    hardened = "n/a" if hardening is None or hardening.pct is None else f"{hardening.pct:.1f}%"
     parts.append(f'<p style="font-size:15px;margin:8px 0"><span style="font-size:28px;font-weight:700;color:{colour}">'
-                 f"{pct}</span> compliant · coverage {coverage} (checked {summary.checked} of "
-                 f"{summary.discovered} discovered running instances)</p>")
+                 f"{pct}</span> compliant (profile {html.escape(profile)}) · "
+                 f'<span style="font-size:20px;font-weight:700">{hardened}</span> hardened (CIS) · coverage {coverage} '
+                 f"(checked {summary.checked} of {summary.discovered} discovered running instances)</p>")
     parts.append("<p>" + "".join(_badge(s, summary.counts.get(s, 0)) for s in STATUS_ORDER if summary.counts.get(s))
                  + "</p>")
     if not_running:
@@ -199,6 +220,10 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
                         failing[:max_rows] if max_rows else failing) if failing else '<p style="font-size:13px">None.</p>')
     if max_rows and len(failing) > max_rows:
         parts.append(_more(len(failing) - max_rows))
+
+    if hardening is not None:
+        parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">Hardening (CIS): {hardened}</h2>'
+                     + _hardening_html(hardening, check_meta))
 
     if gaps:
         parts.append(f'<h2 style="font-size:17px;margin:16px 0 0">Coverage gaps ({len(gaps)})</h2>'
@@ -240,7 +265,11 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
                  previous_items: list[dict] | None = None, previous_day: str | None = None,
                  waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None,
                  gaps: list[str] | None = None) -> Report:
+    from include.profiles import HARDENING_CHECKS
+
     summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
+    hardening = hardening_summary(items, HARDENING_CHECKS)
+    profiles = tuple(sorted({_text(it.get("profile")) for it in items if it.get("profile")}))
     frame = to_frame(items)
     csv_text = frame.map(safe_cell).to_csv(index=False)
     changes = drift(items, previous_items or [], previous_day)
@@ -248,12 +277,12 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
         return render_html(frame, items, summary, audit_date=audit_date, run_id=run_id, mode=mode,
                            generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
                            notes=notes or [], drift_=changes, waivers=waivers, trend_src=trend_src, gaps=gaps,
-                           max_rows=max_rows)
+                           max_rows=max_rows, hardening=hardening, profiles=profiles)
 
     inline = f"data:image/png;base64,{base64.b64encode(trend_png).decode()}" if trend_png else None
     return Report(summary, frame, page(inline), csv_text, subject_line(audit_date, summary, mode), changes,
                   trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None, EMAIL_MAX_ROWS),
-                  list(gaps or []))
+                  list(gaps or []), hardening, profiles)
 
 
 def trend_name(audit_date: str) -> str:
@@ -277,6 +306,10 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
                "checked": s.checked, "counts": s.counts, "compliance_pct": s.compliance_pct,
                "coverage_pct": s.coverage_pct, "subject": report.subject}
     machine["coverage_gaps"] = report.gaps or []
+    machine["profiles"] = list(report.profiles)
+    if report.hardening is not None:
+        h = report.hardening
+        machine["hardening"] = {"pct": h.pct, "assessed": h.assessed, "hardened": h.hardened, "gaps": h.gaps}
     if report.drift is not None:
         d = report.drift
         machine["drift"] = {"previous_day": d.previous_day, "newly_failing": d.newly_failing, "fixed": d.fixed,

@@ -2,24 +2,43 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from include.models import CheckStatus, Status, Verdict
 
 
-def host_status(verdicts: Mapping[str, Verdict]) -> tuple[Status, list[str]]:
-    """Status of a host whose session ran, and the ids of its failed checks.
+@dataclass(frozen=True)
+class HostScore:
+    status: Status
+    failed: list[str]  # the profile's failing checks (contract: failed_checks)
+    advisory: list[str]  # failing checks outside the profile (contract: advisory_failed)
 
-    A definite failure outranks an error elsewhere: the host is known to be non-compliant even if another
-    check could not be evaluated (the error stays visible in the per-check detail).
+
+def score_host(verdicts: Mapping[str, Verdict], decides: Callable[[str], bool] = lambda _: True,
+               complete: bool = True) -> HostScore:
+    """Status of a host whose session ran, under a profile (`decides(check_id)`).
+
+    A definite failure of a profile check outranks an error elsewhere: the host is known to be non-compliant
+    even if another check could not be evaluated (the error stays visible in the per-check detail). Output
+    that was cut short or not recognised is never COMPLIANT: what could not be seen is ERROR, not PASS.
+    Checks outside the profile never change the status; their failures are reported as advisory.
     """
-    failed = sorted(cid for cid, v in verdicts.items() if v.status == CheckStatus.FAIL)
+    failing = sorted(cid for cid, v in verdicts.items() if v.status == CheckStatus.FAIL)
+    failed = [c for c in failing if decides(c)]
+    advisory = [c for c in failing if not decides(c)]
     if failed:
-        return Status.NON_COMPLIANT, failed
-    if any(v.status == CheckStatus.ERROR for v in verdicts.values()):
-        return Status.ERROR, []
-    return Status.COMPLIANT, []
+        return HostScore(Status.NON_COMPLIANT, failed, advisory)
+    errors = any(v.status == CheckStatus.ERROR for cid, v in verdicts.items() if decides(cid))
+    if errors or not complete or not any(decides(cid) for cid in verdicts):
+        return HostScore(Status.ERROR, [], advisory)
+    return HostScore(Status.COMPLIANT, [], advisory)
+
+
+def host_status(verdicts: Mapping[str, Verdict]) -> tuple[Status, list[str]]:
+    """score_host with every check deciding (status, failed ids)."""
+    score = score_host(verdicts)
+    return score.status, score.failed
 
 
 @dataclass(frozen=True)
@@ -44,3 +63,30 @@ def fleet_summary(statuses: Iterable[str], discovered: int) -> FleetSummary:
     coverage = round(100.0 * checked / discovered, 1) if discovered else None
     full = {s.value: counts.get(s.value, 0) for s in Status}
     return FleetSummary(discovered, checked, full, compliance, coverage)
+
+
+@dataclass(frozen=True)
+class HardeningSummary:
+    """Hardening depth beside the audit-trail answer: hosts meeting every hardening check, and the gaps."""
+
+    assessed: int  # hosts whose hardening checks were all evaluated (PASS/FAIL)
+    hardened: int
+    pct: float | None
+    gaps: dict[str, int]  # check id → hosts failing it, most common first
+
+
+def hardening_summary(items: Iterable[Mapping], checks: Iterable[str]) -> HardeningSummary:
+    checks = tuple(checks)
+    assessed = hardened = 0
+    gaps: Counter[str] = Counter()
+    for item in items:
+        results = item.get("checks") or {}
+        states = [str((results.get(c) or {}).get("status", "")) for c in checks]
+        if not checks or not all(s in ("PASS", "FAIL") for s in states):
+            continue
+        assessed += 1
+        failing = [c for c, s in zip(checks, states) if s == "FAIL"]
+        gaps.update(failing)
+        hardened += not failing
+    pct = round(100.0 * hardened / assessed, 1) if assessed else None
+    return HardeningSummary(assessed, hardened, pct, dict(gaps.most_common()))

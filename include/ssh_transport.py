@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from include import hostkeys
+from include.checks.probes import frame, new_nonce
 from include.hostkeys import Pin  # noqa: F401 - re-exported: the host-key policy lives in include/hostkeys.py
 from include.models import Host, HostOutcome, Status
 
@@ -210,11 +211,17 @@ async def check_host(host: Host, settings: SshSettings, key: asyncssh.SSHKey, sc
     return outcome
 
 
+class JumpHostLost(RuntimeError):
+    """The bastion is down or dropped: the batch fails (and is retried) instead of recording its hosts as
+    UNREACHABLE — nothing about them was learned. Hosts already judged stay stored; the retry skips them."""
+
+
 async def fan_out(hosts: Iterable[Host], settings: SshSettings, script: str, pins: Mapping[str, Pin],
                   concurrency: int, on_outcome: Callable[[Host, HostOutcome], Awaitable[None]]) -> None:
-    """Check hosts with at most `concurrency` sessions open; hand each outcome over as soon as it is ready."""
+    """Check hosts with at most `concurrency` sessions open; hand each outcome over as soon as it is ready.
+
+    Each host gets its own random nonce in its section markers (probes.frame), kept on its outcome."""
     key = settings.load_key()
-    payload = script.encode()
     gate = asyncio.Semaphore(max(1, concurrency))
     hosts = list(hosts)
     jump = None
@@ -222,15 +229,16 @@ async def fan_out(hosts: Iterable[Host], settings: SshSettings, script: str, pin
         try:
             jump = await open_jump(settings, key)
         except (OSError, asyncssh.Error, asyncio.TimeoutError) as exc:
-            # No bastion, no session to anyone behind it: every host is unreachable, and says why.
-            detail = f"jump host {settings.proxy_jump}: {type(exc).__name__}: {exc}"[:200]
-            for host in hosts:
-                await on_outcome(host, HostOutcome(host.instance_id, Status.UNREACHABLE, detail))
-            return
+            raise JumpHostLost(f"jump host {settings.proxy_jump}: {type(exc).__name__}: {exc}"[:300]) from exc
 
     async def one(host: Host) -> None:
+        nonce = new_nonce()
         async with gate:
-            outcome = await check_host(host, settings, key, payload, pins.get(host.instance_id), jump)
+            outcome = await check_host(host, settings, key, frame(script, nonce), pins.get(host.instance_id), jump)
+        outcome.nonce = nonce
+        if jump is not None and outcome.transport_status is not None and jump.is_closed():
+            # The failure may be the bastion's, not the host's: never record it as the host's.
+            raise JumpHostLost(f"jump host {settings.proxy_jump} dropped during the batch")
         await on_outcome(host, outcome)
 
     try:

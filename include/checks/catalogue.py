@@ -20,11 +20,16 @@ class CheckOptions:
     rule_groups: tuple[rulesets.RuleGroup, ...] = field(default_factory=lambda: rulesets.CIS)
 
 
+AUDIT_TRAIL = "audit-trail"  # is the audit trail recorded and delivered? (the default profile)
+CIS = "cis"  # hardening depth on top of it (include/profiles.py)
+
+
 @dataclass(frozen=True)
 class Check:
     id: str
     title: str
     severity: str  # critical | high | medium | low
+    profile: str  # the smallest built-in profile whose status it decides: audit-trail or cis
     probes: tuple[Probe, ...]  # what runs on the host (fixed strings)
     parser: Callable[[Mapping[str, str]], Verdict] | None  # None: judged on the AWS side
     remediation: str
@@ -43,6 +48,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.installed",
         title="auditd is installed",
         severity="high",
+        profile=AUDIT_TRAIL,
         probes=(probes.AUDITD_INSTALLED,),
         parser=parsers.auditd_installed,
         remediation="Install the audit daemon: `dnf install audit` (AL2023/RHEL) or `apt-get install auditd` (Ubuntu/Debian).",
@@ -53,6 +59,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.running",
         title="kernel audit is enabled and auditd is running",
         severity="critical",
+        profile=AUDIT_TRAIL,
         probes=(probes.AUDITCTL_STATUS, probes.AUDITD_SERVICE),
         parser=parsers.auditd_running,
         remediation="Start auditd (`service auditd start`; on systemd `systemctl start auditd`) and check `auditctl -s` shows enabled 1 and a pid.",
@@ -63,6 +70,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.enabled_on_boot",
         title="auditd starts at boot",
         severity="high",
+        profile=AUDIT_TRAIL,
         probes=(probes.AUDITD_SERVICE,),
         parser=parsers.auditd_enabled_on_boot,
         remediation="`systemctl enable auditd`.",
@@ -73,6 +81,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.rules_loaded",
         title="audit rules are loaded in the kernel",
         severity="critical",
+        profile=AUDIT_TRAIL,
         probes=(probes.AUDITCTL_STATUS, probes.AUDITCTL_RULES),
         parser=parsers.auditd_rules_loaded,
         remediation="Put rules in /etc/audit/rules.d/*.rules and load them with `augenrules --load`; verify with `auditctl -l`.",
@@ -83,6 +92,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.config",
         title="auditd.conf keeps logs and never ignores a full disk",
         severity="high",
+        profile=AUDIT_TRAIL,
         probes=(probes.AUDITD_CONF,),
         parser=parsers.auditd_config,
         rationale="Default or careless settings rotate away evidence or keep running blind when the disk fills.",
@@ -93,6 +103,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.rules_cover_cis",
         title="loaded audit rules cover the CIS rule groups",
         severity="high",
+        profile=CIS,
         probes=(probes.AUDITCTL_RULES,),
         parser=parsers.auditd_rules_cover,
         takes_options=True,
@@ -104,6 +115,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.immutable",
         title="the audit configuration is immutable (-e 2)",
         severity="medium",
+        profile=CIS,
         probes=(probes.AUDITCTL_STATUS,),
         parser=parsers.auditd_immutable,
         rationale="Without -e 2 anyone with root can silently delete rules or disable auditing until the next check.",
@@ -114,6 +126,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.boot_params",
         title="the kernel audits from boot with a large backlog",
         severity="medium",
+        profile=CIS,
         probes=(probes.KERNEL_CMDLINE,),
         parser=parsers.auditd_boot_params,
         rationale="audit=1 audits processes started before auditd; a small backlog drops events under load.",
@@ -124,6 +137,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.log_permissions",
         title="audit logs are root-owned and not world-readable",
         severity="high",
+        profile=AUDIT_TRAIL,
         probes=(probes.AUDIT_LOG_PERMS,),
         parser=parsers.auditd_log_permissions,
         rationale="Readable audit logs leak sensitive activity; writable ones can be altered.",
@@ -134,6 +148,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="auditd.backlog_lost",
         title="the kernel is not losing audit events",
         severity="high",
+        profile=AUDIT_TRAIL,
         probes=(probes.AUDITCTL_STATUS, probes.AUDITCTL_STATUS_END),
         parser=parsers.auditd_backlog_lost,
         rationale="A growing `lost` counter means events are being dropped right now, whatever the rules say.",
@@ -144,6 +159,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="cwagent.installed",
         title="the Amazon CloudWatch agent is installed",
         severity="high",
+        profile=AUDIT_TRAIL,
         probes=(probes.CWAGENT_INSTALLED,),
         parser=parsers.cwagent_installed,
         remediation="Install the agent: `dnf install amazon-cloudwatch-agent` or the .deb from AWS; see the CloudWatch agent install guide.",
@@ -154,6 +170,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="cwagent.running",
         title="the CloudWatch agent is running",
         severity="critical",
+        profile=AUDIT_TRAIL,
         probes=(probes.CWAGENT_STATUS,),
         parser=parsers.cwagent_running,
         remediation="`sudo amazon-cloudwatch-agent-ctl -a start` (after `-a fetch-config`); check its log in /opt/aws/amazon-cloudwatch-agent/logs/.",
@@ -164,6 +181,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="cwagent.ships_audit_log",
         title="the agent config ships /var/log/audit/audit.log",
         severity="critical",
+        profile=AUDIT_TRAIL,
         probes=(probes.CWAGENT_CONFIG,),
         parser=parsers.cwagent_ships_audit_log,
         remediation="Add a logs.logs_collected.files.collect_list entry with file_path /var/log/audit/audit.log, then `amazon-cloudwatch-agent-ctl -a fetch-config -s`.",
@@ -174,6 +192,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="cwagent.config_valid",
         title="the running agent config agrees with the JSON and can read the audit log",
         severity="high",
+        profile=AUDIT_TRAIL,
         probes=(probes.CWAGENT_STATUS, probes.CWAGENT_CONFIG, probes.CWAGENT_TOML, probes.AUDIT_LOG_PERMS),
         parser=parsers.cwagent_config_valid,
         rationale="The agent runs its translated TOML, not the JSON; a stale translation, an i-UNKNOWN stream or a run_as_user without read access ships nothing.",
@@ -184,6 +203,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="cwagent.canary_delivered",
         title="a marker written to the audit log arrives in CloudWatch Logs (opt-in)",
         severity="critical",
+        profile=AUDIT_TRAIL,
         probes=(probes.CANARY, probes.CWAGENT_CONFIG, probes.HOST_IDENTITY),
         parser=None,
         aws_side=True,
@@ -195,6 +215,7 @@ CATALOGUE: tuple[Check, ...] = (
         id="cwagent.log_stream_fresh",
         title="the host's audit log stream received an event recently",
         severity="critical",
+        profile=AUDIT_TRAIL,
         probes=(probes.CWAGENT_CONFIG, probes.HOST_IDENTITY),
         parser=None,
         aws_side=True,
@@ -229,8 +250,9 @@ def evaluate_host_checks(output: ScriptOutput, options: CheckOptions | None = No
         if check.aws_side:
             continue
         missing = missing_probes(check, output)
-        if missing:
-            verdicts[check.id] = Verdict.error(f"no complete output for {', '.join(missing)}")
+        if missing:  # missing, repeated or cut: what could not be seen is ERROR, never PASS
+            why = ", ".join(f"{name} ({output.why_missing(name)})" for name in missing)
+            verdicts[check.id] = Verdict.error(f"no usable output for {why}"[:300])
             continue
         try:
             outputs = {p.name: output.sections[p.name] for p in check.probes}

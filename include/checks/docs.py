@@ -19,25 +19,37 @@ Distro variants are handled inside the commands: `auditctl` at /usr/sbin or /sbi
 (`rpm -q audit` on Amazon Linux 2/2023 and RHEL family, `dpkg-query auditd` on Ubuntu/Debian), and
 `systemctl` only where systemd runs (otherwise `auditd.enabled_on_boot` is NOT_APPLICABLE).
 
-| id | severity | title |
-| --- | --- | --- |
+Which checks decide a host's status is the run's `profile` (include/profiles.py): `audit-trail` (default:
+is the audit trail recorded and delivered?) or `cis` (adds the hardening checks). Every check runs and is
+stored whatever the profile; failures outside it are reported as `advisory_failed`, never hidden.
+
+| id | profile | severity | title |
+| --- | --- | --- | --- |
 """
 
 
 def render() -> str:
     out = [HEADER]
-    out += [f"| `{c.id}` | {c.severity} | {c.title} |\n" for c in CATALOGUE]
+    out += [f"| `{c.id}` | {c.profile} | {c.severity} | {c.title} |\n" for c in CATALOGUE]
     for c in CATALOGUE:
         out.append(f"\n## `{c.id}` — {c.title}\n\n")
-        out.append(f"- **Severity:** {c.severity}\n- **Why:** {c.rationale}\n")
-        judge = ("`include/verify.py: judge_stream` on the AWS side (CloudWatch Logs DescribeLogStreams)" if c.aws_side
+        out.append(f"- **Profile:** {c.profile}{' (and cis)' if c.profile == 'audit-trail' else ''}\n"
+                   f"- **Severity:** {c.severity}\n- **Why:** {c.rationale}\n")
+        aws = {"cwagent.log_stream_fresh": "`include/verify.py: judge_stream` on the AWS side (CloudWatch Logs "
+                                           "DescribeLogStreams), on the stream the running agent uses, only when its "
+                                           "group or stream names this instance",
+               "cwagent.canary_delivered": "`include/verify.py: plan_canary` + `include/canary.py` on the AWS side "
+                                           "(CloudWatch Logs FilterLogEvents for this host's marker)"}
+        judge = (aws.get(c.id, "on the AWS side") if c.aws_side
                  else f"`include/checks/parsers.py: {c.parser.__name__}` on the probe output")
         out.append(f"- **Judged by:** {judge}\n")
         out.append(f"- **Remediation:** {c.remediation}\n- **References:** {'; '.join(c.references)}\n")
         out.append("- **Commands:**\n\n```sh\n" + c.command + "\n```\n")
     out.append("\n## CIS rule groups (`auditd.rules_cover_cis`, rule_set `cis`)\n\n"
                "A group is covered by a loaded rule with one of its keys, OR a watch on one of its paths, OR one of "
-               "its syscalls (site-specific keys are fine). `-a never,…` rules cover nothing. Choose `minimal` or a "
+               "its syscalls (site-specific keys are fine). `-a never,…` rules cover nothing, and a `never` rule that "
+               "comes first shadows what it matches: `-a never,task` disables everything, `-a never,exit …` takes the "
+               "syscalls of later rules whose conditions include its own. Choose `minimal` or a "
                "JSON file of the same shape with the `rule_set` param.\n\n| group | keys | watches | syscalls |\n"
                "| --- | --- | --- | --- |\n")
     for g in CIS:

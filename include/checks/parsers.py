@@ -46,14 +46,14 @@ def _installed(text: str, path_key: str, rpm_name: str, what: str) -> Verdict:
 
 
 def _first_line(text: str, limit: int = 160) -> str:
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = next((ln.strip() for ln in text.split("\n") if ln.strip()), "")
     return line[:limit]
 
 
 def _kv_lines(text: str) -> dict[str, str]:
     """`key: value` lines → dict (first occurrence wins)."""
     out: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         key, sep, value = line.partition(":")
         if sep and key.strip() not in out:
             out[key.strip()] = value.strip()
@@ -69,7 +69,7 @@ def parse_auditctl_status(text: str) -> dict[str, int] | None:
     `AUDIT_STATUS: enabled=1 flag=1 pid=123 ...` form (audit 2.x on RHEL 6/7, Amazon Linux 1).
     """
     values: dict[str, int] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         line = line.strip()
         if line.startswith("AUDIT_STATUS:"):
             for pair in line[len("AUDIT_STATUS:"):].split():
@@ -124,21 +124,35 @@ def auditd_enabled_on_boot(outputs: Mapping[str, str]) -> Verdict:
 def parse_rules(text: str) -> list[str]:
     """`auditctl -l` → rule lines; [] for "No rules". Old auditctl (audit 1.x/2.0, RHEL 5/6) prints
     `LIST_RULES: exit,always watch=/etc/passwd perm=wa key=identity` instead of the -a/-w form."""
-    return [ln.strip() for ln in text.splitlines()
+    return [ln.strip() for ln in text.split("\n")
             if ln.strip().startswith(("-a ", "-w ", "-A ", "LIST_RULES:"))]
 
 
+AMAZON_LINUX_DEFAULT = ("-a never,task is the stock Amazon Linux rule file (/etc/audit/rules.d/audit.rules): it "
+                        "turns off syscall and file auditing for every process, so nothing is recorded")
+
+
 def auditd_rules_loaded(outputs: Mapping[str, str]) -> Verdict:
+    """PASS only when at least one loaded rule records events (not empty, not only `never` rules)."""
+    from include.checks.rulesets import recording_rules
+
     text = outputs["auditctl_rules"]
     if unusable := _unusable(text, "auditctl: not found", "auditctl not found"):
         return unusable
     rules = parse_rules(text)
-    if rules:
-        return Verdict.passed(f"{len(rules)} rules loaded")
     # Whole-line match: sudo may print a warning line (e.g. "unable to resolve host") before the answer.
-    if "No rules" in {ln.strip() for ln in text.splitlines()} or not text.strip():
-        return Verdict.failed("no audit rules loaded (auditctl -l: No rules)")
-    return Verdict.error(f"unparseable auditctl -l output: {_first_line(text)!r}")
+    if not rules:
+        if "No rules" in {ln.strip() for ln in text.split("\n")} or not text.strip():
+            return Verdict.failed("no audit rules loaded (auditctl -l: No rules)")
+        return Verdict.error(f"unparseable auditctl -l output: {_first_line(text)!r}")
+    recording, why_not = recording_rules(rules)
+    if why_not == "task-never":
+        return Verdict.failed(f"{len(rules)} rule(s) loaded but none records: {AMAZON_LINUX_DEFAULT}. Remove that "
+                              "line (or the file) and load real rules with `augenrules --load`")
+    if not recording:
+        return Verdict.failed(f"{len(rules)} rule(s) loaded but every one is a `never` rule or shadowed by one: "
+                              "nothing is recorded")
+    return Verdict.passed(f"{len(recording)} of {len(rules)} rules loaded record events")
 
 
 # ---------------------------------------------------------------- CloudWatch agent
@@ -205,8 +219,22 @@ def covers(file_path: str, target: str = AUDIT_LOG) -> bool:
     return bool(_glob_to_regex(file_path).fullmatch(target))
 
 
+class AgentConfigError(ValueError):
+    """An agent config with a value of the wrong type: the host is ERROR for the agent checks, with why."""
+
+
+def _optional_str(entry: Mapping, key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, str):
+        raise AgentConfigError(f"{where}: {key} is {type(value).__name__}, not a string")
+    return value or None
+
+
 def parse_agent_configs(section_text: str) -> tuple[list[LogTarget], list[str]]:
-    """All collect_list entries across the main JSON and the .d fragments, plus per-file problems."""
+    """All collect_list entries across the main JSON and the .d fragments, plus per-file notes.
+
+    Raises AgentConfigError for a JSON config the agent itself would refuse (a collect_list that is not a
+    list, a group name that is not a string): guessing what such a host ships would be a guess, not proof."""
     targets: list[LogTarget] = []
     problems: list[str] = []
     for path, content in split_files(section_text):
@@ -219,19 +247,28 @@ def parse_agent_configs(section_text: str) -> tuple[list[LogTarget], list[str]]:
             problems.append(f"{path}: not JSON")
             continue
         logs = config.get("logs") if isinstance(config, dict) else None
-        if not isinstance(logs, dict):
+        if logs is None:
             continue
-        default_stream = logs.get("log_stream_name")
-        files = ((logs.get("logs_collected") or {}).get("files") or {}) if isinstance(logs.get("logs_collected"), dict) else {}
-        entries = files.get("collect_list") if isinstance(files, dict) else None
-        for entry in entries or []:
-            if isinstance(entry, dict) and isinstance(entry.get("file_path"), str):
-                targets.append(LogTarget(
-                    source_file=path,
-                    file_path=entry["file_path"],
-                    log_group=entry.get("log_group_name"),
-                    log_stream=entry.get("log_stream_name") or default_stream,
-                ))
+        if not isinstance(logs, dict):
+            raise AgentConfigError(f"{path}: logs is {type(logs).__name__}, not an object")
+        default_stream = _optional_str(logs, "log_stream_name", f"{path}: logs")
+        collected = logs.get("logs_collected") or {}
+        files = collected.get("files") if isinstance(collected, dict) else None
+        if not isinstance(collected, dict) or not isinstance(files or {}, dict):
+            raise AgentConfigError(f"{path}: logs.logs_collected.files is not an object")
+        entries = (files or {}).get("collect_list") or []
+        if not isinstance(entries, list):
+            raise AgentConfigError(f"{path}: collect_list is {type(entries).__name__}, not a list")
+        for n, entry in enumerate(entries):
+            where = f"{path}: collect_list[{n}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("file_path"), str):
+                raise AgentConfigError(f"{where} has no string file_path")
+            targets.append(LogTarget(
+                source_file=path,
+                file_path=entry["file_path"],
+                log_group=_optional_str(entry, "log_group_name", where),
+                log_stream=_optional_str(entry, "log_stream_name", where) or default_stream,
+            ))
     return targets, problems
 
 
@@ -242,7 +279,10 @@ def audit_log_targets(outputs: Mapping[str, str]) -> list[LogTarget]:
 
 def cwagent_ships_audit_log(outputs: Mapping[str, str]) -> Verdict:
     text = outputs["cwagent_config"]
-    targets, problems = parse_agent_configs(text)
+    try:
+        targets, problems = parse_agent_configs(text)
+    except AgentConfigError as exc:
+        return Verdict.error(f"agent config unusable: {exc}"[:300])
     matching = [t for t in targets if covers(t.file_path)]
     if matching:
         t = matching[0]
@@ -270,32 +310,112 @@ def resolve_placeholders(template: str, identity: Mapping[str, str | None]) -> s
     return result
 
 
-def stream_names(outputs: Mapping[str, str], identity: Mapping[str, str | None],
-                 fallback_group: str | None) -> list[tuple[str, str]] | str:
-    """(group, stream) pairs the host's own config names for audit.log, or a reason string."""
-    pairs: list[tuple[str, str]] = []
-    for t in audit_log_targets(outputs):
+@dataclass(frozen=True)
+class StreamTarget:
+    """A (group, stream) the running agent ships audit.log to, and where we read that."""
+
+    group: str
+    stream: str
+    source: str  # "translated TOML" or the JSON file's path
+
+
+def stream_targets(outputs: Mapping[str, str], identity: Mapping[str, str | None],
+                   fallback_group: str | None) -> list[StreamTarget] | Verdict:
+    """Where audit.log goes as the running agent resolves it, or the verdict when that cannot be known.
+
+    The translated TOML is what the agent runs (placeholders already resolved there): when it exists, it alone
+    decides. Without one, the JSON with placeholders resolved the way the agent would."""
+    toml_text = outputs.get("cwagent_toml")
+    if toml_text is None:
+        return Verdict.error("the translated agent config was not seen")
+    if toml_text.strip() != "toml: not found":
+        entries = _toml_log_files(toml_text)
+        if entries is None:
+            return Verdict.error("amazon-cloudwatch-agent.toml is not valid TOML")
+        targets = []
+        for e in entries:
+            if not (isinstance(e.get("file_path"), str) and covers(e["file_path"])):
+                continue
+            group, stream = e.get("log_group_name"), e.get("log_stream_name") or identity.get("instance_id")
+            if not isinstance(group, str) or not group or not isinstance(stream, str) or not stream:
+                return Verdict.error("translated config: an audit.log entry without a string log_group_name/"
+                                     "log_stream_name")
+            targets.append(StreamTarget(group, stream, "translated TOML"))
+        return targets or Verdict.failed("the running (translated) agent config does not ship audit.log: "
+                                         "re-run fetch-config")
+    return json_stream_targets(outputs, identity, fallback_group)
+
+
+def json_stream_targets(outputs: Mapping[str, str], identity: Mapping[str, str | None],
+                        fallback_group: str | None) -> list[StreamTarget] | Verdict:
+    """What the JSON config names for audit.log, placeholders resolved the way the agent would."""
+    try:
+        entries = audit_log_targets(outputs)
+    except AgentConfigError as exc:
+        return Verdict.error(f"agent config unusable: {exc}"[:300])
+    targets = []
+    for t in entries:
         # The agent's own default group is the file path up to its final period (concrete paths only).
         agent_default = t.file_path.rsplit(".", 1)[0] if not any(c in t.file_path for c in "*?") else None
         group_template = t.log_group or fallback_group or agent_default
         if not group_template:
-            return f"{t.source_file}: no log_group_name and no fallback log_group param"
+            return Verdict.error(f"{t.source_file}: no log_group_name and no fallback log_group param")
         group = resolve_placeholders(group_template, identity)
         stream = resolve_placeholders(t.log_stream or "{instance_id}", identity)
         if group is None or stream is None:
-            return f"{t.source_file}: cannot resolve placeholders in {group_template!r}/{t.log_stream!r}"
-        pairs.append((group, stream))
-    return pairs or "the agent config does not ship audit.log"
+            return Verdict.error(f"{t.source_file}: cannot resolve placeholders in {group_template!r}/{t.log_stream!r}")
+        targets.append(StreamTarget(group, stream, t.source_file))
+    return targets or Verdict.failed("the agent config does not ship audit.log")
+
+
+def stream_names(outputs: Mapping[str, str], identity: Mapping[str, str | None],
+                 fallback_group: str | None) -> list[tuple[str, str]] | str:
+    """(group, stream) pairs the JSON config names, or why there are none."""
+    targets = json_stream_targets(outputs, identity, fallback_group)
+    return targets.detail if isinstance(targets, Verdict) else [(t.group, t.stream) for t in targets]
+
+
+INSTANCE_ID = re.compile(r"(?<![0-9A-Za-z])i-(?:[0-9a-f]{17}|[0-9a-f]{8})(?![0-9A-Za-z])")
+
+
+def _names(text: str, token: str) -> bool:
+    return bool(token) and re.search(rf"(?<![0-9A-Za-z]){re.escape(token)}(?![0-9A-Za-z])", text) is not None
+
+
+def attribution_problem(target: StreamTarget, trusted: Mapping[str, str | None]) -> str | None:
+    """Why the stream is not provably this host's, or None when its group or stream identifies it.
+
+    `trusted` holds what EC2 says of the instance (instance_id, private_ip, private_dns), never what the host
+    prints: a host (or an image baked with someone else's config) cannot make another's stream its own."""
+    me = trusted.get("instance_id") or ""
+    text = f"{target.group}\n{target.stream}"
+    others = sorted({m for m in INSTANCE_ID.findall(text) if m != me})
+    if others and not _names(text, me):
+        return (f"stream {target.group}/{target.stream} names instance {others[0]}, not this host ({me}): a config "
+                "baked into an image? Its freshness proves nothing for this host; use {instance_id} in "
+                "log_stream_name, or run with canary=true")
+    ip = trusted.get("private_ip") or ""
+    dns = trusted.get("private_dns") or ""
+    tokens = [me, ip, f"ip-{ip.replace('.', '-')}" if ip else "", dns, dns.split(".", 1)[0] if dns else ""]
+    if any(_names(text, t) for t in tokens if t):
+        return None
+    return (f"stream '{target.stream}' in {target.group} is shared by hosts: its freshness proves nothing for this "
+            "host; use {instance_id} in log_stream_name, or run with canary=true")
 
 
 def judge_stream_freshness(observed: Mapping[tuple[str, str], dict | None], now: datetime,
-                           max_age_minutes: int) -> Verdict:
-    """observed: (group, stream) → describe_log_streams entry (None when missing). Fresh if any is fresh."""
+                           max_age_minutes: int, not_own: Mapping[tuple[str, str], str] | None = None) -> Verdict:
+    """observed: (group, stream) → describe_log_streams entry (None when missing). PASS when one of the host's
+    OWN streams is fresh; `not_own` maps streams that are not provably this host's to why (never a PASS)."""
     if not observed:
         return Verdict.failed("no log stream to check")
+    not_own = not_own or {}
     reasons = []
     now_ms = now.timestamp() * 1000
     for (group, stream), info in observed.items():
+        if (group, stream) in not_own:
+            reasons.append(not_own[(group, stream)])
+            continue
         if info is None:
             reasons.append(f"stream {group}/{stream} does not exist")
             continue
@@ -307,7 +427,7 @@ def judge_stream_freshness(observed: Mapping[tuple[str, str], dict | None], now:
         if age_min <= max_age_minutes:
             return Verdict.passed(f"{group}/{stream} last event {age_min:.0f} min ago (limit {max_age_minutes})")
         reasons.append(f"{group}/{stream} last event {age_min:.0f} min ago (limit {max_age_minutes})")
-    return Verdict.failed("; ".join(reasons)[:300])
+    return Verdict.failed("; ".join(reasons)[:400])
 
 
 def hostname_from(outputs: Mapping[str, str]) -> str | None:
@@ -319,7 +439,7 @@ def hostname_from(outputs: Mapping[str, str]) -> str | None:
 def parse_conf(text: str) -> dict[str, str]:
     """auditd.conf `key = value` lines → {key (lower): value}; comments and junk ignored."""
     values: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):
         line = line.split("#", 1)[0].strip()
         key, sep, value = line.partition("=")
         if sep and key.strip():
@@ -403,7 +523,7 @@ def _mode_bits(symbolic: str) -> int:
 def parse_perms(text: str, directory: str = "/var/log/audit") -> list[PathPerms]:
     """`ls -la <directory>` → the directory itself (".") and its regular files."""
     out = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         parts = line.split(None, 8)
         if len(parts) < 9 or not re.fullmatch(r"[-dlcbps][-rwxsStTl]{9}[.+@]?", parts[0]):
             continue
@@ -474,9 +594,16 @@ def _toml_log_files(text: str) -> list[dict] | None:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, ValueError):
         return None
+    inputs = data.get("inputs") or {}
+    logfiles = inputs.get("logfile") or [] if isinstance(inputs, dict) else None
+    if not isinstance(logfiles, list):
+        return None  # a shape the agent would not run: unparseable, not "ships nothing"
     entries = []
-    for logfile in (data.get("inputs") or {}).get("logfile") or []:
-        entries.extend(e for e in logfile.get("file_config") or [] if isinstance(e, dict))
+    for logfile in logfiles:
+        configs = logfile.get("file_config") or [] if isinstance(logfile, dict) else None
+        if not isinstance(configs, list):
+            return None
+        entries.extend(e for e in configs if isinstance(e, dict))
     return entries
 
 

@@ -9,11 +9,15 @@ shows up as an error instead of a password prompt that hangs.
 """
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass
 
-SECTION_MARK = "@@ec2audit-section"
-FILE_MARK = "@@ec2audit-file"
-END_MARK = "@@ec2audit-end"
+# Markers carry a random per-host nonce (`frame`), so text a host writes (a config file the script cats) can
+# never open, close or repeat a section: it cannot know the nonce when the file was written.
+MARK = "@@ec2audit"
+NONCE_VAR = "EC2AUDIT_NONCE"
+NONCE_RE = re.compile(r"[0-9a-f]{32}")
 CWA_DIR = "/opt/aws/amazon-cloudwatch-agent"
 CWA_CTL = f"{CWA_DIR}/bin/amazon-cloudwatch-agent-ctl"
 SCRIPT_VERSION = "1"
@@ -40,7 +44,9 @@ pkg_query() {{  # $1 = rpm package name, $2 = deb package name
   else echo "package-db: none"; fi
 }}
 AUDITCTL=$(first_x /usr/sbin/auditctl /sbin/auditctl)
-section() {{ printf '\\n%s %s\\n' '{SECTION_MARK}' "$1"; }}
+section() {{ printf '\\n{MARK}-%s-section %s\\n' "${NONCE_VAR}" "$1"; }}
+# stdin → stdout, at most $1 bytes; past that, a nonce-marked line says the section was cut (never silent).
+capped() {{ awk -v max="$1" -v mark="{MARK}-${NONCE_VAR}-cut" '{{ n += length($0) + 1; if (n > max) {{ print mark; exit }} print }}'; }}
 """
 
 AUDITD_INSTALLED = Probe(
@@ -53,13 +59,13 @@ printf 'package: '; pkg_query audit auditd""",
 AUDITCTL_STATUS = Probe(
     "auditctl_status",
     """\
-if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -s 2>&1 | head -c 65536; else echo 'auditctl: not found'; fi""",
+if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -s 2>&1 | capped 65536; else echo 'auditctl: not found'; fi""",
 )
 
 AUDITCTL_RULES = Probe(
     "auditctl_rules",
     """\
-if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -l 2>&1 | head -c 262144; else echo 'auditctl: not found'; fi""",
+if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -l 2>&1 | capped 262144; else echo 'auditctl: not found'; fi""",
 )
 
 AUDITD_SERVICE = Probe(
@@ -85,7 +91,7 @@ printf 'package: '; pkg_query amazon-cloudwatch-agent amazon-cloudwatch-agent"""
 CWAGENT_STATUS = Probe(
     "cwagent_status",
     f"""\
-if [ -x {CWA_CTL} ]; then sudo -n {CWA_CTL} -a status 2>&1 | head -c 65536; else echo 'ctl: not found'; fi""",
+if [ -x {CWA_CTL} ]; then sudo -n {CWA_CTL} -a status 2>&1 | capped 65536; else echo 'ctl: not found'; fi""",
 )
 
 # Every config file the agent merges: the main JSON and each fragment in amazon-cloudwatch-agent.d/.
@@ -94,8 +100,8 @@ CWAGENT_CONFIG = Probe(
     f"""\
 for f in {CWA_DIR}/etc/amazon-cloudwatch-agent.json {CWA_DIR}/etc/amazon-cloudwatch-agent.d/*; do
   [ -f "$f" ] || continue
-  printf '%s %s\\n' '{FILE_MARK}' "$f"
-  cat "$f" 2>&1 | head -c 262144
+  printf '{MARK}-%s-file %s\\n' "${NONCE_VAR}" "$f"
+  cat "$f" 2>&1 | capped 262144
   echo
 done""",
 )
@@ -103,7 +109,7 @@ done""",
 AUDITCTL_STATUS_END = Probe(
     "auditctl_status_end",
     """\
-if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -s 2>&1 | head -c 65536; else echo 'auditctl: not found'; fi""",
+if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -s 2>&1 | capped 65536; else echo 'auditctl: not found'; fi""",
     last=True,
 )
 
@@ -111,23 +117,23 @@ if [ -n "$AUDITCTL" ]; then sudo -n "$AUDITCTL" -s 2>&1 | head -c 65536; else ec
 AUDITD_CONF = Probe(
     "auditd_conf",
     """\
-sudo -n /bin/cat /etc/audit/auditd.conf 2>&1 | head -c 65536""",
+sudo -n /bin/cat /etc/audit/auditd.conf 2>&1 | capped 65536""",
 )
 
-KERNEL_CMDLINE = Probe("kernel_cmdline", "cat /proc/cmdline 2>&1 | head -c 8192")
+KERNEL_CMDLINE = Probe("kernel_cmdline", "cat /proc/cmdline 2>&1 | capped 8192")
 
 # The audit log directory and its files, with owners and modes (0700/0750 dir: listing it needs sudo).
 AUDIT_LOG_PERMS = Probe(
     "audit_log_perms",
     """\
-if [ -d /var/log/audit ]; then sudo -n /bin/ls -la /var/log/audit 2>&1 | head -n 200
+if [ -d /var/log/audit ]; then sudo -n /bin/ls -la /var/log/audit 2>&1 | capped 65536
 else echo 'audit log dir: not found'; fi""",
 )
 
 CWAGENT_TOML = Probe(
     "cwagent_toml",
     f"""\
-if [ -f {CWA_DIR}/etc/amazon-cloudwatch-agent.toml ]; then cat {CWA_DIR}/etc/amazon-cloudwatch-agent.toml 2>&1 | head -c 262144
+if [ -f {CWA_DIR}/etc/amazon-cloudwatch-agent.toml ]; then cat {CWA_DIR}/etc/amazon-cloudwatch-agent.toml 2>&1 | capped 262144
 else echo 'toml: not found'; fi""",
 )
 
@@ -140,7 +146,7 @@ CANARY = Probe(
 N=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')
 if [ -z "$AUDITCTL" ]; then echo 'canary: auditctl not found'
 elif out=$(sudo -n "$AUDITCTL" -m "{CANARY_TOKEN} $N" 2>&1); then echo "canary: {CANARY_TOKEN} $N"
-else echo "canary: failed: $out" | head -c 300; fi""",
+else echo "canary: failed: $out" | capped 300; fi""",
 )
 
 HOST_IDENTITY = Probe(
@@ -167,10 +173,39 @@ ALL_PROBES: tuple[Probe, ...] = (
 )
 
 
+SCRIPT_END = f"printf '\\n{MARK}-%s-end\\n' \"${NONCE_VAR}\"\n"  # the script's last line
+
+
 def build_script(probes: tuple[Probe, ...] = ALL_PROBES) -> str:
     """The combined script sent on stdin to `/bin/sh -s`: constant for a given catalogue."""
     parts = [PRELUDE]
     for probe in sorted(probes, key=lambda p: p.last):  # stable: catalogue order, `last` probes at the end
         parts.append(f"section {probe.name}\n{probe.command}\n")
-    parts.append(f"printf '\\n%s\\n' '{END_MARK}'\n")
+    parts.append(SCRIPT_END)
     return "".join(parts)
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def frame(script: str, nonce: str) -> bytes:
+    """What is sent to one host: the constant script, preceded by the nonce its markers carry.
+
+    The nonce is ours (32 random hex digits, checked here), never instance data, so the script stays a
+    fixed string in every way that matters to the shell."""
+    if not NONCE_RE.fullmatch(nonce):
+        raise ValueError("nonce must be 32 lowercase hex digits")
+    return f"{NONCE_VAR}={nonce}\n{script}".encode()
+
+
+def section_mark(nonce: str) -> str:
+    return f"{MARK}-{nonce}-section"
+
+
+def file_mark(nonce: str) -> str:
+    return f"{MARK}-{nonce}-file"
+
+
+def end_mark(nonce: str) -> str:
+    return f"{MARK}-{nonce}-end"

@@ -78,20 +78,35 @@ def load_rule_set(name_or_path: str) -> tuple[RuleGroup, ...]:
 class LoadedRule:
     key: str | None
     watch: str | None  # -w path, or -F path=/-F dir= of a syscall rule
-    syscalls: frozenset[str]
+    syscalls: frozenset[str]  # empty (no -S) or containing "all" = every syscall
     action: str  # always / never
+    filter: str = "exit"  # the kernel list: exit, task, user, exclude, filesystem, io_uring
+    fields: frozenset[str] = frozenset()  # its conditions, as "name=value" / "name!=value" (key excluded)
+
+
+_LISTS = ("exit", "task", "user", "exclude", "filesystem", "io_uring", "entry")
+
+
+def _action_and_list(value: str) -> tuple[str, str]:
+    parts = value.split(",")
+    action = next((p for p in parts if p in ("always", "never")), "always")
+    filter_ = next((p for p in parts if p in _LISTS), "exit")
+    return action, filter_
+
 
 def _parse_old_rule(line: str) -> LoadedRule:
     """`LIST_RULES: exit,always watch=/etc/passwd perm=wa key=identity` (audit 1.x/2.0)."""
     fields = line[len("LIST_RULES:"):].split()
     values = dict(f.split("=", 1) for f in fields if "=" in f)
-    action = "never" if fields and "never" in fields[0].split(",") else "always"
+    action, filter_ = _action_and_list(fields[0]) if fields else ("always", "exit")
     syscalls = frozenset(s for s in values.get("syscall", "").split(",") if s)
-    return LoadedRule(values.get("key"), values.get("watch") or values.get("path") or values.get("dir"), syscalls, action)
+    conditions = frozenset(f for f in fields[1:] if "=" in f and not f.startswith(("key=", "syscall=")))
+    return LoadedRule(values.get("key"), values.get("watch") or values.get("path") or values.get("dir"), syscalls,
+                      action, filter_, conditions)
 
 
 def parse_rule(line: str) -> LoadedRule | None:
-    """One `auditctl -l` line (as the kernel reports it) → its key, watched path and syscalls."""
+    """One `auditctl -l` line (as the kernel reports it) → its list, action, key, watched path, syscalls."""
     if line.startswith("LIST_RULES:"):
         return _parse_old_rule(line)
     tokens = line.split()
@@ -99,14 +114,18 @@ def parse_rule(line: str) -> LoadedRule | None:
         return None
     key = watch = None
     syscalls: set[str] = set()
-    action = "always"
+    conditions: set[str] = set()
+    action, filter_ = "always", "exit"
     i = 0
     while i < len(tokens):
         token, value = tokens[i], tokens[i + 1] if i + 1 < len(tokens) else ""
         if token in ("-a", "-A"):
-            action = value.split(",")[0] if value.split(",")[0] in ("always", "never") else value.split(",")[-1]
+            action, filter_ = _action_and_list(value)
         elif token == "-w":
             watch = value
+            conditions.add(f"path={value}")
+        elif token == "-p":
+            conditions.add(f"perm={value}")
         elif token == "-k":
             key = value
         elif token == "-S":
@@ -115,18 +134,83 @@ def parse_rule(line: str) -> LoadedRule | None:
             name, _, field_value = value.partition("=")
             if name == "key":
                 key = field_value
-            elif name in ("path", "dir"):
-                watch = field_value
+            else:
+                conditions.add(value)
+                if name.rstrip("!") in ("path", "dir"):
+                    watch = field_value
         i += 2 if token.startswith("-") and token != "-e" else 1
-    return LoadedRule(key, watch, frozenset(syscalls), action)
+    return LoadedRule(key, watch, frozenset(syscalls), action, filter_, frozenset(conditions))
+
+
+def _shadows(never: LoadedRule, rule: LoadedRule) -> frozenset[str] | None:
+    """The syscalls of `rule` that an earlier `never` rule of the same list matches first (first match wins):
+    None when it matches none of them. A never rule matches every event of `rule` when its conditions are a
+    subset of `rule`'s (fewer conditions match more). A never rule that matches only part of a later rule (other
+    conditions) leaves it recording the rest, and is not counted as shadowing it."""
+    if never.filter != rule.filter or not never.fields <= rule.fields:
+        return None
+    if _every_syscall(never):
+        return frozenset({"*"})
+    if _every_syscall(rule):  # a watch / all-syscall rule is only partly shadowed: still records the rest
+        return None
+    return (never.syscalls & rule.syscalls) or None
+
+
+def _every_syscall(rule: LoadedRule) -> bool:
+    return not rule.syscalls or "all" in rule.syscalls
+
+
+def effective_rules(rule_lines: list[str]) -> tuple[list[LoadedRule], str | None]:
+    """Loaded rules that record, in kernel order, with syscalls an earlier `never` rule takes removed.
+
+    Returns (rules, reason) where reason is "task-never" when an unconditional `-a never,task` means no
+    process gets an audit context at all (the stock Amazon Linux rule file): then nothing records."""
+    parsed = [r for r in (parse_rule(line) for line in rule_lines) if r is not None]
+    for r in parsed:
+        if r.filter == "task":
+            if r.action == "always":
+                break  # an earlier task rule that audits decides first
+            if not r.fields:
+                return [], "task-never"
+    out: list[LoadedRule] = []
+    nevers: list[LoadedRule] = []
+    for r in parsed:
+        if r.action == "never":
+            nevers.append(r)
+            continue
+        if r.filter not in ("exit", "user", "filesystem", "io_uring", "entry"):
+            continue  # task/exclude rules do not record events themselves
+        remaining = set(r.syscalls)
+        shadowed = False
+        for n in nevers:
+            taken = _shadows(n, r)
+            if taken is None:
+                continue
+            if "*" in taken:
+                shadowed = True
+                break
+            remaining -= taken
+            if not remaining:
+                shadowed = True
+                break
+        if not shadowed:
+            out.append(LoadedRule(r.key, r.watch, frozenset(remaining), r.action, r.filter, r.fields))
+    return out, None
+
+
+def recording_rules(rule_lines: list[str]) -> tuple[list[LoadedRule], str | None]:
+    return effective_rules(rule_lines)
+
 
 def _watch_matches(watched: str, wanted: str) -> bool:
     watched, wanted = watched.rstrip("/"), wanted.rstrip("/")
     # A watch on a directory covers the files under it (e.g. -w /etc/sudoers.d/ covers its files).
     return watched == wanted or wanted.startswith(watched + "/")
 
+
 def missing_groups(rule_lines: list[str], groups: tuple[RuleGroup, ...]) -> list[str]:
-    rules = [r for r in (parse_rule(line) for line in rule_lines) if r is not None and r.action != "never"]
+    """Groups no recording rule covers; `never` rules that come first and shadow a rule are honoured."""
+    rules, _ = effective_rules(rule_lines)
     missing = []
     for group in groups:
         covered = any(

@@ -11,6 +11,7 @@ import pytest
 from devstack.fleet import generate_client_key
 from devstack.sshd_host import LOGIN, RealAuditd, ensure_login_user, sshd_available, start_sshd_host
 from include.checks.catalogue import SCRIPT, evaluate_host_checks
+from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
 from include.models import CheckStatus, Host, Status
 from include.ssh_transport import Pin, SshSettings, check_host
@@ -45,8 +46,15 @@ def settings(root, **kw) -> SshSettings:
     return SshSettings(username=LOGIN, key_file=str(root / "id"), port=PORT, connect_timeout=5, backoff=0.1, **kw)
 
 
-def check(address: str, s: SshSettings, pin: Pin | None = None):
-    return asyncio.run(check_host(Host("i-x", "r", "a", address), s, s.load_key(), SCRIPT.encode(), pin))
+NONCE = new_nonce()
+
+
+def check(address: str, s: SshSettings, pin: Pin | None = None, script: str = SCRIPT):
+    return asyncio.run(check_host(Host("i-x", "r", "a", address), s, s.load_key(), frame(script, NONCE), pin))
+
+
+def sections(outcome):
+    return split_sections(outcome.output.decode(), NONCE)
 
 
 def test_healthy_host_passes_every_host_check(hosts):
@@ -54,7 +62,7 @@ def test_healthy_host_passes_every_host_check(hosts):
     outcome = check(HEALTHY, settings(root))
     assert outcome.transport_status is None, outcome.transport_detail
     assert outcome.host_key_fingerprint == started[HEALTHY].host_key_fingerprint
-    verdicts = evaluate_host_checks(split_sections(outcome.output.decode()))
+    verdicts = evaluate_host_checks(sections(outcome))
     statuses = {cid: v.status for cid, v in verdicts.items()}
     assert statuses.pop("auditd.enabled_on_boot") == CheckStatus.NOT_APPLICABLE  # no systemd on this machine
     # The real kernel is never made immutable by a test (-e 2 cannot be undone before a reboot).
@@ -67,7 +75,7 @@ def test_healthy_host_passes_every_host_check(hosts):
 def test_failing_host_fails_for_the_right_reasons(hosts):
     root, _, _ = hosts
     outcome = check(FAILING, settings(root))
-    verdicts = evaluate_host_checks(split_sections(outcome.output.decode()))
+    verdicts = evaluate_host_checks(sections(outcome))
     failed = sorted(cid for cid, v in verdicts.items() if v.status == CheckStatus.FAIL)
     assert failed == ["auditd.boot_params", "auditd.immutable", "auditd.rules_cover_cis", "auditd.rules_loaded",
                       "auditd.running", "cwagent.config_valid", "cwagent.running", "cwagent.ships_audit_log"]
@@ -103,8 +111,8 @@ def test_canary_reaches_the_real_audit_log(hosts):
     if not auditd.available:
         pytest.skip(f"real kernel audit unavailable: {auditd.reason}")
     s = settings(root)
-    outcome = asyncio.run(check_host(Host("i-x", "r", "a", HEALTHY), s, s.load_key(), SCRIPT_WITH_CANARY.encode(), None))
-    token = parsers.canary_token(split_sections(outcome.output.decode()).sections)
+    outcome = check(HEALTHY, s, None, SCRIPT_WITH_CANARY)
+    token = parsers.canary_token(sections(outcome).sections)
     assert isinstance(token, str), token
     deadline = time.monotonic() + 10
     log = Path("/var/log/audit/audit.log")
@@ -116,7 +124,7 @@ def test_canary_reaches_the_real_audit_log(hosts):
 def test_misconfigured_host_fails_each_deeper_check_for_its_reason(hosts):
     root, _, _ = hosts
     outcome = check(MISCONFIGURED, settings(root))
-    verdicts = evaluate_host_checks(split_sections(outcome.output.decode()))
+    verdicts = evaluate_host_checks(sections(outcome))
     failed = {cid: v.detail for cid, v in verdicts.items() if v.status == CheckStatus.FAIL}
     assert sorted(failed) == ["auditd.backlog_lost", "auditd.config", "auditd.immutable", "auditd.log_permissions",
                               "auditd.rules_cover_cis", "cwagent.config_valid"], failed

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from devstack.host_states import render_output
+from devstack.host_states import TEST_NONCE, render_output
 from include.checks.catalogue import CATALOGUE
+from include.checks.probes import end_mark, section_mark
 from include.config import AuditParams
 from include.models import Host, HostOutcome, Status
 from include.verify import judge_host
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
 HOST = Host("i-0abc", "us-east-1", "123", "10.0.0.5", private_ip="10.0.0.5")
+IDENTITY = {"hostname": "h", "instance_id": "i-0abc"}
 
 
 class FakeLookup:
@@ -25,7 +27,7 @@ class FakeLookup:
 
 
 def judge(profile: str, lookup, **outcome):
-    out = HostOutcome("i-0abc", None, output=render_output(profile, {"hostname": "h"}).encode(), **outcome)
+    out = HostOutcome("i-0abc", None, output=render_output(profile, IDENTITY).encode(), nonce=TEST_NONCE, **outcome)
     return judge_host(HOST, out, lookup, AuditParams(), now=lambda: NOW)
 
 
@@ -67,22 +69,24 @@ def test_transport_failure_has_no_checks():
 
 
 def test_truncated_output_is_error():
-    text = render_output("compliant", {"hostname": "h"})
-    out = HostOutcome("i-0abc", None, output=text[: len(text) // 2].encode(), truncated=True)
+    text = render_output("compliant", IDENTITY)
+    out = HostOutcome("i-0abc", None, output=text[: len(text) // 2].encode(), truncated=True,
+                      nonce=TEST_NONCE)
     j = judge_host(HOST, out, FakeLookup(5), AuditParams(), now=lambda: NOW)
     assert j.status == Status.ERROR and "truncated" in j.detail
 
 
 def test_canary_planned_only_when_opted_in_and_written():
-    text = render_output("compliant", {"hostname": "h"}) .replace(
-        "@@ec2audit-end", "@@ec2audit-section canary\ncanary: ec2-audit-canary 0f8e2b8a-5a0e-4a53-9d0b-1c2d3e4f5a6b\n\n@@ec2audit-end")
-    out = HostOutcome("i-0abc", None, output=text.encode())
+    text = render_output("compliant", IDENTITY).replace(
+        end_mark(TEST_NONCE), f"{section_mark(TEST_NONCE)} canary\n"
+        f"canary: ec2-audit-canary 0f8e2b8a-5a0e-4a53-9d0b-1c2d3e4f5a6b\n\n{end_mark(TEST_NONCE)}")
+    out = HostOutcome("i-0abc", None, output=text.encode(), nonce=TEST_NONCE)
     j = judge_host(HOST, out, FakeLookup(5), AuditParams(canary=True), now=lambda: NOW)
     assert j.canary is not None and j.canary.stream == "i-0abc" and j.canary.group == "/ec2/audit"
     assert j.canary.token.endswith("1c2d3e4f5a6b")
     refused = text.replace("canary: ec2-audit-canary 0f8e2b8a-5a0e-4a53-9d0b-1c2d3e4f5a6b",
                            "canary: failed: sudo: a password is required")
-    j = judge_host(HOST, HostOutcome("i-0abc", None, output=refused.encode()), FakeLookup(5), AuditParams(canary=True),
+    j = judge_host(HOST, HostOutcome("i-0abc", None, output=refused.encode(), nonce=TEST_NONCE), FakeLookup(5), AuditParams(canary=True),
                    now=lambda: NOW)
     assert j.canary is None and j.verdicts["cwagent.canary_delivered"].status.value == "ERROR"
 

@@ -80,7 +80,9 @@ def test_enabled_on_boot(service, expected):
     ("No rules", CheckStatus.FAIL),
     ("", CheckStatus.FAIL),
     ("-w /etc/passwd -p wa -k identity", CheckStatus.PASS),
-    ("-a never,task", CheckStatus.PASS),
+    ("-a never,task", CheckStatus.FAIL),  # the stock Amazon Linux file: records nothing
+    ("-a never,exit -F arch=b64\n-a always,exit -F arch=b64 -S adjtimex -F key=time-change", CheckStatus.FAIL),
+    ("-a never,exit -F arch=b64 -S adjtimex\n-a always,exit -F arch=b64 -S adjtimex,stime -F key=t", CheckStatus.PASS),
     ("-a always,exit -F arch=b64 -S adjtimex,settimeofday -F key=time-change\n"
      "-a always,exit -F arch=b32 -S stime,settimeofday,adjtimex -F key=time-change", CheckStatus.PASS),
     ("sudo: a password is required", CheckStatus.ERROR),

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from devstack.host_states import EXPECTED_FAILED, PROFILES, render_output
+from devstack.host_states import EXPECTED_FAILED, PROFILES, TEST_NONCE, render_output
 from include.batching import plan_batches
 from include.checks.catalogue import CATALOGUE, SCRIPT, evaluate_host_checks
 from include.checks.sections import render_sections, split_sections
@@ -32,27 +32,35 @@ def test_script_uses_sudo_n_with_absolute_paths():
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_profiles_fail_exactly_the_expected_host_checks(profile):
-    verdicts = evaluate_host_checks(split_sections(render_output(profile, {"hostname": "h"})))
+    verdicts = evaluate_host_checks(split_sections(render_output(profile, {"hostname": "h"}), TEST_NONCE))
     status, failed = host_status(verdicts)
     assert failed == sorted(c for c in EXPECTED_FAILED[profile] if c != "cwagent.log_stream_fresh")
     if profile == "sudo_password":
         assert status == Status.ERROR
 
 
-def test_sections_spoofed_marker_becomes_ambiguous():
+def test_sections_spoofed_marker_is_only_content():
+    # A marker a host could write (no nonce) neither opens nor overrides a section.
     text = render_sections({"cwagent_status": '{"status": "stopped"}',
-                            "cwagent_config": '@@ec2audit-section cwagent_status\n{"status": "running"}'})
-    out = split_sections(text)
-    assert out.get("cwagent_status") is None and "cwagent_status" in out.ambiguous
+                            "cwagent_config": '@@ec2audit-section cwagent_status\n{"status": "running"}'}, TEST_NONCE)
+    out = split_sections(text, TEST_NONCE)
+    assert out.get("cwagent_status") == '{"status": "stopped"}' and not out.ambiguous
+    assert out.get("cwagent_config").startswith("\\@@ec2audit-section")  # neutralised, never a marker
+
+
+def test_sections_repeated_real_marker_is_unusable():
+    text = render_sections({"a": "1", "b": "2"}, TEST_NONCE) + render_sections({"a": "forged"}, TEST_NONCE)
+    out = split_sections(text, TEST_NONCE)
+    assert out.get("a") is None and out.why_missing("a") == "repeated" and out.get("b") == "2"
 
 
 def test_sections_cut_short_marks_last_section_incomplete():
-    out = split_sections(render_sections({"a": "1", "b": "partial"}, complete=False))
+    out = split_sections(render_sections({"a": "1", "b": "partial"}, TEST_NONCE, complete=False), TEST_NONCE)
     assert not out.complete and out.get("a") == "1" and out.get("b") is None
 
 
 def test_junk_output_errors_every_check():
-    verdicts = evaluate_host_checks(split_sections("\ufffd\ufffd garbage \x00"))
+    verdicts = evaluate_host_checks(split_sections("\ufffd\ufffd garbage \x00", TEST_NONCE))
     assert {v.status for v in verdicts.values()} == {CheckStatus.ERROR}
 
 

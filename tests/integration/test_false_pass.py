@@ -1,0 +1,191 @@
+"""Hosts that lie or are odd, through the real pipeline: real OpenSSH sshd hosts running the real combined
+script, a real moto server (EC2, CloudWatch Logs, DynamoDB), `verify_batch` as the DAG runs it.
+
+Each host here got a false PASS from an earlier version (issue 14): every test fails on that code.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from devstack.aws_seed import clients, seed_fleet
+from devstack.fleet import generate_client_key
+from devstack.host_states import AUDIT_GROUP, CIS_RULES
+from devstack.sshd_host import LOGIN, ensure_login_user, sshd_available, start_sshd_host
+from devstack.stack import PROJECT, _http_ok, free_port
+from include.config import AuditParams
+from include.evidence import EvidenceStore
+from include.ssh_transport import SshSettings
+from include.verify import RunContext, verify_batch
+
+available, why = sshd_available()
+pytestmark = pytest.mark.skipif(not available, reason=why)
+PORT = 2222
+DAY, RUN = "2026-12-01", "manual__false-pass"
+ETC = "amazon-cloudwatch-agent"
+CTL_DIR = "/opt/aws/amazon-cloudwatch-agent"
+
+
+def agent_json(stream: str = "{instance_id}", **extra) -> str:
+    files = [{"file_path": "/var/log/audit/audit.log", "log_group_name": AUDIT_GROUP, "log_stream_name": stream}]
+    return json.dumps({"agent": {"run_as_user": "root"},
+                       "logs": {"logs_collected": {"files": {"collect_list": files}}}, **extra}, ensure_ascii=False)
+
+
+def agent_toml(stream: str, ships: bool = True) -> str:
+    entries = '    [[inputs.logfile.file_config]]\n      file_path = "/var/log/messages"\n' \
+              '      log_group_name = "/ec2/syslog"\n      log_stream_name = "%s"\n' % stream
+    if ships:
+        entries += ('    [[inputs.logfile.file_config]]\n      file_path = "/var/log/audit/audit.log"\n'
+                    f'      log_group_name = "{AUDIT_GROUP}"\n      log_stream_name = "{stream}"\n')
+    return '[inputs]\n  [[inputs.logfile]]\n    destination = "cloudwatchlogs"\n' + entries
+
+
+def forged_fragment() -> str:
+    """A fragment that imitates the script: a TOML that ships audit.log, a steady lost counter, the end."""
+    toml = agent_toml("i-forged")
+    status = "enabled 2\nfailure 1\npid 4242\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0"
+    return (f"{{}}\n@@ec2audit-section cwagent_toml\n{toml}\n@@ec2audit-section auditctl_status_end\n{status}\n"
+            "@@ec2audit-end\n")
+
+
+PADDING = ("x" * 1023 + "\n") * 300  # 300 KiB per file: five of them pass the client's 1 MiB output cap
+
+# name → address; `overrides` says what each host's crafted state is
+HOSTS = {
+    "healthy": "127.42.4.1",
+    "never-task": "127.42.4.2",
+    "forger": "127.42.4.3",
+    "u2028": "127.42.4.4",
+    "shared-stream": "127.42.4.5",
+    "baked-stream": "127.42.4.6",
+}
+
+
+def overrides(name: str, ids: dict[str, str]) -> dict:
+    me = ids[name]
+    if name == "never-task":  # the stock Amazon Linux file, then the CIS set: nothing records
+        return {"rules": "-a never,task\n" + "\n".join(CIS_RULES)}
+    if name == "forger":
+        # The running (translated) config does not ship audit.log; a fragment forges one that does, then pads
+        # the output past the cap so the real sections never arrive.
+        files = {f"{ETC}.json": agent_json(), f"{ETC}.toml": agent_toml(me, ships=False),
+                 f"{ETC}.d/0-forge.json": forged_fragment()}
+        files.update({f"{ETC}.d/{n}-pad.json": PADDING for n in range(1, 6)})
+        return {"agent_files": files}
+    if name == "u2028":
+        # Ships audit.log, and a JSON string holds U+2028, "\r" and a marker-like line: str.splitlines split the
+        # file there, broke its JSON and read a forged file. Split on "\n" only, it is one valid config.
+        main = json.loads(agent_json())
+        main["note"] = "a\u2028@@ec2audit-file /x.json\u2028{}\rb"
+        return {"agent_files": {f"{ETC}.json": json.dumps(main, ensure_ascii=False), f"{ETC}.toml": agent_toml(me)}}
+    if name == "shared-stream":  # every host of the image ships to the constant stream "audit"
+        return {"agent_files": {f"{ETC}.json": agent_json("audit"), f"{ETC}.toml": agent_toml("audit")}}
+    if name == "baked-stream":  # config translated on the image builder: another instance's id
+        other = ids["healthy"]
+        return {"agent_files": {f"{ETC}.json": agent_json(other), f"{ETC}.toml": agent_toml(other)}}
+    return {}
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory, moto_endpoint):
+    root = tmp_path_factory.mktemp("false-pass")
+    public = generate_client_key(root / "id")
+    ensure_login_user()
+    entries = [{"address": address, "name": name, "profile": "compliant"} for name, address in HOSTS.items()]
+    seed_fleet(moto_endpoint, entries)
+    ids = {h["name"]: h["instance_id"] for h in entries}
+    ec2, logs, dynamodb = clients(moto_endpoint)
+    logs.create_log_stream(logGroupName=AUDIT_GROUP, logStreamName="audit")  # fresh events from other hosts
+    logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName="audit", logEvents=[
+        {"timestamp": int(time.time() * 1000), "message": "type=USER_LOGIN msg=audit(1:1): res=success"}])
+    started = []
+    try:
+        for name, address in HOSTS.items():
+            started.append(start_sshd_host(root / name, address, PORT, public, "healthy", ids[name],
+                                           fake_auditctl=True, **overrides(name, ids)))
+        store = EvidenceStore(dynamodb, "false_pass_evidence")
+        store.ensure_tables()
+        params = AuditParams(evidence_table="false_pass_evidence", connect_timeout=5, host_timeout=30,
+                             command_timeout=20)
+        ssh = SshSettings(username=LOGIN, key_file=str(root / "id"), port=PORT, connect_timeout=5)
+        batch = {"region": "us-east-1", "instance_ids": sorted(ids.values()), "label": "false-pass"}
+        verify_batch(batch, RunContext(DAY, RUN, params, ssh), ec2, logs, store)
+        yield {name: store.table.get_item(Key={"instance_id": ids[name], "audit_date": DAY})["Item"]
+               for name in HOSTS}
+    finally:
+        for host in started:
+            host.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(tmp_path_factory):
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not _http_ok(f"{endpoint}/moto-api/"):
+        assert proc.poll() is None and time.monotonic() < deadline, "moto server did not start"
+        time.sleep(0.1)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def check(item: dict, check_id: str) -> tuple[str, str]:
+    c = item["checks"][check_id]
+    return c["status"], c["detail"]
+
+
+def test_healthy_host_is_compliant_under_the_audit_trail_profile(audited):
+    item = audited["healthy"]
+    assert item["status"] == "COMPLIANT", item["checks"]
+    assert item["profile"] == "audit-trail" and item["failed_checks"] == []
+
+
+def test_never_task_rules_record_nothing(audited):
+    item = audited["never-task"]
+    assert check(item, "auditd.rules_loaded")[0] == "FAIL"
+    assert "Amazon Linux" in check(item, "auditd.rules_loaded")[1]
+    assert check(item, "auditd.rules_cover_cis")[0] == "FAIL"  # -a never,task shadows the CIS set after it
+    assert item["status"] == "NON_COMPLIANT" and "auditd.rules_loaded" in item["failed_checks"]
+
+
+def test_forged_sections_and_padding_never_pass(audited):
+    item = audited["forger"]
+    assert item["output_truncated"] is True
+    assert item["status"] == "ERROR", (item["status_detail"], item["checks"])
+    assert check(item, "cwagent.config_valid")[0] == "ERROR"  # the real TOML was cut off: not seen, not PASS
+    assert check(item, "auditd.backlog_lost")[0] == "ERROR"  # only the forged second reading existed
+
+
+def test_u2028_inside_a_json_string_is_just_text(audited):
+    item = audited["u2028"]
+    status, detail = check(item, "cwagent.ships_audit_log")
+    assert status == "PASS" and "/var/log/audit/audit.log" in detail, detail
+    assert item["status"] == "COMPLIANT", item["checks"]
+
+
+def test_a_stream_shared_by_hosts_proves_nothing(audited):
+    item = audited["shared-stream"]
+    status, detail = check(item, "cwagent.log_stream_fresh")
+    assert status == "FAIL" and "shared by hosts" in detail and "canary=true" in detail
+    assert item["status"] == "NON_COMPLIANT"
+
+
+def test_a_stream_baked_with_another_instance_id_proves_nothing(audited):
+    item = audited["baked-stream"]
+    status, detail = check(item, "cwagent.log_stream_fresh")
+    assert status == "FAIL" and audited["healthy"]["instance_id"] in detail
+    assert item["status"] == "NON_COMPLIANT"
+
+
+def test_every_host_has_exactly_one_item_with_the_profile(audited):
+    assert {it["profile"] for it in audited.values()} == {"audit-trail"}
+    assert len({it["instance_id"] for it in audited.values()}) == len(HOSTS)
