@@ -23,6 +23,10 @@ PARAMS = dag_params()
 
 # Seconds before a failed task's first retry (doubling after). Tests and impatient operators lower it.
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("EC2_AUDIT_RETRY_DELAY_SECONDS", "20")))
+# No task may hang a run: a batch's SSH is bounded per host (≤ 90 s) and its AWS judging by a budget
+# (include/verify.py: JUDGE_BUDGET_S, 15 min) plus the canary wait (≤ 10 min); every other step is AWS calls.
+TASK_TIMEOUT = timedelta(minutes=20)
+BATCH_TIMEOUT = timedelta(minutes=60)
 
 
 def _params() -> AuditParams:
@@ -40,7 +44,7 @@ def _params() -> AuditParams:
     tags=["security", "compliance"],
     params=PARAMS,
     default_args={"retries": 2, "retry_delay": RETRY_DELAY, "retry_exponential_backoff": True,
-                  "max_retry_delay": timedelta(minutes=5),
+                  "max_retry_delay": timedelta(minutes=5), "execution_timeout": TASK_TIMEOUT,
                   "on_failure_callback": PipelineFailureNotifier()},  # after the last retry only
     on_failure_callback=PipelineFailureNotifier(),
     doc_md=__doc__,
@@ -61,7 +65,7 @@ def ec2_audit_compliance():
     def plan_batches(inventory: dict) -> list[dict]:
         return pipeline.plan(_params(), inventory)
 
-    @task(map_index_template="{{ batch_label }}", retries=3)
+    @task(map_index_template="{{ batch_label }}", retries=3, execution_timeout=BATCH_TIMEOUT)
     def verify_batch(batch: dict) -> dict:
         context = get_current_context()
         context["batch_label"] = batch["label"]

@@ -81,6 +81,7 @@ def ssh_settings(params: AuditParams):
     """The `ec2_audit_ssh` connection, read with the SSH provider's extra names (private_key, key_file)."""
     from airflow.sdk import BaseHook
 
+    from include.hostkeys import parse_policy
     from include.ssh_transport import SshSettings
 
     conn = BaseHook.get_connection(SSH_CONN_ID)
@@ -91,7 +92,7 @@ def ssh_settings(params: AuditParams):
         key_file=extra.get("key_file"),
         passphrase=extra.get("private_key_passphrase") or None,
         port=int(conn.port or 22),
-        host_key_policy=str(extra.get("host_key_policy", "tofu")).lower(),
+        host_key_policy=parse_policy(extra.get("host_key_policy")),  # security state fails closed
         known_hosts=extra.get("known_hosts"),
         proxy_jump=extra.get("proxy_jump") or extra.get("ProxyJump") or None,
         proxy_jump_host_key=extra.get("proxy_jump_host_key") or None,

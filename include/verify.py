@@ -240,7 +240,7 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
         item = instance_item(host=host, outcome=outcome, status=status, failed=failed, verdicts=j.verdicts,
                              detail=j.detail, audit_date=ctx.audit_date, run_id=ctx.run_id,
                              checked_at=utc_now(), ttl_days=ctx.params.ttl_days, profile=profile.name,
-                             advisory=j.advisory)
+                             advisory=j.advisory, transport=ctx.params.transport)
         item["waived_checks"] = waived
         return writer.add(item)
 

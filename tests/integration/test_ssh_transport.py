@@ -227,3 +227,51 @@ def test_proxy_jump_tunnels_every_session_through_one_bastion(keys):
     # A bastion with the wrong key is never trusted, and its failure is the batch's (retried), not the host's:
     # nothing is recorded for the host behind it.
     assert "i-bad" not in seen and "jump host" in seen["jump"]
+
+
+class _DroppingBastion(asyncssh.SSHServer):
+    """Tunnels the first session, then goes down (its connection aborted) when the next is asked for."""
+
+    def __init__(self) -> None:
+        self.conn, self.tunnels = None, 0
+
+    def connection_made(self, conn) -> None:
+        self.conn = conn
+
+    def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
+        self.tunnels += 1
+        if self.tunnels > 1:
+            self.conn.abort()
+            return False
+        return True
+
+
+def test_a_bastion_that_drops_mid_batch_fails_the_batch_instead_of_recording_hosts(keys):
+    host_key, client_key = keys
+    bastion_key = asyncssh.generate_private_key("ssh-ed25519")
+    seen: dict[str, Status | None] = {}
+    raised: list[str] = []
+
+    async def go():
+        port, bastion_port = free_port(), free_port()
+        server = await _serve("ok", port, host_key, client_key)
+        bastion = await asyncssh.listen(
+            "127.42.8.9", bastion_port, server_host_keys=[bastion_key], server_factory=_DroppingBastion,
+            authorized_client_keys=asyncssh.import_authorized_keys(client_key.export_public_key().decode()))
+        s = settings(client_key, port, attempts=1, proxy_jump=f"jumper@127.42.8.9:{bastion_port}",
+                     proxy_jump_host_key=bastion_key.export_public_key().decode().strip())
+
+        async def on_outcome(host, outcome):
+            seen[host.instance_id] = outcome.transport_status
+
+        try:  # one session at a time, so the first host is done before the bastion drops
+            await fan_out([Host(f"i-{n}", "r", "a", ADDR) for n in range(4)], s, SCRIPT, {}, 1, on_outcome)
+        except JumpHostLost as exc:
+            raised.append(str(exc))
+        finally:
+            server.close()
+            bastion.close()
+
+    run(go())
+    assert raised and "dropped" in raised[0]
+    assert seen == {"i-0": None}  # the host judged before the drop; none recorded as UNREACHABLE after it

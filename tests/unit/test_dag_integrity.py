@@ -36,11 +36,13 @@ def test_pipeline_order_has_no_cycles(dag):
 
 def test_params_are_the_contract(dag):
     expected = {"regions", "tag_filters", "batch_size", "concurrency", "recipients", "report_dir", "evidence_table",
-                "create_table", "log_group", "stream_max_age_minutes", "address", "mode"}
+                "create_table", "log_group", "stream_max_age_minutes", "address", "mode", "profile", "transport",
+                "waivers_file"}
     assert expected <= set(dag.params.keys())
     assert dag.params["evidence_table"] == "ec2_audit_evidence"
     assert dag.params["stream_max_age_minutes"] == 120 and dag.params["address"] == "private_ip"
     assert dag.params["mode"] == "auto" and dag.params["create_table"] is True
+    assert dag.params["profile"] == "audit-trail" and dag.params["transport"] == "ssh"
 
 
 def test_every_task_retries_and_verify_is_mapped(dag):
@@ -58,3 +60,12 @@ def test_failures_notify_alert_recipients_for_tasks_and_the_run(dag):
     for task in dag.tasks:  # after the last retry only
         callbacks = task.on_failure_callback if isinstance(task.on_failure_callback, list) else [task.on_failure_callback]
         assert any(isinstance(c, PipelineFailureNotifier) for c in callbacks), task.task_id
+
+
+def test_every_task_has_an_execution_timeout_longer_than_its_own_budgets(dag):
+    from include.verify import JUDGE_BUDGET_S
+
+    for task in dag.tasks:
+        assert task.execution_timeout is not None, task.task_id
+    verify = dag.get_task("verify_batch").execution_timeout.total_seconds()
+    assert verify > JUDGE_BUDGET_S + 600 + 90  # judging budget + longest canary wait + one host's SSH budget

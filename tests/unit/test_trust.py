@@ -224,3 +224,12 @@ def test_a_canary_in_a_shared_stream_proves_delivery():
     settle_canaries([j], Logs(), 0, 1, load_profile("audit-trail"))
     assert j.verdicts["cwagent.log_stream_fresh"].status == CheckStatus.PASS
     assert j.status == Status.COMPLIANT and isinstance(j, Judgement)
+
+
+@pytest.mark.parametrize("rules", ["-a always,exit -F", "-w", "-a", "LIST_RULES: exit,always key", "-a never,task -F",
+                                   "-a always,exit -S\n-w /etc/passwd -p wa -k identity"])
+def test_broken_rule_lines_never_crash_the_rule_checks(rules):
+    j = judge(output_with(auditctl_rules=rules))
+    for cid in ("auditd.rules_loaded", "auditd.rules_cover_cis"):
+        assert j.verdicts[cid].status in (CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.ERROR)
+        assert "parser failed" not in j.verdicts[cid].detail, j.verdicts[cid].detail
