@@ -62,34 +62,21 @@ def main() -> None:
 
 
 def dynamodb_timing(items: list[dict]) -> None:
-    import subprocess
-    import sys
-    import tempfile
-
+    from devstack import local_aws
     from devstack.aws_seed import clients
-    from devstack.stack import PROJECT, _http_ok, free_port, wait_until
     from include.evidence import EvidenceStore
 
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
-        try:
-            endpoint = f"http://127.0.0.1:{port}"
-            wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto", proc)
-            store = EvidenceStore(clients(endpoint)[2], "bench_evidence")
-            store.ensure_tables()
-            start = time.perf_counter()
-            store.put_items(items)
-            wrote = time.perf_counter() - start
-            start = time.perf_counter()
-            read = store.day_items(items[0]["audit_date"])
-            took = time.perf_counter() - start
-            print(f"moto server: wrote {len(items)} items in {wrote:.1f}s, read the day via the GSI "
-                  f"({len(read)} items) in {took:.1f}s")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with local_aws.moto() as endpoint:
+        store = EvidenceStore(clients(endpoint)[2], "bench_evidence")
+        store.ensure_tables()
+        start = time.perf_counter()
+        store.put_items(items)
+        wrote = time.perf_counter() - start
+        start = time.perf_counter()
+        read = store.day_items(items[0]["audit_date"])
+        took = time.perf_counter() - start
+        print(f"moto server: wrote {len(items)} items in {wrote:.1f}s, read the day via the GSI "
+              f"({len(read)} items) in {took:.1f}s")
 
 
 if __name__ == "__main__":

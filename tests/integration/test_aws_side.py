@@ -1,15 +1,13 @@
 """Discovery, evidence and CloudWatch lookups against a real moto server process over HTTP."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import datetime, timezone
 
 import pytest
 
+from devstack import local_aws
 from devstack.aws_seed import clients, seed_fleet
-from devstack.stack import PROJECT, _http_ok, free_port
 from include.cloudwatch import StreamLookup
 from include.discovery import discover_region, hydrate
 from include.evidence import SUMMARY_ID, EvidenceStore, instance_item
@@ -19,18 +17,8 @@ from include.models import Host, HostOutcome, Status, Verdict
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not _http_ok(f"{endpoint}/moto-api/"):
-        assert proc.poll() is None and time.monotonic() < deadline, "moto server did not start"
-        time.sleep(0.1)
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
+    with local_aws.moto(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,13 @@ load. The evidence writer must end with every item stored exactly once.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
-import time
 
 import boto3
 import pytest
 
+from devstack import local_aws
 from devstack.fault_proxy import FaultProxy
-from devstack.stack import PROJECT, _http_ok, free_port
 from include.evidence import EvidenceStore
 
 BATCH_WRITE = "DynamoDB_20120810.BatchWriteItem"
@@ -58,19 +55,11 @@ class FaultingProxy(FaultProxy):
 
 @pytest.fixture()
 def moto_and_proxy():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=PROJECT)
-    direct = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not _http_ok(f"{direct}/moto-api/"):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
+    proc, direct = local_aws.spawn_moto()
     server, proxied = FaultingProxy.start(direct)
     yield direct, proxied
     server.shutdown()
-    proc.terminate()
-    proc.wait(timeout=10)
+    local_aws.stop(proc)
 
 
 def resource(endpoint: str):

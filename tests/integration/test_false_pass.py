@@ -6,17 +6,15 @@ Each host here got a false PASS from an earlier version (issue 14): every test f
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
 
+from devstack import local_aws
 from devstack.aws_seed import clients, seed_fleet
 from devstack.fleet import generate_client_key
 from devstack.host_states import AUDIT_GROUP, CIS_RULES
 from devstack.sshd_host import LOGIN, ensure_login_user, sshd_available, start_sshd_host
-from devstack.stack import PROJECT, _http_ok, free_port
 from include.config import AuditParams
 from include.evidence import EvidenceStore
 from include.ssh_transport import SshSettings
@@ -124,18 +122,8 @@ def audited(tmp_path_factory, moto_endpoint):
 
 @pytest.fixture(scope="module")
 def moto_endpoint(tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not _http_ok(f"{endpoint}/moto-api/"):
-        assert proc.poll() is None and time.monotonic() < deadline, "moto server did not start"
-        time.sleep(0.1)
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
+    with local_aws.moto(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
+        yield endpoint
 
 
 def check(item: dict, check_id: str) -> tuple[str, str]:

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 
 import asyncssh
 import boto3
 import pytest
 
+from devstack import local_aws
 from devstack.fault_proxy import FaultProxy
-from devstack.stack import PROJECT, _http_ok, free_port
+from devstack.stack import free_port
 from include.hostkeys import HostKeys, Pin, PinStore
 from include.models import Host, Status
 from include.ssh_transport import SshSettings, check_host, fan_out
@@ -117,14 +115,7 @@ class ThrottlingPins(FaultProxy):
 
 @pytest.fixture(scope="module")
 def moto():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=PROJECT)
-    direct = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not _http_ok(f"{direct}/moto-api/"):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
+    proc, direct = local_aws.spawn_moto()
     server, proxied = ThrottlingPins.start(direct)
     resource(direct).meta.client.create_table(
         TableName=PINS, BillingMode="PAY_PER_REQUEST",
@@ -132,8 +123,7 @@ def moto():
         AttributeDefinitions=[{"AttributeName": "instance_id", "AttributeType": "S"}])
     yield direct, proxied
     server.shutdown()
-    proc.terminate()
-    proc.wait(timeout=10)
+    local_aws.stop(proc)
 
 
 def resource(endpoint: str):
