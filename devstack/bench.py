@@ -32,7 +32,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack import bench_airflow
+from devstack import bench_airflow, procs
 from devstack.aws_seed import clients
 from devstack.bench_airflow import BenchAws
 from devstack.fleet import generate_client_key
@@ -348,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 rnd.close()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        procs.stop_group(proc)
     machine = {"cores": os.cpu_count(), "python": sys.version.split()[0], "latency_ms": args.latency_ms}
     (root / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     if results:

@@ -16,7 +16,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from devstack import procs
 from devstack.stack import PROJECT, REGION, SSH_LOGIN, _http_ok, free_port, wait_until
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -65,20 +65,12 @@ def children_cpu() -> float:
 
 
 def _spawn(args: list[str], log: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    return subprocess.Popen(args, cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
-                            start_new_session=True)
+    return procs.spawn(args, log, env)
 
 
 def stop(proc: subprocess.Popen) -> None:
     """Stop a process group this module started (by its PID), firmly if it does not go."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+    procs.stop_group(proc)
 
 
 @dataclass

@@ -22,6 +22,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from devstack import procs
 from devstack.aws_seed import clients
 from devstack.demo_fleet import demo_fleet
 from devstack.stack import PROJECT, LocalStack, free_port, wait_until
@@ -45,13 +46,8 @@ class Processes:
 
     def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.get(name)
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, sig)  # the process group we created: the component and its children
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        if proc is not None:  # the process group we created: the component and its children
+            procs.stop_group(proc, sig, timeout=20)
 
     def stop_all(self) -> None:
         for name in reversed(list(self.procs)):

@@ -5,22 +5,20 @@ written once. The process is ours (its own session), stopped by PID, never by na
 """
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from devstack.stack import PROJECT, _http_ok, free_port, wait_until
+from devstack import procs
+from devstack.stack import _http_ok, free_port, wait_until
 
 
 def spawn_moto(log: Path | None = None) -> tuple[subprocess.Popen, str]:
     """Start a moto server on a free loopback port; returns (process, endpoint) once it answers."""
     port = free_port()
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT, start_new_session=True)
+    proc = procs.spawn([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)], log)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto server", proc)
@@ -31,14 +29,8 @@ def spawn_moto(log: Path | None = None) -> tuple[subprocess.Popen, str]:
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
-    """SIGTERM, then SIGKILL after `timeout` — only this process, which we started."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    """SIGTERM, then SIGKILL after `timeout` — only the process group we started."""
+    procs.stop_group(proc, timeout=timeout)
 
 
 @contextmanager

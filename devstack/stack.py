@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from devstack import procs
 
 PROJECT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
@@ -72,10 +73,7 @@ class LocalStack:
         return self.root / "keys" / "id_ed25519"
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.root / "logs" / f"{name}.log", "ab")
-        env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT,
-                                start_new_session=True)
+        proc = procs.spawn(args, self.root / "logs" / f"{name}.log", {**os.environ, "PYTHONPATH": str(PROJECT)})
         self.procs[name] = proc
         return proc
 
@@ -124,14 +122,8 @@ class LocalStack:
         seed_pins(self.endpoint, self.fleet)
 
     def stop(self) -> None:
-        for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+        for proc in reversed(list(self.procs.values())):
+            procs.stop_group(proc, timeout=10)
         self.procs.clear()
 
     def __enter__(self) -> "LocalStack":

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack import procs
 from devstack.demo_fleet import demo_fleet
 from devstack.stack import PROJECT, LocalStack
 
@@ -39,11 +40,7 @@ def main() -> int:
         try:
             return proc.wait()
         except KeyboardInterrupt:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            procs.stop_group(proc)
             return 0
 
 

@@ -1,9 +1,7 @@
 """The benchmark's methods all work on a tiny simulated fleet (no timing asserted: that is `make bench`)."""
 import json
-import os
-import signal
 
-from devstack import bench
+from devstack import bench, procs
 from include.checks.catalogue import HOST_PROBES
 
 
@@ -16,8 +14,7 @@ def test_every_bench_method_checks_every_host(tmp_path):
         assert bench.paramiko_pool(hosts, key, [p.command for p in HOST_PROBES], workers=3) == 6
         assert bench._paramiko_host(hosts[0], key, [p.command for p in HOST_PROBES])
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        procs.stop_group(proc)
 
 
 def test_bench_dag_rows_run_this_dag_under_dag_test_and_the_scheduler(tmp_path):

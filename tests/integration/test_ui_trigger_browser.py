@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import procs
 from devstack.aws_seed import clients
 from devstack.stack import PROJECT, REGION, SSH_PORT, LocalStack, _http_ok, free_port, wait_until
 
@@ -141,14 +141,7 @@ def airflow(tmp_path_factory):
             yield {"base": base, "api": api, "stack": stack, "seeded": seeded, "log": log_path,
                    "report_dir": Path(env["AIRFLOW_HOME"]) / "reports" / "ec2_audit"}
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
+            procs.stop_group(proc, timeout=60)
 
 
 def pick_date_time(page, trigger, day: date, clock: str) -> None:

@@ -1,0 +1,35 @@
+"""Start a command in its own process group, and stop that group: the one way devstack does both.
+
+Every helper process (moto, the simulated fleet, the SMTP sink, Airflow components) is started in a new
+session so it and its children can be stopped together — by the PID we were given, never by name.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def spawn(args: list[str], log: Path | None = None, env: dict | None = None,
+          cwd: Path = PROJECT) -> subprocess.Popen:
+    """Run `args` in a new process group; output appended to `log` (else discarded)."""
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Signal the process group we started, then SIGKILL it if it has not gone within `timeout`."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:  # it went between poll() and killpg()
+        proc.wait(timeout=10)
