@@ -26,8 +26,8 @@ from pathlib import Path
 
 import psutil
 
-from devstack import procs
-from devstack.stack import PROJECT, REGION, SSH_LOGIN, _http_ok, free_port, wait_until
+from devstack import local_aws, procs
+from devstack.stack import PROJECT, REGION, connections_env, free_port, wait_until
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 LOCKED = "database is locked"
@@ -87,13 +87,11 @@ class BenchAws:
 
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
-        moto_port, self.smtp_port = free_port(), free_port()
-        self.endpoint = f"http://127.0.0.1:{moto_port}"
-        self.procs = [_spawn([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(moto_port)]),
-                      _spawn([sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1", "--port",
-                              str(self.smtp_port), "--maildir", str(self.maildir)])]
+        moto, self.endpoint = local_aws.spawn_moto()
+        self.smtp_port = free_port()
+        self.procs = [moto, _spawn([sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1", "--port",
+                                    str(self.smtp_port), "--maildir", str(self.maildir)])]
         try:
-            wait_until(lambda: _http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", self.procs[0])
             started = time.perf_counter()
             seed_fleet(self.endpoint, hosts, REGION, cidrs=("127.43.0.0/16", "127.43.0.0/16"))
         except BaseException:
@@ -124,13 +122,7 @@ class BenchAws:
                "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
                "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                "EC2_AUDIT_SCHEDULE": "none",
-               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-               "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                                                       "extra": {"endpoint_url": self.endpoint, "region_name": REGION}}),
-               "AIRFLOW_CONN_EC2_AUDIT_SSH": json.dumps({"conn_type": "ssh", "login": SSH_LOGIN, "port": 2222,
-                                                         "extra": {"key_file": str(key), "host_key_policy": "tofu"}}),
-               "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.smtp_port,
-                                                        "extra": {"disable_ssl": True, "disable_tls": True}})}
+               **connections_env(self.endpoint, "testing", key, self.smtp_port, ssh_port=2222)}
         migrate(env)
         return env
 

@@ -142,22 +142,31 @@ class LocalStack:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "PYTHONPATH": str(PROJECT),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": self.aws_secret,
-            "AWS_DEFAULT_REGION": REGION,
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
-                "conn_type": "aws", "login": "testing", "password": self.aws_secret,
-                "extra": {"endpoint_url": self.endpoint, "region_name": REGION}}),
-            "AIRFLOW_CONN_EC2_AUDIT_SSH": json.dumps({
-                "conn_type": "ssh", "login": SSH_LOGIN, "port": SSH_PORT,
-                "extra": {"key_file": str(self.client_key), "host_key_policy": "tofu"}}),
-            "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
-                "conn_type": "smtp", "host": "127.0.0.1", "port": self.smtp_port,
-                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "ec2-audit@localhost"}}),
+            **connections_env(self.endpoint, self.aws_secret, self.client_key, self.smtp_port),
         }
 
     def received_mail(self) -> list[Path]:
         return sorted(self.maildir.glob("*.eml"))
+
+
+def connections_env(endpoint: str, aws_secret: str, client_key: Path, smtp_port: int,
+                    ssh_port: int = SSH_PORT) -> dict[str, str]:
+    """The AWS credentials and the three Airflow connections (as AIRFLOW_CONN_* JSON) of a local stack:
+    moto for AWS, the SSH key for the fleet, the SMTP sink for mail. The stack, `make up` and the bench use it."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": aws_secret,
+        "AWS_DEFAULT_REGION": REGION,
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
+            "conn_type": "aws", "login": "testing", "password": aws_secret,
+            "extra": {"endpoint_url": endpoint, "region_name": REGION}}),
+        "AIRFLOW_CONN_EC2_AUDIT_SSH": json.dumps({
+            "conn_type": "ssh", "login": SSH_LOGIN, "port": ssh_port,
+            "extra": {"key_file": str(client_key), "host_key_policy": "tofu"}}),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
+            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "ec2-audit@localhost"}}),
+    }
 
 
 def seed_pins(endpoint: str, fleet: list[dict], table: str = "ec2_audit_evidence") -> None:
