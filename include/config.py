@@ -85,6 +85,10 @@ class AuditParams:
         problems = []
         if self.transport not in TRANSPORTS_AVAILABLE:
             problems.append(f"param transport: transport {self.transport!r} is not available yet: use ssh")
+        from include.report_store import problem as report_dir_problem
+
+        if bad_dir := report_dir_problem(self.report_dir):  # a scheme nothing can write, an s3:// with no bucket
+            problems.append(bad_dir)
         from include.checks.rulesets import load_rule_set
         from include.waivers import load_waivers
 

@@ -1,18 +1,39 @@
 """Email the report through the SMTP provider (connection `smtp_default`)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 DEFAULT_FROM = "ec2-audit@localhost"
 
 
-def send_report_email(*, conn_id: str, recipients: list[str], subject: str, html: str, attachments: list[str],
-                      from_email: str | None = None) -> None:
+def send_report_email(*, conn_id: str, recipients: list[str], subject: str, html: str,
+                      attachments: Sequence[tuple[str, bytes] | str], from_email: str | None = None) -> None:
+    """Attachments are (file name, bytes) — read by the caller from wherever the report lives (a local folder
+    or s3://, include/report_store.py) — or local paths. Each is attached under its file name, which is also its
+    Content-ID (the report's trend chart is shown by `cid:<name>`)."""
     if not recipients:
         return
+    import os
+    import tempfile
+
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-    with SmtpHook(smtp_conn_id=conn_id) as hook:
+    with tempfile.TemporaryDirectory(prefix="ec2audit-mail-") as scratch, SmtpHook(smtp_conn_id=conn_id) as hook:
+        files = []
+        for attachment in attachments:
+            if isinstance(attachment, str):
+                files.append(attachment)
+                continue
+            filename, data = attachment
+            safe = os.path.basename(filename)  # the hook attaches files by path: a private copy on this worker
+            if not safe or safe in (".", ".."):
+                raise ValueError(f"attachment name {filename!r} is not a file name")
+            path = os.path.join(scratch, safe)
+            with open(path, "wb") as fh:
+                fh.write(data)
+            files.append(path)
         sender = from_email or hook.from_email or DEFAULT_FROM
-        hook.send_email_smtp(to=list(recipients), subject=subject, html_content=html, files=list(attachments),
+        hook.send_email_smtp(to=list(recipients), subject=subject, html_content=html, files=files,
                              from_email=sender)
 
 

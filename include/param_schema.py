@@ -37,7 +37,8 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                     "description": "SSH sessions at once per batch"},
     "recipients": {**_STRINGS, "default": [], "description": "Report email recipients; empty = no email"},
     "report_dir": {"type": ["null", "string"], "default": None,
-                   "description": "Report folder; empty = $AIRFLOW_HOME/reports/ec2_audit"},
+                   "description": "Report folder: a local path or s3://bucket/prefix (via the aws_default "
+                                  "connection); empty = $AIRFLOW_HOME/reports/ec2_audit"},
     "evidence_table": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_.-]{3,255}$",
                        "default": DEFAULT_TABLE, "description": "DynamoDB table of the evidence"},
     "create_table": {"type": "boolean", "default": True, "description": "Create the evidence table if missing"},

@@ -320,17 +320,18 @@ def alert(params: AuditParams, built: dict[str, Any]) -> str:
 
 
 def send(params: AuditParams, built: dict[str, Any]) -> str:
-    from include import notify
+    from include import notify, report_store
 
     if not params.recipients:
         return "no recipients: report written, no email sent"
     store = evidence_store(params)
     if store.emailed_by(built["audit_date"]) == built["run_id"]:
         return "already emailed by this run (task retry): not sending twice"
+    # What build_report wrote, read back from report_dir (a local folder or s3://): XCom carries the URLs only.
     paths = built["paths"]
-    with open(paths.get("email_html", paths["html"]), encoding="utf-8") as fh:
-        html = fh.read()
-    attachments = [paths["csv"]] + ([paths["trend_png"]] if "trend_png" in paths else [])
+    html = report_store.read_bytes(paths.get("email_html", paths["html"])).decode("utf-8")
+    attachments = [(report_store.name(paths[kind]), report_store.read_bytes(paths[kind]))
+                   for kind in ("csv", "trend_png") if kind in paths]
     notify.send_report_email(conn_id=SMTP_CONN_ID, recipients=params.recipients, subject=built["subject"],
                              html=html, attachments=attachments)
     store.mark_emailed(built["audit_date"], built["run_id"])

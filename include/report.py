@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -289,18 +287,14 @@ def trend_name(audit_date: str) -> str:
     return f"compliance-{audit_date}-trend.png"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run_id: str = "", mode: str = "") -> dict[str, str]:
-    directory = Path(report_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {kind: directory / f"compliance-{audit_date}.{kind}" for kind in ("html", "csv", "json")}
+    """The day's files in `report_dir` (a local folder, or `s3://bucket/prefix` through ObjectStoragePath:
+    include/report_store.py); returns kind → path or URL, what `send_report` reads back on any worker."""
+    from include import report_store
+
+    directory = str(report_dir)
+    report_store.prepare(directory)
+    paths = {kind: report_store.join(directory, f"compliance-{audit_date}.{kind}") for kind in ("html", "csv", "json")}
     s = report.summary
     machine = {"audit_date": audit_date, "run_id": run_id, "mode": mode, "discovered": s.discovered,
                "checked": s.checked, "counts": s.counts, "compliance_pct": s.compliance_pct,
@@ -314,20 +308,14 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
         d = report.drift
         machine["drift"] = {"previous_day": d.previous_day, "newly_failing": d.newly_failing, "fixed": d.fixed,
                             "new": len(d.new), "vanished": d.vanished}
-    _atomic_write(paths["html"], report.html)
-    _atomic_write(paths["csv"], report.csv)
-    _atomic_write(paths["json"], json.dumps(machine, indent=2) + "\n")
-    result = {kind: str(path) for kind, path in paths.items()}
+    report_store.put(paths["html"], report.html.encode("utf-8"))
+    report_store.put(paths["csv"], report.csv.encode("utf-8"))
+    report_store.put(paths["json"], (json.dumps(machine, indent=2) + "\n").encode("utf-8"))
+    result = dict(paths)
     if report.trend_png:
-        png = directory / trend_name(audit_date)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{png.name}.")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(report.trend_png)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, png)
-        result["trend_png"] = str(png)
-    if report.email_html:
-        email_page = directory / f"compliance-{audit_date}.email.html"  # what send_report mails (chart by cid:)
-        _atomic_write(email_page, report.email_html)
-        result["email_html"] = str(email_page)
+        result["trend_png"] = report_store.join(directory, trend_name(audit_date))
+        report_store.put(result["trend_png"], report.trend_png)
+    if report.email_html:  # what send_report mails (chart by cid:)
+        result["email_html"] = report_store.join(directory, f"compliance-{audit_date}.email.html")
+        report_store.put(result["email_html"], report.email_html.encode("utf-8"))
     return result
