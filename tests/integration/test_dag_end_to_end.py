@@ -529,3 +529,32 @@ def test_same_day_partial_rerun_keeps_the_summary_and_report_in_step_with_the_da
         assert len(list(csv.DictReader(fh))) == len(items)
     assert f"{len(running) - 2} of the {len(items)} hosts in this report were checked by earlier runs" in (
         tmp_path / "rerun" / f"compliance-{day}.html").read_text()
+
+
+def test_a_fleet_meeting_the_policy_is_fully_compliant_and_its_cis_gaps_are_shown_beside(stack, tmp_path):
+    """The seed's policy (auditd enabled, log streaming active, proof available) met by every host, three of
+    them with CIS hardening gaps: 100 % under audit-trail with the gaps in the hardening score; under cis the
+    gaps decide."""
+    import json
+
+    when = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=60)  # a day no other test uses
+    day = when.strftime("%Y-%m-%d")
+    names = ["web-1", "db-3", "db-4", "log-2"]  # compliant; not immutable; CIS rules incomplete; no audit=1
+    conf = {"recipients": [], "report_dir": str(tmp_path / "trail"), "batch_size": 8, "connect_timeout": 2,
+            "host_timeout": 15, "command_timeout": 10, "tag_filters": {"Name": names}}
+    assert run_dag(conf, when).state == "success"
+    report = json.loads((tmp_path / "trail" / f"compliance-{day}.json").read_text())
+    assert (report["checked"], report["compliance_pct"], report["profiles"]) == (4, 100.0, ["audit-trail"])
+    assert report["hardening"]["pct"] == 25.0 and set(report["hardening"]["gaps"]) == {
+        "auditd.immutable", "auditd.rules_cover_cis", "auditd.boot_params"}
+    items = day_items(stack, day)
+    assert all(it["failed_checks"] == [] for it in items)
+    assert sorted(c for it in items for c in it["advisory_failed"]) == sorted(report["hardening"]["gaps"])
+    assert "hardened (CIS)" in (tmp_path / "trail" / f"compliance-{day}.html").read_text()
+
+    assert run_dag({**conf, "profile": "cis", "report_dir": str(tmp_path / "cis")}, when).state == "success"
+    report = json.loads((tmp_path / "cis" / f"compliance-{day}.json").read_text())
+    assert (report["compliance_pct"], report["profiles"]) == (25.0, ["cis"])
+    items = day_items(stack, day)
+    assert sorted(c for it in items for c in it["failed_checks"]) == sorted(report["hardening"]["gaps"])
+    assert all(it["profile"] == "cis" and it["advisory_failed"] == [] for it in items)
