@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from html import escape
+
+from include.rendering import render
 
 THRESHOLD_KEY = "#fleet|compliance_below_threshold"
 MAX_ROWS = 200  # an email lists at most this many findings; the count is always complete
@@ -85,20 +86,8 @@ def subject(day: str, decision: AlertDecision, compliance_pct: float | None) -> 
 
 
 def render_html(day: str, decision: AlertDecision, names: dict[str, str], report_hint: str) -> str:
-    cell = 'style="border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top"'
-    rows = []
-    for f in decision.alert[:MAX_ROWS]:
-        since = decision.state[f.key]["first_seen"]
-        kind = f"still open since {since}" if f.key in decision.reminders else "new"
-        rows.append("<tr>" + "".join(f"<td {cell}>{escape(v)}</td>" for v in (
-            f.instance_id, names.get(f.instance_id, ""), f.check_id, kind, f.detail)) + "</tr>")
-    more = len(decision.alert) - MAX_ROWS
-    header = "".join(f"<th {cell}>{h}</th>" for h in ("Instance", "Name", "Finding", "State", "Detail"))
-    return (
-        '<html><body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222">'
-        f'<h2 style="color:#b00020">EC2 audit compliance alert — {escape(day)}</h2>'
-        f"<p>{len(decision.alert)} finding(s) need action now. {escape(report_hint)}</p>"
-        f'<table style="border-collapse:collapse"><tr>{header}</tr>{"".join(rows)}</table>'
-        + (f"<p>…and {more} more (see the daily report).</p>" if more > 0 else "")
-        + (f"<p>Closed since the last audit: {len(decision.closed)} finding(s).</p>" if decision.closed else "")
-        + "</body></html>")
+    rows = [[f.instance_id, names.get(f.instance_id, ""), f.check_id,
+             f"still open since {decision.state[f.key]['first_seen']}" if f.key in decision.reminders else "new",
+             f.detail] for f in decision.alert[:MAX_ROWS]]
+    return render("alert.html", day=day, total=len(decision.alert), report_hint=report_hint, rows=rows,
+                  more=len(decision.alert) - MAX_ROWS, closed=len(decision.closed))

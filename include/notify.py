@@ -39,28 +39,23 @@ def send_report_email(*, conn_id: str, recipients: list[str], subject: str, html
 
 def failure_message(context: dict) -> tuple[str, str]:
     """Subject and HTML for a failed task (after its retries) or a failed run, with links to Airflow."""
-    from html import escape
-
     from airflow.configuration import conf
+
+    from include.rendering import render
 
     dag_run, ti = context.get("dag_run"), context.get("ti")
     dag_id = getattr(dag_run, "dag_id", None) or getattr(ti, "dag_id", "ec2_audit_compliance")
     run_id = getattr(dag_run, "run_id", None) or context.get("run_id", "")
     base = conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
-    run_url = f"{base}/dags/{dag_id}/runs/{run_id}"
     what = f"task {ti.task_id}" if ti is not None and getattr(ti, "task_id", None) else "run"
     reason = context.get("exception") or context.get("reason") or "see the logs"
     subject = f"FAILED {dag_id}: {what} in {run_id}"
-    links = [f'<a href="{escape(run_url)}">the run in Airflow</a>']
+    links = [(f"{base}/dags/{dag_id}/runs/{run_id}", "the run in Airflow")]
     log_url = getattr(ti, "log_url", None) if ti is not None else None
     if log_url:
-        links.append(f'<a href="{escape(str(log_url))}">the task log</a>')
-    html = (f'<html><body style="font-family:Arial,Helvetica,sans-serif">'
-            f"<p>The EC2 audit pipeline failed: {escape(what)} of run {escape(run_id)} "
-            f"(after its retries).</p><p>Reason: {escape(str(reason))[:2000]}</p>"
-            f"<p>Open {' · '.join(links)}.</p>"
-            "<p>Until it is fixed, today's compliance report may be missing or partial.</p></body></html>")
-    return subject, html
+        links.append((str(log_url), "the task log"))
+    return subject, render("failure.html", subject=subject, what=what, run_id=run_id, reason=str(reason)[:2000],
+                           links=links)
 
 
 try:
