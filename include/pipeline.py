@@ -11,70 +11,31 @@ from datetime import datetime, timezone
 from typing import Any
 
 from include import __version__
-from include.config import AWS_CONN_ID, SMTP_CONN_ID, SSH_CONN_ID, AuditParams, audit_day, resolve_mode
+from include.config import SMTP_CONN_ID, SSH_CONN_ID, AuditParams, audit_day, resolve_mode
 
 # Heavier modules (boto3, asyncssh, pandas) are imported inside the steps: the DAG processor parses this
 # file often and should not pay for them.
 
 log = logging.getLogger(__name__)
 
-# CloudWatch Logs allows DescribeLogStreams ~25 requests/s per account and region; batches in parallel (and
-# hosts whose streams are not named by instance id, one call each: include/cloudwatch.py) can hit that. Adaptive retries slow the client down on throttling
-# instead of turning a throttled lookup into an ERROR verdict for a healthy host.
-LOGS_RETRIES = {"retries": {"mode": "adaptive", "max_attempts": 10}}
+# ------------------------------------------------------------------ connections → clients (include/aws_clients.py)
 
+def evidence_store(params: AuditParams):
+    from include.aws_clients import evidence_store as store
 
-# ------------------------------------------------------------------ connections → clients
-
-def _aws_region() -> str:
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    return AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="ec2").conn_region_name or "us-east-1"
-
-
-def assumed_client(service: str, region: str, role_arn: str, config: dict | None = None):
-    """A client in another account: STS AssumeRole with `aws_default`'s credentials (read-only role there)."""
-    import boto3
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    from include.accounts import SESSION_NAME
-
-    base = AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="sts", region_name=region)
-    creds = base.conn.assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME)["Credentials"]
-    from botocore.config import Config
-
-    return boto3.client(service, region_name=region, endpoint_url=base.conn_config.endpoint_url,
-                        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                        aws_session_token=creds["SessionToken"], config=Config(**(config or {})))
+    return store(params.evidence_table)
 
 
 def ec2_client(region: str, account: str = ""):
-    from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
+    from include.aws_clients import ec2_client as client
 
-    from include.accounts import is_role_arn
-
-    if is_role_arn(account):
-        return assumed_client("ec2", region, account)
-    return EC2Hook(aws_conn_id=account or AWS_CONN_ID, region_name=region, api_type="client_type").conn
+    return client(region, account)
 
 
 def logs_client(region: str, account: str = ""):
-    from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
+    from include.aws_clients import logs_client as client
 
-    from include.accounts import is_role_arn
-
-    if is_role_arn(account):
-        return assumed_client("logs", region, account, LOGS_RETRIES)
-    return AwsLogsHook(aws_conn_id=account or AWS_CONN_ID, region_name=region, config=LOGS_RETRIES).conn
-
-
-def evidence_store(params: AuditParams):
-    from airflow.providers.amazon.aws.hooks.dynamodb import DynamoDBHook
-
-    from include.evidence import EvidenceStore
-
-    hook = DynamoDBHook(aws_conn_id=AWS_CONN_ID, table_name=params.evidence_table, table_keys=["instance_id", "audit_date"])
-    return EvidenceStore(hook.conn, params.evidence_table)
+    return client(region, account)
 
 
 def ssh_settings(params: AuditParams):
@@ -129,7 +90,9 @@ def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
         return {**facts, "instances": {}, "states": {}, "discovered": 0}
     if params.create_table:
         evidence_store(params).ensure_tables()
-    regions = params.regions or [_aws_region()]
+    from include.aws_clients import default_region
+
+    regions = params.regions or [default_region()]
     instances, states, failures = {}, {}, {}
     for account, region in audit_scopes(params.accounts, params.include_default_account, regions):
         key, where = scope_key(account, region), f"{account_label(account)} {region}".strip()

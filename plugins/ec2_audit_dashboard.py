@@ -26,10 +26,11 @@ app = FastAPI(title="EC2 audit compliance dashboard", docs_url=None, redoc_url=N
 
 
 def _store():
-    from include.config import DEFAULT_TABLE, AuditParams
-    from include.pipeline import evidence_store
+    from include.aws_clients import evidence_store
+    from include.config import DEFAULT_TABLE
 
-    return evidence_store(AuditParams(evidence_table=os.environ.get("EC2_AUDIT_EVIDENCE_TABLE", DEFAULT_TABLE)))
+    # The DAG's default table (its `evidence_table` param default); a deployment that sets another one sets it here.
+    return evidence_store(os.environ.get("EC2_AUDIT_EVIDENCE_TABLE", DEFAULT_TABLE))
 
 
 def _fleet(day: str | None) -> str:

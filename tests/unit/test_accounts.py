@@ -38,3 +38,29 @@ def test_accounts_param_is_validated():
     with pytest.raises(ValueError, match="accounts"):
         AuditParams.from_params({"accounts": ["bad|name"]})
     assert AuditParams.from_params({"accounts": [ARN]}).accounts == [ARN]
+
+
+def test_a_role_arn_goes_through_the_providers_refreshing_assume_role(monkeypatch):
+    import json
+
+    from include.aws_clients import AssumedRoleHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "AKIDEXAMPLE", "password": "secret",
+        "extra": {"endpoint_url": "http://127.0.0.1:1", "region_name": "eu-west-1"}}))
+    arn = "arn:aws:iam::222222222222:role/ec2-audit-read"
+    hook = AssumedRoleHook(arn, client_type="ec2", region_name="eu-west-1")
+    config = hook.conn_config
+    assert config.role_arn == arn and config.assume_role_kwargs == {"RoleSessionName": "ec2-audit-compliance"}
+    assert config.get_service_endpoint_url("sts", sts_connection_assume=True) == "http://127.0.0.1:1"
+    from airflow.providers.amazon.aws.hooks.base_aws import BaseSessionFactory
+
+    calls = []
+
+    def assume(factory):  # stands in for the STS call: what the provider does with its answer is under test
+        calls.append(factory.role_arn)
+        return {"access_key": "ASIA", "secret_key": "s", "token": "t", "expiry_time": "2099-01-01T00:00:00Z"}
+
+    monkeypatch.setattr(BaseSessionFactory, "_refresh_credentials", assume)
+    credentials = hook.get_session()._session._credentials
+    assert calls == [arn] and type(credentials).__name__ == "RefreshableCredentials"  # renewed before expiry

@@ -1,0 +1,77 @@
+"""AWS clients, from the Amazon provider's hooks: the one place that turns connections into boto3 clients.
+
+Another account is an IAM role ARN (assumed from `aws_default`) or an Airflow AWS connection id. A role ARN
+goes through the provider's own assume-role support — `aws_default` with `role_arn` added — so credentials
+refresh before they expire (a long batch never outlives a one-shot STS token), and the connection's
+`endpoint_url`, region and botocore settings apply to the assumed session as to any other.
+"""
+from __future__ import annotations
+
+import json
+from functools import cached_property
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+
+from include.accounts import SESSION_NAME, is_role_arn
+from include.config import AWS_CONN_ID
+
+# CloudWatch Logs allows DescribeLogStreams ~25 requests/s per account and region; batches in parallel (and
+# hosts whose streams are not named by instance id: include/cloudwatch.py) can hit that. Adaptive retries slow
+# the client down on throttling instead of turning a throttled lookup into an ERROR verdict for a healthy host.
+LOGS_RETRIES = {"retries": {"mode": "adaptive", "max_attempts": 10}}
+
+
+class AssumedRoleHook(AwsBaseHook):
+    """`aws_default` with `role_arn` set: the provider assumes the role, with refreshing credentials."""
+
+    def __init__(self, role_arn: str, **kwargs) -> None:
+        self.role_arn = role_arn
+        super().__init__(aws_conn_id=AWS_CONN_ID, **kwargs)
+
+    @cached_property
+    def conn_config(self) -> AwsConnectionWrapper:
+        from airflow.sdk import Connection
+
+        base = self.get_connection(AWS_CONN_ID)
+        extra = {**base.extra_dejson, "role_arn": self.role_arn,
+                 "assume_role_kwargs": {"RoleSessionName": SESSION_NAME}}
+        # The provider never sends AssumeRole to the connection-wide endpoint_url, only to service_config.sts:
+        # a connection pointed at one endpoint (a local stand-in, a private endpoint) means STS there too.
+        services = dict(extra.get("service_config") or {})
+        if extra.get("endpoint_url") and "endpoint_url" not in (services.get("sts") or {}):
+            services["sts"] = {**(services.get("sts") or {}), "endpoint_url": extra["endpoint_url"]}
+            extra["service_config"] = services
+        conn = Connection(conn_id=f"{AWS_CONN_ID}-as-{self.role_arn}", conn_type="aws", login=base.login,
+                          password=base.password, extra=json.dumps(extra))
+        return AwsConnectionWrapper(conn=conn, region_name=self._region_name, botocore_config=self._config,
+                                    verify=self._verify)
+
+
+def _hook(account: str, region: str | None, **kwargs) -> AwsBaseHook:
+    if is_role_arn(account):
+        return AssumedRoleHook(account, region_name=region, **kwargs)
+    return AwsBaseHook(aws_conn_id=account or AWS_CONN_ID, region_name=region, **kwargs)
+
+
+def default_region() -> str:
+    return AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="ec2").conn_region_name or "us-east-1"
+
+
+def ec2_client(region: str, account: str = ""):
+    return _hook(account, region, client_type="ec2").conn
+
+
+def logs_client(region: str, account: str = ""):
+    return _hook(account, region, client_type="logs", config=LOGS_RETRIES).conn
+
+
+def dynamodb_resource():
+    """The evidence account's DynamoDB (always `aws_default`: evidence is written centrally)."""
+    return AwsBaseHook(aws_conn_id=AWS_CONN_ID, resource_type="dynamodb").conn
+
+
+def evidence_store(table: str):
+    from include.evidence import EvidenceStore
+
+    return EvidenceStore(dynamodb_resource(), table)
