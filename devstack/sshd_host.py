@@ -19,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.host_states import CIS_RULES, WEAK_AUDITD_CONF
+from include.checks.probes import sudoers
 
 LOGIN = "ec2audit"
 # The same allowlist the README gives for real hosts.
-SUDO_RULE = (f"{LOGIN} ALL=(root) NOPASSWD: /usr/sbin/auditctl -s, /usr/sbin/auditctl -l, /sbin/auditctl -s, "
-             "/sbin/auditctl -l, /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a status, "
-             "/bin/cat /etc/audit/auditd.conf, /bin/ls -la /var/log/audit, "
-             "/usr/sbin/auditctl -m ec2-audit-canary *, /sbin/auditctl -m ec2-audit-canary *\n")
+SUDO_RULE = sudoers(LOGIN)
 CMDLINE = {"healthy": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet audit=1 audit_backlog_limit=8192",
            "failing": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet"}
 CMDLINE["misconfigured"] = CMDLINE["healthy"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from include.models import Status
+from include.records import EvidenceItem
 from include.rendering import render
 
 THRESHOLD_KEY = "#fleet|compliance_below_threshold"
@@ -40,12 +42,12 @@ class AlertDecision:
 def current_findings(items: list[dict], critical_checks: set[str], compliance_pct: float | None,
                      threshold_pct: float) -> list[Finding]:
     found = []
-    for item in items:
-        if item.get("status") != "NON_COMPLIANT":
+    for item in map(EvidenceItem.from_item, items):
+        if item.status != Status.NON_COMPLIANT:
             continue
-        for check_id in sorted(set(item.get("failed_checks") or []) & critical_checks):
-            detail = str(((item.get("checks") or {}).get(check_id) or {}).get("detail", ""))[:200]
-            found.append(Finding(f"{item['instance_id']}|{check_id}", item["instance_id"], check_id, detail))
+        for check_id in sorted(set(item.failed_checks) & critical_checks):
+            detail = str((item.checks.get(check_id) or {}).get("detail", ""))[:200]
+            found.append(Finding(f"{item.instance_id}|{check_id}", item.instance_id, check_id, detail))
     if threshold_pct > 0 and compliance_pct is not None and compliance_pct < threshold_pct:
         found.append(Finding(THRESHOLD_KEY, "fleet", "compliance_below_threshold",
                              f"compliance {compliance_pct}% is below the alert threshold {threshold_pct}%"))

@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-EXCLUDED = ("NOT_APPLICABLE", "WAIVED")  # not in the compliance denominator (contract)
+from include.models import Status
+from include.scoring import fleet_summary
 
 
 def breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -13,17 +14,17 @@ def breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=[by, "checked", "compliant", "failing", "compliance_pct"])
     data = frame.assign(
-        _scorable=~frame["status"].isin(EXCLUDED),
-        _compliant=frame["status"].eq("COMPLIANT"),
-        _failing=frame["status"].eq("NON_COMPLIANT"),
+        _compliant=frame["status"].eq(Status.COMPLIANT.value),
+        _failing=frame["status"].eq(Status.NON_COMPLIANT.value),
     )
     data[by] = data[by].replace("", "(none)")
     grouped = data.groupby(by, dropna=False).agg(
-        checked=("status", "size"), scorable=("_scorable", "sum"), compliant=("_compliant", "sum"),
+        checked=("status", "size"), compliant=("_compliant", "sum"),
         failing=("_failing", "sum")).reset_index()
-    grouped["compliance_pct"] = (100.0 * grouped["compliant"] / grouped["scorable"].where(grouped["scorable"] > 0)).round(1)
-    return (grouped.sort_values(["compliance_pct", by], na_position="last")
-            .drop(columns="scorable").reset_index(drop=True))
+    # The one compliance formula (include/scoring.py), per group.
+    pcts = data.groupby(by, dropna=False)["status"].apply(lambda g: fleet_summary(g, len(g)).compliance_pct)
+    grouped["compliance_pct"] = grouped[by].map(pcts).astype(float)
+    return grouped.sort_values(["compliance_pct", by], na_position="last").reset_index(drop=True)
 
 
 @dataclass

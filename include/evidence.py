@@ -19,6 +19,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from include.hostkeys import PinStore, pins_table_name  # noqa: F401 - pins_table_name re-exported
 from include.models import Host, HostOutcome, Status, Verdict
+from include.records import EvidenceItem, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -44,42 +45,26 @@ def expires_at(audit_date: str, ttl_days: int) -> int:
 def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, failed: list[str],
                   verdicts: Mapping[str, Verdict], detail: str, audit_date: str, run_id: str,
                   checked_at: datetime, ttl_days: int, mode: str = "live", profile: str = "audit-trail",
-                  advisory: list[str] | None = None, transport: str = "ssh") -> dict[str, Any]:
-    """The evidence item for one instance on one day (pure)."""
+                  advisory: list[str] | None = None, transport: str = "ssh",
+                  waived: list[str] | None = None) -> dict[str, Any]:
+    """The evidence item for one instance on one day (pure): the one place an EvidenceItem is built."""
     output = outcome.output if outcome else b""
     digest = (hashlib.sha256(output).hexdigest() if output else "") or (outcome.output_sha256 if outcome else "")
-    size = len(output) or (outcome.output_bytes if outcome else 0)
-    return {
-        "instance_id": host.instance_id,
-        "audit_date": audit_date,
-        "item_type": "instance",
-        "run_id": run_id,
-        "mode": mode,
-        "checked_at": iso(checked_at),
-        "status": status.value,
-        "status_detail": detail[:500],
-        "failed_checks": list(failed),  # the profile's failing checks: these decide the status
-        "advisory_failed": list(advisory or []),  # failing checks outside the profile (e.g. CIS hardening)
-        "profile": profile,
-        "transport": transport,
-        "checks": {cid: {"status": v.status.value, "detail": v.detail[:300]} for cid, v in sorted(verdicts.items())},
-        "region": host.region,
-        "account_id": host.account_id,
-        "private_ip": host.private_ip or "",
-        "address": host.address or "",
-        "platform": host.platform,
-        "name": host.name,
-        "environment": host.environment,
+    return EvidenceItem(
+        instance_id=host.instance_id, audit_date=audit_date, run_id=run_id, mode=mode, checked_at=iso(checked_at),
+        status=status.value, status_detail=detail[:500], failed_checks=list(failed),
+        advisory_failed=list(advisory or []), waived_checks=list(waived or []), profile=profile, transport=transport,
+        checks={cid: {"status": v.status.value, "detail": v.detail[:300]} for cid, v in sorted(verdicts.items())},
+        region=host.region, account_id=host.account_id, private_ip=host.private_ip or "", address=host.address or "",
+        platform=host.platform, name=host.name, environment=host.environment,
         # Contract: Name and Environment at least; all tags are kept (capped) for later questions.
-        "tags": {k[:128]: v[:256] for k, v in list(host.tags.items())[:50]},
-        "host_key_fingerprint": (outcome.host_key_fingerprint if outcome else None) or "",
-        "host_key_note": outcome.host_key_note if outcome else "",
-        "output_sha256": digest,
-        "output_bytes": size,
-        "output_truncated": bool(outcome and outcome.truncated),
-        "ssh_attempts": outcome.attempts if outcome else 0,
-        "expires_at": expires_at(audit_date, ttl_days),
-    }
+        tags={k[:128]: v[:256] for k, v in list(host.tags.items())[:50]},
+        host_key_fingerprint=(outcome.host_key_fingerprint if outcome else None) or "",
+        host_key_note=outcome.host_key_note if outcome else "", output_sha256=digest,
+        output_bytes=len(output) or (outcome.output_bytes if outcome else 0),
+        output_truncated=bool(outcome and outcome.truncated), ssh_attempts=outcome.attempts if outcome else 0,
+        expires_at=expires_at(audit_date, ttl_days),
+    ).to_item()
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -222,11 +207,16 @@ class EvidenceStore:
         items = self.table.query(**kwargs).get("Items", [])
         return items[0] if items else None
 
-    def put_summary(self, audit_date: str, summary: Mapping[str, Any], ttl_days: int) -> None:
-        self._put_day_item(SUMMARY_ID, "run_summary", audit_date, summary, ttl_days)
+    def put_summary(self, audit_date: str, summary: RunSummary | Mapping[str, Any], ttl_days: int) -> None:
+        fields = summary.to_item() if isinstance(summary, RunSummary) else summary
+        self._put_day_item(SUMMARY_ID, "run_summary", audit_date, fields, ttl_days)
 
     def get_summary(self, audit_date: str) -> dict | None:
         return self._get_day_item(SUMMARY_ID, audit_date)
+
+    def run_summary(self, audit_date: str) -> RunSummary | None:
+        item = self.get_summary(audit_date)
+        return RunSummary.from_item(item) if item else None
 
     def summaries(self, first_day: str, last_day: str) -> list[dict]:
         """Run-summary items between two days (inclusive), oldest first: one Query on the summary partition."""

@@ -20,6 +20,41 @@ class Status(str, Enum):
     def __str__(self) -> str:  # so f-strings and CSV cells show the bare name
         return self.value
 
+    # What each status means for the numbers, and how it is shown: said here once, read everywhere.
+    @property
+    def unverified(self) -> bool:
+        """The session did not yield a judgement: a coverage gap of a kind, never a result."""
+        return self in _UNVERIFIED
+
+    @property
+    def scorable(self) -> bool:
+        """Counts in the compliance denominator (contract: checked − NOT_APPLICABLE − WAIVED)."""
+        return self not in (Status.NOT_APPLICABLE, Status.WAIVED)
+
+    @property
+    def colour(self) -> str:
+        return _COLOURS[self]
+
+    @classmethod
+    def ordered(cls) -> tuple["Status", ...]:
+        """Report order: what needs attention first."""
+        return _ORDER
+
+    @classmethod
+    def parse(cls, value: object) -> "Status | None":
+        try:
+            return cls(str(value))
+        except ValueError:
+            return None
+
+
+_UNVERIFIED = frozenset({Status.HOST_KEY_MISMATCH, Status.AUTH_FAILED, Status.ERROR, Status.UNREACHABLE})
+_ORDER = (Status.NON_COMPLIANT, Status.HOST_KEY_MISMATCH, Status.AUTH_FAILED, Status.ERROR, Status.UNREACHABLE,
+          Status.WAIVED, Status.NOT_APPLICABLE, Status.COMPLIANT)
+_COLOURS = {Status.COMPLIANT: "#1a7f37", Status.NON_COMPLIANT: "#cf222e", Status.ERROR: "#9a6700",
+            Status.UNREACHABLE: "#6e7781", Status.AUTH_FAILED: "#8250df", Status.HOST_KEY_MISMATCH: "#bc4c00",
+            Status.NOT_APPLICABLE: "#57606a", Status.WAIVED: "#0969da"}
+
 
 class CheckStatus(str, Enum):
     """One per check per host."""

@@ -112,16 +112,14 @@ def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
 
 
 def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
-    from include import batching
-    from include.accounts import account_label, parse_scope
+    from dataclasses import replace
 
-    batches = batching.plan_batches(inventory["instances"], params.batch_size)
-    for b in batches:  # each mapped task needs the run facts, not the whole inventory
-        key = b["region"]
-        account, region = parse_scope(key)
-        b.update(audit_date=inventory["audit_date"], run_id=inventory["run_id"], account=account, region=region)
-        if account:  # "222222222222 us-east-1 batch 1/3 (50 hosts)"
-            b["label"] = b["label"].replace(key, f"{account_label(account)} {region}", 1)
+    from include import batching
+    from include.records import Batch
+
+    # Each mapped task needs the run facts, not the whole inventory.
+    batches = [replace(Batch.from_xcom(b), audit_date=inventory["audit_date"], run_id=inventory["run_id"]).to_xcom()
+               for b in batching.plan_batches(inventory["instances"], params.batch_size)]
     log.info("%d hosts in %d batches", inventory["discovered"], len(batches))
     return batches
 
@@ -129,20 +127,20 @@ def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
 def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
     """Verify one batch. On the last retry a failure is returned, not raised, so the day's report is still
     built — with this batch's hosts as coverage gaps — and `confirm_complete` then fails the run."""
+    from include.records import Batch
     from include.verify import RunContext, verify_batch
 
+    b = Batch.from_xcom(batch)
     try:
-        ctx = RunContext(batch["audit_date"], batch["run_id"], params, ssh_settings(params))
-        account = batch.get("account", "")
-        result = verify_batch(batch, ctx, ec2_client(batch["region"], account),
-                              logs_client(batch["region"], account), evidence_store(params))
+        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params))
+        result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
+                              evidence_store(params))
     except Exception as exc:
         if not final_try:
             raise
-        log.exception("%s failed after all retries", batch.get("label"))
-        return {"label": batch.get("label", batch["region"]), "region": batch["region"],
-                "hosts": len(batch["instance_ids"]), "failed": True, "error": f"{type(exc).__name__}: {exc}"[:300],
-                "counts": {}}
+        log.exception("%s failed after all retries", b.label)
+        return {"label": b.label or b.region, "region": b.region, "hosts": len(b.instance_ids), "failed": True,
+                "error": f"{type(exc).__name__}: {exc}"[:300], "counts": {}}
     import resource
 
     # The bench reads this line: the task process's own high-water mark (ru_maxrss is in KiB on Linux).
@@ -159,13 +157,14 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     checked), and `discovered` is the union of this run's discovered ids, the ids stored earlier that day
     and the earlier summary's missing evidence — so coverage never exceeds 100 %."""
     from include.evidence import iso, utc_now
+    from include.records import RunSummary
     from include.scoring import fleet_summary
 
     facts = {k: inventory[k] for k in ("audit_date", "run_id", "mode")}
     if facts["mode"] == "rebuild":
         return facts
     store = evidence_store(params)
-    earlier = store.get_summary(facts["audit_date"]) or {}
+    earlier = store.run_summary(facts["audit_date"]) or RunSummary()
     items = store.day_items(facts["audit_date"], fields=["status"])
     expected = {i for ids in inventory["instances"].values() for i in ids}
     recorded_now = {it["instance_id"] for it in items if it.get("run_id") == facts["run_id"]}
@@ -174,7 +173,7 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     if len(unrecorded) > gone:  # a host neither recorded nor stopped since discovery is a pipeline bug
         log.warning("%d discovered instances have no evidence: %s", len(unrecorded), unrecorded[:20])
     recorded = {it["instance_id"] for it in items}
-    discovered = expected | recorded | set(earlier.get("missing_evidence") or [])
+    discovered = expected | recorded | set(earlier.missing_evidence)
     missing = sorted(discovered - recorded)
     from_earlier = len(recorded - recorded_now)
     if from_earlier:
@@ -185,15 +184,14 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
         for state, n in region_states.items():
             if state != "running":
                 not_running[state] += n
-    store.put_summary(facts["audit_date"], {
-        "run_id": facts["run_id"], "mode": facts["mode"], "generated_at": iso(utc_now()),
-        "discovered": summary.discovered, "checked": summary.checked, "status_counts": summary.counts,
-        "compliance_pct": summary.compliance_pct, "coverage_pct": summary.coverage_pct,
-        "not_running": dict(not_running), "missing_evidence": missing[:1000],
-        "checked_by_earlier_runs": from_earlier,
-        "regions": sorted(set(inventory["instances"]) | set(earlier.get("regions") or [])), "code_version": __version__,
-        "failed_batches": [{"label": r["label"], "error": r["error"]} for r in results or [] if r.get("failed")],
-    }, params.ttl_days)
+    store.put_summary(facts["audit_date"], RunSummary(
+        run_id=facts["run_id"], mode=facts["mode"], generated_at=iso(utc_now()),
+        discovered=summary.discovered, checked=summary.checked, status_counts=summary.counts,
+        compliance_pct=summary.compliance_pct, coverage_pct=summary.coverage_pct,
+        not_running=dict(not_running), missing_evidence=missing[:1000], checked_by_earlier_runs=from_earlier,
+        regions=sorted(set(inventory["instances"]) | set(earlier.regions)), code_version=__version__,
+        failed_batches=[{"label": r["label"], "error": r["error"]} for r in results or [] if r.get("failed")],
+    ), params.ttl_days)
     return {**facts, "checked": summary.checked, "discovered": summary.discovered}
 
 
@@ -201,44 +199,42 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
     from include import report, trend
     from include.checks.catalogue import check_meta
     from include.evidence import iso, utc_now
+    from include.records import RunSummary
     from include.waivers import load_waivers, waiver_status
 
     store = evidence_store(params)
     day, run_id, mode = sealed["audit_date"], sealed["run_id"], sealed["mode"]
-    stored = store.get_summary(day) or {}
+    stored = store.run_summary(day)
+    items = store.day_items(day)  # the day's items, as the summary, the dashboard and a later rebuild count them
+    discovered = stored.discovered if stored else len(items)
     notes: list[str] = []
     if mode == "rebuild":
-        items = store.day_items(day)
-        discovered = int(stored.get("discovered", len(items)))
-        notes.append(f"Rebuilt on {iso(utc_now())} from evidence stored by run {stored.get('run_id', 'unknown')}; "
-                     "no host was contacted.")
+        notes.append(f"Rebuilt on {iso(utc_now())} from evidence stored by run "
+                     f"{stored.run_id if stored else 'unknown'}; no host was contacted.")
         if not items:
             notes.append("No evidence is stored for this day: it is a gap, not a result.")
-    else:  # the day's items, as the summary, the dashboard and a later rebuild count them
-        items = store.day_items(day)
-        discovered = int(stored.get("discovered", len(items)))
-        earlier = sum(it.get("run_id") != run_id for it in items)
-        if earlier:
-            notes.append(f"{earlier} of the {len(items)} hosts in this report were checked by earlier runs of "
-                         f"{day}; this run ({run_id}) checked {len(items) - earlier}.")
-    for failed in stored.get("failed_batches") or []:
+    elif earlier := sum(it.get("run_id") != run_id for it in items):
+        notes.append(f"{earlier} of the {len(items)} hosts in this report were checked by earlier runs of "
+                     f"{day}; this run ({run_id}) checked {len(items) - earlier}.")
+    stored = stored or RunSummary()
+    for failed in stored.failed_batches:
         notes.append(f"Verification of {failed['label']} failed after all retries ({failed['error']}): "
                      "its hosts are coverage gaps, not results.")
     previous_day = store.previous_audit_day(day)
     built = report.build_report(
         items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=utc_now(),
-        check_meta=check_meta(), not_running={k: int(v) for k, v in (stored.get("not_running") or {}).items()},
+        check_meta=check_meta(), not_running=stored.not_running,
         notes=notes, previous_day=previous_day,
         previous_items=store.day_items(previous_day, fields=["status"]) if previous_day else [],  # drift: statuses
         waivers=waiver_status(load_waivers(params.waivers_file), day),
-        gaps=list(stored.get("missing_evidence") or []),
+        gaps=stored.missing_evidence,
         trend_png=trend.chart_for_day(store, day))
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)
     return {**sealed, "subject": built.subject, "paths": paths, "compliance_pct": s.compliance_pct,
             "counts": s.counts, "checked": s.checked, "discovered": s.discovered,
-            "failed_batches": len(stored.get("failed_batches") or []) if mode != "rebuild" else 0}
+            "failed_batches": len(stored.failed_batches) if mode != "rebuild" else 0}
 
 
 def confirm_complete(built: dict[str, Any]) -> str:

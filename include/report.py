@@ -15,14 +15,15 @@ from pathlib import Path
 import pandas as pd
 
 from include.analysis import Drift, breakdown, drift
+from include.models import Status
+from include.records import EvidenceItem
 from include.rendering import pct, render
-from include.scoring import FleetSummary, HardeningSummary, fleet_summary, hardening_summary
+from include.scoring import FleetSummary, HardeningSummary, fleet_summary, hardening_summary, judged_under
 
-STATUS_ORDER = ["NON_COMPLIANT", "HOST_KEY_MISMATCH", "AUTH_FAILED", "ERROR", "UNREACHABLE", "WAIVED",
-                "NOT_APPLICABLE", "COMPLIANT"]
-UNVERIFIED = ["HOST_KEY_MISMATCH", "AUTH_FAILED", "ERROR", "UNREACHABLE"]
-COLOURS = {"COMPLIANT": "#1a7f37", "NON_COMPLIANT": "#cf222e", "ERROR": "#9a6700", "UNREACHABLE": "#6e7781",
-           "AUTH_FAILED": "#8250df", "HOST_KEY_MISMATCH": "#bc4c00", "NOT_APPLICABLE": "#57606a", "WAIVED": "#0969da"}
+# Status order, "not verified" and colours live on include.models.Status; these are its views by name.
+STATUS_ORDER = [s.value for s in Status.ordered()]
+UNVERIFIED = [s.value for s in Status.ordered() if s.unverified]
+COLOURS = {s.value: s.colour for s in Status}
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 CSV_COLUMNS = ["instance_id", "name", "environment", "region", "account_id", "private_ip", "status",
                "failed_checks", "status_detail", "checked_at", "host_key_fingerprint", "output_sha256", "run_id",
@@ -59,23 +60,23 @@ def safe_cell(value) -> str:
 
 def to_frame(items: list[dict]) -> pd.DataFrame:
     rows = []
-    for it in items:
+    for it in map(EvidenceItem.from_item, items):
         rows.append({
-            "instance_id": _text(it.get("instance_id")),
-            "name": _text(it.get("name") or (it.get("tags") or {}).get("Name")),
-            "environment": _text(it.get("environment") or (it.get("tags") or {}).get("Environment")),
-            "region": _text(it.get("region")),
-            "account_id": _text(it.get("account_id")),
-            "private_ip": _text(it.get("private_ip")),
-            "status": _text(it.get("status")),
-            "failed_checks": ";".join(_text(c) for c in it.get("failed_checks") or []),
-            "status_detail": _text(it.get("status_detail")),
-            "checked_at": _text(it.get("checked_at")),
-            "host_key_fingerprint": _text(it.get("host_key_fingerprint")),
-            "output_sha256": _text(it.get("output_sha256")),
-            "run_id": _text(it.get("run_id")),
-            "profile": _text(it.get("profile")),
-            "advisory_failed": ";".join(_text(c) for c in it.get("advisory_failed") or []),
+            "instance_id": _text(it.instance_id),
+            "name": _text(it.display_name),
+            "environment": _text(it.display_environment),
+            "region": _text(it.region),
+            "account_id": _text(it.account_id),
+            "private_ip": _text(it.private_ip),
+            "status": _text(it.status),
+            "failed_checks": ";".join(_text(c) for c in it.failed_checks or []),
+            "status_detail": _text(it.status_detail),
+            "checked_at": _text(it.checked_at),
+            "host_key_fingerprint": _text(it.host_key_fingerprint),
+            "output_sha256": _text(it.output_sha256),
+            "run_id": _text(it.run_id),
+            "profile": _text(it.profile),
+            "advisory_failed": ";".join(_text(c) for c in it.advisory_failed or []),
         })
     frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
@@ -95,7 +96,7 @@ def _failing(items: list[dict], check_meta: Mapping[str, dict]) -> list[dict]:
     """NON_COMPLIANT hosts by id, each failed check (most severe first) with its detail and remediation."""
     rows = []
     for it in sorted(items, key=lambda i: _text(i.get("instance_id"))):
-        if it.get("status") != "NON_COMPLIANT":
+        if it.get("status") != Status.NON_COMPLIANT:
             continue
         failed = sorted(it.get("failed_checks") or [],
                         key=lambda c: SEVERITY_RANK.get(check_meta.get(c, {}).get("severity", "low"), 9))
@@ -119,11 +120,6 @@ def _breakdowns(frame: pd.DataFrame) -> list[tuple[str, list[list]]]:
     return tables
 
 
-def judged_under(items: list[dict]) -> tuple[str, ...]:
-    """The profile(s) the items' statuses were judged under (each item records its run's profile)."""
-    return tuple(sorted({_text(it.get("profile")) for it in items if it.get("profile")}))
-
-
 def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
                 notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None,
@@ -133,7 +129,7 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
     shown = frame if not max_rows or len(frame) <= max_rows else frame.iloc[0:0]
     return render(
         "report.html", audit_date=audit_date, mode=mode, notes=notes, summary=summary, colours=COLOURS,
-        colour=COLOURS["COMPLIANT"] if summary.compliance_pct == 100.0 else COLOURS["NON_COMPLIANT"],
+        colour=Status.COMPLIANT.colour if summary.compliance_pct == 100.0 else Status.NON_COMPLIANT.colour,
         profile=", ".join(profiles) or "audit-trail", hardening=hardening, check_meta=check_meta,
         hardened=pct(None if hardening is None else hardening.pct),
         badges=[(s, summary.counts[s]) for s in STATUS_ORDER if summary.counts.get(s)],

@@ -58,7 +58,7 @@ def fleet_summary(statuses: Iterable[str], discovered: int) -> FleetSummary:
     """Compliance % = COMPLIANT / (checked − NOT_APPLICABLE − WAIVED); coverage = checked / discovered."""
     counts = Counter(str(s) for s in statuses)
     checked = sum(counts.values())
-    scorable = checked - counts[Status.NOT_APPLICABLE.value] - counts[Status.WAIVED.value]
+    scorable = checked - sum(n for s, n in counts.items() if (st := Status.parse(s)) is not None and not st.scorable)
     compliance = round(100.0 * counts[Status.COMPLIANT.value] / scorable, 1) if scorable else None
     coverage = round(100.0 * checked / discovered, 1) if discovered else None
     full = {s.value: counts.get(s.value, 0) for s in Status}
@@ -90,3 +90,8 @@ def hardening_summary(items: Iterable[Mapping], checks: Iterable[str]) -> Harden
         hardened += not failing
     pct = round(100.0 * hardened / assessed, 1) if assessed else None
     return HardeningSummary(assessed, hardened, pct, dict(gaps.most_common()))
+
+
+def judged_under(items: Iterable[Mapping]) -> tuple[str, ...]:
+    """The profile(s) the items' statuses were judged under (each item records its run's profile)."""
+    return tuple(sorted({str(it.get("profile")) for it in items if it.get("profile")}))

@@ -14,14 +14,17 @@ def trend_window(audit_date: str, days: int = TREND_DAYS) -> tuple[str, str]:
 
 def trend_points(summaries: list[dict], audit_date: str, days: int = TREND_DAYS) -> list[dict]:
     """One point per calendar day of the window; days without a summary are gaps (None), never zeros."""
+    from include.models import Status
+    from include.records import RunSummary
+
     first, _ = trend_window(audit_date, days)
-    by_day = {s["audit_date"]: s for s in summaries}
+    by_day = {s["audit_date"]: RunSummary.from_item(s) for s in summaries}
     points = []
     for n in range(days):
         day = (date.fromisoformat(first) + timedelta(days=n)).isoformat()
         s = by_day.get(day)
-        pct = s.get("compliance_pct") if s else None
-        failing = (s.get("status_counts") or {}).get("NON_COMPLIANT") if s else None
+        pct = s.compliance_pct if s else None
+        failing = s.status_counts.get(Status.NON_COMPLIANT.value) if s else None
         points.append({"day": day, "compliance_pct": None if pct is None else float(pct),
                        "failing": None if failing is None else int(failing)})
     return points

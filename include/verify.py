@@ -27,6 +27,7 @@ from include.evidence import EvidenceStore, instance_item, utc_now
 from include.hostkeys import HostKeys, PinStore
 from include.models import CheckStatus, Host, HostOutcome, Status, Verdict
 from include.profiles import Profile, load_profile
+from include.records import Batch
 from include.scoring import score_host
 from include.ssh_transport import SshSettings, fan_out
 from include.waivers import apply_waivers, load_waivers
@@ -219,9 +220,10 @@ class EvidenceWriter:
         self.write(self.take())
 
 
-def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore) -> dict:
+def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore) -> dict:
     """Check every host of one batch and store its evidence. Returns only counts (XCom stays small)."""
-    region, ids = batch["region"], list(batch["instance_ids"])
+    batch = batch if isinstance(batch, Batch) else Batch.from_xcom(batch)
+    region, ids = batch.region, list(batch.instance_ids)
     profile = load_profile(ctx.params.profile)
     waivers = load_waivers(ctx.params.waivers_file)
     hosts, gone = hydrate(ec2_client, region, ids, ctx.params.address)
@@ -240,8 +242,7 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
         item = instance_item(host=host, outcome=outcome, status=status, failed=failed, verdicts=j.verdicts,
                              detail=j.detail, audit_date=ctx.audit_date, run_id=ctx.run_id,
                              checked_at=utc_now(), ttl_days=ctx.params.ttl_days, profile=profile.name,
-                             advisory=j.advisory, transport=ctx.params.transport)
-        item["waived_checks"] = waived
+                             advisory=j.advisory, transport=ctx.params.transport, waived=waived)
         return writer.add(item)
 
     for host in todo:
@@ -291,5 +292,5 @@ def verify_batch(batch: dict, ctx: RunContext, ec2_client, logs_client, store: E
                 record(host, outcome, judged)
     finally:
         writer.close()  # what was judged is stored even when the batch fails (e.g. its bastion dropped)
-    return {"label": batch.get("label", region), "region": region, "hosts": len(ids),
+    return {"label": batch.label or region, "region": region, "hosts": len(ids),
             "already_recorded": len(already), "no_longer_running": len(gone), "counts": dict(counts)}

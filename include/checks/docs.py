@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from include.checks.catalogue import CATALOGUE
+from include.checks.probes import sudoers
 from include.checks.rulesets import CIS
 
 HEADER = """# Checks
@@ -58,11 +59,7 @@ def render() -> str:
     return "".join(out)
 
 
-SUDOERS = ("ec2-user ALL=(root) NOPASSWD: /usr/sbin/auditctl -s, /usr/sbin/auditctl -l, /sbin/auditctl -s, "
-           "/sbin/auditctl -l, \\\n    /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a status, "
-           "\\\n    /bin/cat /etc/audit/auditd.conf, /bin/ls -la /var/log/audit\n"
-           "# only with canary=true: writes one USER record with the run's marker\n"
-           "ec2-user ALL=(root) NOPASSWD: /usr/sbin/auditctl -m ec2-audit-canary *, /sbin/auditctl -m ec2-audit-canary *\n")
+SUDOERS = sudoers("ec2-user")
 
 if __name__ == "__main__":
     print(render(), end="")

@@ -156,28 +156,29 @@ printf 'hostname: '; hostname 2>/dev/null || cat /proc/sys/kernel/hostname
 grep -E '^(ID|VERSION_ID|PRETTY_NAME)=' /etc/os-release 2>/dev/null""",
 )
 
-ALL_PROBES: tuple[Probe, ...] = (
-    HOST_IDENTITY,
-    AUDITD_INSTALLED,
-    AUDITCTL_STATUS,
-    AUDITCTL_RULES,
-    AUDITD_SERVICE,
-    AUDITD_CONF,
-    KERNEL_CMDLINE,
-    AUDIT_LOG_PERMS,
-    CWAGENT_INSTALLED,
-    CWAGENT_STATUS,
-    CWAGENT_CONFIG,
-    CWAGENT_TOML,
-    AUDITCTL_STATUS_END,
+# The privileged commands the probes run, exactly (a sudoers rule per command, no wildcard but the canary's text).
+SUDO_COMMANDS: tuple[str, ...] = (
+    "/usr/sbin/auditctl -s", "/usr/sbin/auditctl -l", "/sbin/auditctl -s", "/sbin/auditctl -l",
+    f"{CWA_CTL} -a status", "/bin/cat /etc/audit/auditd.conf", "/bin/ls -la /var/log/audit",
 )
+SUDO_CANARY_COMMANDS: tuple[str, ...] = (f"/usr/sbin/auditctl -m {CANARY_TOKEN} *", f"/sbin/auditctl -m {CANARY_TOKEN} *")
+
+
+def sudoers(user: str, canary: bool = True) -> str:
+    """The sudoers allowlist for the login user: the one source for the docs and the test hosts."""
+    rule = f"{user} ALL=(root) NOPASSWD: " + ", ".join(SUDO_COMMANDS) + "\n"
+    if canary:
+        rule += ("# only with canary=true: writes one USER record with the run's marker\n"
+                 f"{user} ALL=(root) NOPASSWD: " + ", ".join(SUDO_CANARY_COMMANDS) + "\n")
+    return rule
 
 
 SCRIPT_END = f"printf '\\n{MARK}-%s-end\\n' \"${NONCE_VAR}\"\n"  # the script's last line
 
 
-def build_script(probes: tuple[Probe, ...] = ALL_PROBES) -> str:
-    """The combined script sent on stdin to `/bin/sh -s`: constant for a given catalogue."""
+def build_script(probes: tuple[Probe, ...]) -> str:
+    """The combined script sent on stdin to `/bin/sh -s`: constant for a given catalogue (which probes run is
+    the catalogue's to say: include/checks/catalogue.py HOST_PROBES)."""
     parts = [PRELUDE]
     for probe in sorted(probes, key=lambda p: p.last):  # stable: catalogue order, `last` probes at the end
         parts.append(f"section {probe.name}\n{probe.command}\n")

@@ -1,0 +1,130 @@
+"""The records that cross modules, typed, each with one `to_item()` / `from_item()` pair for DynamoDB.
+
+An evidence item is built once (include/evidence.py: instance_item) and read back through `from_item` by every
+reader (report, dashboard, alerts); a run summary is built once (include/pipeline.py: store_summary) and read
+through `from_item` (report, dashboard, trend). `from_item` accepts projected and older items: a missing
+attribute is its default, DynamoDB's Decimals become ints and floats.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal
+from typing import Any
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _Record:
+    """to_item / from_item over the dataclass fields (no field may be named like a DynamoDB key it is not)."""
+
+    def to_item(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]):
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: _plain(v) for k, v in item.items() if k in names})
+
+
+@dataclass(frozen=True)
+class EvidenceItem(_Record):
+    """One instance on one audit day (key: instance_id, audit_date). Contract: shared/CONTRACT.md, Evidence."""
+
+    instance_id: str
+    audit_date: str = ""
+    item_type: str = "instance"
+    run_id: str = ""
+    mode: str = "live"
+    checked_at: str = ""
+    status: str = ""
+    status_detail: str = ""
+    failed_checks: list[str] = field(default_factory=list)  # the profile's failing checks: they decide
+    advisory_failed: list[str] = field(default_factory=list)  # failing checks outside the profile
+    waived_checks: list[str] = field(default_factory=list)
+    profile: str = ""
+    transport: str = ""
+    checks: dict[str, dict[str, str]] = field(default_factory=dict)  # check id → {status, detail}
+    region: str = ""
+    account_id: str = ""
+    private_ip: str = ""
+    address: str = ""
+    platform: str = "linux"
+    name: str = ""
+    environment: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    host_key_fingerprint: str = ""
+    host_key_note: str = ""
+    output_sha256: str = ""
+    output_bytes: int = 0
+    output_truncated: bool = False
+    ssh_attempts: int = 0
+    expires_at: int = 0
+
+    @property
+    def display_name(self) -> str:
+        return self.name or str(self.tags.get("Name", ""))
+
+    @property
+    def display_environment(self) -> str:
+        return self.environment or str(self.tags.get("Environment", ""))
+
+
+@dataclass(frozen=True)
+class RunSummary(_Record):
+    """One audit day of the fleet (partition "#run-summary"): always agrees with that day's items."""
+
+    run_id: str = ""
+    mode: str = ""
+    generated_at: str = ""
+    discovered: int = 0
+    checked: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    compliance_pct: float | None = None
+    coverage_pct: float | None = None
+    not_running: dict[str, int] = field(default_factory=dict)
+    missing_evidence: list[str] = field(default_factory=list)
+    checked_by_earlier_runs: int = 0
+    regions: list[str] = field(default_factory=list)
+    code_version: str = ""
+    failed_batches: list[dict[str, str]] = field(default_factory=list)
+    emailed_run_id: str = ""
+    emailed_at: str = ""
+
+    def to_item(self) -> dict[str, Any]:
+        """What put_summary stores (the email fields are set by mark_emailed, never overwritten here)."""
+        item = asdict(self)
+        for key in ("emailed_run_id", "emailed_at"):
+            if not item[key]:
+                item.pop(key)
+        return item
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One mapped verify task: hosts of one account and region (XCom carries it as a plain dict)."""
+
+    region: str  # the AWS region
+    instance_ids: list[str]
+    account: str = ""  # "" = the aws_default connection's own account; else a role ARN or a connection id
+    number: int = 1
+    of: int = 1
+    label: str = ""  # what the Airflow UI shows for the mapped task, e.g. "222222222222 us-east-1 batch 1/3 (50 hosts)"
+    audit_date: str = ""
+    run_id: str = ""
+
+    def to_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: Mapping[str, Any]) -> "Batch":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in names})
