@@ -8,19 +8,11 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
+from include.checks.aws_side import Canary  # noqa: F401 - what is searched for
 from include.checks.probes import CANARY_TOKEN
-
-
-@dataclass(frozen=True)
-class Canary:
-    instance_id: str
-    group: str
-    stream: str
-    token: str  # "ec2-audit-canary <uuid>"
 
 
 def find_canaries(logs_client, canaries: list[Canary], since_ms: int, wait_s: float, poll_s: float = 3.0,

@@ -17,7 +17,15 @@ from datetime import datetime
 
 from include.canary import Canary, find_canaries
 from include.checks import parsers
-from include.checks.catalogue import CANARY_CHECK, SCRIPT, SCRIPT_WITH_CANARY, CheckOptions, evaluate_host_checks
+from include.checks.aws_side import AwsView, HostFacts
+from include.checks.catalogue import (
+    CANARY_CHECK,
+    SCRIPT,
+    SCRIPT_WITH_CANARY,
+    CheckOptions,
+    evaluate_aws_checks,
+    evaluate_host_checks,
+)
 from include.checks.rulesets import load_rule_set
 from include.checks.sections import split_sections
 from include.cloudwatch import StreamLookup
@@ -36,7 +44,6 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 25
 STREAM_CHECK = "cwagent.log_stream_fresh"
-SHIPS_CHECK = "cwagent.ships_audit_log"
 # AWS-side judging (stream lookups) of one batch stops asking after this long: the rest are ERROR, not a
 # task that outlives its execution_timeout (dags/ec2_audit_compliance.py) on a throttled account.
 JUDGE_BUDGET_S = 900.0
@@ -75,41 +82,12 @@ class Budget:
             raise BudgetExceeded(f"the batch's AWS judging budget of {self.seconds:g}s is spent")
 
 
-def judge_stream(outputs: dict[str, str], verdicts: dict[str, Verdict], host: Host, lookup: StreamLookup,
-                 params: AuditParams, now: Callable[[], datetime]) -> Verdict:
-    """cwagent.log_stream_fresh: the stream the running agent uses, if it is provably this host's, is fresh."""
-    if "cwagent_config" not in outputs:
-        return Verdict.error("no complete agent config output")
-    ships = verdicts.get(SHIPS_CHECK, Verdict.passed(""))
-    if ships.status == CheckStatus.FAIL:
-        return Verdict.failed("the agent config does not ship audit.log, so no stream can be fresh")
-    if ships.status == CheckStatus.ERROR:
-        return Verdict.error(f"agent config not judged: {ships.detail}"[:300])
-    targets = parsers.stream_targets(outputs, _identity(host, outputs), params.log_group)
-    if isinstance(targets, Verdict):
-        return targets
-    trusted = _trusted(host)
-    not_own = {(t.group, t.stream): why for t in targets if (why := parsers.attribution_problem(t, trusted))}
-    # Streams that are not this host's are never looked up: their freshness could only mislead.
-    observed = {(t.group, t.stream): None if (t.group, t.stream) in not_own else lookup.describe(t.group, t.stream)
-                for t in targets}
-    return parsers.judge_stream_freshness(observed, now(), params.stream_max_age_minutes, not_own)
+def host_facts(host: Host, outputs: dict[str, str], verdicts: dict[str, Verdict]) -> HostFacts:
+    return HostFacts(host.instance_id, outputs, verdicts, _identity(host, outputs), _trusted(host))
 
 
-def plan_canary(outputs: dict[str, str], verdicts: dict[str, Verdict], host: Host,
-                params: AuditParams) -> Canary | Verdict:
-    """Where to look for this host's canary, or the verdict when there is nothing to look for."""
-    if not params.canary:
-        return Verdict.not_applicable("opt-in: run with canary=true")
-    token = parsers.canary_token(outputs)
-    if isinstance(token, Verdict):
-        return token
-    if verdicts.get(SHIPS_CHECK, Verdict.passed("")).status == CheckStatus.FAIL:
-        return Verdict.failed("canary written, but the agent config does not ship audit.log")
-    targets = parsers.stream_targets(outputs, _identity(host, outputs), params.log_group)
-    if isinstance(targets, Verdict):
-        return targets
-    return Canary(host.instance_id, targets[0].group, targets[0].stream, token)
+def aws_view(lookup, params: AuditParams, now: Callable[[], datetime]) -> AwsView:
+    return AwsView(lookup, now, params.log_group, params.stream_max_age_minutes, params.canary)
 
 
 @dataclass
@@ -163,14 +141,9 @@ def _judge_output(host: Host, outcome: HostOutcome, lookup: StreamLookup, params
     output = split_sections(outcome.output.decode("utf-8", errors="replace"), outcome.nonce)
     output.truncated = outcome.truncated
     verdicts = evaluate_host_checks(output, CheckOptions(rule_groups=load_rule_set(params.rule_set)))
-    present = output.usable()
-    try:
-        verdicts[STREAM_CHECK] = judge_stream(present, verdicts, host, lookup, params, now)
-    except Exception as exc:  # noqa: BLE001 - an AWS error for one host is that check's ERROR
-        verdicts[STREAM_CHECK] = Verdict.error(f"CloudWatch Logs lookup failed: {type(exc).__name__}: {exc}"[:200])
-    canary = plan_canary(present, verdicts, host, params)
-    if isinstance(canary, Verdict):
-        verdicts[CANARY_CHECK], canary = canary, None
+    aws_verdicts, canary = evaluate_aws_checks(host_facts(host, output.usable(), verdicts),
+                                               aws_view(lookup, params, now))
+    verdicts.update(aws_verdicts)
     j = Judgement(Status.ERROR, [], verdicts, "", canary=canary, complete=output.complete, truncated=output.truncated)
     _score(j, profile)
     return j
@@ -223,74 +196,98 @@ class EvidenceWriter:
 def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore) -> dict:
     """Check every host of one batch and store its evidence. Returns only counts (XCom stays small)."""
     batch = batch if isinstance(batch, Batch) else Batch.from_xcom(batch)
-    region, ids = batch.region, list(batch.instance_ids)
-    profile = load_profile(ctx.params.profile)
-    waivers = load_waivers(ctx.params.waivers_file)
-    hosts, gone = hydrate(ec2_client, region, ids, ctx.params.address)
-    already = store.recorded_by_run(ctx.audit_date, [h.instance_id for h in hosts], ctx.run_id)
-    todo = [h for h in hosts if h.instance_id not in already]
-    if already:
-        log.info("retry: %d hosts already recorded by run %s, skipping them", len(already), ctx.run_id)
-    counts: Counter[str] = Counter()
-    writer = EvidenceWriter(store)
-    budget = Budget(JUDGE_BUDGET_S)
-    lookup = StreamLookup(logs_client, likely_names=[h.instance_id for h in todo], before_call=budget.check)
+    hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
+    run = BatchRun(ctx, store, logs_client, hosts)
+    todo = run.skip_recorded(hosts)
+    linux = run.record_not_applicable(todo)
+    linux = run.record_unread_pins(linux)
+    try:
+        if linux:
+            asyncio.run(run.fan_out(linux))
+        run.settle_canaries()
+    finally:
+        run.writer.close()  # what was judged is stored even when the batch fails (e.g. its bastion dropped)
+    return {"label": batch.label or batch.region, "region": batch.region, "hosts": len(batch.instance_ids),
+            "already_recorded": len(hosts) - len(todo), "no_longer_running": len(gone), "counts": dict(run.counts)}
 
-    def record(host: Host, outcome: HostOutcome | None, j: Judgement) -> bool:
-        status, failed, waived = apply_waivers(host, j.status, j.failed, waivers, ctx.audit_date)
-        counts[status.value] += 1
-        item = instance_item(host=host, outcome=outcome, status=status, failed=failed, verdicts=j.verdicts,
-                             detail=j.detail, audit_date=ctx.audit_date, run_id=ctx.run_id,
-                             checked_at=utc_now(), ttl_days=ctx.params.ttl_days, profile=profile.name,
-                             advisory=j.advisory, transport=ctx.params.transport, waived=waived)
-        return writer.add(item)
 
-    for host in todo:
-        if host.is_windows:
-            record(host, None, Judgement(Status.NOT_APPLICABLE, [], {}, "Windows instance: Linux audit checks do not apply"))
-    linux = [h for h in todo if not h.is_windows]
-    keys = HostKeys(ctx.ssh.host_key_policy, PinStore(store.resource, store.table_name),
-                    accept=ctx.params.accept_host_keys, run_id=ctx.run_id, known_hosts=ctx.ssh.known_hosts)
-    unread = keys.prepare([h.instance_id for h in linux])  # pins that could not be read: never "first use"
-    for host in linux:
-        if host.instance_id in unread:
-            record(host, None, Judgement(Status.ERROR, [], {}, unread[host.instance_id]))
-    linux = [h for h in linux if h.instance_id not in unread]
-    awaiting: list[tuple[Host, HostOutcome, Judgement]] = []
+class BatchRun:
+    """One batch's steps and the state they share: the profile, waivers, host keys, the stream lookup (inside
+    the judging budget), the canaries still to search, the evidence writer and the counts."""
 
-    async def run() -> None:
+    def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host]) -> None:
+        self.ctx, self.store, self.logs_client = ctx, store, logs_client
+        self.profile = load_profile(ctx.params.profile)
+        self.waivers = load_waivers(ctx.params.waivers_file)
+        self.writer = EvidenceWriter(store)
+        self.counts: Counter[str] = Counter()
+        budget = Budget(JUDGE_BUDGET_S)
+        # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one.
+        self.lookup = StreamLookup(logs_client, likely_names=[h.instance_id for h in hosts], before_call=budget.check)
+        self.keys = HostKeys(ctx.ssh.host_key_policy, PinStore(store.resource, store.table_name),
+                             accept=ctx.params.accept_host_keys, run_id=ctx.run_id, known_hosts=ctx.ssh.known_hosts)
+        self.awaiting: list[tuple[Host, HostOutcome, Judgement]] = []
+        self.since_ms = int(utc_now().timestamp() * 1000) - 60_000  # canaries are searched from here
+
+    def record(self, host: Host, outcome: HostOutcome | None, j: Judgement) -> bool:
+        """Waivers, then the evidence item; returns whether a flush is due."""
+        status, failed, waived = apply_waivers(host, j.status, j.failed, self.waivers, self.ctx.audit_date)
+        self.counts[status.value] += 1
+        return self.writer.add(instance_item(
+            host=host, outcome=outcome, status=status, failed=failed, verdicts=j.verdicts, detail=j.detail,
+            audit_date=self.ctx.audit_date, run_id=self.ctx.run_id, checked_at=utc_now(),
+            ttl_days=self.ctx.params.ttl_days, profile=self.profile.name, advisory=j.advisory,
+            transport=self.ctx.params.transport, waived=waived))
+
+    def skip_recorded(self, hosts: list[Host]) -> list[Host]:
+        """A retried task skips every host its run already stored: nothing is checked or stored twice."""
+        already = self.store.recorded_by_run(self.ctx.audit_date, [h.instance_id for h in hosts], self.ctx.run_id)
+        if already:
+            log.info("retry: %d hosts already recorded by run %s, skipping them", len(already), self.ctx.run_id)
+        return [h for h in hosts if h.instance_id not in already]
+
+    def record_not_applicable(self, hosts: list[Host]) -> list[Host]:
+        for host in hosts:
+            if host.is_windows:
+                self.record(host, None, Judgement(Status.NOT_APPLICABLE, [], {},
+                                                  "Windows instance: Linux audit checks do not apply"))
+        return [h for h in hosts if not h.is_windows]
+
+    def record_unread_pins(self, hosts: list[Host]) -> list[Host]:
+        """A pin that could not be read is never "first use": those hosts are ERROR, not connected to."""
+        unread = self.keys.prepare([h.instance_id for h in hosts])
+        for host in hosts:
+            if host.instance_id in unread:
+                self.record(host, None, Judgement(Status.ERROR, [], {}, unread[host.instance_id]))
+        return [h for h in hosts if h.instance_id not in unread]
+
+    async def fan_out(self, hosts: list[Host]) -> None:
         lock = asyncio.Lock()
 
         async def on_outcome(host: Host, outcome: HostOutcome) -> None:
             # First-sight pin, accepted rotation, lost race: may make it HOST_KEY_MISMATCH or ERROR. Before judging.
-            await asyncio.to_thread(keys.settle, host, outcome)
-            judged = await asyncio.to_thread(judge_host, host, outcome, lookup, ctx.params, utc_now, profile)
+            await asyncio.to_thread(self.keys.settle, host, outcome)
+            judged = await asyncio.to_thread(judge_host, host, outcome, self.lookup, self.ctx.params, utc_now,
+                                             self.profile)
             # The batch keeps no host's command output once judged: only its hash and size, as evidence.
             if outcome.output:
                 outcome.output_sha256 = hashlib.sha256(outcome.output).hexdigest()
                 outcome.output_bytes = len(outcome.output)
                 outcome.output = b""
             if judged.canary is not None:  # stored once the batch's canaries have been searched
-                awaiting.append((host, outcome, judged))
-                return
-            if record(host, outcome, judged):
-                taken = writer.take()
+                self.awaiting.append((host, outcome, judged))
+            elif self.record(host, outcome, judged):
+                taken = self.writer.take()
                 async with lock:  # one writer at a time: boto3 resources are not thread-safe
-                    await asyncio.to_thread(writer.write, taken)
+                    await asyncio.to_thread(self.writer.write, taken)
 
-        script = SCRIPT_WITH_CANARY if ctx.params.canary else SCRIPT
-        await fan_out(linux, ctx.ssh, script, keys.transport_pins, ctx.params.concurrency, on_outcome)
+        script = SCRIPT_WITH_CANARY if self.ctx.params.canary else SCRIPT
+        await fan_out(hosts, self.ctx.ssh, script, self.keys.transport_pins, self.ctx.params.concurrency, on_outcome)
 
-    since_ms = int(utc_now().timestamp() * 1000) - 60_000
-    try:
-        if linux:
-            asyncio.run(run())
-        if awaiting:
-            settle_canaries([j for _, _, j in awaiting], logs_client, since_ms, ctx.params.canary_wait_seconds,
-                            profile)
-            for host, outcome, judged in awaiting:
-                record(host, outcome, judged)
-    finally:
-        writer.close()  # what was judged is stored even when the batch fails (e.g. its bastion dropped)
-    return {"label": batch.label or region, "region": region, "hosts": len(ids),
-            "already_recorded": len(already), "no_longer_running": len(gone), "counts": dict(counts)}
+    def settle_canaries(self) -> None:
+        if not self.awaiting:
+            return
+        settle_canaries([j for _, _, j in self.awaiting], self.logs_client, self.since_ms,
+                        self.ctx.params.canary_wait_seconds, self.profile)
+        for host, outcome, judged in self.awaiting:
+            self.record(host, outcome, judged)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from include.checks import parsers, probes, rulesets
+from include.checks import aws_side, parsers, probes, rulesets
 from include.checks.probes import Probe
 from include.checks.sections import ScriptOutput
 from include.models import Verdict
@@ -31,12 +31,13 @@ class Check:
     severity: str  # critical | high | medium | low
     profile: str  # the smallest built-in profile whose status it decides: audit-trail or cis
     probes: tuple[Probe, ...]  # what runs on the host (fixed strings)
-    parser: Callable[[Mapping[str, str]], Verdict] | None  # None: judged on the AWS side
+    parser: Callable[[Mapping[str, str]], Verdict] | None  # None: judged on the AWS side, by `judge`
     remediation: str
     references: tuple[str, ...] = ()
     rationale: str = ""
     aws_side: bool = False
     takes_options: bool = False  # parser(outputs, options) instead of parser(outputs)
+    judge: Callable[[aws_side.HostFacts, aws_side.AwsView], "Verdict | aws_side.Canary"] | None = None
 
     @property
     def command(self) -> str:
@@ -204,9 +205,10 @@ CATALOGUE: tuple[Check, ...] = (
         title="a marker written to the audit log arrives in CloudWatch Logs (opt-in)",
         severity="critical",
         profile=AUDIT_TRAIL,
-        probes=(probes.CANARY, probes.CWAGENT_CONFIG, probes.HOST_IDENTITY),
+        probes=(probes.CANARY, probes.CWAGENT_CONFIG, probes.CWAGENT_TOML, probes.HOST_IDENTITY),
         parser=None,
         aws_side=True,
+        judge=aws_side.canary_delivered,
         rationale="The only end-to-end proof: a unique event written through the kernel audit is found in the host's stream. Off unless the `canary` param is true (it writes one USER record per host per run).",
         remediation="Follow the path of one event: `ausearch -m USER -ts recent` on the host, then the agent log (/opt/aws/amazon-cloudwatch-agent/logs/amazon-cloudwatch-agent.log), then the instance role's logs:PutLogEvents permission.",
         references=("auditctl(8) -m", "AWS CloudWatch Logs FilterLogEvents"),
@@ -216,9 +218,10 @@ CATALOGUE: tuple[Check, ...] = (
         title="the host's audit log stream received an event recently",
         severity="critical",
         profile=AUDIT_TRAIL,
-        probes=(probes.CWAGENT_CONFIG, probes.HOST_IDENTITY),
+        probes=(probes.CWAGENT_CONFIG, probes.CWAGENT_TOML, probes.HOST_IDENTITY),
         parser=None,
         aws_side=True,
+        judge=aws_side.log_stream_fresh,
         remediation="Check the agent log for delivery errors, the instance role's logs:PutLogEvents permission, and that auditd writes to /var/log/audit/audit.log.",
         references=("AWS CloudWatch Logs DescribeLogStreams",),
         rationale="The only host-independent proof that events leave the host and reach CloudWatch Logs.",
@@ -260,3 +263,22 @@ def evaluate_host_checks(output: ScriptOutput, options: CheckOptions | None = No
         except Exception as exc:  # noqa: BLE001 - one odd output must not stop the fleet
             verdicts[check.id] = Verdict.error(f"parser failed: {type(exc).__name__}: {exc}"[:200])
     return verdicts
+
+
+def evaluate_aws_checks(host: aws_side.HostFacts, aws: aws_side.AwsView,
+                        ) -> tuple[dict[str, Verdict], aws_side.Canary | None]:
+    """Run every AWS-side judge. An AWS error for one host is that check's ERROR, never the batch's."""
+    verdicts: dict[str, Verdict] = {}
+    pending = None
+    for check in CATALOGUE:
+        if not check.aws_side:
+            continue
+        try:
+            result = check.judge(host, aws)
+        except Exception as exc:  # noqa: BLE001 - throttled past retries, budget spent, ...
+            result = Verdict.error(f"CloudWatch Logs lookup failed: {type(exc).__name__}: {exc}"[:200])
+        if isinstance(result, aws_side.Canary):
+            pending = result  # its verdict comes when the batch's canaries have been searched
+        else:
+            verdicts[check.id] = result
+    return verdicts, pending

@@ -36,13 +36,8 @@ def render() -> str:
         out.append(f"\n## `{c.id}` — {c.title}\n\n")
         out.append(f"- **Profile:** {c.profile}{' (and cis)' if c.profile == 'audit-trail' else ''}\n"
                    f"- **Severity:** {c.severity}\n- **Why:** {c.rationale}\n")
-        aws = {"cwagent.log_stream_fresh": "`include/verify.py: judge_stream` on the AWS side (CloudWatch Logs "
-                                           "DescribeLogStreams), on the stream the running agent uses, only when its "
-                                           "group or stream names this instance",
-               "cwagent.canary_delivered": "`include/verify.py: plan_canary` + `include/canary.py` on the AWS side "
-                                           "(CloudWatch Logs FilterLogEvents for this host's marker)"}
-        judge = (aws.get(c.id, "on the AWS side") if c.aws_side
-                 else f"`include/checks/parsers.py: {c.parser.__name__}` on the probe output")
+        judge = (f"`include/checks/aws_side.py: {c.judge.__name__}` on the AWS side: {c.judge.__doc__.split(chr(10))[0]}"
+                 if c.aws_side else f"`include/checks/parsers.py: {c.parser.__name__}` on the probe output")
         out.append(f"- **Judged by:** {judge}\n")
         out.append(f"- **Remediation:** {c.remediation}\n- **References:** {'; '.join(c.references)}\n")
         out.append("- **Commands:**\n\n```sh\n" + c.command + "\n```\n")

@@ -1,0 +1,89 @@
+"""The checks judged on the AWS side, with the same shape as every other catalogue entry's parser.
+
+A host can lie about itself; CloudWatch Logs cannot be made to hold events that never arrived. These judges
+get what the host printed (its usable sections and host-side verdicts), what EC2 says of it, and the batch's
+AWS view (a stream lookup, the clock), and return a Verdict — or, for the opt-in canary, a `Canary` to search
+for with the rest of the batch (include/canary.py) before its verdict is known.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from include.checks import parsers
+from include.models import CheckStatus, Verdict
+
+SHIPS_CHECK = "cwagent.ships_audit_log"
+
+
+@dataclass(frozen=True)
+class Canary:
+    instance_id: str
+    group: str
+    stream: str
+    token: str  # "ec2-audit-canary <uuid>"
+
+
+class StreamDescriber(Protocol):
+    def describe(self, group: str, stream: str) -> dict | None: ...
+
+
+@dataclass(frozen=True)
+class AwsView:
+    """The batch's AWS side, and the run's choices the judges need."""
+
+    lookup: StreamDescriber
+    now: Callable[[], datetime]
+    log_group: str | None = None  # fallback group when a config names none
+    stream_max_age_minutes: int = 120
+    canary: bool = False
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What one host printed and what EC2 says of it."""
+
+    instance_id: str
+    outputs: Mapping[str, str]  # usable sections only (not missing, repeated or cut)
+    verdicts: Mapping[str, Verdict]  # host-side verdicts
+    identity: Mapping[str, str | None]  # how the agent resolves its placeholders on this host
+    trusted: Mapping[str, str | None]  # EC2's instance id, private IP and DNS name: the only names that count
+
+
+def log_stream_fresh(host: HostFacts, aws: AwsView) -> Verdict:
+    """The stream the running agent uses, if it is provably this host's, received an event recently."""
+    if "cwagent_config" not in host.outputs:
+        return Verdict.error("no complete agent config output")
+    ships = host.verdicts.get(SHIPS_CHECK, Verdict.passed(""))
+    if ships.status == CheckStatus.FAIL:
+        return Verdict.failed("the agent config does not ship audit.log, so no stream can be fresh")
+    if ships.status == CheckStatus.ERROR:
+        return Verdict.error(f"agent config not judged: {ships.detail}"[:300])
+    targets = parsers.stream_targets(host.outputs, host.identity, aws.log_group)
+    if isinstance(targets, Verdict):
+        return targets
+    not_own = {(t.group, t.stream): why for t in targets if (why := parsers.attribution_problem(t, host.trusted))}
+    # Streams that are not this host's are never looked up: their freshness could only mislead.
+    observed = {(t.group, t.stream): None if (t.group, t.stream) in not_own else aws.lookup.describe(t.group, t.stream)
+                for t in targets}
+    return parsers.judge_stream_freshness(observed, aws.now(), aws.stream_max_age_minutes, not_own)
+
+
+def canary_delivered(host: HostFacts, aws: AwsView) -> Verdict | Canary:
+    """This host's marker, written through its kernel audit, arrives in the stream its agent uses.
+
+    Returns where to look (a Canary, searched with the batch's others by include/canary.py), or the verdict
+    when there is nothing to look for."""
+    if not aws.canary:
+        return Verdict.not_applicable("opt-in: run with canary=true")
+    token = parsers.canary_token(host.outputs)
+    if isinstance(token, Verdict):
+        return token
+    if host.verdicts.get(SHIPS_CHECK, Verdict.passed("")).status == CheckStatus.FAIL:
+        return Verdict.failed("canary written, but the agent config does not ship audit.log")
+    targets = parsers.stream_targets(host.outputs, host.identity, aws.log_group)
+    if isinstance(targets, Verdict):
+        return targets
+    return Canary(host.instance_id, targets[0].group, targets[0].stream, token)
