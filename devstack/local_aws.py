@@ -41,3 +41,23 @@ def moto(log: Path | None = None) -> Iterator[str]:
         yield endpoint
     finally:
         stop(proc)
+
+
+@contextmanager
+def moto_behind(proxy) -> Iterator[tuple[str, str]]:
+    """A fresh moto server and a devstack.fault_proxy.FaultProxy subclass in front of it:
+    yields (direct endpoint, proxied endpoint)."""
+    with moto() as direct:
+        server, proxied = proxy.start(direct)
+        try:
+            yield direct, proxied
+        finally:
+            server.shutdown()
+
+
+def dynamodb(endpoint: str):
+    """A boto3 DynamoDB resource on a local endpoint (test credentials)."""
+    import boto3
+
+    return boto3.resource("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 
-import boto3
 import pytest
 
 from devstack import local_aws
@@ -55,16 +54,11 @@ class FaultingProxy(FaultProxy):
 
 @pytest.fixture()
 def moto_and_proxy():
-    proc, direct = local_aws.spawn_moto()
-    server, proxied = FaultingProxy.start(direct)
-    yield direct, proxied
-    server.shutdown()
-    local_aws.stop(proc)
+    with local_aws.moto_behind(FaultingProxy) as endpoints:
+        yield endpoints
 
 
-def resource(endpoint: str):
-    return boto3.resource("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+resource = local_aws.dynamodb
 
 
 def test_throttled_and_unprocessed_writes_end_with_every_item_once(moto_and_proxy):

@@ -14,7 +14,6 @@ import threading
 from collections import Counter
 
 import asyncssh
-import boto3
 import pytest
 
 from devstack import local_aws
@@ -115,20 +114,15 @@ class ThrottlingPins(FaultProxy):
 
 @pytest.fixture(scope="module")
 def moto():
-    proc, direct = local_aws.spawn_moto()
-    server, proxied = ThrottlingPins.start(direct)
-    resource(direct).meta.client.create_table(
-        TableName=PINS, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "instance_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "instance_id", "AttributeType": "S"}])
-    yield direct, proxied
-    server.shutdown()
-    local_aws.stop(proc)
+    with local_aws.moto_behind(ThrottlingPins) as (direct, proxied):
+        resource(direct).meta.client.create_table(
+            TableName=PINS, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "instance_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "instance_id", "AttributeType": "S"}])
+        yield direct, proxied
 
 
-def resource(endpoint: str):
-    return boto3.resource("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+resource = local_aws.dynamodb
 
 
 class Fleet:
