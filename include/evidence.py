@@ -17,13 +17,12 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from include.hostkeys import PinStore, pins_table_name  # noqa: F401 - pins_table_name re-exported
 from include.models import Host, HostOutcome, Status, Verdict
 from include.records import EvidenceItem, RunSummary
+from include.tables import DAY_INDEX, ensure_tables, pins_table_name  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-DAY_INDEX = "by_audit_date"
 SUMMARY_ID = "#run-summary"  # instance_id of the per-day run summary item
 ALERTS_ID = "#alerts"  # instance_id of the per-day compliance-alert state (include/alerts.py)
 KEYS = ["instance_id", "audit_date"]
@@ -88,28 +87,7 @@ class EvidenceStore:
 
     # -- setup
     def ensure_tables(self) -> None:
-        existing = set(self.client.list_tables().get("TableNames", []))
-        if self.table_name not in existing:
-            self.client.create_table(
-                TableName=self.table_name,
-                KeySchema=[{"AttributeName": "instance_id", "KeyType": "HASH"},
-                           {"AttributeName": "audit_date", "KeyType": "RANGE"}],
-                AttributeDefinitions=[{"AttributeName": "instance_id", "AttributeType": "S"},
-                                      {"AttributeName": "audit_date", "AttributeType": "S"}],
-                GlobalSecondaryIndexes=[{
-                    "IndexName": DAY_INDEX,
-                    "KeySchema": [{"AttributeName": "audit_date", "KeyType": "HASH"},
-                                  {"AttributeName": "instance_id", "KeyType": "RANGE"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            self.client.get_waiter("table_exists").wait(TableName=self.table_name)
-            self.client.update_time_to_live(
-                TableName=self.table_name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
-            log.info("created evidence table %s", self.table_name)
-        PinStore(self.resource, self.table_name).ensure_table(existing)
+        ensure_tables(self.client, self.table_name)
 
     # -- instance items
     def put_items(self, items: Iterable[dict], max_attempts: int = 8, base_delay: float = 0.05) -> int:

@@ -29,6 +29,7 @@ from asyncssh.public_key import get_default_certificate_algs, get_default_public
 from botocore.exceptions import BotoCoreError, ClientError
 
 from include.models import Host, HostOutcome, Status
+from include.tables import pins_table_name
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,6 @@ def parse_policy(value: object) -> str:
     if text not in POLICIES:  # "none", "off", "false", "no" … are not a way to say insecure
         raise ValueError(f"host_key_policy must be one of {', '.join(POLICIES)}, not {value!r}")
     return text
-
-
-def pins_table_name(evidence_table: str) -> str:
-    return f"{evidence_table}_host_keys"
 
 
 def _first_then_rest(first: Iterable[str], rest: Iterable[str]) -> list[str]:
@@ -197,15 +194,6 @@ class PinStore:
         self.table_name = pins_table_name(evidence_table)
         self.load_budget_s, self.base_delay, self.max_delay, self.max_rounds = load_budget_s, base_delay, max_delay, max_rounds
         self.sleep, self.clock = sleep, clock
-
-    def ensure_table(self, existing: Iterable[str] | None = None) -> None:
-        names = set(existing) if existing is not None else set(self.client.list_tables().get("TableNames", []))
-        if self.table_name not in names:
-            self.client.create_table(
-                TableName=self.table_name, BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": "instance_id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "instance_id", "AttributeType": "S"}])
-            self.client.get_waiter("table_exists").wait(TableName=self.table_name)
 
     @staticmethod
     def _pin_of(item: Mapping) -> Pin:

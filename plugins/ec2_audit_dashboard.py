@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import date
+from typing import Annotated
 
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Query
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
 DAG_ID = "ec2_audit_compliance"
@@ -51,16 +54,19 @@ def _host(instance_id: str) -> str:
     return dashboard.host_page(instance_id, _store().host_history(instance_id))
 
 
+# Typed: FastAPI refuses (422) anything else, so only a date and an instance id ever reach DynamoDB.
+InstanceId = Annotated[str, PathParam(pattern=r"^i-[0-9a-f]{8,17}$", description="an EC2 instance id")]
+
+
 @app.get("/", response_class=HTMLResponse)
-async def fleet(day: str | None = None) -> str:
-    if day is not None and not (len(day) == 10 and day[4] == day[7] == "-" and day.replace("-", "").isdigit()):
-        day = None  # only a YYYY-MM-DD reaches DynamoDB
-    return await asyncio.to_thread(_fleet, day)  # boto3 is blocking: keep the API server's loop free
+async def fleet(day: Annotated[date | None, Query(description="audit day, YYYY-MM-DD")] = None) -> str:
+    # boto3 is blocking: keep the API server's loop free
+    return await asyncio.to_thread(_fleet, day.isoformat() if day else None)
 
 
 @app.get("/host/{instance_id}", response_class=HTMLResponse)
-async def host(instance_id: str) -> str:
-    return await asyncio.to_thread(_host, instance_id[:64])
+async def host(instance_id: InstanceId) -> str:
+    return await asyncio.to_thread(_host, instance_id)
 
 
 class Ec2AuditDashboard(AirflowPlugin):
