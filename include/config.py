@@ -7,16 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from include.connections import AWS_CONN_ID, SMTP_CONN_ID, SSH_CONN_ID  # noqa: F401 - re-exported
 from include.param_schema import DEFAULT_TABLE, PARAM_SCHEMAS, param_problems  # noqa: F401 - DEFAULT_TABLE re-exported
 
-AWS_CONN_ID = "aws_default"
-SSH_CONN_ID = "ec2_audit_ssh"
-SMTP_CONN_ID = "smtp_default"
 MAX_BATCHES = 48  # keeps mapped task instances to "a few dozen" whatever batch_size says
 REBUILD_AFTER = timedelta(hours=36)
 ADDRESS_KINDS = tuple(PARAM_SCHEMAS["address"]["enum"])
 MODES = tuple(PARAM_SCHEMAS["mode"]["enum"])
-TRANSPORTS_AVAILABLE = ("ssh",)  # of PARAM_SCHEMAS["transport"]["enum"]: the others are not built yet
+TRANSPORTS_AVAILABLE = ("ssh", "eic")  # of PARAM_SCHEMAS["transport"]["enum"]: ssm and auto are not built yet
 
 
 def _default(name: str):
@@ -43,7 +41,7 @@ class AuditParams:
     address: str = _default("address")
     mode: str = _default("mode")
     profile: str = _default("profile")  # audit-trail, cis, or a JSON profile file (include/profiles.py)
-    transport: str = _default("transport")  # ssh | ssm | eic | auto; only ssh in this version
+    transport: str = _default("transport")  # ssh | ssm | eic | auto; ssh and eic in this version
     connect_timeout: int = _default("connect_timeout")
     host_timeout: int = _default("host_timeout")
     command_timeout: int = _default("command_timeout")
@@ -84,7 +82,7 @@ class AuditParams:
         """What JSON schema cannot say: transports not built yet, and the files (or names) the run reads."""
         problems = []
         if self.transport not in TRANSPORTS_AVAILABLE:
-            problems.append(f"param transport: transport {self.transport!r} is not available yet: use ssh")
+            problems.append(f"param transport: transport {self.transport!r} is not available yet: use ssh or eic")
         from include.report_store import problem as report_dir_problem
 
         if bad_dir := report_dir_problem(self.report_dir):  # a scheme nothing can write, an s3:// with no bucket

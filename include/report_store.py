@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from include.config import AWS_CONN_ID
+from include.connections import AWS_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

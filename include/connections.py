@@ -1,0 +1,6 @@
+"""The Airflow connection ids the product reads (shared/CONTRACT.md: Airflow connections)."""
+from __future__ import annotations
+
+AWS_CONN_ID = "aws_default"  # AWS credentials, region, endpoint_url (a local stand-in)
+SSH_CONN_ID = "ec2_audit_ssh"  # login, key, host_key_policy
+SMTP_CONN_ID = "smtp_default"  # the emailed report and alerts
