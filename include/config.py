@@ -82,7 +82,7 @@ class AuditParams:
         """What JSON schema cannot say: transports not built yet, and the files (or names) the run reads."""
         problems = []
         if self.transport not in TRANSPORTS_AVAILABLE:
-            problems.append(f"param transport: transport {self.transport!r} is not available yet: use ssh or eic")
+            problems.append(f"param transport: transport {self.transport!r} is not available yet: use ssh")
         from include.report_store import problem as report_dir_problem
 
         if bad_dir := report_dir_problem(self.report_dir):  # a scheme nothing can write, an s3:// with no bucket
