@@ -61,10 +61,16 @@ def _default_responder(profile: str, identity: dict) -> str:
 
 
 class _Server(asyncssh.SSHServer):
-    """Public-key auth against a set of fingerprints; None accepts no key at all (auth_reject)."""
+    """Public-key auth against a set of fingerprints; None accepts no key at all (auth_reject).
 
-    def __init__(self, allowed: set[str] | None) -> None:
+    With an EC2 Instance Connect key directory (devstack/eic_keys.py) it also accepts, like an instance with
+    eic_run_authorized_keys, a key the stand-in received for this host's instance id and the login user and
+    that has not expired — looked up at each authentication."""
+
+    def __init__(self, allowed: set[str] | None, instance_id: str | None = None,
+                 eic_key_dir: Path | None = None) -> None:
         self.allowed = allowed
+        self.instance_id, self.eic_key_dir = instance_id, eic_key_dir
 
     def begin_auth(self, username: str) -> bool:
         return True  # always require auth
@@ -73,7 +79,15 @@ class _Server(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        return self.allowed is not None and key.get_fingerprint("sha256") in self.allowed
+        if self.allowed is None:
+            return False
+        fingerprint = key.get_fingerprint("sha256")
+        if fingerprint in self.allowed:
+            return True
+        from devstack.eic_keys import valid_keys
+
+        pushed = valid_keys(self.eic_key_dir, self.instance_id, username)
+        return any(asyncssh.import_public_key(k).get_fingerprint("sha256") == fingerprint for k in pushed)
 
 
 async def _read_script(proc: asyncssh.SSHServerProcess) -> tuple[bool, str]:
@@ -190,8 +204,10 @@ class Fleet:
 
 async def start_fleet(hosts: list[dict], state_dir: str | Path, authorized_keys: list[str] | str,
                       latency_ms: int = 0, responder: Responder | None = None,
-                      aws_endpoint: str | None = None) -> Fleet:
+                      aws_endpoint: str | None = None, eic_key_dir: str | Path | None = None) -> Fleet:
+    """eic_key_dir: where the EC2 Instance Connect stand-in records pushed keys (None: no EIC keys)."""
     state_dir = Path(state_dir)
+    eic_key_dir = Path(eic_key_dir) if eic_key_dir else None
     if isinstance(authorized_keys, str):
         authorized_keys = [authorized_keys]
     allowed = {asyncssh.import_public_key(k).get_fingerprint("sha256") for k in authorized_keys if k.strip()}
@@ -216,7 +232,7 @@ async def start_fleet(hosts: list[dict], state_dir: str | Path, authorized_keys:
         key = host_key(state_dir, host["address"], rotated=host.get("host_key_seed") == "rotated")
         server = await asyncssh.listen(
             host["address"], host["port"], server_host_keys=[key],
-            server_factory=(lambda a=accepted: _Server(a)),
+            server_factory=(lambda a=accepted, i=host.get("instance_id"): _Server(a, i, eic_key_dir)),
             process_factory=_make_handler(host, latency_ms / 1000, respond, shipper),
             encoding="utf-8", allow_scp=False, agent_forwarding=False, x11_forwarding=False,
             login_timeout=30, keepalive_interval=0)
@@ -229,7 +245,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
     hosts = json.loads(Path(args.spec).read_text())
     keys = [line for line in Path(args.authorized_key).read_text().splitlines() if line.strip()]
-    fleet = await start_fleet(hosts, args.state_dir, keys, args.latency_ms, aws_endpoint=args.aws_endpoint)
+    fleet = await start_fleet(hosts, args.state_dir, keys, args.latency_ms, aws_endpoint=args.aws_endpoint,
+                              eic_key_dir=args.eic_key_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=int, default=0)
     parser.add_argument("--ready-file")
     parser.add_argument("--aws-endpoint", help="moto server URL: simulated agents ship canaries there")
+    parser.add_argument("--eic-key-dir", help="where the EC2 Instance Connect stand-in records pushed keys "
+                                              "(devstack/eic_keys.py): hosts also accept those")
     args = parser.parse_args(argv)
     try:
         import uvloop

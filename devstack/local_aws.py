@@ -5,6 +5,7 @@ written once. The process is ours (its own session), stopped by PID, never by na
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,10 +16,13 @@ from devstack import procs
 from devstack.stack import _http_ok, free_port, wait_until
 
 
-def spawn_moto(log: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """Start a moto server on a free loopback port; returns (process, endpoint) once it answers."""
+def spawn_moto(log: Path | None = None, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """Start a moto server on a free loopback port; returns (process, endpoint) once it answers.
+
+    `env`: variables added to this process's environment for the server (e.g. EC2AUDIT_EIC_KEY_DIR)."""
     port = free_port()
-    proc = procs.spawn([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)], log)
+    proc = procs.spawn([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)], log,
+                       {**os.environ, **env} if env else None)
     endpoint = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto server", proc)
@@ -34,9 +38,9 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
 
 
 @contextmanager
-def moto(log: Path | None = None) -> Iterator[str]:
+def moto(log: Path | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
     """`with moto() as endpoint:` a fresh local AWS for the block."""
-    proc, endpoint = spawn_moto(log)
+    proc, endpoint = spawn_moto(log, env)
     try:
         yield endpoint
     finally:

@@ -12,6 +12,12 @@ own CPU; here they are direct lookups. And DynamoDB rendered each nested attribu
 subtree at every level (an evidence item's `checks` map is three deep); here each level is copied once.
 Nothing else in moto is changed.
 
+EC2 Instance Connect: moto's `SendSSHPublicKey` answers success and authorizes nothing. Here it also records
+the key for that instance and OS user, expiring after 60 s (`EC2AUDIT_EIC_KEY_TTL`), in the key directory
+`EC2AUDIT_EIC_KEY_DIR` that the simulated fleet and the real sshd hosts read (devstack/eic_keys.py); an
+unknown instance is EC2InstanceNotFoundException, one not running EC2InstanceStateInvalidException. Without
+the variable it behaves as moto does.
+
     python -m devstack.moto_server -H 127.0.0.1 -p 5055
 """
 from __future__ import annotations
@@ -84,12 +90,45 @@ def _copy_each_level_once() -> None:
     DynamoType.to_regular_json = to_regular_json
 
 
+def _instance_connect_authorizes() -> None:
+    import json
+
+    from moto.core.exceptions import JsonRESTError
+    from moto.ec2.exceptions import InvalidInstanceIdError
+    from moto.ec2.models import ec2_backends
+    from moto.ec2instanceconnect.responses import Ec2InstanceConnectResponse
+
+    from devstack import eic_keys
+
+    original = Ec2InstanceConnectResponse.send_ssh_public_key
+
+    def send_ssh_public_key(self):
+        key_dir = eic_keys.key_dir_from_env()
+        if key_dir is None:
+            return original(self)
+        instance_id, user = self._get_param("InstanceId"), self._get_param("InstanceOSUser")
+        try:
+            instance = ec2_backends[self.current_account][self.region].get_instance(instance_id)
+        except InvalidInstanceIdError:
+            raise JsonRESTError("EC2InstanceNotFoundException", f"Instance not found: {instance_id}")
+        if instance.state != "running":
+            raise JsonRESTError("EC2InstanceStateInvalidException", f"Instance {instance_id} is not running")
+        try:
+            eic_keys.push(key_dir, instance_id, user, self._get_param("SSHPublicKey") or "")
+        except ValueError as exc:
+            raise JsonRESTError("InvalidArgsException", str(exc))
+        return json.dumps({"RequestId": f"eic-{instance_id}", "Success": True})
+
+    Ec2InstanceConnectResponse.send_ssh_public_key = send_ssh_public_key
+
+
 def main(argv: list[str] | None = None) -> None:
     from moto.server import main as moto_main
 
     _ingestion_follows_events()
     _direct_lookups()
     _copy_each_level_once()
+    _instance_connect_authorizes()
     moto_main(argv if argv is not None else sys.argv[1:])
 
 

@@ -22,6 +22,7 @@ from devstack.host_states import CIS_RULES, WEAK_AUDITD_CONF
 from include.checks.probes import sudoers
 
 LOGIN = "ec2audit"
+EIC_COMMAND = "/opt/.sshd-test/eic_run_authorized_keys"  # in the namespace's root-owned /opt tmpfs, as sshd requires
 # The same allowlist the README gives for real hosts.
 SUDO_RULE = sudoers(LOGIN)
 CMDLINE = {"healthy": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet audit=1 audit_backlog_limit=8192",
@@ -129,14 +130,18 @@ class SshdHost:
 
 def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str, profile: str,
                     instance_id: str, fake_auditctl: bool | None = None, host_key_type: str = "ed25519",
-                    agent_files: dict[str, str | bytes] | None = None, rules: str | None = None) -> SshdHost:
+                    agent_files: dict[str, str | bytes] | None = None, rules: str | None = None,
+                    eic_key_dir: Path | None = None) -> SshdHost:
     """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy.
 
     host_key_type: the one host key sshd offers ("ed25519", "rsa", "ecdsa"), e.g. to play a host whose key
     type changed since it was pinned.
     agent_files: files to write (or replace) under the agent's etc/ (e.g. "amazon-cloudwatch-agent.toml",
     "amazon-cloudwatch-agent.d/x.json"): crafted configs a lying or odd host would have.
-    rules: what the (fake) `auditctl -l` lists, with the healthy `auditctl -s` answer."""
+    rules: what the (fake) `auditctl -l` lists, with the healthy `auditctl -s` answer.
+    eic_key_dir: also authorize, through sshd's AuthorizedKeysCommand (run as root, like EC2's
+    eic_run_authorized_keys), the unexpired keys the EC2 Instance Connect stand-in received for this
+    instance and the connecting user (devstack/eic_keys.py). None: authorized_keys only, as before."""
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "opt").mkdir(parents=True)
@@ -155,6 +160,10 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     fingerprint = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(key) + ".pub"], check=True,
                                  capture_output=True, text=True).stdout.split()[1]
     (workdir / "authorized_keys").write_text(authorized_key.strip() + "\n")
+    if eic_key_dir:
+        from devstack.eic_keys import authorized_keys_command
+
+        (workdir / "eic_run_authorized_keys").write_text(authorized_keys_command(Path(eic_key_dir), instance_id))
     (workdir / "sshd_config").write_text(f"""\
 ListenAddress {address}:{port}
 HostKey {key}
@@ -169,12 +178,13 @@ PermitRootLogin no
 X11Forwarding no
 AllowTcpForwarding no
 LogLevel VERBOSE
-""")
+""" + (f"AuthorizedKeysCommand {EIC_COMMAND} %u\nAuthorizedKeysCommandUser root\n" if eic_key_dir else ""))
     # sshd reads authorized_keys as the login user, who cannot traverse the (0700) test folders: copy it
     # into the namespace's own /opt tmpfs.
     (workdir / "cmdline").write_text(CMDLINE[profile] + "\n")
     mounts = ["mount -t tmpfs -o mode=755 tmpfs /opt", f"cp -a {workdir / 'opt'}/. /opt/",
               "mkdir -m 755 /opt/.sshd-test", f"install -m 644 {workdir / 'authorized_keys'} /opt/.sshd-test/",
+              *([f"install -m 755 {workdir / 'eic_run_authorized_keys'} {EIC_COMMAND}"] if eic_key_dir else []),
               f"mount --bind {sudoers} /etc/sudoers.d",
               # The boot command line is this VM's, not an EC2 instance's: each host gets its own.
               f"mount --bind {workdir / 'cmdline'} /proc/cmdline"]

@@ -69,11 +69,17 @@ class LocalStack:
         return self.root / "mail"
 
     @property
+    def eic_key_dir(self) -> Path:
+        """Where the moto server's EC2 Instance Connect records pushed keys; the hosts read it."""
+        return self.root / "eic"
+
+    @property
     def client_key(self) -> Path:
         return self.root / "keys" / "id_ed25519"
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        proc = procs.spawn(args, self.root / "logs" / f"{name}.log", {**os.environ, "PYTHONPATH": str(PROJECT)})
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        proc = procs.spawn(args, self.root / "logs" / f"{name}.log",
+                           {**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})})
         self.procs[name] = proc
         return proc
 
@@ -82,14 +88,14 @@ class LocalStack:
         from devstack.aws_seed import seed_fleet
         from devstack.fleet import generate_client_key
 
-        for sub in ("logs", "keys", "fleet", "mail"):
+        for sub in ("logs", "keys", "fleet", "mail", "eic"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         if not self.client_key.exists():
             generate_client_key(self.client_key)
         try:
             self.moto_port = free_port()
             moto = self._spawn("moto", [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1",
-                                        "-p", str(self.moto_port)])
+                                        "-p", str(self.moto_port)], {"EC2AUDIT_EIC_KEY_DIR": str(self.eic_key_dir)})
             wait_until(lambda: _http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", moto)
             seed_fleet(self.endpoint, self.fleet, REGION)
             self._seed_pins()
@@ -101,7 +107,7 @@ class LocalStack:
             fleet = self._spawn("fleet", [
                 sys.executable, "-m", "devstack.fleet", "--spec", str(spec), "--state-dir", str(self.root / "fleet"),
                 "--authorized-key", str(self.client_key) + ".pub", "--latency-ms", str(self.latency_ms),
-                "--ready-file", str(ready), "--aws-endpoint", self.endpoint])
+                "--ready-file", str(ready), "--aws-endpoint", self.endpoint, "--eic-key-dir", str(self.eic_key_dir)])
             wait_until(ready.exists, 60, "simulated fleet", fleet)
 
             self.smtp_port = free_port()

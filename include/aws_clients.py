@@ -66,6 +66,11 @@ def logs_client(region: str, account: str = ""):
     return _hook(account, region, client_type="logs", config=LOGS_RETRIES).conn
 
 
+def eic_client(region: str, account: str = ""):
+    """EC2 Instance Connect (SendSSHPublicKey) of the account and region: transport eic (include/eic.py)."""
+    return _hook(account, region, client_type="ec2-instance-connect").conn
+
+
 def dynamodb_resource():
     """The evidence account's DynamoDB (always `aws_default`: evidence is written centrally)."""
     return AwsBaseHook(aws_conn_id=AWS_CONN_ID, resource_type="dynamodb").conn

@@ -54,7 +54,8 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "profile": {"type": "string", "minLength": 1, "default": "audit-trail",
                 "description": "Which checks decide a host's status: audit-trail, cis, or a JSON profile file path"},
     "transport": {"type": "string", "enum": ["ssh", "ssm", "eic", "auto"], "default": "ssh",
-                  "description": "How commands reach the hosts (this version: ssh)"},
+                  "description": "How commands reach the hosts: ssh (the connection's key) or eic (EC2 Instance "
+                                 "Connect: a short-lived key pushed per host); ssm and auto are not built yet"},
     "connect_timeout": {"type": "integer", "minimum": 1, "maximum": 15, "default": 15,
                         "description": "Seconds to open one SSH connection"},
     "host_timeout": {"type": "integer", "minimum": 5, "maximum": 90, "default": 90,

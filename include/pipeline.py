@@ -38,8 +38,15 @@ def logs_client(region: str, account: str = ""):
     return client(region, account)
 
 
+def eic_client(region: str, account: str = ""):
+    from include.aws_clients import eic_client as client
+
+    return client(region, account)
+
+
 def ssh_settings(params: AuditParams):
-    """The `ec2_audit_ssh` connection, read with the SSH provider's extra names (private_key, key_file)."""
+    """The `ec2_audit_ssh` connection, read with the SSH provider's extra names (private_key, key_file).
+    With transport eic it gives the login (OS user), port and host-key policy, and needs no key."""
     from airflow.sdk import BaseHook
 
     from include.hostkeys import parse_policy
@@ -60,6 +67,7 @@ def ssh_settings(params: AuditParams):
         connect_timeout=float(params.connect_timeout),
         command_timeout=float(params.command_timeout),
         host_budget=float(params.host_timeout),
+        transport=params.transport,
     )
 
 
@@ -134,7 +142,8 @@ def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
     try:
         ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params))
         result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
-                              evidence_store(params))
+                              evidence_store(params), eic_client(b.region, b.account) if params.transport == "eic"
+                              else None)
     except Exception as exc:
         if not final_try:
             raise

@@ -53,12 +53,15 @@ class SshSettings:
     max_output: int = 1 << 20  # bytes; the rest is dropped without being read into memory
     proxy_jump: str | None = None  # "[user@]host[:port]" of a bastion every session is tunnelled through
     proxy_jump_host_key: str | None = None  # the bastion's OpenSSH public key (else known_hosts decides)
+    # "eic": the key is made per batch (include/eic.py), so the connection needs none.
+    transport: str = "ssh"
 
     def __post_init__(self) -> None:
         if self.host_key_policy not in ("tofu", "strict", "insecure"):
             raise ValueError(f"host_key_policy must be tofu, strict or insecure, not {self.host_key_policy!r}")
-        if not (self.private_key or self.key_file):
-            raise ValueError("the SSH connection needs extra.private_key or extra.key_file")
+        if not (self.private_key or self.key_file) and self.transport != "eic":
+            raise ValueError("the SSH connection needs extra.private_key or extra.key_file "
+                             "(only transport eic needs no key: it pushes a short-lived one per batch)")
 
     def __repr__(self) -> str:  # never print the key
         return (f"SshSettings(username={self.username!r}, port={self.port}, policy={self.host_key_policy}, "
@@ -94,6 +97,30 @@ class _Final(Exception):
     def __init__(self, status: Status, detail: str) -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
+
+
+class PreconnectFailed(Exception):
+    """Raised by a `before_connect` hook (e.g. EC2 Instance Connect's key push): the host gets `status` and
+    `detail` without being contacted; `retry` says whether the next attempt may do better (throttling)."""
+
+    def __init__(self, status: Status, detail: str, retry: bool = False) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.retry = status, detail, retry
+
+
+BeforeConnect = Callable[[Host], Awaitable[None]]
+
+
+async def _prepare(host: Host, before_connect: BeforeConnect | None) -> None:
+    """Run the hook before one attempt; its failure is the host's outcome, never the batch's."""
+    if before_connect is None:
+        return
+    try:
+        await before_connect(host)
+    except PreconnectFailed as exc:
+        raise (_Transient if exc.retry else _Final)(exc.status, exc.detail) from exc
+    except Exception as exc:  # noqa: BLE001 - any other failure of the hook: the host was not reached
+        raise _Transient(Status.UNREACHABLE, f"before connecting: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
@@ -176,8 +203,9 @@ async def _run_script(conn: asyncssh.SSHClientConnection, script: bytes, cap: in
 
 
 async def check_host(host: Host, settings: SshSettings, key: asyncssh.SSHKey, script: bytes,
-                     pin: Pin | None, tunnel=None) -> HostOutcome:
-    """Never raises: every failure is a status on the outcome."""
+                     pin: Pin | None, tunnel=None, before_connect: BeforeConnect | None = None) -> HostOutcome:
+    """Never raises: every failure is a status on the outcome. `before_connect` runs before every attempt
+    (a retry too), inside the host's budget."""
     outcome = HostOutcome(instance_id=host.instance_id, transport_status=None)
     started = time.monotonic()
 
@@ -185,6 +213,7 @@ async def check_host(host: Host, settings: SshSettings, key: asyncssh.SSHKey, sc
         for attempt in range(1, settings.attempts + 1):
             outcome.attempts = attempt
             try:
+                await _prepare(host, before_connect)
                 await _run_once(host, settings, key, script, pin, outcome, tunnel)
                 outcome.transport_status, outcome.transport_detail = None, ""
                 return
@@ -217,10 +246,13 @@ class JumpHostLost(RuntimeError):
 
 
 async def fan_out(hosts: Iterable[Host], settings: SshSettings, script: str, pins: Mapping[str, Pin],
-                  concurrency: int, on_outcome: Callable[[Host, HostOutcome], Awaitable[None]]) -> None:
+                  concurrency: int, on_outcome: Callable[[Host, HostOutcome], Awaitable[None]],
+                  before_connect: BeforeConnect | None = None) -> None:
     """Check hosts with at most `concurrency` sessions open; hand each outcome over as soon as it is ready.
 
-    Each host gets its own random nonce in its section markers (probes.frame), kept on its outcome."""
+    Each host gets its own random nonce in its section markers (probes.frame), kept on its outcome.
+    `before_connect(host)` runs inside the gate just before each attempt to connect (include/eic.py pushes
+    the batch's key there); raising PreconnectFailed (or anything) makes that host's outcome, not the batch's."""
     key = settings.load_key()
     gate = asyncio.Semaphore(max(1, concurrency))
     hosts = list(hosts)
@@ -234,7 +266,8 @@ async def fan_out(hosts: Iterable[Host], settings: SshSettings, script: str, pin
     async def one(host: Host) -> None:
         nonce = new_nonce()
         async with gate:
-            outcome = await check_host(host, settings, key, frame(script, nonce), pins.get(host.instance_id), jump)
+            outcome = await check_host(host, settings, key, frame(script, nonce), pins.get(host.instance_id), jump,
+                                       before_connect)
         outcome.nonce = nonce
         if jump is not None and outcome.transport_status is not None and jump.is_closed():
             # The failure may be the bastion's, not the host's: never record it as the host's.

@@ -193,11 +193,14 @@ class EvidenceWriter:
         self.write(self.take())
 
 
-def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore) -> dict:
-    """Check every host of one batch and store its evidence. Returns only counts (XCom stays small)."""
+def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore,
+                 eic_client=None) -> dict:
+    """Check every host of one batch and store its evidence. Returns only counts (XCom stays small).
+    `eic_client`: the batch's ec2-instance-connect client, for transport eic."""
     batch = batch if isinstance(batch, Batch) else Batch.from_xcom(batch)
     hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
     run = BatchRun(ctx, store, logs_client, hosts)
+    run.eic_client = eic_client
     todo = run.skip_recorded(hosts)
     linux = run.record_not_applicable(todo)
     linux = run.record_unread_pins(linux)
@@ -214,6 +217,8 @@ def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, 
 class BatchRun:
     """One batch's steps and the state they share: the profile, waivers, host keys, the stream lookup (inside
     the judging budget), the canaries still to search, the evidence writer and the counts."""
+
+    eic_client = None  # the batch's ec2-instance-connect client (transport eic)
 
     def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host]) -> None:
         self.ctx, self.store, self.logs_client = ctx, store, logs_client
@@ -282,7 +287,14 @@ class BatchRun:
                     await asyncio.to_thread(self.writer.write, taken)
 
         script = SCRIPT_WITH_CANARY if self.ctx.params.canary else SCRIPT
-        await fan_out(hosts, self.ctx.ssh, script, self.keys.transport_pins, self.ctx.params.concurrency, on_outcome)
+        settings, before_connect = self.ctx.ssh, None
+        if self.ctx.params.transport == "eic":  # a key made for this batch, pushed before each session
+            from include.eic import EicBatch
+
+            eic = EicBatch.start(self.ctx.ssh, self.eic_client)
+            settings, before_connect = eic.settings, eic.push
+        await fan_out(hosts, settings, script, self.keys.transport_pins, self.ctx.params.concurrency, on_outcome,
+                      before_connect)
 
     def settle_canaries(self) -> None:
         if not self.awaiting:

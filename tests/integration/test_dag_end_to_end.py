@@ -63,7 +63,8 @@ def stack(tmp_path_factory, airflow_db):
                 if host.get("sshd_profile"):
                     sshd = start_sshd_host(root / host["name"], host["address"], host["port"], pub,
                                            host["sshd_profile"], host["instance_id"],
-                                           fake_auditctl=host["sshd_profile"] == "failing" or not auditd.available)
+                                           fake_auditctl=host["sshd_profile"] == "failing" or not auditd.available,
+                                           eic_key_dir=local.eic_key_dir)  # also EC2 Instance Connect keys
                     if not auditd.available and host["sshd_profile"] == "healthy":  # fake answers say enabled 2
                         host["expected"], host["expected_failed"], host["expected_advisory"] = "COMPLIANT", [], []
                     started.append(lambda *a, s=sshd: s.stop())
@@ -558,3 +559,32 @@ def test_a_fleet_meeting_the_policy_is_fully_compliant_and_its_cis_gaps_are_show
     items = day_items(stack, day)
     assert sorted(c for it in items for c in it["failed_checks"]) == sorted(report["hardening"]["gaps"])
     assert all(it["profile"] == "cis" and it["advisory_failed"] == [] for it in items)
+
+
+def test_transport_eic_end_to_end_with_no_key_in_the_connection(stack, tmp_path, monkeypatch):
+    """transport=eic: the `ec2_audit_ssh` connection holds no key; each host is reached with the batch's
+    in-memory key, pushed by SendSSHPublicKey to the stand-in just before its session. Same verdicts as ssh."""
+    import json
+
+    when = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=70)  # a day no other test uses
+    day = when.strftime("%Y-%m-%d")
+    monkeypatch.setenv("AIRFLOW_CONN_EC2_AUDIT_SSH", json.dumps({
+        "conn_type": "ssh", "login": "ec2audit", "port": SSH_PORT, "extra": {"host_key_policy": "tofu"}}))
+    conf = {"transport": "eic", "report_dir": str(tmp_path), "recipients": [], "batch_size": 8,
+            "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10}
+    run = run_dag(conf, when)
+    assert run.state == "success"
+    running = [h for h in stack.fleet_entries if h.get("expected")]
+    by_id = {it["instance_id"]: it for it in day_items(stack, day)}
+    assert len(by_id) == len(running)
+    for host in running:
+        item = by_id[host["instance_id"]]
+        assert item["status"] == host["expected"], (host["name"], item.get("status_detail"))
+        assert item["transport"] == "eic" and item["run_id"] == run.run_id
+        if "expected_failed" in host:
+            assert item["failed_checks"] == host["expected_failed"], item["checks"]
+        elif host.get("behaviour") == "ok" and host["expected"] in ("COMPLIANT", "NON_COMPLIANT"):
+            assert (item["status"], item["failed_checks"], item["advisory_failed"]) == expected(host["profile"])
+    pushed = {p.parent.parent.name for p in stack.eic_key_dir.glob("*/*/*.pub")}
+    linux = {h["instance_id"] for h in running if not h.get("windows")}
+    assert linux <= pushed  # one key push per Linux host (Windows hosts are not contacted)

@@ -83,10 +83,11 @@ def test_every_problem_is_reported_at_once_and_unknown_names_are_ignored():
 
 
 def test_transports_not_built_yet_are_refused_plainly():
-    for transport in ("ssm", "eic", "auto"):
-        with pytest.raises(ValueError, match=f"transport '{transport}' is not available yet: use ssh"):
+    for transport in ("ssm", "auto"):
+        with pytest.raises(ValueError, match=f"transport '{transport}' is not available yet: use ssh or eic"):
             AuditParams.from_params({"transport": transport})
     assert AuditParams.from_params({"transport": "ssh"}).transport == "ssh"
+    assert AuditParams.from_params({"transport": "eic"}).transport == "eic"  # EC2 Instance Connect (include/eic.py)
 
 
 def test_profile_is_checked_by_load_profile(tmp_path):
