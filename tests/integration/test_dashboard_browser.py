@@ -17,6 +17,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -142,10 +143,20 @@ def test_signed_in_user_without_dag_access_gets_403(airflow_ui):
     assert status_of(f"{base}/ec2-audit/host/{host}", outsider) == 403
 
 
-def browser_for(pw):
-    return pw.chromium.launch(executable_path=CHROMIUM, args=[
-        "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"])
+@contextmanager
+def browser_page():
+    """A page of a fresh headless Debian Chromium (Playwright), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
 
 
 def sign_in(page, base: str, username: str, password: str) -> None:
@@ -157,61 +168,45 @@ def sign_in(page, base: str, username: str, password: str) -> None:
 
 
 def test_browser_signed_in_without_dag_access_sees_403_not_the_fleet(airflow_ui):
-    from playwright.sync_api import sync_playwright
-
     base, failing = airflow_ui["base"], airflow_ui["failing_today"]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = browser_for(pw)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            sign_in(page, base, "outsider", OUTSIDER_PASSWORD)
-            assert any(c["name"] == "_token" for c in page.context.cookies()), "signed in: the UI's JWT cookie is set"
-            for url in (f"{base}/ec2-audit/", f"{base}/ec2-audit/host/{failing[0]}"):
-                response = page.goto(url)
-                assert response.status == 403, (url, response.status)
-                text = page.inner_text("body")
-                assert failing[0] not in text and "compliant on" not in text and "NON_COMPLIANT" not in text
-            page.screenshot(path=str(ARTIFACTS / "dashboard-no-dag-access.png"))
-        finally:
-            browser.close()
+    with browser_page() as page:
+        sign_in(page, base, "outsider", OUTSIDER_PASSWORD)
+        assert any(c["name"] == "_token" for c in page.context.cookies()), "signed in: the UI's JWT cookie is set"
+        for url in (f"{base}/ec2-audit/", f"{base}/ec2-audit/host/{failing[0]}"):
+            response = page.goto(url)
+            assert response.status == 403, (url, response.status)
+            text = page.inner_text("body")
+            assert failing[0] not in text and "compliant on" not in text and "NON_COMPLIANT" not in text
+        page.screenshot(path=str(ARTIFACTS / "dashboard-no-dag-access.png"))
 
 
 def test_signed_in_user_sees_fleet_trend_failing_hosts_and_history(airflow_ui):
-    from playwright.sync_api import sync_playwright
-
     from include.checks.catalogue import check_meta
 
     base, failing = airflow_ui["base"], airflow_ui["failing_today"]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = browser_for(pw)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            alerts = []
-            page.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
-            assert page.goto(f"{base}/ec2-audit/").status == 401  # the browser, not signed in
-            page.screenshot(path=str(ARTIFACTS / "dashboard-anonymous.png"))
+    with browser_page() as page:
+        alerts = []
+        page.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
+        assert page.goto(f"{base}/ec2-audit/").status == 401  # the browser, not signed in
+        page.screenshot(path=str(ARTIFACTS / "dashboard-anonymous.png"))
 
-            sign_in(page, base, "auditor", PASSWORD)
-            page.wait_for_selector("h1")
-            text = page.inner_text("body")
-            assert f"compliant on {LAST_DAY.isoformat()}" in text, airflow_ui["log"].read_text()[-3000:]
-            assert f"{round(100 * (12 - len(failing)) / 12, 1)}%" in text
-            assert f"Failing hosts ({len(failing)})" in text
-            assert failing and all(i in text for i in failing), text  # every failing host is listed ...
-            remediation = check_meta()["auditd.running"]["remediation"]
-            assert remediation and text.count(remediation) == len(failing), text  # ... with its remediation
-            chart = page.locator("img[alt='compliance trend']")
-            assert chart.evaluate("img => img.complete && img.naturalWidth") > 300
-            assert "<script>alert(1)</script>" in text and alerts == []  # shown as text, never run
-            page.screenshot(path=str(ARTIFACTS / "dashboard-fleet.png"), full_page=True)
+        sign_in(page, base, "auditor", PASSWORD)
+        page.wait_for_selector("h1")
+        text = page.inner_text("body")
+        assert f"compliant on {LAST_DAY.isoformat()}" in text, airflow_ui["log"].read_text()[-3000:]
+        assert f"{round(100 * (12 - len(failing)) / 12, 1)}%" in text
+        assert f"Failing hosts ({len(failing)})" in text
+        assert failing and all(i in text for i in failing), text  # every failing host is listed ...
+        remediation = check_meta()["auditd.running"]["remediation"]
+        assert remediation and text.count(remediation) == len(failing), text  # ... with its remediation
+        chart = page.locator("img[alt='compliance trend']")
+        assert chart.evaluate("img => img.complete && img.naturalWidth") > 300
+        assert "<script>alert(1)</script>" in text and alerts == []  # shown as text, never run
+        page.screenshot(path=str(ARTIFACTS / "dashboard-fleet.png"), full_page=True)
 
-            page.click(f"a[href='host/{failing[0]}']")
-            page.wait_for_url(f"{base}/ec2-audit/host/{failing[0]}")
-            rows = page.locator("table tr")
-            assert rows.count() == 1 + 30  # header + one row per stored day
-            assert "NON_COMPLIANT" in page.inner_text("body")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-host.png"), full_page=True)
-        finally:
-            browser.close()
+        page.click(f"a[href='host/{failing[0]}']")
+        page.wait_for_url(f"{base}/ec2-audit/host/{failing[0]}")
+        rows = page.locator("table tr")
+        assert rows.count() == 1 + 30  # header + one row per stored day
+        assert "NON_COMPLIANT" in page.inner_text("body")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-host.png"), full_page=True)
