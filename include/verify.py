@@ -63,9 +63,11 @@ def _identity(host: Host, outputs: dict[str, str]) -> dict[str, str | None]:
             "local_hostname": host.private_dns, "ip_address": host.private_ip}
 
 
-def _trusted(host: Host) -> dict[str, str | None]:
-    """What EC2 says of the instance: the only names a stream may carry to count as this host's."""
-    return {"instance_id": host.instance_id, "private_ip": host.private_ip, "private_dns": host.private_dns}
+def _trusted(host: Host, outputs: dict[str, str]) -> dict[str, str | None]:
+    """What EC2 says of the instance, and the hostname the host reports (which counts only when it is specific
+    to the host: parsers.own_hostname): the names a stream may carry to count as this host's."""
+    return {"instance_id": host.instance_id, "private_ip": host.private_ip, "private_dns": host.private_dns,
+            "hostname": parsers.hostname_from(outputs)}
 
 
 class BudgetExceeded(RuntimeError):
@@ -83,7 +85,7 @@ class Budget:
 
 
 def host_facts(host: Host, outputs: dict[str, str], verdicts: dict[str, Verdict]) -> HostFacts:
-    return HostFacts(host.instance_id, outputs, verdicts, _identity(host, outputs), _trusted(host))
+    return HostFacts(host.instance_id, outputs, verdicts, _identity(host, outputs), _trusted(host, outputs))
 
 
 def aws_view(lookup, params: AuditParams, now: Callable[[], datetime]) -> AwsView:

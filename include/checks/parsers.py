@@ -382,11 +382,27 @@ def _names(text: str, token: str) -> bool:
     return bool(token) and re.search(rf"(?<![0-9A-Za-z]){re.escape(token)}(?![0-9A-Za-z])", text) is not None
 
 
+GENERIC_HOSTNAMES = frozenset({"localhost", "localhost.localdomain", "localhost4", "localhost6", "ubuntu", "debian",
+                               "amazon", "amzn", "centos", "rhel", "linux", "ec2-user", "host", "server"})
+EC2_IP_NAME = re.compile(r"^ip-(\d{1,3})-(\d{1,3})-(\d{1,3})-(\d{1,3})(?:\..*)?$")
+
+
+def own_hostname(hostname: str | None, private_ip: str) -> bool:
+    """Whether the hostname the host reports can name its stream: not a stock name every image has, and not
+    an EC2-style `ip-a-b-c-d` name of another address. Unique hostnames are the operator's promise; the
+    instance id (or the canary) is the proof."""
+    if not hostname or len(hostname) < 2 or hostname.lower().split(".", 1)[0] in GENERIC_HOSTNAMES:
+        return False
+    m = EC2_IP_NAME.match(hostname.lower())
+    return m is None or ".".join(m.groups()) == private_ip
+
+
 def attribution_problem(target: StreamTarget, trusted: Mapping[str, str | None]) -> str | None:
     """Why the stream is not provably this host's, or None when its group or stream identifies it.
 
-    `trusted` holds what EC2 says of the instance (instance_id, private_ip, private_dns), never what the host
-    prints: a host (or an image baked with someone else's config) cannot make another's stream its own."""
+    `trusted` holds what EC2 says of the instance (instance_id, private_ip, private_dns), and the hostname the
+    host reports, which counts only when it is specific to it (own_hostname): a host (or an image baked with
+    someone else's config) cannot make another's stream its own."""
     me = trusted.get("instance_id") or ""
     text = f"{target.group}\n{target.stream}"
     others = sorted({m for m in INSTANCE_ID.findall(text) if m != me})
@@ -397,6 +413,7 @@ def attribution_problem(target: StreamTarget, trusted: Mapping[str, str | None])
     ip = trusted.get("private_ip") or ""
     dns = trusted.get("private_dns") or ""
     tokens = [me, ip, f"ip-{ip.replace('.', '-')}" if ip else "", dns, dns.split(".", 1)[0] if dns else ""]
+    tokens.append(trusted.get("hostname") if own_hostname(trusted.get("hostname"), ip) else "")
     if any(_names(text, t) for t in tokens if t):
         return None
     return (f"stream '{target.stream}' in {target.group} is shared by hosts: its freshness proves nothing for this "

@@ -188,11 +188,13 @@ def toml(stream: str, group: str = "/ec2/audit") -> str:
     ("audit", "/ec2/audit", False),  # shared by every host of the image
     ("i-0abcd", "/ec2/audit", False),  # not a boundary match
     ("10.0.0.50", "/ec2/audit", False),
-    ("h", "/ec2/audit", False),  # the host-reported hostname alone is not EC2's word
+    ("web-1", "/ec2/audit", True),  # the hostname the host reports, when it is specific to it
 ])
 def test_only_a_stream_that_names_this_instance_counts(stream, group, own):
     lookup = Fresh()
-    v = judge(output_with(cwagent_toml=toml(stream, group)), lookup=lookup).verdicts["cwagent.log_stream_fresh"]
+    identity = "hostname: web-1\nID=amzn"
+    v = judge(output_with(cwagent_toml=toml(stream, group), host_identity=identity),
+              lookup=lookup).verdicts["cwagent.log_stream_fresh"]
     assert (v.status == CheckStatus.PASS) == own, v.detail
     if not own:
         assert "proves nothing for this host" in v.detail and lookup.calls == []
@@ -233,3 +235,10 @@ def test_broken_rule_lines_never_crash_the_rule_checks(rules):
     for cid in ("auditd.rules_loaded", "auditd.rules_cover_cis"):
         assert j.verdicts[cid].status in (CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.ERROR)
         assert "parser failed" not in j.verdicts[cid].detail, j.verdicts[cid].detail
+
+
+@pytest.mark.parametrize("hostname", ["localhost", "localhost.localdomain", "ip-10-0-0-9", "ubuntu"])
+def test_a_stock_or_borrowed_hostname_never_makes_a_stream_this_hosts(hostname):
+    v = judge(output_with(cwagent_toml=toml(hostname), host_identity=f"hostname: {hostname}\nID=amzn")
+              ).verdicts["cwagent.log_stream_fresh"]
+    assert v.status == CheckStatus.FAIL and "shared by hosts" in v.detail
