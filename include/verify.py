@@ -125,24 +125,27 @@ def _score(j: Judgement, profile: Profile) -> None:
 
 
 def judge_host(host: Host, outcome: HostOutcome, lookup: StreamLookup, params: AuditParams,
-               now: Callable[[], datetime] = utc_now, profile: Profile | None = None) -> Judgement:
+               now: Callable[[], datetime] = utc_now, profile: Profile | None = None,
+               options: CheckOptions | None = None) -> Judgement:
     """Transport outcome + script output → status, failed check ids, verdicts, one-line detail. Never raises:
-    a host whose output breaks the judge is ERROR, the batch goes on."""
-    profile = profile or load_profile(params.profile)
+    a host whose output breaks the judge is ERROR, the batch goes on. A batch passes its profile and options
+    (read once per batch, not per host)."""
     if outcome.transport_status is not None:
         return Judgement(outcome.transport_status, [], {}, outcome.transport_detail)
     try:
-        return _judge_output(host, outcome, lookup, params, now, profile)
+        profile = profile or load_profile(params.profile)
+        options = options or CheckOptions(rule_groups=load_rule_set(params.rule_set))
+        return _judge_output(host, outcome, lookup, params, now, profile, options)
     except Exception as exc:  # noqa: BLE001 - one odd host must not cost the batch
         log.exception("judging %s failed", host.instance_id)
         return Judgement(Status.ERROR, [], {}, f"could not judge this host's output: {type(exc).__name__}: {exc}"[:300])
 
 
 def _judge_output(host: Host, outcome: HostOutcome, lookup: StreamLookup, params: AuditParams,
-                  now: Callable[[], datetime], profile: Profile) -> Judgement:
+                  now: Callable[[], datetime], profile: Profile, options: CheckOptions) -> Judgement:
     output = split_sections(outcome.output.decode("utf-8", errors="replace"), outcome.nonce)
     output.truncated = outcome.truncated
-    verdicts = evaluate_host_checks(output, CheckOptions(rule_groups=load_rule_set(params.rule_set)))
+    verdicts = evaluate_host_checks(output, options)
     aws_verdicts, canary = evaluate_aws_checks(host_facts(host, output.usable(), verdicts),
                                                aws_view(lookup, params, now))
     verdicts.update(aws_verdicts)
@@ -225,6 +228,7 @@ class BatchRun:
     def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host]) -> None:
         self.ctx, self.store, self.logs_client = ctx, store, logs_client
         self.profile = load_profile(ctx.params.profile)
+        self.options = CheckOptions(rule_groups=load_rule_set(ctx.params.rule_set))
         self.waivers = load_waivers(ctx.params.waivers_file)
         self.writer = EvidenceWriter(store)
         self.counts: Counter[str] = Counter()
@@ -275,7 +279,7 @@ class BatchRun:
             # First-sight pin, accepted rotation, lost race: may make it HOST_KEY_MISMATCH or ERROR. Before judging.
             await asyncio.to_thread(self.keys.settle, host, outcome)
             judged = await asyncio.to_thread(judge_host, host, outcome, self.lookup, self.ctx.params, utc_now,
-                                             self.profile)
+                                             self.profile, self.options)
             # The batch keeps no host's command output once judged: only its hash and size, as evidence.
             if outcome.output:
                 outcome.output_sha256 = hashlib.sha256(outcome.output).hexdigest()
