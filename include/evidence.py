@@ -6,7 +6,6 @@ Reads of a day go through the `by_audit_date` index, never a table scan.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -47,8 +46,7 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
                   advisory: list[str] | None = None, transport: str = "ssh",
                   waived: list[str] | None = None) -> dict[str, Any]:
     """The evidence item for one instance on one day (pure): the one place an EvidenceItem is built."""
-    output = outcome.output if outcome else b""
-    digest = (hashlib.sha256(output).hexdigest() if output else "") or (outcome.output_sha256 if outcome else "")
+    digest, size = outcome.digest() if outcome else ("", 0)
     return EvidenceItem(
         instance_id=host.instance_id, audit_date=audit_date, run_id=run_id, mode=mode, checked_at=iso(checked_at),
         status=status.value, status_detail=detail[:500], failed_checks=list(failed),
@@ -59,8 +57,7 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         # Contract: Name and Environment at least; all tags are kept (capped) for later questions.
         tags={k[:128]: v[:256] for k, v in list(host.tags.items())[:50]},
         host_key_fingerprint=(outcome.host_key_fingerprint if outcome else None) or "",
-        host_key_note=outcome.host_key_note if outcome else "", output_sha256=digest,
-        output_bytes=len(output) or (outcome.output_bytes if outcome else 0),
+        host_key_note=outcome.host_key_note if outcome else "", output_sha256=digest, output_bytes=size,
         output_truncated=bool(outcome and outcome.truncated), ssh_attempts=outcome.attempts if outcome else 0,
         expires_at=expires_at(audit_date, ttl_days),
     ).to_item()

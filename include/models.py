@@ -1,6 +1,7 @@
 """Plain data types shared by every stage. No Airflow or AWS imports here."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -136,3 +137,14 @@ class HostOutcome:
     attempts: int = 0
     elapsed_s: float = 0.0
     host_key_note: str = ""  # e.g. a re-pin accepted by an operator
+
+    def digest(self) -> tuple[str, int]:
+        """(SHA-256, size) of the output: what the evidence keeps of it, before or after it is dropped."""
+        if self.output:
+            return hashlib.sha256(self.output).hexdigest(), len(self.output)
+        return self.output_sha256, self.output_bytes
+
+    def drop_output(self) -> None:
+        """A batch keeps no host's command output once judged: only its digest, as evidence."""
+        self.output_sha256, self.output_bytes = self.digest()
+        self.output = b""

@@ -7,7 +7,6 @@ A host is judged under the run's profile (include/profiles.py); every check is s
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections import Counter
@@ -84,12 +83,18 @@ class Budget:
             raise BudgetExceeded(f"the batch's AWS judging budget of {self.seconds:g}s is spent")
 
 
-def host_facts(host: Host, outputs: dict[str, str], verdicts: dict[str, Verdict]) -> HostFacts:
-    return HostFacts(host.instance_id, outputs, verdicts, _identity(host, outputs), _trusted(host, outputs))
+def host_facts(host: Host, outputs: dict[str, str], verdicts: dict[str, Verdict],
+               fallback_group: str | None) -> HostFacts:
+    identity = _identity(host, outputs)
+    try:
+        targets = parsers.stream_targets(outputs, identity, fallback_group)
+    except Exception as exc:  # noqa: BLE001 - an odd config is those checks' ERROR, not the host's
+        targets = Verdict.error(f"agent config unusable: {type(exc).__name__}: {exc}"[:300])
+    return HostFacts(host.instance_id, outputs, verdicts, identity, _trusted(host, outputs), targets)
 
 
 def aws_view(lookup, params: AuditParams, now: Callable[[], datetime]) -> AwsView:
-    return AwsView(lookup, now, params.log_group, params.stream_max_age_minutes, params.canary)
+    return AwsView(lookup, now, params.stream_max_age_minutes, params.canary)
 
 
 @dataclass
@@ -146,7 +151,7 @@ def _judge_output(host: Host, outcome: HostOutcome, lookup: StreamLookup, params
     output = split_sections(outcome.output.decode("utf-8", errors="replace"), outcome.nonce)
     output.truncated = outcome.truncated
     verdicts = evaluate_host_checks(output, options)
-    aws_verdicts, canary = evaluate_aws_checks(host_facts(host, output.usable(), verdicts),
+    aws_verdicts, canary = evaluate_aws_checks(host_facts(host, output.usable(), verdicts, params.log_group),
                                                aws_view(lookup, params, now))
     verdicts.update(aws_verdicts)
     j = Judgement(Status.ERROR, [], verdicts, "", canary=canary, complete=output.complete, truncated=output.truncated)
@@ -204,8 +209,7 @@ def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, 
     `eic_client`: the batch's ec2-instance-connect client, for transport eic."""
     batch = batch if isinstance(batch, Batch) else Batch.from_xcom(batch)
     hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
-    run = BatchRun(ctx, store, logs_client, hosts)
-    run.eic_client = eic_client
+    run = BatchRun(ctx, store, logs_client, hosts, eic_client)
     todo = run.skip_recorded(hosts)
     linux = run.record_not_applicable(todo)
     linux = run.record_unread_pins(linux)
@@ -223,10 +227,10 @@ class BatchRun:
     """One batch's steps and the state they share: the profile, waivers, host keys, the stream lookup (inside
     the judging budget), the canaries still to search, the evidence writer and the counts."""
 
-    eic_client = None  # the batch's ec2-instance-connect client (transport eic)
-
-    def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host]) -> None:
+    def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host],
+                 eic_client=None) -> None:
         self.ctx, self.store, self.logs_client = ctx, store, logs_client
+        self.eic_client = eic_client  # the batch's ec2-instance-connect client (transport eic)
         self.profile = load_profile(ctx.params.profile)
         self.options = CheckOptions(rule_groups=load_rule_set(ctx.params.rule_set))
         self.waivers = load_waivers(ctx.params.waivers_file)
@@ -280,11 +284,7 @@ class BatchRun:
             await asyncio.to_thread(self.keys.settle, host, outcome)
             judged = await asyncio.to_thread(judge_host, host, outcome, self.lookup, self.ctx.params, utc_now,
                                              self.profile, self.options)
-            # The batch keeps no host's command output once judged: only its hash and size, as evidence.
-            if outcome.output:
-                outcome.output_sha256 = hashlib.sha256(outcome.output).hexdigest()
-                outcome.output_bytes = len(outcome.output)
-                outcome.output = b""
+            outcome.drop_output()
             if judged.canary is not None:  # stored once the batch's canaries have been searched
                 self.awaiting.append((host, outcome, judged))
             elif self.record(host, outcome, judged):

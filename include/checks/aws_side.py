@@ -36,7 +36,6 @@ class AwsView:
 
     lookup: StreamDescriber
     now: Callable[[], datetime]
-    log_group: str | None = None  # fallback group when a config names none
     stream_max_age_minutes: int = 120
     canary: bool = False
 
@@ -50,6 +49,9 @@ class HostFacts:
     verdicts: Mapping[str, Verdict]  # host-side verdicts
     identity: Mapping[str, str | None]  # how the agent resolves its placeholders on this host
     trusted: Mapping[str, str | None]  # EC2's instance id, private IP and DNS name: the only names that count
+    # Where the running agent ships audit.log (parsers.stream_targets, resolved once for both judges), or why
+    # that cannot be known.
+    targets: list[parsers.StreamTarget] | Verdict
 
 
 def log_stream_fresh(host: HostFacts, aws: AwsView) -> Verdict:
@@ -61,7 +63,7 @@ def log_stream_fresh(host: HostFacts, aws: AwsView) -> Verdict:
         return Verdict.failed("the agent config does not ship audit.log, so no stream can be fresh")
     if ships.status == CheckStatus.ERROR:
         return Verdict.error(f"agent config not judged: {ships.detail}"[:300])
-    targets = parsers.stream_targets(host.outputs, host.identity, aws.log_group)
+    targets = host.targets
     if isinstance(targets, Verdict):
         return targets
     not_own = {(t.group, t.stream): why for t in targets if (why := parsers.attribution_problem(t, host.trusted))}
@@ -83,7 +85,7 @@ def canary_delivered(host: HostFacts, aws: AwsView) -> Verdict | Canary:
         return token
     if host.verdicts.get(SHIPS_CHECK, Verdict.passed("")).status == CheckStatus.FAIL:
         return Verdict.failed("canary written, but the agent config does not ship audit.log")
-    targets = parsers.stream_targets(host.outputs, host.identity, aws.log_group)
+    targets = host.targets
     if isinstance(targets, Verdict):
         return targets
     return Canary(host.instance_id, targets[0].group, targets[0].stream, token)

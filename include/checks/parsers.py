@@ -134,7 +134,7 @@ AMAZON_LINUX_DEFAULT = ("-a never,task is the stock Amazon Linux rule file (/etc
 
 def auditd_rules_loaded(outputs: Mapping[str, str]) -> Verdict:
     """PASS only when at least one loaded rule records events (not empty, not only `never` rules)."""
-    from include.checks.rulesets import recording_rules
+    from include.checks.rulesets import effective_rules
 
     text = outputs["auditctl_rules"]
     if unusable := _unusable(text, "auditctl: not found", "auditctl not found"):
@@ -145,7 +145,7 @@ def auditd_rules_loaded(outputs: Mapping[str, str]) -> Verdict:
         if "No rules" in {ln.strip() for ln in text.split("\n")} or not text.strip():
             return Verdict.failed("no audit rules loaded (auditctl -l: No rules)")
         return Verdict.error(f"unparseable auditctl -l output: {_first_line(text)!r}")
-    recording, why_not = recording_rules(rules)
+    recording, why_not = effective_rules(rules)
     if why_not == "task-never":
         return Verdict.failed(f"{len(rules)} rule(s) loaded but none records: {AMAZON_LINUX_DEFAULT}. Remove that "
                               "line (or the file) and load real rules with `augenrules --load`")

@@ -198,10 +198,6 @@ def effective_rules(rule_lines: list[str]) -> tuple[list[LoadedRule], str | None
     return out, None
 
 
-def recording_rules(rule_lines: list[str]) -> tuple[list[LoadedRule], str | None]:
-    return effective_rules(rule_lines)
-
-
 def _watch_matches(watched: str, wanted: str) -> bool:
     watched, wanted = watched.rstrip("/"), wanted.rstrip("/")
     # A watch on a directory covers the files under it (e.g. -w /etc/sudoers.d/ covers its files).
