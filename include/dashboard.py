@@ -15,7 +15,7 @@ from include.records import EvidenceItem, RunSummary
 from include.rendering import render
 from include.scoring import hardening_summary, judged_under
 
-COLOURS = {s.value: s.colour for s in Status}
+COLOURS = Status.colours()
 
 
 def _unverified(item: EvidenceItem) -> bool:

@@ -37,6 +37,11 @@ class Status(str, Enum):
         return _COLOURS[self]
 
     @classmethod
+    def colours(cls) -> dict[str, str]:
+        """Status name → colour, for templates."""
+        return {s.value: s.colour for s in cls}
+
+    @classmethod
     def ordered(cls) -> tuple["Status", ...]:
         """Report order: what needs attention first."""
         return _ORDER

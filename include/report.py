@@ -23,7 +23,7 @@ from include.scoring import FleetSummary, HardeningSummary, fleet_summary, harde
 # Status order, "not verified" and colours live on include.models.Status; these are its views by name.
 STATUS_ORDER = [s.value for s in Status.ordered()]
 UNVERIFIED = [s.value for s in Status.ordered() if s.unverified]
-COLOURS = {s.value: s.colour for s in Status}
+COLOURS = Status.colours()
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 CSV_COLUMNS = ["instance_id", "name", "environment", "region", "account_id", "private_ip", "status",
                "failed_checks", "status_detail", "checked_at", "host_key_fingerprint", "output_sha256", "run_id",
