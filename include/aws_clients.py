@@ -20,6 +20,8 @@ from include.config import AWS_CONN_ID
 # hosts whose streams are not named by instance id: include/cloudwatch.py) can hit that. Adaptive retries slow
 # the client down on throttling instead of turning a throttled lookup into an ERROR verdict for a healthy host.
 LOGS_RETRIES = {"retries": {"mode": "adaptive", "max_attempts": 10}}
+# SendCommand and ListCommandInvocations have per-account rates too (docs/PERFORMANCE.md): slow down, not fail.
+SSM_RETRIES = {"retries": {"mode": "adaptive", "max_attempts": 8}}
 
 
 class AssumedRoleHook(AwsBaseHook):
@@ -69,6 +71,21 @@ def logs_client(region: str, account: str = ""):
 def eic_client(region: str, account: str = ""):
     """EC2 Instance Connect (SendSSHPublicKey) of the account and region: transport eic (include/eic.py)."""
     return _hook(account, region, client_type="ec2-instance-connect").conn
+
+
+def ssm_client(region: str, account: str = ""):
+    """SSM (Run Command) of the account and region: transport ssm and auto (include/ssm_transport.py). The
+    provider's SsmHook for a connection; for a role ARN the same client from the assumed-role hook."""
+    if is_role_arn(account):
+        return AssumedRoleHook(account, region_name=region, client_type="ssm", config=SSM_RETRIES).conn
+    from airflow.providers.amazon.aws.hooks.ssm import SsmHook
+
+    return SsmHook(aws_conn_id=account or AWS_CONN_ID, region_name=region, config=SSM_RETRIES).conn
+
+
+def s3_client(region: str, account: str = ""):
+    """S3 of the account and region: SSM command output in ssm_output_bucket."""
+    return _hook(account, region, client_type="s3").conn
 
 
 def dynamodb_resource():

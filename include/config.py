@@ -14,7 +14,6 @@ MAX_BATCHES = 48  # keeps mapped task instances to "a few dozen" whatever batch_
 REBUILD_AFTER = timedelta(hours=36)
 ADDRESS_KINDS = tuple(PARAM_SCHEMAS["address"]["enum"])
 MODES = tuple(PARAM_SCHEMAS["mode"]["enum"])
-TRANSPORTS_AVAILABLE = ("ssh", "eic")  # of PARAM_SCHEMAS["transport"]["enum"]: ssm and auto are not built yet
 
 
 def _default(name: str):
@@ -41,7 +40,8 @@ class AuditParams:
     address: str = _default("address")
     mode: str = _default("mode")
     profile: str = _default("profile")  # audit-trail, cis, or a JSON profile file (include/profiles.py)
-    transport: str = _default("transport")  # ssh | ssm | eic | auto; ssh and eic in this version
+    transport: str = _default("transport")  # ssh | ssm | eic | auto (include/reach.py)
+    ssm_output_bucket: str | None = _default("ssm_output_bucket")  # full SSM output from S3 (include/ssm_transport.py)
     connect_timeout: int = _default("connect_timeout")
     host_timeout: int = _default("host_timeout")
     command_timeout: int = _default("command_timeout")
@@ -79,10 +79,8 @@ class AuditParams:
             raise ValueError("invalid params: " + "; ".join(problems))
 
     def semantic_problems(self) -> list[str]:
-        """What JSON schema cannot say: transports not built yet, and the files (or names) the run reads."""
+        """What JSON schema cannot say: the files (or names) the run reads."""
         problems = []
-        if self.transport not in TRANSPORTS_AVAILABLE:
-            problems.append(f"param transport: transport {self.transport!r} is not available yet: use ssh or eic")
         from include.report_store import problem as report_dir_problem
 
         if bad_dir := report_dir_problem(self.report_dir):  # a scheme nothing can write, an s3:// with no bucket

@@ -18,15 +18,11 @@ from dataclasses import dataclass
 
 import asyncssh
 
+from include.aws_errors import DENIED, THROTTLED
 from include.models import Host, Status
 from include.ssh_transport import PreconnectFailed, SshSettings
 
 KEY_TYPE = "ssh-ed25519"
-DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure",
-          "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
-          "SignatureDoesNotMatch", "AuthorizationError"}
-THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-             "ServiceUnavailable", "ServiceUnavailableException", "InternalServerError", "ServiceException"}
 
 
 def failure(exc: Exception, host: Host, user: str) -> PreconnectFailed:

@@ -50,7 +50,8 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
     return EvidenceItem(
         instance_id=host.instance_id, audit_date=audit_date, run_id=run_id, mode=mode, checked_at=iso(checked_at),
         status=status.value, status_detail=detail[:500], failed_checks=list(failed),
-        advisory_failed=list(advisory or []), waived_checks=list(waived or []), profile=profile, transport=transport,
+        advisory_failed=list(advisory or []), waived_checks=list(waived or []), profile=profile,
+        transport=outcome.transport if outcome else transport,  # under auto, what reached this host
         checks={cid: {"status": v.status.value, "detail": v.detail[:300]} for cid, v in sorted(verdicts.items())},
         region=host.region, account_id=host.account_id, private_ip=host.private_ip or "", address=host.address or "",
         platform=host.platform, name=host.name, environment=host.environment,
@@ -59,6 +60,7 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         host_key_fingerprint=(outcome.host_key_fingerprint if outcome else None) or "",
         host_key_note=outcome.host_key_note if outcome else "", output_sha256=digest, output_bytes=size,
         output_truncated=bool(outcome and outcome.truncated), ssh_attempts=outcome.attempts if outcome else 0,
+        transport_evidence=dict(outcome.transport_evidence) if outcome else {},
         expires_at=expires_at(audit_date, ttl_days),
     ).to_item()
 

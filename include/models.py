@@ -142,6 +142,10 @@ class HostOutcome:
     attempts: int = 0
     elapsed_s: float = 0.0
     host_key_note: str = ""  # e.g. a re-pin accepted by an operator
+    transport: str = "ssh"  # what reached the host: ssh, eic or ssm (under transport=auto it varies by host)
+    # What the transport knows of the host's identity besides a host key: SSM's ping status, agent version and
+    # command id (include/ssm_transport.py). Kept as evidence.
+    transport_evidence: dict[str, str] = field(default_factory=dict)
 
     def digest(self) -> tuple[str, int]:
         """(SHA-256, size) of the output: what the evidence keeps of it, before or after it is dropped."""

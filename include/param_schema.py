@@ -54,8 +54,12 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "profile": {"type": "string", "minLength": 1, "default": "audit-trail",
                 "description": "Which checks decide a host's status: audit-trail, cis, or a JSON profile file path"},
     "transport": {"type": "string", "enum": ["ssh", "ssm", "eic", "auto"], "default": "ssh",
-                  "description": "How commands reach the hosts: ssh (the connection's key) or eic (EC2 Instance "
-                                 "Connect: a short-lived key pushed per host); ssm and auto are not built yet"},
+                  "description": "How commands reach the hosts: ssh (the connection's key), ssm (SSM Run Command), "
+                                 "eic (EC2 Instance Connect: a short-lived key pushed per host), auto (SSM where "
+                                 "the agent is Online, else SSH, or EIC when the SSH connection has no key)"},
+    "ssm_output_bucket": {"type": ["null", "string"], "default": None, "pattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                          "description": "S3 bucket SSM writes command output to (full output; without it output "
+                                         "over SSM's 24,000-character inline limit makes the host ERROR)"},
     "connect_timeout": {"type": "integer", "minimum": 1, "maximum": 15, "default": 15,
                         "description": "Seconds to open one SSH connection"},
     "host_timeout": {"type": "integer", "minimum": 5, "maximum": 90, "default": 90,

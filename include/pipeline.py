@@ -38,21 +38,39 @@ def logs_client(region: str, account: str = ""):
     return client(region, account)
 
 
-def eic_client(region: str, account: str = ""):
-    from include.aws_clients import eic_client as client
+def transport_clients(params: AuditParams, region: str, account: str = "") -> dict[str, Any]:
+    """The AWS clients the run's transport needs for one batch (verify_batch's keyword arguments)."""
+    from include import aws_clients
 
-    return client(region, account)
+    clients: dict[str, Any] = {}
+    if params.transport in ("eic", "auto"):
+        clients["eic_client"] = aws_clients.eic_client(region, account)
+    if params.transport in ("ssm", "auto"):
+        clients["ssm_client"] = aws_clients.ssm_client(region, account)
+        if params.ssm_output_bucket:
+            clients["s3_client"] = aws_clients.s3_client(region, account)
+    return clients
 
 
 def ssh_settings(params: AuditParams):
     """The `ec2_audit_ssh` connection, read with the SSH provider's extra names (private_key, key_file).
-    With transport eic it gives the login (OS user), port and host-key policy, and needs no key."""
+    With transport eic it gives the login (OS user), port and host-key policy, and needs no key. Transport
+    ssm reads none (None); auto reads it when it exists and uses eic when it holds no key."""
+    from airflow.exceptions import AirflowNotFoundException
     from airflow.sdk import BaseHook
 
     from include.hostkeys import parse_policy
+    from include.reach import ssh_side
     from include.ssh_transport import SshSettings
 
-    conn = BaseHook.get_connection(SSH_CONN_ID)
+    if params.transport == "ssm":
+        return None
+    try:
+        conn = BaseHook.get_connection(SSH_CONN_ID)
+    except AirflowNotFoundException:
+        if params.transport == "auto":
+            return None
+        raise
     extra = conn.extra_dejson
     return SshSettings(
         username=conn.login or "ec2-user",
@@ -67,8 +85,18 @@ def ssh_settings(params: AuditParams):
         connect_timeout=float(params.connect_timeout),
         command_timeout=float(params.command_timeout),
         host_budget=float(params.host_timeout),
-        transport=params.transport,
+        transport=ssh_side(params.transport, bool(extra.get("private_key") or extra.get("key_file"))),
     )
+
+
+def ssm_settings(params: AuditParams):
+    """SSM Run Command's settings from the run's params (None unless the transport is ssm or auto)."""
+    from include.ssm_transport import SsmSettings
+
+    if params.transport not in ("ssm", "auto"):
+        return None
+    return SsmSettings(command_timeout=params.command_timeout, delivery_timeout=max(30, params.host_timeout),
+                       output_bucket=params.ssm_output_bucket or None, max_concurrency=min(50, params.concurrency))
 
 
 # ------------------------------------------------------------------ steps
@@ -140,10 +168,9 @@ def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
 
     b = Batch.from_xcom(batch)
     try:
-        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params))
+        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params))
         result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
-                              evidence_store(params), eic_client(b.region, b.account) if params.transport == "eic"
-                              else None)
+                              evidence_store(params), **transport_clients(params, b.region, b.account))
     except Exception as exc:
         if not final_try:
             raise

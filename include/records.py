@@ -67,6 +67,7 @@ class EvidenceItem(_Record):
     output_bytes: int = 0
     output_truncated: bool = False
     ssh_attempts: int = 0
+    transport_evidence: dict[str, str] = field(default_factory=dict)  # e.g. SSM ping status, agent, command id
     expires_at: int = 0
 
     @property

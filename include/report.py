@@ -27,7 +27,7 @@ COLOURS = Status.colours()
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 CSV_COLUMNS = ["instance_id", "name", "environment", "region", "account_id", "private_ip", "status",
                "failed_checks", "status_detail", "checked_at", "host_key_fingerprint", "output_sha256", "run_id",
-               "profile", "advisory_failed"]
+               "profile", "advisory_failed", "transport"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EMAIL_MAX_ROWS = 300  # per table in the email; the file report and the CSV always hold every row
 
@@ -77,6 +77,7 @@ def to_frame(items: list[dict]) -> pd.DataFrame:
             "run_id": _text(it.run_id),
             "profile": _text(it.profile),
             "advisory_failed": ";".join(_text(c) for c in it.advisory_failed or []),
+            "transport": _text(it.transport),  # what reached the host (varies by host under transport=auto)
         })
     frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
@@ -110,7 +111,8 @@ def _failing(items: list[dict], check_meta: Mapping[str, dict]) -> list[dict]:
 
 def _breakdowns(frame: pd.DataFrame) -> list[tuple[str, list[list]]]:
     tables = []
-    for by, label in (("environment", "Environment"), ("region", "Region"), ("account_id", "Account")):
+    for by, label in (("environment", "Environment"), ("region", "Region"), ("account_id", "Account"),
+                      ("transport", "Transport")):
         table = breakdown(frame, by)
         if len(table) < 1:
             continue
@@ -187,6 +189,8 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
                "coverage_pct": s.coverage_pct, "subject": report.subject}
     machine["coverage_gaps"] = report.gaps or []
     machine["profiles"] = list(report.profiles)
+    machine["transports"] = {str(k): int(v) for k, v in report.frame["transport"].replace("", "(none)")
+                             .value_counts().sort_index().items()}  # hosts per transport
     if report.hardening is not None:
         h = report.hardening
         machine["hardening"] = {"pct": h.pct, "assessed": h.assessed, "hardened": h.hardened, "gaps": h.gaps}

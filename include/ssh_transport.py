@@ -206,7 +206,7 @@ async def check_host(host: Host, settings: SshSettings, key: asyncssh.SSHKey, sc
                      pin: Pin | None, tunnel=None, before_connect: BeforeConnect | None = None) -> HostOutcome:
     """Never raises: every failure is a status on the outcome. `before_connect` runs before every attempt
     (a retry too), inside the host's budget."""
-    outcome = HostOutcome(instance_id=host.instance_id, transport_status=None)
+    outcome = HostOutcome(instance_id=host.instance_id, transport_status=None, transport=settings.transport)
     started = time.monotonic()
 
     async def attempts() -> None:

@@ -34,9 +34,11 @@ from include.evidence import EvidenceStore, instance_item, utc_now
 from include.hostkeys import HostKeys, PinStore
 from include.models import CheckStatus, Host, HostOutcome, Status, Verdict
 from include.profiles import Profile, load_profile
+from include.reach import NoTransport, SshTransport, Transport, split_for_auto
 from include.records import Batch
 from include.scoring import score_host
-from include.ssh_transport import SshSettings, fan_out
+from include.ssh_transport import SshSettings
+from include.ssm_transport import SsmDenied, SsmSettings, SsmTransport
 from include.waivers import apply_waivers, load_waivers
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,8 @@ class RunContext:
     audit_date: str
     run_id: str
     params: AuditParams
-    ssh: SshSettings
+    ssh: SshSettings | None  # None: no SSH connection (transport ssm, or auto without one)
+    ssm: SsmSettings | None = None  # transport ssm and auto
 
 
 def _identity(host: Host, outputs: dict[str, str]) -> dict[str, str | None]:
@@ -204,23 +207,24 @@ class EvidenceWriter:
 
 
 def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore,
-                 eic_client=None) -> dict:
+                 eic_client=None, ssm_client=None, s3_client=None) -> dict:
     """Check every host of one batch and store its evidence. Returns only counts (XCom stays small).
-    `eic_client`: the batch's ec2-instance-connect client, for transport eic."""
+    The batch's account-and-region clients: `eic_client` (ec2-instance-connect) for eic and auto without a
+    key, `ssm_client` for ssm and auto, `s3_client` for ssm_output_bucket."""
     batch = batch if isinstance(batch, Batch) else Batch.from_xcom(batch)
     hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
-    run = BatchRun(ctx, store, logs_client, hosts, eic_client)
+    run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client)
     todo = run.skip_recorded(hosts)
     linux = run.record_not_applicable(todo)
-    linux = run.record_unread_pins(linux)
     try:
         if linux:
-            asyncio.run(run.fan_out(linux))
+            asyncio.run(run.reach(linux))
         run.settle_canaries()
     finally:
         run.writer.close()  # what was judged is stored even when the batch fails (e.g. its bastion dropped)
     return {"label": batch.label or batch.region, "region": batch.region, "hosts": len(batch.instance_ids),
-            "already_recorded": len(hosts) - len(todo), "no_longer_running": len(gone), "counts": dict(run.counts)}
+            "already_recorded": len(hosts) - len(todo), "no_longer_running": len(gone), "counts": dict(run.counts),
+            "transports": dict(run.transports), "api_calls": dict(run.api_calls)}
 
 
 class BatchRun:
@@ -228,9 +232,12 @@ class BatchRun:
     the judging budget), the canaries still to search, the evidence writer and the counts."""
 
     def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host],
-                 eic_client=None) -> None:
+                 eic_client=None, ssm_client=None, s3_client=None) -> None:
         self.ctx, self.store, self.logs_client = ctx, store, logs_client
         self.eic_client = eic_client  # the batch's ec2-instance-connect client (transport eic)
+        self.ssm_client, self.s3_client = ssm_client, s3_client
+        self.transports: Counter[str] = Counter()  # hosts per transport that reached (or tried) them
+        self.api_calls: Counter[str] = Counter()  # the transports' AWS calls, for the bench
         self.profile = load_profile(ctx.params.profile)
         self.options = CheckOptions(rule_groups=load_rule_set(ctx.params.rule_set))
         self.waivers = load_waivers(ctx.params.waivers_file)
@@ -239,8 +246,9 @@ class BatchRun:
         budget = Budget(JUDGE_BUDGET_S)
         # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one.
         self.lookup = StreamLookup(logs_client, likely_names=[h.instance_id for h in hosts], before_call=budget.check)
-        self.keys = HostKeys(ctx.ssh.host_key_policy, PinStore(store.resource, store.table_name),
-                             accept=ctx.params.accept_host_keys, run_id=ctx.run_id, known_hosts=ctx.ssh.known_hosts)
+        policy, known_hosts = (ctx.ssh.host_key_policy, ctx.ssh.known_hosts) if ctx.ssh else ("strict", None)
+        self.keys = HostKeys(policy, PinStore(store.resource, store.table_name),
+                             accept=ctx.params.accept_host_keys, run_id=ctx.run_id, known_hosts=known_hosts)
         self.awaiting: list[tuple[Host, HostOutcome, Judgement]] = []
         self.since_ms = int(utc_now().timestamp() * 1000) - 60_000  # canaries are searched from here
 
@@ -252,7 +260,7 @@ class BatchRun:
             host=host, outcome=outcome, status=status, failed=failed, verdicts=j.verdicts, detail=j.detail,
             audit_date=self.ctx.audit_date, run_id=self.ctx.run_id, checked_at=utc_now(),
             ttl_days=self.ctx.params.ttl_days, profile=self.profile.name, advisory=j.advisory,
-            transport=self.ctx.params.transport, waived=waived))
+            transport=outcome.transport if outcome else self.ctx.params.transport, waived=waived))
 
     def skip_recorded(self, hosts: list[Host]) -> list[Host]:
         """A retried task skips every host its run already stored: nothing is checked or stored twice."""
@@ -276,12 +284,15 @@ class BatchRun:
                 self.record(host, None, Judgement(Status.ERROR, [], {}, unread[host.instance_id]))
         return [h for h in hosts if h.instance_id not in unread]
 
-    async def fan_out(self, hosts: list[Host]) -> None:
+    async def reach(self, hosts: list[Host]) -> None:
+        """Each host through its transport (include/reach.py); all outcomes judged and recorded alike."""
         lock = asyncio.Lock()
 
         async def on_outcome(host: Host, outcome: HostOutcome) -> None:
-            # First-sight pin, accepted rotation, lost race: may make it HOST_KEY_MISMATCH or ERROR. Before judging.
-            await asyncio.to_thread(self.keys.settle, host, outcome)
+            self.transports[outcome.transport] += 1
+            if outcome.transport in ("ssh", "eic"):
+                # First-sight pin, accepted rotation, lost race: may make it HOST_KEY_MISMATCH or ERROR. Before judging.
+                await asyncio.to_thread(self.keys.settle, host, outcome)
             judged = await asyncio.to_thread(judge_host, host, outcome, self.lookup, self.ctx.params, utc_now,
                                              self.profile, self.options)
             outcome.drop_output()
@@ -293,14 +304,38 @@ class BatchRun:
                     await asyncio.to_thread(self.writer.write, taken)
 
         script = SCRIPT_WITH_CANARY if self.ctx.params.canary else SCRIPT
-        settings, before_connect = self.ctx.ssh, None
-        if self.ctx.params.transport == "eic":  # a key made for this batch, pushed before each session
+        plan = await self._plan(hosts)
+        await asyncio.gather(*(transport.run(chosen, script, on_outcome) for transport, chosen in plan if chosen))
+
+    async def _plan(self, hosts: list[Host]) -> list[tuple[Transport, list[Host]]]:
+        """Which transport takes which hosts. SSH-side hosts need their pins read first (fail closed)."""
+        choice = self.ctx.params.transport
+        ssm_hosts, ssh_hosts, plan = [], hosts, []
+        if choice in ("ssm", "auto"):
+            ssm = SsmTransport(self.ssm_client, self.s3_client, self.ctx.ssm or SsmSettings(), calls=self.api_calls)
+            if choice == "ssm":
+                ssm_hosts, ssh_hosts = hosts, []
+            else:
+                try:
+                    ssm_hosts, ssh_hosts = split_for_auto(hosts, await ssm.describe(hosts))
+                except SsmDenied as exc:  # auto: SSM unusable here, so SSH for every host (said in the log)
+                    log.warning("transport auto: %s; every host goes over SSH", exc)
+            plan.append((ssm, ssm_hosts))
+        if ssh_hosts:
+            plan.append((self._ssh_transport(), self.record_unread_pins(ssh_hosts)))
+        return plan
+
+    def _ssh_transport(self) -> Transport:
+        ssh = self.ctx.ssh
+        if ssh is None:
+            return NoTransport("not reachable through SSM, and no SSH connection (ec2_audit_ssh) to fall back on")
+        before_connect = None
+        if ssh.transport == "eic":  # a key made for this batch, pushed before each session
             from include.eic import EicBatch
 
-            eic = EicBatch.start(self.ctx.ssh, self.eic_client)
-            settings, before_connect = eic.settings, eic.push
-        await fan_out(hosts, settings, script, self.keys.transport_pins, self.ctx.params.concurrency, on_outcome,
-                      before_connect)
+            eic = EicBatch.start(ssh, self.eic_client)
+            ssh, before_connect = eic.settings, eic.push
+        return SshTransport(ssh, self.keys.transport_pins, self.ctx.params.concurrency, before_connect)
 
     def settle_canaries(self) -> None:
         if not self.awaiting:

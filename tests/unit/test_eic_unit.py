@@ -9,7 +9,6 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from devstack import eic_keys
-from include.config import AuditParams
 from include.eic import EicBatch
 from include.models import Host, Status
 from include.ssh_transport import PreconnectFailed, SshSettings, check_host
@@ -113,13 +112,6 @@ def test_the_connection_needs_no_key_only_with_eic():
     assert SshSettings(username="ec2audit", transport="eic").private_key is None
     with pytest.raises(ValueError, match="only transport eic needs no key"):
         SshSettings(username="ec2audit")
-
-
-def test_eic_is_an_available_transport_and_ssm_auto_still_are_not():
-    assert AuditParams.from_params({"transport": "eic"}).transport == "eic"
-    for other in ("ssm", "auto"):
-        with pytest.raises(ValueError, match="transport"):
-            AuditParams.from_params({"transport": other})
 
 
 def test_eic_refuses_a_bastion_it_cannot_authorize_on():

@@ -82,12 +82,14 @@ def test_every_problem_is_reported_at_once_and_unknown_names_are_ignored():
     assert "not_a_param" not in str(caught.value)
 
 
-def test_transports_not_built_yet_are_refused_plainly():
-    for transport in ("ssm", "auto"):
-        with pytest.raises(ValueError, match=f"transport '{transport}' is not available yet: use ssh or eic"):
-            AuditParams.from_params({"transport": transport})
-    assert AuditParams.from_params({"transport": "ssh"}).transport == "ssh"
-    assert AuditParams.from_params({"transport": "eic"}).transport == "eic"  # EC2 Instance Connect (include/eic.py)
+def test_every_transport_is_accepted_and_a_bad_output_bucket_is_named():
+    for transport in ("ssh", "ssm", "eic", "auto"):
+        assert AuditParams.from_params({"transport": transport}).transport == transport
+    with pytest.raises(ValueError, match="param transport"):
+        AuditParams.from_params({"transport": "telnet"})
+    assert AuditParams.from_params({"ssm_output_bucket": "audit-output.example"}).ssm_output_bucket == "audit-output.example"
+    with pytest.raises(ValueError, match="param ssm_output_bucket"):
+        AuditParams.from_params({"ssm_output_bucket": "s3://Not A Bucket"})
 
 
 def test_profile_is_checked_by_load_profile(tmp_path):

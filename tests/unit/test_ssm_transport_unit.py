@@ -1,0 +1,199 @@
+"""The SSM transport's decisions against a fake SSM API (unit level: the real stand-in is in
+tests/integration/test_ssm_transport.py): who is reachable, how calls are chunked and split, what a finished,
+timed-out, cut or never-finishing invocation becomes."""
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from botocore.exceptions import ClientError
+
+from include.models import Host, Status
+from include.reach import split_for_auto, ssh_side
+from include.ssm_transport import INLINE_LIMIT, Registration, SsmSettings, SsmTransport, s3_key
+
+
+def host(n: int) -> Host:
+    return Host(f"i-{n:017x}", "us-east-1", "123456789012", f"10.0.0.{n % 250}")
+
+
+def denied(op: str) -> ClientError:
+    return ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, op)
+
+
+class FakeSsm:
+    """Registrations, commands that finish as `finish(instance_id)` says, output as `output(instance_id)`."""
+
+    def __init__(self, managed: dict[str, str], finish=lambda iid: ("Success", "Success"),
+                 output=lambda iid: "out", deny: set[str] = frozenset(), deny_describe: bool = False):
+        self.managed, self.finish, self.output, self.deny = managed, finish, output, deny
+        self.deny_describe = deny_describe
+        self.sent: list[dict] = []
+        self.calls: dict[str, int] = {}
+        self.commands: dict[str, list[str]] = {}
+
+    def _count(self, name):
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def get_paginator(self, name):
+        fake = self
+
+        class Paginator:
+            def paginate(self, **kw):
+                if name == "describe_instance_information":
+                    fake._count(name)
+                    if fake.deny_describe:
+                        raise denied("DescribeInstanceInformation")
+                    ids = kw["Filters"][0]["Values"]
+                    assert len(ids) <= 50
+                    yield {"InstanceInformationList": [{"InstanceId": i, "PingStatus": fake.managed[i],
+                                                        "AgentVersion": "3.3.1"} for i in ids if i in fake.managed]}
+                else:
+                    fake._count(name)
+                    cid = kw["CommandId"]
+                    assert kw["Details"] is True
+                    invs = []
+                    for iid in fake.commands[cid]:
+                        status, details = fake.finish(iid)
+                        invs.append({"InstanceId": iid, "Status": status, "StatusDetails": details,
+                                     "CommandPlugins": [{"Output": fake.output(iid)[:2500]}]})
+                    yield {"CommandInvocations": invs}
+
+        return Paginator()
+
+    def send_command(self, **kw):
+        self._count("send_command")
+        ids = kw["InstanceIds"]
+        assert len(ids) <= 50
+        if self.deny & set(ids):
+            raise denied("SendCommand")
+        cid = f"cmd-{len(self.commands)}"
+        self.commands[cid] = list(ids)
+        self.sent.append(kw)
+        return {"Command": {"CommandId": cid}}
+
+    def get_command_invocation(self, CommandId, InstanceId, PluginName):
+        self._count("get_command_invocation")
+        return {"StandardOutputContent": self.output(InstanceId)[:INLINE_LIMIT]}
+
+
+def run(fake, hosts, settings=None, s3=None):
+    outcomes = {}
+
+    async def collect(h, o):
+        assert h.instance_id not in outcomes, "one outcome per host"
+        outcomes[h.instance_id] = o
+
+    transport = SsmTransport(fake, s3, settings or SsmSettings(poll_s=0.01))
+    asyncio.run(transport.run(hosts, "echo checks\n", collect))
+    return outcomes, transport
+
+
+def test_unmanaged_and_offline_hosts_are_unreachable_with_the_reason_and_nothing_is_sent_to_them():
+    a, b, c = host(1), host(2), host(3)
+    fake = FakeSsm({a.instance_id: "Online", b.instance_id: "ConnectionLost"})
+    out, _ = run(fake, [a, b, c])
+    assert out[a.instance_id].transport_status is None and out[a.instance_id].output == b"out"
+    assert out[b.instance_id].transport_status == Status.UNREACHABLE
+    assert "ConnectionLost" in out[b.instance_id].transport_detail
+    assert out[c.instance_id].transport_status == Status.UNREACHABLE
+    assert "not managed by SSM" in out[c.instance_id].transport_detail
+    assert [s["InstanceIds"] for s in fake.sent] == [[a.instance_id]]
+    assert out[a.instance_id].transport == "ssm"
+    assert out[a.instance_id].transport_evidence["ssm_ping_status"] == "Online"
+    assert out[a.instance_id].transport_evidence["ssm_command_id"] == "cmd-0"
+
+
+def test_a_large_batch_goes_out_in_calls_of_fifty_with_bounded_concurrency_and_one_read_per_host():
+    hosts = [host(n) for n in range(1, 121)]
+    fake = FakeSsm({h.instance_id: "Online" for h in hosts})
+    out, transport = run(fake, hosts, SsmSettings(poll_s=0.01, max_concurrency=20, command_timeout=45))
+    assert [len(s["InstanceIds"]) for s in fake.sent] == [50, 50, 20]
+    first = fake.sent[0]
+    assert first["DocumentName"] == "AWS-RunShellScript" and first["MaxConcurrency"] == "20"
+    assert first["MaxErrors"] == "100%" and first["Parameters"]["executionTimeout"] == ["45"]
+    assert first["Parameters"]["commands"][0].endswith("echo checks\n")
+    assert fake.calls["get_command_invocation"] == 120  # one read per finished host, never a poll loop
+    assert fake.calls["list_command_invocations"] == 3  # all finished at the first look
+    assert all(o.transport_status is None for o in out.values())
+    # each command carries its own nonce; its hosts share it
+    nonces = {o.nonce for o in out.values()}
+    assert len(nonces) == 3 and all(len(n) == 32 for n in nonces)
+    assert transport.calls["SendCommand"] == 3
+
+
+def test_a_call_denied_for_one_instance_is_split_so_only_that_host_is_auth_failed():
+    hosts = [host(n) for n in range(1, 6)]
+    fake = FakeSsm({h.instance_id: "Online" for h in hosts}, deny={hosts[2].instance_id})
+    out, _ = run(fake, hosts)
+    assert out[hosts[2].instance_id].transport_status == Status.AUTH_FAILED
+    assert "ssm:SendCommand refused: AccessDeniedException" in out[hosts[2].instance_id].transport_detail
+    assert all(out[h.instance_id].transport_status is None for h in hosts if h is not hosts[2])
+
+
+def test_a_denied_describe_makes_every_host_auth_failed():
+    hosts = [host(1), host(2)]
+    out, _ = run(FakeSsm({}, deny_describe=True), hosts)
+    assert {o.transport_status for o in out.values()} == {Status.AUTH_FAILED}
+    assert "DescribeInstanceInformation refused" in out[hosts[0].instance_id].transport_detail
+
+
+@pytest.mark.parametrize("finish, status, words", [
+    (("TimedOut", "ExecutionTimedOut"), Status.ERROR, "timedout"),
+    (("Cancelled", "Cancelled"), Status.ERROR, "cancelled"),
+    (("TimedOut", "DeliveryTimedOut"), Status.UNREACHABLE, "did not deliver"),
+])
+def test_an_invocation_that_did_not_run_to_the_end_is_never_judged(finish, status, words):
+    h = host(1)
+    fake = FakeSsm({h.instance_id: "Online"}, finish=lambda iid: finish)
+    out, _ = run(fake, [h])
+    assert out[h.instance_id].transport_status == status
+    assert words in out[h.instance_id].transport_detail.lower()
+    assert out[h.instance_id].output == b""
+    assert "get_command_invocation" not in fake.calls
+
+
+def test_output_at_ssm_s_inline_limit_is_error_not_judged():
+    h = host(1)
+    fake = FakeSsm({h.instance_id: "Online"}, output=lambda iid: "x" * (INLINE_LIMIT + 10))
+    out, _ = run(fake, [h])
+    assert out[h.instance_id].transport_status == Status.ERROR
+    assert "output truncated by SSM" in out[h.instance_id].transport_detail
+
+
+def test_with_an_output_bucket_the_full_output_comes_from_s3():
+    h = host(1)
+    full = b"y" * (INLINE_LIMIT * 2)
+    fake = FakeSsm({h.instance_id: "Online"}, output=lambda iid: "cut")
+
+    class FakeS3:
+        keys: list[str] = []
+
+        def get_object(self, Bucket, Key, Range):
+            self.keys.append((Bucket, Key))
+            return {"Body": io.BytesIO(full)}
+
+    s3 = FakeS3()
+    out, _ = run(fake, [h], SsmSettings(poll_s=0.01, output_bucket="audit-out"), s3)
+    assert out[h.instance_id].transport_status is None and out[h.instance_id].output == full
+    assert s3.keys == [("audit-out", s3_key("ec2-audit-ssm", "cmd-0", h.instance_id))]
+    assert s3.keys[0][1] == f"ec2-audit-ssm/cmd-0/{h.instance_id}/awsrunShellScript/0.awsrunShellScript/stdout"
+    assert "get_command_invocation" not in fake.calls
+
+
+def test_a_command_that_never_finishes_is_error_after_the_budget():
+    h = host(1)
+    fake = FakeSsm({h.instance_id: "Online"}, finish=lambda iid: ("InProgress", "InProgress"))
+    settings = SsmSettings(poll_s=0.01, delivery_timeout=0, command_timeout=0, slack_s=0.05)
+    out, _ = run(fake, [h], settings)
+    assert out[h.instance_id].transport_status == Status.ERROR
+    assert "did not finish" in out[h.instance_id].transport_detail
+
+
+def test_auto_takes_online_managed_hosts_for_ssm_and_leaves_the_rest_to_ssh():
+    a, b, c = host(1), host(2), host(3)
+    regs = {a.instance_id: Registration(a.instance_id, "Online"), b.instance_id: Registration(b.instance_id, "Inactive")}
+    assert split_for_auto([a, b, c], regs) == ([a], [b, c])
+    assert ssh_side("auto", has_key=True) == "ssh" and ssh_side("auto", has_key=False) == "eic"
+    assert ssh_side("ssm", has_key=True) is None and ssh_side("eic", has_key=True) == "eic"
