@@ -6,10 +6,17 @@ implies (devstack/host_states.py), or misbehaves as its `behaviour` says:
   ok · down (no listener) · auth_reject (no client key accepted) · hang_banner (TCP accepted, never a byte)
   hang_command (session opens, command never answers) · drop (half the output, then the connection dies)
   junk (random non-UTF-8 bytes) · huge (50 MB of output, flow-controlled)
+  large (its profile's output with ~40 KB of extra valid audit rules: parseable, same verdicts, just big)
+  ssm_only (no SSH listener, like down, but its SSM agent listener runs: a host with no inbound SSH)
+
+A host with `"agent_port": N` also listens on (address, N) for the SSM Run Command stand-in's "agent"
+(devstack/ssm_agents.py): that listener accepts only the agent key (`--ssm-agent-key`) and answers the script
+exactly as the host's normal listener does (same profile, behaviour, nonce and canary handling).
 
 Host keys persist in the state dir (one per address) so tofu pins stay valid across restarts.
 
     python -m devstack.fleet --spec spec.json --state-dir DIR --authorized-key id.pub [--latency-ms 20] [--ready-file F]
+                             [--ssm-agent-key agent.pub]
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from include.checks.probes import CANARY_TOKEN, NONCE_VAR, SCRIPT_END, end_mark,
 
 Responder = Callable[[str, dict], "str | bytes"]
 HUGE_BYTES = 50 * 1024 * 1024
+LARGE_PAD_RULES = 1600  # ~40 KB of `-w /etc/ec2audit-padN -p wa -k pad` lines
 
 
 def generate_client_key(path: str | Path) -> str:
@@ -158,6 +166,8 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
                 identity = {"instance_id": host.get("instance_id"), **host.get("identity", {}), "nonce": nonce}
                 text = responder(host.get("profile", "compliant"), identity)
                 text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+                if behaviour == "large":
+                    text = _padded(text, nonce)
                 if canary:
                     text = _with_canary(text, host, shipper, nonce)
                 if behaviour == "drop":
@@ -171,6 +181,21 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
             pass  # the client went away (e.g. output cap reached): nothing to do
 
     return handle
+
+
+def _padded(text: str, nonce: str) -> str:
+    """Extra watch rules at the top of the `auditctl -l` section (valid rules on paths no check names), or,
+    where that section lists no rules (adding some would change its verdicts), filler lines in host_identity,
+    whose parser reads only its `hostname:` line."""
+    rules_at = f"\n{section_mark(nonce)} auditctl_rules\n"
+    start = text.find(rules_at)
+    body = text[start + len(rules_at):].split("\n", 1)[0] if start >= 0 else ""
+    if body.startswith(("-a ", "-w ")):
+        pad = "".join(f"-w /etc/ec2audit-pad{i} -p wa -k pad\n" for i in range(LARGE_PAD_RULES))
+        return text.replace(rules_at, rules_at + pad, 1)
+    identity_at = f"\n{section_mark(nonce)} host_identity\n"
+    pad = "".join(f"PAD_{i}=ec2audit-padding-line\n" for i in range(LARGE_PAD_RULES))
+    return text.replace(identity_at, identity_at + pad, 1)
 
 
 def _with_canary(text: str, host: dict, shipper: "CanaryShipper | None", nonce: str) -> str:
@@ -204,8 +229,10 @@ class Fleet:
 
 async def start_fleet(hosts: list[dict], state_dir: str | Path, authorized_keys: list[str] | str,
                       latency_ms: int = 0, responder: Responder | None = None,
-                      aws_endpoint: str | None = None, eic_key_dir: str | Path | None = None) -> Fleet:
-    """eic_key_dir: where the EC2 Instance Connect stand-in records pushed keys (None: no EIC keys)."""
+                      aws_endpoint: str | None = None, eic_key_dir: str | Path | None = None,
+                      ssm_agent_key: str | None = None) -> Fleet:
+    """eic_key_dir: where the EC2 Instance Connect stand-in records pushed keys (None: no EIC keys).
+    ssm_agent_key: the SSM stand-in's agent public key; hosts with an `agent_port` listen there for it only."""
     state_dir = Path(state_dir)
     eic_key_dir = Path(eic_key_dir) if eic_key_dir else None
     if isinstance(authorized_keys, str):
@@ -215,9 +242,22 @@ async def start_fleet(hosts: list[dict], state_dir: str | Path, authorized_keys:
     respond = responder or _default_responder
     shipper = CanaryShipper(aws_endpoint)
 
+    agent_allowed = {asyncssh.import_public_key(ssm_agent_key).get_fingerprint("sha256")} if ssm_agent_key else None
+
     for host in hosts:
         behaviour = host.get("behaviour", "ok")
         if behaviour == "down":
+            continue
+        handler = _make_handler(host, latency_ms / 1000, respond, shipper)
+        key = host_key(state_dir, host["address"], rotated=host.get("host_key_seed") == "rotated")
+        if host.get("agent_port") and agent_allowed:
+            # The agent runs on the host: the same handler, so the same output as an SSH session gets.
+            fleet.servers.append(await asyncssh.listen(
+                host["address"], host["agent_port"], server_host_keys=[key],
+                server_factory=(lambda: _Server(agent_allowed)), process_factory=handler,
+                encoding="utf-8", allow_scp=False, agent_forwarding=False, x11_forwarding=False,
+                login_timeout=30, keepalive_interval=0))
+        if behaviour == "ssm_only":
             continue
         if behaviour == "hang_banner":
             async def tarpit(reader, writer):
@@ -229,11 +269,10 @@ async def start_fleet(hosts: list[dict], state_dir: str | Path, authorized_keys:
             fleet.servers.append(await asyncio.start_server(tarpit, host["address"], host["port"]))
             continue
         accepted = None if behaviour == "auth_reject" else allowed
-        key = host_key(state_dir, host["address"], rotated=host.get("host_key_seed") == "rotated")
         server = await asyncssh.listen(
             host["address"], host["port"], server_host_keys=[key],
             server_factory=(lambda a=accepted, i=host.get("instance_id"): _Server(a, i, eic_key_dir)),
-            process_factory=_make_handler(host, latency_ms / 1000, respond, shipper),
+            process_factory=handler,
             encoding="utf-8", allow_scp=False, agent_forwarding=False, x11_forwarding=False,
             login_timeout=30, keepalive_interval=0)
         fleet.servers.append(server)
@@ -246,7 +285,8 @@ async def _serve(args: argparse.Namespace) -> None:
     hosts = json.loads(Path(args.spec).read_text())
     keys = [line for line in Path(args.authorized_key).read_text().splitlines() if line.strip()]
     fleet = await start_fleet(hosts, args.state_dir, keys, args.latency_ms, aws_endpoint=args.aws_endpoint,
-                              eic_key_dir=args.eic_key_dir)
+                              eic_key_dir=args.eic_key_dir,
+                              ssm_agent_key=Path(args.ssm_agent_key).read_text().strip() if args.ssm_agent_key else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -268,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--aws-endpoint", help="moto server URL: simulated agents ship canaries there")
     parser.add_argument("--eic-key-dir", help="where the EC2 Instance Connect stand-in records pushed keys "
                                               "(devstack/eic_keys.py): hosts also accept those")
+    parser.add_argument("--ssm-agent-key", help="the SSM stand-in agent's public key file: hosts with an "
+                                                "agent_port accept it (only it) there (devstack/ssm_agents.py)")
     args = parser.parse_args(argv)
     try:
         import uvloop

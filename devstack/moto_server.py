@@ -18,6 +18,20 @@ the key for that instance and OS user, expiring after 60 s (`EC2AUDIT_EIC_KEY_TT
 unknown instance is EC2InstanceNotFoundException, one not running EC2InstanceStateInvalidException. Without
 the variable it behaves as moto does.
 
+SSM Run Command: moto's SendCommand answers success and runs nothing, and it has no ListCommandInvocations
+or DescribeInstanceInformation. With `EC2AUDIT_SSM_DIR` (the registry of devstack/ssm_agents.py: which
+instances are managed, their ping status, and how the stand-in "agent" reaches each) the server has all
+four: DescribeInstanceInformation lists the registered instances that exist in EC2 (InstanceIds/PingStatus
+filters, pages); SendCommand (AWS-RunShellScript only, ≤ 50 instances, each registered and Online, none
+`deny_send` — else the whole call fails as AWS fails it) records moto's Command and really runs the joined
+`commands` on each host through its channel, in a bounded pool (64 threads, MaxConcurrency per command; no
+MaxErrors), bounded by `executionTimeout`, so invocations go Pending → InProgress → Success / Failed /
+TimedOut with the real exit code and output; with OutputS3BucketName the full stdout (and stderr) lands in
+moto's S3 under the agent's key layout. GetCommandInvocation returns at most 24,000 characters of stdout
+(8,000 of stderr), ListCommandInvocations (Details) 2,500 per plugin, as AWS does. The SSM calls served are
+counted per action: `GET /moto-api/ec2audit/ssm-calls` → `{"calls": {"SendCommand": 3, ...}}`. Without the
+variable SSM is moto's own.
+
     python -m devstack.moto_server -H 127.0.0.1 -p 5055
 """
 from __future__ import annotations
@@ -122,6 +136,295 @@ def _instance_connect_authorizes() -> None:
     Ec2InstanceConnectResponse.send_ssh_public_key = send_ssh_public_key
 
 
+SSM_CALLS: dict[str, int] = {}  # SSM action → calls served (GET /moto-api/ec2audit/ssm-calls)
+SSM_POOL_THREADS = 64  # every command's invocations share this many agent threads
+SSM_OUTPUT_CAP = 64 << 20  # stdout bytes kept per invocation (the fleet's 50 MB `huge` host fits)
+
+
+def _ssm_runs_commands() -> None:
+    import json
+    import math
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import timedelta
+
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import InvalidInstanceIdError
+    from moto.ec2.models import ec2_backends
+    from moto.moto_api._internal import urls as moto_api_urls
+    from moto.s3.models import s3_backends
+    from moto.ssm.exceptions import SSMException
+    from moto.ssm.responses import SimpleSystemManagerResponse as SSM
+
+    from devstack import ssm_agents
+
+    ssm_dir = ssm_agents.ssm_dir_from_env()
+    if ssm_dir is None:
+        return
+    plugin, document = "aws:runShellScript", "AWS-RunShellScript"
+    terminal = ("Success", "Failed", "TimedOut")
+    pool = ThreadPoolExecutor(SSM_POOL_THREADS, thread_name_prefix="ssm-agent")
+    lock = threading.Lock()  # guards runs, every invocation dict and SSM_CALLS
+    runs: dict[str, dict] = {}  # command id → the command, its instances (in order) and their invocations
+
+    def now() -> datetime:
+        return datetime.now(timezone.utc)
+
+    def aws_time(moment: datetime | None) -> str:  # GetCommandInvocation's string dates, as AWS writes them
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z" if moment else ""
+
+    def invalid(code: str, message: str) -> SSMException:  # SSM's: serialized with SSM's error shapes
+        return SSMException(code, message)
+
+    def existing(account: str, region: str, instance_id: str):
+        try:
+            return ec2_backends[account][region].get_instance(instance_id)
+        except InvalidInstanceIdError:
+            return None
+
+    def page(self, items: list, key: str, limit: int, low: int) -> dict:
+        if not low <= limit <= 50:
+            raise invalid("ValidationException", f"1 validation error detected: Value '{limit}' at 'maxResults' "
+                                                 f"failed to satisfy constraint: Member must have value between {low} and 50")
+        token = self._get_param("NextToken") or "0"
+        if not token.isdigit():
+            raise invalid("InvalidNextToken", "The specified token is not valid.")
+        start = int(token)
+        result = {key: items[start:start + limit]}
+        if start + limit < len(items):
+            result["NextToken"] = str(start + limit)
+        return result
+
+    call_action = SSM.call_action
+
+    def counted_call_action(self):
+        with lock:
+            action = self._get_action()
+            SSM_CALLS[action] = SSM_CALLS.get(action, 0) + 1
+        return call_action(self)
+
+    def describe_instance_information(self):
+        wanted: dict[str, set] = {}
+        for f in self._get_param("Filters") or []:
+            wanted.setdefault(f.get("Key"), set()).update(f.get("Values") or [])
+        for f in self._get_param("InstanceInformationFilterList") or []:  # the older form
+            wanted.setdefault(f.get("key"), set()).update(f.get("valueSet") or [])
+        unknown = set(wanted) - {"InstanceIds", "PingStatus"}
+        if unknown:
+            raise invalid("InvalidFilterKey", f"the SSM stand-in filters by InstanceIds and PingStatus, not {sorted(unknown)}")
+        items = []
+        for instance_id, record in ssm_agents.registrations(ssm_dir).items():
+            ping = record.get("ping_status", "Online")
+            if instance_id not in wanted.get("InstanceIds", {instance_id}) or ping not in wanted.get("PingStatus", {ping}):
+                continue
+            instance = existing(self.current_account, self.region, instance_id)
+            if instance is None:
+                continue
+            version = record.get("agent_version", ssm_agents.DEFAULT_AGENT_VERSION)
+            items.append({
+                "InstanceId": instance_id, "PingStatus": ping,
+                "LastPingDateTime": now() - (timedelta(0) if ping == "Online" else timedelta(hours=1)),
+                "AgentVersion": version, "IsLatestVersion": version == ssm_agents.DEFAULT_AGENT_VERSION,
+                "PlatformType": "Linux", "PlatformName": record.get("platform_name", "Amazon Linux"),
+                "PlatformVersion": record.get("platform_version", "2023"), "ResourceType": "EC2Instance",
+                "IPAddress": record.get("ip_address") or instance.private_ip_address or "",
+                "ComputerName": record.get("computer_name") or ""})
+        return ActionResult(page(self, items, "InstanceInformationList", self._get_int_param("MaxResults") or 10, 5))
+
+    def concurrency(value: str, targets: int) -> int:
+        value = (value or "50").strip()
+        try:
+            n = math.ceil(targets * int(value[:-1]) / 100) if value.endswith("%") else int(value)
+        except ValueError:
+            raise invalid("ValidationException", f"MaxConcurrency {value!r} is neither a number nor a percentage")
+        return max(1, min(n, SSM_POOL_THREADS))
+
+    def send_command(self):
+        account, region = self.current_account, self.region
+        name, ids = self._get_param("DocumentName"), list(self._get_param("InstanceIds") or [])
+        if name != document:
+            raise invalid("InvalidDocument", f"the SSM stand-in runs {document} only, not {name!r}")
+        if self._get_param("Targets") or not ids:
+            raise invalid("ValidationException", "the SSM stand-in takes InstanceIds (1 to 50), not Targets")
+        if len(ids) > 50:
+            raise invalid("ValidationException", f"1 validation error detected: Value '{ids}' at 'instanceIds' failed "
+                                                 "to satisfy constraint: Member must have length less than or equal to 50")
+        if len(set(ids)) != len(ids):
+            raise invalid("DuplicateInstanceId", "Instance Id is duplicated.")
+        parameters = self._get_param("Parameters") or {}
+        commands = parameters.get("commands") or []
+        timeout = (parameters.get("executionTimeout") or ["3600"])[0]
+        if not commands or not str(timeout).isdigit() or not 1 <= int(timeout) <= 172800:
+            raise invalid("InvalidParameters", "commands is required; executionTimeout must be 1 to 172800 seconds")
+        records = {i: ssm_agents.registration(ssm_dir, i) for i in ids}
+        for instance_id, record in records.items():  # IAM decides before SSM looks at the instances
+            if record and record.get("deny_send"):
+                raise invalid("AccessDeniedException", f"User: arn:aws:iam::{account}:user/ec2-audit is not authorized "
+                                                       f"to perform: ssm:SendCommand on resource: "
+                                                       f"arn:aws:ec2:{region}:{account}:instance/{instance_id}")
+        unusable = [i for i, r in records.items()
+                    if not r or r.get("ping_status") != "Online" or existing(account, region, i) is None]
+        if unusable:
+            raise invalid("InvalidInstanceId", f"Instances [[{', '.join(unusable)}]] not in a valid state for account {account}")
+        width = concurrency(self._get_param("MaxConcurrency"), len(ids))
+        bucket, prefix = self._get_param("OutputS3BucketName", ""), self._get_param("OutputS3KeyPrefix", "")
+        command = self.ssm_backend.send_command(
+            comment=self._get_param("Comment", ""), document_name=name,
+            timeout_seconds=self._get_int_param("TimeoutSeconds"), instance_ids=list(ids),
+            max_concurrency=self._get_param("MaxConcurrency", "50"), max_errors=self._get_param("MaxErrors", "0"),
+            notification_config=self._get_param("NotificationConfig"), output_s3_bucket_name=bucket,
+            output_s3_key_prefix=prefix, output_s3_region=self._get_param("OutputS3Region", ""),
+            parameters=parameters, service_role_arn=self._get_param("ServiceRoleArn", ""), targets=[])
+        with lock:
+            # moto's Command adds every instance of the region for an empty Targets, and claims success.
+            command.instance_ids, command.invocations = ids, []
+            command.status = command.status_details = "Pending"
+            command.completed_count, command.error_count, command.target_count = 0, 0, len(ids)
+            run = {"command": command, "ids": ids, "queue": list(ids), "account": account, "region": region,
+                   "requested": command.requested_date_time.replace(tzinfo=timezone.utc),
+                   "script": ("\n".join(commands) + "\n").encode(), "timeout": int(timeout), "bucket": bucket,
+                   "prefix": prefix, "s3_region": self._get_param("OutputS3Region") or region,
+                   "invocations": {i: {"Status": "Pending", "StatusDetails": "Pending", "ResponseCode": -1,
+                                       "start": None, "end": None, "out": "", "err": "", "output": "",
+                                       "out_url": "", "err_url": ""} for i in ids}}
+            runs[command.command_id] = run
+            answer = {"Command": command.response_object()}
+        for _ in range(min(width, len(ids))):  # each worker takes this command's next instance when done
+            pool.submit(drain, run)
+        return ActionResult(answer)
+
+    def drain(run: dict) -> None:
+        while True:
+            with lock:
+                if not run["queue"]:
+                    return
+                instance_id = run["queue"].pop(0)
+                inv = run["invocations"][instance_id]
+                inv.update(Status="InProgress", StatusDetails="InProgress", start=now())
+                run["command"].status = run["command"].status_details = "InProgress"
+            try:
+                execute(run, instance_id, inv)
+            except Exception as exc:  # noqa: BLE001 — an invocation never stays InProgress
+                with lock:
+                    finish(run, inv, "Failed", "Failed", -1, ssm_agents.HostRun(stderr=f"ssm stand-in: {exc}".encode()))
+
+    def execute(run: dict, instance_id: str, inv: dict) -> None:
+        record = ssm_agents.registration(ssm_dir, instance_id)
+        if record is None:
+            raise RuntimeError(f"{instance_id} is no longer registered")
+        result = ssm_agents.run_script(record["channel"], run["script"], run["timeout"], SSM_OUTPUT_CAP)
+        if result.timed_out:
+            status = ("TimedOut", "ExecutionTimedOut")
+        else:
+            status = ("Success", "Success") if result.exit_code == 0 else ("Failed", "Failed")
+        urls = upload(run, instance_id, result) if run["bucket"] else ("", "")
+        with lock:
+            finish(run, inv, *status, -1 if result.timed_out else result.exit_code, result, urls)
+
+    def upload(run: dict, instance_id: str, result) -> tuple[str, str]:
+        """The agent's S3 layout; the bucket must exist (as on AWS, a missing one just gets no output)."""
+        base = (f"{run['prefix']}/" if run["prefix"] else "") + \
+            f"{run['command'].command_id}/{instance_id}/awsrunShellScript/0.awsrunShellScript"
+        backend = s3_backends[run["account"]]["aws"]
+        urls = []
+        for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if name == "stderr" and not data:
+                urls.append("")
+                continue
+            try:
+                backend.put_object(run["bucket"], f"{base}/{name}", data)
+                urls.append(f"https://s3.{run['s3_region']}.amazonaws.com/{run['bucket']}/{base}/{name}")
+            except Exception:  # noqa: BLE001 — no such bucket
+                urls.append("")
+        return urls[0], urls[1]
+
+    def finish(run: dict, inv: dict, status: str, details: str, code: int, result, urls=("", "")) -> None:
+        def text(data: bytes, chars: int) -> str:  # decode only what can be shown (a 50 MB stdout stays bytes)
+            return data[:chars * 4 + 4].decode("utf-8", "replace")[:chars]
+
+        inv.update(Status=status, StatusDetails=details, ResponseCode=code, end=now(), out_url=urls[0],
+                   err_url=urls[1], out=text(result.stdout, 24000), err=text(result.stderr, 8000),
+                   output=text(result.stdout, 2500))
+        done = [v["Status"] for v in run["invocations"].values() if v["Status"] in terminal]
+        command = run["command"]
+        command.completed_count, command.error_count = len(done), sum(s != "Success" for s in done)
+        if len(done) == len(run["ids"]):
+            command.status = ("Success" if set(done) == {"Success"} else "Failed" if "Failed" in done else "TimedOut")
+            command.status_details = command.status
+
+    def found(self, command_id: str) -> dict | None:
+        run = runs.get(command_id or "")
+        return run if run and (run["account"], run["region"]) == (self.current_account, self.region) else None
+
+    def elapsed(inv: dict) -> str:
+        if not inv["start"]:
+            return ""
+        return f"PT{((inv['end'] or now()) - inv['start']).total_seconds():.3f}S"
+
+    def get_command_invocation(self):
+        command_id, instance_id = self._get_param("CommandId"), self._get_param("InstanceId")
+        with lock:
+            run = found(self, command_id)
+            inv = run["invocations"].get(instance_id) if run else None
+            if inv is None:
+                raise invalid("InvocationDoesNotExist", f"no invocation of command {command_id} on {instance_id}")
+            if self._get_param("PluginName") not in (None, "", plugin):
+                raise invalid("InvalidPluginName", f"the only plugin is {plugin}")
+            command = run["command"]
+            return ActionResult({
+                "CommandId": command_id, "InstanceId": instance_id, "Comment": command.comment,
+                "DocumentName": document, "DocumentVersion": "$DEFAULT", "PluginName": plugin,
+                "ResponseCode": inv["ResponseCode"], "ExecutionStartDateTime": aws_time(inv["start"]),
+                "ExecutionElapsedTime": elapsed(inv), "ExecutionEndDateTime": aws_time(inv["end"]),
+                "Status": inv["Status"], "StatusDetails": inv["StatusDetails"],
+                "StandardOutputContent": inv["out"], "StandardOutputUrl": inv["out_url"],
+                "StandardErrorContent": inv["err"], "StandardErrorUrl": inv["err_url"],
+                "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False}})
+
+    def list_command_invocations(self):
+        command_id, instance_id = self._get_param("CommandId"), self._get_param("InstanceId")
+        details = self._get_bool_param("Details", False)
+        if self._get_param("Filters"):
+            raise invalid("InvalidFilterKey", "the SSM stand-in filters by CommandId and InstanceId only")
+        items = []
+        with lock:
+            for cid in reversed(list(runs)):  # newest command first, as AWS lists them
+                run = found(self, cid)
+                if run is None or (command_id and cid != command_id):
+                    continue
+                for i in run["ids"]:
+                    if instance_id and i != instance_id:
+                        continue
+                    inv = run["invocations"][i]
+                    item = {"CommandId": cid, "InstanceId": i, "InstanceName": "", "Comment": run["command"].comment,
+                            "DocumentName": document, "DocumentVersion": "$DEFAULT", "RequestedDateTime": run["requested"],
+                            "Status": inv["Status"], "StatusDetails": inv["StatusDetails"], "TraceOutput": "",
+                            "StandardOutputUrl": inv["out_url"], "StandardErrorUrl": inv["err_url"],
+                            "CommandPlugins": [], "ServiceRole": ""}
+                    if details:
+                        item["CommandPlugins"] = [{k: v for k, v in {
+                            "Name": plugin, "Status": inv["Status"], "StatusDetails": inv["StatusDetails"],
+                            "ResponseCode": inv["ResponseCode"], "ResponseStartDateTime": inv["start"],
+                            "ResponseFinishDateTime": inv["end"], "Output": inv["output"],
+                            "StandardOutputUrl": inv["out_url"], "StandardErrorUrl": inv["err_url"],
+                            "OutputS3Region": run["s3_region"], "OutputS3BucketName": run["bucket"],
+                            "OutputS3KeyPrefix": run["prefix"]}.items() if v is not None}]
+                    items.append(item)
+        return ActionResult(page(self, items, "CommandInvocations", self._get_int_param("MaxResults") or 50, 1))
+
+    def ssm_calls(request, full_url, headers):
+        with lock:
+            body = json.dumps({"calls": dict(sorted(SSM_CALLS.items()))})
+        return 200, {"Content-Type": "application/json"}, body
+
+    SSM.call_action = counted_call_action
+    SSM.describe_instance_information = describe_instance_information
+    SSM.send_command = send_command
+    SSM.get_command_invocation = get_command_invocation
+    SSM.list_command_invocations = list_command_invocations
+    moto_api_urls.url_paths["{0}/moto-api/ec2audit/ssm-calls"] = ssm_calls
+
+
 def main(argv: list[str] | None = None) -> None:
     from moto.server import main as moto_main
 
@@ -129,6 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     _direct_lookups()
     _copy_each_level_once()
     _instance_connect_authorizes()
+    _ssm_runs_commands()
     moto_main(argv if argv is not None else sys.argv[1:])
 
 
