@@ -1,0 +1,305 @@
+"""The SSM Run Command stand-in through the real boto3 SSM API: a moto server process with EC2AUDIT_SSM_DIR
+(devstack/moto_server.py), the simulated fleet process with its agent listeners and a real OpenSSH sshd host
+reached with nsenter (devstack/ssm_agents.py). What SSM runs is compared with what the same host answers
+over SSH.
+
+Every test sends its own commands and reads back only those; none changes what another reads (the registry
+edits are to hosts only one test uses), so any order works. Loops are bounded; nothing asserts durations.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import urllib.request
+
+import asyncssh
+import boto3
+import pytest
+
+from devstack import local_aws, procs, ssm_agents
+from devstack.aws_seed import seed_fleet
+from devstack.fleet import generate_client_key
+from devstack.host_states import render_output
+from devstack.sshd_host import CMDLINE, LOGIN, ensure_login_user, sshd_available, start_sshd_host
+from devstack.stack import wait_until
+from include.checks.catalogue import SCRIPT
+from include.checks.probes import frame, new_nonce
+from include.checks.sections import split_sections
+
+available, why = sshd_available()
+pytestmark = pytest.mark.skipif(not available, reason=why)
+PORT, AGENT_PORT = 2222, 2223
+BUCKET = "ssm-output"
+TERMINAL = ("Success", "Failed", "TimedOut", "Cancelled")
+
+# name → (address, fleet host entry, or None for the real sshd host; registry fields)
+HOSTS = {
+    "sim-ok": ("127.42.10.10", {"profile": "compliant"}, {}),
+    "sim-ssm-only": ("127.42.10.11", {"profile": "agent_stopped", "behaviour": "ssm_only"}, {}),
+    "sim-large": ("127.42.10.12", {"profile": "compliant", "behaviour": "large"}, {}),
+    "sim-hang": ("127.42.10.13", {"profile": "compliant", "behaviour": "hang_command"}, {}),
+    "sim-denied": ("127.42.10.14", {"profile": "compliant"}, {"deny_send": True}),
+    "sim-lost": ("127.42.10.15", {"profile": "compliant"}, {"ping_status": "ConnectionLost"}),
+    "sim-inactive": ("127.42.10.16", {"profile": "compliant"}, {"ping_status": "Inactive"}),
+    "unmanaged": ("127.42.10.17", {"profile": "compliant"}, None),  # in EC2, no SSM agent registered
+    "sshd": ("127.42.10.20", None, {"computer_name": "sshd-host.ec2.internal"}),
+}
+MANAGED = [n for n, h in HOSTS.items() if h[2] is not None]
+
+
+class Stand:
+    def __init__(self, root) -> None:
+        self.root, self.stops = root, []
+        self.ssm_dir = root / "ssm"
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        moto = local_aws.moto(self.root / "moto.log", {ssm_agents.SSM_DIR_ENV: str(self.ssm_dir)})
+        self.endpoint = moto.__enter__()
+        self.stops.append(lambda: moto.__exit__(None, None, None))
+        self.user_public = generate_client_key(self.root / "id")
+        generate_client_key(self.root / "agent")  # the agent key: only the agent listeners accept it
+        entries = [{"address": a, "name": n, "profile": (spec or {}).get("profile", "compliant")}
+                   for n, (a, spec, _) in HOSTS.items()]
+        seed_fleet(self.endpoint, entries)
+        self.ids = {e["name"]: e["instance_id"] for e in entries}
+        sim = [{"address": a, "port": PORT, "agent_port": AGENT_PORT, "instance_id": self.ids[n],
+                "profile": spec["profile"], "behaviour": spec.get("behaviour", "ok"), "identity": {"hostname": n}}
+               for n, (a, spec, _) in HOSTS.items() if spec is not None]
+        (self.root / "spec.json").write_text(json.dumps(sim))
+        ready = self.root / "fleet.ready"
+        fleet = procs.spawn([sys.executable, "-m", "devstack.fleet", "--spec", str(self.root / "spec.json"),
+                             "--state-dir", str(self.root), "--authorized-key", str(self.root / "id.pub"),
+                             "--ssm-agent-key", str(self.root / "agent.pub"), "--ready-file", str(ready)],
+                            self.root / "fleet.log")
+        self.stops.append(lambda: procs.stop_group(fleet, timeout=10))
+        wait_until(ready.exists, 60, "simulated fleet", fleet)
+        ensure_login_user()
+        sshd = start_sshd_host(self.root / "sshd", HOSTS["sshd"][0], PORT, self.user_public, "healthy",
+                               self.ids["sshd"], fake_auditctl=True)
+        self.stops.append(sshd.stop)
+        for name, (address, spec, fields) in HOSTS.items():
+            if fields is None:
+                continue
+            if spec is None:
+                ssm_agents.register_sshd_host(self.ssm_dir, self.ids[name], sshd, **fields)
+            else:
+                ssm_agents.register_fleet_host(self.ssm_dir, self.ids[name], address, AGENT_PORT,
+                                               self.root / "agent", **fields)
+        kwargs = dict(endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+        self.ssm, self.s3 = boto3.client("ssm", **kwargs), boto3.client("s3", **kwargs)
+        self.s3.create_bucket(Bucket=BUCKET)
+
+    def stop(self) -> None:
+        for stop in reversed(self.stops):
+            stop()
+        self.stops.clear()
+
+    def send(self, names, commands, **kwargs) -> str:
+        return self.ssm.send_command(InstanceIds=[self.ids[n] for n in names], DocumentName="AWS-RunShellScript",
+                                     Parameters={"commands": commands, **kwargs.pop("parameters", {})},
+                                     **kwargs)["Command"]["CommandId"]
+
+    def finished(self, command_id: str, limit_s: float = 60) -> dict[str, dict]:
+        """Poll ListCommandInvocations (Details, paginated) until every invocation is terminal (bounded)."""
+        for _ in range(int(limit_s / 0.2)):
+            pages = self.ssm.get_paginator("list_command_invocations").paginate(
+                CommandId=command_id, Details=True, PaginationConfig={"PageSize": 2})
+            invocations = {i["InstanceId"]: i for page in pages for i in page["CommandInvocations"]}
+            if invocations and all(i["Status"] in TERMINAL for i in invocations.values()):
+                return invocations
+            time.sleep(0.2)
+        raise AssertionError(f"command {command_id} not finished: {invocations}")
+
+    def stdout_in_s3(self, invocation: dict) -> str:
+        url = invocation["CommandPlugins"][0]["StandardOutputUrl"]
+        prefix = f"https://s3.us-east-1.amazonaws.com/{BUCKET}/"
+        assert url.startswith(prefix), url
+        return self.s3.get_object(Bucket=BUCKET, Key=url[len(prefix):])["Body"].read().decode()
+
+    def over_ssh(self, name: str, script: bytes) -> str:
+        async def run():
+            async with asyncssh.connect(HOSTS[name][0], PORT, username=LOGIN, client_keys=[str(self.root / "id")],
+                                        known_hosts=None, agent_path=None, config=None, connect_timeout=10) as conn:
+                return (await conn.run("/bin/sh -s", input=script.decode(), timeout=30, check=True)).stdout
+
+        return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def stand(tmp_path_factory):
+    s = Stand(tmp_path_factory.mktemp("ssm"))
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_describe_instance_information_lists_the_managed_instances_with_their_ping_status(stand):
+    pages = list(stand.ssm.get_paginator("describe_instance_information").paginate(PaginationConfig={"PageSize": 5}))
+    listed = {i["InstanceId"]: i for page in pages for i in page["InstanceInformationList"]}
+    assert len(pages) == 2 and len(pages[0]["InstanceInformationList"]) == 5  # 8 managed, 5 a page
+    assert set(listed) == {stand.ids[n] for n in MANAGED}  # not the unmanaged instance
+    assert listed[stand.ids["sim-lost"]]["PingStatus"] == "ConnectionLost"
+    assert listed[stand.ids["sim-inactive"]]["PingStatus"] == "Inactive"
+    sshd = listed[stand.ids["sshd"]]
+    assert (sshd["PingStatus"], sshd["PlatformType"], sshd["ResourceType"], sshd["IPAddress"], sshd["ComputerName"]) == \
+           ("Online", "Linux", "EC2Instance", HOSTS["sshd"][0], "sshd-host.ec2.internal")
+    assert sshd["AgentVersion"] == ssm_agents.DEFAULT_AGENT_VERSION and sshd["IsLatestVersion"] is True
+    assert listed[stand.ids["sim-lost"]]["LastPingDateTime"] < sshd["LastPingDateTime"]
+
+    online = stand.ssm.describe_instance_information(Filters=[{"Key": "PingStatus", "Values": ["Online"]}])
+    assert {i["InstanceId"] for i in online["InstanceInformationList"]} == \
+           {stand.ids[n] for n in MANAGED if n not in ("sim-lost", "sim-inactive")}
+    asked = [stand.ids["sshd"], stand.ids["unmanaged"], stand.ids["sim-lost"]]
+    for answer in (stand.ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": asked}]),
+                   stand.ssm.describe_instance_information(
+                       InstanceInformationFilterList=[{"key": "InstanceIds", "valueSet": asked}])):
+        assert sorted(i["InstanceId"] for i in answer["InstanceInformationList"]) == \
+               sorted([stand.ids["sshd"], stand.ids["sim-lost"]])
+
+
+def test_the_audit_script_over_ssm_answers_what_the_host_answers_over_ssh(stand):
+    nonce = new_nonce()
+    script = frame(SCRIPT, nonce)
+    names = ["sim-ok", "sim-ssm-only", "sshd"]
+    command_id = stand.send(names, [script.decode()], OutputS3BucketName=BUCKET, OutputS3KeyPrefix="audit")
+    invocations = stand.finished(command_id)
+    outputs = {}
+    for name in names:
+        inv = invocations[stand.ids[name]]
+        plugin = inv["CommandPlugins"][0]
+        assert (inv["Status"], plugin["Status"], plugin["ResponseCode"], plugin["Name"]) == \
+               ("Success", "Success", 0, "aws:runShellScript"), inv
+        full = stand.stdout_in_s3(inv)
+        assert f"audit/{command_id}/{stand.ids[name]}/awsrunShellScript/0.awsrunShellScript/stdout" in \
+               plugin["StandardOutputUrl"]
+        assert plugin["Output"] == full[:2500]
+        got = stand.ssm.get_command_invocation(CommandId=command_id, InstanceId=stand.ids[name])
+        assert (got["Status"], got["ResponseCode"], got["StandardOutputContent"]) == ("Success", 0, full[:24000])
+        assert got["ExecutionStartDateTime"] and got["ExecutionEndDateTime"]
+        parsed = split_sections(full, nonce)
+        assert parsed.complete and not parsed.problems and "auditctl_rules" in parsed.sections, name
+        outputs[name] = full
+    assert outputs["sim-ok"] == stand.over_ssh("sim-ok", script)
+    assert outputs["sshd"] == stand.over_ssh("sshd", script)  # root through nsenter = the login user with sudo
+    # No inbound SSH at all; its agent still answers as the host (its own profile, the nonce it was sent).
+    assert outputs["sim-ssm-only"] == render_output(
+        "agent_stopped", {"instance_id": stand.ids["sim-ssm-only"], "hostname": "sim-ssm-only", "nonce": nonce})
+    with pytest.raises(OSError):
+        stand.over_ssh("sim-ssm-only", script)
+    command = stand.ssm.list_commands(CommandId=command_id)["Commands"][0]
+    assert (command["Status"], command["CompletedCount"], command["ErrorCount"], sorted(command["InstanceIds"])) == \
+           ("Success", 3, 0, sorted(stand.ids[n] for n in names))
+
+
+def test_the_nsenter_channel_runs_on_that_host_as_root(stand):
+    command_id = stand.send(["sshd"], ["id -u", "cat /proc/cmdline", "ls /opt/.sshd-test/", "exit 5"])
+    inv = stand.finished(command_id)[stand.ids["sshd"]]
+    got = stand.ssm.get_command_invocation(CommandId=command_id, InstanceId=stand.ids["sshd"])
+    assert (inv["Status"], got["Status"], got["StatusDetails"], got["ResponseCode"]) == ("Failed", "Failed", "Failed", 5)
+    # The host's own /proc/cmdline and /opt, bind-mounted in its namespace only.
+    assert got["StandardOutputContent"].split("\n")[:3] == ["0", CMDLINE["healthy"], "authorized_keys"]
+    assert stand.ssm.list_commands(CommandId=command_id)["Commands"][0]["Status"] == "Failed"
+
+
+def test_output_over_24000_characters_is_cut_by_get_command_invocation_but_whole_in_s3(stand):
+    nonce = new_nonce()
+    script = frame(SCRIPT, nonce)
+    command_id = stand.send(["sim-large"], [script.decode()], OutputS3BucketName=BUCKET)
+    large = stand.stdout_in_s3(stand.finished(command_id)[stand.ids["sim-large"]])
+    assert len(large) > 40_000 and large == stand.over_ssh("sim-large", script)
+    parsed = split_sections(large, nonce)
+    assert parsed.complete and not parsed.problems
+    got = stand.ssm.get_command_invocation(CommandId=command_id, InstanceId=stand.ids["sim-large"])
+    assert got["StandardOutputContent"] == large[:24000]
+    assert not split_sections(got["StandardOutputContent"], nonce).complete  # what the cut leaves: unusable
+    # A real shell's output: the same cut, the whole of it in S3, under no prefix.
+    command_id = stand.send(["sshd"], ["seq 1 20000"], OutputS3BucketName=BUCKET)
+    seq = stand.stdout_in_s3(stand.finished(command_id)[stand.ids["sshd"]])
+    assert seq == "".join(f"{i}\n" for i in range(1, 20001))
+    got = stand.ssm.get_command_invocation(CommandId=command_id, InstanceId=stand.ids["sshd"])
+    assert got["StandardOutputContent"] == seq[:24000] and len(seq) > 24000
+    assert got["StandardOutputUrl"].endswith(f"/{BUCKET}/{command_id}/{stand.ids['sshd']}/awsrunShellScript/"
+                                             "0.awsrunShellScript/stdout")
+
+
+def test_stderr_is_kept_apart_and_capped_at_8000_characters(stand):
+    command_id = stand.send(["sshd"], ["echo out", "seq 1 5000 >&2"], OutputS3BucketName=BUCKET)
+    stand.finished(command_id)
+    got = stand.ssm.get_command_invocation(CommandId=command_id, InstanceId=stand.ids["sshd"])
+    errors = "".join(f"{i}\n" for i in range(1, 5001))
+    assert (got["StandardOutputContent"], got["StandardErrorContent"]) == ("out\n", errors[:8000])
+    key = got["StandardErrorUrl"].split(f"/{BUCKET}/", 1)[1]
+    assert stand.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode() == errors
+
+
+def test_a_denied_instance_refuses_the_whole_call(stand):
+    before = len(stand.ssm.list_commands()["Commands"])
+    with pytest.raises(stand.ssm.exceptions.ClientError) as refused:
+        stand.send(["sim-ok", "sim-denied"], ["true"])
+    error = refused.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException"
+    assert "ssm:SendCommand" in error["Message"] and f"instance/{stand.ids['sim-denied']}" in error["Message"]
+    assert len(stand.ssm.list_commands()["Commands"]) == before  # nothing was sent to sim-ok either
+
+
+@pytest.mark.parametrize("name", ["sim-lost", "sim-inactive", "unmanaged"])
+def test_an_instance_that_is_not_online_refuses_the_whole_call(stand, name):
+    with pytest.raises(stand.ssm.exceptions.InvalidInstanceId) as refused:
+        stand.send(["sim-ok", name], ["true"])
+    message = refused.value.response["Error"]["Message"]
+    assert f"[[{stand.ids[name]}]]" in message and "not in a valid state" in message
+
+
+def test_send_command_validates_the_document_and_the_instance_count(stand):
+    with pytest.raises(stand.ssm.exceptions.InvalidDocument):
+        stand.ssm.send_command(InstanceIds=[stand.ids["sim-ok"]], DocumentName="AWS-RunPowerShellScript",
+                               Parameters={"commands": ["true"]})
+    with pytest.raises(stand.ssm.exceptions.ClientError) as refused:
+        stand.ssm.send_command(InstanceIds=[f"i-{n:017x}" for n in range(51)], DocumentName="AWS-RunShellScript",
+                               Parameters={"commands": ["true"]})
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(stand.ssm.exceptions.InvocationDoesNotExist):
+        stand.ssm.get_command_invocation(CommandId="00000000-0000-0000-0000-000000000000", InstanceId=stand.ids["sshd"])
+
+
+def test_a_hung_host_times_out_at_the_execution_timeout(stand):
+    command_id = stand.send(["sim-hang"], ["true"], parameters={"executionTimeout": ["2"]})
+    inv = stand.finished(command_id)[stand.ids["sim-hang"]]
+    plugin = inv["CommandPlugins"][0]
+    assert (inv["Status"], plugin["StatusDetails"], plugin["ResponseCode"]) == ("TimedOut", "ExecutionTimedOut", -1)
+    got = stand.ssm.get_command_invocation(CommandId=command_id, InstanceId=stand.ids["sim-hang"])
+    assert (got["Status"], got["StatusDetails"], got["ResponseCode"]) == ("TimedOut", "ExecutionTimedOut", -1)
+    command = stand.ssm.list_commands(CommandId=command_id)["Commands"][0]
+    assert (command["Status"], command["ErrorCount"]) == ("TimedOut", 1)
+
+
+def test_max_concurrency_one_runs_the_instances_one_after_the_other(stand):
+    names = ["sim-ok", "sim-ssm-only", "sshd"]
+    command_id = stand.send(names, ["sleep 0.3; echo done"], MaxConcurrency="1")
+    spans = sorted((p["ResponseStartDateTime"], p["ResponseFinishDateTime"])
+                   for inv in stand.finished(command_id).values() for p in inv["CommandPlugins"])
+    assert len(spans) == 3
+    assert all(finish <= start for (_, finish), (start, _) in zip(spans, spans[1:]))  # never overlapping
+
+
+def test_the_server_counts_ssm_calls_per_action(stand):
+    def calls() -> dict[str, int]:
+        with urllib.request.urlopen(f"{stand.endpoint}/moto-api/ec2audit/ssm-calls", timeout=10) as answer:
+            return json.loads(answer.read())["calls"]
+
+    before = calls()
+    stand.ssm.describe_instance_information()
+    stand.ssm.describe_instance_information()
+    stand.ssm.list_command_invocations(InstanceId=stand.ids["sshd"])
+    after = calls()
+    assert after.get("DescribeInstanceInformation", 0) - before.get("DescribeInstanceInformation", 0) == 2
+    assert after.get("ListCommandInvocations", 0) - before.get("ListCommandInvocations", 0) == 1
