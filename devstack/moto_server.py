@@ -144,8 +144,8 @@ SSM_OUTPUT_CAP = 64 << 20  # stdout bytes kept per invocation (the fleet's 50 MB
 def _ssm_runs_commands() -> None:
     import json
     import math
+    import queue
     import threading
-    from concurrent.futures import ThreadPoolExecutor
     from datetime import timedelta
 
     from moto.core.responses import ActionResult
@@ -163,7 +163,10 @@ def _ssm_runs_commands() -> None:
         return
     plugin, document = "aws:runShellScript", "AWS-RunShellScript"
     terminal = ("Success", "Failed", "TimedOut")
-    pool = ThreadPoolExecutor(SSM_POOL_THREADS, thread_name_prefix="ssm-agent")
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for n in range(SSM_POOL_THREADS):  # daemon threads: a hung host never holds up the server's exit
+        threading.Thread(target=lambda: [job() for job in iter(work.get, None)], name=f"ssm-agent-{n}",
+                         daemon=True).start()
     lock = threading.Lock()  # guards runs, every invocation dict and SSM_CALLS
     runs: dict[str, dict] = {}  # command id → the command, its instances (in order) and their invocations
 
@@ -290,7 +293,7 @@ def _ssm_runs_commands() -> None:
             runs[command.command_id] = run
             answer = {"Command": command.response_object()}
         for _ in range(min(width, len(ids))):  # each worker takes this command's next instance when done
-            pool.submit(drain, run)
+            work.put(lambda: drain(run))
         return ActionResult(answer)
 
     def drain(run: dict) -> None:

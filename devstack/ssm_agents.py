@@ -18,6 +18,7 @@ The directory comes from `EC2AUDIT_SSM_DIR`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import re
@@ -36,6 +37,18 @@ _INSTANCE = re.compile(r"^i-[0-9a-f]{1,32}$")
 # What AWS-RunShellScript's environment looks like: root's, minimal (not the moto server's own).
 _AGENT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
               "LANG": "C.UTF-8"}
+_RUNNING: set[subprocess.Popen] = set()  # scripts in flight: ended with this process (their own sessions)
+_RUNNING_LOCK = threading.Lock()
+
+
+@atexit.register
+def _end_running() -> None:
+    with _RUNNING_LOCK:
+        for proc in _RUNNING:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def ssm_dir_from_env() -> Path | None:
@@ -168,6 +181,16 @@ def _run_process(argv: list[str], script: bytes, timeout_s: float, cap: int, std
     # Its own session: on timeout the whole group (the script's children too) is killed, by our pid.
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_AGENT_ENV, start_new_session=True)
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    try:
+        return _collect(proc, script, timeout_s, cap, stderr_cap)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+
+
+def _collect(proc: subprocess.Popen, script: bytes, timeout_s: float, cap: int, stderr_cap: int) -> HostRun:
     out, err = _Sink(cap), _Sink(stderr_cap)
 
     def pump(stream, sink: _Sink) -> None:

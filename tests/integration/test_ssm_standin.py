@@ -13,6 +13,7 @@ import json
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import asyncssh
 import boto3
@@ -84,6 +85,7 @@ class Stand:
         sshd = start_sshd_host(self.root / "sshd", HOSTS["sshd"][0], PORT, self.user_public, "healthy",
                                self.ids["sshd"], fake_auditctl=True)
         self.stops.append(sshd.stop)
+        self.sshd = sshd
         for name, (address, spec, fields) in HOSTS.items():
             if fields is None:
                 continue
@@ -289,6 +291,34 @@ def test_max_concurrency_one_runs_the_instances_one_after_the_other(stand):
                    for inv in stand.finished(command_id).values() for p in inv["CommandPlugins"])
     assert len(spans) == 3
     assert all(finish <= start for (_, finish), (start, _) in zip(spans, spans[1:]))  # never overlapping
+
+
+def gone(pid: int) -> bool:
+    """Whether the process has ended (bounded wait: a killed orphan is reaped shortly after)."""
+    for _ in range(100):
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_stopping_the_server_ends_the_scripts_it_is_running(stand, tmp_path):
+    registry, pid_file = tmp_path / "ssm", tmp_path / "sleep.pid"
+    with local_aws.moto(tmp_path / "moto.log", {ssm_agents.SSM_DIR_ENV: str(registry)}) as endpoint:
+        entry = {"address": "127.42.10.30", "name": "again", "profile": "compliant"}
+        seed_fleet(endpoint, [entry])
+        ssm_agents.register_sshd_host(registry, entry["instance_id"], stand.sshd)  # the same host, another moto
+        boto3.client("ssm", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").send_command(
+            InstanceIds=[entry["instance_id"]], DocumentName="AWS-RunShellScript",
+            Parameters={"commands": [f"sleep 3600 & echo $! > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; wait"]})
+        wait_until(pid_file.exists, 30, "the script on the sshd host")
+        pid = int(pid_file.read_text())
+        assert Path(f"/proc/{pid}").exists()
+    assert gone(pid)  # the server's SIGTERM ended its agent's script too
 
 
 def test_the_server_counts_ssm_calls_per_action(stand):
