@@ -7,6 +7,8 @@ from devstack.stack import SSH_PORT
 
 # (last octet, name, environment, profile, behaviour, expected status under the default audit-trail profile,
 # extras). Hosts failing only CIS hardening checks (db-3, db-4, log-2) are COMPLIANT: their gaps are advisory.
+# Every host is SSM-managed and Online unless extras say `ssm` (a ping status, or None: not managed); `by`
+# gives the expected status under another transport where it differs from SSH's (expected_status).
 _HOSTS = [
     (10, "web-1", "prod", "compliant", "ok", "COMPLIANT", {}),
     (11, "web-2", "prod", "compliant_fragment", "ok", "COMPLIANT", {}),
@@ -21,13 +23,14 @@ _HOSTS = [
     (20, "search-1", "prod", "stale_stream", "ok", "NON_COMPLIANT", {}),
     (21, "legacy-1", "dev", "auditd_missing", "ok", "NON_COMPLIANT", {}),
     (22, "legacy-2", "dev", "agent_missing", "ok", "NON_COMPLIANT", {}),
-    (23, "ops-1", "prod", "sudo_password", "ok", "ERROR", {}),
-    (24, "edge-1", "prod", "compliant", "down", "UNREACHABLE", {}),
-    (25, "edge-2", "prod", "compliant", "auth_reject", "AUTH_FAILED", {}),
-    (26, "bastion-1", "prod", "compliant", "ok", "HOST_KEY_MISMATCH", {"pinned_other_key": True}),
-    (27, "tarpit-1", "dev", "compliant", "hang_banner", "UNREACHABLE", {}),
+    (23, "ops-1", "prod", "sudo_password", "ok", "ERROR", {"ssm": None, "by": {"ssm": "UNREACHABLE"}}),
+    (24, "edge-1", "prod", "compliant", "down", "UNREACHABLE", {"ssm": None}),
+    (25, "edge-2", "prod", "compliant", "auth_reject", "AUTH_FAILED", {"by": {"ssm": "COMPLIANT", "auto": "COMPLIANT"}}),
+    (26, "bastion-1", "prod", "compliant", "ok", "HOST_KEY_MISMATCH",
+     {"pinned_other_key": True, "by": {"ssm": "COMPLIANT", "auto": "COMPLIANT"}}),
+    (27, "tarpit-1", "dev", "compliant", "hang_banner", "UNREACHABLE", {"ssm": None}),
     (28, "weird-1", "dev", "compliant", "junk", "ERROR", {}),
-    (29, "win-1", "prod", "compliant", "down", "NOT_APPLICABLE", {"windows": True}),
+    (29, "win-1", "prod", "compliant", "down", "NOT_APPLICABLE", {"windows": True, "ssm": None}),
     (32, "db-3", "prod", "not_immutable", "ok", "COMPLIANT", {}),
     (33, "db-4", "prod", "rules_incomplete", "ok", "COMPLIANT", {}),
     (34, "log-1", "staging", "weak_auditd_conf", "ok", "NON_COMPLIANT", {}),
@@ -37,6 +40,10 @@ _HOSTS = [
     (38, "queue-3", "prod", "agent_stale_translation", "ok", "NON_COMPLIANT", {}),
     (39, "queue-4", "prod", "agent_unknown_stream", "ok", "NON_COMPLIANT", {}),
     (40, "queue-5", "staging", "agent_cannot_read", "ok", "NON_COMPLIANT", {}),
+    # Reached only through SSM: no inbound SSH (its agent listener still runs).
+    (41, "ssm-1", "prod", "compliant", "ssm_only", "UNREACHABLE", {"by": {"ssm": "COMPLIANT", "auto": "COMPLIANT"}}),
+    # Its SSM agent has lost its connection: SSM cannot reach it, SSH can (auto falls back).
+    (42, "ssm-2", "staging", "compliant", "ok", "COMPLIANT", {"ssm": "ConnectionLost", "by": {"ssm": "UNREACHABLE"}}),
     (30, "old-1", "prod", "compliant", "down", None, {"state": "stopped"}),
     (31, "gone-1", "prod", "compliant", "down", None, {"state": "terminated"}),
 ]
@@ -49,8 +56,13 @@ def demo_fleet() -> list[dict]:
         address = f"127.42.0.{octet}"
         hosts.append({
             "address": address, "port": SSH_PORT, "name": name, "environment": env, "profile": profile,
-            "behaviour": behaviour, "expected": expected,
+            "behaviour": behaviour, "expected": expected, "ssm": "Online",
             "identity": {"hostname": f"ip-{address.replace('.', '-')}"},
             **copy.deepcopy(extras),
         })
     return hosts
+
+
+def expected_status(host: dict, transport: str) -> str | None:
+    """What the host must end up as when the run's transport is `transport` (eic is SSH's path)."""
+    return host.get("by", {}).get(transport, host.get("expected"))

@@ -22,6 +22,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 SSH_PORT = 2222
 SSH_LOGIN = "ec2audit"
+SSM_AGENT_PORT = 2299  # a simulated host's SSM "agent" listener (devstack/fleet.py, devstack/ssm_agents.py)
 
 
 def free_port() -> int:
@@ -74,6 +75,15 @@ class LocalStack:
         return self.root / "eic"
 
     @property
+    def ssm_dir(self) -> Path:
+        """The SSM stand-in's registry: which instances it manages and how its agent reaches each."""
+        return self.root / "ssm"
+
+    @property
+    def ssm_agent_key(self) -> Path:
+        return self.root / "keys" / "ssm_agent"
+
+    @property
     def client_key(self) -> Path:
         return self.root / "keys" / "id_ed25519"
 
@@ -88,27 +98,32 @@ class LocalStack:
         from devstack.aws_seed import seed_fleet
         from devstack.fleet import generate_client_key
 
-        for sub in ("logs", "keys", "fleet", "mail", "eic"):
+        for sub in ("logs", "keys", "fleet", "mail", "eic", "ssm"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        if not self.client_key.exists():
-            generate_client_key(self.client_key)
+        for key in (self.client_key, self.ssm_agent_key):
+            if not key.exists():
+                generate_client_key(key)
         try:
             self.moto_port = free_port()
             moto = self._spawn("moto", [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1",
-                                        "-p", str(self.moto_port)], {"EC2AUDIT_EIC_KEY_DIR": str(self.eic_key_dir)})
+                                        "-p", str(self.moto_port)], {"EC2AUDIT_EIC_KEY_DIR": str(self.eic_key_dir),
+                                                                     "EC2AUDIT_SSM_DIR": str(self.ssm_dir)})
             wait_until(lambda: _http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", moto)
             seed_fleet(self.endpoint, self.fleet, REGION)
             self._seed_pins()
 
             spec = self.root / "fleet" / "spec.json"
-            spec.write_text(json.dumps([h for h in self.fleet if h.get("simulated", True)], indent=1))
+            spec.write_text(json.dumps([{**h, **({"agent_port": SSM_AGENT_PORT} if h.get("ssm") else {})}
+                                        for h in self.fleet if h.get("simulated", True)], indent=1))
             ready = self.root / "fleet" / "ready"
             ready.unlink(missing_ok=True)
             fleet = self._spawn("fleet", [
                 sys.executable, "-m", "devstack.fleet", "--spec", str(spec), "--state-dir", str(self.root / "fleet"),
                 "--authorized-key", str(self.client_key) + ".pub", "--latency-ms", str(self.latency_ms),
-                "--ready-file", str(ready), "--aws-endpoint", self.endpoint, "--eic-key-dir", str(self.eic_key_dir)])
+                "--ready-file", str(ready), "--aws-endpoint", self.endpoint, "--eic-key-dir", str(self.eic_key_dir),
+                "--ssm-agent-key", str(self.ssm_agent_key) + ".pub"])
             wait_until(ready.exists, 60, "simulated fleet", fleet)
+            self._register_ssm()
 
             self.smtp_port = free_port()
             smtp_ready = self.root / "mail" / ".ready"
@@ -123,6 +138,25 @@ class LocalStack:
         (self.root / "stack.env").write_text(
             "".join(f"export {k}={_shell_quote(v)}\n" for k, v in self.airflow_env().items()))
         return self
+
+    def _register_ssm(self) -> None:
+        """Simulated hosts with `ssm` (a ping status) are SSM-managed; real sshd hosts register when started
+        (register_sshd)."""
+        from devstack.ssm_agents import register_fleet_host
+
+        for host in self.fleet:
+            if host.get("ssm") and host.get("simulated", True):
+                register_fleet_host(self.ssm_dir, host["instance_id"], host["address"], SSM_AGENT_PORT,
+                                    self.ssm_agent_key, ping_status=host["ssm"],
+                                    computer_name=host.get("identity", {}).get("hostname", ""))
+
+    def register_sshd(self, host: dict, sshd) -> None:
+        """A real sshd host of this stack (devstack/sshd_host.py) with `ssm` set: its agent runs the script
+        inside the host's own mount namespace, as root."""
+        from devstack.ssm_agents import register_sshd_host
+
+        if host.get("ssm"):
+            register_sshd_host(self.ssm_dir, host["instance_id"], sshd, ping_status=host["ssm"])
 
     def _seed_pins(self) -> None:
         seed_pins(self.endpoint, self.fleet)

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import csv
 import email
+import json
 import os
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from devstack.aws_seed import clients
-from devstack.demo_fleet import demo_fleet
+from devstack.demo_fleet import demo_fleet, expected_status
 from devstack.fault_proxy import FaultProxy
 from devstack.host_states import expected
 from devstack.stack import SSH_PORT, LocalStack
@@ -29,9 +31,10 @@ SSHD_HOSTS = [
     # The real kernel audit is never locked with -e 2 by a test, so the healthy real host fails exactly that.
     {"address": "127.42.1.1", "port": SSH_PORT, "name": "real-sshd-healthy", "environment": "prod",
      "profile": "compliant", "sshd_profile": "healthy", "simulated": False, "expected": "COMPLIANT",
-     "expected_failed": [], "expected_advisory": ["auditd.immutable"]},
+     "expected_failed": [], "expected_advisory": ["auditd.immutable"], "ssm": "Online"},
     {"address": "127.42.1.2", "port": SSH_PORT, "name": "real-sshd-failing", "environment": "prod",
-     "profile": "agent_not_shipping", "sshd_profile": "failing", "simulated": False, "expected": "NON_COMPLIANT"},
+     "profile": "agent_not_shipping", "sshd_profile": "failing", "simulated": False, "expected": "NON_COMPLIANT",
+     "ssm": "Online"},
 ]
 
 
@@ -65,6 +68,7 @@ def stack(tmp_path_factory, airflow_db):
                                            host["sshd_profile"], host["instance_id"],
                                            fake_auditctl=host["sshd_profile"] == "failing" or not auditd.available,
                                            eic_key_dir=local.eic_key_dir)  # also EC2 Instance Connect keys
+                    local.register_sshd(host, sshd)  # its SSM agent runs the script in the host's namespace
                     if not auditd.available and host["sshd_profile"] == "healthy":  # fake answers say enabled 2
                         host["expected"], host["expected_failed"], host["expected_advisory"] = "COMPLIANT", [], []
                     started.append(lambda *a, s=sshd: s.stop())
@@ -588,3 +592,49 @@ def test_transport_eic_end_to_end_with_no_key_in_the_connection(stack, tmp_path,
     pushed = {p.parent.parent.name for p in stack.eic_key_dir.glob("*/*/*.pub")}
     linux = {h["instance_id"] for h in running if not h.get("windows")}
     assert linux <= pushed  # one key push per Linux host (Windows hosts are not contacted)
+
+
+def run_with_transport(stack, tmp_path, transport: str, days_ahead: int, **conf) -> tuple[str, dict[str, dict]]:
+    when = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=days_ahead)  # a day of its own
+    conf = {"transport": transport, "report_dir": str(tmp_path), "recipients": [], "batch_size": 8,
+            "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10, **conf}
+    run = run_dag(conf, when)
+    assert run.state == "success"
+    day = when.strftime("%Y-%m-%d")
+    return day, {it["instance_id"]: it for it in day_items(stack, day)}
+
+
+def checks_of(item: dict) -> dict[str, str]:
+    return {c: v["status"] for c, v in item["checks"].items()}
+
+
+def test_transports_ssh_ssm_and_auto_give_the_same_verdicts_for_the_same_host_states(stack, tmp_path):
+    """The DAG end to end over ssh, then ssm (the stand-in's SendCommand really runs the script on the
+    simulated hosts and, inside their namespaces, on the real sshd hosts), then auto. A host whose state is
+    the same is judged the same, check by check; SSM-only hosts, lost agents and hosts SSM does not manage
+    get what their transport can see."""
+    _, over_ssh = run_with_transport(stack, tmp_path / "ssh", "ssh", 81)
+    _, over_ssm = run_with_transport(stack, tmp_path / "ssm", "ssm", 82)
+    auto_day, over_auto = run_with_transport(stack, tmp_path / "auto", "auto", 83)
+    running = [h for h in stack.fleet_entries if h.get("expected")]
+    for host in running:
+        iid, name = host["instance_id"], host["name"]
+        for transport, items in (("ssh", over_ssh), ("ssm", over_ssm), ("auto", over_auto)):
+            assert items[iid]["status"] == expected_status(host, transport), (name, transport, items[iid]["status_detail"])
+        same_state = host.get("ssm") == "Online" and host.get("behaviour") == "ok" and not host.get("pinned_other_key")
+        if same_state and not host.get("windows"):
+            assert over_ssm[iid]["transport"] == "ssm" and over_auto[iid]["transport"] == "ssm"
+            assert checks_of(over_ssm[iid]) == checks_of(over_ssh[iid]), name
+            assert over_ssm[iid]["failed_checks"] == over_ssh[iid]["failed_checks"], name
+            assert over_ssm[iid]["advisory_failed"] == over_ssh[iid]["advisory_failed"], name
+            evidence = over_ssm[iid]["transport_evidence"]
+            assert evidence["ssm_ping_status"] == "Online" and evidence["ssm_command_id"], name
+            assert over_ssm[iid]["host_key_fingerprint"] == "" and over_ssh[iid]["host_key_fingerprint"]
+    by_name = {h["name"]: h["instance_id"] for h in running}
+    assert "not managed by SSM" in over_ssm[by_name["edge-1"]]["status_detail"]
+    assert "ConnectionLost" in over_ssm[by_name["ssm-2"]]["status_detail"]
+    assert over_auto[by_name["ssm-2"]]["transport"] == "ssh"  # auto fell back to SSH for the lost agent
+    assert over_auto[by_name["ssm-1"]]["transport"] == "ssm"  # and took SSM for the host with no SSH
+    report = json.loads((tmp_path / "auto" / f"compliance-{auto_day}.json").read_text())
+    assert report["transports"] == dict(sorted(Counter(it["transport"] for it in over_auto.values()).items()))
+    assert set(report["transports"]) >= {"ssh", "ssm"}
