@@ -333,3 +333,83 @@ def test_the_server_counts_ssm_calls_per_action(stand):
     after = calls()
     assert after.get("DescribeInstanceInformation", 0) - before.get("DescribeInstanceInformation", 0) == 2
     assert after.get("ListCommandInvocations", 0) - before.get("ListCommandInvocations", 0) == 1
+
+
+# ------------------------------------------------------------------ the transport (include/ssm_transport.py)
+# verify_batch with transport ssm / auto on this stand-in: the verdicts, the statuses of hosts SSM cannot run
+# on, and the evidence. Each test has its own audit day.
+
+TABLE = "ssm_evidence"
+
+
+def verify(stand, day: str, transport: str, names: list[str], bucket: str | None = None) -> dict[str, dict]:
+    from devstack.aws_seed import clients
+    from include.config import AuditParams
+    from include.evidence import EvidenceStore
+    from include.ssh_transport import SshSettings
+    from include.ssm_transport import SsmSettings
+    from include.verify import RunContext, verify_batch
+
+    ec2, logs, dynamodb = clients(stand.endpoint)
+    store = EvidenceStore(dynamodb, TABLE)
+    store.ensure_tables()
+    params = AuditParams(evidence_table=TABLE, connect_timeout=3, host_timeout=20, command_timeout=5,
+                         transport=transport, ssm_output_bucket=bucket)
+    params.validate()
+    ssh = None if transport == "ssm" else SshSettings(username=LOGIN, key_file=str(stand.root / "id"), port=PORT,
+                                                      connect_timeout=3, backoff=0.1, host_key_policy="insecure")
+    ssm = SsmSettings(command_timeout=5, delivery_timeout=30, output_bucket=bucket, poll_s=0.2)
+    batch = {"region": "us-east-1", "instance_ids": sorted(stand.ids[n] for n in names), "label": f"ssm-{day}"}
+    verify_batch(batch, RunContext(day, f"manual__{transport}-{day}", params, ssh, ssm), ec2, logs, store,
+                 ssm_client=stand.ssm, s3_client=stand.s3 if bucket else None)
+    return {n: store.table.get_item(Key={"instance_id": stand.ids[n], "audit_date": day})["Item"] for n in names}
+
+
+def verdicts(item: dict) -> dict[str, str]:
+    return {c: v["status"] for c, v in item["checks"].items()}
+
+
+def test_transport_ssm_judges_hosts_as_ssh_does_and_says_why_it_could_not_reach_the_rest(stand):
+    names = ["sim-ok", "sim-ssm-only", "sshd", "sim-lost", "sim-inactive", "unmanaged", "sim-denied", "sim-hang"]
+    over_ssm = verify(stand, "2026-12-11", "ssm", names)
+    over_ssh = verify(stand, "2026-12-12", "ssh", ["sim-ok", "sshd"])
+    for name in ("sim-ok", "sshd"):  # the same host states: the same verdicts, check by check
+        assert over_ssm[name]["status"] == over_ssh[name]["status"] == "COMPLIANT", over_ssm[name]["status_detail"]
+        assert verdicts(over_ssm[name]) == verdicts(over_ssh[name])
+        assert over_ssm[name]["advisory_failed"] == over_ssh[name]["advisory_failed"]
+        assert over_ssm[name]["transport"] == "ssm" and over_ssh[name]["transport"] == "ssh"
+        evidence = over_ssm[name]["transport_evidence"]
+        assert evidence["ssm_ping_status"] == "Online" and evidence["ssm_agent_version"] == ssm_agents.DEFAULT_AGENT_VERSION
+        assert evidence["ssm_command_id"] and over_ssm[name]["output_sha256"]
+    # No inbound SSH: judged on what its agent ran (its agent is stopped).
+    assert over_ssm["sim-ssm-only"]["status"] == "NON_COMPLIANT"
+    assert over_ssm["sim-ssm-only"]["failed_checks"] == ["cwagent.running"]
+    expected = {"sim-lost": ("UNREACHABLE", "ConnectionLost"), "sim-inactive": ("UNREACHABLE", "Inactive"),
+                "unmanaged": ("UNREACHABLE", "not managed by SSM"),
+                "sim-denied": ("AUTH_FAILED", "ssm:SendCommand refused: AccessDeniedException"),
+                "sim-hang": ("ERROR", "timedout")}
+    for name, (status, words) in expected.items():
+        assert over_ssm[name]["status"] == status, (name, over_ssm[name]["status_detail"])
+        assert words.lower() in over_ssm[name]["status_detail"].lower(), over_ssm[name]["status_detail"]
+        assert over_ssm[name]["checks"] == {} and over_ssm[name]["transport"] == "ssm"
+
+
+def test_oversized_output_is_error_inline_and_judged_whole_from_s3(stand):
+    cut = verify(stand, "2026-12-13", "ssm", ["sim-large"])["sim-large"]
+    assert cut["status"] == "ERROR" and "output truncated by SSM" in cut["status_detail"], cut["status_detail"]
+    whole = verify(stand, "2026-12-14", "ssm", ["sim-large"], bucket=BUCKET)["sim-large"]
+    over_ssh = verify(stand, "2026-12-15", "ssh", ["sim-large"])["sim-large"]
+    assert whole["status"] == over_ssh["status"] == "COMPLIANT", whole["status_detail"]
+    assert verdicts(whole) == verdicts(over_ssh)
+    assert whole["output_bytes"] == over_ssh["output_bytes"] > 40_000  # all of it (the nonces differ, not the size)
+    assert whole["transport_evidence"]["ssm_output"].startswith(f"s3://{BUCKET}/ec2-audit-ssm/")
+
+
+def test_auto_takes_ssm_where_the_agent_is_online_and_ssh_for_the_rest(stand):
+    names = ["sim-ok", "sim-ssm-only", "sim-lost", "unmanaged"]
+    got = verify(stand, "2026-12-16", "auto", names)
+    assert {n: got[n]["transport"] for n in names} == {"sim-ok": "ssm", "sim-ssm-only": "ssm", "sim-lost": "ssh",
+                                                       "unmanaged": "ssh"}
+    assert {n: got[n]["status"] for n in names} == {"sim-ok": "COMPLIANT", "sim-ssm-only": "NON_COMPLIANT",
+                                                    "sim-lost": "COMPLIANT", "unmanaged": "COMPLIANT"}
+    assert got["sim-lost"]["host_key_fingerprint"] and not got["sim-ok"]["host_key_fingerprint"]
