@@ -1,4 +1,8 @@
-"""`make demo`: start the local stack, run the daily audit once through real Airflow, show what happened.
+"""`make demo`: start the local stack, run the daily audit through real Airflow, show what happened.
+
+Two runs: today over SSH (the default), then yesterday with `transport=auto` and an SSH connection that holds
+no key — SSM Run Command for the hosts whose SSM agent is Online, EC2 Instance Connect for the rest — so all
+three transports reach the same fleet (devstack/demo_fleet.py says what each host must end up as).
 
     python -m devstack.demo [--root .local/demo] [--keep]
 """
@@ -13,11 +17,11 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from devstack.demo_fleet import demo_fleet
-from devstack.stack import PROJECT, LocalStack
+from devstack.demo_fleet import demo_fleet, expected_status
+from devstack.stack import PROJECT, SSH_LOGIN, SSH_PORT, LocalStack
 
 DAG_ID = "ec2_audit_compliance"
 
@@ -32,17 +36,23 @@ def airflow(args: list[str], env: dict[str, str], log: Path) -> None:
                          + "\n".join(tail))
 
 
-def compare(csv_path: Path, fleet: list[dict]) -> list[tuple[str, str, str, str]]:
+def compare(csv_path: Path, fleet: list[dict], transport: str = "ssh") -> list[tuple[str, str, str, str]]:
     """(name, expected, actual, ok) for every host that should have a row."""
     with open(csv_path, newline="", encoding="utf-8") as fh:
         actual = {row["instance_id"]: row for row in csv.DictReader(fh)}
     rows = []
     for host in fleet:
-        if host.get("expected") is None:
+        want = expected_status(host, transport)
+        if want is None:
             continue
         got = actual.get(host["instance_id"], {}).get("status", "(missing)")
-        rows.append((host["name"], host["expected"], got, "ok" if got == host["expected"] else "MISMATCH"))
+        rows.append((host["name"], want, got, "ok" if got == want else "MISMATCH"))
     return rows
+
+
+def keyless_ssh_connection() -> str:
+    """The SSH connection with login, port and host-key policy only: auto falls back to EC2 Instance Connect."""
+    return json.dumps({"conn_type": "ssh", "login": SSH_LOGIN, "port": SSH_PORT, "extra": {"host_key_policy": "tofu"}})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,12 +80,26 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads((report_dir / f"compliance-{day}.json").read_text())
         rows = compare(report_dir / f"compliance-{day}.csv", fleet)
         mail = stack.received_mail()
+        # Yesterday, through SSM where the agent is Online and EC2 Instance Connect elsewhere (no key anywhere).
+        other = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+        print(f"running DAG {DAG_ID} for {other} with transport=auto and no SSH key (SSM + EC2 Instance Connect)")
+        airflow(["dags", "test", DAG_ID, other, "--conf", json.dumps({**conf, "recipients": [], "mode": "live",
+                                                                      "transport": "auto"})],
+                {**env, "AIRFLOW_CONN_EC2_AUDIT_SSH": keyless_ssh_connection()}, log)
+        auto_summary = json.loads((report_dir / f"compliance-{other}.json").read_text())
+        auto_rows = compare(report_dir / f"compliance-{other}.csv", fleet, "auto")
 
     print("\nhost          expected            actual")
     for name, expected, actual, ok in rows:
         print(f"{name:<13} {expected:<19} {actual:<19} {'' if ok == 'ok' else ok}")
     print(f"\ncompliance {summary.get('compliance_pct')}% · checked {summary.get('checked')} of "
           f"{summary.get('discovered')} discovered · {summary.get('counts')}")
+    print(f"hosts per transport: {summary.get('transports')} (transport=ssh, {day}); "
+          f"{auto_summary.get('transports')} (transport=auto, {other}: "
+          f"{sum(r[3] == 'ok' for r in auto_rows)}/{len(auto_rows)} as expected)")
+    for name, expected, actual, ok in auto_rows:
+        if ok != "ok":
+            print(f"  auto: {name:<13} expected {expected:<19} got {actual}  MISMATCH")
     print(f"report: {report_dir / f'compliance-{day}.html'}\n        {report_dir / f'compliance-{day}.csv'}")
     for path in mail:
         message = email.message_from_bytes(path.read_bytes())
@@ -83,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if not mail:
         print("email:  none received")
     print(f"demo finished in {time.monotonic() - started:.0f}s; everything it started is stopped")
-    mismatches = [r for r in rows if r[3] != "ok"]
+    mismatches = [r for r in rows + auto_rows if r[3] != "ok"]
     return 1 if mismatches or not mail else 0
 
 
