@@ -22,7 +22,8 @@ SSM Run Command: moto's SendCommand answers success and runs nothing, and it has
 or DescribeInstanceInformation. With `EC2AUDIT_SSM_DIR` (the registry of devstack/ssm_agents.py: which
 instances are managed, their ping status, and how the stand-in "agent" reaches each) the server has all
 four: DescribeInstanceInformation lists the registered instances that exist in EC2 (InstanceIds/PingStatus
-filters, pages); SendCommand (AWS-RunShellScript only, ≤ 50 instances, each registered and Online, none
+filters, pages); SendCommand (AWS-RunShellScript, or a one-step aws:runShellScript document created in this
+moto — its parameters checked against their allowedPattern and substituted, as SSM does; ≤ 50 instances, each registered and Online, none
 `deny_send` — else the whole call fails as AWS fails it) records moto's Command and really runs the joined
 `commands` on each host through its channel, in a bounded pool (64 threads, MaxConcurrency per command; no
 MaxErrors), bounded by `executionTimeout`, so invocations go Pending → InProgress → Success / Failed /
@@ -145,6 +146,7 @@ def _ssm_runs_commands() -> None:
     import json
     import math
     import queue
+    import re
     import threading
     from datetime import timedelta
 
@@ -242,11 +244,45 @@ def _ssm_runs_commands() -> None:
             raise invalid("ValidationException", f"MaxConcurrency {value!r} is neither a number nor a percentage")
         return max(1, min(n, SSM_POOL_THREADS))
 
+    def custom_document(self, name: str, parameters: dict) -> tuple[list[str], str, str, str]:
+        """A Command document created in this moto (one aws:runShellScript step): its commands and timeout
+        with the parameters substituted and checked against their allowedPattern, as SSM does; returns
+        (commands, timeout, step name, version)."""
+        try:
+            found = self.ssm_backend.get_document(name, self._get_param("DocumentVersion"), None, "JSON")
+        except Exception:  # noqa: BLE001 — moto's own not-found
+            raise invalid("InvalidDocument", f"Document {name} does not exist")
+        body = json.loads(found["Content"])
+        steps = [s for s in body.get("mainSteps", []) if s.get("action") == "aws:runShellScript"]
+        if len(steps) != 1 or len(body.get("mainSteps", [])) != 1:
+            raise invalid("InvalidDocument", "the SSM stand-in runs documents with one aws:runShellScript step")
+        values = {}
+        for key, spec in (body.get("parameters") or {}).items():
+            value = (parameters.get(key) or [spec.get("default")])[0]
+            if value is None or not re.fullmatch(spec.get("allowedPattern", ".*"), str(value)):
+                raise invalid("InvalidParameters", f"parameter {key!r} is missing or does not match its allowedPattern")
+            values[key] = str(value)
+        unknown = set(parameters) - set(values)
+        if unknown:
+            raise invalid("InvalidParameters", f"document {name} has no parameters {sorted(unknown)}")
+
+        def resolved(text: str) -> str:
+            return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: values.get(m.group(1), m.group(0)), text)
+
+        inputs = steps[0].get("inputs", {})
+        return ([resolved(line) for line in inputs.get("runCommand", [])], resolved(str(inputs.get("timeoutSeconds", "3600"))),
+                steps[0]["name"], str(found["DocumentVersion"]))
+
     def send_command(self):
         account, region = self.current_account, self.region
         name, ids = self._get_param("DocumentName"), list(self._get_param("InstanceIds") or [])
-        if name != document:
-            raise invalid("InvalidDocument", f"the SSM stand-in runs {document} only, not {name!r}")
+        parameters = self._get_param("Parameters") or {}
+        if name == document:
+            commands = parameters.get("commands") or []
+            timeout = (parameters.get("executionTimeout") or ["3600"])[0]
+            step, version = "0.awsrunShellScript", "$DEFAULT"
+        else:  # the audit's own document (include/ssm_document.py), or any one-step shell document
+            commands, timeout, step, version = custom_document(self, name, parameters)
         if self._get_param("Targets") or not ids:
             raise invalid("ValidationException", "the SSM stand-in takes InstanceIds (1 to 50), not Targets")
         if len(ids) > 50:
@@ -254,9 +290,6 @@ def _ssm_runs_commands() -> None:
                                                  "to satisfy constraint: Member must have length less than or equal to 50")
         if len(set(ids)) != len(ids):
             raise invalid("DuplicateInstanceId", "Instance Id is duplicated.")
-        parameters = self._get_param("Parameters") or {}
-        commands = parameters.get("commands") or []
-        timeout = (parameters.get("executionTimeout") or ["3600"])[0]
         if not commands or not str(timeout).isdigit() or not 1 <= int(timeout) <= 172800:
             raise invalid("InvalidParameters", "commands is required; executionTimeout must be 1 to 172800 seconds")
         records = {i: ssm_agents.registration(ssm_dir, i) for i in ids}
@@ -287,6 +320,8 @@ def _ssm_runs_commands() -> None:
                    "requested": command.requested_date_time.replace(tzinfo=timezone.utc),
                    "script": ("\n".join(commands) + "\n").encode(), "timeout": int(timeout), "bucket": bucket,
                    "prefix": prefix, "s3_region": self._get_param("OutputS3Region") or region,
+                   "document": name, "version": version, "step": step,
+                   "plugin": plugin if name == document else step,
                    "invocations": {i: {"Status": "Pending", "StatusDetails": "Pending", "ResponseCode": -1,
                                        "start": None, "end": None, "out": "", "err": "", "output": "",
                                        "out_url": "", "err_url": ""} for i in ids}}
@@ -327,7 +362,7 @@ def _ssm_runs_commands() -> None:
     def upload(run: dict, instance_id: str, result) -> tuple[str, str]:
         """The agent's S3 layout; the bucket must exist (as on AWS, a missing one just gets no output)."""
         base = (f"{run['prefix']}/" if run["prefix"] else "") + \
-            f"{run['command'].command_id}/{instance_id}/awsrunShellScript/0.awsrunShellScript"
+            f"{run['command'].command_id}/{instance_id}/awsrunShellScript/{run['step']}"
         backend = s3_backends[run["account"]]["aws"]
         urls = []
         for name, data in (("stdout", result.stdout), ("stderr", result.stderr)):
@@ -371,12 +406,12 @@ def _ssm_runs_commands() -> None:
             inv = run["invocations"].get(instance_id) if run else None
             if inv is None:
                 raise invalid("InvocationDoesNotExist", f"no invocation of command {command_id} on {instance_id}")
-            if self._get_param("PluginName") not in (None, "", plugin):
-                raise invalid("InvalidPluginName", f"the only plugin is {plugin}")
+            if self._get_param("PluginName") not in (None, "", run["plugin"]):
+                raise invalid("InvalidPluginName", f"the only plugin is {run['plugin']}")
             command = run["command"]
             return ActionResult({
                 "CommandId": command_id, "InstanceId": instance_id, "Comment": command.comment,
-                "DocumentName": document, "DocumentVersion": "$DEFAULT", "PluginName": plugin,
+                "DocumentName": run["document"], "DocumentVersion": run["version"], "PluginName": run["plugin"],
                 "ResponseCode": inv["ResponseCode"], "ExecutionStartDateTime": aws_time(inv["start"]),
                 "ExecutionElapsedTime": elapsed(inv), "ExecutionEndDateTime": aws_time(inv["end"]),
                 "Status": inv["Status"], "StatusDetails": inv["StatusDetails"],
@@ -400,13 +435,14 @@ def _ssm_runs_commands() -> None:
                         continue
                     inv = run["invocations"][i]
                     item = {"CommandId": cid, "InstanceId": i, "InstanceName": "", "Comment": run["command"].comment,
-                            "DocumentName": document, "DocumentVersion": "$DEFAULT", "RequestedDateTime": run["requested"],
+                            "DocumentName": run["document"], "DocumentVersion": run["version"],
+                            "RequestedDateTime": run["requested"],
                             "Status": inv["Status"], "StatusDetails": inv["StatusDetails"], "TraceOutput": "",
                             "StandardOutputUrl": inv["out_url"], "StandardErrorUrl": inv["err_url"],
                             "CommandPlugins": [], "ServiceRole": ""}
                     if details:
                         item["CommandPlugins"] = [{k: v for k, v in {
-                            "Name": plugin, "Status": inv["Status"], "StatusDetails": inv["StatusDetails"],
+                            "Name": run["plugin"], "Status": inv["Status"], "StatusDetails": inv["StatusDetails"],
                             "ResponseCode": inv["ResponseCode"], "ResponseStartDateTime": inv["start"],
                             "ResponseFinishDateTime": inv["end"], "Output": inv["output"],
                             "StandardOutputUrl": inv["out_url"], "StandardErrorUrl": inv["err_url"],

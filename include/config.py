@@ -42,6 +42,7 @@ class AuditParams:
     profile: str = _default("profile")  # audit-trail, cis, or a JSON profile file (include/profiles.py)
     transport: str = _default("transport")  # ssh | ssm | eic | auto (include/reach.py)
     ssm_output_bucket: str | None = _default("ssm_output_bucket")  # full SSM output from S3 (include/ssm_transport.py)
+    ssm_document: str | None = _default("ssm_document")  # the audit's own SSM document (include/ssm_document.py)
     connect_timeout: int = _default("connect_timeout")
     host_timeout: int = _default("host_timeout")
     command_timeout: int = _default("command_timeout")
@@ -79,8 +80,11 @@ class AuditParams:
             raise ValueError("invalid params: " + "; ".join(problems))
 
     def semantic_problems(self) -> list[str]:
-        """What JSON schema cannot say: the files (or names) the run reads."""
+        """What JSON schema cannot say: combinations, and the files (or names) the run reads."""
         problems = []
+        if self.ssm_document and self.canary:
+            problems.append("param ssm_document: the audit document holds the checks without the canary: run "
+                            "canary=true with ssm_document empty (AWS-RunShellScript)")
         from include.report_store import problem as report_dir_problem
 
         if bad_dir := report_dir_problem(self.report_dir):  # a scheme nothing can write, an s3:// with no bucket

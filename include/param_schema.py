@@ -60,6 +60,9 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "ssm_output_bucket": {"type": ["null", "string"], "default": None, "pattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
                           "description": "S3 bucket SSM writes command output to (full output; without it output "
                                          "over SSM's 24,000-character inline limit makes the host ERROR)"},
+    "ssm_document": {"type": ["null", "string"], "default": None, "pattern": "^$|^[A-Za-z0-9_.-]{3,128}$",
+                     "description": "The audit's own SSM document (python -m include.ssm_document) instead of "
+                                    "AWS-RunShellScript, so the role may send only it; empty = AWS-RunShellScript"},
     "connect_timeout": {"type": "integer", "minimum": 1, "maximum": 15, "default": 15,
                         "description": "Seconds to open one SSH connection"},
     "host_timeout": {"type": "integer", "minimum": 5, "maximum": 90, "default": 90,

@@ -96,7 +96,8 @@ def ssm_settings(params: AuditParams):
     if params.transport not in ("ssm", "auto"):
         return None
     return SsmSettings(command_timeout=params.command_timeout, delivery_timeout=max(30, params.host_timeout),
-                       output_bucket=params.ssm_output_bucket or None, max_concurrency=min(50, params.concurrency))
+                       output_bucket=params.ssm_output_bucket or None, max_concurrency=min(50, params.concurrency),
+                       document=params.ssm_document or None)
 
 
 # ------------------------------------------------------------------ steps

@@ -29,9 +29,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from include import ssm_document
 from include.aws_errors import error_code, is_denied
 from include.checks.probes import frame, new_nonce
 from include.models import Host, HostOutcome, Status
+from include.ssm_document import Verified
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ class SsmSettings:
     max_output: int = 1 << 20  # bytes read from S3, as SSH's cap
     comment: str = "ec2-audit daily check (read-only)"
     slack_s: float = 30.0
+    # The audit's own SSM document (include/ssm_document.py) instead of AWS-RunShellScript: the role may then
+    # be allowed to send that document only. Checked against this release's script before each batch.
+    document: str | None = None
 
     @property
     def collect_budget_s(self) -> float:
@@ -120,10 +125,11 @@ def unreachable_reason(host: Host, reg: Registration | None) -> str | None:
     return None
 
 
-def s3_key(prefix: str, command_id: str, instance_id: str) -> str:
-    """Where SSM puts a runShellScript step's stdout (the agent's own layout)."""
+def s3_key(prefix: str, command_id: str, instance_id: str, step: str = "0.awsrunShellScript") -> str:
+    """Where SSM puts a runShellScript step's stdout (the agent's own layout; AWS-RunShellScript's step is
+    "0.awsrunShellScript", a schema 2.2 document's is its step name)."""
     head = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    return f"{head}{command_id}/{instance_id}/awsrunShellScript/0.awsrunShellScript/stdout"
+    return f"{head}{command_id}/{instance_id}/awsrunShellScript/{step}/stdout"
 
 
 def invocation_outcome(host: Host, invocation: dict, reg: Registration, command_id: str) -> HostOutcome | None:
@@ -165,6 +171,7 @@ class SsmTransport:
     registrations: dict[str, Registration] = field(default_factory=dict)
     calls: Counter = field(default_factory=Counter)
     name: str = "ssm"
+    verified: Verified | None = None  # the audit document's version that holds this release's script
 
     def __post_init__(self) -> None:
         if self.client is None:
@@ -196,6 +203,12 @@ class SsmTransport:
                 await on_outcome(host, self._final(host, Status.UNREACHABLE, reason))
             else:
                 ready.append(host)
+        if ready and self.settings.document:
+            problem = await asyncio.to_thread(self._verify_document, script)
+            if problem:
+                for host in ready:
+                    await on_outcome(host, self._final(host, *problem))
+                return
         commands = []
         for start in range(0, len(ready), MAX_IDS):
             chunk = ready[start:start + MAX_IDS]
@@ -208,11 +221,25 @@ class SsmTransport:
 
     # ---- sending
 
+    def _verify_document(self, script: str) -> tuple[Status, str] | None:
+        """Fail closed: a document that is not exactly this release's script runs nowhere."""
+        name = self.settings.document
+        self.calls["GetDocument"] += 1
+        try:
+            self.verified = ssm_document.verify(self.client, name, script)
+        except ssm_document.DocumentMismatch as exc:
+            return Status.ERROR, str(exc)[:300]
+        except Exception as exc:  # noqa: BLE001 - classified
+            code, message = error_code(exc)
+            status = Status.AUTH_FAILED if is_denied(exc) else Status.ERROR
+            return status, f"ssm:GetDocument {name}: {code or 'error'}: {message}"[:300]
+        return None
+
     def _send(self, hosts: list[Host], body: bytes, nonce: str) -> tuple[list[tuple[str, str, list[Host]]], list]:
         """SendCommand for these hosts; a call refused as a whole is resent per host, so its error lands only
         where it belongs. Returns ([(command_id, nonce, hosts)], [(host, status, detail)])."""
         try:
-            return [(self._send_one(hosts, body), nonce, hosts)], []
+            return [(self._send_one(hosts, body, nonce), nonce, hosts)], []
         except Exception as exc:  # noqa: BLE001 - classified below
             code, message = error_code(exc)
             if len(hosts) > 1 and code in ("AccessDeniedException", "AccessDenied", "InvalidInstanceId"):
@@ -226,13 +253,18 @@ class SsmTransport:
             detail = f"ssm:SendCommand refused: {code or 'error'}: {message}"[:300]
             return [], [(h, status, detail) for h in hosts]
 
-    def _send_one(self, hosts: list[Host], body: bytes) -> str:
+    def _send_one(self, hosts: list[Host], body: bytes, nonce: str) -> str:
         s = self.settings
         extra = {"OutputS3BucketName": s.output_bucket, "OutputS3KeyPrefix": s.output_prefix} if s.output_bucket else {}
+        if self.verified is not None:  # the audit's document, at the version checked: only the nonce travels
+            extra.update(DocumentName=self.verified.name, DocumentVersion=self.verified.version,
+                         Parameters={"nonce": [nonce], "executionTimeout": [str(s.command_timeout)]})
+        else:
+            extra.update(DocumentName=DOCUMENT,
+                         Parameters={"commands": [body.decode()], "executionTimeout": [str(s.command_timeout)]})
         self.calls["SendCommand"] += 1
         answer = self.client.send_command(
-            InstanceIds=[h.instance_id for h in hosts], DocumentName=DOCUMENT, Comment=s.comment[:100],
-            Parameters={"commands": [body.decode()], "executionTimeout": [str(s.command_timeout)]},
+            InstanceIds=[h.instance_id for h in hosts], Comment=s.comment[:100],
             TimeoutSeconds=max(30, s.delivery_timeout), MaxConcurrency=str(max(1, s.max_concurrency)),
             MaxErrors="100%", **extra)
         return answer["Command"]["CommandId"]
@@ -273,6 +305,8 @@ class SsmTransport:
         reg = self.registrations[host.instance_id]
         outcome = invocation_outcome(host, invocation, reg, command_id)
         outcome.nonce = nonce
+        if self.verified is not None:
+            outcome.transport_evidence["ssm_document"] = f"{self.verified.name}:{self.verified.version}"
         if outcome.transport_status is None:
             try:
                 await asyncio.to_thread(self._read_output, command_id, host, outcome)
@@ -284,8 +318,9 @@ class SsmTransport:
 
     def _read_output(self, command_id: str, host: Host, outcome: HostOutcome) -> None:
         s = self.settings
+        step = ssm_document.STEP if self.verified else None
         if s.output_bucket:
-            key = s3_key(s.output_prefix, command_id, host.instance_id)
+            key = s3_key(s.output_prefix, command_id, host.instance_id, *([step] if step else []))
             self.calls["s3:GetObject"] += 1
             answer = self.s3.get_object(Bucket=s.output_bucket, Key=key, Range=f"bytes=0-{s.max_output}")
             data = answer["Body"].read()
@@ -294,7 +329,7 @@ class SsmTransport:
             return
         self.calls["GetCommandInvocation"] += 1
         answer = self.client.get_command_invocation(CommandId=command_id, InstanceId=host.instance_id,
-                                                    PluginName=PLUGIN)
+                                                    PluginName=step or PLUGIN)
         output, problem = inline_output(str(answer.get("StandardOutputContent", "")))
         if problem:
             outcome.transport_status, outcome.transport_detail = Status.ERROR, problem

@@ -342,7 +342,8 @@ def test_the_server_counts_ssm_calls_per_action(stand):
 TABLE = "ssm_evidence"
 
 
-def verify(stand, day: str, transport: str, names: list[str], bucket: str | None = None) -> dict[str, dict]:
+def verify(stand, day: str, transport: str, names: list[str], bucket: str | None = None,
+           document: str | None = None) -> dict[str, dict]:
     from devstack.aws_seed import clients
     from include.config import AuditParams
     from include.evidence import EvidenceStore
@@ -354,11 +355,11 @@ def verify(stand, day: str, transport: str, names: list[str], bucket: str | None
     store = EvidenceStore(dynamodb, TABLE)
     store.ensure_tables()
     params = AuditParams(evidence_table=TABLE, connect_timeout=3, host_timeout=20, command_timeout=5,
-                         transport=transport, ssm_output_bucket=bucket)
+                         transport=transport, ssm_output_bucket=bucket, ssm_document=document)
     params.validate()
     ssh = None if transport == "ssm" else SshSettings(username=LOGIN, key_file=str(stand.root / "id"), port=PORT,
                                                       connect_timeout=3, backoff=0.1, host_key_policy="insecure")
-    ssm = SsmSettings(command_timeout=5, delivery_timeout=30, output_bucket=bucket, poll_s=0.2)
+    ssm = SsmSettings(command_timeout=5, delivery_timeout=30, output_bucket=bucket, poll_s=0.2, document=document)
     batch = {"region": "us-east-1", "instance_ids": sorted(stand.ids[n] for n in names), "label": f"ssm-{day}"}
     verify_batch(batch, RunContext(day, f"manual__{transport}-{day}", params, ssh, ssm), ec2, logs, store,
                  ssm_client=stand.ssm, s3_client=stand.s3 if bucket else None)
@@ -413,3 +414,32 @@ def test_auto_takes_ssm_where_the_agent_is_online_and_ssh_for_the_rest(stand):
     assert {n: got[n]["status"] for n in names} == {"sim-ok": "COMPLIANT", "sim-ssm-only": "NON_COMPLIANT",
                                                     "sim-lost": "COMPLIANT", "unmanaged": "COMPLIANT"}
     assert got["sim-lost"]["host_key_fingerprint"] and not got["sim-ok"]["host_key_fingerprint"]
+
+
+def create_document(stand, name: str, body: dict) -> None:
+    stand.ssm.create_document(Name=name, Content=json.dumps(body), DocumentType="Command", DocumentFormat="JSON")
+
+
+def test_the_audit_document_runs_the_same_checks_and_a_tampered_one_runs_nowhere(stand):
+    from include import ssm_document
+
+    create_document(stand, "EC2Audit-ReadOnlyChecks", ssm_document.content(SCRIPT))
+    names = ["sim-ok", "sshd", "sim-large"]
+    got = verify(stand, "2026-12-17", "ssm", names, bucket=BUCKET, document="EC2Audit-ReadOnlyChecks")
+    plain = verify(stand, "2026-12-18", "ssm", names, bucket=BUCKET)
+    for name in names:
+        assert got[name]["status"] == plain[name]["status"] == "COMPLIANT", got[name]["status_detail"]
+        assert verdicts(got[name]) == verdicts(plain[name])
+        assert got[name]["transport_evidence"]["ssm_document"] == "EC2Audit-ReadOnlyChecks:1"
+        assert "/awsrunShellScript/ec2auditChecks/stdout" in got[name]["transport_evidence"]["ssm_output"]
+    inline = verify(stand, "2026-12-19", "ssm", ["sim-ok"], document="EC2Audit-ReadOnlyChecks")["sim-ok"]
+    assert inline["status"] == "COMPLIANT", inline["status_detail"]  # GetCommandInvocation with the step's name
+
+    tampered = ssm_document.content(SCRIPT)
+    tampered["mainSteps"][0]["inputs"]["runCommand"].append("touch /tmp/ec2audit-was-here")
+    create_document(stand, "EC2Audit-Tampered", tampered)
+    before = len(stand.ssm.list_commands()["Commands"])
+    refused = verify(stand, "2026-12-20", "ssm", ["sim-ok", "sshd"], document="EC2Audit-Tampered")
+    for item in refused.values():
+        assert item["status"] == "ERROR" and "does not hold this release's audit script" in item["status_detail"]
+    assert len(stand.ssm.list_commands()["Commands"]) == before  # nothing was sent

