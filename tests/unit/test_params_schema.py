@@ -92,6 +92,14 @@ def test_every_transport_is_accepted_and_a_bad_output_bucket_is_named():
         AuditParams.from_params({"ssm_output_bucket": "s3://Not A Bucket"})
 
 
+def test_the_audit_document_without_the_canary_is_refused_naming_the_field():
+    assert AuditParams.from_params({"ssm_document": "EC2Audit-ReadOnlyChecks"}).ssm_document == "EC2Audit-ReadOnlyChecks"
+    with pytest.raises(ValueError, match="param ssm_document: the audit document holds the checks without the canary"):
+        AuditParams.from_params({"ssm_document": "EC2Audit-ReadOnlyChecks", "canary": True})
+    with pytest.raises(ValueError, match="param ssm_document"):
+        AuditParams.from_params({"ssm_document": "no spaces allowed"})
+
+
 def test_profile_is_checked_by_load_profile(tmp_path):
     assert AuditParams.from_params({"profile": "cis"}).profile == "cis"
     with pytest.raises(ValueError, match="profile"):
