@@ -51,7 +51,7 @@ def host_page(instance_id: str, history: list[dict]) -> str:
     latest = records[0] if records else EvidenceItem(instance_id)
     rows = [{"day": it.audit_date, "status": it.status, "failed": ", ".join(it.failed_checks),
              "advisory": ", ".join(it.advisory_failed), "checked_at": it.checked_at,
-             "sha": it.output_sha256[:16], "run": it.run_id} for it in records]
+             "sha": it.output_sha256[:16], "run": it.run_id, "reached_by": it.reached_by} for it in records]
     return render("dashboard_host.html", instance_id=instance_id, history=rows, name=latest.display_name,
-                  region=latest.region, account_id=latest.account_id, host_key=latest.host_key_fingerprint,
+                  region=latest.region, account_id=latest.account_id, host_key=latest.host_key_fingerprint or "none (not reached over SSH)",
                   colours=COLOURS)

@@ -71,6 +71,18 @@ class EvidenceItem(_Record):
     expires_at: int = 0
 
     @property
+    def reached_by(self) -> str:
+        """The transport and what vouched for the host's identity: its host key, or its SSM registration."""
+        e = self.transport_evidence
+        if self.transport == "ssm" and e:
+            parts = [f"SSM agent {e.get('ssm_agent_version', '?')} ({e.get('ssm_ping_status', '?')})"]
+            parts += [f"command {e['ssm_command_id']}"] if e.get("ssm_command_id") else []
+            parts += [f"document {e['ssm_document']}"] if e.get("ssm_document") else []
+            return "ssm: " + ", ".join(parts)
+        key = f": host key {self.host_key_fingerprint}" if self.host_key_fingerprint else ""
+        return f"{self.transport or '?'}{key}"
+
+    @property
     def display_name(self) -> str:
         return self.name or str(self.tags.get("Name", ""))
 

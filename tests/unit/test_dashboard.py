@@ -78,3 +78,15 @@ def test_host_history_has_an_advisory_column():
     page = dashboard.host_page("i-3", history)
     assert "Advisory (outside the profile)" in page
     assert text(page).count(f"{IMMUTABLE}, {BOOT}") == 1 and page.count("<tr>") == 3
+
+
+def test_host_history_says_what_reached_the_host_and_what_vouched_for_it():
+    over_ssm = dict(host("i-4", "COMPLIANT"), transport="ssm", host_key_fingerprint="",
+                    transport_evidence={"ssm_ping_status": "Online", "ssm_agent_version": "3.3.1957.0",
+                                        "ssm_command_id": "c0ffee", "ssm_document": "EC2Audit-ReadOnlyChecks:2"})
+    over_ssh = dict(host("i-4", "COMPLIANT"), audit_date="2026-11-22", transport="ssh",
+                    host_key_fingerprint="SHA256:abc")
+    page = text(dashboard.host_page("i-4", [over_ssm, over_ssh]))
+    assert "ssm: SSM agent 3.3.1957.0 (Online), command c0ffee, document EC2Audit-ReadOnlyChecks:2" in page
+    assert "ssh: host key SHA256:abc" in page
+    assert "host key none (not reached over SSH)" in page  # the latest day's header
