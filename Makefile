@@ -34,13 +34,14 @@ e2e-celery: $(STAMP)
 	$(BIN)/python -m devstack.celery_e2e
 
 ## SSH fan-out side by side on one simulated fleet + this DAG end to end (docs/PERFORMANCE.md). `make bench`:
-## every method at 100/1,000/10,000 plus the DAG rows alone at 2,000 (the SQLite lock check); ~45 min.
+## every method at 100/1,000/10,000 (SSM Run Command, `ssm` and `dag-ssm`, at 100 and 1,000 only, with AWS
+## calls per host) plus the DAG rows alone at 2,000 (the SQLite lock check); ~50 min.
 bench-tools:
 	test -x .local/ansible-venv/bin/ansible || ($(PYTHON) -m venv .local/ansible-venv && \
 	  .local/ansible-venv/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt)
 
 bench-quick: $(STAMP) bench-tools
-	$(BIN)/python -m devstack.bench --hosts 100,1000 --methods ours,pool,pool-commands,naive,ansible --naive-sample 10
+	$(BIN)/python -m devstack.bench --hosts 100,1000 --methods ours,pool,pool-commands,naive,ansible,ssm --naive-sample 10
 
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m devstack.bench --hosts 100,1000,10000 --dag-only-hosts 2000

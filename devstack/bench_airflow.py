@@ -81,13 +81,17 @@ class BenchAws:
     procs: list[subprocess.Popen] = field(default_factory=list)
     endpoint: str = ""
     smtp_port: int = 0
+    ssm_hosts: int = 0  # instances registered with the SSM stand-in (0: moto's own SSM, nothing runs)
 
-    def start(self, hosts: list[dict]) -> "BenchAws":
+    def start(self, hosts: list[dict], ssm_agent_key: Path | None = None, agent_port: int = 0) -> "BenchAws":
+        """With `ssm_agent_key`, moto runs SSM commands (EC2AUDIT_SSM_DIR) and every seeded instance is
+        registered as SSM-managed, Online, its agent on (address, agent_port) of the simulated fleet."""
         from devstack.aws_seed import seed_fleet
 
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
-        moto, self.endpoint = local_aws.spawn_moto()
+        env = {"EC2AUDIT_SSM_DIR": str(self.ssm_dir)} if ssm_agent_key else None
+        moto, self.endpoint = local_aws.spawn_moto(env=env)
         self.smtp_port = free_port()
         self.procs = [moto, _spawn([sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1", "--port",
                                     str(self.smtp_port), "--maildir", str(self.maildir)])]
@@ -98,7 +102,26 @@ class BenchAws:
             self.stop()  # the caller never gets this object back to stop it
             raise
         print(f"  moto seeded with {len(hosts)} instances in {time.perf_counter() - started:.0f}s", flush=True)
+        if ssm_agent_key:
+            from devstack.ssm_agents import register_fleet_host
+
+            for host in hosts:
+                register_fleet_host(self.ssm_dir, host["instance_id"], host["address"], agent_port, ssm_agent_key,
+                                    computer_name=f"ip-{host['address'].replace('.', '-')}")
+            self.ssm_hosts = len(hosts)
         return self
+
+    @property
+    def ssm_dir(self) -> Path:
+        """The SSM stand-in's registry (devstack/ssm_agents.py): which instances it manages, and how."""
+        return self.root / "ssm"
+
+    def ssm_calls(self) -> dict[str, int]:
+        """The SSM calls moto has served so far, per action (cumulative: take differences)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.endpoint}/moto-api/ec2audit/ssm-calls", timeout=30) as answer:
+            return json.loads(answer.read())["calls"]
 
     @property
     def maildir(self) -> Path:

@@ -32,3 +32,29 @@ def test_bench_dag_rows_run_this_dag_under_dag_test_and_the_scheduler(tmp_path):
     assert scheduler["database_locked"] == 0 and scheduler["task_peak_rss_mb"] > 0
     assert (tmp_path / "chart.png").exists()
 
+
+
+def test_bench_ssm_rows_report_aws_calls_per_host(tmp_path):
+    """`ssm` (SsmTransport in this process) and `dag-ssm` (the DAG with transport=ssm) on 7 hosts whose SSM
+    agents are the simulator's agent listeners, run by the moto stand-in: every host's whole output comes
+    back, and the calls per host are what the transport's design says (one SendCommand and one
+    DescribeInstanceInformation page per ≤ 50 hosts, one GetCommandInvocation per host, ListCommandInvocations
+    pages per poll) — counted by the transport and, the same, by the server."""
+    assert bench.main(["--hosts", "7", "--methods", "ssm,dag-ssm", "--latency-ms", "0", "--out", str(tmp_path),
+                       "--dag-timeout", "300"]) == 0
+    rows = {r["method"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
+    assert len(rows) == 2
+    ssm = next(r for m, r in rows.items() if m.startswith("SSM Run Command"))
+    dag = next(r for m, r in rows.items() if "transport=ssm" in m)
+    assert ssm["ok"] == "7/7", ssm
+    assert ssm["calls_match"] and ssm["api_calls"] == ssm["server_calls"], ssm
+    assert dag["ok"].startswith("success, 7 items, 1 email"), dag
+    for row in (ssm, dag):
+        calls = row["server_calls"]
+        assert calls["SendCommand"] == 1 and calls["DescribeInstanceInformation"] == 1, row
+        assert calls["GetCommandInvocation"] == 7, row  # one per host: the inline output
+        assert 1 <= calls["ListCommandInvocations"] <= 90, row  # one page per poll, bounded by the budget
+        assert set(calls) == {"SendCommand", "DescribeInstanceInformation", "GetCommandInvocation",
+                              "ListCommandInvocations"}, row
+        assert row["calls_per_host"]["GetCommandInvocation"] == 1.0
+        assert "moto_cpu_s" in row  # the stand-in plays SSM and every agent: its cost is reported
