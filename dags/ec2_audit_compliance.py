@@ -12,7 +12,9 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from include import pipeline
+from include.assets import EVIDENCE, REPORT, evidence_extra, report_extra
 from include.config import AuditParams
+from include.deadline import alert as report_deadline
 from include.notify import PipelineFailureNotifier
 from include.param_schema import dag_params
 
@@ -47,6 +49,8 @@ def _params() -> AuditParams:
                   "max_retry_delay": timedelta(minutes=5), "execution_timeout": TASK_TIMEOUT,
                   "on_failure_callback": PipelineFailureNotifier()},  # after the last retry only
     on_failure_callback=PipelineFailureNotifier(),
+    # The day's report not out within EC2_AUDIT_REPORT_DEADLINE_MINUTES of the run being queued: a notice.
+    deadline=report_deadline(),
     doc_md=__doc__,
 )
 def ec2_audit_compliance():
@@ -72,13 +76,19 @@ def ec2_audit_compliance():
         ti = context["ti"]
         return pipeline.verify(_params(), batch, final_try=ti.try_number > ti.max_tries)
 
-    @task(trigger_rule="none_failed")
+    # The day's evidence and report are Assets: downstream DAGs schedule on them (include/assets.py).
+    @task(trigger_rule="none_failed", outlets=[EVIDENCE])
     def store_evidence(inventory: dict, results: list[dict]) -> dict:
-        return pipeline.store_summary(_params(), inventory, list(results or []))
+        params = _params()
+        sealed = pipeline.store_summary(params, inventory, list(results or []))
+        get_current_context()["outlet_events"][EVIDENCE].extra = evidence_extra(params.evidence_table, sealed)
+        return sealed
 
-    @task(trigger_rule="none_failed")
+    @task(trigger_rule="none_failed", outlets=[REPORT])
     def build_report(sealed: dict) -> dict:
-        return pipeline.build(_params(), sealed)
+        built = pipeline.build(_params(), sealed)
+        get_current_context()["outlet_events"][REPORT].extra = report_extra(built)
+        return built
 
     @task(trigger_rule="none_failed")
     def send_report(built: dict) -> str:

@@ -638,3 +638,20 @@ def test_transports_ssh_ssm_and_auto_give_the_same_verdicts_for_the_same_host_st
     report = json.loads((tmp_path / "auto" / f"compliance-{auto_day}.json").read_text())
     assert report["transports"] == dict(sorted(Counter(it["transport"] for it in over_auto.values()).items()))
     assert set(report["transports"]) >= {"ssh", "ssm"}
+
+
+def test_the_day_s_evidence_and_report_are_published_as_asset_events(stack, tmp_path):
+    """Downstream DAGs (remediation, a SIEM export) schedule on these: each run records one event per asset,
+    whose extra says which audit day and where its report files are."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    day, items = run_with_transport(stack, tmp_path, "ssh", 90)
+    with create_session() as session:
+        rows = session.execute(select(AssetModel.name, AssetEvent.extra).join(AssetEvent.asset)).all()
+    events = {name: extra for name, extra in rows if (extra or {}).get("audit_date") == day}
+    assert set(events) == {"ec2_audit_evidence", "ec2_audit_report"}
+    assert events["ec2_audit_evidence"]["evidence_table"] == "ec2_audit_evidence"
+    assert events["ec2_audit_evidence"]["checked"] == len(items)
+    assert Path(events["ec2_audit_report"]["paths"]["html"]).read_text().count(day) >= 1

@@ -69,3 +69,38 @@ def test_every_task_has_an_execution_timeout_longer_than_its_own_budgets(dag):
         assert task.execution_timeout is not None, task.task_id
     verify = dag.get_task("verify_batch").execution_timeout.total_seconds()
     assert verify > JUDGE_BUDGET_S + 600 + 90  # judging budget + longest canary wait + one host's SSH budget
+
+
+def test_the_day_s_evidence_and_report_are_assets_for_downstream_dags(dag):
+    from include.assets import EVIDENCE, REPORT
+
+    assert [a.uri for a in dag.get_task("store_evidence").outlets] == [EVIDENCE.uri]
+    assert [a.uri for a in dag.get_task("build_report").outlets] == [REPORT.uri]
+
+
+def test_a_late_report_has_a_deadline_counted_from_when_the_run_was_queued(dag, monkeypatch):
+    from airflow.sdk.definitions.deadline import DeadlineReference
+
+    from include import deadline
+
+    assert dag.deadline is None  # off unless configured (Airflow 3.3.2's dag.test cannot run deadlines)
+    monkeypatch.setenv("EC2_AUDIT_REPORT_DEADLINE_MINUTES", "240")
+    alert = deadline.alert()
+    assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert alert.interval.total_seconds() == 240 * 60
+    assert alert.callback.path == deadline.CALLBACK
+    assert alert.callback.kwargs["minutes"] == 240
+
+
+def test_the_late_notice_names_the_run_and_goes_to_the_run_s_alert_recipients(monkeypatch):
+    from include import deadline
+
+    context = {"dag_run": {"run_id": "scheduled__2026-12-01T06:00:00+00:00", "dag_id": "ec2_audit_compliance",
+                           "logical_date": "2026-12-01T06:00:00+00:00", "conf": {"alert_recipients": ["soc@x.test"]}},
+               "deadline": {"deadline_time": "2026-12-01T10:00:00+00:00"}}
+    subject, html, to = deadline.late_message(context, 240)
+    assert subject.startswith("LATE ec2_audit_compliance: the audit report for 2026-12-01 is not out 240 min")
+    assert "scheduled__2026-12-01T06:00:00+00:00" in html and "2026-12-01T10:00:00+00:00" in html
+    assert to == ["soc@x.test"]
+    monkeypatch.setenv("EC2_AUDIT_REPORT_DEADLINE_MINUTES", "0")
+    assert deadline.alert() is None  # 0 turns it off
