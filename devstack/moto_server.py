@@ -218,7 +218,12 @@ def _ssm_runs_commands() -> None:
         if unknown:
             raise invalid("InvalidFilterKey", f"the SSM stand-in filters by InstanceIds and PingStatus, not {sorted(unknown)}")
         items = []
-        for instance_id, record in ssm_agents.registrations(ssm_dir).items():
+        if "InstanceIds" in wanted:  # only the files asked for: a 10,000-host registry is not re-read per page
+            asked = {i: ssm_agents.registration(ssm_dir, i) for i in sorted(wanted["InstanceIds"])}
+            chosen = {i: r for i, r in asked.items() if r is not None}
+        else:
+            chosen = ssm_agents.registrations(ssm_dir)
+        for instance_id, record in chosen.items():
             ping = record.get("ping_status", "Online")
             if instance_id not in wanted.get("InstanceIds", {instance_id}) or ping not in wanted.get("PingStatus", {ping}):
                 continue

@@ -274,6 +274,8 @@ class SsmTransport:
     async def _collect(self, commands: list[tuple[str, str, list[Host]]], on_outcome: OnOutcome) -> None:
         pending = {(cid, h.instance_id): (h, nonce) for cid, nonce, hosts in commands for h in hosts}
         deadline = time.monotonic() + self.settings.collect_budget_s
+        if pending:
+            await asyncio.sleep(self.settings.poll_s)  # nothing has finished the moment it was sent
         while pending:
             for cid in sorted({cid for cid, _ in pending}):
                 done = await asyncio.to_thread(self._finished, cid, pending)
