@@ -48,13 +48,17 @@ def late_message(context: dict[str, Any], minutes: float) -> tuple[str, str, lis
 
     run = context.get("dag_run") or {}
     conf = run.get("conf") or {}
-    run_id, dag_id = run.get("run_id", "?"), run.get("dag_id", "ec2_audit_compliance")
+    # The scheduler passes the run as the REST API's DAGRunResponse (dag_run_id), tests as plain fields.
+    run_id = run.get("dag_run_id") or run.get("run_id") or "?"
+    dag_id = run.get("dag_id", "ec2_audit_compliance")
     day = str(run.get("logical_date") or run.get("run_after") or "")[:10]
     deadline = (context.get("deadline") or {}).get("deadline_time", "")
     subject = f"LATE {dag_id}: the audit report for {day or run_id} is not out {minutes:g} min after the run was queued"
-    reason = (f"The run {run_id} had not finished by its deadline {deadline}: no report yet. The run goes on; "
-              "look at its tasks (a slow or throttled batch?).")
-    html = render("failure.html", subject=subject, what="deadline", run_id=run_id, reason=reason, links=[])
+    from airflow.configuration import conf as airflow_conf
+
+    base = airflow_conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
+    links = [(f"{base}/dags/{dag_id}/runs/{run_id}", "the run in Airflow")]
+    html = render("late.html", subject=subject, run_id=run_id, deadline=deadline, links=links)
     recipients = [str(r) for r in conf.get("alert_recipients") or [] if str(r).strip()]
     return subject, html, recipients
 

@@ -90,6 +90,14 @@ class Api:
     def runs(self) -> list[dict]:
         return self.get(f"dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
 
+    def trigger(self, conf: dict) -> str:
+        body = json.dumps({"logical_date": None, "conf": conf}).encode()
+        request = urllib.request.Request(f"{self.base}/api/v2/dags/{DAG_ID}/dagRuns", data=body, method="POST",
+                                         headers={"Authorization": f"Bearer {self.token}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["dag_run_id"]
+
 
 def wait_for(predicate, timeout: float, what: str, diagnose=lambda: ""):
     """Poll until predicate() returns something truthy (returned); bounded in time, fails with a diagnosis."""
@@ -120,6 +128,8 @@ def airflow(tmp_path_factory):
                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
                "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+               # Every run here misses its report deadline (0.6 s): only runs with alert_recipients are told.
+               "EC2_AUDIT_REPORT_DEADLINE_MINUTES": "0.01",
                "EC2_AUDIT_RETRY_DELAY_SECONDS": "2"}
         env.pop("EC2_AUDIT_SCHEDULE", None)  # the daily schedule: backfills need a backfillable timetable
         airflow_bin = str(Path(sys.executable).with_name("airflow"))
@@ -255,3 +265,26 @@ def test_trigger_with_defaults_then_backfill_two_past_days_from_the_same_dialog(
         items = store.day_items(iso)
         assert len(items) == len(airflow["stack"].fleet)
         assert {it["run_id"] for it in items} == {airflow["seeded"][iso]}  # a live run would have rewritten them
+
+
+def test_a_run_that_misses_its_report_deadline_sends_a_late_notice(airflow):
+    """The DeadlineAlert through the real scheduler and triggerer: the run is not done 0.6 s after it was
+    queued, so its alert_recipients get the LATE email (include/deadline.py) in the SMTP sink."""
+    api, stack = airflow["api"], airflow["stack"]
+    run_id = api.trigger({"alert_recipients": ["late@example.test"], "recipients": [], "mode": "live"})
+    wait_for(lambda: finished(api, {run_id}), RUN_TIMEOUT, f"run {run_id} to finish",
+             lambda: airflow["log"].read_text()[-3000:])
+
+    def late_mail():
+        import email
+
+        for path in stack.received_mail():
+            message = email.message_from_bytes(path.read_bytes())
+            if message["Subject"].startswith("LATE") and "late@example.test" in message["To"]:
+                return message
+        return None
+
+    message = wait_for(late_mail, 120, "the late-report email", lambda: airflow["log"].read_text()[-3000:])
+    assert "the audit report for" in message["Subject"] and "not out 0.01 min after the run was queued" in message["Subject"]
+    body = message.get_payload(decode=True) or b"".join(p.get_payload(decode=True) or b"" for p in message.walk())
+    assert run_id.encode() in body

@@ -95,12 +95,13 @@ def test_a_late_report_has_a_deadline_counted_from_when_the_run_was_queued(dag, 
 def test_the_late_notice_names_the_run_and_goes_to_the_run_s_alert_recipients(monkeypatch):
     from include import deadline
 
-    context = {"dag_run": {"run_id": "scheduled__2026-12-01T06:00:00+00:00", "dag_id": "ec2_audit_compliance",
+    context = {"dag_run": {"dag_run_id": "scheduled__2026-12-01T06:00:00+00:00", "dag_id": "ec2_audit_compliance",
                            "logical_date": "2026-12-01T06:00:00+00:00", "conf": {"alert_recipients": ["soc@x.test"]}},
                "deadline": {"deadline_time": "2026-12-01T10:00:00+00:00"}}
     subject, html, to = deadline.late_message(context, 240)
     assert subject.startswith("LATE ec2_audit_compliance: the audit report for 2026-12-01 is not out 240 min")
     assert "scheduled__2026-12-01T06:00:00+00:00" in html and "2026-12-01T10:00:00+00:00" in html
+    assert "/dags/ec2_audit_compliance/runs/scheduled__2026-12-01T06:00:00+00:00" in html  # a link to the run
     assert to == ["soc@x.test"]
     monkeypatch.setenv("EC2_AUDIT_REPORT_DEADLINE_MINUTES", "0")
     assert deadline.alert() is None  # 0 turns it off
