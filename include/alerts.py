@@ -77,8 +77,42 @@ def decide(findings: list[Finding], previous_state: dict[str, dict[str, str]], d
     return decision
 
 
+@dataclass(frozen=True)
+class AlertRow:
+    """One alerted finding as every channel shows it (the email's table row, Slack's line, SNS's JSON entry)."""
+    instance_id: str
+    name: str
+    check_id: str
+    state: str  # "new", or "still open since <first seen>"
+    detail: str
+    reminder: bool
+    first_seen: str
+
+    def cells(self) -> list[str]:
+        return [self.instance_id, self.name, self.check_id, self.state, self.detail]
+
+
+def alert_rows(decision: AlertDecision, names: dict[str, str], limit: int = MAX_ROWS) -> list[AlertRow]:
+    """The first `limit` alerted findings, in the decision's order (the count is len(decision.alert))."""
+    rows = []
+    for f in decision.alert[:limit]:
+        reminder = f.key in decision.reminders
+        first_seen = decision.state.get(f.key, {}).get("first_seen", "")
+        rows.append(AlertRow(f.instance_id, names.get(f.instance_id, ""), f.check_id,
+                             f"still open since {first_seen}" if reminder else "new", f.detail, reminder,
+                             first_seen))
+    return rows
+
+
+def alerted_hosts(decision: AlertDecision, new_only: bool = False) -> list[str]:
+    """Hosts with an alerted critical finding (the fleet threshold is not a host); `new_only`: hosts with a
+    finding alerting for the first time, i.e. newly failing, not only reminded of."""
+    return sorted({f.instance_id for f in decision.alert if f.key != THRESHOLD_KEY
+                   and not (new_only and f.key in decision.reminders)})
+
+
 def subject(day: str, decision: AlertDecision, compliance_pct: float | None) -> str:
-    hosts = len({f.instance_id for f in decision.alert if f.key != THRESHOLD_KEY})
+    hosts = len(alerted_hosts(decision))
     parts = []
     if any(f.key == THRESHOLD_KEY for f in decision.alert):
         parts.append(f"compliance {compliance_pct}% below threshold")
@@ -88,8 +122,6 @@ def subject(day: str, decision: AlertDecision, compliance_pct: float | None) -> 
 
 
 def render_html(day: str, decision: AlertDecision, names: dict[str, str], report_hint: str) -> str:
-    rows = [[f.instance_id, names.get(f.instance_id, ""), f.check_id,
-             f"still open since {decision.state[f.key]['first_seen']}" if f.key in decision.reminders else "new",
-             f.detail] for f in decision.alert[:MAX_ROWS]]
+    rows = [row.cells() for row in alert_rows(decision, names)]
     return render("alert.html", day=day, total=len(decision.alert), report_hint=report_hint, rows=rows,
                   more=len(decision.alert) - MAX_ROWS, closed=len(decision.closed))
