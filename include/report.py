@@ -27,7 +27,7 @@ COLOURS = Status.colours()
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 CSV_COLUMNS = ["instance_id", "name", "environment", "region", "account_id", "private_ip", "status",
                "failed_checks", "status_detail", "checked_at", "host_key_fingerprint", "output_sha256", "run_id",
-               "profile", "advisory_failed", "transport"]
+               "profile", "advisory_failed", "transport", "requirements"]  # new columns go last: positions stay
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EMAIL_MAX_ROWS = 300  # per table in the email; the file report and the CSV always hold every row
 
@@ -58,7 +58,39 @@ def safe_cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def to_frame(items: list[dict]) -> pd.DataFrame:
+def _requirements(check_ids, check_meta: Mapping[str, dict]) -> list[str]:
+    """The framework requirements the given checks evidence (check_meta's "requirements"), once each, in order."""
+    from include.checks.catalogue import requirement_order
+
+    found = {req for cid in check_ids for req in check_meta.get(cid, {}).get("requirements", ())}
+    return sorted(found, key=requirement_order)
+
+
+def by_requirement(items: list[dict], check_meta: Mapping[str, dict]) -> list[dict]:
+    """Requirement → the hosts failing it: `deciding` when one of the host's failed_checks (the profile's) evidences
+    it, else `advisory` when one of its advisory_failed does. Every requirement in check_meta is listed (0 too)."""
+    from include.checks.catalogue import requirement_order
+
+    rows: dict[str, dict] = {}
+    for cid, meta in check_meta.items():
+        for req in meta.get("requirements", ()):
+            row = rows.setdefault(req, {"requirement": req, "checks": [], "deciding": set(), "advisory": set()})
+            row["checks"].append(cid)
+    for it in map(EvidenceItem.from_item, items):
+        for req in _requirements(it.failed_checks, check_meta):
+            rows[req]["deciding"].add(it.instance_id)
+        for req in _requirements(it.advisory_failed, check_meta):
+            rows[req]["advisory"].add(it.instance_id)
+    out = []
+    for req in sorted(rows, key=requirement_order):
+        row = rows[req]
+        deciding, advisory = sorted(row["deciding"]), sorted(row["advisory"] - row["deciding"])
+        out.append({"requirement": req, "checks": row["checks"], "deciding": deciding, "advisory": advisory,
+                    "failing": len(deciding) + len(advisory)})
+    return out
+
+
+def to_frame(items: list[dict], check_meta: Mapping[str, dict] | None = None) -> pd.DataFrame:
     rows = []
     for it in map(EvidenceItem.from_item, items):
         rows.append({
@@ -78,6 +110,8 @@ def to_frame(items: list[dict]) -> pd.DataFrame:
             "profile": _text(it.profile),
             "advisory_failed": ";".join(_text(c) for c in it.advisory_failed or []),
             "transport": _text(it.transport),  # what reached the host (varies by host under transport=auto)
+            # the requirements its failing checks (deciding and advisory) leave unmet
+            "requirements": ";".join(_requirements([*it.failed_checks, *it.advisory_failed], check_meta or {})),
         })
     frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
@@ -129,6 +163,9 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
                 hardening: HardeningSummary | None = None, profiles: tuple[str, ...] = ()) -> str:
     unverified = frame[frame["status"].isin(UNVERIFIED)]
     shown = frame if not max_rows or len(frame) <= max_rows else frame.iloc[0:0]
+    requirements = by_requirement(items, check_meta)
+    if max_rows:  # the email: only the requirements someone fails (the file report lists them all)
+        requirements = [r for r in requirements if r["failing"]][:max_rows]
     return render(
         "report.html", audit_date=audit_date, mode=mode, notes=notes, summary=summary, colours=COLOURS,
         colour=Status.COMPLIANT.colour if summary.compliance_pct == 100.0 else Status.NON_COMPLIANT.colour,
@@ -141,7 +178,7 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
         unverified=[[r.instance_id, r.name, r.status, r.status_detail] for r in unverified.itertuples()],
         waivers=None if waivers is None else [(state, w.label(), w.justification) for state in WAIVER_STATES
                                               for w in waivers.get(state, [])],
-        breakdowns=_breakdowns(frame), instances=list(shown.itertuples()), instances_total=len(frame),
+        requirements=requirements, host_limit=10 if max_rows else 40, breakdowns=_breakdowns(frame), instances=list(shown.itertuples()), instances_total=len(frame),
         run_id=run_id, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
@@ -156,7 +193,7 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
     summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
     hardening = hardening_summary(items, HARDENING_CHECKS)
     profiles = judged_under(items)
-    frame = to_frame(items)
+    frame = to_frame(items, check_meta)
     csv_text = frame.map(safe_cell).to_csv(index=False)
     changes = drift(items, previous_items or [], previous_day)
     def page(trend_src: str | None, max_rows: int | None = None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from include.checks import aws_side, parsers, probes, rulesets
 from include.checks.probes import Probe
@@ -19,6 +20,14 @@ class CheckOptions:
 
     rule_groups: tuple[rulesets.RuleGroup, ...] = field(default_factory=lambda: rulesets.CIS)
 
+
+# The frameworks a check can evidence (Check.frameworks keys), in the order they are shown everywhere.
+CIS_AL2023 = "CIS AL2023"  # CIS Amazon Linux 2023 Benchmark, section numbers as in `references`
+NIST = "NIST 800-53r5"  # NIST SP 800-53 Rev. 5, AU family
+PCI = "PCI DSS 4.0.1"  # PCI DSS v4.0.1, requirement 10
+ISO = "ISO 27001:2022"  # ISO/IEC 27001:2022 Annex A
+SOC2 = "SOC 2"  # AICPA Trust Services Criteria (2017, rev. 2022)
+FRAMEWORKS: tuple[str, ...] = (CIS_AL2023, NIST, PCI, ISO, SOC2)
 
 AUDIT_TRAIL = "audit-trail"  # is the audit trail recorded and delivered? (the default profile)
 CIS = "cis"  # hardening depth on top of it (include/profiles.py)
@@ -38,6 +47,8 @@ class Check:
     aws_side: bool = False
     takes_options: bool = False  # parser(outputs, options) instead of parser(outputs)
     judge: Callable[[aws_side.HostFacts, aws_side.AwsView], "Verdict | aws_side.Canary"] | None = None
+    # framework (one of FRAMEWORKS) → the requirement ids this check evidences (a failure is a gap in each)
+    frameworks: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     @property
     def command(self) -> str:
@@ -55,6 +66,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="Install the audit daemon: `dnf install audit` (AL2023/RHEL) or `apt-get install auditd` (Ubuntu/Debian).",
         references=("CIS Amazon Linux 2023 6.3.1.1", "CIS RHEL 9 6.3.1.1", "CIS Ubuntu 22.04 4.1.1.1"),
         rationale="Without the audit daemon, kernel audit events are not written anywhere durable.",
+        frameworks={CIS_AL2023: ("6.3.1.1",), NIST: ("AU-2", "AU-12"), PCI: ("10.2.1",), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="auditd.running",
@@ -66,6 +78,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="Start auditd (`service auditd start`; on systemd `systemctl start auditd`) and check `auditctl -s` shows enabled 1 and a pid.",
         references=("CIS Amazon Linux 2023 6.3.1.2", "NIST 800-53 AU-12"),
         rationale="Rules only record while the kernel audit is enabled and a daemon is receiving events.",
+        frameworks={CIS_AL2023: ("6.3.1.2",), NIST: ("AU-12",), PCI: ("10.2.1", "10.7.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="auditd.enabled_on_boot",
@@ -77,6 +90,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="`systemctl enable auditd`.",
         references=("CIS Amazon Linux 2023 6.3.1.2", "CIS Ubuntu 22.04 4.1.1.2"),
         rationale="A daemon that does not start at boot leaves a silent gap after every reboot.",
+        frameworks={CIS_AL2023: ("6.3.1.2",), NIST: ("AU-12",), PCI: ("10.2.1",), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="auditd.rules_loaded",
@@ -88,6 +102,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="Put rules in /etc/audit/rules.d/*.rules and load them with `augenrules --load`; verify with `auditctl -l`.",
         references=("CIS Amazon Linux 2023 6.3.3", "NIST 800-53 AU-2"),
         rationale="With no rules loaded the kernel records almost nothing of interest; rules files on disk are not proof.",
+        frameworks={CIS_AL2023: ("6.3.3",), NIST: ("AU-2", "AU-12"), PCI: ("10.2.1", "10.2.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="auditd.config",
@@ -99,6 +114,8 @@ CATALOGUE: tuple[Check, ...] = (
         rationale="Default or careless settings rotate away evidence or keep running blind when the disk fills.",
         remediation="In /etc/audit/auditd.conf set max_log_file (MB), max_log_file_action = keep_logs (or rotate with num_logs ≥ 2), and never `ignore` for space_left_action, admin_space_left_action, disk_full_action, disk_error_action; then `service auditd reload`.",
         references=("CIS Amazon Linux 2023 6.3.2.1–6.3.2.4", "CIS RHEL 9 6.3.2.x", "CIS Ubuntu 22.04 4.1.2.x"),
+        frameworks={CIS_AL2023: ("6.3.2.1", "6.3.2.2", "6.3.2.3", "6.3.2.4"), NIST: ("AU-4", "AU-5", "AU-11"),
+                    PCI: ("10.5.1", "10.7.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="auditd.rules_cover_cis",
@@ -111,6 +128,10 @@ CATALOGUE: tuple[Check, ...] = (
         rationale="Judged on the kernel's loaded rules (auditctl -l), not on files in rules.d that may never have been loaded.",
         remediation="Add the missing groups' rules to /etc/audit/rules.d/ (e.g. from the CIS benchmark or the audit package's 30-stig.rules) and run `augenrules --load`.",
         references=("CIS Amazon Linux 2023 6.3.3.1–6.3.3.21", "CIS RHEL 9 6.3.3.x", "CIS Ubuntu 22.04 4.1.3.x"),
+        frameworks={CIS_AL2023: tuple(f"6.3.3.{n}" for n in range(1, 22) if n != 20),  # 6.3.3.20 is auditd.immutable
+                    NIST: ("AU-2", "AU-3", "AU-12"),
+                    PCI: ("10.2.1.1", "10.2.1.2", "10.2.1.4", "10.2.1.5", "10.2.1.7", "10.2.2"), ISO: ("A.8.15",),
+                    SOC2: ("CC7.2",)},
     ),
     Check(
         id="auditd.immutable",
@@ -122,6 +143,7 @@ CATALOGUE: tuple[Check, ...] = (
         rationale="Without -e 2 anyone with root can silently delete rules or disable auditing until the next check.",
         remediation="Make `-e 2` the last line of the last file in /etc/audit/rules.d/ (e.g. 99-finalize.rules), `augenrules --load`, and reboot to apply.",
         references=("CIS Amazon Linux 2023 6.3.3.20", "CIS Ubuntu 22.04 4.1.3.20"),
+        frameworks={CIS_AL2023: ("6.3.3.20",), NIST: ("AU-9",), PCI: ("10.3.2",), ISO: ("A.8.15",)},
     ),
     Check(
         id="auditd.boot_params",
@@ -133,6 +155,7 @@ CATALOGUE: tuple[Check, ...] = (
         rationale="audit=1 audits processes started before auditd; a small backlog drops events under load.",
         remediation="Add `audit=1 audit_backlog_limit=8192` to GRUB_CMDLINE_LINUX (grubby --update-kernel ALL --args … on AL2023/RHEL; update-grub on Ubuntu) and reboot.",
         references=("CIS Amazon Linux 2023 6.3.1.3–6.3.1.4", "CIS Ubuntu 22.04 4.1.1.3–4.1.1.4"),
+        frameworks={CIS_AL2023: ("6.3.1.3", "6.3.1.4"), NIST: ("AU-5", "AU-12"), PCI: ("10.2.1",), ISO: ("A.8.15",)},
     ),
     Check(
         id="auditd.log_permissions",
@@ -144,6 +167,8 @@ CATALOGUE: tuple[Check, ...] = (
         rationale="Readable audit logs leak sensitive activity; writable ones can be altered.",
         remediation="`chown root /var/log/audit /var/log/audit/*; chmod 750 /var/log/audit; chmod 640 /var/log/audit/*` (group root or the log_group of auditd.conf).",
         references=("CIS Amazon Linux 2023 6.3.4.1–6.3.4.4", "CIS Ubuntu 22.04 4.1.4.1–4.1.4.4"),
+        frameworks={CIS_AL2023: ("6.3.4.1", "6.3.4.2", "6.3.4.3", "6.3.4.4"), NIST: ("AU-9",), PCI: ("10.3.1", "10.3.2"),
+                    ISO: ("A.8.15",)},
     ),
     Check(
         id="auditd.backlog_lost",
@@ -155,6 +180,8 @@ CATALOGUE: tuple[Check, ...] = (
         rationale="A growing `lost` counter means events are being dropped right now, whatever the rules say.",
         remediation="Raise the backlog (`-b 8192` in rules, audit_backlog_limit on the kernel command line), check rate_limit, and reduce noisy rules.",
         references=("auditctl(8): -s lost counter", "CIS Amazon Linux 2023 6.3.1.4"),
+        frameworks={CIS_AL2023: ("6.3.1.4",), NIST: ("AU-4", "AU-5"), PCI: ("10.2.1", "10.7.2"), ISO: ("A.8.15",),
+                    SOC2: ("CC7.2",)},
     ),
     Check(
         id="cwagent.installed",
@@ -166,6 +193,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="Install the agent: `dnf install amazon-cloudwatch-agent` or the .deb from AWS; see the CloudWatch agent install guide.",
         references=("AWS CloudWatch agent: Installing the CloudWatch agent",),
         rationale="Logs that stay on the host are lost with it and can be erased by an intruder with root.",
+        frameworks={NIST: ("AU-4", "AU-9"), PCI: ("10.3.3", "10.5.1"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="cwagent.running",
@@ -177,6 +205,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="`sudo amazon-cloudwatch-agent-ctl -a start` (after `-a fetch-config`); check its log in /opt/aws/amazon-cloudwatch-agent/logs/.",
         references=("AWS CloudWatch agent: Starting the CloudWatch agent",),
         rationale="An installed but stopped agent ships nothing.",
+        frameworks={NIST: ("AU-4", "AU-9"), PCI: ("10.3.3", "10.7.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="cwagent.ships_audit_log",
@@ -188,6 +217,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="Add a logs.logs_collected.files.collect_list entry with file_path /var/log/audit/audit.log, then `amazon-cloudwatch-agent-ctl -a fetch-config -s`.",
         references=("AWS CloudWatch agent configuration file: logs section",),
         rationale="The agent must be told to collect the audit log; many configs ship only syslog.",
+        frameworks={NIST: ("AU-4", "AU-6", "AU-9"), PCI: ("10.3.3", "10.5.1"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="cwagent.config_valid",
@@ -199,6 +229,7 @@ CATALOGUE: tuple[Check, ...] = (
         rationale="The agent runs its translated TOML, not the JSON; a stale translation, an i-UNKNOWN stream or a run_as_user without read access ships nothing.",
         remediation="`amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:<json>`; make sure instance metadata is reachable (IMDSv2 hop limit) and that run_as_user can read /var/log/audit/audit.log (or run as root).",
         references=("AWS CloudWatch agent: configuration file, run_as_user", "amazon-cloudwatch-agent-ctl -a status"),
+        frameworks={NIST: ("AU-4", "AU-9"), PCI: ("10.3.3",), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="cwagent.canary_delivered",
@@ -212,6 +243,7 @@ CATALOGUE: tuple[Check, ...] = (
         rationale="The only end-to-end proof: a unique event written through the kernel audit is found in the host's stream. Off unless the `canary` param is true (it writes one USER record per host per run).",
         remediation="Follow the path of one event: `ausearch -m USER -ts recent` on the host, then the agent log (/opt/aws/amazon-cloudwatch-agent/logs/amazon-cloudwatch-agent.log), then the instance role's logs:PutLogEvents permission.",
         references=("auditctl(8) -m", "AWS CloudWatch Logs FilterLogEvents"),
+        frameworks={NIST: ("AU-5", "AU-6", "AU-9"), PCI: ("10.3.3", "10.7.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
     ),
     Check(
         id="cwagent.log_stream_fresh",
@@ -225,6 +257,8 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="Check the agent log for delivery errors, the instance role's logs:PutLogEvents permission, and that auditd writes to /var/log/audit/audit.log.",
         references=("AWS CloudWatch Logs DescribeLogStreams",),
         rationale="The only host-independent proof that events leave the host and reach CloudWatch Logs.",
+        frameworks={NIST: ("AU-4", "AU-6", "AU-9"), PCI: ("10.3.3", "10.5.1", "10.7.2"), ISO: ("A.8.15",),
+                    SOC2: ("CC7.2",)},
     ),
 )
 
@@ -236,9 +270,29 @@ SCRIPT: str = probes.build_script(HOST_PROBES)
 SCRIPT_WITH_CANARY: str = probes.build_script(HOST_PROBES + (probes.CANARY,))
 
 
-def check_meta() -> dict[str, dict[str, str]]:
-    """What the report needs to explain a failure."""
-    return {c.id: {"title": c.title, "severity": c.severity, "remediation": c.remediation} for c in CATALOGUE}
+def requirements_of(check_id: str) -> list[str]:
+    """The requirements a check evidences, "NIST 800-53r5 AU-12" style, in FRAMEWORKS order ([] if unknown)."""
+    check = BY_ID.get(check_id)
+    if check is None:
+        return []
+    return [f"{fw} {req}" for fw in FRAMEWORKS for req in check.frameworks.get(fw, ())]
+
+
+def requirement_order(requirement: str) -> tuple:
+    """Sort key for "NIST 800-53r5 AU-12" style strings: FRAMEWORKS order, then ids numerically (6.3.3.2 < 6.3.3.10)."""
+    fw = next((f for f in FRAMEWORKS if requirement.startswith(f + " ")), "")
+    rid = requirement[len(fw) + 1:] if fw else requirement
+    parts = [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in rid.replace("-", ".").split(".")]
+    return (FRAMEWORKS.index(fw) if fw else len(FRAMEWORKS), parts)
+
+
+def check_meta() -> dict[str, dict[str, Any]]:
+    """What the report and the exports need to explain a check: title, severity, remediation, why, references,
+    frameworks (framework → requirement ids) and requirements (requirements_of)."""
+    return {c.id: {"title": c.title, "severity": c.severity, "remediation": c.remediation, "rationale": c.rationale,
+                   "references": list(c.references),
+                   "frameworks": {fw: list(c.frameworks[fw]) for fw in FRAMEWORKS if c.frameworks.get(fw)},
+                   "requirements": requirements_of(c.id)} for c in CATALOGUE}
 
 
 def missing_probes(check: Check, output: ScriptOutput) -> list[str]:

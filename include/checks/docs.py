@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from include.checks.catalogue import CATALOGUE
+from include.checks.catalogue import CATALOGUE, FRAMEWORKS, requirement_order, requirements_of
 from include.checks.probes import sudoers
 from include.checks.rulesets import CIS
 
@@ -40,7 +40,15 @@ def render() -> str:
                  if c.aws_side else f"`include/checks/parsers.py: {c.parser.__name__}` on the probe output")
         out.append(f"- **Judged by:** {judge}\n")
         out.append(f"- **Remediation:** {c.remediation}\n- **References:** {'; '.join(c.references)}\n")
+        mapped = [f"{fw} {', '.join(c.frameworks[fw])}" for fw in FRAMEWORKS if c.frameworks.get(fw)]
+        out.append(f"- **Requirements evidenced:** {'; '.join(mapped) or '—'}\n")
         out.append("- **Commands:**\n\n```sh\n" + c.command + "\n```\n")
+    out.append(REQUIREMENTS_HEADER)
+    evidencing: dict[str, list[str]] = {}
+    for c in CATALOGUE:
+        for req in requirements_of(c.id):
+            evidencing.setdefault(req, []).append(c.id)
+    out += [f"| {req} | {', '.join(f'`{cid}`' for cid in ids)} |\n" for req, ids in _in_order(evidencing).items()]
     out.append("\n## CIS rule groups (`auditd.rules_cover_cis`, rule_set `cis`)\n\n"
                "A group is covered by a loaded rule with one of its keys, OR a watch on one of its paths, OR one of "
                "its syscalls (site-specific keys are fine). `-a never,…` rules cover nothing, and a `never` rule that "
@@ -52,6 +60,23 @@ def render() -> str:
         out.append(f"| {g.name} | {', '.join(g.keys)} | {', '.join(g.watches) or '—'} | {', '.join(g.syscalls) or '—'} |\n")
     out.append("\n## sudoers allowlist for the login user\n\n```\n" + SUDOERS + "```\n")
     return "".join(out)
+
+
+REQUIREMENTS_HEADER = """
+## Requirements → checks
+
+Each check names the framework requirements it evidences (`Check.frameworks` in the catalogue): a failing check
+is a gap in each of them. The report's "By requirement" section, the CSV's `requirements` column and the OCSF
+export's `compliance.requirements` all come from this one mapping. CIS numbers are the CIS Amazon Linux 2023
+Benchmark sections of the checks' references; NIST is SP 800-53 Rev. 5; PCI DSS is v4.0.1 requirement 10.
+
+| requirement | evidenced by |
+| --- | --- |
+"""
+
+
+def _in_order(evidencing: dict[str, list[str]]) -> dict[str, list[str]]:
+    return dict(sorted(evidencing.items(), key=lambda kv: requirement_order(kv[0])))
 
 
 SUDOERS = sudoers("ec2-user")
