@@ -80,12 +80,15 @@ def test_slack_alert_escapes_host_controlled_text_and_caps_its_size():
 
 
 def test_sns_alert_subject_is_short_ascii_and_the_message_json_has_the_same_facts():
-    n = notice()
+    week = alerts.decide([finding("i-3", "cwagent.running")], {}, "2026-11-17", 7)
+    n = notice(previous=week.state)  # i-3's finding is a reminder: alerted, not newly failing
     subject, body = channels.sns_alert(n)
     assert subject == n.subject() and len(subject) <= 100
     message = json.loads(body)
     assert message["event"] == "compliance_alert" and message["audit_date"] == DAY
-    assert message["compliance_pct"] == 42.0 and message["hosts_newly_failing"] == ["i-1", "i-2", "i-3"]
+    assert message["compliance_pct"] == 42.0 and message["hosts_newly_failing"] == ["i-1", "i-2"]
+    assert message["hosts_alerted"] == ["i-1", "i-2", "i-3"] and message["reminders"] == 1
+    assert message["findings"][2]["state"] == "reminder" and message["findings"][2]["first_seen"] == "2026-11-17"
     assert message["run_url"] == "http://af:8080/dags/d/runs/r1" and message["findings_total"] == 3
     assert message["findings"][0] == {"instance_id": "i-1", "name": "web-1", "check_id": "auditd.running",
                                       "state": "new", "first_seen": DAY, "detail": "auditd.running failed on i-1"}
@@ -98,19 +101,25 @@ def test_sns_subject_rules():
 
 
 def test_sns_alert_stays_under_the_publish_limit_at_fleet_scale():
-    many = [finding(f"i-{k:017x}", detail="d" * 200) for k in range(20_000)]
-    _, body = channels.sns_alert(notice(many))
+    many = [finding(f"i-{k:017x}", detail="d" * 2000) for k in range(20_000)]  # details longer than alerts cut
+    _, body = channels.sns_alert(notice(many, names={f"i-{k:017x}": "n" * 256 for k in range(20_000)}))
     message = json.loads(body)
     assert len(body.encode()) < channels.SNS_MESSAGE_MAX - 4096
     assert message["hosts_newly_failing_count"] == 20_000 and len(message["hosts_newly_failing"]) == 1000
     assert message["findings_total"] == 20_000 and 0 < len(message["findings"]) <= alerts.MAX_ROWS
 
 
-def test_the_email_rows_and_the_channel_rows_are_the_same_records():
-    n = notice()
+def test_the_email_and_the_channels_show_the_same_rows():
+    week = alerts.decide([finding("i-3", "cwagent.running")], {}, "2026-11-17", 7)
+    n = notice(previous=week.state)
     html = alerts.render_html(DAY, n.decision, n.names, "hint")
-    for row in n.rows():
-        assert row.instance_id in html and row.detail in html
+    slack_lines = channels.slack_alert(n)["blocks"][2]["text"]["text"].splitlines()
+    sns_rows = json.loads(channels.sns_alert(n)[1])["findings"]
+    assert [r.state for r in n.rows()] == ["new", "new", "still open since 2026-11-17"]
+    for row, line, entry in zip(n.rows(), slack_lines, sns_rows, strict=True):
+        assert f'">{row.state}</td>' in html and f'">{row.detail}</td>' in html
+        assert f"`{row.instance_id}`" in line and f" {row.state}: {row.detail}" in line
+        assert (entry["instance_id"], entry["check_id"], entry["detail"]) == (row.instance_id, row.check_id, row.detail)
 
 
 # ------------------------------------------------------------------ failure payloads
