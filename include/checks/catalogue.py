@@ -288,11 +288,12 @@ def requirement_order(requirement: str) -> tuple:
 
 def check_meta() -> dict[str, dict[str, Any]]:
     """What the report and the exports need to explain a check: title, severity, remediation, why, references,
-    frameworks (framework → requirement ids) and requirements (requirements_of)."""
+    frameworks (framework → requirement ids), requirements (requirements_of) and opt_in (the canary)."""
     return {c.id: {"title": c.title, "severity": c.severity, "remediation": c.remediation, "rationale": c.rationale,
                    "references": list(c.references),
                    "frameworks": {fw: list(c.frameworks[fw]) for fw in FRAMEWORKS if c.frameworks.get(fw)},
-                   "requirements": requirements_of(c.id)} for c in CATALOGUE}
+                   "requirements": requirements_of(c.id),
+                   "opt_in": c.id == CANARY_CHECK} for c in CATALOGUE}  # opt_in: runs only when the run asks
 
 
 def missing_probes(check: Check, output: ScriptOutput) -> list[str]:
