@@ -146,3 +146,12 @@ def test_write_ocsf_to_s3_goes_through_report_store(monkeypatch):
     url = write_ocsf("s3://audit-bucket/reports", DAY, events()[:2])
     assert url == f"s3://audit-bucket/reports/compliance-{DAY}.ocsf.jsonl" and list(written) == [url]
     assert [json.loads(line) for line in written[url].decode().splitlines()] == events()[:2]
+
+
+def test_the_generator_writes_the_same_file_as_the_list(tmp_path):
+    from include.ocsf import iter_ocsf_events
+
+    a = write_ocsf(str(tmp_path / "a"), DAY, events())
+    b = write_ocsf(str(tmp_path / "b"), DAY, iter_ocsf_events(ITEMS, check_meta(), NOW))
+    assert open(a, "rb").read() == open(b, "rb").read()
+    assert write_ocsf(str(tmp_path / "c"), DAY, []) and open(tmp_path / "c" / f"compliance-{DAY}.ocsf.jsonl").read() == ""
