@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    print(f"webhook sink on {sink.url()} storing into {args.dir}", flush=True)  # --port 0: the port it got
     if args.ready_file:
         Path(args.ready_file).write_text(str(os.getpid()))
     stop.wait()

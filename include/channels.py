@@ -55,10 +55,13 @@ class Channels:
     sns_topic_arn: str | None = None
     sns_aws_conn_id: str | None = None  # None → aws_default
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[str]:
+        """What is wrong with the settings, each naming its param (AuditParams.semantic_problems can add them).
+        Never raised on construction: a failure notifier must still email when a channel's param is bad."""
         if self.sns_topic_arn and not TOPIC_ARN.fullmatch(self.sns_topic_arn):
-            raise ValueError(f"param sns_topic_arn: {self.sns_topic_arn!r} is not a standard SNS topic ARN "
-                             "(arn:aws:sns:<region>:<account>:<name>; FIFO topics are not supported)")
+            return [f"param sns_topic_arn: {self.sns_topic_arn!r} is not a standard SNS topic ARN "
+                    "(arn:aws:sns:<region>:<account>:<name>; FIFO topics are not supported)"]
+        return []
 
     @classmethod
     def from_params(cls, params: Any) -> "Channels":
@@ -83,7 +86,7 @@ class Channels:
 
     @property
     def sns_region(self) -> str | None:
-        return self.sns_topic_arn.split(":")[3] if self.sns_topic_arn else None
+        return self.sns_topic_arn.split(":")[3] if self.sns_topic_arn and not self.problems() else None
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,8 @@ def _send_slack(conn_id: str, payload: dict[str, Any], context: Mapping) -> None
 def _send_sns(channels: Channels, subject: str, message: str, event: str, context: Mapping) -> None:
     from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 
+    if problems := channels.problems():
+        raise ValueError("; ".join(problems))
     SnsNotifier(aws_conn_id=channels.sns_aws_conn_id or AWS_CONN_ID, target_arn=channels.sns_topic_arn,
                 region_name=channels.sns_region, subject=subject, message=message,
                 message_attributes={"event": event}).notify(context)

@@ -36,9 +36,16 @@ def test_channels_are_off_unless_params_name_them():
 
 @pytest.mark.parametrize("arn", ["ec2-audit-alerts", "arn:aws:sqs:us-east-1:123456789012:q",
                                  "arn:aws:sns:us-east-1:123456789012:alerts.fifo", f"{TOPIC}\n"])
-def test_a_bad_topic_arn_is_refused_naming_the_param(arn):
-    with pytest.raises(ValueError, match="param sns_topic_arn"):
-        Channels(sns_topic_arn=arn)
+def test_a_bad_topic_arn_is_a_problem_naming_the_param_and_a_failed_channel_not_a_crash(arn, monkeypatch):
+    bad = Channels(slack_conn_id="slack_alerts", sns_topic_arn=arn)  # a failure notifier can still build it
+    assert len(bad.problems()) == 1 and bad.problems()[0].startswith("param sns_topic_arn:")
+    assert Channels(sns_topic_arn=TOPIC).problems() == []
+    from airflow.providers.amazon.aws.notifications import sns
+
+    monkeypatch.setattr(sns.SnsNotifier, "notify", lambda *a: pytest.fail("published with a bad ARN"))
+    monkeypatch.setattr(channels, "_send_slack", lambda *a: None)
+    results = channels.deliver_failure(bad, failure_context(), raise_on_failure=False)
+    assert results["slack"]["ok"] and results["sns"]["error"].startswith("ValueError: param sns_topic_arn:")
 
 
 # ------------------------------------------------------------------ alert payloads
@@ -92,6 +99,13 @@ def test_sns_alert_subject_is_short_ascii_and_the_message_json_has_the_same_fact
     assert message["run_url"] == "http://af:8080/dags/d/runs/r1" and message["findings_total"] == 3
     assert message["findings"][0] == {"instance_id": "i-1", "name": "web-1", "check_id": "auditd.running",
                                       "state": "new", "first_seen": DAY, "detail": "auditd.running failed on i-1"}
+
+
+def test_the_webhook_sink_listens_on_loopback_only(tmp_path):
+    from devstack.webhook_sink import WebhookSink
+
+    with pytest.raises(ValueError, match="loopback only"):
+        WebhookSink("0.0.0.0", 0, tmp_path)
 
 
 def test_sns_subject_rules():
