@@ -233,7 +233,7 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
 
 
 def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
-    from include import report, trend
+    from include import ocsf, report, trend
     from include.checks.catalogue import check_meta
     from include.evidence import iso, utc_now
     from include.records import RunSummary
@@ -258,8 +258,9 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         notes.append(f"Verification of {failed['label']} failed after all retries ({failed['error']}): "
                      "its hosts are coverage gaps, not results.")
     previous_day = store.previous_audit_day(day)
+    generated_at = utc_now()
     built = report.build_report(
-        items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=utc_now(),
+        items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=generated_at,
         check_meta=check_meta(), not_running=stored.not_running,
         notes=notes, previous_day=previous_day,
         previous_items=store.day_items(previous_day, fields=["status"]) if previous_day else [],  # drift: statuses
@@ -267,6 +268,9 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         gaps=stored.missing_evidence,
         trend_png=trend.chart_for_day(store, day))
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
+    # OCSF Compliance Findings (class 2003), one per host and check, streamed: for the SIEM (include/ocsf.py).
+    paths["ocsf"] = ocsf.write_ocsf(params.resolved_report_dir(), day,
+                                    ocsf.iter_ocsf_events(items, check_meta(), generated_at))
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)
     return {**sealed, "subject": built.subject, "paths": paths, "compliance_pct": s.compliance_pct,

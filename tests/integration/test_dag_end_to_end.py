@@ -655,3 +655,20 @@ def test_the_day_s_evidence_and_report_are_published_as_asset_events(stack, tmp_
     assert events["ec2_audit_evidence"]["evidence_table"] == "ec2_audit_evidence"
     assert events["ec2_audit_evidence"]["checked"] == len(items)
     assert Path(events["ec2_audit_report"]["paths"]["html"]).read_text().count(day) >= 1
+
+    # The OCSF file of the same run, validated by the pinned OCSF model, against the stored evidence.
+    from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
+
+    lines = Path(events["ec2_audit_report"]["paths"]["ocsf"]).read_text().splitlines()
+    parsed = [json.loads(line) for line in lines]
+    for event in parsed:
+        ComplianceFinding.model_validate({k: v for k, v in event.items() if k != "cloud"})
+        assert event["class_uid"] == 2003
+    judged = {(i, c): v["status"] for i, it in items.items() for c, v in it["checks"].items()}
+    by_pair = {(e["resources"][0]["uid"], e["compliance"]["control"]): e for e in parsed}
+    assert set(judged) <= set(by_pair)  # every stored verdict has its event
+    for (iid, check), status in judged.items():
+        event = by_pair[(iid, check)]
+        assert event["status_code"] == status
+        assert event["evidences"][0]["data"]["output_sha256"] == items[iid]["output_sha256"]
+        assert event["metadata"]["correlation_uid"] == items[iid]["run_id"]
