@@ -250,8 +250,9 @@ def _send_sns(channels: Channels, subject: str, message: str, event: str, contex
                 message_attributes={"event": event}).notify(context)
 
 
-def _attempt(channels: Channels, channel: str, what: str, send) -> dict[str, Any]:
-    target = channels.target(channel)
+def attempt(channel: str, target: str, what: str, send) -> dict[str, Any]:
+    """Run one channel's `send()`: {"ok": True, "target"} or {"ok": False, "target", "error"} (logged at ERROR
+    with the traceback). Public so the caller can record the email the same way beside Slack and SNS."""
     try:
         send()
     except Exception as exc:  # noqa: BLE001 - recorded, logged, and raised for all channels at once
@@ -285,7 +286,7 @@ def deliver_alert(channels: Channels, notice: AlertNotice, *, context: Mapping |
             send = lambda p=pending: _send_slack(channels.slack_conn_id, slack_alert(p), context or {})  # noqa: E731
         else:
             send = lambda p=pending: _send_sns(channels, *sns_alert(p), "compliance_alert", context or {})  # noqa: E731
-        result = _attempt(channels, channel, f"compliance alert {notice.day}", send)
+        result = attempt(channel, channels.target(channel), f"compliance alert {notice.day}", send)
         ok = result["ok"]
         results[channel] = {**result, "keys": pending.keys if ok else [], "sent": len(pending.keys) if ok else 0}
     if raise_on_failure:
@@ -314,7 +315,7 @@ def deliver_failure(channels: Channels, context: Mapping, *, raise_on_failure: b
             send = lambda: _send_slack(channels.slack_conn_id, slack_failure(notice), context)  # noqa: E731
         else:
             send = lambda: _send_sns(channels, *sns_failure(notice), "pipeline_failure", context)  # noqa: E731
-        results[channel] = _attempt(channels, channel, f"failure notice ({notice.subject})", send)
+        results[channel] = attempt(channel, channels.target(channel), f"failure notice ({notice.subject})", send)
     if raise_on_failure:
         raise_for_failures(results, f"failure notice ({notice.subject})")
     return results
