@@ -59,6 +59,9 @@ class AuditParams:
     alert_recipients: list[str] = _default("alert_recipients")  # [] → no alerts (compliance or pipeline failure)
     alert_threshold_pct: float = _default("alert_threshold_pct")  # compliance below this alerts; 0 = off
     alert_repeat_days: int = _default("alert_repeat_days")  # an open finding alerts again after N days; 0 = never
+    slack_conn_id: str | None = _default("slack_conn_id")  # slackwebhook connection; None = no Slack (include/channels.py)
+    sns_topic_arn: str | None = _default("sns_topic_arn")  # None = no SNS
+    sns_aws_conn_id: str | None = _default("sns_aws_conn_id")  # None = aws_default
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "AuditParams":
@@ -85,8 +88,10 @@ class AuditParams:
         if self.ssm_document and self.canary:
             problems.append("param ssm_document: the audit document holds the checks without the canary: run "
                             "canary=true with ssm_document empty (AWS-RunShellScript)")
+        from include.channels import Channels
         from include.report_store import problem as report_dir_problem
 
+        problems += Channels.from_params(self).problems()
         if bad_dir := report_dir_problem(self.report_dir):  # a scheme nothing can write, an s3:// with no bucket
             problems.append(bad_dir)
         from include.checks.rulesets import load_rule_set

@@ -86,6 +86,15 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                             "description": "Alert when fleet compliance falls below this; 0 = off"},
     "alert_repeat_days": {"type": "integer", "minimum": 0, "default": 7,
                           "description": "Re-alert a finding still open after this many days; 0 = never"},
+    "slack_conn_id": {"type": ["null", "string"], "default": None, "pattern": "^$|^[A-Za-z0-9_.-]{1,250}$",
+                      "description": "Airflow connection (type slackwebhook) that compliance alerts and failure "
+                                     "notices also go to; empty = no Slack"},
+    "sns_topic_arn": {"type": ["null", "string"], "default": None,
+                      "pattern": "^$|^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$",
+                      "description": "SNS topic (standard, not FIFO) that compliance alerts and failure notices are "
+                                     "also published to, as JSON; empty = no SNS"},
+    "sns_aws_conn_id": {"type": ["null", "string"], "default": None, "pattern": "^$|^[A-Za-z0-9_.-]{1,250}$",
+                        "description": "AWS connection that publishes to sns_topic_arn; empty = aws_default"},
 }
 
 _NOT_SCHEMA = ("default", "description")

@@ -287,13 +287,18 @@ def confirm_complete(built: dict[str, Any]) -> str:
 
 
 def alert(params: AuditParams, built: dict[str, Any]) -> str:
-    """Immediate compliance alerts (include/alerts.py), separate from the report; live runs only."""
-    from include import alerts, notify
+    """Immediate compliance alerts (include/alerts.py), separate from the report; live runs only. Email to
+    `alert_recipients`, and Slack / SNS (include/channels.py) when their params are set; every channel is tried,
+    then the task fails naming each one that failed (a retry resends only what a channel missed)."""
+    from dataclasses import replace
+
+    from include import alerts, channels, notify
     from include.checks.catalogue import CATALOGUE
     from include.evidence import iso, utc_now
 
-    if not params.alert_recipients:
-        return "no alert_recipients: compliance alerts off"
+    chans = channels.Channels.from_params(params)
+    if not params.alert_recipients and not chans:
+        return "no alert_recipients, slack_conn_id or sns_topic_arn: compliance alerts off"
     if built["mode"] == "rebuild":
         return "rebuild of stored evidence: history does not alert"
     store = evidence_store(params)
@@ -303,19 +308,34 @@ def alert(params: AuditParams, built: dict[str, Any]) -> str:
     critical = {c.id for c in CATALOGUE if c.severity == "critical"}
     findings = alerts.current_findings(items, critical, built.get("compliance_pct"), params.alert_threshold_pct)
     decision = alerts.decide(findings, store.previous_alert_state(day), day, params.alert_repeat_days)
-    already = set((store.alert_state(day) or {}).get("alerted") or [])  # a rerun of the day does not repeat
-    decision.alert = [f for f in decision.alert if f.key not in already]
+    earlier = store.alert_state(day) or {}
+    already = set(earlier.get("alerted") or [])  # emailed by an earlier run or try of the day: not repeated
+    delivered_before = earlier.get("delivered") or {}  # channel → keys Slack / SNS already got
+    names = {it["instance_id"]: str((it.get("tags") or {}).get("Name", "")) for it in items}
+    notice = channels.AlertNotice(day, decision, names, built.get("compliance_pct"),
+                                  notify.run_url("ec2_audit_compliance", built["run_id"]),
+                                  built["paths"].get("html", ""))
+    to_email = replace(decision, alert=[f for f in decision.alert if f.key not in already])
     record = {"run_id": built["run_id"], "open": decision.state, "closed": decision.closed,
-              "alerted": sorted(already | {f.key for f in decision.alert}), "generated_at": iso(utc_now())}
-    if decision.alert:
-        names = {it["instance_id"]: str((it.get("tags") or {}).get("Name", "")) for it in items}
+              "alerted": sorted(already), "generated_at": iso(utc_now())}
+    results: dict[str, dict] = {}
+    if to_email.alert and params.alert_recipients:
         hint = f"The full report for {day} is in {built['paths'].get('html', '')}."
-        notify.send_report_email(conn_id=SMTP_CONN_ID, recipients=params.alert_recipients,
-                                 subject=alerts.subject(day, decision, built.get("compliance_pct")),
-                                 html=alerts.render_html(day, decision, names, hint), attachments=[])
-        record["alerted_at"] = iso(utc_now())
-    store.put_alert_state(day, record, params.ttl_days)  # after the send: a failed send is retried, not lost
-    return (f"{len(decision.alert)} alert(s) sent, {len(decision.state)} open finding(s), "
+        results["email"] = channels.attempt("email", f"connection {SMTP_CONN_ID!r}", f"compliance alert {day}",
+                                            lambda: notify.send_report_email(
+                                                conn_id=SMTP_CONN_ID, recipients=params.alert_recipients,
+                                                subject=alerts.subject(day, to_email, built.get("compliance_pct")),
+                                                html=alerts.render_html(day, to_email, names, hint), attachments=[]))
+        if results["email"]["ok"]:
+            record["alerted"] = sorted(already | {f.key for f in to_email.alert})
+            record["alerted_at"] = iso(utc_now())
+    results.update(channels.deliver_alert(chans, notice, delivered_before=delivered_before, raise_on_failure=False))
+    record["delivered"] = channels.delivered_keys(delivered_before, results)
+    record["delivered"].pop("email", None)  # the email's keys are `alerted`
+    store.put_alert_state(day, record, params.ttl_days)  # after the sends: what failed is retried, not lost
+    channels.raise_for_failures(results, f"compliance alert {day}")
+    sent = {ch: r.get("sent", len(to_email.alert)) for ch, r in results.items()}
+    return (f"alerts sent {sent or 'nowhere (nothing new)'}, {len(decision.state)} open finding(s), "
             f"{len(decision.closed)} closed")
 
 
