@@ -121,6 +121,11 @@ def test_three_days_failed_resolved_archived_reopened(endpoint):
     assert (counts1["resolved"], counts1["archived"], counts1["failed"], counts1["open_before"]) == (0, 0, 0, 0)
     assert counts1["other_accounts"] == 1
 
+    # a customer suppresses the advisory finding: the daily re-import must not undo that (Workflow is theirs)
+    advisory_id = sh.finding_id(ACCOUNT, region, "i-a", "auditd.immutable")
+    client.batch_update_findings(FindingIdentifiers=[{"Id": advisory_id, "ProductArn": arn}],
+                                 Workflow={"Status": "SUPPRESSED"})
+
     # day 2: i-a's profile failure fixed (its advisory one not), i-b gone, i-gap discovered but not recorded
     d2 = "2025-04-02"
     day2 = stored_day(endpoint, d2, [
@@ -143,6 +148,7 @@ def test_three_days_failed_resolved_archived_reopened(endpoint):
     assert gap["RecordState"] == "ACTIVE" and gap["UpdatedAt"] == "2025-04-01T06:30:00.000Z"  # left alone
     still = after[sh.finding_id(ACCOUNT, region, "i-a", "auditd.immutable")]
     assert still["Compliance"]["Status"] == "FAILED" and still["UpdatedAt"] == "2025-04-02T06:30:00.000Z"
+    assert still["Workflow"]["Status"] == "SUPPRESSED"
     assert after["other-tool/finding-1"]["UpdatedAt"] == "2025-01-01T00:00:00Z"  # never touched
     assert counts2["resolved"] == len(expected_resolved) and counts2["archived"] == len(expected_archived)
     assert counts2["open_before"] == len(expected1)

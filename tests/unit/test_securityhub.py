@@ -279,6 +279,21 @@ def test_passed_findings_resolved_with_batch_update_findings():
     assert (result.sent, result.resolved, result.update_calls) == (150, 150, 2)
 
 
+def test_a_suppressed_finding_is_not_resolved_over_the_customer():
+    day1 = build([item("i-1", failed=["auditd.running"]), item("i-2", failed=["auditd.running"])])
+    before = {f["Id"]: {**f, "Workflow": {"Status": "SUPPRESSED" if "i-1" in f["Id"] else "NEW"}} for f in day1}
+
+    class Hub(FakeHub):
+        def get_findings(self, **kwargs):
+            return {"Findings": list(before.values())}
+
+    hub = Hub()
+    counts = sh.export_day(hub, [item(i, passing=["auditd.running"]) for i in ("i-1", "i-2")], META, ACCOUNT,
+                           REGION, DAY2, sleep=no_sleep)
+    assert hub.updates == [{"ids": [fid("i-2", "auditd.running")], "Workflow": {"Status": "RESOLVED"}}]
+    assert (counts["sent"], counts["compliance_passed"], counts["resolved"]) == (2, 2, 1)
+
+
 def test_batch_update_denied_names_its_permission():
     previous = {f["Id"]: f for f in build([item("i-1", failed=["auditd.running"])])}
     day2 = build([item("i-1", passing=["auditd.running"])], DAY2, previous)
