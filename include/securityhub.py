@@ -359,10 +359,11 @@ def open_finding_ids(client, product_arn: str, account_id: str, **kwargs) -> set
     return set(open_findings(client, product_arn, account_id, **kwargs))
 
 
-def export(client, findings: list[dict], *, max_attempts: int = 5, base_delay: float = 0.5,
-           sleep: Callable[[float], None] = time.sleep) -> ExportResult:
+def export(client, findings: list[dict], *, keep_workflow: Iterable[str] = (), max_attempts: int = 5,
+           base_delay: float = 0.5, sleep: Callable[[float], None] = time.sleep) -> ExportResult:
     """Import `findings` (≤ 100 a request), retry FailedFindings and throttling (bounded, with backoff), then set
-    Workflow.Status RESOLVED on the PASSED ones (BatchUpdateFindings, ≤ 100 a request).
+    Workflow.Status RESOLVED on the PASSED ones (BatchUpdateFindings, ≤ 100 a request) — except the ids in
+    `keep_workflow` (a customer's SUPPRESSED stays theirs).
 
     Raises SecurityHubError (with `.result`) on a refused permission, a hub not enabled, or findings still
     failing after `max_attempts`."""
@@ -408,8 +409,9 @@ def export(client, findings: list[dict], *, max_attempts: int = 5, base_delay: f
     result.failed = len(failed)
     for code, _ in failed.values():
         result.errors[code] = result.errors.get(code, 0) + 1
+    keep = set(keep_workflow)
     passed = [i for i in sorted(accepted) if (by_id[i].get("Compliance") or {}).get("Status") == "PASSED"
-              and by_id[i].get("RecordState") != "ARCHIVED"]
+              and by_id[i].get("RecordState") != "ARCHIVED" and i not in keep]
     result.resolved = _resolve(client, passed, by_id, result, max_attempts, base_delay, sleep)
     if failed:
         sample = "; ".join(f"{i}: {c} {m}"[:200] for i, (c, m) in sorted(failed.items())[:3])
@@ -469,7 +471,8 @@ def export_day(client, items: Iterable[EvidenceItem | Mapping[str, Any]],
     before = open_findings(client, arn, account_id, sleep=sleep)
     built = findings(items, check_meta, account_id, region, arn, generated_at, previous_ids=before,
                      missing_evidence=missing_evidence)
-    result = export(client, built, sleep=sleep)
+    suppressed = {i for i, f in before.items() if (f.get("Workflow") or {}).get("Status") == "SUPPRESSED"}
+    result = export(client, built, keep_workflow=suppressed, sleep=sleep)
     active = [f for f in built if f["RecordState"] == "ACTIVE"]
     return {"product_arn": arn, "open_before": len(before),
             "compliance_failed": sum(1 for f in active if f["Compliance"]["Status"] == "FAILED"),
