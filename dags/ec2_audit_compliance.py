@@ -1,7 +1,7 @@
 """Daily proof that every Linux EC2 instance keeps an audit trail (auditd + CloudWatch agent → Logs).
 
 discover → plan_batches → verify_batch (mapped, retried) → store_evidence → build_report → send_report
-+ send_alerts → confirm_complete (fails the run, after the email, if a batch failed after all retries)
++ send_alerts + export_findings (Security Hub) → confirm_complete (fails the run, after the email, if a batch failed after all retries)
 """
 from __future__ import annotations
 
@@ -99,13 +99,17 @@ def ec2_audit_compliance():
         return pipeline.alert(_params(), built)
 
     @task(trigger_rule="none_failed")
-    def confirm_complete(built: dict, sent: str, alerted: str) -> str:
+    def export_findings(built: dict) -> dict:
+        return pipeline.export_findings(_params(), built)
+
+    @task(trigger_rule="none_failed")
+    def confirm_complete(built: dict, sent: str, alerted: str, exported: dict) -> str:
         return pipeline.confirm_complete(built)
 
     inventory = discover()
     results = verify_batch.expand(batch=plan_batches(inventory))
     built = build_report(store_evidence(inventory, results))
-    confirm_complete(built, send_report(built), send_alerts(built))
+    confirm_complete(built, send_report(built), send_alerts(built), export_findings(built))
 
 
 ec2_audit_compliance()

@@ -88,6 +88,15 @@ def s3_client(region: str, account: str = ""):
     return _hook(account, region, client_type="s3").conn
 
 
+def securityhub_client(region: str, account: str = ""):
+    """(Security Hub client, its 12-digit account id) of the account and region: the findings export
+    (include/securityhub.py) imports only the caller's own findings, so each account gets its own client."""
+    from include.securityhub import CLIENT_RETRIES
+
+    hook = _hook(account, region, client_type="securityhub", config=CLIENT_RETRIES)
+    return hook.conn, hook.account_id
+
+
 def dynamodb_resource():
     """The evidence account's DynamoDB (always `aws_default`: evidence is written centrally)."""
     return AwsBaseHook(aws_conn_id=AWS_CONN_ID, resource_type="dynamodb").conn

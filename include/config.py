@@ -59,6 +59,7 @@ class AuditParams:
     alert_recipients: list[str] = _default("alert_recipients")  # [] → no alerts (compliance or pipeline failure)
     alert_threshold_pct: float = _default("alert_threshold_pct")  # compliance below this alerts; 0 = off
     alert_repeat_days: int = _default("alert_repeat_days")  # an open finding alerts again after N days; 0 = never
+    securityhub: bool = _default("securityhub")  # findings to AWS Security Hub (include/securityhub.py)
     slack_conn_id: str | None = _default("slack_conn_id")  # slackwebhook connection; None = no Slack (include/channels.py)
     sns_topic_arn: str | None = _default("sns_topic_arn")  # None = no SNS
     sns_aws_conn_id: str | None = _default("sns_aws_conn_id")  # None = aws_default

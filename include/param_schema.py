@@ -86,6 +86,9 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                             "description": "Alert when fleet compliance falls below this; 0 = off"},
     "alert_repeat_days": {"type": "integer", "minimum": 0, "default": 7,
                           "description": "Re-alert a finding still open after this many days; 0 = never"},
+    "securityhub": {"type": "boolean", "default": False,
+                    "description": "Send one AWS Security Hub finding per failing (host, check), updated daily; "
+                                   "resolved when the check passes again, archived when the instance is gone"},
     "slack_conn_id": {"type": ["null", "string"], "default": None, "pattern": "^$|^[A-Za-z0-9_.-]{1,250}$",
                       "description": "Airflow connection (type slackwebhook) that compliance alerts and failure "
                                      "notices also go to; empty = no Slack"},

@@ -278,6 +278,33 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
             "failed_batches": len(stored.failed_batches) if mode != "rebuild" else 0}
 
 
+def export_findings(params: AuditParams, built: dict[str, Any]) -> dict[str, Any]:
+    """The day's findings to AWS Security Hub (`securityhub`), one import per audited account, in the
+    connection's region (the hub that aggregates). Live runs only: a backfill of an old day must not turn
+    today's findings back. A refused permission or findings still failing fail the task, by name."""
+    from include.accounts import audit_scopes
+    from include.aws_clients import default_region, securityhub_client
+    from include.checks.catalogue import check_meta
+    from include.evidence import utc_now
+    from include.securityhub import export_day
+
+    if not params.securityhub:
+        return {"skipped": "securityhub off"}
+    if built["mode"] == "rebuild":
+        return {"skipped": "rebuild of stored evidence: Security Hub keeps today's state"}
+    store = evidence_store(params)
+    day, region = built["audit_date"], default_region()
+    items, summary = store.day_items(day), store.run_summary(day)
+    missing = summary.missing_evidence if summary else []
+    results = {}
+    for account, _ in audit_scopes(params.accounts, params.include_default_account, [region]):
+        client, account_id = securityhub_client(region, account)
+        results[account_id] = export_day(client, items, check_meta(), account_id, region, utc_now(),
+                                         missing_evidence=missing)
+        log.info("Security Hub %s %s: %s", account_id, region, results[account_id])
+    return results
+
+
 def confirm_complete(built: dict[str, Any]) -> str:
     """The last step: a run whose report has gaps from failed batches is a failed run (after the email)."""
     if built.get("failed_batches"):

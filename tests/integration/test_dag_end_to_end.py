@@ -672,3 +672,70 @@ def test_the_day_s_evidence_and_report_are_published_as_asset_events(stack, tmp_
         assert event["status_code"] == status
         assert event["evidences"][0]["data"]["output_sha256"] == items[iid]["output_sha256"]
         assert event["metadata"]["correlation_uid"] == items[iid]["run_id"]
+
+
+def test_one_live_run_with_everything_on_puts_the_findings_where_security_teams_look(stack, tmp_path, monkeypatch):
+    """Email alert, Security Hub (moto's, made to behave as AWS: devstack/moto_server.py), the OCSF file, a
+    Slack webhook (loopback receiver) and an SNS message (read back from a subscribed SQS queue), each checked
+    against what the stored evidence says; the next day a check that passes again resolves its finding."""
+    import uuid
+
+    import boto3
+
+    from devstack.webhook_sink import WebhookSink
+    from include.scoring import fleet_summary
+
+    aws = dict(endpoint_url=stack.endpoint, region_name="us-east-1", aws_access_key_id="testing",
+               aws_secret_access_key="testing")
+    hub, sns, sqs = boto3.client("securityhub", **aws), boto3.client("sns", **aws), boto3.client("sqs", **aws)
+    try:
+        hub.enable_security_hub()
+    except hub.exceptions.ResourceConflictException:
+        pass  # enabled by an earlier run of this test on the same stack
+    name = f"ec2-audit-{uuid.uuid4().hex[:8]}"
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=sqs.get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+    with WebhookSink("127.0.0.1", 0, tmp_path / "webhooks") as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_SLACK_SECOPS", json.dumps({
+            "conn_type": "slackwebhook", "host": f"http://127.0.0.1:{sink.port}/services", "password": "T0/B0/x"}))
+        everything = {"securityhub": True, "slack_conn_id": "slack_secops", "sns_topic_arn": topic,
+                      "alert_recipients": ["oncall@example.test"]}
+        day, items = run_with_transport(stack, tmp_path / "d1", "ssh", 100, **everything)
+        bodies = [json.loads(p.read_text()) for p in sorted((tmp_path / "webhooks").glob("*.body"))]
+    messages = [json.loads(json.loads(m["Body"])["Message"])
+                for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=2)["Messages"]]
+
+    pct = fleet_summary([it["status"] for it in items.values()], len(items)).compliance_pct
+    assert len(messages) == 1 and messages[0]["compliance_pct"] == pct
+    assert len(bodies) == 1 and f"{pct:g}%" in json.dumps(bodies[0])
+    assert any(m.get("To") and "oncall@example.test" in m["To"] for m in map(
+        lambda p: email.message_from_bytes(p.read_bytes()), stack.received_mail()))
+
+    def ours(**filters) -> dict[str, dict]:
+        found, token = {}, None
+        for _ in range(100):  # bounded pages
+            page = hub.get_findings(Filters={"Id": [{"Value": "ec2-audit/", "Comparison": "PREFIX"}], **filters},
+                                    MaxResults=100, **({"NextToken": token} if token else {}))
+            found.update({f["Id"]: f for f in page["Findings"]})
+            token = page.get("NextToken")
+            if not token:
+                return found
+        raise AssertionError("too many pages")
+
+    failing = {(iid, c) for iid, it in items.items() for c in it["failed_checks"] + it["advisory_failed"]}
+    active = ours(RecordState=[{"Value": "ACTIVE", "Comparison": "EQUALS"}],
+                  ComplianceStatus=[{"Value": "FAILED", "Comparison": "EQUALS"}])
+    assert {(f["Resources"][0]["Id"].rsplit("/", 1)[1], f["GeneratorId"]) for f in active.values()} == failing
+    assert all(f["ProductFields"]["ec2audit/audit_date"] == day for f in active.values())
+
+    # The next day the stale stream counts as fresh (a week allowed): that check passes again → RESOLVED.
+    _, items2 = run_with_transport(stack, tmp_path / "d2", "ssh", 101, securityhub=True,
+                                   stream_max_age_minutes=7 * 24 * 60)
+    fixed = {(iid, c) for iid, c in failing if items2[iid]["checks"].get(c, {}).get("status") == "PASS"}
+    assert ("cwagent.log_stream_fresh" in {c for _, c in fixed}), fixed
+    after = ours()
+    for iid, check in fixed:
+        finding = next(f for f in after.values() if f["GeneratorId"] == check and f["Resources"][0]["Id"].endswith(iid))
+        assert (finding["Compliance"]["Status"], finding["Workflow"]["Status"]) == ("PASSED", "RESOLVED")

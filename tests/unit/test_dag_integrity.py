@@ -22,7 +22,7 @@ def test_contract_shape(dag):
     assert dag.catchup is False and dag.max_active_runs == 1
     assert set(dag.tags) == {"security", "compliance"}
     assert {"discover", "plan_batches", "verify_batch", "store_evidence", "build_report", "send_report",
-            "send_alerts", "confirm_complete"} == set(dag.task_ids)
+            "send_alerts", "export_findings", "confirm_complete"} == set(dag.task_ids)
 
 
 def test_pipeline_order_has_no_cycles(dag):
