@@ -151,7 +151,7 @@ def test_build_writes_to_s3_and_send_mails_what_it_reads_back_from_s3(aws, moto,
         assert all(isinstance(v, str) and v.startswith(f"s3://{bucket}/daily/") for v in built["paths"].values())
         objects = _objects(s3, bucket, "daily/")
         assert set(objects) == {f"daily/compliance-{DAY}{suffix}" for suffix in
-                                (".html", ".csv", ".json", "-trend.png", ".email.html")}
+                                (".html", ".csv", ".json", "-trend.png", ".email.html", ".ocsf.jsonl")}
         assert objects[f"daily/compliance-{DAY}.csv"].count(b"\n") == 1 + 3  # header + the day's three hosts
 
         # What send mails comes from S3, not from a disk: change the stored objects and the mail follows.
