@@ -33,3 +33,17 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
         proc.wait(timeout=10)
     except ProcessLookupError:  # it went between poll() and killpg()
         proc.wait(timeout=10)
+
+
+def serve_until_signalled(stop, ready_file: str | None = None) -> None:
+    """The main loop of a devstack server process (SMTP sink, webhook sink) that is already serving: write
+    its PID to `ready_file` (what the starter waits for), wait for SIGTERM/SIGINT, then call `stop()`."""
+    import threading
+
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    if ready_file:
+        Path(ready_file).write_text(str(os.getpid()))
+    stopped.wait()
+    stop()

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import signal
 import threading
 import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+
+from devstack import procs
 
 
 class _SaveToMaildir:
@@ -55,13 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ready-file")
     args = parser.parse_args(argv)
     sink = SmtpSink(args.host, args.port, args.maildir).start()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if args.ready_file:
-        Path(args.ready_file).write_text(str(os.getpid()))
-    stop.wait()
-    sink.stop()
+    procs.serve_until_signalled(sink.stop, args.ready_file)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ import argparse
 import itertools
 import json
 import os
-import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from devstack import procs
 
 MAX_BODY = 1 << 20  # Slack refuses far smaller messages; a bigger body is a bug, not a message
 
@@ -107,14 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ready-file")
     args = parser.parse_args(argv)
     sink = WebhookSink(args.host, args.port, args.dir).start()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     print(f"webhook sink on {sink.url()} storing into {args.dir}", flush=True)  # --port 0: the port it got
-    if args.ready_file:
-        Path(args.ready_file).write_text(str(os.getpid()))
-    stop.wait()
-    sink.stop()
+    procs.serve_until_signalled(sink.stop, args.ready_file)
 
 
 if __name__ == "__main__":
