@@ -13,9 +13,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include import pipeline
 from include.assets import EVIDENCE, REPORT, evidence_extra, report_extra
+from include.channels import PipelineFailureNotifier
 from include.config import AuditParams
 from include.deadline import alert as report_deadline
-from include.notify import PipelineFailureNotifier
 from include.param_schema import dag_params
 
 # Built from include/param_schema.py PARAM_SCHEMAS, the one declared schema of the params: the trigger and

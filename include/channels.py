@@ -319,3 +319,39 @@ def deliver_failure(channels: Channels, context: Mapping, *, raise_on_failure: b
     if raise_on_failure:
         raise_for_failures(results, f"failure notice ({notice.subject})")
     return results
+
+
+# ------------------------------------------------------------------ the DAG's failure callback
+
+try:
+    from airflow.sdk import BaseNotifier
+except ImportError:  # pragma: no cover - outside Airflow
+    BaseNotifier = object  # type: ignore[assignment,misc]
+
+
+class PipelineFailureNotifier(BaseNotifier):
+    """Tells `alert_recipients` (email, through the SMTP provider) and the run's Slack / SNS channels
+    (`slack_conn_id`, `sns_topic_arn` params; include/channels.py) when a task or the run fails. Every channel
+    is tried; then the callback raises naming each one that failed (Airflow logs a callback's error)."""
+
+    template_fields = ("recipients",)
+
+    def __init__(self, recipients: str = "{{ (params.alert_recipients or []) | join(',') }}",
+                 conn_id: str = "smtp_default") -> None:
+        super().__init__()
+        self.recipients, self.conn_id = recipients, conn_id
+
+    def notify(self, context) -> None:
+        from include import notify
+
+        to = [r.strip() for r in str(self.recipients or "").split(",") if r.strip()]
+        results = {}
+        if to:
+            subject, html = notify.failure_message(context)
+            results["email"] = attempt(
+                "email", f"connection {self.conn_id!r}", f"failure notice ({subject})",
+                lambda: notify.send_report_email(conn_id=self.conn_id, recipients=to, subject=subject, html=html,
+                                                 attachments=[]))
+        chans = Channels.from_params(context.get("params") or {})
+        results.update(deliver_failure(chans, context, raise_on_failure=False))
+        raise_for_failures(results, "failure notice")

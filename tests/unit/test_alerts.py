@@ -83,10 +83,11 @@ def test_failure_message_links_the_run_and_the_log_and_escapes_the_reason():
 
 def test_failure_notifier_sends_nothing_without_recipients(monkeypatch):
     from include import notify
+    from include.channels import PipelineFailureNotifier
 
     sent = []
     monkeypatch.setattr(notify, "send_report_email", lambda **kw: sent.append(kw))
-    notify.PipelineFailureNotifier(recipients="").notify({})
+    PipelineFailureNotifier(recipients="").notify({})
     assert sent == []
-    notify.PipelineFailureNotifier(recipients="a@x, b@y").notify({"run_id": "r1"})
+    PipelineFailureNotifier(recipients="a@x, b@y").notify({"run_id": "r1"})
     assert sent[0]["recipients"] == ["a@x", "b@y"] and "FAILED" in sent[0]["subject"]

@@ -54,7 +54,7 @@ def test_every_task_retries_and_verify_is_mapped(dag):
 
 
 def test_failures_notify_alert_recipients_for_tasks_and_the_run(dag):
-    from include.notify import PipelineFailureNotifier
+    from include.channels import PipelineFailureNotifier
 
     assert isinstance(dag.on_failure_callback, PipelineFailureNotifier)  # run failed (dag-processor runs it)
     for task in dag.tasks:  # after the last retry only
