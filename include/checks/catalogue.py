@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from include.checks import aws_side, parsers, probes, rulesets
+from include.checks import aws_side, fixes, parsers, probes, rulesets
+from include.checks.fixes import Fix
 from include.checks.probes import Probe
 from include.checks.sections import ScriptOutput
 from include.models import Verdict
@@ -49,6 +50,8 @@ class Check:
     judge: Callable[[aws_side.HostFacts, aws_side.AwsView], "Verdict | aws_side.Canary"] | None = None
     # framework (one of FRAMEWORKS) → the requirement ids this check evidences (a failure is a gap in each)
     frameworks: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    # what remediation may do when this check fails (include/checks/fixes.py): fixed steps, or manual and why
+    fix: Fix | None = None
 
     @property
     def command(self) -> str:
@@ -67,6 +70,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("CIS Amazon Linux 2023 6.3.1.1", "CIS RHEL 9 6.3.1.1", "CIS Ubuntu 22.04 4.1.1.1"),
         rationale="Without the audit daemon, kernel audit events are not written anywhere durable.",
         frameworks={CIS_AL2023: ("6.3.1.1",), NIST: ("AU-2", "AU-12"), PCI: ("10.2.1",), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.AUDITD_INSTALL,
     ),
     Check(
         id="auditd.running",
@@ -79,6 +83,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("CIS Amazon Linux 2023 6.3.1.2", "NIST 800-53 AU-12"),
         rationale="Rules only record while the kernel audit is enabled and a daemon is receiving events.",
         frameworks={CIS_AL2023: ("6.3.1.2",), NIST: ("AU-12",), PCI: ("10.2.1", "10.7.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.AUDITD_START,
     ),
     Check(
         id="auditd.enabled_on_boot",
@@ -91,6 +96,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("CIS Amazon Linux 2023 6.3.1.2", "CIS Ubuntu 22.04 4.1.1.2"),
         rationale="A daemon that does not start at boot leaves a silent gap after every reboot.",
         frameworks={CIS_AL2023: ("6.3.1.2",), NIST: ("AU-12",), PCI: ("10.2.1",), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.AUDITD_START,
     ),
     Check(
         id="auditd.rules_loaded",
@@ -103,6 +109,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("CIS Amazon Linux 2023 6.3.3", "NIST 800-53 AU-2"),
         rationale="With no rules loaded the kernel records almost nothing of interest; rules files on disk are not proof.",
         frameworks={CIS_AL2023: ("6.3.3",), NIST: ("AU-2", "AU-12"), PCI: ("10.2.1", "10.2.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.AUGENRULES,
     ),
     Check(
         id="auditd.config",
@@ -116,6 +123,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("CIS Amazon Linux 2023 6.3.2.1–6.3.2.4", "CIS RHEL 9 6.3.2.x", "CIS Ubuntu 22.04 4.1.2.x"),
         frameworks={CIS_AL2023: ("6.3.2.1", "6.3.2.2", "6.3.2.3", "6.3.2.4"), NIST: ("AU-4", "AU-5", "AU-11"),
                     PCI: ("10.5.1", "10.7.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.AUDITD_CONFIG,
     ),
     Check(
         id="auditd.rules_cover_cis",
@@ -132,6 +140,7 @@ CATALOGUE: tuple[Check, ...] = (
                     NIST: ("AU-2", "AU-3", "AU-12"),
                     PCI: ("10.2.1.1", "10.2.1.2", "10.2.1.4", "10.2.1.5", "10.2.1.7", "10.2.2"), ISO: ("A.8.15",),
                     SOC2: ("CC7.2",)},
+        fix=fixes.AUDITD_RULES_CIS,
     ),
     Check(
         id="auditd.immutable",
@@ -144,6 +153,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="Make `-e 2` the last line of the last file in /etc/audit/rules.d/ (e.g. 99-finalize.rules), `augenrules --load`, and reboot to apply.",
         references=("CIS Amazon Linux 2023 6.3.3.20", "CIS Ubuntu 22.04 4.1.3.20"),
         frameworks={CIS_AL2023: ("6.3.3.20",), NIST: ("AU-9",), PCI: ("10.3.2",), ISO: ("A.8.15",)},
+        fix=fixes.AUDITD_IMMUTABLE,
     ),
     Check(
         id="auditd.boot_params",
@@ -156,6 +166,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="Add `audit=1 audit_backlog_limit=8192` to GRUB_CMDLINE_LINUX (grubby --update-kernel ALL --args … on AL2023/RHEL; update-grub on Ubuntu) and reboot.",
         references=("CIS Amazon Linux 2023 6.3.1.3–6.3.1.4", "CIS Ubuntu 22.04 4.1.1.3–4.1.1.4"),
         frameworks={CIS_AL2023: ("6.3.1.3", "6.3.1.4"), NIST: ("AU-5", "AU-12"), PCI: ("10.2.1",), ISO: ("A.8.15",)},
+        fix=fixes.AUDITD_BOOT_PARAMS,
     ),
     Check(
         id="auditd.log_permissions",
@@ -169,6 +180,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("CIS Amazon Linux 2023 6.3.4.1–6.3.4.4", "CIS Ubuntu 22.04 4.1.4.1–4.1.4.4"),
         frameworks={CIS_AL2023: ("6.3.4.1", "6.3.4.2", "6.3.4.3", "6.3.4.4"), NIST: ("AU-9",), PCI: ("10.3.1", "10.3.2"),
                     ISO: ("A.8.15",)},
+        fix=fixes.AUDIT_LOG_PERMS,
     ),
     Check(
         id="auditd.backlog_lost",
@@ -182,6 +194,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("auditctl(8): -s lost counter", "CIS Amazon Linux 2023 6.3.1.4"),
         frameworks={CIS_AL2023: ("6.3.1.4",), NIST: ("AU-4", "AU-5"), PCI: ("10.2.1", "10.7.2"), ISO: ("A.8.15",),
                     SOC2: ("CC7.2",)},
+        fix=fixes.AUDITD_BACKLOG,
     ),
     Check(
         id="cwagent.installed",
@@ -194,6 +207,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("AWS CloudWatch agent: Installing the CloudWatch agent",),
         rationale="Logs that stay on the host are lost with it and can be erased by an intruder with root.",
         frameworks={NIST: ("AU-4", "AU-9"), PCI: ("10.3.3", "10.5.1"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.CWAGENT_INSTALL,
     ),
     Check(
         id="cwagent.running",
@@ -206,6 +220,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("AWS CloudWatch agent: Starting the CloudWatch agent",),
         rationale="An installed but stopped agent ships nothing.",
         frameworks={NIST: ("AU-4", "AU-9"), PCI: ("10.3.3", "10.7.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.CWAGENT_START,
     ),
     Check(
         id="cwagent.ships_audit_log",
@@ -218,6 +233,7 @@ CATALOGUE: tuple[Check, ...] = (
         references=("AWS CloudWatch agent configuration file: logs section",),
         rationale="The agent must be told to collect the audit log; many configs ship only syslog.",
         frameworks={NIST: ("AU-4", "AU-6", "AU-9"), PCI: ("10.3.3", "10.5.1"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.CWAGENT_AUDIT_FRAGMENT,
     ),
     Check(
         id="cwagent.config_valid",
@@ -230,6 +246,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="`amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:<json>`; make sure instance metadata is reachable (IMDSv2 hop limit) and that run_as_user can read /var/log/audit/audit.log (or run as root).",
         references=("AWS CloudWatch agent: configuration file, run_as_user", "amazon-cloudwatch-agent-ctl -a status"),
         frameworks={NIST: ("AU-4", "AU-9"), PCI: ("10.3.3",), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.CWAGENT_CONFIG,
     ),
     Check(
         id="cwagent.canary_delivered",
@@ -244,6 +261,7 @@ CATALOGUE: tuple[Check, ...] = (
         remediation="Follow the path of one event: `ausearch -m USER -ts recent` on the host, then the agent log (/opt/aws/amazon-cloudwatch-agent/logs/amazon-cloudwatch-agent.log), then the instance role's logs:PutLogEvents permission.",
         references=("auditctl(8) -m", "AWS CloudWatch Logs FilterLogEvents"),
         frameworks={NIST: ("AU-5", "AU-6", "AU-9"), PCI: ("10.3.3", "10.7.2"), ISO: ("A.8.15",), SOC2: ("CC7.2",)},
+        fix=fixes.CWAGENT_DELIVERY,
     ),
     Check(
         id="cwagent.log_stream_fresh",
@@ -259,6 +277,7 @@ CATALOGUE: tuple[Check, ...] = (
         rationale="The only host-independent proof that events leave the host and reach CloudWatch Logs.",
         frameworks={NIST: ("AU-4", "AU-6", "AU-9"), PCI: ("10.3.3", "10.5.1", "10.7.2"), ISO: ("A.8.15",),
                     SOC2: ("CC7.2",)},
+        fix=fixes.CWAGENT_DELIVERY,
     ),
 )
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from include.checks.catalogue import CATALOGUE, FRAMEWORKS, requirement_order, requirements_of
+from include.checks.fixes import remediation_sudoers
 from include.checks.probes import sudoers
 from include.checks.rulesets import CIS
 
@@ -43,6 +44,7 @@ def render() -> str:
         mapped = [f"{fw} {', '.join(c.frameworks[fw])}" for fw in FRAMEWORKS if c.frameworks.get(fw)]
         out.append(f"- **Requirements evidenced:** {'; '.join(mapped) or '—'}\n")
         out.append("- **Commands:**\n\n```sh\n" + c.command + "\n```\n")
+        out.append(_fix(c.fix))
     out.append(REQUIREMENTS_HEADER)
     evidencing: dict[str, list[str]] = {}
     for c in CATALOGUE:
@@ -59,6 +61,7 @@ def render() -> str:
     for g in CIS:
         out.append(f"| {g.name} | {', '.join(g.keys)} | {', '.join(g.watches) or '—'} | {', '.join(g.syscalls) or '—'} |\n")
     out.append("\n## sudoers allowlist for the login user\n\n```\n" + SUDOERS + "```\n")
+    out.append(REMEDIATION_HEADER + "```\n" + REMEDIATION_SUDOERS + "```\n")
     return "".join(out)
 
 
@@ -75,11 +78,33 @@ Benchmark sections of the checks' references; NIST is SP 800-53 Rev. 5; PCI DSS 
 """
 
 
+def _fix(fix) -> str:
+    if fix is None:
+        return "- **Fix:** manual: no fix declared\n"
+    if not fix.automatic:
+        return f"- **Fix:** manual: {fix.manual}\n"
+    steps = "".join(f"\n```sh\n{s.command}\n```\n" + ("(stdin: the managed fragment rendered from the run's "
+                                                         "`log_group`, never part of the command)\n"
+                                                         if s.stdin else "") for s in fix.steps)
+    return f"- **Fix** (`{fix.name}`, approved runs only): {fix.summary}\n{steps}"
+
+
+REMEDIATION_HEADER = """
+## sudoers for the remediation login (a separate user)
+
+Only the remediation DAG uses it (its own connection); the daily audit's login above stays read-only. Each fix
+runs these exact commands with `sudo -n`; guards run unprivileged in fixed `/bin/sh -c` scripts
+(`include/checks/fixes.py`). Arguments escape `,` `:` `=` as sudoers requires.
+
+"""
+
+
 def _in_order(evidencing: dict[str, list[str]]) -> dict[str, list[str]]:
     return dict(sorted(evidencing.items(), key=lambda kv: requirement_order(kv[0])))
 
 
 SUDOERS = sudoers("ec2-user")
+REMEDIATION_SUDOERS = remediation_sudoers("ec2-remediate")
 
 if __name__ == "__main__":
     print(render(), end="")
