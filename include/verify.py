@@ -322,7 +322,8 @@ class BatchRun:
                     log.warning("transport auto: %s; every host goes over SSH", exc)
             plan.append((ssm, ssm_hosts))
         if ssh_hosts:
-            plan.append((self._ssh_transport(), self.record_unread_pins(ssh_hosts)))
+            readable = self.record_unread_pins(ssh_hosts)  # first: the SSH side is handed the pins it read
+            plan.append((self._ssh_transport(), readable))
         return plan
 
     def _ssh_transport(self) -> Transport:
