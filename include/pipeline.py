@@ -258,10 +258,10 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         notes.append(f"Verification of {failed['label']} failed after all retries ({failed['error']}): "
                      "its hosts are coverage gaps, not results.")
     previous_day = store.previous_audit_day(day)
-    generated_at = utc_now()
+    generated_at, meta = utc_now(), check_meta()
     built = report.build_report(
         items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=generated_at,
-        check_meta=check_meta(), not_running=stored.not_running,
+        check_meta=meta, not_running=stored.not_running,
         notes=notes, previous_day=previous_day,
         previous_items=store.day_items(previous_day, fields=["status"]) if previous_day else [],  # drift: statuses
         waivers=waiver_status(load_waivers(params.waivers_file), day),
@@ -270,7 +270,7 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     # OCSF Compliance Findings (class 2003), one per host and check, streamed: for the SIEM (include/ocsf.py).
     paths["ocsf"] = ocsf.write_ocsf(params.resolved_report_dir(), day,
-                                    ocsf.iter_ocsf_events(items, check_meta(), generated_at))
+                                    ocsf.iter_ocsf_events(items, meta, generated_at))
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)
     return {**sealed, "subject": built.subject, "paths": paths, "compliance_pct": s.compliance_pct,
@@ -295,11 +295,11 @@ def export_findings(params: AuditParams, built: dict[str, Any]) -> dict[str, Any
     store = evidence_store(params)
     day, region = built["audit_date"], default_region()
     items, summary = store.day_items(day), store.run_summary(day)
-    missing = summary.missing_evidence if summary else []
+    missing, meta = (summary.missing_evidence if summary else []), check_meta()
     results = {}
     for account, _ in audit_scopes(params.accounts, params.include_default_account, [region]):
         client, account_id = securityhub_client(region, account)
-        results[account_id] = export_day(client, items, check_meta(), account_id, region, utc_now(),
+        results[account_id] = export_day(client, items, meta, account_id, region, utc_now(),
                                          missing_evidence=missing)
         log.info("Security Hub %s %s: %s", account_id, region, results[account_id])
     return results
