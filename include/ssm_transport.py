@@ -75,7 +75,6 @@ class Registration:
     ping_status: str
     agent_version: str = ""
     last_ping: str = ""
-    platform: str = ""
 
     @property
     def online(self) -> bool:
@@ -105,8 +104,7 @@ def describe(client, instance_ids: list[str], calls: Counter | None = None) -> d
                     last = info.get("LastPingDateTime")
                     found[info["InstanceId"]] = Registration(
                         info["InstanceId"], str(info.get("PingStatus", "")), str(info.get("AgentVersion", "")),
-                        last.isoformat() if hasattr(last, "isoformat") else str(last or ""),
-                        str(info.get("PlatformType", "")))
+                        last.isoformat() if hasattr(last, "isoformat") else str(last or ""))
         except Exception as exc:  # noqa: BLE001 - classified: denied fails every host, the rest raises
             if is_denied(exc):
                 code, message = error_code(exc)
