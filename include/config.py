@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from include.connections import AWS_CONN_ID, SMTP_CONN_ID, SSH_CONN_ID  # noqa: F401 - re-exported
-from include.param_schema import DEFAULT_TABLE, PARAM_SCHEMAS, param_problems  # noqa: F401 - DEFAULT_TABLE re-exported
+from include.connections import AWS_CONN_ID, REMEDIATE_SSH_CONN_ID, SMTP_CONN_ID, SSH_CONN_ID  # noqa: F401 - re-exported
+from include.param_schema import DEFAULT_TABLE, PARAM_SCHEMAS, REMEDIATE_SCHEMAS, param_problems  # noqa: F401 - DEFAULT_TABLE re-exported
 
 MAX_BATCHES = 48  # keeps mapped task instances to "a few dozen" whatever batch_size says
 REBUILD_AFTER = timedelta(hours=36)
@@ -111,6 +111,45 @@ class AuditParams:
             return self.report_dir
         home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
         return os.path.join(home, "reports", "ec2_audit")
+
+
+def _remediate_default(name: str):
+    return field(default_factory=lambda: copy.deepcopy(REMEDIATE_SCHEMAS[name]["default"]))
+
+
+@dataclass(frozen=True)
+class RemediateParams:
+    """The remediation DAG's params, declared in include/param_schema.py REMEDIATE_SCHEMAS."""
+
+    audit_date: str | None = _remediate_default("audit_date")
+    dry_run: bool = _remediate_default("dry_run")
+    log_group: str | None = _remediate_default("log_group")
+    include_advisory: bool = _remediate_default("include_advisory")
+    approval_timeout_minutes: int = _remediate_default("approval_timeout_minutes")
+    max_hosts: int = _remediate_default("max_hosts")
+    concurrency: int = _remediate_default("concurrency")
+    command_timeout: int = _remediate_default("command_timeout")
+    evidence_table: str = _remediate_default("evidence_table")
+    report_dir: str | None = _remediate_default("report_dir")
+    ttl_days: int = _remediate_default("ttl_days")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "RemediateParams":
+        known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
+        problems = param_problems(known, REMEDIATE_SCHEMAS)
+        if not problems and known.get("audit_date"):
+            try:
+                datetime.strptime(known["audit_date"], "%Y-%m-%d")
+            except ValueError:
+                problems.append(f"param audit_date: {known['audit_date']!r} is not a real day")
+        if problems:
+            raise ValueError("invalid params: " + "; ".join(problems))
+        return cls(**known)
+
+    def audit_params(self, profile: str) -> AuditParams:
+        """What re-verification runs with: the audit's own verify path, on this table, under the day's profile."""
+        return AuditParams(evidence_table=self.evidence_table, report_dir=self.report_dir, ttl_days=self.ttl_days,
+                           profile=profile or "audit-trail", transport="ssh", create_table=False)
 
 
 def _load_profile(spec: str):

@@ -17,13 +17,15 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 
 from include.models import Host, HostOutcome, Status, Verdict
-from include.records import EvidenceItem, RunSummary
+from include.records import EvidenceItem, RemediationDecision, RemediationRecord, RunSummary
 from include.tables import DAY_INDEX, ensure_tables, pins_table_name  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 SUMMARY_ID = "#run-summary"  # instance_id of the per-day run summary item
 ALERTS_ID = "#alerts"  # instance_id of the per-day compliance-alert state (include/alerts.py)
+REMEDIATION_PREFIX = "#remediation#"  # + host id: one partition per host, one item per audit day
+DECISIONS_ID = "#remediation-decisions"  # per day: every answer given to a remediation plan
 KEYS = ["instance_id", "audit_date"]
 
 
@@ -239,3 +241,55 @@ class EvidenceStore:
 
     def put_alert_state(self, audit_date: str, state: Mapping[str, Any], ttl_days: int) -> None:
         self._put_day_item(ALERTS_ID, "alert_state", audit_date, state, ttl_days)
+
+    # -- remediation (include/remediate.py): records beside the day's evidence, never over it
+    def put_remediation(self, record: RemediationRecord, ttl_days: int) -> RemediationRecord:
+        """Store one host's remediation for the day; an earlier attempt that day is kept as a summary in
+        `earlier` (a retried task of the same run replaces its own attempt instead of adding one)."""
+        partition = REMEDIATION_PREFIX + record.host_id
+        previous = self._get_day_item(partition, record.audit_date)
+        earlier = list(previous.get("earlier") or []) if previous else []
+        if previous and previous.get("run_id") != record.run_id:
+            earlier.append({k: previous.get(k, "") for k in ("run_id", "ran_at", "outcome", "approved_by",
+                                                              "plan_sha256", "after_status")})
+        fields = {**record.to_item(), "earlier": earlier}
+        fields.pop("audit_date")
+        self._put_day_item(partition, "remediation", record.audit_date, fields, ttl_days)
+        return RemediationRecord.from_item({**fields, "audit_date": record.audit_date})
+
+    def day_remediations(self, audit_date: str) -> list[RemediationRecord]:
+        """The day's remediation records (the day index, filtered to them), by host id."""
+        kwargs: dict = {"IndexName": DAY_INDEX, "KeyConditionExpression": Key("audit_date").eq(audit_date),
+                        "FilterExpression": Attr("item_type").eq("remediation")}
+        return sorted((RemediationRecord.from_item(it) for it in self._query_all(kwargs)), key=lambda r: r.host_id)
+
+    def host_remediations(self, host_id: str, limit: int = 90) -> list[RemediationRecord]:
+        """One host's remediation records, newest day first."""
+        response = self.table.query(KeyConditionExpression=Key("instance_id").eq(REMEDIATION_PREFIX + host_id),
+                                    ScanIndexForward=False, Limit=limit)
+        return [RemediationRecord.from_item(it) for it in response.get("Items", [])]
+
+    def add_decision(self, audit_date: str, decision: RemediationDecision, ttl_days: int) -> None:
+        """Append one answer to the day's list (a retry of the same run and decision is not added twice)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._append_decision(audit_date, decision, ttl_days)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def _append_decision(self, audit_date: str, decision: RemediationDecision, ttl_days: int) -> None:
+        self.table.update_item(
+            Key={"instance_id": DECISIONS_ID, "audit_date": audit_date},
+            UpdateExpression="SET item_type = :t, expires_at = :e, decisions = list_append(if_not_exists(decisions, :empty), :d), "
+                             "answered = list_append(if_not_exists(answered, :empty), :k)",
+            ConditionExpression="attribute_not_exists(answered) OR NOT contains(answered, :key)",
+            ExpressionAttributeValues={":t": "remediation_decisions", ":e": expires_at(audit_date, ttl_days),
+                                       ":d": [_to_dynamo(decision.to_item())], ":empty": [],
+                                       ":k": [f"{decision.run_id}|{decision.decision}"],
+                                       ":key": f"{decision.run_id}|{decision.decision}"})
+
+    def decisions(self, audit_date: str) -> list[RemediationDecision]:
+        item = self._get_day_item(DECISIONS_ID, audit_date) or {}
+        return [RemediationDecision.from_item(d) for d in item.get("decisions") or []]

@@ -100,25 +100,53 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                         "description": "AWS connection that publishes to sns_topic_arn; empty = aws_default"},
 }
 
+# The remediation DAG's params (dags/ec2_audit_remediate.py, include/config.py: RemediateParams). Who may approve
+# is NOT a param: whoever triggers a run could name themselves. It is deployment config
+# (EC2_AUDIT_REMEDIATION_APPROVERS, read when the DAG is parsed).
+REMEDIATE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "audit_date": {"type": ["null", "string"], "default": None, "pattern": "^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                   "format": "date",
+                   "description": "The audit day whose evidence the plan is built from (YYYY-MM-DD); empty = the "
+                                  "day of the evidence event that triggered the run, else the latest audited day"},
+    "dry_run": {"type": "boolean", "default": True,
+                "description": "Only build and show the plan (task log, XCom, a file beside the report): no "
+                               "approval is asked and no host is touched. Set false to ask for approval"},
+    "log_group": {"type": ["null", "string"], "default": None, "pattern": "^$|^[.\\-_/#A-Za-z0-9]{1,512}$",
+                  "description": "CloudWatch log group the agent fix ships audit.log to; empty = that fix is manual"},
+    "include_advisory": {"type": "boolean", "default": False,
+                         "description": "Also fix failures outside the day's profile (advisory_failed)"},
+    "approval_timeout_minutes": {"type": "integer", "minimum": 1, "maximum": 10080, "default": 240,
+                                 "description": "No answer within this long: nothing runs (recorded as timed out)"},
+    "max_hosts": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
+                  "description": "At most this many hosts in one plan (the rest are listed, not planned)"},
+    "concurrency": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10,
+                    "description": "Hosts changed at once"},
+    "command_timeout": {"type": "integer", "minimum": 5, "maximum": 600, "default": 120,
+                        "description": "Seconds for one fix step on one host"},
+    "evidence_table": PARAM_SCHEMAS["evidence_table"],
+    "report_dir": PARAM_SCHEMAS["report_dir"],
+    "ttl_days": PARAM_SCHEMAS["ttl_days"],
+}
+
 _NOT_SCHEMA = ("default", "description")
 
 
-def param_schema(name: str) -> dict[str, Any]:
+def param_schema(name: str, schemas: Mapping[str, Mapping[str, Any]] = PARAM_SCHEMAS) -> dict[str, Any]:
     """The JSON schema of one param (without its default and description)."""
-    return {k: copy.deepcopy(v) for k, v in PARAM_SCHEMAS[name].items() if k not in _NOT_SCHEMA}
+    return {k: copy.deepcopy(v) for k, v in schemas[name].items() if k not in _NOT_SCHEMA}
 
 
-def param_defaults() -> dict[str, Any]:
-    return {name: copy.deepcopy(spec["default"]) for name, spec in PARAM_SCHEMAS.items()}
+def param_defaults(schemas: Mapping[str, Mapping[str, Any]] = PARAM_SCHEMAS) -> dict[str, Any]:
+    return {name: copy.deepcopy(spec["default"]) for name, spec in schemas.items()}
 
 
-def dag_params() -> dict[str, Any]:
-    """The DAG's Airflow `Param`s, built from PARAM_SCHEMAS (the only copy)."""
+def dag_params(schemas: Mapping[str, Mapping[str, Any]] = PARAM_SCHEMAS) -> dict[str, Any]:
+    """A DAG's Airflow `Param`s, built from its schemas (the only copy)."""
     from airflow.sdk import Param
 
     return {name: Param(copy.deepcopy(spec["default"]), description=spec.get("description"),
-                        schema=param_schema(name))
-            for name, spec in PARAM_SCHEMAS.items()}
+                        schema=param_schema(name, schemas))
+            for name, spec in schemas.items()}
 
 
 # ------------------------------------------------------------------ validation with jsonschema
@@ -180,13 +208,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def param_problems(params: Mapping[str, Any]) -> list[str]:
+def param_problems(params: Mapping[str, Any], schemas: Mapping[str, Mapping[str, Any]] = PARAM_SCHEMAS) -> list[str]:
     """Every param (known names only) against its schema; messages name the param."""
     problems = []
     for name, value in params.items():
-        if name not in PARAM_SCHEMAS:
+        if name not in schemas:
             continue
-        errors = _validator(param_schema(name)).iter_errors(value)
+        errors = _validator(param_schema(name, schemas)).iter_errors(value)
         for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
             path, message = _message(error)
             problems.append(f"param {_where([name, *path])}: {message}")

@@ -85,6 +85,7 @@ class RemediationPlan:
     hosts: tuple[HostPlan, ...]  # hosts with at least one automatic fix, by instance id
     not_planned: tuple[NotPlanned, ...] = field(default=())  # failing hosts left alone, and why
     version: int = PLAN_VERSION
+    profile: str = ""  # the day's profile: re-verification judges under it
 
     @property
     def hash(self) -> str:
@@ -101,20 +102,23 @@ def _immutable(item: EvidenceItem) -> bool:
 
 def plan(items: Iterable[EvidenceItem | Mapping[str, Any]], log_group: str = "", *,
          catalogue: Iterable[Check] = CATALOGUE, include_advisory: bool = False,
-         audit_date: str = "") -> RemediationPlan:
+         audit_date: str = "", max_hosts: int | None = None) -> RemediationPlan:
     """The hosts whose failed checks have an automatic fix, each with the steps that would run.
 
     `log_group` (the run's param) is validated when given; without it the agent fragment is manual.
-    `include_advisory` also plans fixes for `advisory_failed` (failures outside the profile)."""
+    `include_advisory` also plans fixes for `advisory_failed` (failures outside the profile). Past `max_hosts`
+    (by instance id) hosts are listed as not planned: one approval never changes an unbounded fleet."""
     fragment = fixes.agent_fragment(log_group) if log_group else ""  # validates the name (ValueError)
     by_id = {c.id: c for c in catalogue}
     hosts: list[HostPlan] = []
     skipped: list[NotPlanned] = []
     dates: set[str] = set()
+    profiles: set[str] = set()
     for item in map(_as_item, items):
         if item.item_type != "instance":
             continue
         dates.add(item.audit_date)
+        profiles.add(item.profile)
         failing = list(item.failed_checks) + (list(item.advisory_failed) if include_advisory else [])
         if item.status != Status.NON_COMPLIANT.value:
             if item.status in UNVERIFIED:
@@ -159,9 +163,17 @@ def plan(items: Iterable[EvidenceItem | Mapping[str, Any]], log_group: str = "",
         raise ValueError(f"a plan is for one audit day{' (' + audit_date + ')' if audit_date else ''}, "
                          f"got items of {sorted(dates)}")
     audit_date = audit_date or next(iter(dates), "")
+    hosts.sort(key=lambda h: h.instance_id)
+    if max_hosts is not None and len(hosts) > max_hosts:
+        skipped += [NotPlanned(h.instance_id, h.name, h.status, f"over max_hosts ({max_hosts}): plan it in another run")
+                    for h in hosts[max_hosts:]]
+        hosts = hosts[:max_hosts]
+    profiles.discard("")
+    if len(profiles) > 1:  # re-verification judges under one profile: the day's
+        raise ValueError(f"the day's items were judged under several profiles {sorted(profiles)}: plan per profile")
     return RemediationPlan(audit_date=audit_date, log_group=log_group, include_advisory=include_advisory,
-                           hosts=tuple(sorted(hosts, key=lambda h: h.instance_id)),
-                           not_planned=tuple(sorted(skipped, key=lambda n: n.instance_id)))
+                           hosts=tuple(hosts), not_planned=tuple(sorted(skipped, key=lambda n: n.instance_id)),
+                           profile=next(iter(profiles), ""))
 
 
 # ---------------------------------------------------------------- travel: JSON, hash
@@ -191,7 +203,8 @@ def from_dict(d: Mapping[str, Any]) -> RemediationPlan:
         "manual": tuple(ManualItem(**m) for m in h["manual"])}) for h in d["hosts"])
     return RemediationPlan(audit_date=d["audit_date"], log_group=d["log_group"],
                            include_advisory=d["include_advisory"], hosts=hosts,
-                           not_planned=tuple(NotPlanned(**n) for n in d["not_planned"]), version=d["version"])
+                           not_planned=tuple(NotPlanned(**n) for n in d["not_planned"]), version=d["version"],
+                           profile=d.get("profile", ""))
 
 
 def from_json(text: str) -> RemediationPlan:
@@ -230,7 +243,8 @@ def describe(p: RemediationPlan) -> str:
            f"- **Plan sha256:** `{plan_hash(p)}` (the approval records this)\n",
            f"- **Hosts to change:** {len(p.hosts)} ({n_fix} fixes)\n",
            f"- **Log group for the audit log:** {('`' + p.log_group + '`') if p.log_group else '— (not set)'}\n",
-           f"- **Advisory failures included:** {'yes' if p.include_advisory else 'no'}\n"]
+           f"- **Advisory failures included:** {'yes' if p.include_advisory else 'no'}\n",
+           f"- **Profile (re-verification judges under it):** {md(p.profile or 'audit-trail')}\n"]
     for h in p.hosts:
         out.append(f"\n## {md(h.instance_id)} — {md(h.name) or '(no name)'}\n\n"
                    f"- {md(h.address) or '—'} · {md(h.account_id) or '—'} {md(h.region) or '—'} · status {md(h.status)}\n"

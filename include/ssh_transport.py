@@ -140,8 +140,11 @@ async def open_jump(settings: SshSettings, key: asyncssh.SSHKey) -> asyncssh.SSH
         connect_timeout=settings.connect_timeout, keepalive_interval=30), settings.connect_timeout + 1)
 
 
-async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, script: bytes,
-                    pin: Pin | None, outcome: HostOutcome, tunnel=None) -> None:
+async def connect(host: Host, settings: SshSettings, key: asyncssh.SSHKey, pin: Pin | None, outcome: HostOutcome,
+                  tunnel=None) -> asyncssh.SSHClientConnection:
+    """One authenticated session, the host key checked during key exchange (before we authenticate).
+    Failures raise _Final / _Transient with the host's status; the key seen is put on `outcome`.
+    Also the remediation path's way in (include/fix_runner.py): the same checks, another login."""
     options = dict(
         username=settings.username, client_keys=[key],
         connect_timeout=settings.connect_timeout, login_timeout=settings.connect_timeout,
@@ -170,12 +173,17 @@ async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, scr
         raise _Transient(Status.UNREACHABLE, f"connection refused on port {settings.port}") from exc
     except (OSError, asyncssh.Error) as exc:
         raise _Transient(Status.UNREACHABLE, f"connect failed: {type(exc).__name__}: {exc}"[:200]) from exc
+    server_key = conn.get_server_host_key()
+    if server_key is not None:
+        outcome.host_key_fingerprint = server_key.get_fingerprint("sha256")
+        outcome.host_key = server_key.export_public_key("openssh").decode().strip()
+    return conn
 
+
+async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, script: bytes,
+                    pin: Pin | None, outcome: HostOutcome, tunnel=None) -> None:
+    conn = await connect(host, settings, key, pin, outcome, tunnel)
     async with conn:
-        server_key = conn.get_server_host_key()
-        if server_key is not None:
-            outcome.host_key_fingerprint = server_key.get_fingerprint("sha256")
-            outcome.host_key = server_key.export_public_key("openssh").decode().strip()
         try:
             output, truncated = await asyncio.wait_for(
                 _run_script(conn, script, settings.max_output), settings.command_timeout)

@@ -184,8 +184,10 @@ def settle_canaries(waiting: list[Judgement], logs_client, since_ms: int, wait_s
 class EvidenceWriter:
     """Buffers a batch's items and writes them every `every` hosts (and at close), one writer at a time."""
 
-    def __init__(self, store: EvidenceStore, every: int = FLUSH_EVERY) -> None:
+    def __init__(self, store: EvidenceStore, every: int = FLUSH_EVERY,
+                 sink: Callable[[list[dict]], None] | None = None) -> None:
         self.store, self.every, self.pending = store, every, []
+        self.sink = sink  # None: the day's table; re-verification (include/remediate.py) keeps its items aside
 
     def add(self, item: dict) -> bool:
         """Returns whether a flush is due."""
@@ -200,20 +202,22 @@ class EvidenceWriter:
 
     def write(self, items: list[dict]) -> None:
         if items:
-            self.store.put_items(items)
+            (self.sink or self.store.put_items)(items)
 
     def close(self) -> None:
         self.write(self.take())
 
 
 def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore,
-                 eic_client=None, ssm_client=None, s3_client=None) -> dict:
+                 eic_client=None, ssm_client=None, s3_client=None,
+                 sink: Callable[[list[dict]], None] | None = None) -> dict:
     """Check every host of one batch and store its evidence. Returns only counts (XCom stays small).
     The batch's account-and-region clients: `eic_client` (ec2-instance-connect) for eic and auto without a
-    key, `ssm_client` for ssm and auto, `s3_client` for ssm_output_bucket."""
+    key, `ssm_client` for ssm and auto, `s3_client` for ssm_output_bucket. `sink` receives the evidence items
+    instead of the day's table (re-verification after a fix must not overwrite what the audit saw)."""
     batch = batch if isinstance(batch, Batch) else Batch.from_xcom(batch)
     hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
-    run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client)
+    run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client, sink)
     todo = run.skip_recorded(hosts)
     linux = run.record_not_applicable(todo)
     try:
@@ -232,7 +236,7 @@ class BatchRun:
     the judging budget), the canaries still to search, the evidence writer and the counts."""
 
     def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host],
-                 eic_client=None, ssm_client=None, s3_client=None) -> None:
+                 eic_client=None, ssm_client=None, s3_client=None, sink=None) -> None:
         self.ctx, self.store, self.logs_client = ctx, store, logs_client
         self.eic_client = eic_client  # the batch's ec2-instance-connect client (transport eic)
         self.ssm_client, self.s3_client = ssm_client, s3_client
@@ -241,7 +245,7 @@ class BatchRun:
         self.profile = load_profile(ctx.params.profile)
         self.options = CheckOptions(rule_groups=load_rule_set(ctx.params.rule_set))
         self.waivers = load_waivers(ctx.params.waivers_file)
-        self.writer = EvidenceWriter(store)
+        self.writer = EvidenceWriter(store, sink=sink)
         self.counts: Counter[str] = Counter()
         budget = Budget(JUDGE_BUDGET_S)
         # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one.

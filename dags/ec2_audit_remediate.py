@@ -1,0 +1,107 @@
+"""Approval-gated remediation of one audit day: plan from the evidence, a person approves, fix, re-verify, record.
+
+plan_fixes → needs_approval (dry run or nothing to fix: stop here) → approve (Airflow's human-in-the-loop
+ApprovalOperator: the plan and its SHA-256 on screen) → apply_fixes (ec2_audit_remediate_ssh, pinned keys
+only) → reverify (the audit's own verify path and read-only login) → publish (the day's report, rebuilt with
+its Remediated section); record_decision keeps who approved, rejected or let it time out.
+
+Manual by default (dry_run=true: shows exactly what would run, touches nothing). EC2_AUDIT_REMEDIATE_ON_EVIDENCE=1
+schedules it on the audit's evidence Asset, so each day's plan waits for approval in the Required Actions page.
+EC2_AUDIT_REMEDIATION_APPROVERS (comma-separated Airflow user ids) limits who may answer: deployment config,
+never a param, since whoever triggers a run could otherwise name themselves.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from include import remediate
+from include.assets import EVIDENCE
+from include.config import RemediateParams
+from include.param_schema import REMEDIATE_SCHEMAS, dag_params
+
+APPROVERS = [{"id": u.strip(), "name": u.strip()}
+             for u in os.environ.get("EC2_AUDIT_REMEDIATION_APPROVERS", "").split(",") if u.strip()]
+
+
+def _params() -> RemediateParams:
+    return RemediateParams.from_params(dict(get_current_context()["params"]))
+
+
+class PlanApproval(ApprovalOperator):
+    """The approval, waiting `approval_timeout_minutes` (a run param) and then defaulting to Reject: no answer
+    never means yes."""
+
+    def execute(self, context):
+        self.response_timeout = timedelta(minutes=int(context["params"]["approval_timeout_minutes"]))
+        return super().execute(context)
+
+
+@dag(
+    dag_id="ec2_audit_remediate",
+    schedule=[EVIDENCE] if os.environ.get("EC2_AUDIT_REMEDIATE_ON_EVIDENCE", "") in ("1", "true") else None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,  # two plans changing the same hosts at once would each prove nothing
+    tags=["security", "compliance", "remediation"],
+    params=dag_params(REMEDIATE_SCHEMAS),
+    default_args={"retries": 0},  # a step that changes hosts is never retried by itself
+    doc_md=__doc__,
+)
+def ec2_audit_remediate():
+    @task
+    def plan_fixes() -> dict:
+        context = get_current_context()
+        try:
+            params = _params()
+            day = remediate.resolve_day(params, context.get("triggering_asset_events"))
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
+        return remediate.build_plan(params, day, context["dag_run"].run_id)
+
+    @task.short_circuit
+    def needs_approval(planned: dict) -> bool:
+        return remediate.needs_approval(planned)
+
+    approve = PlanApproval(
+        task_id="approve",
+        subject="Remediate {{ ti.xcom_pull(task_ids='plan_fixes')['hosts'] }} hosts of "
+                "{{ ti.xcom_pull(task_ids='plan_fixes')['audit_date'] }} "
+                "(plan {{ ti.xcom_pull(task_ids='plan_fixes')['sha256'][:12] }})",
+        body="{{ ti.xcom_pull(task_ids='plan_fixes')['markdown'] }}",
+        defaults="Reject",
+        assigned_users=APPROVERS or None,
+    )
+
+    @task
+    def apply_fixes(planned: dict) -> dict:
+        context = get_current_context()
+        return remediate.apply(_params(), planned, context["ti"].xcom_pull(task_ids="approve"),
+                               context["dag_run"].run_id)
+
+    @task(retries=2, retry_delay=timedelta(seconds=30))  # reading hosts again is safe to retry
+    def reverify(applied: dict) -> dict:
+        return remediate.reverify(_params(), applied, get_current_context()["dag_run"].run_id)
+
+    @task(retries=2, retry_delay=timedelta(seconds=30))
+    def publish(verified: dict) -> dict:
+        return remediate.publish(_params(), verified["audit_date"])
+
+    @task(trigger_rule="all_done")
+    def record_decision(planned: dict) -> str:
+        context = get_current_context()
+        return remediate.record_decision(_params(), planned, context["ti"].xcom_pull(task_ids="approve"),
+                                         context["dag_run"].run_id)
+
+    planned = plan_fixes()
+    applied = apply_fixes(planned)
+    needs_approval(planned) >> approve >> applied
+    publish(reverify(applied))
+    applied >> record_decision(planned)
+
+
+ec2_audit_remediate()
