@@ -2,13 +2,17 @@
 
 All numbers come from include.scoring; the HTML comes from include/templates/report.html, autoescaped (tags and
 names are attacker-controllable), and CSV cells cannot start a spreadsheet formula.
+
+Remediation (issue 18) is reported beside the day's verdicts, never in them: the "Remediated" section and the
+JSON's `remediated` counts show what was fixed after the audit, and a fix that ran without making its checks pass
+("not_fixed") is shown as a failure. The summary, compliance and CSV are what the audit saw.
 """
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import pandas as pd
 
 from include.analysis import Drift, breakdown, drift
 from include.models import Status
-from include.records import EvidenceItem
+from include.records import EvidenceItem, FixRun, RemediationDecision, RemediationRecord, StepRun
 from include.rendering import pct, render
 from include.scoring import FleetSummary, HardeningSummary, fleet_summary, hardening_summary, judged_under
 
@@ -30,7 +34,9 @@ CSV_COLUMNS = ["instance_id", "name", "environment", "region", "account_id", "pr
                "profile", "advisory_failed", "transport", "requirements"]  # new columns go last: positions stay
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EMAIL_MAX_ROWS = 300  # per table in the email; the file report and the CSV always hold every row
-
+EMAIL_DETAIL_CHARS = 300  # a remediation's detail in the email (the file report keeps it whole)
+# RemediationRecord.outcome, in the report's order (what needs attention first); only "fixed" is a success.
+REMEDIATION_OUTCOMES = ("not_fixed", "failed", "refused", "fixed")
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Report:
     gaps: list[str] | None = None  # discovered running instances with no evidence for the day
     hardening: HardeningSummary | None = None  # CIS depth beside the audit-trail answer (never in the status)
     profiles: tuple[str, ...] = ()  # the profile(s) the day's statuses were judged under
+    remediated: dict = field(default_factory=dict)  # remediation_counts(): the JSON's `remediated`
 
 
 def _text(value) -> str:
@@ -143,6 +150,103 @@ def _failing(items: list[dict], check_meta: Mapping[str, dict]) -> list[dict]:
     return rows
 
 
+def _as_record(value: RemediationRecord | Mapping) -> RemediationRecord:
+    return value if isinstance(value, RemediationRecord) else RemediationRecord.from_item(value)
+
+
+def _as_decision(value: RemediationDecision | Mapping) -> RemediationDecision:
+    return value if isinstance(value, RemediationDecision) else RemediationDecision.from_item(value)
+
+
+def _cap(text: str, limit: int | None) -> str:
+    return text if not limit or len(text) <= limit else text[:limit] + " …"
+
+
+def still_failing(record: RemediationRecord) -> list[str]:
+    """The checks the record's fixes addressed that the re-verify did not see pass (failing, or not evaluated);
+    every check failing after, when the fixes name none or all of theirs passed."""
+    addressed = list(dict.fromkeys(c for f in record.fixes for c in FixRun.from_item(f).check_ids))
+    after = [*record.after_failed, *(c for c in record.after_advisory_failed if c not in record.after_failed)]
+    still = [c for c in addressed if c in after
+             or (record.after_checks and (record.after_checks.get(c) or {}).get("status") != "PASS")]
+    return still or after
+
+
+def _failure_detail(record: RemediationRecord) -> str:
+    """Why it failed: the record's detail, else the first failed fix's, else the first step that exited non-zero."""
+    if record.detail:
+        return record.detail
+    for fix in map(FixRun.from_item, record.fixes):
+        if fix.result in ("failed", "refused") and fix.detail:
+            return f"{fix.fix}: {fix.detail}"
+        for step in map(StepRun.from_item, fix.steps):
+            if step.exit_status not in (0, None):
+                return f"{fix.fix}: {step.command} exited {step.exit_status}"
+    return ""
+
+
+def outcome_view(record: RemediationRecord, detail_chars: int | None = None) -> dict:
+    """How a record's outcome reads (report and dashboard alike): `ok` only for "fixed"; a not_fixed reads
+    "fix failed: <checks> still failing"; refused and failed carry their detail."""
+    outcome = record.outcome
+    if outcome == "fixed":
+        return {"outcome": outcome, "ok": True, "label": "fixed", "detail": _cap(record.detail, detail_chars),
+                "colour": Status.COMPLIANT.colour}
+    failing = Status.NON_COMPLIANT.colour
+    if outcome == "not_fixed":
+        still = still_failing(record)
+        label = f"fix failed: {', '.join(still)} still failing" if still else "fix failed: the checks still fail"
+        return {"outcome": outcome, "ok": False, "label": label, "detail": _cap(record.detail, detail_chars),
+                "colour": failing}
+    detail = _cap(_failure_detail(record), detail_chars)
+    if outcome == "refused":
+        return {"outcome": outcome, "ok": False, "label": "refused (nothing was changed)", "detail": detail,
+                "colour": Status.ERROR.colour}
+    label = "failed" if outcome == "failed" else f"{outcome or 'no outcome'} (not confirmed fixed)"
+    return {"outcome": outcome, "ok": False, "label": label, "detail": detail, "colour": failing}
+
+
+def _fix_names(record: RemediationRecord) -> list[str]:
+    """Each fix by name, with its result when it is not "ran" (refused, failed, skipped)."""
+    return [fix.fix + ("" if fix.result in ("ran", "") else f" ({fix.result})")
+            for fix in map(FixRun.from_item, record.fixes)]
+
+
+def remediation_rows(records: Iterable[RemediationRecord | Mapping], detail_chars: int | None = None) -> list[dict]:
+    """One row per host for the "Remediated" section: failures first (REMEDIATION_OUTCOMES), then by host id."""
+    rank = {o: i for i, o in enumerate(REMEDIATION_OUTCOMES)}
+    ordered = sorted(map(_as_record, records), key=lambda r: (rank.get(r.outcome, -1), r.host_id))
+    return [{"host_id": r.host_id, "name": r.name, "audit_date": r.audit_date, "run_id": r.run_id,
+             "fixes": _fix_names(r), "approved_by": r.approved_by, "approved_at": r.approved_at,
+             "plan_sha256": r.plan_sha256, "before": r.before_status, "after": r.after_status,
+             "before_failed": r.before_failed, "after_failed": r.after_failed,
+             "outcome": outcome_view(r, detail_chars),
+             "earlier": [{k: _text(e.get(k, "")) for k in ("run_id", "ran_at", "outcome", "approved_by")}
+                         for e in r.earlier]} for r in ordered]
+
+
+def decision_rows(decisions: Iterable[RemediationDecision | Mapping], detail_chars: int | None = None) -> list[dict]:
+    return [{"decision": d.decision, "by": d.by, "at": d.at, "plan_sha256": d.plan_sha256, "hosts": d.hosts,
+             "fixes": d.fixes, "run_id": d.run_id, "detail": _cap(d.detail, detail_chars)}
+            for d in map(_as_decision, decisions)]
+
+
+def remediation_counts(records: Iterable[RemediationRecord | Mapping],
+                       decisions: Iterable[RemediationDecision | Mapping] = ()) -> dict:
+    """The JSON's `remediated`: hosts, a count per outcome (every known one, 0 too; an unknown one as "other"),
+    and a count per decision."""
+    outcomes = [_as_record(r).outcome for r in records]
+    counts: dict = {"hosts": len(outcomes)} | {o: outcomes.count(o) for o in ("fixed", "not_fixed", "refused", "failed")}
+    other = sum(o not in REMEDIATION_OUTCOMES for o in outcomes)
+    if other:
+        counts["other"] = other
+    answered: dict[str, int] = {}
+    for d in map(_as_decision, decisions):
+        answered[d.decision] = answered.get(d.decision, 0) + 1
+    counts["decisions"] = dict(sorted(answered.items()))
+    return counts
+
+
 def _breakdowns(frame: pd.DataFrame) -> list[tuple[str, list[list]]]:
     tables = []
     for by, label in (("environment", "Environment"), ("region", "Region"), ("account_id", "Account"),
@@ -160,12 +264,16 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
                 notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None,
                 trend_src: str | None = None, gaps: list[str] | None = None, max_rows: int | None = None,
-                hardening: HardeningSummary | None = None, profiles: tuple[str, ...] = ()) -> str:
+                hardening: HardeningSummary | None = None, profiles: tuple[str, ...] = (),
+                remediations: Iterable[RemediationRecord] = (), decisions: Iterable[RemediationDecision] = ()) -> str:
     unverified = frame[frame["status"].isin(UNVERIFIED)]
     shown = frame if not max_rows or len(frame) <= max_rows else frame.iloc[0:0]
     requirements = by_requirement(items, check_meta)
     if max_rows:  # the email: only the requirements someone fails (the file report lists them all)
         requirements = [r for r in requirements if r["failing"]][:max_rows]
+    detail_chars = EMAIL_DETAIL_CHARS if max_rows else None
+    remediations, decisions = list(remediations), list(decisions)
+    remediated, answers = remediation_rows(remediations, detail_chars), decision_rows(decisions, detail_chars)
     return render(
         "report.html", audit_date=audit_date, mode=mode, notes=notes, summary=summary, colours=COLOURS,
         colour=Status.COMPLIANT.colour if summary.compliance_pct == 100.0 else Status.NON_COMPLIANT.colour,
@@ -179,6 +287,7 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
         waivers=None if waivers is None else [(state, w.label(), w.justification) for state in WAIVER_STATES
                                               for w in waivers.get(state, [])],
         requirements=requirements, host_limit=10 if max_rows else 40, breakdowns=_breakdowns(frame), instances=list(shown.itertuples()), instances_total=len(frame),
+        remediated=remediated, remediated_counts=remediation_counts(remediations, decisions), decisions=answers,
         run_id=run_id, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
@@ -187,8 +296,13 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
                  not_running: Mapping[str, int] | None = None, notes: list[str] | None = None,
                  previous_items: list[dict] | None = None, previous_day: str | None = None,
                  waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None,
-                 gaps: list[str] | None = None) -> Report:
+                 gaps: list[str] | None = None, remediations: Iterable[RemediationRecord] = (),
+                 decisions: Iterable[RemediationDecision] = ()) -> Report:
+    """`remediations` (EvidenceStore.day_remediations) and `decisions` (EvidenceStore.decisions) are reported
+    in their own section and the JSON's `remediated`; they change no status, number or CSV row."""
     from include.profiles import HARDENING_CHECKS
+
+    remediations, decisions = [_as_record(r) for r in remediations], [_as_decision(d) for d in decisions]
 
     summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
     hardening = hardening_summary(items, HARDENING_CHECKS)
@@ -200,12 +314,13 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
         return render_html(frame, items, summary, audit_date=audit_date, run_id=run_id, mode=mode,
                            generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
                            notes=notes or [], drift_=changes, waivers=waivers, trend_src=trend_src, gaps=gaps,
-                           max_rows=max_rows, hardening=hardening, profiles=profiles)
+                           max_rows=max_rows, hardening=hardening, profiles=profiles,
+                           remediations=remediations, decisions=decisions)
 
     inline = f"data:image/png;base64,{base64.b64encode(trend_png).decode()}" if trend_png else None
     return Report(summary, frame, page(inline), csv_text, subject_line(audit_date, summary, mode), changes,
                   trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None, EMAIL_MAX_ROWS),
-                  list(gaps or []), hardening, profiles)
+                  list(gaps or []), hardening, profiles, remediation_counts(remediations, decisions))
 
 
 def trend_name(audit_date: str) -> str:
@@ -231,6 +346,7 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
     if report.hardening is not None:
         h = report.hardening
         machine["hardening"] = {"pct": h.pct, "assessed": h.assessed, "hardened": h.hardened, "gaps": h.gaps}
+    machine["remediated"] = report.remediated or remediation_counts(())  # beside the counts above, never in them
     if report.drift is not None:
         d = report.drift
         machine["drift"] = {"previous_day": d.previous_day, "newly_failing": d.newly_failing, "fixed": d.fixed,

@@ -51,7 +51,8 @@ def _fleet(day: str | None) -> str:
 def _host(instance_id: str) -> str:
     from include import dashboard
 
-    return dashboard.host_page(instance_id, _store().host_history(instance_id))
+    store = _store()
+    return dashboard.host_page(instance_id, store.host_history(instance_id), store.host_remediations(instance_id))
 
 
 # Typed: FastAPI refuses (422) anything else, so only a date and an instance id ever reach DynamoDB.
