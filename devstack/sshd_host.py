@@ -6,11 +6,17 @@ Inside the namespace (`unshare -m`, private propagation) a wrapper bind-mounts:
   - a sudoers.d directory granting the login user exactly the check commands (the real /etc is untouched);
   - for the "failing" profile (or where the kernel audit cannot be used), fake auditctl answers.
 Then it execs the real /usr/sbin/sshd. The transport, auth, sudo and shell are all real. Needs root.
+
+Remediation (issue 18) adds a second login, REMEDIATION_LOGIN, with its own key and exactly
+`fixes.remediation_sudoers`, and a "fixable" host (FixableState) whose auditd / agent state the fixes really
+change: fake auditctl, service, augenrules and agent ctl read and write a state directory bind-mounted from the
+workdir (so a test reads it from outside, SshdHost.state()), and log every change they make (trap_log()).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,10 +24,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.host_states import CIS_RULES, WEAK_AUDITD_CONF
-from include.checks.probes import sudoers
+from devstack.host_states import CIS_RULES, GOOD_AUDITD_CONF, WEAK_AUDITD_CONF
+from include.checks.fixes import remediation_sudoers
+from include.checks.probes import CWA_DIR, sudoers
 
 LOGIN = "ec2audit"
+REMEDIATION_LOGIN = "ec2fix"  # the fixes' own login: the audit's stays read-only
+STATE_DIR = "/opt/.state"  # a fixable host's state in its namespace (workdir/state outside)
 EIC_COMMAND = "/opt/.sshd-test/eic_run_authorized_keys"  # in the namespace's root-owned /opt tmpfs, as sshd requires
 # The same allowlist the README gives for real hosts.
 SUDO_RULE = sudoers(LOGIN)
@@ -81,29 +90,125 @@ def _script(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
-def _agent_tree(root: Path, profile: str, instance_id: str) -> None:
+def _toml_file_config(file_path: str, group: str, stream: str) -> str:
+    return (f'    [[inputs.logfile.file_config]]\n      file_path = "{file_path}"\n'
+            f'      log_group_name = "{group}"\n      log_stream_name = "{stream}"\n')
+
+
+def _agent_tree(root: Path, profile: str, instance_id: str, ships: bool | None = None) -> None:
     cwa = root / "aws" / "amazon-cloudwatch-agent"
     (cwa / "bin").mkdir(parents=True)
     (cwa / "etc" / "amazon-cloudwatch-agent.d").mkdir(parents=True)
     running = profile in ("healthy", "misconfigured")
+    ships = running if ships is None else ships
     status = {"status": "running" if running else "stopped", "starttime": "2026-11-23T06:00:00+00:00" if running else "",
               "configstatus": "configured", "version": "1.300057.0b1207"}
     _script(cwa / "bin" / "amazon-cloudwatch-agent-ctl",
             f"[ \"$1 $2\" = '-a status' ] || {{ echo 'unsupported' >&2; exit 1; }}\ncat <<'EOF'\n"
             f"{json.dumps(status, indent=2)}\nEOF\n")
     files = [{"file_path": "/var/log/syslog", "log_group_name": "/ec2/syslog"}]
-    if running:
+    if ships:
         files.append({"file_path": "/var/log/audit/audit.log", "log_group_name": "/ec2/audit",
                       "log_stream_name": "{instance_id}"})
     user = "cwagent" if profile == "misconfigured" else "root"
     config = {"agent": {"run_as_user": user}, "logs": {"logs_collected": {"files": {"collect_list": files}}}}
     (cwa / "etc" / "amazon-cloudwatch-agent.json").write_text(json.dumps(config, indent=2))
     if running:  # what fetch-config would have translated; the failing host never ran it
+        entry = (_toml_file_config("/var/log/audit/audit.log", "/ec2/audit",
+                                   "i-UNKNOWN" if profile == "misconfigured" else instance_id) if ships
+                 else _toml_file_config("/var/log/syslog", "/ec2/syslog", instance_id))
         (cwa / "etc" / "amazon-cloudwatch-agent.toml").write_text(
-            '[inputs]\n  [[inputs.logfile]]\n    destination = "cloudwatchlogs"\n'
-            '    [[inputs.logfile.file_config]]\n      file_path = "/var/log/audit/audit.log"\n'
-            f'      log_group_name = "/ec2/audit"\n      log_stream_name = '
-            f'"{"i-UNKNOWN" if profile == "misconfigured" else instance_id}"\n')
+            '[inputs]\n  [[inputs.logfile]]\n    destination = "cloudwatchlogs"\n' + entry)
+
+
+@dataclass(frozen=True)
+class FixableState:
+    """The starting state of a fixable host; everything else is the healthy profile's."""
+
+    auditd_running: bool = False
+    rules_loaded: bool = True
+    agent_running: bool = True
+    agent_ships_audit_log: bool = True
+
+
+# Shared by the fakes of a fixable host. The trap line is written BEFORE the change, as root: a caller that is
+# not root (no sudo) cannot write it, so it fails there and changes nothing. uid is who the fake runs as (0
+# under sudo); sudo_uid is the login that asked (sudo sets SUDO_UID itself).
+_FAKE_PRELUDE = f"""set -e
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+S={STATE_DIR}
+record() {{ printf '%s uid=%s sudo_uid=%s %s\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(id -u)" "${{SUDO_UID:--}}" "$*" >> $S/trap.log; }}
+"""
+
+# Reads never write the trap log; enabled stays 1 (never immutable), so `augenrules --load` is allowed.
+FIXABLE_AUDITCTL = _FAKE_PRELUDE + """case "$1" in
+-s) pid=0; if [ "$(cat $S/auditd)" = running ]; then pid=4242; fi; cat <<EOF
+enabled 1
+failure 1
+pid $pid
+rate_limit 0
+backlog_limit 8192
+lost 0
+backlog 0
+EOF
+;;
+-l) if [ "$(cat $S/rules)" = loaded ]; then cat <<'EOF'
+""" + "\n".join(CIS_RULES) + """
+EOF
+else echo "No rules"; fi;;
+-m) exit 0;;
+*) echo unsupported >&2; exit 1;;
+esac
+"""
+
+FIXABLE_SERVICE = _FAKE_PRELUDE + """[ "$*" = "auditd start" ] || { echo "service: only 'auditd start' here" >&2; exit 1; }
+record "$0" "$@"
+echo running > $S/auditd
+echo "Starting audit daemon: auditd."
+"""
+
+# The fix login may `sudo systemctl enable --now auditd` (used where systemd runs): on a test host that must
+# never reach this machine's own systemd.
+FIXABLE_SYSTEMCTL = """echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2
+exit 1
+"""
+
+FIXABLE_AUGENRULES = _FAKE_PRELUDE + """[ "$*" = "--load" ] || { echo "augenrules: only --load here" >&2; exit 1; }
+record "$0" "$@"
+echo loaded > $S/rules
+"""
+
+
+def _fixable_ctl(base_toml: str, instance_id: str) -> str:
+    """The agent ctl of a fixable host. append-config does what the real one does to the files we judge: the
+    fragment lands in .d/ as file_<name>, the TOML is re-translated (the base one plus an audit.log entry for
+    the fragment's group) and the agent (re)starts."""
+    audit_entry = _toml_file_config("/var/log/audit/audit.log", "$g", instance_id)  # $g: the fragment's group
+    return _FAKE_PRELUDE + f"""A={CWA_DIR}
+if [ "$*" = "-a status" ]; then
+  if [ "$(cat $S/agent)" = running ]; then st=running t=2026-11-23T06:00:00+00:00; else st=stopped t=; fi
+  printf '{{\\n  "status": "%s",\\n  "starttime": "%s",\\n  "configstatus": "configured",\\n  "version": "1.300057.0b1207"\\n}}\\n' "$st" "$t"
+elif [ "$*" = "-a start" ]; then
+  [ -f $A/etc/amazon-cloudwatch-agent.toml ] || {{ echo "no translated config: run fetch-config first" >&2; exit 1; }}
+  record "$0" "$@"
+  echo running > $S/agent
+elif [ $# = 7 ] && [ "$1 $2 $3 $4 $5 $6" = "-a append-config -m ec2 -s -c" ] && [ "${{7#file:}}" != "$7" ]; then
+  src=${{7#file:}}
+  # The real ctl validates the merged config; here the fragment must name a group the TOML can hold.
+  g=$(sed -n 's|^ *"log_group_name": "\\([-._/#A-Za-z0-9]*\\)".*|\\1|p' "$src" | head -n 1)
+  [ -n "$g" ] || {{ echo "append-config: $src: no usable log_group_name" >&2; exit 1; }}
+  record "$0" "$@"
+  cp "$src" "$A/etc/amazon-cloudwatch-agent.d/file_$(basename "$src")"
+  {{ cat <<'EOF'
+{base_toml.rstrip(chr(10))}
+EOF
+  cat <<EOF
+{audit_entry.rstrip(chr(10))}
+EOF
+  }} > $A/etc/amazon-cloudwatch-agent.toml
+  echo running > $S/agent
+else echo unsupported >&2; exit 1; fi
+"""
 
 
 @dataclass
@@ -113,10 +218,23 @@ class SshdHost:
     proc: subprocess.Popen
     host_key_fingerprint: str
     log: Path
+    state_dir: Path | None = None  # a fixable host's state (workdir/state), else None
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def state(self) -> dict[str, str]:
+        """{"auditd": running|stopped, "rules": loaded|empty, "agent": running|stopped}, read from outside."""
+        if self.state_dir is None:
+            raise ValueError("not a fixable host")
+        return {name: (self.state_dir / name).read_text().strip() for name in ("auditd", "rules", "agent")}
+
+    def trap_log(self) -> list[str]:
+        """One line per privileged change the fakes made: `<ISO time> uid=<id -u> sudo_uid=<login> <argv>`."""
+        if self.state_dir is None:
+            raise ValueError("not a fixable host")
+        return (self.state_dir / "trap.log").read_text().splitlines()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -128,10 +246,50 @@ class SshdHost:
                 self.proc.wait(timeout=5)
 
 
+def _fixable(workdir: Path, fixable: FixableState, base_toml: str, instance_id: str) -> list[str]:
+    """Write a fixable host's state and fakes; return the wrapper lines that mount them.
+
+    Everything is root-owned and 0755/0644, so the logins can read the state and run the fakes but change
+    either only as root, through the sudo lines they were given."""
+    state = workdir / "state"
+    state.mkdir(mode=0o755)
+    for name, value in (("auditd", "running" if fixable.auditd_running else "stopped"),
+                        ("rules", "loaded" if fixable.rules_loaded else "empty"),
+                        ("agent", "running" if fixable.agent_running else "stopped"), ("trap.log", None)):
+        (state / name).write_text("" if value is None else value + "\n")
+        (state / name).chmod(0o644)
+    state.chmod(0o755)
+    fake = workdir / "fake"
+    fake.mkdir(mode=0o755)
+    tools = {"/usr/sbin/auditctl": FIXABLE_AUDITCTL, "/usr/sbin/service": FIXABLE_SERVICE,
+             "/usr/sbin/augenrules": FIXABLE_AUGENRULES, "/usr/bin/systemctl": FIXABLE_SYSTEMCTL}
+    for path, body in tools.items():
+        _script(fake / Path(path).name, body)
+    _script(workdir / "opt" / CWA_DIR.removeprefix("/opt/") / "bin" / "amazon-cloudwatch-agent-ctl",
+            _fixable_ctl(base_toml, instance_id))
+    (workdir / "auditd.conf").write_text(GOOD_AUDITD_CONF + "\n")
+    # The fixes chown/chmod /var/log/audit: give them a private one, never this machine's.
+    logdir = workdir / "auditlog"
+    logdir.mkdir()
+    (logdir / "audit.log").write_text("type=DAEMON_START msg=audit(1700000000.000:1): op=start\n")
+    logdir.chmod(0o750)
+    (logdir / "audit.log").chmod(0o640)
+    lines = [f"mkdir -m 755 {STATE_DIR}", f"mount --bind {state} {STATE_DIR}"]
+    for path in tools:
+        mount = f"mount --bind {fake / Path(path).name} {path}"
+        # A bind mount needs a target: where a tool the fixes use is missing, an empty file stands in for it
+        # (on the real filesystem). No systemctl: nothing to guard.
+        lines.append(f"[ -e {path} ] && {mount} || true" if path.endswith("systemctl")
+                     else f"[ -e {path} ] || touch {path}; {mount}")
+    return lines + [f"mount --bind {workdir / 'auditd.conf'} /etc/audit/auditd.conf",
+                    f"mount --bind {logdir} /var/log/audit"]
+
+
 def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str, profile: str,
                     instance_id: str, fake_auditctl: bool | None = None, host_key_type: str = "ed25519",
                     agent_files: dict[str, str | bytes] | None = None, rules: str | None = None,
-                    eic_key_dir: Path | None = None) -> SshdHost:
+                    eic_key_dir: Path | None = None, remediation_key: str | None = None,
+                    fixable: FixableState | None = None) -> SshdHost:
     """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy.
 
     host_key_type: the one host key sshd offers ("ed25519", "rsa", "ecdsa"), e.g. to play a host whose key
@@ -141,11 +299,23 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     rules: what the (fake) `auditctl -l` lists, with the healthy `auditctl -s` answer.
     eic_key_dir: also authorize, through sshd's AuthorizedKeysCommand (run as root, like EC2's
     eic_run_authorized_keys), the unexpired keys the EC2 Instance Connect stand-in received for this
-    instance and the connecting user (devstack/eic_keys.py). None: authorized_keys only, as before."""
+    instance and the connecting user (devstack/eic_keys.py). None: authorized_keys only, as before.
+    remediation_key: also let REMEDIATION_LOGIN in with this key, with exactly `remediation_sudoers` (the
+    caller creates the user: ensure_login_user(REMEDIATION_LOGIN)). Only with `fixable`: elsewhere those sudo
+    lines would act on this machine.
+    fixable: a healthy host whose auditd / rules / agent state (this starting state) the fixes can change,
+    with fake auditctl, service, augenrules and agent ctl, a private /var/log/audit and auditd.conf;
+    SshdHost.state() and trap_log() read it."""
+    if remediation_key and not fixable:  # its sudo lines would start, chmod and chown this machine's real auditd
+        raise ValueError("remediation_key needs a fixable host")
+    if fixable and (profile != "healthy" or rules is not None):
+        raise ValueError("a fixable host is the healthy profile with its own fakes: no other profile or rules")
+    if fixable and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", instance_id):
+        raise ValueError(f"instance id {instance_id!r} goes into the fake ctl: letters, digits and - only")
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "opt").mkdir(parents=True)
-    _agent_tree(workdir / "opt", profile, instance_id)
+    _agent_tree(workdir / "opt", profile, instance_id, fixable.agent_ships_audit_log if fixable else None)
     etc = workdir / "opt" / "aws" / "amazon-cloudwatch-agent" / "etc"
     for name, content in (agent_files or {}).items():
         target = etc / name
@@ -155,11 +325,18 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     sudoers.mkdir()
     (sudoers / "ec2-audit").write_text(SUDO_RULE)
     (sudoers / "ec2-audit").chmod(0o440)
+    if remediation_key:
+        (sudoers / "ec2-audit-fix").write_text(remediation_sudoers(REMEDIATION_LOGIN))
+        (sudoers / "ec2-audit-fix").chmod(0o440)
     key = workdir / f"ssh_host_{host_key_type}_key"
     subprocess.run(["ssh-keygen", "-q", "-t", host_key_type, "-N", "", "-f", str(key)], check=True)
     fingerprint = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(key) + ".pub"], check=True,
                                  capture_output=True, text=True).stdout.split()[1]
-    (workdir / "authorized_keys").write_text(authorized_key.strip() + "\n")
+    # One file per login (sshd's %u): the audit key never opens the fix login, nor the reverse.
+    logins = {LOGIN: authorized_key, **({REMEDIATION_LOGIN: remediation_key} if remediation_key else {})}
+    (workdir / "authorized_keys").mkdir()
+    for login, public in logins.items():
+        (workdir / "authorized_keys" / login).write_text(public.strip() + "\n")
     if eic_key_dir:
         from devstack.eic_keys import authorized_keys_command
 
@@ -168,8 +345,8 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
 ListenAddress {address}:{port}
 HostKey {key}
 PidFile {workdir / 'sshd.pid'}
-AuthorizedKeysFile /opt/.sshd-test/authorized_keys
-AllowUsers {LOGIN}
+AuthorizedKeysFile /opt/.sshd-test/authorized_keys/%u
+AllowUsers {" ".join(logins)}
 StrictModes no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -183,12 +360,15 @@ LogLevel VERBOSE
     # into the namespace's own /opt tmpfs.
     (workdir / "cmdline").write_text(CMDLINE[profile] + "\n")
     mounts = ["mount -t tmpfs -o mode=755 tmpfs /opt", f"cp -a {workdir / 'opt'}/. /opt/",
-              "mkdir -m 755 /opt/.sshd-test", f"install -m 644 {workdir / 'authorized_keys'} /opt/.sshd-test/",
+              "mkdir -m 755 /opt/.sshd-test /opt/.sshd-test/authorized_keys",
+              f"install -m 644 {workdir / 'authorized_keys'}/* /opt/.sshd-test/authorized_keys/",
               *([f"install -m 755 {workdir / 'eic_run_authorized_keys'} {EIC_COMMAND}"] if eic_key_dir else []),
               f"mount --bind {sudoers} /etc/sudoers.d",
               # The boot command line is this VM's, not an EC2 instance's: each host gets its own.
               f"mount --bind {workdir / 'cmdline'} /proc/cmdline"]
-    if profile == "misconfigured":
+    if fixable:
+        mounts += _fixable(workdir, fixable, (etc / "amazon-cloudwatch-agent.toml").read_text(), instance_id)
+    elif profile == "misconfigured":
         _script(workdir / "auditctl", MISCONFIGURED_AUDITCTL)
         (workdir / "auditd.conf").write_text(WEAK_AUDITD_CONF + "\n")
         loose = workdir / "auditlog"
@@ -210,7 +390,7 @@ LogLevel VERBOSE
     log = workdir / "sshd.log"
     proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", wrapper],
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    host = SshdHost(address, port, proc, fingerprint, log)
+    host = SshdHost(address, port, proc, fingerprint, log, workdir / "state" if fixable else None)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
