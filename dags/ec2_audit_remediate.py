@@ -3,7 +3,8 @@
 plan_fixes → needs_approval (dry run or nothing to fix: stop here) → approve (Airflow's human-in-the-loop
 ApprovalOperator: the plan and its SHA-256 on screen) → apply_fixes (ec2_audit_remediate_ssh, pinned keys
 only) → reverify (the audit's own verify path and read-only login) → publish (the day's report, rebuilt with
-its Remediated section); record_decision keeps who approved, rejected or let it time out.
+its Remediated section). The approval records who approved, rejected or let it time out; record_decision
+records an approval task that failed without an answer.
 
 Manual by default (dry_run=true: shows exactly what would run, touches nothing). EC2_AUDIT_REMEDIATE_ON_EVIDENCE=1
 schedules it on the audit's evidence Asset, so each day's plan waits for approval in the Required Actions page.
@@ -33,12 +34,20 @@ def _params() -> RemediateParams:
 
 
 class PlanApproval(ApprovalOperator):
-    """The approval, waiting `approval_timeout_minutes` (a run param) and then defaulting to Reject: no answer
-    never means yes."""
+    """The approval, waiting `approval_timeout` (a run param) and then defaulting to Reject: no answer
+    never means yes. The answer is recorded here, as it arrives: a Reject skips every task after this one
+    (and leaves no XCom), so no later task could read it."""
 
     def execute(self, context):
-        self.response_timeout = timedelta(minutes=int(context["params"]["approval_timeout_minutes"]))
+        self.response_timeout = timedelta(minutes=float(context["params"]["approval_timeout"]))
         return super().execute(context)
+
+    def execute_complete(self, context, event):
+        if "error" not in event:
+            remediate.record_decision(RemediateParams.from_params(dict(context["params"])),
+                                      context["ti"].xcom_pull(task_ids="plan_fixes"), event,
+                                      context["dag_run"].run_id)
+        return super().execute_complete(context, event)
 
 
 @dag(
@@ -93,9 +102,8 @@ def ec2_audit_remediate():
 
     @task(trigger_rule="all_done")
     def record_decision(planned: dict) -> str:
-        context = get_current_context()
-        return remediate.record_decision(_params(), planned, context["ti"].xcom_pull(task_ids="approve"),
-                                         context["dag_run"].run_id)
+        # The approval recorded its answer; an approval task that failed before one is recorded here.
+        return remediate.ensure_decision(_params(), planned, get_current_context()["dag_run"].run_id)
 
     planned = plan_fixes()
     applied = apply_fixes(planned)

@@ -129,6 +129,9 @@ class FixableState:
     rules_loaded: bool = True
     agent_running: bool = True
     agent_ships_audit_log: bool = True
+    # False: `service auditd start` says it started and exits 0, but the daemon dies at once (a bad config,
+    # a full disk): the fix "ran" and must not be reported fixed.
+    auditd_starts: bool = True
 
 
 # Shared by the fakes of a fixable host. The trap line is written BEFORE the change, as root: a caller that is
@@ -163,7 +166,7 @@ esac
 
 FIXABLE_SERVICE = _FAKE_PRELUDE + """[ "$*" = "auditd start" ] || { echo "service: only 'auditd start' here" >&2; exit 1; }
 record "$0" "$@"
-echo running > $S/auditd
+if [ "$(cat $S/auditd_starts)" = yes ]; then echo running > $S/auditd; fi
 echo "Starting audit daemon: auditd."
 """
 
@@ -255,7 +258,8 @@ def _fixable(workdir: Path, fixable: FixableState, base_toml: str, instance_id: 
     state.mkdir(mode=0o755)
     for name, value in (("auditd", "running" if fixable.auditd_running else "stopped"),
                         ("rules", "loaded" if fixable.rules_loaded else "empty"),
-                        ("agent", "running" if fixable.agent_running else "stopped"), ("trap.log", None)):
+                        ("agent", "running" if fixable.agent_running else "stopped"),
+                        ("auditd_starts", "yes" if fixable.auditd_starts else "no"), ("trap.log", None)):
         (state / name).write_text("" if value is None else value + "\n")
         (state / name).chmod(0o644)
     state.chmod(0o755)

@@ -125,7 +125,7 @@ class RemediateParams:
     dry_run: bool = _remediate_default("dry_run")
     log_group: str | None = _remediate_default("log_group")
     include_advisory: bool = _remediate_default("include_advisory")
-    approval_timeout_minutes: int = _remediate_default("approval_timeout_minutes")
+    approval_timeout: float = _remediate_default("approval_timeout")
     max_hosts: int = _remediate_default("max_hosts")
     concurrency: int = _remediate_default("concurrency")
     command_timeout: int = _remediate_default("command_timeout")

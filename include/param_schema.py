@@ -115,8 +115,9 @@ REMEDIATE_SCHEMAS: dict[str, dict[str, Any]] = {
                   "description": "CloudWatch log group the agent fix ships audit.log to; empty = that fix is manual"},
     "include_advisory": {"type": "boolean", "default": False,
                          "description": "Also fix failures outside the day's profile (advisory_failed)"},
-    "approval_timeout_minutes": {"type": "integer", "minimum": 1, "maximum": 10080, "default": 240,
-                                 "description": "No answer within this long: nothing runs (recorded as timed out)"},
+    "approval_timeout": {"type": "number", "minimum": 0.05, "maximum": 10080, "default": 240,
+                         "description": "Minutes to wait for an answer; none by then: nothing runs (recorded as "
+                                        "timed out)"},
     "max_hosts": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50,
                   "description": "At most this many hosts in one plan (the rest are listed, not planned)"},
     "concurrency": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10,

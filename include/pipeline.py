@@ -266,7 +266,9 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         previous_items=store.day_items(previous_day, fields=["status"]) if previous_day else [],  # drift: statuses
         waivers=waiver_status(load_waivers(params.waivers_file), day),
         gaps=stored.missing_evidence,
-        trend_png=trend.chart_for_day(store, day))
+        trend_png=trend.chart_for_day(store, day),
+        # Beside the verdicts, never in them: what ec2_audit_remediate changed that day, and who approved it.
+        remediations=store.day_remediations(day), decisions=store.decisions(day))
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     # OCSF Compliance Findings (class 2003), one per host and check, streamed: for the SIEM (include/ocsf.py).
     paths["ocsf"] = ocsf.write_ocsf(params.resolved_report_dir(), day,

@@ -100,9 +100,10 @@ def needs_approval(planned: dict[str, Any]) -> bool:
 # ------------------------------------------------------------------ 2. the answer
 
 def answer(hitl: dict[str, Any] | None) -> tuple[str, str, str]:
-    """(decision, by, at) from the approval task's result: approved | rejected | timed_out."""
+    """(decision, by, at) from the approval task's result: approved | rejected | timed_out | no_answer (the
+    approval task itself failed, so it left no result)."""
     if not hitl:
-        return "timed_out", "", ""
+        return "no_answer", "", ""
     chosen = list(hitl.get("chosen_options") or [])
     user = hitl.get("responded_by_user") or {}
     by = (f"{user.get('name') or user.get('id')} (id {user.get('id')})" if user else "")
@@ -116,12 +117,21 @@ def record_decision(params: RemediateParams, planned: dict[str, Any], hitl: dict
     decision, by, at = answer(hitl)
     detail = {"approved": "fixes ran on the approved plan",
               "rejected": "rejected: nothing ran on any host",
-              "timed_out": f"no answer within {params.approval_timeout_minutes} min: nothing ran on any host"}[decision]
+              "timed_out": f"no answer within {params.approval_timeout} min: nothing ran on any host",
+              "no_answer": "the approval task failed without an answer: nothing ran on any host"}[decision]
     store_of(params).add_decision(planned["audit_date"], RemediationDecision(
         run_id=run_id, decision=decision, plan_sha256=planned["sha256"], hosts=planned["hosts"],
         fixes=planned["fixes"], by=by, at=at or _now(), detail=detail), params.ttl_days)
     log.info("remediation of %s, plan %s: %s", planned["audit_date"], planned["sha256"], detail)
     return decision
+
+
+def ensure_decision(params: RemediateParams, planned: dict[str, Any], run_id: str) -> str:
+    """The run's answer as recorded by the approval task, else `no_answer` (the approval failed)."""
+    for d in store_of(params).decisions(planned["audit_date"]):
+        if d.run_id == run_id:
+            return d.decision
+    return record_decision(params, planned, None, run_id)
 
 
 # ------------------------------------------------------------------ 3. the fixes
