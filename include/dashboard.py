@@ -25,7 +25,10 @@ def _unverified(item: EvidenceItem) -> bool:
 
 
 def fleet_page(day: str | None, summary: dict | None, items: list[dict], trend_png: bytes | None,
-               check_meta: dict[str, dict]) -> str:
+               check_meta: dict[str, dict], remediations: Iterable[RemediationRecord | Mapping] = ()) -> str:
+    """`remediations`: EvidenceStore.day_remediations(day), shown as the day's "Remediated" section."""
+    from include.report import remediation_rows
+
     if day is None:
         return render("dashboard_fleet.html", day=None)
     stored = RunSummary.from_item(summary) if summary else None
@@ -44,7 +47,8 @@ def fleet_page(day: str | None, summary: dict | None, items: list[dict], trend_p
                               "remediation": check_meta.get(c, {}).get("remediation", "")}
                              for c in it.failed_checks]} for it in failing],
         unverified=[{"instance_id": it.instance_id, "name": it.display_name, "status": it.status,
-                     "detail": it.status_detail[:200]} for it in other])
+                     "detail": it.status_detail[:200]} for it in other],
+        remediated=remediation_rows(remediations, detail_chars=300))
 
 
 def _remediation(record: RemediationRecord) -> dict:

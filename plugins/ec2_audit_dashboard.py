@@ -45,7 +45,7 @@ def _fleet(day: str | None) -> str:
     if day is None:
         return dashboard.fleet_page(None, None, [], None, {})
     return dashboard.fleet_page(day, store.get_summary(day), store.day_items(day), trend.chart_for_day(store, day),
-                                check_meta())
+                                check_meta(), store.day_remediations(day))
 
 
 def _host(instance_id: str) -> str:

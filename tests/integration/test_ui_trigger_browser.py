@@ -11,28 +11,21 @@ It fails when any optional param's default is refused by the form (the Trigger b
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from devstack import procs
 from devstack.aws_seed import clients
-from devstack.stack import PROJECT, REGION, SSH_PORT, LocalStack, _http_ok, free_port, wait_until
+from devstack.stack import PROJECT, REGION, SSH_PORT, LocalStack
+from devstack.standalone import Api, Standalone, wait_for
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (apt-get install chromium)")
 ARTIFACTS = PROJECT / ".local" / "artifacts"
 DAG_ID = "ec2_audit_compliance"
-USER, PASSWORD = "operator", uuid.uuid4().hex
+USER = "operator"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # Two past days, well over 36 h old: mode auto → rebuild.
@@ -71,87 +64,15 @@ def seed_backfill_days(stack: LocalStack) -> dict[str, str]:
     return seeded
 
 
-class Api:
-    """The Airflow REST API with a token for the test's user (to watch runs; the UI does the acting)."""
-
-    def __init__(self, base: str):
-        self.base = base
-        body = json.dumps({"username": USER, "password": PASSWORD}).encode()
-        request = urllib.request.Request(f"{base}/auth/token", data=body,
-                                         headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            self.token = json.loads(response.read())["access_token"]
-
-    def get(self, path: str) -> dict:
-        request = urllib.request.Request(f"{self.base}/api/v2/{path}", headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-
-    def runs(self) -> list[dict]:
-        return self.get(f"dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
-
-    def trigger(self, conf: dict) -> str:
-        body = json.dumps({"logical_date": None, "conf": conf}).encode()
-        request = urllib.request.Request(f"{self.base}/api/v2/dags/{DAG_ID}/dagRuns", data=body, method="POST",
-                                         headers={"Authorization": f"Bearer {self.token}",
-                                                  "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())["dag_run_id"]
-
-
-def wait_for(predicate, timeout: float, what: str, diagnose=lambda: ""):
-    """Poll until predicate() returns something truthy (returned); bounded in time, fails with a diagnosis."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"{what}: not within {timeout:g}s. {diagnose()}")
-
-
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui-trigger")
     with LocalStack(root, fleet()) as stack:
         seeded = seed_backfill_days(stack)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        (root / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
-        bin_dir = str(Path(sys.executable).parent)  # standalone starts its components as `airflow …`
-        env = {**os.environ, **stack.airflow_env(), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-               "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
-               "AIRFLOW__API__BASE_URL": base,
-               "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
-               "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # a paused DAG blocks backfill runs
-               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
-               "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
-               "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-               "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-               # Every run here misses its report deadline (0.6 s): only runs with alert_recipients are told.
-               "EC2_AUDIT_REPORT_DEADLINE_MINUTES": "0.01",
-               "EC2_AUDIT_RETRY_DELAY_SECONDS": "2"}
-        env.pop("EC2_AUDIT_SCHEDULE", None)  # the daily schedule: backfills need a backfillable timetable
-        airflow_bin = str(Path(sys.executable).with_name("airflow"))
-        log_path = root / "standalone.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([airflow_bin, "standalone"], env=env, cwd=PROJECT, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_until(lambda: _http_ok(f"{base}/api/v2/monitor/health"), 180, "airflow standalone", proc)
-            api = Api(base)
-
-            def dag_parsed():
-                try:
-                    return api.get(f"dags/{DAG_ID}")
-                except urllib.error.HTTPError:
-                    return None
-
-            wait_for(dag_parsed, 180, "the DAG parsed by the dag-processor", lambda: log_path.read_text()[-3000:])
-            yield {"base": base, "api": api, "stack": stack, "seeded": seeded, "log": log_path,
-                   "report_dir": Path(env["AIRFLOW_HOME"]) / "reports" / "ec2_audit"}
-        finally:
-            procs.stop_group(proc, timeout=60)
+        # Every run here misses its report deadline (0.6 s): only runs with alert_recipients are told.
+        with Standalone(stack, root, [DAG_ID], {"EC2_AUDIT_REPORT_DEADLINE_MINUTES": "0.01"}, user=USER) as af:
+            yield {"base": af.base, "api": af.api, "stack": stack, "seeded": seeded, "log": af.log,
+                   "password": af.password, "report_dir": af.airflow_home / "reports" / "ec2_audit"}
 
 
 def pick_date_time(page, trigger, day: date, clock: str) -> None:
@@ -169,19 +90,11 @@ def pick_date_time(page, trigger, day: date, clock: str) -> None:
 
 
 def finished(api: Api, run_ids: set[str] | None = None, run_type: str | None = None, count: int = 1):
-    runs = [r for r in api.runs() if (run_ids is None or r["dag_run_id"] in run_ids)
+    runs = [r for r in api.runs(DAG_ID) if (run_ids is None or r["dag_run_id"] in run_ids)
             and (run_type is None or r["run_type"] == run_type)]
     if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
         return runs
     return None
-
-
-def task_failures(api: Api, run_id: str) -> str:
-    try:
-        tis = api.get(f"dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
-    except urllib.error.HTTPError as error:
-        return f"(task instances: HTTP {error.code})"
-    return "; ".join(f"{t['task_id']}[{t.get('map_index')}]={t['state']}" for t in tis if t["state"] != "success")
 
 
 def test_trigger_with_defaults_then_backfill_two_past_days_from_the_same_dialog(airflow):
@@ -197,7 +110,7 @@ def test_trigger_with_defaults_then_backfill_two_past_days_from_the_same_dialog(
         try:
             page.goto(f"{base}/auth/login?next={base}/dags/{DAG_ID}")  # Airflow's own login page
             page.fill("input[name=username]", USER)
-            page.fill("input[name=password]", PASSWORD)
+            page.fill("input[name=password]", airflow["password"])
             page.click("button[type=submit]")
             page.wait_for_url(f"{base}/dags/{DAG_ID}**", timeout=60_000)
 
@@ -210,14 +123,14 @@ def test_trigger_with_defaults_then_backfill_two_past_days_from_the_same_dialog(
             trigger = dialog.get_by_role("button", name="Trigger")
             expect(trigger).to_be_enabled(timeout=15_000)  # was disabled: "Run Parameters" invalid with the defaults
             expect(dialog.get_by_text("This field is required")).to_have_count(0)
-            before = {r["dag_run_id"] for r in api.runs()}
+            before = {r["dag_run_id"] for r in api.runs(DAG_ID)}
             trigger.click()
-            new = wait_for(lambda: {r["dag_run_id"] for r in api.runs()} - before, 60, "a run created by Trigger")
+            new = wait_for(lambda: {r["dag_run_id"] for r in api.runs(DAG_ID)} - before, 60, "a run created by Trigger")
             assert len(new) == 1
             (run_id,) = new
             runs = wait_for(lambda: finished(api, new), RUN_TIMEOUT, f"run {run_id} to finish", diagnose)
             page.screenshot(path=str(ARTIFACTS / "ui-trigger-done.png"), full_page=True)
-            assert runs[0]["state"] == "success", task_failures(api, run_id) + diagnose()
+            assert runs[0]["state"] == "success", api.task_failures(DAG_ID, run_id) + diagnose()
             assert runs[0]["run_type"] == "manual"
             today = datetime.now(timezone.utc).date().isoformat()
             live_report = airflow["report_dir"] / f"compliance-{today}.json"
@@ -242,7 +155,7 @@ def test_trigger_with_defaults_then_backfill_two_past_days_from_the_same_dialog(
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(ARTIFACTS / "ui-backfill-done.png"), full_page=True)
             assert len(runs) == 2
-            assert all(r["state"] == "success" for r in runs), [task_failures(api, r["dag_run_id"]) for r in runs]
+            assert all(r["state"] == "success" for r in runs), [api.task_failures(DAG_ID, r["dag_run_id"]) for r in runs]
             assert sorted(r["logical_date"][:10] for r in runs) == [d.isoformat() for d in BACKFILL_DAYS]
             for r in runs:  # the form sent the defaults as they stand, and the run's own check accepted them
                 assert (r.get("conf") or {}).get("waivers_file") in (None, ""), r.get("conf")
@@ -271,7 +184,7 @@ def test_a_run_that_misses_its_report_deadline_sends_a_late_notice(airflow):
     """The DeadlineAlert through the real scheduler and triggerer: the run is not done 0.6 s after it was
     queued, so its alert_recipients get the LATE email (include/deadline.py) in the SMTP sink."""
     api, stack = airflow["api"], airflow["stack"]
-    run_id = api.trigger({"alert_recipients": ["late@example.test"], "recipients": [], "mode": "live"})
+    run_id = api.trigger(DAG_ID, {"alert_recipients": ["late@example.test"], "recipients": [], "mode": "live"})
     wait_for(lambda: finished(api, {run_id}), RUN_TIMEOUT, f"run {run_id} to finish",
              lambda: airflow["log"].read_text()[-3000:])
 

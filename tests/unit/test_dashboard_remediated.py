@@ -115,3 +115,42 @@ def test_the_plugin_host_route_passes_the_hosts_remediation_records(monkeypatch)
     page = plugin._host(HOST)
     assert asked == [("history", HOST), ("remediations", HOST)]
     assert list(table(page, SUMMARY)) == [DAY, EARLIER_DAY]
+
+
+FLEET = ["Instance", "Name", "Fixes", "Approved by", "Before → after", "Outcome"]
+
+
+def test_fleet_page_shows_the_day_s_remediations_and_a_not_fixed_as_a_failure():
+    from include.checks.catalogue import check_meta
+
+    items = history()
+    page = dashboard.fleet_page(DAY, {"discovered": 1, "checked": 1}, items, None, check_meta(), records()[:1])
+    (row,) = rows_of(page, FLEET)
+    assert row["Instance"] == HOST and row["Approved by"] == "alice"
+    assert row["Outcome"].startswith("fix failed") and "cwagent.ships_audit_log" in row["Outcome"]
+    assert "Remediated (1)" in page
+    assert "Remediated" not in dashboard.fleet_page(DAY, {"discovered": 1, "checked": 1}, items, None, check_meta())
+
+
+def test_the_plugin_fleet_route_passes_the_day_s_remediation_records(monkeypatch):
+    plugin = pytest.importorskip("plugins.ec2_audit_dashboard")
+
+    class Store:
+        def latest_audit_day(self):
+            return DAY
+
+        def get_summary(self, day):
+            return {"discovered": 1, "checked": 1}
+
+        def day_items(self, day):
+            return history()
+
+        def day_remediations(self, day):
+            assert day == DAY
+            return records()[:1]
+
+        def summaries(self, first, last):
+            return []
+
+    monkeypatch.setattr(plugin, "_store", Store)
+    assert [r["Instance"] for r in rows_of(plugin._fleet(None), FLEET)] == [HOST]

@@ -151,3 +151,26 @@ def test_the_remediation_dag_is_manual_approval_gated_and_never_retries_a_change
     # record_decision must not be the approval's direct downstream: a Reject skips those.
     assert "record_decision" not in approve.downstream_task_ids
     assert dag.get_task("record_decision").trigger_rule == "all_done"
+
+
+def test_the_day_is_the_param_else_the_triggering_evidence_event_s():
+    from types import SimpleNamespace
+
+    from include.remediate import resolve_day
+
+    events = {"ec2_audit_evidence": [SimpleNamespace(extra={"audit_date": "2026-11-29"}),
+                                     SimpleNamespace(extra={"audit_date": "2026-11-30"})]}
+    assert resolve_day(RemediateParams(audit_date="2026-11-01"), events) == "2026-11-01"
+    assert resolve_day(RemediateParams(), events) == "2026-11-30"  # the latest event
+
+
+def test_on_evidence_the_dag_is_scheduled_by_the_audit_s_asset(monkeypatch, airflow_db):
+    import importlib.util
+
+    monkeypatch.setenv("EC2_AUDIT_REMEDIATE_ON_EVIDENCE", "1")
+    spec = importlib.util.spec_from_file_location("remediate_on_evidence", ROOT / "dags" / "ec2_audit_remediate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = module.ec2_audit_remediate()
+    assert dag.timetable.__class__.__name__ == "AssetTriggeredTimetable"
+    assert "ec2-audit://evidence" in str(dag.timetable.asset_condition)
