@@ -267,6 +267,7 @@ def _dag_row(r: Round, method: str, label: str, transport: str = "ssh") -> dict:
             "concurrency": 100, "evidence_table": table, **({"transport": transport} if transport != "ssh" else {})}
     mails = aws.mails()
     ssm0 = aws.ssm_calls() if transport == "ssm" else {}
+    cpu0 = aws.cpu_by_action()
     if method in ("dag", "dag-ssm"):
         run = bench_airflow.dag_test(env, DAG_ID, conf, r.args.dag_timeout, r.sim_pid, aws.moto_pid)
     else:
@@ -282,7 +283,16 @@ def _dag_row(r: Round, method: str, label: str, transport: str = "ssh") -> dict:
     if transport == "ssm":
         server = _diff(aws.ssm_calls(), ssm0)
         row.update(server_calls=server, calls_per_host=_per_host(server, r.n))
+    row["moto_cpu_by_action"] = moto_cpu_delta(cpu0, aws.cpu_by_action())
     return row
+
+
+def moto_cpu_delta(before: dict[str, dict], after: dict[str, dict], top: int = 12) -> dict[str, dict]:
+    """What one run cost moto, per AWS action, the costliest first."""
+    delta = {k: {"calls": v["calls"] - before.get(k, {}).get("calls", 0),
+                 "cpu_s": round(v["cpu_s"] - before.get(k, {}).get("cpu_s", 0.0), 1)} for k, v in after.items()}
+    ranked = sorted(((k, v) for k, v in delta.items() if v["calls"]), key=lambda kv: -kv[1]["cpu_s"])
+    return dict(ranked[:top])
 
 
 ANSIBLE = PROJECT / ".local" / "ansible-venv" / "bin" / "ansible"  # `make bench-tools`: bench-only install

@@ -123,6 +123,13 @@ class BenchAws:
         with urllib.request.urlopen(f"{self.endpoint}/moto-api/ec2audit/ssm-calls", timeout=30) as answer:
             return json.loads(answer.read())["calls"]
 
+    def cpu_by_action(self) -> dict[str, dict]:
+        """moto's CPU so far per AWS action (cumulative): {"dynamodb.Query": {"calls", "cpu_s"}, ...}."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.endpoint}/moto-api/ec2audit/cpu", timeout=30) as answer:
+            return json.loads(answer.read())
+
     @property
     def maildir(self) -> Path:
         return self.root / "mail"

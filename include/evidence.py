@@ -26,6 +26,7 @@ SUMMARY_ID = "#run-summary"  # instance_id of the per-day run summary item
 ALERTS_ID = "#alerts"  # instance_id of the per-day compliance-alert state (include/alerts.py)
 REMEDIATION_PREFIX = "#remediation#"  # + host id: one partition per host, one item per audit day
 DECISIONS_ID = "#remediation-decisions"  # per day: every answer given to a remediation plan
+REMEDIATED_ID = "#remediation-hosts"  # per day: the ids that have a remediation record (read them without a scan)
 KEYS = ["instance_id", "audit_date"]
 
 
@@ -255,13 +256,21 @@ class EvidenceStore:
         fields = {**record.to_item(), "earlier": earlier}
         fields.pop("audit_date")
         self._put_day_item(partition, "remediation", record.audit_date, fields, ttl_days)
+        # The day's list of remediated hosts: the report reads it instead of filtering the whole day's index.
+        self.table.update_item(
+            Key={"instance_id": REMEDIATED_ID, "audit_date": record.audit_date},
+            UpdateExpression="ADD hosts :h SET item_type = :t, expires_at = :e",
+            ExpressionAttributeValues={":h": {record.host_id}, ":t": "remediation_hosts",
+                                       ":e": expires_at(record.audit_date, ttl_days)})
         return RemediationRecord.from_item({**fields, "audit_date": record.audit_date})
 
     def day_remediations(self, audit_date: str) -> list[RemediationRecord]:
-        """The day's remediation records (the day index, filtered to them), by host id."""
-        kwargs: dict = {"IndexName": DAY_INDEX, "KeyConditionExpression": Key("audit_date").eq(audit_date),
-                        "FilterExpression": Attr("item_type").eq("remediation")}
-        return sorted((RemediationRecord.from_item(it) for it in self._query_all(kwargs)), key=lambda r: r.host_id)
+        """The day's remediation records, by host id: one GetItem for the day's list, then BatchGetItem —
+        never a read of the whole day (on a day without remediation, one GetItem)."""
+        hosts = sorted((self._get_day_item(REMEDIATED_ID, audit_date) or {}).get("hosts") or [])
+        keys = [{"instance_id": REMEDIATION_PREFIX + h, "audit_date": audit_date} for h in hosts]
+        found = self._batch_get(self.table_name, keys) if keys else []
+        return sorted((RemediationRecord.from_item(it) for it in found), key=lambda r: r.host_id)
 
     def host_remediations(self, host_id: str, limit: int = 90) -> list[RemediationRecord]:
         """One host's remediation records, newest day first."""

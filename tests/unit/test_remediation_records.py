@@ -46,3 +46,16 @@ def test_decisions_are_appended_once_per_run_and_answer(store):
     assert [(d.run_id, d.decision, d.by) for d in store.decisions(DAY)] == [("r1", "rejected", "bob"),
                                                                            ("r2", "approved", "alice")]
     assert store.decisions("2026-11-30") == []
+
+
+def test_the_day_s_records_are_read_without_querying_the_whole_day(store, monkeypatch):
+    store.put_items([{"instance_id": f"i-{n}", "audit_date": DAY, "item_type": "instance", "status": "COMPLIANT"}
+                     for n in range(30)])
+    store.put_remediation(RemediationRecord(host_id="i-7", audit_date=DAY, run_id="r1", outcome="fixed"), 400)
+
+    def no_query(**kwargs):
+        raise AssertionError(f"a Query reads the whole day: {kwargs}")
+
+    monkeypatch.setattr(store.table, "query", no_query)
+    assert [r.host_id for r in store.day_remediations(DAY)] == ["i-7"]
+    assert store.day_remediations("2026-11-30") == []
