@@ -178,11 +178,19 @@ def locked_lines(home: Path) -> int:
     return sum(f.read_text(errors="replace").count(LOCKED) for f in home.rglob("*.log"))
 
 
-DAG_TEST_CHILD = """import json, resource, sys
+DAG_TEST_CHILD = """import json, os, resource, sys
 from datetime import datetime, timezone
 from airflow.dag_processing.dagbag import DagBag
 dag = DagBag(dag_folder=sys.argv[1]).get_dag(sys.argv[2])
+profile = os.environ.get("EC2AUDIT_BENCH_PROFILE")  # a path: cProfile the run (where the Airflow CPU goes)
+if profile:
+    import cProfile
+    profiler = cProfile.Profile()
+    profiler.enable()
 run = dag.test(logical_date=datetime.now(timezone.utc).replace(microsecond=0), run_conf=json.loads(sys.argv[3]))
+if profile:
+    profiler.disable()
+    profiler.dump_stats(profile)
 print('STATE', run.state)
 print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

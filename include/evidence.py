@@ -26,6 +26,7 @@ SUMMARY_ID = "#run-summary"  # instance_id of the per-day run summary item
 ALERTS_ID = "#alerts"  # instance_id of the per-day compliance-alert state (include/alerts.py)
 REMEDIATION_PREFIX = "#remediation#"  # + host id: one partition per host, one item per audit day
 DECISIONS_ID = "#remediation-decisions"  # per day: every answer given to a remediation plan
+DIGEST_PREFIX = "#day-digest#"  # + chunk number: the day's digest (include/day_digest.py), written when sealed
 REMEDIATED_ID = "#remediation-hosts"  # per day: the ids that have a remediation record (read them without a scan)
 KEYS = ["instance_id", "audit_date"]
 
@@ -242,6 +243,40 @@ class EvidenceStore:
 
     def put_alert_state(self, audit_date: str, state: Mapping[str, Any], ttl_days: int) -> None:
         self._put_day_item(ALERTS_ID, "alert_state", audit_date, state, ttl_days)
+
+    # -- the day's digest (include/day_digest.py): statuses for drift, the index the report matches against
+    def put_digest(self, audit_date: str, digest: Mapping[str, Any], ttl_days: int) -> int:
+        """Write the day's digest as chunk items (the first holds the count and the hash); returns the count."""
+        from boto3.dynamodb.types import Binary
+
+        from include import day_digest
+
+        chunks, sha = day_digest.encode(digest)
+        for n, chunk in enumerate(chunks):
+            extra = {"chunks": len(chunks), "sha256": sha, "hosts": len(digest)} if n == 0 else {}
+            self._put_day_item(f"{DIGEST_PREFIX}{n}", "day_digest", audit_date,
+                               {"data": Binary(chunk), **extra}, ttl_days)
+        return len(chunks)
+
+    def digest(self, audit_date: str) -> dict | None:
+        """The day's digest (instance id → day_digest.Entry), or None when the day has none (sealed before
+        digests, or never): callers then read the day's items as before."""
+        from include import day_digest
+
+        first = self._get_day_item(f"{DIGEST_PREFIX}0", audit_date)
+        if not first:
+            return None
+        n = int(first["chunks"])
+        rest = self._batch_get(self.table_name, [{"instance_id": f"{DIGEST_PREFIX}{i}", "audit_date": audit_date}
+                                                 for i in range(1, n)]) if n > 1 else []
+        by_part = {it["instance_id"]: bytes(it["data"].value) for it in rest}
+        chunks = [bytes(first["data"].value)] + [by_part.get(f"{DIGEST_PREFIX}{i}", b"") for i in range(1, n)]
+        return day_digest.decode(chunks, first["sha256"])
+
+    def items_by_id(self, audit_date: str, instance_ids: Iterable[str]) -> list[dict]:
+        """Full items of these instances on the day (BatchGetItem, 100 a call)."""
+        keys = [{"instance_id": i, "audit_date": audit_date} for i in dict.fromkeys(instance_ids)]
+        return self._batch_get(self.table_name, keys) if keys else []
 
     # -- remediation (include/remediate.py): records beside the day's evidence, never over it
     def put_remediation(self, record: RemediationRecord, ttl_days: int) -> RemediationRecord:

@@ -167,11 +167,17 @@ def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
     from include.records import Batch
     from include.verify import RunContext, verify_batch
 
+    from include import staging
+
     b = Batch.from_xcom(batch)
+
+    def stage(items: list[dict]) -> None:  # what this try stored, for build_report (include/staging.py)
+        staging.write_batch(params.resolved_report_dir(), b.audit_date, b.run_id, b.label or b.region, items)
+
     try:
         ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params))
         result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
-                              evidence_store(params), **transport_clients(params, b.region, b.account))
+                              evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage)
     except Exception as exc:
         if not final_try:
             raise
@@ -200,9 +206,11 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     facts = {k: inventory[k] for k in ("audit_date", "run_id", "mode")}
     if facts["mode"] == "rebuild":
         return facts
+    from include import day_digest
+
     store = evidence_store(params)
     earlier = store.run_summary(facts["audit_date"]) or RunSummary()
-    items = store.day_items(facts["audit_date"], fields=["status"])
+    items = store.day_items(facts["audit_date"], fields=["status", "output_sha256"])
     expected = {i for ids in inventory["instances"].values() for i in ids}
     recorded_now = {it["instance_id"] for it in items if it.get("run_id") == facts["run_id"]}
     unrecorded = sorted(expected - recorded_now)
@@ -229,7 +237,34 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
         regions=sorted(set(inventory["instances"]) | set(earlier.regions)), code_version=__version__,
         failed_batches=[{"label": r["label"], "error": r["error"]} for r in results or [] if r.get("failed")],
     ), params.ttl_days)
+    # The read above, kept: the next day's drift and this day's report use it instead of reading the day again.
+    store.put_digest(facts["audit_date"], day_digest.build(items), params.ttl_days)
     return {**facts, "checked": summary.checked, "discovered": summary.discovered}
+
+
+def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode: str) -> list[dict]:
+    """The day's items, as the summary, the dashboard and a later rebuild count them: the ones the verify
+    batches staged when the day's digest vouches for them (same run, status and output hash), the rest from
+    DynamoDB by key; without a digest (a day sealed before digests, a rebuild) the day's index is read."""
+    from include import staging
+
+    digest = store.digest(day) if mode != "rebuild" else None
+    if digest is None:
+        return store.day_items(day)
+    found, missing = staging.matching(digest, staging.read(params.resolved_report_dir(), day, run_id))
+    log.info("%s: %d items from the batches' staging, %d read from DynamoDB", day, len(found), len(missing))
+    items = found + [it for it in store.items_by_id(day, missing) if it.get("item_type") == "instance"]
+    return sorted(items, key=lambda it: it["instance_id"])
+
+
+def previous_statuses(store, previous_day: str | None) -> list[dict]:
+    """The previous audit day's statuses for drift: its digest, else its items' statuses."""
+    if not previous_day:
+        return []
+    digest = store.digest(previous_day)
+    if digest is None:
+        return store.day_items(previous_day, fields=["status"])
+    return [{"instance_id": i, "status": e.status} for i, e in digest.items()]
 
 
 def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
@@ -242,7 +277,7 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
     store = evidence_store(params)
     day, run_id, mode = sealed["audit_date"], sealed["run_id"], sealed["mode"]
     stored = store.run_summary(day)
-    items = store.day_items(day)  # the day's items, as the summary, the dashboard and a later rebuild count them
+    items = day_items_for_report(store, params, day, run_id, mode)
     discovered = stored.discovered if stored else len(items)
     notes: list[str] = []
     if mode == "rebuild":
@@ -263,7 +298,7 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=generated_at,
         check_meta=meta, not_running=stored.not_running,
         notes=notes, previous_day=previous_day,
-        previous_items=store.day_items(previous_day, fields=["status"]) if previous_day else [],  # drift: statuses
+        previous_items=previous_statuses(store, previous_day),  # drift: statuses
         waivers=waiver_status(load_waivers(params.waivers_file), day),
         gaps=stored.missing_evidence,
         trend_png=trend.chart_for_day(store, day),
@@ -275,6 +310,10 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
                                     ocsf.iter_ocsf_events(items, meta, generated_at))
     s = built.summary
     log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)
+    if mode != "rebuild":
+        from include import staging
+
+        staging.clear(params.resolved_report_dir(), day, run_id)
     return {**sealed, "subject": built.subject, "paths": paths, "compliance_pct": s.compliance_pct,
             "counts": s.counts, "checked": s.checked, "discovered": s.discovered,
             "failed_batches": len(stored.failed_batches) if mode != "rebuild" else 0}

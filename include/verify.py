@@ -185,9 +185,10 @@ class EvidenceWriter:
     """Buffers a batch's items and writes them every `every` hosts (and at close), one writer at a time."""
 
     def __init__(self, store: EvidenceStore, every: int = FLUSH_EVERY,
-                 sink: Callable[[list[dict]], None] | None = None) -> None:
+                 sink: Callable[[list[dict]], None] | None = None, keep: bool = False) -> None:
         self.store, self.every, self.pending = store, every, []
         self.sink = sink  # None: the day's table; re-verification (include/remediate.py) keeps its items aside
+        self.written: list[dict] | None = [] if keep else None  # what was stored, for staging (include/staging.py)
 
     def add(self, item: dict) -> bool:
         """Returns whether a flush is due."""
@@ -203,6 +204,8 @@ class EvidenceWriter:
     def write(self, items: list[dict]) -> None:
         if items:
             (self.sink or self.store.put_items)(items)
+            if self.written is not None:
+                self.written.extend(items)
 
     def close(self) -> None:
         self.write(self.take())
@@ -210,14 +213,16 @@ class EvidenceWriter:
 
 def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore,
                  eic_client=None, ssm_client=None, s3_client=None,
-                 sink: Callable[[list[dict]], None] | None = None) -> dict:
+                 sink: Callable[[list[dict]], None] | None = None,
+                 stage: Callable[[list[dict]], object] | None = None) -> dict:
     """Check every host of one batch and store its evidence. Returns only counts (XCom stays small).
     The batch's account-and-region clients: `eic_client` (ec2-instance-connect) for eic and auto without a
     key, `ssm_client` for ssm and auto, `s3_client` for ssm_output_bucket. `sink` receives the evidence items
-    instead of the day's table (re-verification after a fix must not overwrite what the audit saw)."""
+    instead of the day's table (re-verification after a fix must not overwrite what the audit saw). `stage`
+    receives every item stored, once, at the end (even when the batch fails: include/staging.py)."""
     batch = batch if isinstance(batch, Batch) else Batch.from_xcom(batch)
     hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
-    run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client, sink)
+    run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client, sink, keep=stage is not None)
     todo = run.skip_recorded(hosts)
     linux = run.record_not_applicable(todo)
     try:
@@ -226,6 +231,8 @@ def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, 
         run.settle_canaries()
     finally:
         run.writer.close()  # what was judged is stored even when the batch fails (e.g. its bastion dropped)
+        if stage is not None and run.writer.written:
+            stage(run.writer.written)
     return {"label": batch.label or batch.region, "region": batch.region, "hosts": len(batch.instance_ids),
             "already_recorded": len(hosts) - len(todo), "no_longer_running": len(gone), "counts": dict(run.counts),
             "transports": dict(run.transports), "api_calls": dict(run.api_calls)}
@@ -236,7 +243,7 @@ class BatchRun:
     the judging budget), the canaries still to search, the evidence writer and the counts."""
 
     def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host],
-                 eic_client=None, ssm_client=None, s3_client=None, sink=None) -> None:
+                 eic_client=None, ssm_client=None, s3_client=None, sink=None, keep: bool = False) -> None:
         self.ctx, self.store, self.logs_client = ctx, store, logs_client
         self.eic_client = eic_client  # the batch's ec2-instance-connect client (transport eic)
         self.ssm_client, self.s3_client = ssm_client, s3_client
@@ -245,7 +252,7 @@ class BatchRun:
         self.profile = load_profile(ctx.params.profile)
         self.options = CheckOptions(rule_groups=load_rule_set(ctx.params.rule_set))
         self.waivers = load_waivers(ctx.params.waivers_file)
-        self.writer = EvidenceWriter(store, sink=sink)
+        self.writer = EvidenceWriter(store, sink=sink, keep=keep)
         self.counts: Counter[str] = Counter()
         budget = Budget(JUDGE_BUDGET_S)
         # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one.

@@ -1,0 +1,60 @@
+"""The day's digest and the batches' staged items: the report takes a staged item only when the digest (read
+from DynamoDB when the day was sealed) vouches for it; everything else is read from DynamoDB."""
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from include import day_digest, staging
+from include.evidence import EvidenceStore
+
+DAY = "2026-12-01"
+
+
+def _item(n: int, run: str = "r1", status: str = "COMPLIANT", sha: str | None = None) -> dict:
+    return {"instance_id": f"i-{n:04d}", "audit_date": DAY, "item_type": "instance", "run_id": run, "status": status,
+            "output_sha256": sha if sha is not None else f"{n:064x}", "checks": {"auditd.running": {"status": "PASS"}}}
+
+
+def test_the_digest_round_trips_in_chunks_and_refuses_a_missing_chunk(monkeypatch):
+    monkeypatch.setattr(day_digest, "CHUNK_BYTES", 200)
+    digest = day_digest.build([_item(n, run=f"r{n % 3}") for n in range(200)])
+    chunks, sha = day_digest.encode(digest)
+    assert len(chunks) > 2
+    assert day_digest.decode(chunks, sha) == digest
+    with pytest.raises(ValueError, match="hash"):
+        day_digest.decode(chunks[:-1], sha)
+
+
+def test_a_staged_item_is_used_only_when_the_digest_names_the_same_run_status_and_output():
+    stored = [_item(1), _item(2), _item(3), _item(4, sha="")]
+    digest = day_digest.build(stored)
+    staged = {it["instance_id"]: dict(it) for it in stored}
+    staged["i-0002"]["run_id"] = "r0"  # an earlier run's copy
+    staged["i-0003"]["output_sha256"] = "f" * 64  # another write than the stored one
+    del staged["i-0001"]  # a try whose file was lost
+    found, missing = staging.matching(digest, staged)
+    assert [it["instance_id"] for it in found] == ["i-0004"]
+    assert missing == ["i-0001", "i-0002", "i-0003"]
+
+
+def test_the_report_s_items_are_the_stored_ones_staged_or_read_by_key(tmp_path):
+    from include.config import AuditParams
+    from include.pipeline import day_items_for_report
+
+    with mock_aws():
+        store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "digest_test")
+        store.ensure_tables()
+        stored = [_item(n) for n in range(1, 6)]
+        store.put_items(stored)
+        store.put_digest(DAY, day_digest.build(stored), 400)
+        params = AuditParams(report_dir=str(tmp_path))
+        forged = dict(stored[0], status="NON_COMPLIANT")  # a staged copy that disagrees with DynamoDB
+        staging.write_batch(str(tmp_path), DAY, "r1", "batch 1", [forged] + stored[1:3])
+        items = day_items_for_report(store, params, DAY, "r1", "live")
+        assert [(it["instance_id"], it["status"]) for it in items] == [(it["instance_id"], "COMPLIANT") for it in stored]
+        assert "NON_COMPLIANT" not in {it["status"] for it in items}
+        staging.clear(str(tmp_path), DAY, "r1")
+        assert not (tmp_path / ".staging" / DAY / "r1").exists()
+        assert len(day_items_for_report(store, params, DAY, "r1", "live")) == 5  # nothing staged: all by key
