@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from include import pipeline
+from include import pipeline, queues
 from include.assets import EVIDENCE, REPORT, evidence_extra, report_extra
 from include.channels import PipelineFailureNotifier
 from include.config import AuditParams
@@ -29,6 +29,9 @@ RETRY_DELAY = timedelta(seconds=int(os.environ.get("EC2_AUDIT_RETRY_DELAY_SECOND
 # (include/verify.py: JUDGE_BUDGET_S, 15 min) plus the canary wait (≤ 10 min); every other step is AWS calls.
 TASK_TIMEOUT = timedelta(minutes=20)
 BATCH_TIMEOUT = timedelta(minutes=60)
+# Deployment config read at parse time (include/queues.py): the queues of workers placed inside VPCs. A mapped
+# task's queue is fixed when it is parsed, so each queue gets its own mapped verify task; none → the plain shape.
+VERIFY_QUEUES, QUEUE_EXECUTOR = queues.deployment_queues(), queues.queue_executor()
 
 
 def _params() -> AuditParams:
@@ -107,7 +110,19 @@ def ec2_audit_compliance():
         return pipeline.confirm_complete(built)
 
     inventory = discover()
-    results = verify_batch.expand(batch=plan_batches(inventory))
+    planned = plan_batches(inventory)
+    if not VERIFY_QUEUES:
+        results = verify_batch.expand(batch=planned)
+    else:
+        @task
+        def batches_for(planned: list[dict], queue: str) -> list[dict]:
+            return queues.select(planned, queue)
+
+        # verify_batch on the default queue, verify_batch__<queue> on each other, each over its own batches.
+        mapped = [(verify_batch if q == queues.DEFAULT else verify_batch.override(**queues.verify_overrides(q, QUEUE_EXECUTOR)))
+                  .expand(batch=batches_for.override(task_id=queues.select_task_id(q))(planned, q))
+                  for q in queues.allowed_queues(VERIFY_QUEUES)]
+        results = mapped[0].concat(*mapped[1:])
     built = build_report(store_evidence(inventory, results))
     confirm_complete(built, send_report(built), send_alerts(built), export_findings(built))
 

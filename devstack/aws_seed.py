@@ -32,11 +32,13 @@ def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", 
     """Create one instance per host entry; returns address → instance id (and sets entry['instance_id']).
 
     Host entry fields used: address, name, environment, profile, windows (bool), state ("running" |
-    "stopped" | "terminated").
+    "stopped" | "terminated"), vpc (a label: hosts with another label get a VPC of their own, same CIDRs;
+    absent = the first VPC). Sets entry['vpc_id'] too.
     """
     ec2, logs, _ = clients(endpoint, region, role_arn)
     vpc = ec2.create_vpc(CidrBlock=cidrs[0])["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidrs[1])["Subnet"]["SubnetId"]
+    subnets = {"": (vpc, subnet)}
     now_ms = now_ms or int(time.time() * 1000)
     try:
         logs.create_log_group(logGroupName=AUDIT_GROUP)
@@ -46,9 +48,14 @@ def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", 
     for host in hosts:  # one at a time: moto's EC2 answers 500 to concurrent RunInstances
         tags = [{"Key": "Name", "Value": host.get("name", host["address"])},
                 {"Key": "Environment", "Value": host.get("environment", "prod")}]
+        label = host.get("vpc", "")
+        if label not in subnets:
+            other = ec2.create_vpc(CidrBlock=cidrs[0])["Vpc"]["VpcId"]
+            subnets[label] = (other, ec2.create_subnet(VpcId=other, CidrBlock=cidrs[1])["Subnet"]["SubnetId"])
+        host["vpc_id"] = subnets[label][0]
         instance = ec2.run_instances(
             ImageId=WINDOWS_AMI if host.get("windows") else LINUX_AMI, MinCount=1, MaxCount=1,
-            InstanceType="t3.micro", SubnetId=subnet, PrivateIpAddress=host["address"],
+            InstanceType="t3.micro", SubnetId=subnets[label][1], PrivateIpAddress=host["address"],
             TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
         )["Instances"][0]
         instance_id = instance["InstanceId"]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from include.accounts import account_label, parse_scope
 from include.config import MAX_BATCHES
+from include.queues import DEFAULT as DEFAULT_QUEUE
 from include.records import Batch
 
 AUTO_MIN_BATCH = 50  # below this, a mapped task instance costs more than the hosts it checks
@@ -20,9 +21,13 @@ def auto_batch_size(total: int, target_batches: int = AUTO_TARGET_BATCHES) -> in
 
 
 def plan_batches(instances_by_region: Mapping[str, list[str]], batch_size: int = 0,
-                 max_batches: int = MAX_BATCHES) -> list[dict]:
+                 max_batches: int = MAX_BATCHES, queue_of: Mapping[str, str] | None = None) -> list[dict]:
     """Batches of one account and region each (keys: include/accounts.py scopes), balanced in size; never more
     than `max_batches` in all. Returns Batch records as XCom dicts.
+
+    With `queue_of` (instance id → worker queue, include/queues.py) a batch also holds hosts of one queue only,
+    and its dict carries `queue` (the verify task that maps over it); an id it lacks is the default queue's.
+    Without it the batches are exactly what they always were.
 
     A requested batch_size that would exceed max_batches is raised: thousands of mapped task instances
     are what breaks the embedded SQLite setup, and concurrency inside a batch is cheaper anyway.
@@ -31,25 +36,29 @@ def plan_batches(instances_by_region: Mapping[str, list[str]], batch_size: int =
     if total == 0:
         return []
     size = batch_size or auto_batch_size(total)
-    regions = sorted(r for r, ids in instances_by_region.items() if ids)
-    # Each region needs at least one batch; grow the size until the count fits.
-    while sum(math.ceil(len(instances_by_region[r]) / size) for r in regions) > max(max_batches, len(regions)):
+    groups: dict[tuple[str, str], list[str]] = {}  # (scope, queue) → ids
+    for scope in sorted(r for r, ids in instances_by_region.items() if ids):
+        for instance_id in sorted(instances_by_region[scope]):
+            queue = queue_of.get(instance_id, DEFAULT_QUEUE) if queue_of is not None else ""
+            groups.setdefault((scope, queue), []).append(instance_id)
+    # Each group needs at least one batch; grow the size until the count fits.
+    while sum(math.ceil(len(ids) / size) for ids in groups.values()) > max(max_batches, len(groups)):
         size = math.ceil(size * 1.25)
-    planned: list[tuple[str, list[str]]] = []
-    for scope in regions:
-        ids = sorted(instances_by_region[scope])
+    planned: list[tuple[tuple[str, str], list[str]]] = []
+    for group, ids in groups.items():
         count = math.ceil(len(ids) / size)
         per, extra = divmod(len(ids), count)
         start = 0
         for i in range(count):
             n = per + (1 if i < extra else 0)
-            planned.append((scope, ids[start:start + n]))
+            planned.append((group, ids[start:start + n]))
             start += n
     batches = []
-    for number, (scope, ids) in enumerate(planned, 1):
+    for number, ((scope, queue), ids) in enumerate(planned, 1):
         account, region = parse_scope(scope)
-        same = [i for i, (s, _) in enumerate(planned) if s == scope]
-        where = f"{account_label(account)} {region}".strip()
+        same = [i for i, (g, _) in enumerate(planned) if g == (scope, queue)]
+        where = " ".join(p for p in (account_label(account), region, f"[{queue}]" if queue else "") if p)
         label = f"{where} batch {same.index(number - 1) + 1}/{len(same)} ({len(ids)} hosts)"
-        batches.append(Batch(region, ids, account, number, len(planned), label).to_xcom())
+        batch = Batch(region, ids, account, number, len(planned), label).to_xcom()
+        batches.append({**batch, "queue": queue} if queue_of is not None else batch)
     return batches

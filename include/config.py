@@ -63,6 +63,7 @@ class AuditParams:
     slack_conn_id: str | None = _default("slack_conn_id")  # slackwebhook connection; None = no Slack (include/channels.py)
     sns_topic_arn: str | None = _default("sns_topic_arn")  # None = no SNS
     sns_aws_conn_id: str | None = _default("sns_aws_conn_id")  # None = aws_default
+    queue_map: dict[str, str] = _default("queue_map")  # hosts → worker queue inside their VPC (include/queues.py)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "AuditParams":

@@ -75,6 +75,21 @@ def discover_region(client, region: str, tag_filters: Mapping[str, list[str]]) -
     return inventory
 
 
+def placements(client, instance_ids: list[str],
+               tag_filters: Mapping[str, list[str]] | None = None) -> dict[str, tuple[str, str]]:
+    """instance id → (owner account id, VpcId) of the given instances that are running: what routes a host to
+    the worker queue inside its VPC (include/queues.py). Asked only when a run maps hosts to queues: the
+    discovery above (DescribeInstanceStatus) carries no VpcId. One region-wide DescribeInstances listing of the
+    running instances (1,000 a page, the run's tag filters applied), not one call per 200 ids."""
+    wanted = set(instance_ids)
+    filters = [{"Name": "instance-state-name", "Values": ["running"]}, *tag_filters_to_api(tag_filters or {})]
+    found: dict[str, tuple[str, str]] = {}
+    for owner, instance in _instances(client, Filters=filters, PaginationConfig={"PageSize": 1000}):
+        if instance["InstanceId"] in wanted:
+            found[instance["InstanceId"]] = (owner, instance.get("VpcId", ""))
+    return found
+
+
 def to_host(instance: dict, region: str, account_id: str, address_kind: str) -> Host:
     tags = {t["Key"]: t.get("Value", "") for t in instance.get("Tags", []) or []}
     platform_text = f"{instance.get('Platform', '')} {instance.get('PlatformDetails', '')}".lower()

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from include.queues import param_schema as queue_map_schema
+
 DEFAULT_TABLE = "ec2_audit_evidence"
 _STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
@@ -98,6 +100,8 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                                      "also published to, as JSON; empty = no SNS"},
     "sns_aws_conn_id": {"type": ["null", "string"], "default": None, "pattern": "^$|^[A-Za-z0-9_.-]{1,250}$",
                         "description": "AWS connection that publishes to sns_topic_arn; empty = aws_default"},
+    # Hosts → the worker queue inside their VPC; the values allowed are the deployment's EC2_AUDIT_QUEUES.
+    "queue_map": queue_map_schema(),
 }
 
 # The remediation DAG's params (dags/ec2_audit_remediate.py, include/config.py: RemediateParams). Who may approve

@@ -151,13 +151,28 @@ def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
 def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
     from dataclasses import replace
 
-    from include import batching
+    from include import batching, queues
     from include.records import Batch
 
-    # Each mapped task needs the run facts, not the whole inventory.
-    batches = [replace(Batch.from_xcom(b), audit_date=inventory["audit_date"], run_id=inventory["run_id"]).to_xcom()
-               for b in batching.plan_batches(inventory["instances"], params.batch_size)]
-    log.info("%d hosts in %d batches", inventory["discovered"], len(batches))
+    queue_of = None
+    if params.queue_map:  # hosts → the worker queue inside their VPC: needs each one's owner and VpcId
+        from include import discovery
+        from include.accounts import parse_scope
+
+        queue_of = {}
+        for scope, ids in inventory["instances"].items():
+            account, region = parse_scope(scope)
+            placed = discovery.placements(ec2_client(region, account), ids, params.tag_filters) if ids else {}
+            queue_of.update(queues.assign(params.queue_map, placed, ids))
+    # Each mapped task needs the run facts (and its queue), not the whole inventory.
+    batches = [{**replace(Batch.from_xcom(b), audit_date=inventory["audit_date"], run_id=inventory["run_id"]).to_xcom(),
+                **({"queue": b["queue"]} if "queue" in b else {})}
+               for b in batching.plan_batches(inventory["instances"], params.batch_size, queue_of=queue_of)]
+    # A batch for a queue no verify task serves would never be checked: refuse the plan (a coverage gap otherwise).
+    if unserved := queues.unknown_queues(batches, queues.deployment_queues()):
+        raise ValueError(f"param queue_map: queue(s) {', '.join(unserved)} not in {queues.ENV} of this worker")
+    log.info("%d hosts in %d batches%s", inventory["discovered"], len(batches),
+             f" on queues {dict(sorted(Counter(b['queue'] for b in batches).items()))}" if queue_of is not None else "")
     return batches
 
 

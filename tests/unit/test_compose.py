@@ -25,7 +25,8 @@ def test_core_services_and_celery(compose):
     services = compose["services"]
     assert CORE <= set(services)
     env = services["airflow-scheduler"]["environment"]
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    # Celery is the default executor (listed first): every task without executor= runs on it.
+    assert env["AIRFLOW__CORE__EXECUTOR"].split(",")[0] == "CeleryExecutor"
     assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
     assert services["airflow-worker"]["command"] == "celery worker"
@@ -51,6 +52,31 @@ def test_local_profile_adds_the_stand_ins_and_nothing_else_uses_it(compose):
     assert local == {"local-moto", "local-fleet", "local-mail"}
     assert compose["services"]["local-fleet"]["network_mode"] == "service:airflow-worker"
     assert not any(s.get("profiles") for n, s in compose["services"].items() if n in CORE)
+
+
+def test_edge_profile_adds_a_vpc_worker_that_needs_only_the_api_server(compose):
+    """Profile `edge`: an Edge worker for one queue, as it runs inside a VPC with outbound HTTPS only. The central
+    services load the EdgeExecutor beside Celery and route only the per-VPC verify tasks to it."""
+    services = compose["services"]
+    edge = {n for n, s in services.items() if "edge" in s.get("profiles", [])}
+    assert edge == {"airflow-edge-worker"}
+    worker = services["airflow-edge-worker"]
+    command = worker["command"].split()
+    assert command[:2] == ["edge", "worker"] and command[command.index("--queues") + 1]
+    assert "--edge-hostname" in command
+    assert set(worker["depends_on"]) == {"airflow-apiserver"}  # no postgres, no redis
+    env = worker["environment"]
+    assert not env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")  # it never uses a database
+    assert env["CONNECTION_CHECK_MAX_COUNT"] == "0"
+    assert "edge status" in " ".join(worker["healthcheck"]["test"])
+    central = services["airflow-scheduler"]["environment"]
+    assert "airflow.providers.edge3.executors.EdgeExecutor" in central["AIRFLOW__CORE__EXECUTOR"].split(",")
+    assert central["EC2_AUDIT_QUEUE_EXECUTOR"] == "EdgeExecutor"
+    assert central["AIRFLOW__EDGE__API_ENABLED"] == "true"
+    assert central["AIRFLOW__EDGE__API_URL"] == "http://airflow-apiserver:8080/edge_worker/v1/rpcapi"
+    # The queues are deployment config read at parse time: one value for every service (from .env), none by default.
+    assert central["EC2_AUDIT_QUEUES"] == "${EC2_AUDIT_QUEUES:-}" == env["EC2_AUDIT_QUEUES"]
+    assert "apache-airflow-providers-edge3==" in (ROOT / "requirements.txt").read_text()  # in the image
 
 
 def test_no_secrets_committed():
