@@ -179,10 +179,9 @@ def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
 def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
     """Verify one batch. On the last retry a failure is returned, not raised, so the day's report is still
     built — with this batch's hosts as coverage gaps — and `confirm_complete` then fails the run."""
+    from include import staging
     from include.records import Batch
     from include.verify import RunContext, verify_batch
-
-    from include import staging
 
     b = Batch.from_xcom(batch)
 

@@ -22,6 +22,7 @@ from include import report_store
 log = logging.getLogger(__name__)
 
 FOLDER = ".staging"
+KEEP_DAYS = 3  # a worker whose local report_dir the report step never sees removes its own leftovers after this
 
 
 def _safe(text: str) -> str:
@@ -42,6 +43,7 @@ def write_batch(report_dir: str, audit_date: str, run_id: str, label: str, items
         url = report_store.join(where, f"{_safe(label)}-{uuid.uuid4().hex[:8]}.jsonl.gz")
         body = "".join(json.dumps(it, separators=(",", ":"), default=str) + "\n" for it in items)
         report_store.put(url, gzip.compress(body.encode(), compresslevel=1))
+        prune(report_dir, audit_date)
         return url
     except Exception as exc:  # noqa: BLE001 - staging only saves a read; the evidence is already stored
         log.warning("could not stage %d items for the report (%s): it will read them from DynamoDB", len(items), exc)
@@ -90,6 +92,28 @@ def matching(digest: Mapping[str, Any], staged: Mapping[str, dict]) -> tuple[lis
         else:
             missing.append(iid)
     return found, missing
+
+
+def prune(report_dir: str, today: str, keep_days: int = KEEP_DAYS) -> list[str]:
+    """Remove a local report_dir's staging folders of days more than `keep_days` before `today`: on a worker
+    (Celery, Edge) whose local folder the report step cannot see, nobody else would. Object stores: an S3
+    lifecycle rule on the `.staging/` prefix does it (docs)."""
+    from datetime import date, timedelta
+    from pathlib import Path
+
+    if not report_store.is_local(report_dir):
+        return []
+    root = Path(report_store.join(report_dir, FOLDER))
+    try:
+        cutoff = (date.fromisoformat(today) - timedelta(days=keep_days)).isoformat()
+    except ValueError:
+        return []
+    removed = []
+    for day_dir in sorted(root.iterdir()) if root.is_dir() else []:
+        if day_dir.is_dir() and day_dir.name < cutoff:
+            shutil.rmtree(day_dir, ignore_errors=True)
+            removed.append(day_dir.name)
+    return removed
 
 
 def clear(report_dir: str, audit_date: str, run_id: str) -> None:

@@ -58,3 +58,10 @@ def test_the_report_s_items_are_the_stored_ones_staged_or_read_by_key(tmp_path):
         staging.clear(str(tmp_path), DAY, "r1")
         assert not (tmp_path / ".staging" / DAY / "r1").exists()
         assert len(day_items_for_report(store, params, DAY, "r1", "live")) == 5  # nothing staged: all by key
+
+
+def test_a_worker_removes_its_own_old_staging_days_and_keeps_recent_ones(tmp_path):
+    for day in ("2026-11-20", "2026-11-27", "2026-11-29", "2026-12-01"):
+        staging.write_batch(str(tmp_path), day, "r1", "b", [_item(1)])
+    staging.write_batch(str(tmp_path), DAY, "r2", "b", [_item(2)])  # writing today prunes the old days
+    assert sorted(p.name for p in (tmp_path / ".staging").iterdir()) == ["2026-11-29", "2026-12-01"]
