@@ -21,7 +21,7 @@ demo: $(STAMP)
 ## Unit, DAG-integrity and integration tests (real moto server, SSH fleet, sshd where available, SMTP), in a
 ## random order (pytest-randomly prints the seed; replay it with `$(BIN)/pytest -p randomly --randomly-seed=N tests`).
 test: $(STAMP)
-	$(BIN)/pytest -p randomly tests
+	$(BIN)/pytest -p randomly --durations=15 tests
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit

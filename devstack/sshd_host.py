@@ -249,6 +249,16 @@ class SshdHost:
                 self.proc.wait(timeout=5)
 
 
+def _private_audit_log(workdir: Path, dir_mode: int, file_mode: int) -> Path:
+    """A /var/log/audit of the host's own (bind-mounted over the real one), with one record, in these modes."""
+    logdir = workdir / "auditlog"
+    logdir.mkdir()
+    (logdir / "audit.log").write_text("type=DAEMON_START msg=audit(1700000000.000:1): op=start\n")
+    logdir.chmod(dir_mode)
+    (logdir / "audit.log").chmod(file_mode)
+    return logdir
+
+
 def _fixable(workdir: Path, fixable: FixableState, base_toml: str, instance_id: str) -> list[str]:
     """Write a fixable host's state and fakes; return the wrapper lines that mount them.
 
@@ -273,11 +283,7 @@ def _fixable(workdir: Path, fixable: FixableState, base_toml: str, instance_id: 
             _fixable_ctl(base_toml, instance_id))
     (workdir / "auditd.conf").write_text(GOOD_AUDITD_CONF + "\n")
     # The fixes chown/chmod /var/log/audit: give them a private one, never this machine's.
-    logdir = workdir / "auditlog"
-    logdir.mkdir()
-    (logdir / "audit.log").write_text("type=DAEMON_START msg=audit(1700000000.000:1): op=start\n")
-    logdir.chmod(0o750)
-    (logdir / "audit.log").chmod(0o640)
+    logdir = _private_audit_log(workdir, 0o750, 0o640)
     lines = [f"mkdir -m 755 {STATE_DIR}", f"mount --bind {state} {STATE_DIR}"]
     for path in tools:
         mount = f"mount --bind {fake / Path(path).name} {path}"
@@ -375,11 +381,7 @@ LogLevel VERBOSE
     elif profile == "misconfigured":
         _script(workdir / "auditctl", MISCONFIGURED_AUDITCTL)
         (workdir / "auditd.conf").write_text(WEAK_AUDITD_CONF + "\n")
-        loose = workdir / "auditlog"
-        loose.mkdir()
-        (loose / "audit.log").write_text("type=DAEMON_START msg=audit(1700000000.000:1): op=start\n")
-        loose.chmod(0o755)
-        (loose / "audit.log").chmod(0o644)
+        loose = _private_audit_log(workdir, 0o755, 0o644)
         mounts += [f"mount --bind {workdir / 'auditctl'} /usr/sbin/auditctl",
                    f"mount --bind {workdir / 'auditd.conf'} /etc/audit/auditd.conf",
                    f"mount --bind {loose} /var/log/audit"]
