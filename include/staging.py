@@ -120,7 +120,12 @@ def clear(report_dir: str, audit_date: str, run_id: str) -> None:
     where = folder(report_dir, audit_date, run_id)
     try:
         if report_store.is_local(where):
+            from pathlib import Path
+
             shutil.rmtree(where, ignore_errors=True)
+            for empty in (Path(where).parent, Path(where).parent.parent):  # the day's folder, then .staging
+                if empty.is_dir() and not any(empty.iterdir()):
+                    empty.rmdir()
         else:
             for url in _files(where):
                 report_store.location(url).unlink()
