@@ -1,0 +1,76 @@
+"""A small fleet's whole AWS day through the quota proxy at a tenth of AWS's published rates.
+
+200 simulated hosts on 127.42.13.x (their SSH and, for 10 of them, SSM agent listeners), a real moto server,
+and `devstack.bench_quota.run`: discovery, `verify_batch` for 4 batches at once (stream lookups, canaries,
+pins, evidence), the report read, the Security Hub export and SSM Run Command — every client pointed at a
+`QuotaProxy` enforcing every quota × 0.1 (the day-index key: 100 WRU a second for 600 WRU of evidence), so
+calls are throttled as AWS throttles them. Our code must still finish with every host's evidence stored
+exactly once under this run (throttles retried, never lost), and the counts per API must be reported.
+No time is asserted. Starts servers: run under `flock /tmp/ec2audit-e2e.lock`.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devstack import bench_quota
+
+HOSTS = 200
+
+
+def addresses(n: int) -> list[str]:
+    return [f"127.42.13.{i + 1}" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quota")
+    doc = bench_quota.run(HOSTS, out, parallel=4, scale=0.1, canary=True, canary_wait_s=10, ssm_hosts=10,
+                          latency_ms=0, addresses=addresses, cidrs=("127.42.0.0/16", "127.42.13.0/24"))
+    return doc, out
+
+
+def test_every_hosts_evidence_is_written_exactly_once_under_throttling(day):
+    doc, _ = day
+    assert doc["batch_failures"] == []
+    assert doc["evidence"] == {"expected": HOSTS, "stored": HOSTS, "unique": HOSTS, "this_run": HOSTS,
+                               "missing": [], "report_read": HOSTS}
+    rows = {r["api"]: r for r in doc["apis"]}
+    writes = rows["dynamodb:BatchWriteItem"]
+    # the day-index key held 100 WRU at most: writes came back unprocessed or throttled, and were sent again
+    assert writes["unprocessed"] + writes["throttled"] > 0
+    assert rows["dynamodb capacity:quota_bench_evidence day-index write"]["units"] >= HOSTS  # ≥ 1 WRU each, once
+    assert sum(r["throttled"] for r in doc["apis"]) > 0
+
+
+def test_the_counts_per_api_are_reported(day):
+    doc, out = day
+    rows = {r["api"]: r for r in doc["apis"]}
+    assert {"ec2:DescribeInstanceStatus", "ec2:DescribeInstances", "logs:DescribeLogStreams", "logs:FilterLogEvents",
+            "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query",
+            "securityhub:GetFindings", "securityhub:BatchImportFindings", "ssm:DescribeInstanceInformation",
+            "ssm:SendCommand", "ssm:ListCommandInvocations", "ssm:GetCommandInvocation"} <= set(rows)
+    assert rows["ec2:DescribeInstanceStatus"]["accepted"] == 1  # 200 instances: one page of 1,000
+    assert rows["ec2:DescribeInstances"]["accepted"] == doc["batches"]  # each batch re-reads its own (≤ 200)
+    assert rows["dynamodb:PutItem"]["accepted"] == HOSTS  # a first run pins every host once
+    assert rows["ssm:GetCommandInvocation"]["accepted"] == 10 and rows["ssm:GetCommandInvocation"]["hosts"] == 10
+    for r in doc["apis"]:
+        assert r["calls"] == r["accepted"] + r["throttled"] and r["accepted"] > 0
+        if r["rate"]:
+            assert r["seconds_at_100000"] == pytest.approx(
+                (r["units"] if r["unit"] in ("WRU", "RRU") else r["accepted"]) * 100_000 / r["hosts"] / r["rate"],
+                abs=0.1)
+    assert json.loads((out / "quota.json").read_text())["apis"] == json.loads(json.dumps(doc["apis"]))
+    table = bench_quota.markdown(doc["apis"], HOSTS)
+    assert "| logs:FilterLogEvents | 5/s, burst 5 |" in table and "stand-in" in table
+
+
+def test_the_window_check_names_freshness_and_canary_at_100000_hosts(day):
+    doc, _ = day
+    check = doc["window_check"]
+    assert check["hosts"] == 100_000 and check["batches"] >= 16
+    fresh, canary = check["freshness"], check["canary"]
+    assert fresh["worst_case_calls"] == 100_000 and fresh["worst_case_seconds"] == 4000.0  # 100,000 / 25 per s
+    assert canary["model_calls"] > 0 and canary["peak_demand_per_s"] > 0
+    assert canary["run_collector_calls"] < canary["model_calls"]
