@@ -94,6 +94,8 @@ def test_canary_planned_only_when_opted_in_and_written():
 def test_find_canaries_polls_in_bulk_until_found_or_deadline():
     from include.canary import Canary, find_canaries
 
+    A, B, C = "a1" * 16, "b2" * 16, "c3" * 16
+
     class Logs:
         def __init__(self):
             self.calls = 0
@@ -104,17 +106,20 @@ def test_find_canaries_polls_in_bulk_until_found_or_deadline():
             class P:
                 def paginate(self, **kw):
                     logs.calls += 1
-                    msgs = ["type=USER msg=audit(1.0:1): msg='ec2-audit-canary aaa'"]
+                    assert "logStreamNames" not in kw  # the whole group, once a poll
+                    events = [("s1", f"type=USER msg=audit(1.0:1): msg='ec2-audit-canary {A}'"),
+                              # i-3's canary, but in another host's stream: proves nothing for i-3
+                              ("s1", f"type=USER msg=audit(1.0:3): msg='ec2-audit-canary {C}'")]
                     if logs.calls >= 2:
-                        msgs.append("type=USER msg=audit(1.0:2): msg='ec2-audit-canary bbb'")
-                    yield {"events": [{"message": m} for m in msgs]}
+                        events.append(("s2", f"type=USER msg=audit(1.0:2): msg='ec2-audit-canary {B}'"))
+                    yield {"events": [{"logStreamName": s, "message": m} for s, m in events]}
             return P()
 
     t = [0.0]
     logs = Logs()
-    found = find_canaries(logs, [Canary("i-1", "g", "s1", "ec2-audit-canary aaa"),
-                                 Canary("i-2", "g", "s2", "ec2-audit-canary bbb"),
-                                 Canary("i-3", "g", "s3", "ec2-audit-canary ccc")],
+    found = find_canaries(logs, [Canary("i-1", "g", "s1", f"ec2-audit-canary {A}"),
+                                 Canary("i-2", "g", "s2", f"ec2-audit-canary {B}"),
+                                 Canary("i-3", "g", "s3", f"ec2-audit-canary {C}")],
                           since_ms=0, wait_s=10, poll_s=3, clock=lambda: t[0],
                           sleep=lambda d: t.__setitem__(0, t[0] + d))
     assert found["i-1"] == 0 and found["i-2"] == 3 and found["i-3"] is None
