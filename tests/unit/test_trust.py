@@ -217,7 +217,9 @@ def test_a_canary_in_a_shared_stream_proves_delivery():
         def get_paginator(self, name):
             class P:
                 def paginate(self, **kw):
-                    yield {"events": [{"message": "msg='ec2-audit-canary 1234567890abcdef1234'"}]}
+                    # FilterLogEvents names each event's stream: the canary counts in the stream the config names
+                    yield {"events": [{"logStreamName": "audit",
+                                       "message": "msg='ec2-audit-canary 1234567890abcdef1234'"}]}
             return P()
 
     text = output_with(cwagent_toml=toml("audit"), canary="canary: ec2-audit-canary 1234567890abcdef1234")
