@@ -162,11 +162,21 @@ def _judge_output(host: Host, outcome: HostOutcome, lookup: StreamLookup, params
     return j
 
 
-def settle_canaries(waiting: list[Judgement], logs_client, since_ms: int, wait_s: float, profile: Profile) -> None:
+# FilterLogEvents: 5 requests/s per account and Region, not adjustable. Each batch searches once a poll, so the
+# run's batches together stay under it (with 25 % headroom) when each polls no faster than this.
+FILTER_LOG_EVENTS_PER_S = 5.0
+
+
+def canary_poll_s(batches_in_run: int) -> float:
+    return max(3.0, 1.25 * max(1, batches_in_run) / FILTER_LOG_EVENTS_PER_S)
+
+
+def settle_canaries(waiting: list[Judgement], logs_client, since_ms: int, wait_s: float, profile: Profile,
+                    poll_s: float = 3.0) -> None:
     """Search the batch's canaries together, then fill in each host's verdict and status. A canary found in
     the host's stream proves delivery: it also settles log_stream_fresh when that stream was not provably
     the host's own (shared or misnamed)."""
-    seen = find_canaries(logs_client, [j.canary for j in waiting], since_ms, wait_s)
+    seen = find_canaries(logs_client, [j.canary for j in waiting], since_ms, wait_s, poll_s=poll_s)
     for j in waiting:
         delay = seen.get(j.canary.instance_id)
         where = f"{j.canary.group}/{j.canary.stream}"
@@ -228,7 +238,7 @@ def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, 
     try:
         if linux:
             asyncio.run(run.reach(linux))
-        run.settle_canaries()
+        run.settle_canaries(canary_poll_s(batch.of))
     finally:
         run.writer.close()  # what was judged is stored even when the batch fails (e.g. its bastion dropped)
         if stage is not None and run.writer.written:
@@ -349,10 +359,10 @@ class BatchRun:
             ssh, before_connect = eic.settings, eic.push
         return SshTransport(ssh, self.keys.transport_pins, self.ctx.params.concurrency, before_connect)
 
-    def settle_canaries(self) -> None:
+    def settle_canaries(self, poll_s: float = 3.0) -> None:
         if not self.awaiting:
             return
         settle_canaries([j for _, _, j in self.awaiting], self.logs_client, self.since_ms,
-                        self.ctx.params.canary_wait_seconds, self.profile)
+                        self.ctx.params.canary_wait_seconds, self.profile, poll_s)
         for host, outcome, judged in self.awaiting:
             self.record(host, outcome, judged)

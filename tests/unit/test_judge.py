@@ -150,3 +150,11 @@ def test_put_items_resends_unprocessed_with_backoff():
     items.append(dict(items[0], status="NON_COMPLIANT"))  # same key twice: the last one wins, once
     assert store.put_items(items, base_delay=0) == 30
     assert resource.calls == [25, 2, 5, 2]
+
+
+def test_the_run_s_batches_together_poll_filter_log_events_within_its_quota():
+    from include.verify import FILTER_LOG_EVENTS_PER_S, canary_poll_s
+
+    assert canary_poll_s(1) == 3.0
+    for batches in (16, 48):
+        assert batches / canary_poll_s(batches) <= FILTER_LOG_EVENTS_PER_S  # calls per second, all batches
