@@ -45,6 +45,7 @@ bench-quick: $(STAMP) bench-tools
 
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m devstack.bench --hosts 100,1000,10000 --dag-only-hosts 2000
+	$(BIN)/python -m devstack.bench_quota --hosts 10000   # AWS quotas: calls per API, throttles, 100,000-host time
 
 ## Airflow UI (standalone) on the local stack: trigger runs and backfills from the browser.
 up: $(STAMP)
