@@ -83,11 +83,9 @@ def build_plan(params: RemediateParams, day: str, run_id: str) -> dict[str, Any]
 def _write_plan_file(params: RemediateParams, day: str, run_id: str, markdown: str) -> str:
     """The plan beside the day's report, so a dry run's output outlives the task log."""
     from include import report_store
-    from include.config import AuditParams
 
-    report_dir = AuditParams(report_dir=params.report_dir).resolved_report_dir()
-    safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)[:120]
-    url = report_store.join(report_dir, f"remediation-plan-{day}-{safe_run}.md")
+    report_dir = params.audit_params("").resolved_report_dir()
+    url = report_store.join(report_dir, f"remediation-plan-{day}-{report_store.safe_name(run_id, 120)}.md")
     report_store.prepare(report_dir)
     report_store.put(url, markdown.encode())
     return url
@@ -185,8 +183,9 @@ def _current_hosts(p) -> tuple[dict, dict[str, str]]:
 
 
 def _stale(store, p) -> dict[str, str]:
-    """Hosts whose stored evidence is no longer the one the plan was built from (the day was re-audited)."""
-    now = {it["instance_id"]: it for it in store.day_items(p.audit_date, fields=["output_sha256", "status"])}
+    """Hosts whose stored evidence is no longer the one the plan was built from (the day was re-audited):
+    the planned hosts' items by key, not the whole day."""
+    now = {it["instance_id"]: it for it in store.items_by_id(p.audit_date, [h.instance_id for h in p.hosts])}
     stale = {}
     for hp in p.hosts:
         it = now.get(hp.instance_id, {})

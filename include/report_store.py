@@ -116,6 +116,11 @@ def read_bytes(url: str) -> bytes:
     return location(url).read_bytes()
 
 
+def safe_name(text: str, limit: int) -> str:
+    """`text` as one file-name part (run ids hold ':' and '+'): letters, digits and -_. kept, the rest '_'."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:limit]
+
+
 def name(url: str) -> str:
     """The file name at the end of a path or URL."""
     return str(url).rstrip("/").rsplit("/", 1)[-1]

@@ -26,7 +26,7 @@ KEEP_DAYS = 3  # a worker whose local report_dir the report step never sees remo
 
 
 def _safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:150]
+    return report_store.safe_name(text, 150)
 
 
 def folder(report_dir: str, audit_date: str, run_id: str) -> str:
