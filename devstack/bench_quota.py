@@ -345,12 +345,16 @@ def projections(result: dict, n: int, to: int = PROJECT_TO, window_h: float = WI
     return out
 
 
+EVENT_BYTES = 330  # one canary's USER record as FilterLogEvents returns it (message, stream, ids), roughly
+PAGE_BYTES = 1_000_000  # FilterLogEvents returns at most 1 MB (or 10,000 events) a page
+
+
 def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = WINDOW_H, parallel: int = 16,
-                 poll_s: float = 3.0, wait_s: float = 90.0, stream_max_age_min: int = 120) -> dict:
+                 wait_s: float = 90.0) -> dict:
     """Stream freshness and canary lookups at `to` hosts against Logs' quotas, within one daily window:
     the current design (measured here, scaled), its worst case, and group-wide alternatives (computed)."""
     from include.batching import plan_batches
-    from include.verify import JUDGE_BUDGET_S
+    from include.verify import CANARY_POLL_S, JUDGE_BUDGET_S, canary_call_spacing_s
 
     q = aws_quotas.QUOTAS
     dls, fle = q["logs", "DescribeLogStreams"].rate, q["logs", "FilterLogEvents"].rate
@@ -360,17 +364,18 @@ def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = W
     batches = plan_batches({REGION: [f"i-{k:017x}" for k in range(to)]})
     size = max(len(b["instance_ids"]) for b in batches)
     missing = 1 - result.get("canary_found", 0) / max(1, n)  # share of canaries never found (undelivered)
-    polls = math.floor(wait_s / poll_s) + 1
-    per_batch_first = math.ceil(size / 100)
-    per_batch_more = math.ceil(size * missing / 100)
-    canary_calls = len(batches) * (per_batch_first + (polls - 1) * per_batch_more)
+    # The tagged search (include/canary.py): a batch's poll returns its own canaries only, at most one event per
+    # host, in 1 MB pages of ~EVENT_BYTES events; each request delays the batch's next poll by the spacing.
+    pages = max(1, math.ceil(size * EVENT_BYTES / PAGE_BYTES))
+    interval = max(CANARY_POLL_S, pages * canary_call_spacing_s(len(batches)))
+    polls = math.floor(wait_s / interval) + 1
     concurrent = min(parallel, len(batches))
-    demand = concurrent * max(per_batch_first, per_batch_more) / poll_s
+    canary_calls = len(batches) * pages * (1 + (polls - 1) * (missing > 0))  # polls go on while any is missing
+    demand = concurrent * pages / interval
     window = window_h * 3600
     current_dls = measured_dls * to / n
     alt_listing = math.ceil(to / 50)  # DescribeLogStreams orderBy=LastEventTime, descending: 50 a page, stop at the cutoff
-    alt_canary_batch = len(batches) * polls  # one FilterLogEvents per group per poll, pattern = the batch's tag
-    alt_canary_run = polls + math.ceil(to * 330 / 1_000_000)  # one collector for the run: polls + 1 MB pages of events
+    untagged_calls = len(batches) * (math.ceil(to * EVENT_BYTES / PAGE_BYTES)) * polls  # each search pages them all
     return {
         "hosts": to, "window_s": window, "batches": len(batches), "batch_size": size, "parallel": concurrent,
         "freshness": {
@@ -385,13 +390,12 @@ def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = W
             "measured_calls_scaled": round(measured_fle * to / n), "measured_seconds": round(measured_fle * to / n / fle, 1),
             "model_calls": canary_calls, "model_seconds": round(canary_calls / fle, 1),
             "model_fits": canary_calls / fle <= window, "peak_demand_per_s": round(demand, 2),
-            "first_round_s": round(concurrent * per_batch_first / fle, 1),
-            "first_round_fits_wait": concurrent * per_batch_first / fle <= wait_s,
-            "peak_demand_fits_rate": demand <= fle, "undelivered_share": round(missing, 3),
-            "polls_per_batch": polls, "wait_s": wait_s, "poll_s": poll_s,
-            "per_batch_tag_calls": alt_canary_batch, "per_batch_tag_demand_per_s": round(concurrent / poll_s, 2),
-            "run_collector_calls": alt_canary_run, "run_collector_seconds": round(alt_canary_run / fle, 1),
-            "min_poll_s_per_batch_tag": round(concurrent / fle, 1)},
+            "peak_demand_fits_rate": demand <= fle, "pages_per_search": pages, "poll_interval_s": round(interval, 1),
+            "first_round_s": round(concurrent * pages / fle, 1),
+            "first_round_fits_wait": concurrent * pages / fle <= wait_s, "undelivered_share": round(missing, 3),
+            "polls_per_batch": polls, "wait_s": wait_s,
+            "untagged_calls": untagged_calls,
+            "note": "untagged: every batch's search would page through the whole run's canaries"},
     }
 
 

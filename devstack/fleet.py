@@ -31,7 +31,7 @@ from pathlib import Path
 
 import asyncssh
 
-from include.checks.probes import CANARY_TOKEN, NONCE_VAR, SCRIPT_END, end_mark, section_mark
+from include.checks.probes import CANARY_TOKEN, NONCE_VAR, SCRIPT_END, TAG_VAR, end_mark, section_mark
 
 Responder = Callable[[str, dict], "str | bytes"]
 HUGE_BYTES = 50 * 1024 * 1024
@@ -98,10 +98,11 @@ class _Server(asyncssh.SSHServer):
         return any(asyncssh.import_public_key(k).get_fingerprint("sha256") == fingerprint for k in pushed)
 
 
-async def _read_script(proc: asyncssh.SSHServerProcess) -> tuple[bool, str]:
+async def _read_script(proc: asyncssh.SSHServerProcess) -> tuple[bool, str, str]:
     """Read stdin until the script's last line (the client may not close stdin) or EOF.
 
-    Returns whether the script carries the canary probe, and the nonce its markers must carry."""
+    Returns whether the script carries the canary probe, the nonce its markers must carry and the canary tag
+    (probes.frame's first two lines)."""
     seen, head, canary = "", "", False
     while SCRIPT_END not in seen:
         chunk = await proc.stdin.read(65536)
@@ -110,9 +111,10 @@ async def _read_script(proc: asyncssh.SSHServerProcess) -> tuple[bool, str]:
         head = head or chunk[:200]
         seen = (seen + chunk)[-8192:]
         canary = canary or CANARY_TOKEN in seen
-    first = head.split("\n", 1)[0]
+    first, second = (head.split("\n", 2) + ["", ""])[:2]
     nonce = first[len(NONCE_VAR) + 1:] if first.startswith(NONCE_VAR + "=") else ""
-    return canary, nonce
+    tag = second[len(TAG_VAR) + 1:] if second.startswith(TAG_VAR + "=") else ""
+    return canary, nonce, tag
 
 
 class CanaryShipper:
@@ -150,7 +152,7 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
                 proc.stdout.write(f"{proc.command.split()[0]}: ok\n")
                 proc.exit(0)
                 return
-            canary, nonce = await _read_script(proc)
+            canary, nonce, tag = await _read_script(proc)
             if latency_s:
                 await asyncio.sleep(latency_s)
             if behaviour == "hang_command":
@@ -169,7 +171,7 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
                 if behaviour == "large":
                     text = _padded(text, nonce)
                 if canary:
-                    text = _with_canary(text, host, shipper, nonce)
+                    text = _with_canary(text, host, shipper, nonce, tag)
                 if behaviour == "drop":
                     proc.stdout.write(text[: len(text) // 2])
                     await proc.stdout.drain()
@@ -198,11 +200,11 @@ def _padded(text: str, nonce: str) -> str:
     return text.replace(identity_at, identity_at + pad, 1)
 
 
-def _with_canary(text: str, host: dict, shipper: "CanaryShipper | None", nonce: str) -> str:
+def _with_canary(text: str, host: dict, shipper: "CanaryShipper | None", nonce: str, tag: str) -> str:
     from devstack.host_states import canary_line, delivers_canary
 
     profile = host.get("profile", "compliant")
-    token = f"{CANARY_TOKEN} {uuid.uuid4()}"
+    token = f"{CANARY_TOKEN} {tag} {uuid.uuid4()}"
     if shipper is not None and host.get("instance_id") and delivers_canary(profile):
         asyncio.get_running_loop().create_task(shipper.ship(host, token))
     section = f"\n{section_mark(nonce)} canary\n{canary_line(profile, token)}\n"

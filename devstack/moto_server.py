@@ -3,7 +3,8 @@
 One simulation tweak: moto stamps lastIngestionTime with the wall clock of the write, so a stream seeded
 with an event from 10 hours ago would still look fresh. Here ingestion follows the newest event's own
 timestamp, as it does for a real agent that ships events as they happen; that lets the demo hold a
-genuinely stale stream.
+genuinely stale stream. And FilterLogEvents reads a pattern of several quoted terms as AWS does (all must
+appear), where moto matches nothing.
 
 Three fleet-scale fixes (`make bench` at 10,000 instances), same responses: moto finds an instance's tags by
 scanning every tag in the region, and an instance by id by copying every reservation, once per instance
@@ -73,6 +74,36 @@ def _ingestion_follows_events() -> None:
         return token
 
     models.LogStream.put_log_events = put_log_events
+
+
+def _filter_terms_as_aws() -> None:
+    """FilterLogEvents: moto reads `"a" "b"` as one quoted phrase (the text between the outer quotes), which
+    nothing matches. AWS reads a space-separated list of terms, quoted or not, that must all appear. Patterns
+    with `?`, `-`, JSON or space-delimited selectors stay moto's."""
+    import re
+
+    from moto.logs import models, utils
+
+    original = utils.EventMessageFilter
+    term = re.compile(r'"([^"]*)"|(\S+)')
+
+    class EventMessageFilter(original):
+        def __init__(self, pattern: str):
+            super().__init__(pattern)
+            self.terms = None
+            text = (pattern or "").strip()
+            if '"' in text and not re.match(r"[{\[]", text):
+                found = [q or bare for q, bare in term.findall(text)]
+                if found and not any(t[:1] in "?-" for t in found if t):
+                    self.terms = found
+
+        def matches(self, message: str) -> bool:
+            if self.terms is None:
+                return super().matches(message)
+            return all(t in message for t in self.terms)
+
+    utils.EventMessageFilter = EventMessageFilter
+    models.EventMessageFilter = EventMessageFilter
 
 
 def _direct_lookups() -> None:
@@ -814,6 +845,7 @@ def main(argv: list[str] | None = None) -> None:
 
     _cpu_by_action()
     _ingestion_follows_events()
+    _filter_terms_as_aws()
     _direct_lookups()
     _copy_each_level_once()
     _instance_connect_authorizes()

@@ -1,56 +1,75 @@
 """Find each host's canary in CloudWatch Logs: one bounded polling loop per batch, not one per host.
 
-Each poll searches each log group once for the canary marker since the batch began (FilterLogEvents without
-stream names: one call, plus its pages, per group, where naming streams cost one call per 100 hosts), and a
-canary counts only in the stream the host's agent config names (the event's own `logStreamName`). At 100,000
-hosts in 16 batches that is 16 calls a poll instead of ~1,000: FilterLogEvents is 5 requests/s per account and
-Region and cannot be raised (docs/PERFORMANCE.md, "AWS API quotas").
+Each poll makes one search per log group for the batch's own canaries: FilterLogEvents with no stream names
+and the pattern `"ec2-audit-canary" "<batch tag>"`, since the batch began. The tag is random per batch and
+framed into every host's script (probes.frame), so a search returns this batch's events only — at most one
+per host, a page or two however many canaries the rest of the run has written into the group. A canary
+counts only in the stream the host's agent config names (the event's own `logStreamName`). FilterLogEvents
+is 5 requests/s per account and Region and cannot be raised: polls are spaced by the requests they made
+(docs/PERFORMANCE.md, "AWS API quotas").
 """
 from __future__ import annotations
 
 import re
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
 from include.checks.aws_side import Canary  # noqa: F401 - what is searched for
-from include.checks.probes import CANARY_TOKEN
+from include.checks.probes import CANARY_TOKEN, TAG_RE
 
-_TOKEN = re.compile(rf"{re.escape(CANARY_TOKEN)} [0-9a-fA-F-]{{16,64}}")
+_TOKEN = re.compile(rf"{re.escape(CANARY_TOKEN)} [0-9a-f]{{16}} [0-9a-fA-F-]{{16,64}}")
 
 
-def find_canaries(logs_client, canaries: list[Canary], since_ms: int, wait_s: float, poll_s: float = 3.0,
+def pattern(tag: str) -> str:
+    """Both terms must appear (a space between quoted terms is AND); the hyphenated one must be quoted."""
+    if not TAG_RE.fullmatch(tag):
+        raise ValueError("canary tag must be 16 lowercase hex digits")
+    return f'"{CANARY_TOKEN}" "{tag}"'
+
+
+def find_canaries(logs_client, canaries: list[Canary], tag: str, since_ms: int, wait_s: float,
+                  poll_s: float = 3.0, per_call_s: float = 0.0,
                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                   ) -> dict[str, float | None]:
-    """instance_id → seconds until its canary was seen in its own stream (None if not within wait_s)."""
+    """instance_id → seconds until its canary was seen in its own stream (None if not within wait_s).
+
+    Only canaries carrying `tag` (the batch's) are searched for: a host whose line names another tag is never
+    found, and costs no search. After a poll of k requests (searches and their pages) the next poll waits at
+    least max(poll_s, k × per_call_s), so a batch's share of the account's rate is kept however many pages
+    its searches take."""
     started = clock()
     found: dict[str, float | None] = {c.instance_id: None for c in canaries}
-    pending = {c.token: c for c in canaries}
+    pending = {c.token: c for c in canaries if c.tag == tag}
+    search = pattern(tag)
     while pending:
-        by_group: dict[str, int] = defaultdict(int)
-        for c in pending.values():
-            by_group[c.group] += 1
-        for group in by_group:
-            for stream, message in _events(logs_client, group, since_ms):
+        calls = 0
+        for group in sorted({c.group for c in pending.values()}):
+            events, requests = _search(logs_client, group, since_ms, search)
+            calls += requests
+            for stream, message in events:
                 for token in _TOKEN.findall(message):
                     c = pending.get(token)
                     if c is not None and c.group == group and c.stream == stream:
                         found[pending.pop(token).instance_id] = round(clock() - started, 1)
         if not pending or clock() - started >= wait_s:
             break
-        sleep(min(poll_s, max(0.0, wait_s - (clock() - started))))
+        sleep(min(max(poll_s, calls * per_call_s), max(0.0, wait_s - (clock() - started))))
     return found
 
 
-def _events(logs_client, group: str, since_ms: int) -> Iterator[tuple[str, str]]:
-    """(stream, message) of every canary event of the group since `since_ms`."""
-    kwargs = {"logGroupName": group, "startTime": since_ms, "filterPattern": f'"{CANARY_TOKEN}"'}
+def _search(logs_client, group: str, since_ms: int, search: str) -> tuple[list[tuple[str, str]], int]:
+    """(stream, message) of every event matching `search` in the group since `since_ms`, and the requests
+    (pages) that took."""
+    kwargs = {"logGroupName": group, "startTime": since_ms, "filterPattern": search}
+    events, requests = [], 0
     try:
         for page in logs_client.get_paginator("filter_log_events").paginate(**kwargs):
-            for event in page.get("events", []):
-                yield event.get("logStreamName", ""), event.get("message", "")
+            requests += 1
+            events += [(e.get("logStreamName", ""), e.get("message", "")) for e in page.get("events", [])]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
+        requests += 1
+    return events, requests

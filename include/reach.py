@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from include.checks.probes import NO_TAG
 from include.models import Host, HostOutcome, Status
 from include.ssh_transport import BeforeConnect, Pin, SshSettings, fan_out
 from include.ssm_transport import OnOutcome, Registration
@@ -36,13 +37,15 @@ class SshTransport:
     pins: Mapping[str, Pin]
     concurrency: int
     before_connect: BeforeConnect | None = None
+    tag: str = NO_TAG  # the batch's canary tag (probes.frame)
 
     @property
     def name(self) -> str:
         return self.settings.transport
 
     async def run(self, hosts: list[Host], script: str, on_outcome: OnOutcome) -> None:
-        await fan_out(hosts, self.settings, script, self.pins, self.concurrency, on_outcome, self.before_connect)
+        await fan_out(hosts, self.settings, script, self.pins, self.concurrency, on_outcome, self.before_connect,
+                      self.tag)
 
 
 @dataclass

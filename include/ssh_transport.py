@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from include import hostkeys
-from include.checks.probes import frame, new_nonce
+from include.checks.probes import NO_TAG, frame, new_nonce
 from include.hostkeys import Pin  # noqa: F401 - re-exported: the host-key policy lives in include/hostkeys.py
 from include.models import Host, HostOutcome, Status
 
@@ -255,10 +255,11 @@ class JumpHostLost(RuntimeError):
 
 async def fan_out(hosts: Iterable[Host], settings: SshSettings, script: str, pins: Mapping[str, Pin],
                   concurrency: int, on_outcome: Callable[[Host, HostOutcome], Awaitable[None]],
-                  before_connect: BeforeConnect | None = None) -> None:
+                  before_connect: BeforeConnect | None = None, tag: str = NO_TAG) -> None:
     """Check hosts with at most `concurrency` sessions open; hand each outcome over as soon as it is ready.
 
-    Each host gets its own random nonce in its section markers (probes.frame), kept on its outcome.
+    Each host gets its own random nonce in its section markers (probes.frame), kept on its outcome, and the
+    batch's canary `tag`.
     `before_connect(host)` runs inside the gate just before each attempt to connect (include/eic.py pushes
     the batch's key there); raising PreconnectFailed (or anything) makes that host's outcome, not the batch's."""
     key = settings.load_key()
@@ -274,7 +275,7 @@ async def fan_out(hosts: Iterable[Host], settings: SshSettings, script: str, pin
     async def one(host: Host) -> None:
         nonce = new_nonce()
         async with gate:
-            outcome = await check_host(host, settings, key, frame(script, nonce), pins.get(host.instance_id), jump,
+            outcome = await check_host(host, settings, key, frame(script, nonce, tag), pins.get(host.instance_id), jump,
                                        before_connect)
         outcome.nonce = nonce
         if jump is not None and outcome.transport_status is not None and jump.is_closed():

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from include import ssm_document
 from include.aws_errors import error_code, is_denied
-from include.checks.probes import frame, new_nonce
+from include.checks.probes import NO_TAG, frame, new_nonce
 from include.models import Host, HostOutcome, Status
 from include.ssm_document import Verified
 
@@ -170,6 +170,7 @@ class SsmTransport:
     calls: Counter = field(default_factory=Counter)
     name: str = "ssm"
     verified: Verified | None = None  # the audit document's version that holds this release's script
+    tag: str = NO_TAG  # the batch's canary tag (probes.frame; the document's canaryTag parameter)
 
     def __post_init__(self) -> None:
         if self.client is None:
@@ -211,7 +212,7 @@ class SsmTransport:
         for start in range(0, len(ready), MAX_IDS):
             chunk = ready[start:start + MAX_IDS]
             nonce = new_nonce()
-            sent, refused = await asyncio.to_thread(self._send, chunk, frame(script, nonce), nonce)
+            sent, refused = await asyncio.to_thread(self._send, chunk, frame(script, nonce, self.tag), nonce)
             commands += sent
             for host, status, detail in refused:
                 await on_outcome(host, self._final(host, status, detail))
@@ -256,7 +257,8 @@ class SsmTransport:
         extra = {"OutputS3BucketName": s.output_bucket, "OutputS3KeyPrefix": s.output_prefix} if s.output_bucket else {}
         if self.verified is not None:  # the audit's document, at the version checked: only the nonce travels
             extra.update(DocumentName=self.verified.name, DocumentVersion=self.verified.version,
-                         Parameters={"nonce": [nonce], "executionTimeout": [str(s.command_timeout)]})
+                         Parameters={"nonce": [nonce], "canaryTag": [self.tag],
+                                     "executionTimeout": [str(s.command_timeout)]})
         else:
             extra.update(DocumentName=DOCUMENT,
                          Parameters={"commands": [body.decode()], "executionTimeout": [str(s.command_timeout)]})

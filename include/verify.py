@@ -25,6 +25,7 @@ from include.checks.catalogue import (
     evaluate_aws_checks,
     evaluate_host_checks,
 )
+from include.checks.probes import new_tag
 from include.checks.rulesets import load_rule_set
 from include.checks.sections import split_sections
 from include.cloudwatch import StreamLookup
@@ -162,25 +163,31 @@ def _judge_output(host: Host, outcome: HostOutcome, lookup: StreamLookup, params
     return j
 
 
-# FilterLogEvents: 5 requests/s per account and Region, not adjustable. Each batch searches once a poll, so the
-# run's batches together stay under it (with 25 % headroom) when each polls no faster than this.
+# FilterLogEvents: 5 requests/s per account and Region, not adjustable. Each request a batch makes (a search or
+# one of its pages) delays its next poll by this much, so the run's batches together stay under the quota with
+# 25 % headroom.
 FILTER_LOG_EVENTS_PER_S = 5.0
+CANARY_POLL_S = 3.0
 
 
-def canary_poll_s(batches_in_run: int) -> float:
-    return max(3.0, 1.25 * max(1, batches_in_run) / FILTER_LOG_EVENTS_PER_S)
+def canary_call_spacing_s(batches_in_run: int) -> float:
+    return 1.25 * max(1, batches_in_run) / FILTER_LOG_EVENTS_PER_S
 
 
-def settle_canaries(waiting: list[Judgement], logs_client, since_ms: int, wait_s: float, profile: Profile,
-                    poll_s: float = 3.0) -> None:
-    """Search the batch's canaries together, then fill in each host's verdict and status. A canary found in
-    the host's stream proves delivery: it also settles log_stream_fresh when that stream was not provably
-    the host's own (shared or misnamed)."""
-    seen = find_canaries(logs_client, [j.canary for j in waiting], since_ms, wait_s, poll_s=poll_s)
+def settle_canaries(waiting: list[Judgement], logs_client, tag: str, since_ms: int, wait_s: float,
+                    profile: Profile, per_call_s: float = 0.0) -> None:
+    """Search the batch's canaries together (those carrying the batch's tag), then fill in each host's verdict
+    and status. A canary found in the host's stream proves delivery: it also settles log_stream_fresh when that
+    stream was not provably the host's own (shared or misnamed)."""
+    seen = find_canaries(logs_client, [j.canary for j in waiting], tag, since_ms, wait_s, poll_s=CANARY_POLL_S,
+                         per_call_s=per_call_s)
     for j in waiting:
         delay = seen.get(j.canary.instance_id)
         where = f"{j.canary.group}/{j.canary.stream}"
-        if delay is not None:
+        if j.canary.tag != tag:
+            j.verdicts[CANARY_CHECK] = Verdict.failed(f"the canary line names tag {j.canary.tag}, not this batch's "
+                                                      f"{tag}: it is not the marker this run asked for")
+        elif delay is not None:
             j.verdicts[CANARY_CHECK] = Verdict.passed(f"canary found in {where} after {delay:g}s")
             if j.verdicts.get(STREAM_CHECK, Verdict.passed("")).status != CheckStatus.PASS:
                 j.verdicts[STREAM_CHECK] = Verdict.passed(f"this host's canary arrived in {where} after {delay:g}s: "
@@ -238,7 +245,7 @@ def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, 
     try:
         if linux:
             asyncio.run(run.reach(linux))
-        run.settle_canaries(canary_poll_s(batch.of))
+        run.settle_canaries(canary_call_spacing_s(batch.of))
     finally:
         run.writer.close()  # what was judged is stored even when the batch fails (e.g. its bastion dropped)
         if stage is not None and run.writer.written:
@@ -272,6 +279,7 @@ class BatchRun:
                              accept=ctx.params.accept_host_keys, run_id=ctx.run_id, known_hosts=known_hosts)
         self.awaiting: list[tuple[Host, HostOutcome, Judgement]] = []
         self.since_ms = int(utc_now().timestamp() * 1000) - 60_000  # canaries are searched from here
+        self.tag = new_tag()  # framed into every host's script; the canary search looks for it
 
     def record(self, host: Host, outcome: HostOutcome | None, j: Judgement) -> bool:
         """Waivers, then the evidence item; returns whether a flush is due."""
@@ -333,7 +341,8 @@ class BatchRun:
         choice = self.ctx.params.transport
         ssm_hosts, ssh_hosts, plan = [], hosts, []
         if choice in ("ssm", "auto"):
-            ssm = SsmTransport(self.ssm_client, self.s3_client, self.ctx.ssm or SsmSettings(), calls=self.api_calls)
+            ssm = SsmTransport(self.ssm_client, self.s3_client, self.ctx.ssm or SsmSettings(), calls=self.api_calls,
+                               tag=self.tag)
             if choice == "ssm":
                 ssm_hosts, ssh_hosts = hosts, []
             else:
@@ -357,12 +366,12 @@ class BatchRun:
 
             eic = EicBatch.start(ssh, self.eic_client)
             ssh, before_connect = eic.settings, eic.push
-        return SshTransport(ssh, self.keys.transport_pins, self.ctx.params.concurrency, before_connect)
+        return SshTransport(ssh, self.keys.transport_pins, self.ctx.params.concurrency, before_connect, tag=self.tag)
 
-    def settle_canaries(self, poll_s: float = 3.0) -> None:
+    def settle_canaries(self, per_call_s: float = 0.0) -> None:
         if not self.awaiting:
             return
-        settle_canaries([j for _, _, j in self.awaiting], self.logs_client, self.since_ms,
-                        self.ctx.params.canary_wait_seconds, self.profile, poll_s)
+        settle_canaries([j for _, _, j in self.awaiting], self.logs_client, self.tag, self.since_ms,
+                        self.ctx.params.canary_wait_seconds, self.profile, per_call_s)
         for host, outcome, judged in self.awaiting:
             self.record(host, outcome, judged)

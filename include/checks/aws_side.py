@@ -23,7 +23,11 @@ class Canary:
     instance_id: str
     group: str
     stream: str
-    token: str  # "ec2-audit-canary <uuid>"
+    token: str  # "ec2-audit-canary <batch tag> <uuid>"
+
+    @property
+    def tag(self) -> str:
+        return self.token.split(" ")[1]
 
 
 class StreamDescriber(Protocol):

@@ -695,9 +695,9 @@ def canary_token(outputs: Mapping[str, str]) -> str | Verdict:
     if text is None:
         return Verdict.error("no canary output")
     value = _kv_lines(text).get("canary", "")
-    m = re.fullmatch(rf"{re.escape(CANARY_TOKEN)} ([0-9a-fA-F-]{{16,64}})", value)
+    m = re.fullmatch(rf"{re.escape(CANARY_TOKEN)} ([0-9a-f]{{16}}) ([0-9a-fA-F-]{{16,64}})", value)
     if m:
-        return f"{CANARY_TOKEN} {m.group(1)}"
+        return f"{CANARY_TOKEN} {m.group(1)} {m.group(2)}"
     if problem := _sudo_problem(value.removeprefix("failed: ")):
         return Verdict.error(problem)
     if value == "auditctl not found":

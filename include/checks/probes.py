@@ -18,6 +18,11 @@ from dataclasses import dataclass
 MARK = "@@ec2audit"
 NONCE_VAR = "EC2AUDIT_NONCE"
 NONCE_RE = re.compile(r"[0-9a-f]{32}")
+# The batch's canary tag (`frame`), written into each canary line so the batch can search CloudWatch Logs for
+# its own canaries only (include/canary.py): ours, 16 hex digits, never instance data.
+TAG_VAR = "EC2AUDIT_CANARY_TAG"
+TAG_RE = re.compile(r"[0-9a-f]{16}")
+NO_TAG = "0" * 16  # framed when no canary search follows (the tag is then never looked for)
 CWA_DIR = "/opt/aws/amazon-cloudwatch-agent"
 CWA_CTL = f"{CWA_DIR}/bin/amazon-cloudwatch-agent-ctl"
 SCRIPT_VERSION = "1"
@@ -138,14 +143,15 @@ else echo 'toml: not found'; fi""",
 )
 
 # Opt-in (param canary): a unique marker written into the audit log by the kernel audit itself. The token
-# is made on the host, so the script stays a constant; it is then searched for in CloudWatch Logs.
+# is made on the host, so the script stays a constant; it follows the batch's tag (framed, ours), and the batch
+# searches CloudWatch Logs for its tag.
 CANARY_TOKEN = "ec2-audit-canary"
 CANARY = Probe(
     "canary",
     f"""\
 N=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')
 if [ -z "$AUDITCTL" ]; then echo 'canary: auditctl not found'
-elif out=$(sudo -n "$AUDITCTL" -m "{CANARY_TOKEN} $N" 2>&1); then echo "canary: {CANARY_TOKEN} $N"
+elif out=$(sudo -n "$AUDITCTL" -m "{CANARY_TOKEN} ${TAG_VAR} $N" 2>&1); then echo "canary: {CANARY_TOKEN} ${TAG_VAR} $N"
 else echo "canary: failed: $out" | capped 300; fi""",
 )
 
@@ -190,14 +196,21 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-def frame(script: str, nonce: str) -> bytes:
-    """What is sent to one host: the constant script, preceded by the nonce its markers carry.
+def new_tag() -> str:
+    return secrets.token_hex(8)
 
-    The nonce is ours (32 random hex digits, checked here), never instance data, so the script stays a
-    fixed string in every way that matters to the shell."""
+
+def frame(script: str, nonce: str, tag: str = NO_TAG) -> bytes:
+    """What is sent to one host: the constant script, preceded by the nonce its markers carry and the batch's
+    canary tag.
+
+    Both are ours (random hex digits, checked here), never instance data, so the script stays a fixed string
+    in every way that matters to the shell."""
     if not NONCE_RE.fullmatch(nonce):
         raise ValueError("nonce must be 32 lowercase hex digits")
-    return f"{NONCE_VAR}={nonce}\n{script}".encode()
+    if not TAG_RE.fullmatch(tag):
+        raise ValueError("canary tag must be 16 lowercase hex digits")
+    return f"{NONCE_VAR}={nonce}\n{TAG_VAR}={tag}\n{script}".encode()
 
 
 def section_mark(nonce: str) -> str:

@@ -116,3 +116,26 @@ def test_stream_lookup_lists_a_batch_in_a_few_calls(moto):
     assert all(s["logStreamName"] == n for n, s in found.items() if s is not None)
     assert lookup.calls < 40  # instead of 200 exact lookups
 
+
+
+def test_a_batch_s_canary_search_finds_its_own_tag_only_and_in_the_host_s_own_stream(moto):
+    # Over HTTP against the moto server: the pattern of two quoted terms is AND, as in AWS (moto alone matched
+    # nothing for it), so one batch's search never pages through the other batches' canaries.
+    from include.canary import Canary, find_canaries, pattern
+
+    _, logs, _ = clients(moto)
+    group, mine, theirs = "/ec2/canary-tags", "00000000000000aa", "00000000000000bb"
+    logs.create_log_group(logGroupName=group)
+    now = int(time.time() * 1000)
+    for n in range(4):
+        logs.create_log_stream(logGroupName=group, logStreamName=f"i-{n}")
+        tag = mine if n < 2 else theirs
+        logs.put_log_events(logGroupName=group, logStreamName=f"i-{n}", logEvents=[
+            {"timestamp": now, "message": f"type=USER msg='ec2-audit-canary {tag} {n:032x}'"}])
+    # i-3 claims i-2's canary event, which sits in i-2's stream
+    hits = logs.filter_log_events(logGroupName=group, startTime=now - 60_000, filterPattern=pattern(mine))["events"]
+    assert sorted(e["logStreamName"] for e in hits) == ["i-0", "i-1"]
+    canaries = [Canary(f"i-{n}", group, f"i-{n}", f"ec2-audit-canary {mine} {n:032x}") for n in range(2)]
+    canaries.append(Canary("i-3", group, "i-3", f"ec2-audit-canary {mine} {2:032x}"))
+    found = find_canaries(logs, canaries, mine, since_ms=now - 60_000, wait_s=0)
+    assert found["i-0"] is not None and found["i-1"] is not None and found["i-3"] is None

@@ -76,54 +76,106 @@ def test_truncated_output_is_error():
     assert j.status == Status.ERROR and "truncated" in j.detail
 
 
+TAG = "5eed0123456789ab"
+
+
 def test_canary_planned_only_when_opted_in_and_written():
+    line = f"canary: ec2-audit-canary {TAG} 0f8e2b8a-5a0e-4a53-9d0b-1c2d3e4f5a6b"
     text = render_output("compliant", IDENTITY).replace(
-        end_mark(TEST_NONCE), f"{section_mark(TEST_NONCE)} canary\n"
-        f"canary: ec2-audit-canary 0f8e2b8a-5a0e-4a53-9d0b-1c2d3e4f5a6b\n\n{end_mark(TEST_NONCE)}")
+        end_mark(TEST_NONCE), f"{section_mark(TEST_NONCE)} canary\n{line}\n\n{end_mark(TEST_NONCE)}")
     out = HostOutcome("i-0abc", None, output=text.encode(), nonce=TEST_NONCE)
     j = judge_host(HOST, out, FakeLookup(5), AuditParams(canary=True), now=lambda: NOW)
     assert j.canary is not None and j.canary.stream == "i-0abc" and j.canary.group == "/ec2/audit"
-    assert j.canary.token.endswith("1c2d3e4f5a6b")
-    refused = text.replace("canary: ec2-audit-canary 0f8e2b8a-5a0e-4a53-9d0b-1c2d3e4f5a6b",
-                           "canary: failed: sudo: a password is required")
+    assert j.canary.token.endswith("1c2d3e4f5a6b") and j.canary.tag == TAG
+    refused = text.replace(line, "canary: failed: sudo: a password is required")
     j = judge_host(HOST, HostOutcome("i-0abc", None, output=refused.encode(), nonce=TEST_NONCE), FakeLookup(5), AuditParams(canary=True),
                    now=lambda: NOW)
     assert j.canary is None and j.verdicts["cwagent.canary_delivered"].status.value == "ERROR"
+    # A line without the batch tag (an older script, or a host making up its own) is not a canary
+    untagged = text.replace(line, "canary: ec2-audit-canary 0f8e2b8a-5a0e-4a53-9d0b-1c2d3e4f5a6b")
+    j = judge_host(HOST, HostOutcome("i-0abc", None, output=untagged.encode(), nonce=TEST_NONCE), FakeLookup(5),
+                   AuditParams(canary=True), now=lambda: NOW)
+    assert j.canary is None and j.verdicts["cwagent.canary_delivered"].status.value == "ERROR"
+
+
+class PagedLogs:
+    """FilterLogEvents as the group holds it: events with their streams, matched by the pattern's terms, in
+    pages of `page` events."""
+
+    def __init__(self, events: list[tuple[str, str]], page: int = 10_000):
+        self.events, self.page, self.calls, self.patterns = events, page, 0, []
+
+    def get_paginator(self, name):
+        logs = self
+
+        class P:
+            def paginate(self, **kw):
+                assert "logStreamNames" not in kw  # the whole group, once a poll
+                logs.patterns.append(kw["filterPattern"])
+                terms = [t.strip('"') for t in kw["filterPattern"].split(" ")]
+                hits = [(s, m) for s, m in logs.events if all(t in m for t in terms)]
+                for start in range(0, max(1, len(hits)), logs.page):
+                    logs.calls += 1
+                    yield {"events": [{"logStreamName": s, "message": m} for s, m in hits[start:start + logs.page]]}
+        return P()
+
+
+def _token(tag: str, uid: str) -> str:
+    return f"ec2-audit-canary {tag} {uid}"
 
 
 def test_find_canaries_polls_in_bulk_until_found_or_deadline():
     from include.canary import Canary, find_canaries
 
     A, B, C = "a1" * 16, "b2" * 16, "c3" * 16
-
-    class Logs:
-        def __init__(self):
-            self.calls = 0
-
-        def get_paginator(self, name):
-            logs = self
-
-            class P:
-                def paginate(self, **kw):
-                    logs.calls += 1
-                    assert "logStreamNames" not in kw  # the whole group, once a poll
-                    events = [("s1", f"type=USER msg=audit(1.0:1): msg='ec2-audit-canary {A}'"),
-                              # i-3's canary, but in another host's stream: proves nothing for i-3
-                              ("s1", f"type=USER msg=audit(1.0:3): msg='ec2-audit-canary {C}'")]
-                    if logs.calls >= 2:
-                        events.append(("s2", f"type=USER msg=audit(1.0:2): msg='ec2-audit-canary {B}'"))
-                    yield {"events": [{"logStreamName": s, "message": m} for s, m in events]}
-            return P()
-
+    logs = PagedLogs([("s1", f"type=USER msg=audit(1.0:1): msg='{_token(TAG, A)}'"),
+                      # i-3's canary, but in another host's stream: proves nothing for i-3
+                      ("s1", f"type=USER msg=audit(1.0:3): msg='{_token(TAG, C)}'")])
     t = [0.0]
-    logs = Logs()
-    found = find_canaries(logs, [Canary("i-1", "g", "s1", f"ec2-audit-canary {A}"),
-                                 Canary("i-2", "g", "s2", f"ec2-audit-canary {B}"),
-                                 Canary("i-3", "g", "s3", f"ec2-audit-canary {C}")],
-                          since_ms=0, wait_s=10, poll_s=3, clock=lambda: t[0],
-                          sleep=lambda d: t.__setitem__(0, t[0] + d))
+
+    def sleep(d):
+        t[0] += d
+        if t[0] >= 3:  # i-2's canary arrives before the second poll
+            logs.events.append(("s2", f"type=USER msg=audit(1.0:2): msg='{_token(TAG, B)}'"))
+
+    found = find_canaries(logs, [Canary("i-1", "g", "s1", _token(TAG, A)), Canary("i-2", "g", "s2", _token(TAG, B)),
+                                 Canary("i-3", "g", "s3", _token(TAG, C))],
+                          TAG, since_ms=0, wait_s=10, poll_s=3, clock=lambda: t[0], sleep=sleep)
     assert found["i-1"] == 0 and found["i-2"] == 3 and found["i-3"] is None
     assert logs.calls == 5  # one call per poll (0, 3, 6, 9, 10 s) for the whole group, not one per host
+    assert set(logs.patterns) == {f'"ec2-audit-canary" "{TAG}"'}
+
+
+def test_a_batch_searches_only_its_own_tag_and_spaces_polls_by_the_pages_they_took():
+    from include.canary import Canary, find_canaries
+
+    other = "0123456789abcdef"
+    # 30 canaries of other batches in the group, 3 of this one: this batch's search sees its own only
+    events = [("s-other", f"msg='{_token(other, f'{n:032x}')}'") for n in range(30)]
+    mine = [Canary(f"i-{n}", "g", f"s{n}", _token(TAG, f"{n + 100:032x}")) for n in range(3)]
+    events += [(c.stream, f"msg='{c.token}'") for c in mine[:2]]
+    logs = PagedLogs(events, page=1)
+    t, sleeps = [0.0], []
+
+    def sleep(d):
+        sleeps.append(d)
+        t[0] += d
+
+    forged = Canary("i-9", "g", "s9", _token(other, "f" * 32))  # a host claiming another batch's tag
+    found = find_canaries(logs, mine + [forged], TAG, since_ms=0, wait_s=20, poll_s=3, per_call_s=4,
+                          clock=lambda: t[0], sleep=sleep)
+    assert found == {"i-0": 0, "i-1": 0, "i-2": None, "i-9": None}
+    assert logs.patterns and set(logs.patterns) == {f'"ec2-audit-canary" "{TAG}"'}  # never another tag
+    assert sleeps[0] == 8  # the first poll took two pages (requests): 2 × 4 s before the next
+
+
+def test_the_run_s_batches_together_poll_filter_log_events_within_its_quota():
+    from include.verify import CANARY_POLL_S, FILTER_LOG_EVENTS_PER_S, canary_call_spacing_s
+
+    assert canary_call_spacing_s(1) < CANARY_POLL_S  # a lone batch polls every 3 s
+    for batches in (16, 48):
+        # each request delays that batch's next poll by the spacing: all batches together, requests per second
+        assert batches / canary_call_spacing_s(batches) <= FILTER_LOG_EVENTS_PER_S
 
 
 def test_put_items_resends_unprocessed_with_backoff():
@@ -152,9 +204,3 @@ def test_put_items_resends_unprocessed_with_backoff():
     assert resource.calls == [25, 2, 5, 2]
 
 
-def test_the_run_s_batches_together_poll_filter_log_events_within_its_quota():
-    from include.verify import FILTER_LOG_EVENTS_PER_S, canary_poll_s
-
-    assert canary_poll_s(1) == 3.0
-    for batches in (16, 48):
-        assert batches / canary_poll_s(batches) <= FILTER_LOG_EVENTS_PER_S  # calls per second, all batches

@@ -219,13 +219,14 @@ def test_a_canary_in_a_shared_stream_proves_delivery():
                 def paginate(self, **kw):
                     # FilterLogEvents names each event's stream: the canary counts in the stream the config names
                     yield {"events": [{"logStreamName": "audit",
-                                       "message": "msg='ec2-audit-canary 1234567890abcdef1234'"}]}
+                                       "message": f"msg='ec2-audit-canary {tag} 1234567890abcdef1234'"}]}
             return P()
 
-    text = output_with(cwagent_toml=toml("audit"), canary="canary: ec2-audit-canary 1234567890abcdef1234")
+    tag = "00000000000000aa"
+    text = output_with(cwagent_toml=toml("audit"), canary=f"canary: ec2-audit-canary {tag} 1234567890abcdef1234")
     j = judge(text, AuditParams(canary=True))
     assert j.canary is not None and j.verdicts["cwagent.log_stream_fresh"].status == CheckStatus.FAIL
-    settle_canaries([j], Logs(), 0, 1, load_profile("audit-trail"))
+    settle_canaries([j], Logs(), tag, 0, 1, load_profile("audit-trail"))
     assert j.verdicts["cwagent.log_stream_fresh"].status == CheckStatus.PASS
     assert j.status == Status.COMPLIANT and isinstance(j, Judgement)
 
@@ -244,3 +245,16 @@ def test_a_stock_or_borrowed_hostname_never_makes_a_stream_this_hosts(hostname):
     v = judge(output_with(cwagent_toml=toml(hostname), host_identity=f"hostname: {hostname}\nID=amzn")
               ).verdicts["cwagent.log_stream_fresh"]
     assert v.status == CheckStatus.FAIL and "shared by hosts" in v.detail
+
+
+def test_a_canary_line_naming_another_batch_s_tag_is_never_searched_for_and_fails():
+    class Logs:
+        def get_paginator(self, name):
+            raise AssertionError("no search for a canary that is not this batch's")
+
+    other = "00000000000000bb"
+    text = output_with(cwagent_toml=toml("audit"), canary=f"canary: ec2-audit-canary {other} 1234567890abcdef1234")
+    j = judge(text, AuditParams(canary=True))
+    settle_canaries([j], Logs(), "00000000000000aa", 0, 1, load_profile("audit-trail"))
+    v = j.verdicts["cwagent.canary_delivered"]
+    assert v.status == CheckStatus.FAIL and other in v.detail and j.status != Status.COMPLIANT
