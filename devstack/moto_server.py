@@ -6,12 +6,14 @@ timestamp, as it does for a real agent that ships events as they happen; that le
 genuinely stale stream. And FilterLogEvents reads a pattern of several quoted terms as AWS does (all must
 appear), where moto matches nothing.
 
-Three fleet-scale fixes (`make bench` at 10,000 instances), same responses: moto finds an instance's tags by
-scanning every tag in the region, and an instance by id by copying every reservation, once per instance
-served — O(fleet) per instance, so seeding and describing 10,000 instances took minutes of the stand-in's
-own CPU; here they are direct lookups. And DynamoDB rendered each nested attribute by deep-copying its whole
-subtree at every level (an evidence item's `checks` map is three deep); here each level is copied once.
-Nothing else in moto is changed.
+Fleet-scale fixes (`make bench` at 10,000 instances), same responses (tests/unit/test_moto_patches.py): moto
+finds an instance's tags by scanning every tag in the region, an instance by id by copying every reservation,
+once per instance served, and DescribeInstances(InstanceIds) tests every reservation against every id asked
+for — O(fleet) per instance or call, so seeding and describing 10,000 instances took minutes of the stand-in's
+own CPU; here they are direct lookups. DynamoDB rendered each nested attribute by deep-copying its whole
+subtree at every level (an evidence item's `checks` map is three deep); here each level is copied once. And a
+Query deep-copied each full item of a page and serialized it whole to pick the projected attributes; here it
+copies one level and serializes only what the projection names. Nothing else in moto is changed.
 
 EC2 Instance Connect: moto's `SendSSHPublicKey` answers success and authorizes nothing. Here it also records
 the key for that instance and OS user, expiring after 60 s (`EC2AUDIT_EIC_KEY_TTL`), in the key directory
@@ -106,9 +108,50 @@ def _filter_terms_as_aws() -> None:
     models.EventMessageFilter = EventMessageFilter
 
 
+def _query_copies_what_it_returns() -> None:
+    """DynamoDB Query: moto deep-copies every full item of a page, then serializes each whole item to pick the
+    projected attributes — at 10,000 hosts the day's one projected read was 28 s of the stand-in's CPU. Here a
+    page's items are copied one level (the attribute values are only read from there on: projected, filtered,
+    serialized), and a projection serializes only the attributes it names. Same responses."""
+    import copy
+    import types
+
+    from moto.dynamodb.models import table
+    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
+
+    def one_level(item: Item) -> Item:
+        result = Item.__new__(Item)
+        result.hash_key, result.range_key = item.hash_key, item.range_key
+        attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+        dict.__init__(attrs)
+        dict.update(attrs, item.attrs)
+        result.attrs = attrs
+        return result
+
+    def deepcopy(value, memo=None):
+        if isinstance(value, list) and value and all(type(v) is Item for v in value):  # Table.query's page
+            return [one_level(v) for v in value]
+        return copy.deepcopy(value, memo)
+
+    table.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)
+    project = Item.project
+
+    def project_named(self, projection_expressions):
+        named = {str(path[0]).split("[", 1)[0] for path in projection_expressions if path}
+        narrowed = one_level(self)
+        for key in [k for k in narrowed.attrs if k not in named]:
+            dict.__delitem__(narrowed.attrs, key)
+        return project(narrowed, projection_expressions)
+
+    Item.project = project_named
+
+
 def _direct_lookups() -> None:
+    import copy
+
     from moto.ec2.exceptions import InvalidInstanceIdError
     from moto.ec2.models import instances, tags
+    from moto.ec2.utils import filter_reservations
 
     describe_tags = tags.TagBackend.describe_tags
 
@@ -128,8 +171,23 @@ def _direct_lookups() -> None:
                     return instance
         raise InvalidInstanceIdError(instance_id)
 
+    def get_reservations_by_instance_ids(self, instance_ids, filters=None):
+        # moto tests every reservation against every id asked for, after copying every reservation
+        wanted, reservations, found = set(instance_ids), [], set()
+        for reservation in self.reservations.values():
+            matched = [i for i in reservation.instances if i.id in wanted]
+            if matched:
+                answer = copy.copy(reservation)
+                answer.instances = matched
+                reservations.append(answer)
+                found.update(i.id for i in matched)
+        if len(found) != len(wanted):
+            raise InvalidInstanceIdError(sorted(wanted - found)[0])
+        return filter_reservations(reservations, filters) if filters is not None else reservations
+
     tags.TagBackend.describe_tags = fast_describe_tags
     instances.InstanceBackend.get_instance = get_instance
+    instances.InstanceBackend.get_reservations_by_instance_ids = get_reservations_by_instance_ids
 
 
 def _copy_each_level_once() -> None:
@@ -847,6 +905,7 @@ def main(argv: list[str] | None = None) -> None:
     _ingestion_follows_events()
     _filter_terms_as_aws()
     _direct_lookups()
+    _query_copies_what_it_returns()
     _copy_each_level_once()
     _instance_connect_authorizes()
     _ssm_runs_commands()

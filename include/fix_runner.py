@@ -26,7 +26,7 @@ from include.hostkeys import Pin
 from include.models import Host, HostOutcome, Status
 from include.records import FixRun, StepRun
 from include.remediation import HostPlan, PlannedFix
-from include.ssh_transport import SshSettings, _Final, _Transient, connect
+from include.ssh_transport import SessionFailed, SessionRetry, SshSettings, connect
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +128,11 @@ async def fix_host(plan: HostPlan, host: Host, settings: SshSettings, key: async
         try:
             conn = await connect(host, settings, key, pin, outcome)
             break
-        except _Final as exc:
+        except SessionFailed as exc:
             result.result = "refused" if exc.status == Status.HOST_KEY_MISMATCH else "failed"
             result.detail, result.host_key_fingerprint = f"{exc.status.value}: {exc.detail}", outcome.host_key_fingerprint or ""
             return
-        except _Transient as exc:
+        except SessionRetry as exc:
             if attempt == settings.attempts:
                 result.result, result.detail = "failed", f"{exc.status.value}: {exc.detail}"
                 return

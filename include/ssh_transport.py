@@ -85,15 +85,17 @@ class _Client(asyncssh.SSHClient):
         return hostkeys.trusts(self.policy, self.pin, key)
 
 
-class _Transient(Exception):
-    """A failure worth retrying (refused, timed out, dropped)."""
+class SessionFailed(Exception):
+    """A session that failed with the host's status (key mismatch, key refused, checks timed out): final."""
 
     def __init__(self, status: Status, detail: str) -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
 
 
-class _Final(Exception):
+class SessionRetry(Exception):
+    """A failure worth retrying (refused, timed out, dropped)."""
+
     def __init__(self, status: Status, detail: str) -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
@@ -118,9 +120,9 @@ async def _prepare(host: Host, before_connect: BeforeConnect | None) -> None:
     try:
         await before_connect(host)
     except PreconnectFailed as exc:
-        raise (_Transient if exc.retry else _Final)(exc.status, exc.detail) from exc
+        raise (SessionRetry if exc.retry else SessionFailed)(exc.status, exc.detail) from exc
     except Exception as exc:  # noqa: BLE001 - any other failure of the hook: the host was not reached
-        raise _Transient(Status.UNREACHABLE, f"before connecting: {type(exc).__name__}: {exc}"[:300]) from exc
+        raise SessionRetry(Status.UNREACHABLE, f"before connecting: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
 def parse_jump(spec: str, default_user: str) -> tuple[str, str, int]:
@@ -143,7 +145,7 @@ async def open_jump(settings: SshSettings, key: asyncssh.SSHKey) -> asyncssh.SSH
 async def connect(host: Host, settings: SshSettings, key: asyncssh.SSHKey, pin: Pin | None, outcome: HostOutcome,
                   tunnel=None) -> asyncssh.SSHClientConnection:
     """One authenticated session, the host key checked during key exchange (before we authenticate).
-    Failures raise _Final / _Transient with the host's status; the key seen is put on `outcome`.
+    Failures raise SessionFailed / SessionRetry with the host's status; the key seen is put on `outcome`.
     Also the remediation path's way in (include/fix_runner.py): the same checks, another login."""
     options = dict(
         username=settings.username, client_keys=[key],
@@ -163,16 +165,16 @@ async def connect(host: Host, settings: SshSettings, key: asyncssh.SSHKey, pin: 
         )
     except asyncssh.HostKeyNotVerifiable as exc:
         outcome.host_key_fingerprint = client.seen.get_fingerprint("sha256") if client.seen else None
-        raise _Final(Status.HOST_KEY_MISMATCH,
+        raise SessionFailed(Status.HOST_KEY_MISMATCH,
                      hostkeys.mismatch_detail(settings.host_key_policy, pin, client.seen, exc.reason)) from exc
     except asyncssh.PermissionDenied as exc:
-        raise _Final(Status.AUTH_FAILED, f"key refused for user {settings.username!r}: {exc.reason}") from exc
+        raise SessionFailed(Status.AUTH_FAILED, f"key refused for user {settings.username!r}: {exc.reason}") from exc
     except (asyncio.TimeoutError, TimeoutError) as exc:
-        raise _Transient(Status.UNREACHABLE, f"no SSH session within {settings.connect_timeout:g}s") from exc
+        raise SessionRetry(Status.UNREACHABLE, f"no SSH session within {settings.connect_timeout:g}s") from exc
     except ConnectionRefusedError as exc:
-        raise _Transient(Status.UNREACHABLE, f"connection refused on port {settings.port}") from exc
+        raise SessionRetry(Status.UNREACHABLE, f"connection refused on port {settings.port}") from exc
     except (OSError, asyncssh.Error) as exc:
-        raise _Transient(Status.UNREACHABLE, f"connect failed: {type(exc).__name__}: {exc}"[:200]) from exc
+        raise SessionRetry(Status.UNREACHABLE, f"connect failed: {type(exc).__name__}: {exc}"[:200]) from exc
     server_key = conn.get_server_host_key()
     if server_key is not None:
         outcome.host_key_fingerprint = server_key.get_fingerprint("sha256")
@@ -188,9 +190,9 @@ async def _run_once(host: Host, settings: SshSettings, key: asyncssh.SSHKey, scr
             output, truncated = await asyncio.wait_for(
                 _run_script(conn, script, settings.max_output), settings.command_timeout)
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise _Final(Status.ERROR, f"checks did not finish within {settings.command_timeout:g}s") from exc
+            raise SessionFailed(Status.ERROR, f"checks did not finish within {settings.command_timeout:g}s") from exc
         except (asyncssh.Error, OSError) as exc:
-            raise _Transient(Status.ERROR, f"session dropped: {type(exc).__name__}: {exc}"[:200]) from exc
+            raise SessionRetry(Status.ERROR, f"session dropped: {type(exc).__name__}: {exc}"[:200]) from exc
     outcome.output, outcome.truncated = output, truncated
 
 
@@ -225,10 +227,10 @@ async def check_host(host: Host, settings: SshSettings, key: asyncssh.SSHKey, sc
                 await _run_once(host, settings, key, script, pin, outcome, tunnel)
                 outcome.transport_status, outcome.transport_detail = None, ""
                 return
-            except _Final as exc:
+            except SessionFailed as exc:
                 outcome.transport_status, outcome.transport_detail = exc.status, exc.detail
                 return
-            except _Transient as exc:
+            except SessionRetry as exc:
                 outcome.transport_status, outcome.transport_detail = exc.status, exc.detail
                 if attempt < settings.attempts:
                     await asyncio.sleep(settings.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))

@@ -1,0 +1,56 @@
+"""devstack/moto_server's fleet-scale patches answer exactly as moto does (in-process moto, before and after)."""
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+
+def _day_reads_and_describes() -> str:
+    from include.evidence import EvidenceStore
+
+    with mock_aws():
+        store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "ev")
+        store.ensure_tables()
+        checks = {f"c{k}": {"status": "PASS", "detail": f"d{k}", "frameworks": ["cis-4.1", "nist-au-2"]} for k in range(4)}
+        store.put_items([{"instance_id": f"i-{n:017x}", "audit_date": "2026-12-01", "item_type": "instance",
+                          "run_id": "r1" if n % 3 else "r2", "status": "COMPLIANT" if n % 2 else "NON_COMPLIANT",
+                          "checks": checks, "output_sha256": f"{n:064x}"} for n in range(40)])
+        reads = [store.day_items("2026-12-01", fields=["status", "output_sha256"]),
+                 store.day_items("2026-12-01", run_id="r1", status="COMPLIANT"),
+                 store.day_items("2026-12-01", fields=["checks"])]
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        ids = [i["InstanceId"] for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=3, MaxCount=3)["Instances"]]
+        ids += [ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]]
+        described = [sorted(ids.index(i["InstanceId"]) for r in ec2.describe_instances(InstanceIds=ids[1:])["Reservations"]
+                            for i in r["Instances"]),
+                     [len(r["Instances"]) for r in ec2.describe_instances(
+                         InstanceIds=ids, Filters=[{"Name": "instance-state-name", "Values": ["running"]}])["Reservations"]]]
+        with pytest.raises(Exception) as missing:
+            ec2.describe_instances(InstanceIds=[ids[0], "i-0000000000000dead"])
+        return json.dumps([reads, described, str(missing.value).replace(ids[0], "i-first")], sort_keys=True, default=str)
+
+
+def test_the_query_and_describe_instances_patches_change_no_answer(monkeypatch):
+    from moto.dynamodb.models import table
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.ec2.models import instances
+
+    from devstack import moto_server
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    before = _day_reads_and_describes()
+    # undone after the test: the patches replace these three names only
+    for owner, name in ((table, "copy"), (Item, "project"), (instances.InstanceBackend, "get_reservations_by_instance_ids"),
+                        (instances.InstanceBackend, "get_instance")):
+        monkeypatch.setattr(owner, name, getattr(owner, name))
+    from moto.ec2.models import tags
+    monkeypatch.setattr(tags.TagBackend, "describe_tags", tags.TagBackend.describe_tags)
+    moto_server._direct_lookups()
+    moto_server._query_copies_what_it_returns()
+    assert table.copy is not __import__("copy")  # the patch is in place
+    assert _day_reads_and_describes() == before
