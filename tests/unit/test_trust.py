@@ -134,11 +134,15 @@ def test_u2028_and_cr_do_not_split_lines():
     assert parsers.parse_auditctl_status(out.get("auditctl_status"))["pid"] == 1187
 
 
-def test_frame_refuses_anything_but_our_nonce():
+def test_frame_refuses_anything_but_our_nonce_and_tag():
     assert frame("true\n", TEST_NONCE).startswith(b"EC2AUDIT_NONCE=" + TEST_NONCE.encode() + b"\n")
+    assert frame("true\n", TEST_NONCE, "abcdef0123456789").split(b"\n")[1] == b"EC2AUDIT_CANARY_TAG=abcdef0123456789"
     for bad in ("", "$(id)", "0" * 31, "g" * 32):
         with pytest.raises(ValueError):
             frame("true\n", bad)
+    for bad in ("", "$(id);x", "0" * 15, "g" * 16, "A" * 16):
+        with pytest.raises(ValueError):
+            frame("true\n", TEST_NONCE, bad)
     assert section_mark(TEST_NONCE) != file_mark(TEST_NONCE) != end_mark(TEST_NONCE)
 
 
