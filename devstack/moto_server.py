@@ -7,10 +7,9 @@ genuinely stale stream. And FilterLogEvents reads a pattern of several quoted te
 appear), where moto matches nothing.
 
 Fleet-scale fixes (`make bench` at 10,000 instances), same responses (tests/unit/test_moto_patches.py): moto
-finds an instance's tags by scanning every tag in the region, an instance by id by copying every reservation,
-once per instance served, and DescribeInstances(InstanceIds) tests every reservation against every id asked
-for — O(fleet) per instance or call, so seeding and describing 10,000 instances took minutes of the stand-in's
-own CPU; here they are direct lookups. DynamoDB rendered each nested attribute by deep-copying its whole
+finds an instance's tags by scanning every tag in the region, and an instance by id by copying every
+reservation, once per instance served — O(fleet) per instance, so seeding and describing 10,000 instances took
+minutes of the stand-in's own CPU; here they are direct lookups. DynamoDB rendered each nested attribute by deep-copying its whole
 subtree at every level (an evidence item's `checks` map is three deep); here each level is copied once. And a
 Query deep-copied each full item of a page and serialized it whole to pick the projected attributes; here it
 copies one level and serializes only what the projection names. Nothing else in moto is changed.
@@ -147,11 +146,8 @@ def _query_copies_what_it_returns() -> None:
 
 
 def _direct_lookups() -> None:
-    import copy
-
     from moto.ec2.exceptions import InvalidInstanceIdError
     from moto.ec2.models import instances, tags
-    from moto.ec2.utils import filter_reservations
 
     describe_tags = tags.TagBackend.describe_tags
 
@@ -171,23 +167,8 @@ def _direct_lookups() -> None:
                     return instance
         raise InvalidInstanceIdError(instance_id)
 
-    def get_reservations_by_instance_ids(self, instance_ids, filters=None):
-        # moto tests every reservation against every id asked for, after copying every reservation
-        wanted, reservations, found = set(instance_ids), [], set()
-        for reservation in self.reservations.values():
-            matched = [i for i in reservation.instances if i.id in wanted]
-            if matched:
-                answer = copy.copy(reservation)
-                answer.instances = matched
-                reservations.append(answer)
-                found.update(i.id for i in matched)
-        if len(found) != len(wanted):
-            raise InvalidInstanceIdError(sorted(wanted - found)[0])
-        return filter_reservations(reservations, filters) if filters is not None else reservations
-
     tags.TagBackend.describe_tags = fast_describe_tags
     instances.InstanceBackend.get_instance = get_instance
-    instances.InstanceBackend.get_reservations_by_instance_ids = get_reservations_by_instance_ids
 
 
 def _copy_each_level_once() -> None:

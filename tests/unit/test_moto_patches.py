@@ -33,7 +33,7 @@ def _day_reads_and_describes() -> str:
         return json.dumps([reads, described, str(missing.value).replace(ids[0], "i-first")], sort_keys=True, default=str)
 
 
-def test_the_query_and_describe_instances_patches_change_no_answer(monkeypatch):
+def test_the_lookup_and_query_patches_change_no_answer(monkeypatch):
     from moto.dynamodb.models import table
     from moto.dynamodb.models.dynamo_type import Item
     from moto.ec2.models import instances
@@ -45,8 +45,7 @@ def test_the_query_and_describe_instances_patches_change_no_answer(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     before = _day_reads_and_describes()
     # undone after the test: the patches replace these three names only
-    for owner, name in ((table, "copy"), (Item, "project"), (instances.InstanceBackend, "get_reservations_by_instance_ids"),
-                        (instances.InstanceBackend, "get_instance")):
+    for owner, name in ((table, "copy"), (Item, "project"), (instances.InstanceBackend, "get_instance")):
         monkeypatch.setattr(owner, name, getattr(owner, name))
     from moto.ec2.models import tags
     monkeypatch.setattr(tags.TagBackend, "describe_tags", tags.TagBackend.describe_tags)
