@@ -3,8 +3,7 @@ be allowed `ssm:SendCommand` on that document only — and can then run nothing 
 
 With `AWS-RunShellScript` the script travels as a parameter, and IAM cannot restrict parameters: the role
 that sends our read-only script could send any command, as root. With this document the only input is the
-nonce (32 hex digits, `allowedPattern`), the batch's canary tag (16 hex digits) and the execution timeout
-(digits). Before each batch the document's
+nonce (32 hex digits, `allowedPattern`) and the execution timeout (digits). Before each batch the document's
 default version is read back (`GetDocument`) and compared with what this release would create; a document
 that differs — an older release, or someone's edit — makes every host ERROR, and the version compared is the
 one sent (`DocumentVersion`), so nothing can change between the check and the run.
@@ -21,15 +20,15 @@ import json
 import sys
 from dataclasses import dataclass
 
-from include.checks.probes import NO_TAG, NONCE_VAR, TAG_VAR
+from include.checks.probes import NONCE_VAR
 
 STEP = "ec2auditChecks"  # the step (plugin) name: GetCommandInvocation's PluginName and the S3 path's last folder
 TIMEOUT_PATTERN = "^[0-9]{1,5}$"
 
 
 def content(script: str) -> dict:
-    """The document this release expects (schema 2.2, Linux only). The nonce and the canary tag are the
-    script's first lines, as probes.frame puts them for SSH."""
+    """The document this release expects (schema 2.2, Linux only). The nonce is the script's first line, as
+    probes.frame puts it for SSH."""
     if "{{" in script:  # SSM would substitute it: the script run would not be the script checked
         raise ValueError("the audit script must not contain '{{'")
     return {
@@ -39,8 +38,6 @@ def content(script: str) -> dict:
         "parameters": {
             "nonce": {"type": "String", "allowedPattern": "^[0-9a-f]{32}$",
                       "description": "The run's random section-marker nonce"},
-            "canaryTag": {"type": "String", "default": NO_TAG, "allowedPattern": "^[0-9a-f]{16}$",
-                          "description": "The batch's random canary tag (searched for in CloudWatch Logs)"},
             "executionTimeout": {"type": "String", "default": "60", "allowedPattern": TIMEOUT_PATTERN,
                                  "description": "Seconds the checks may run"},
         },
@@ -48,7 +45,7 @@ def content(script: str) -> dict:
             "action": "aws:runShellScript", "name": STEP,
             "precondition": {"StringEquals": ["platformType", "Linux"]},
             "inputs": {"timeoutSeconds": "{{ executionTimeout }}",
-                       "runCommand": [f"{NONCE_VAR}={{{{ nonce }}}}", f"{TAG_VAR}={{{{ canaryTag }}}}", *script.rstrip("\n").split("\n")]},
+                       "runCommand": [f"{NONCE_VAR}={{{{ nonce }}}}", *script.rstrip("\n").split("\n")]},
         }],
     }
 

@@ -170,7 +170,9 @@ class SsmTransport:
     calls: Counter = field(default_factory=Counter)
     name: str = "ssm"
     verified: Verified | None = None  # the audit document's version that holds this release's script
-    tag: str = NO_TAG  # the batch's canary tag (probes.frame; the document's canaryTag parameter)
+    # The batch's canary tag (probes.frame), framed with AWS-RunShellScript. The audit document holds the
+    # checks without the canary (config refuses canary=true with ssm_document), so it takes no tag.
+    tag: str = NO_TAG
 
     def __post_init__(self) -> None:
         if self.client is None:
@@ -257,8 +259,7 @@ class SsmTransport:
         extra = {"OutputS3BucketName": s.output_bucket, "OutputS3KeyPrefix": s.output_prefix} if s.output_bucket else {}
         if self.verified is not None:  # the audit's document, at the version checked: only the nonce travels
             extra.update(DocumentName=self.verified.name, DocumentVersion=self.verified.version,
-                         Parameters={"nonce": [nonce], "canaryTag": [self.tag],
-                                     "executionTimeout": [str(s.command_timeout)]})
+                         Parameters={"nonce": [nonce], "executionTimeout": [str(s.command_timeout)]})
         else:
             extra.update(DocumentName=DOCUMENT,
                          Parameters={"commands": [body.decode()], "executionTimeout": [str(s.command_timeout)]})

@@ -211,7 +211,7 @@ class FakeSsmWithDocument(FakeSsm):
         return {"Name": Name, "DocumentVersion": "7", "Content": self.document_content}
 
 
-def test_with_the_audit_document_only_the_nonce_and_tag_travel_and_the_checked_version_is_sent():
+def test_with_the_audit_document_only_the_nonce_travels_and_the_checked_version_is_sent():
     import json
 
     from include import ssm_document
@@ -221,9 +221,8 @@ def test_with_the_audit_document_only_the_nonce_and_tag_travel_and_the_checked_v
     out, transport = run(fake, [h], SsmSettings(poll_s=0.01, document="EC2Audit-ReadOnlyChecks", command_timeout=30))
     sent = fake.sent[0]
     assert (sent["DocumentName"], sent["DocumentVersion"]) == ("EC2Audit-ReadOnlyChecks", "7")
-    assert set(sent["Parameters"]) == {"nonce", "canaryTag", "executionTimeout"}
+    assert set(sent["Parameters"]) == {"nonce", "executionTimeout"}
     assert sent["Parameters"]["nonce"] == [out[h.instance_id].nonce]
-    assert sent["Parameters"]["canaryTag"] == ["abcdef0123456789"]
     assert out[h.instance_id].transport_status is None
     assert out[h.instance_id].transport_evidence["ssm_document"] == "EC2Audit-ReadOnlyChecks:7"
 
@@ -243,18 +242,17 @@ def test_a_document_that_is_not_this_release_s_script_runs_nowhere():
     assert fake.sent == []
 
 
-def test_the_document_holds_the_script_with_the_nonce_and_tag_as_its_only_free_inputs():
+def test_the_document_holds_the_script_with_the_nonce_as_its_only_free_input():
     from include import ssm_document
     from include.checks.catalogue import SCRIPT
-    from include.checks.probes import NONCE_VAR, TAG_VAR
+    from include.checks.probes import NONCE_VAR
 
     doc = ssm_document.content(SCRIPT)
     step = doc["mainSteps"][0]
     assert step["action"] == "aws:runShellScript" and step["name"] == ssm_document.STEP
-    assert "\n".join(step["inputs"]["runCommand"][2:]) + "\n" == SCRIPT
-    assert step["inputs"]["runCommand"][:2] == [f"{NONCE_VAR}={{{{ nonce }}}}", f"{TAG_VAR}={{{{ canaryTag }}}}"]
+    assert "\n".join(step["inputs"]["runCommand"][1:]) + "\n" == SCRIPT
+    assert step["inputs"]["runCommand"][0] == f"{NONCE_VAR}={{{{ nonce }}}}"
     assert doc["parameters"]["nonce"]["allowedPattern"] == "^[0-9a-f]{32}$"
-    assert doc["parameters"]["canaryTag"]["allowedPattern"] == "^[0-9a-f]{16}$"
-    assert set(doc["parameters"]) == {"nonce", "canaryTag", "executionTimeout"}
+    assert set(doc["parameters"]) == {"nonce", "executionTimeout"}  # no canary tag: it runs no canary
     with pytest.raises(ValueError):
         ssm_document.content("echo {{ injected }}\n")
