@@ -4,7 +4,8 @@ DescribeLogStreams is throttled at ~25 requests/s per account and region, so one
 10,000-host fleet at ~400 s however many batches run. Streams default to the instance id, and a batch holds
 a contiguous run of sorted instance ids, so a few prefix listings (name order, 50 a page) usually answer the
 whole batch: the first host that names a group triggers one listing of the batch's likely names in that
-group; everything else (other names, an unlucky spread of ids) falls back to one exact lookup per stream.
+group. Other names (`{hostname}`, …): past the first INDEX_AFTER in a group, the run's one listing of the group's
+fresh streams answers (include/stream_index.py); anything still unanswered gets one exact lookup per stream.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from botocore.exceptions import ClientError
 PAGE = 50  # DescribeLogStreams' maximum page size
 PARTITION = 50  # likely names listed under one prefix at most; more are split by one more character
 MIN_LISTED = 4  # below this, exact lookups are as cheap as a listing
+INDEX_AFTER = 20  # exact lookups of other names a batch makes in a group before it uses the run's listing
 
 
 def partitions(names: list[str], max_size: int = PARTITION) -> Iterator[tuple[str, list[str]]]:
@@ -44,9 +46,12 @@ class StreamLookup:
     """Stream descriptions by exact name, cached per batch (several hosts may share a stream name)."""
 
     def __init__(self, logs_client, likely_names: Iterable[str] = (),
-                 before_call: Callable[[], None] = lambda: None) -> None:
+                 before_call: Callable[[], None] = lambda: None, index=None) -> None:
         self.client = logs_client
         self.before_call = before_call  # raises when the batch's judging budget is spent
+        # include/stream_index.SharedIndex: the run's listing of a group, for names the prefix listings miss
+        self.index = index
+        self._other_names: dict[str, int] = {}  # group → lookups of names outside the likely ones
         self._likely = sorted(set(likely_names))
         self._likely_set = set(self._likely)
         self._listed: set[str] = set()
@@ -64,6 +69,13 @@ class StreamLookup:
                 self._list_likely(group)
             if key in self._cache:
                 return self._cache[key]
+            if self.index is not None and stream not in self._likely_set:
+                asked = self._other_names[group] = self._other_names.get(group, 0) + 1
+                if asked > INDEX_AFTER:  # a few exact lookups cost less than any group listing
+                    fresh = self.index.fresh(group, stream)
+                    if fresh is not None:
+                        self._cache[key] = fresh
+                        return fresh
         found = None
         try:
             # A prefix query can return longer names too: only an exact match counts.

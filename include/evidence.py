@@ -27,6 +27,8 @@ ALERTS_ID = "#alerts"  # instance_id of the per-day compliance-alert state (incl
 REMEDIATION_PREFIX = "#remediation#"  # + host id: one partition per host, one item per audit day
 DECISIONS_ID = "#remediation-decisions"  # per day: every answer given to a remediation plan
 DIGEST_PREFIX = "#day-digest#"  # + chunk number: the day's digest (include/day_digest.py), written when sealed
+STREAM_INDEX_PREFIX = "#stream-index#"  # + run id, group hash, chunk number or "lease" (include/stream_index.py)
+STREAM_INDEX_TTL_DAYS = 2  # a run's working data, not evidence
 REMEDIATED_ID = "#remediation-hosts"  # per day: the ids that have a remediation record (read them without a scan)
 KEYS = ["instance_id", "audit_date"]
 
@@ -244,34 +246,82 @@ class EvidenceStore:
     def put_alert_state(self, audit_date: str, state: Mapping[str, Any], ttl_days: int) -> None:
         self._put_day_item(ALERTS_ID, "alert_state", audit_date, state, ttl_days)
 
+    # -- documents in chunks (include/chunks.py): the first chunk holds the count, the hash and `meta`
+    def _put_chunks(self, prefix: str, item_type: str, audit_date: str, parts: list[bytes], sha: str,
+                    meta: Mapping[str, Any], ttl_days: int) -> None:
+        from boto3.dynamodb.types import Binary
+
+        # The first chunk last: a reader that finds it finds every other one.
+        for n in [*range(1, len(parts)), 0]:
+            extra = {"chunks": len(parts), "sha256": sha, **meta} if n == 0 else {}
+            self._put_day_item(f"{prefix}{n}", item_type, audit_date, {"data": Binary(parts[n]), **extra}, ttl_days)
+
+    def _get_chunks(self, prefix: str, audit_date: str) -> tuple[list[bytes], dict] | None:
+        first = self._get_day_item(f"{prefix}0", audit_date)
+        if not first:
+            return None
+        n = int(first["chunks"])
+        rest = self._batch_get(self.table_name, [{"instance_id": f"{prefix}{i}", "audit_date": audit_date}
+                                                 for i in range(1, n)]) if n > 1 else []
+        by_part = {it["instance_id"]: bytes(it["data"].value) for it in rest}
+        return [bytes(first["data"].value)] + [by_part.get(f"{prefix}{i}", b"") for i in range(1, n)], first
+
     # -- the day's digest (include/day_digest.py): statuses for drift, the index the report matches against
     def put_digest(self, audit_date: str, digest: Mapping[str, Any], ttl_days: int) -> int:
         """Write the day's digest as chunk items (the first holds the count and the hash); returns the count."""
-        from boto3.dynamodb.types import Binary
-
         from include import day_digest
 
-        chunks, sha = day_digest.encode(digest)
-        for n, chunk in enumerate(chunks):
-            extra = {"chunks": len(chunks), "sha256": sha, "hosts": len(digest)} if n == 0 else {}
-            self._put_day_item(f"{DIGEST_PREFIX}{n}", "day_digest", audit_date,
-                               {"data": Binary(chunk), **extra}, ttl_days)
-        return len(chunks)
+        parts, sha = day_digest.encode(digest)
+        self._put_chunks(DIGEST_PREFIX, "day_digest", audit_date, parts, sha, {"hosts": len(digest)}, ttl_days)
+        return len(parts)
 
     def digest(self, audit_date: str) -> dict | None:
         """The day's digest (instance id → day_digest.Entry), or None when the day has none (sealed before
         digests, or never): callers then read the day's items as before."""
         from include import day_digest
 
-        first = self._get_day_item(f"{DIGEST_PREFIX}0", audit_date)
-        if not first:
+        found = self._get_chunks(DIGEST_PREFIX, audit_date)
+        return day_digest.decode(found[0], found[1]["sha256"]) if found else None
+
+    # -- a run's listing of a log group's fresh streams (include/stream_index.py), shared by its batches
+    @staticmethod
+    def _stream_index_prefix(run_id: str, group: str) -> str:
+        import hashlib
+
+        return f"{STREAM_INDEX_PREFIX}{run_id}#{hashlib.sha256(group.encode()).hexdigest()[:16]}#"
+
+    def put_stream_index(self, audit_date: str, run_id: str, group: str, streams: Mapping[str, Any],
+                         complete: bool) -> None:
+        from include import chunks
+
+        parts, sha = chunks.pack({"group": group, "streams": streams})
+        self._put_chunks(self._stream_index_prefix(run_id, group), "stream_index", audit_date, parts, sha,
+                         {"streams_listed": len(streams), "complete": complete, "listed_at": iso(utc_now())},
+                         STREAM_INDEX_TTL_DAYS)
+
+    def stream_index(self, audit_date: str, run_id: str, group: str) -> dict | None:
+        """{stream name: {lastEventTimestamp, lastIngestionTime}} as listed by this run, or None (not yet)."""
+        from include import chunks
+
+        found = self._get_chunks(self._stream_index_prefix(run_id, group), audit_date)
+        if not found:
             return None
-        n = int(first["chunks"])
-        rest = self._batch_get(self.table_name, [{"instance_id": f"{DIGEST_PREFIX}{i}", "audit_date": audit_date}
-                                                 for i in range(1, n)]) if n > 1 else []
-        by_part = {it["instance_id"]: bytes(it["data"].value) for it in rest}
-        chunks = [bytes(first["data"].value)] + [by_part.get(f"{DIGEST_PREFIX}{i}", b"") for i in range(1, n)]
-        return day_digest.decode(chunks, first["sha256"])
+        doc = chunks.unpack(found[0], found[1]["sha256"], "stream index")
+        return dict(doc["streams"]) if doc.get("group") == group else None
+
+    def claim_stream_index(self, audit_date: str, run_id: str, group: str, owner: str, lease_s: float) -> bool:
+        """Whether `owner` may list the group for the run: no one holds the lease, or its holder's has expired."""
+        now = time.time()
+        try:
+            self.table.put_item(
+                Item={"instance_id": self._stream_index_prefix(run_id, group) + "lease", "audit_date": audit_date,
+                      "item_type": "stream_index_lease", "owner": owner, "lease_until": Decimal(str(round(now + lease_s))),
+                      "expires_at": expires_at(audit_date, STREAM_INDEX_TTL_DAYS)},
+                ConditionExpression="attribute_not_exists(instance_id) OR lease_until < :now",
+                ExpressionAttributeValues={":now": Decimal(str(round(now)))})
+            return True
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
 
     def items_by_id(self, audit_date: str, instance_ids: Iterable[str]) -> list[dict]:
         """Full items of these instances on the day (BatchGetItem, 100 a call)."""

@@ -40,6 +40,7 @@ from include.records import Batch
 from include.scoring import score_host
 from include.ssh_transport import SshSettings
 from include.ssm_transport import SsmDenied, SsmSettings, SsmTransport
+from include.stream_index import SharedIndex
 from include.waivers import apply_waivers, load_waivers
 
 log = logging.getLogger(__name__)
@@ -272,8 +273,12 @@ class BatchRun:
         self.writer = EvidenceWriter(store, sink=sink, keep=keep)
         self.counts: Counter[str] = Counter()
         budget = Budget(JUDGE_BUDGET_S)
-        # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one.
-        self.lookup = StreamLookup(logs_client, likely_names=[h.instance_id for h in hosts], before_call=budget.check)
+        # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one;
+        # other names are answered from the run's shared listing of the group (include/stream_index.py).
+        index = SharedIndex(store, logs_client, ctx.audit_date, ctx.run_id, ctx.params.stream_max_age_minutes,
+                            before_call=budget.check)
+        self.lookup = StreamLookup(logs_client, likely_names=[h.instance_id for h in hosts], before_call=budget.check,
+                                   index=index)
         policy, known_hosts = (ctx.ssh.host_key_policy, ctx.ssh.known_hosts) if ctx.ssh else ("strict", None)
         self.keys = HostKeys(policy, PinStore(store.resource, store.table_name),
                              accept=ctx.params.accept_host_keys, run_id=ctx.run_id, known_hosts=known_hosts)

@@ -139,3 +139,46 @@ def test_a_batch_s_canary_search_finds_its_own_tag_only_and_in_the_host_s_own_st
     canaries.append(Canary("i-3", group, "i-3", f"ec2-audit-canary {mine} {2:032x}"))
     found = find_canaries(logs, canaries, mine, since_ms=now - 60_000, wait_s=0)
     assert found["i-0"] is not None and found["i-1"] is not None and found["i-3"] is None
+
+
+def test_streams_not_named_by_instance_id_are_answered_by_one_listing_for_the_run(moto):
+    # Two batches of a run, hosts whose agents name streams by hostname: one batch lists the group's fresh
+    # streams once (moto over HTTP, the listing stored in moto's DynamoDB); the other reads that listing.
+    # Every answer is the one an exact lookup gives.
+    from include.cloudwatch import INDEX_AFTER
+    from include.stream_index import SharedIndex
+
+    _, logs, dynamodb = clients(moto)
+    store = EvidenceStore(dynamodb, "evidence_index_test")
+    store.ensure_tables()
+    group, now = "/ec2/audit-by-hostname", int(time.time() * 1000)
+    logs.create_log_group(logGroupName=group)
+    names = [f"ip-10-1-{k // 100}-{k % 100}" for k in range(80)]
+    for k, name in enumerate(names):
+        logs.create_log_stream(logGroupName=group, logStreamName=name)
+        age_min = 400 if k % 9 == 0 else 3  # every ninth is stale
+        logs.put_log_events(logGroupName=group, logStreamName=name,
+                            logEvents=[{"timestamp": now - age_min * 60_000, "message": "type=USER msg=x"}])
+
+    class Counting:
+        def __init__(self, client):
+            self.client, self.calls = client, 0
+
+        def describe_log_streams(self, **kw):
+            self.calls += 1
+            return self.client.describe_log_streams(**kw)
+
+    counted = Counting(logs)
+    batches = [StreamLookup(counted, likely_names=[f"i-{k:017x}" for k in range(40)],
+                            index=SharedIndex(store, counted, "2026-12-01", "run-index", 120)) for _ in range(2)]
+    answers = {}
+    for n, name in enumerate(names):
+        answers[name] = batches[n % 2].describe(group, name)
+    for name in names:
+        exact = StreamLookup(logs).describe(group, name)
+        assert answers[name]["logStreamName"] == name
+        assert answers[name]["lastEventTimestamp"] == exact["lastEventTimestamp"]
+    assert sum(b.index.listed for b in batches) == 1
+    stale = sum(1 for k in range(80) if k % 9 == 0)
+    # each batch's first INDEX_AFTER names and the stale ones are exact lookups; the fresh rest, one listing
+    assert counted.calls <= 2 * INDEX_AFTER + stale + 2 < len(names)

@@ -74,6 +74,8 @@ def test_the_window_check_names_freshness_and_canary_at_100000_hosts(day):
     assert check["hosts"] == 100_000 and check["batches"] >= 16
     fresh, canary = check["freshness"], check["canary"]
     assert fresh["worst_case_calls"] == 100_000 and fresh["worst_case_seconds"] == 4000.0  # 100,000 / 25 per s
+    shared = fresh["shared_listing_by_stale_share"]["10%"]  # streams not named by instance id, 10 % of them stale
+    assert shared["calls"] < fresh["worst_case_calls"] / 5 and shared["fits_judge_budget"]
     assert canary["model_calls"] > 0 and canary["peak_demand_per_s"] > 0
     # the tagged search keeps 16 batches' polls under FilterLogEvents' 5/s, where untagged searches could not
     assert canary["peak_demand_fits_rate"] and canary["first_round_fits_wait"]

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from include import day_digest, staging
+from include import chunks, day_digest, staging
 from include.evidence import EvidenceStore
 
 DAY = "2026-12-01"
@@ -18,13 +18,13 @@ def _item(n: int, run: str = "r1", status: str = "COMPLIANT", sha: str | None = 
 
 
 def test_the_digest_round_trips_in_chunks_and_refuses_a_missing_chunk(monkeypatch):
-    monkeypatch.setattr(day_digest, "CHUNK_BYTES", 200)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 200)
     digest = day_digest.build([_item(n, run=f"r{n % 3}") for n in range(200)])
-    chunks, sha = day_digest.encode(digest)
-    assert len(chunks) > 2
-    assert day_digest.decode(chunks, sha) == digest
+    parts, sha = day_digest.encode(digest)
+    assert len(parts) > 2
+    assert day_digest.decode(parts, sha) == digest
     with pytest.raises(ValueError, match="hash"):
-        day_digest.decode(chunks[:-1], sha)
+        day_digest.decode(parts[:-1], sha)
 
 
 def test_a_staged_item_is_used_only_when_the_digest_names_the_same_run_status_and_output():
