@@ -105,6 +105,10 @@ class Standalone:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.root / "passwords.json"),
                 "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                # A test's pace, not a deployment's: when idle the scheduler looks again after 0.2 s (default 1 s,
+                # most of each task hand-off), and sweeps approvals past their timeout every 2 s (default 15 s).
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "2",
                 "EC2_AUDIT_RETRY_DELAY_SECONDS": "2", **self.extra_env}
 
     def tail(self, n: int = 4000) -> str:
