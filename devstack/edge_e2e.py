@@ -220,7 +220,7 @@ def run(root: Path, central: str = "local", timeout_s: float = 240) -> dict:
     root.mkdir(parents=True)
     fleet = edge_fleet()
     # Slow hosts (each session waits this long): a batch is still running when its worker is stopped.
-    stack = LocalStack(root / "stack", fleet, latency_ms=5000)
+    stack = LocalStack(root / "stack", fleet, latency_ms=2500)
     edge = Edge(root, stack, central)
     result: dict = {"central": central}
     try:

@@ -19,7 +19,7 @@ from devstack import procs
 from devstack.stack import PROJECT, _http_ok, free_port, wait_until
 
 
-def wait_for(predicate, timeout: float, what: str, diagnose=lambda: "", every: float = 2.0):
+def wait_for(predicate, timeout: float, what: str, diagnose=lambda: "", every: float = 0.5):
     """Poll until predicate() returns something truthy (returned); bounded in time, fails with a diagnosis."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -116,7 +116,8 @@ class Standalone:
 
     def __enter__(self) -> "Standalone":
         env = self.env
-        env.pop("EC2_AUDIT_SCHEDULE", None)  # the daily schedule: backfills need a backfillable timetable
+        if "EC2_AUDIT_SCHEDULE" not in self.extra_env:  # unless asked: the daily schedule, backfills need one
+            env.pop("EC2_AUDIT_SCHEDULE", None)
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env,
                                          cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
