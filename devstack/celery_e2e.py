@@ -134,9 +134,10 @@ def run(root: Path, timeout_s: float = 480) -> dict:
                "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(api_port),
                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
                "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-               # A killed worker's task is noticed in seconds, not the default 5 minutes: 3 missed heartbeats
-               # (a running task's supervisor beats every [workers] min_heartbeat_interval, 5 s).
-               "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+               # A killed worker's task is noticed in seconds, not the default 5 minutes: 5 missed heartbeats
+               # (a running task's supervisor beats every [workers] min_heartbeat_interval: 2 s here, default 5).
+               "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
+               "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "10",
                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
                # The killed batch's retry starts seconds after it is failed, not the DAG's default 20-40 s
                # (retry_delay with exponential backoff), as in the other scheduler tests (devstack/standalone.py).
