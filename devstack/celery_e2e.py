@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,8 +51,14 @@ class Processes:
             procs.stop_group(proc, sig, timeout=20)
 
     def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            self.kill(name)
+        """The workers together (a running task still reports to the api-server), then the other Airflow
+        components together, then Redis and PostgreSQL, which they use: shutdowns overlap instead of adding up."""
+        services = {"redis": signal.SIGTERM, "postgres": signal.SIGINT}  # SIGINT: PostgreSQL's fast shutdown
+        workers = [p for n, p in self.procs.items() if n.startswith("worker")]
+        procs.stop_groups(workers, timeout=20)
+        procs.stop_groups([p for n, p in self.procs.items() if n not in services and p not in workers], timeout=20)
+        for name, sig in services.items():
+            self.kill(name, sig)
 
 
 def started_verify(worker_log: Path) -> set[str]:
@@ -60,6 +67,20 @@ def started_verify(worker_log: Path) -> set[str]:
         return set()
     return set(re.findall(r"task_id=verify_batch/.*?TaskInstanceDTO\(id=UUID\('([0-9a-f-]+)'\)",
                           worker_log.read_text(errors="replace")))
+
+
+def still_starting(worker_log: Path, states: dict[str, str]) -> bool:
+    """Some task this Celery worker has received is not running yet: reserved (prefetched) and not started, or
+    started and not yet `running` in the metadata DB. Killed then, that task would sit "queued" until the
+    scheduler's task_queued_timeout re-queues it (a minute), instead of being failed as a running task is."""
+    if not worker_log.exists():
+        return True
+    text = worker_log.read_text(errors="replace")
+    received = set(re.findall(r"Task execute_workload\[([0-9a-f-]+)\] received", text))
+    executing = dict(re.findall(r"\[([0-9a-f-]+)\] Executing workload in Celery: .*?TaskInstanceDTO\(id=UUID\('([0-9a-f-]+)'\)",
+                                text))
+    return bool(received - set(executing)) or any(states.get(ti) in (None, "", "scheduled", "queued")
+                                                  for ti in executing.values())
 
 
 def psql(port: int, sql: str) -> str:
@@ -74,6 +95,9 @@ def run(root: Path, timeout_s: float = 480) -> dict:
     procs = Processes(root)
     fleet = demo_fleet()
     stack = LocalStack(root / "stack", fleet, latency_ms=1500)  # slow hosts: a batch is still running when killed
+    # The stack (moto, fleet, SMTP sink) starts while PostgreSQL, Redis and the migration do.
+    pool = ThreadPoolExecutor(1)
+    starting = pool.submit(stack.start)
     try:
         # PostgreSQL (as the postgres user) and Redis, on loopback only.
         pg_dir, pg_port, redis_port = root / "pg", free_port(), free_port()
@@ -90,33 +114,40 @@ def run(root: Path, timeout_s: float = 480) -> dict:
                        check=True)
         procs.start("redis", ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
                               "--appendonly", "no"])
-        stack.start()
+        db_env = {**os.environ, "AIRFLOW_HOME": str(root / "airflow"),
+                  "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/airflow"}
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        migrate = subprocess.run([airflow, "db", "migrate"], env=db_env, capture_output=True, text=True)
+        if migrate.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed: {migrate.stderr[-3000:]}")
+        starting.result()
 
         api_port = free_port()
-        env = {**os.environ, **stack.airflow_env(),
-               "AIRFLOW_HOME": str(root / "airflow"),
+        env = {**os.environ, **stack.airflow_env(), **db_env,
                "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
                "EC2_AUDIT_SCHEDULE": "none",
                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-               "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/airflow",
                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/airflow",
                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
                "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(api_port),
                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
                "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-               # A killed worker's task is noticed in seconds, not the default 5 minutes.
-               "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
-               "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+               # A killed worker's task is noticed in seconds, not the default 5 minutes: 5 missed heartbeats
+               # (a running task's supervisor beats every [workers] min_heartbeat_interval: 2 s here, default 5).
+               "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
+               "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "10",
+               "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+               # The killed batch's retry starts seconds after it is failed, not the DAG's default 20-40 s
+               # (retry_delay with exponential backoff), as in the other scheduler tests (devstack/standalone.py).
+               "EC2_AUDIT_RETRY_DELAY_SECONDS": "2",
+               # The scheduler looks again after 0.2 s when idle, not 1 s: each task hand-off is quicker.
+               "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
                # A task the dead worker had reserved (prefetched, not started) sits "queued" until Redis'
                # visibility timeout (hours); the scheduler re-queues it after this instead.
                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10"}
-        airflow = str(Path(sys.executable).with_name("airflow"))
-        migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
-        if migrate.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed: {migrate.stderr[-3000:]}")
         procs.start("api-server", [airflow, "api-server"], env)
         procs.start("scheduler", [airflow, "scheduler"], env)
         procs.start("dag-processor", [airflow, "dag-processor"], env)
@@ -129,17 +160,22 @@ def run(root: Path, timeout_s: float = 480) -> dict:
         subprocess.run([airflow, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf)],
                        env=env, check=True, capture_output=True)
 
-        # Kill worker2 while it runs a verify batch (SIGKILL: no goodbye, as when a node dies).
-        killed = False
+        # Kill worker2 while it runs a verify batch (SIGKILL: no goodbye, as when a node dies) — once every task
+        # it has taken is running (its running batches are then failed by the heartbeat timeout and retried), or
+        # after 20 s of running one whatever the rest is doing.
+        killed, running_since = False, None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             state = psql(pg_port, f"select state from dag_run where run_id='{run_id}'")
             if not killed:
-                running = set(psql(pg_port, "select id from task_instance where task_id='verify_batch' and "
-                                            f"state='running' and run_id='{run_id}'").split())
+                states = dict(line.split("|", 1) for line in psql(
+                    pg_port, f"select id, state from task_instance where run_id='{run_id}'").splitlines() if "|" in line)
+                running = {ti for ti, s in states.items() if s == "running"}
                 if running & started_verify(root / "worker2.log"):
-                    procs.kill("worker2", signal.SIGKILL)
-                    killed = True
+                    running_since = running_since or time.monotonic()
+                    if not still_starting(root / "worker2.log", states) or time.monotonic() - running_since > 20:
+                        procs.kill("worker2", signal.SIGKILL)
+                        killed = True
             if state in ("success", "failed"):
                 break
             time.sleep(0.5)
@@ -155,6 +191,8 @@ def run(root: Path, timeout_s: float = 480) -> dict:
                 "expected_items": sum(1 for h in fleet if h.get("expected")), "mails": len(stack.received_mail())}
     finally:
         procs.stop_all()
+        starting.exception()  # wait until it is started (or failed), so that everything it started is stopped
+        pool.shutdown()
         stack.stop()
 
 

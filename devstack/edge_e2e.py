@@ -113,6 +113,7 @@ class Edge:
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
                 "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",  # when idle, look again after 0.2 s, not 1 s
                 # The Edge worker API on the api-server, and where workers find it.
                 "AIRFLOW__EDGE__API_ENABLED": "True",
                 "AIRFLOW__EDGE__API_URL": f"{self.base}/edge_worker/v1/rpcapi",
@@ -168,8 +169,10 @@ class Edge:
         return proc.returncode
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            procs.stop_group(proc, timeout=30)
+        """The edge workers together (each signs off through the api-server), then the central components
+        together: shutdowns that overlap instead of adding up."""
+        procs.stop_groups([p for n, p in self.procs.items() if n in WORKERS], timeout=30)
+        procs.stop_groups([p for n, p in reversed(self.procs.items()) if n not in WORKERS], timeout=30)
 
     def tail(self, name: str = "scheduler", n: int = 3000) -> str:
         log = self.root / f"{name}.log"
@@ -217,7 +220,7 @@ def run(root: Path, central: str = "local", timeout_s: float = 240) -> dict:
     root.mkdir(parents=True)
     fleet = edge_fleet()
     # Slow hosts (each session waits this long): a batch is still running when its worker is stopped.
-    stack = LocalStack(root / "stack", fleet, latency_ms=5000)
+    stack = LocalStack(root / "stack", fleet, latency_ms=2500)
     edge = Edge(root, stack, central)
     result: dict = {"central": central}
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,27 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
         proc.wait(timeout=10)
     except ProcessLookupError:  # it went between poll() and killpg()
         proc.wait(timeout=10)
+
+
+def stop_groups(started: list[subprocess.Popen], sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """stop_group for several process groups at once: signal them all, then wait for each (SIGKILL the groups
+    still there after `timeout`), so their shutdowns overlap instead of adding up."""
+    running = [p for p in started if p.poll() is None]
+    for proc in running:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
 
 
 def serve_until_signalled(stop, ready_file: str | None = None) -> None:

@@ -71,8 +71,9 @@ def env(tmp_path_factory):
         conn = {"conn_type": "ssh", "login": REMEDIATION_LOGIN, "port": SSH_PORT,
                 "extra": {"key_file": str(fix_key), "host_key_policy": "tofu"}}
         try:
+            # Manual runs only: no scheduled audit of the same day beside the test's own.
             with Standalone(stack, root, [AUDIT, REMEDIATE],
-                            {"AIRFLOW_CONN_EC2_AUDIT_REMEDIATE_SSH": json.dumps(conn)}) as af:
+                            {"AIRFLOW_CONN_EC2_AUDIT_REMEDIATE_SSH": json.dumps(conn), "EC2_AUDIT_SCHEDULE": "none"}) as af:
                 yield {"af": af, "stack": stack, "sshd": sshd, "fleet": {f["name"]: f for f in fleet},
                        "restart": lambda name: (sshd[name].stop(), start(next(h for h in HOSTS if h["name"] == name))),
                        "report_dir": root / "reports"}
