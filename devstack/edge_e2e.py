@@ -16,8 +16,9 @@ AIRFLOW_HOME and a metadata-DB URL that points nowhere, and authenticates with J
 
 The deployment has EC2_AUDIT_QUEUES=vpc-a,vpc-b; the run maps VPC A by its id and VPC B by `<account>/<vpc-id>`,
 the rest of the fleet stays on the default queue. While edge-vpc-b runs its first batch it gets SIGTERM (its
-process group, by PID): it drains — the running batch finishes — and exits; its other batch waits queued while
-the other queues finish. Started again, it picks that batch up and the run succeeds. Checked: every verify
+process group, by PID): it stops fetching and passes SIGTERM on to its running batch, which ends up_for_retry
+(the hosts it already judged are stored; the retry skips them); its batches wait queued while the other queues
+finish. Started again, it picks that batch up and the run succeeds. Checked: every verify
 batch ran on the worker of its queue (the task instance's hostname and the edge job's worker), no batch mixes
 VPCs, every running instance has exactly one evidence item for the day, from this run. Everything started
 here is stopped by PID. No root needed.
@@ -163,7 +164,8 @@ class Edge:
                            self.worker_env(name))
 
     def stop_worker(self, name: str, timeout: float = 120) -> int | None:
-        """SIGTERM the worker's process group (by the PID we started); it drains its running job, then exits."""
+        """SIGTERM the worker's process group (by the PID we started): it passes the signal to its running job
+        (which ends up_for_retry) and exits."""
         proc = self.procs[name]
         procs.stop_group(proc, signal.SIGTERM, timeout=timeout)
         return proc.returncode

@@ -80,12 +80,18 @@ def build_plan(params: RemediateParams, day: str, run_id: str) -> dict[str, Any]
     return planned
 
 
+def plan_file_name(day: str, run_id: str) -> str:
+    from include import report_store
+
+    return f"remediation-plan-{day}-{report_store.safe_name(run_id, 120)}.md"
+
+
 def _write_plan_file(params: RemediateParams, day: str, run_id: str, markdown: str) -> str:
     """The plan beside the day's report, so a dry run's output outlives the task log."""
     from include import report_store
 
     report_dir = params.audit_params("").resolved_report_dir()
-    url = report_store.join(report_dir, f"remediation-plan-{day}-{report_store.safe_name(run_id, 120)}.md")
+    url = report_store.join(report_dir, plan_file_name(day, run_id))
     report_store.prepare(report_dir)
     report_store.put(url, markdown.encode())
     return url

@@ -18,6 +18,7 @@ import pytest
 from devstack.aws_seed import clients
 from devstack.stack import REGION, SSH_PORT, LocalStack
 from devstack.standalone import Standalone, wait_for
+from include import remediate
 
 AUDIT, REMEDIATE = "ec2_audit_compliance", "ec2_audit_remediate"
 HOSTS = [  # profile: what the AWS side shows (a fresh stream); the sshd host's own state is FixableState
@@ -135,7 +136,7 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
     assert af.finished(REMEDIATE, dry) == "success", af.api.task_failures(REMEDIATE, dry)
     states = af.api.task_states(REMEDIATE, dry)
     assert states["approve"] == "skipped" and states["apply_fixes"] == "skipped", states
-    plan_text = Path(report_dir, f"remediation-plan-{day}-{''.join(c if c.isalnum() or c in '-_.' else '_' for c in dry)}.md").read_text()
+    plan_text = Path(report_dir, remediate.plan_file_name(day, dry)).read_text()
     for name in ("rem-stopped", "rem-rekeyed", "rem-dies"):
         assert items[name]["instance_id"] in plan_text
     assert items["rem-healthy"]["instance_id"] not in plan_text
