@@ -67,8 +67,9 @@ def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", 
             ec2.terminate_instances(InstanceIds=[instance_id])
         age = PROFILES[host["profile"]].stream_age_minutes if host.get("profile") in PROFILES else None
         if age is not None and not host.get("windows"):
-            logs.create_log_stream(logGroupName=AUDIT_GROUP, logStreamName=instance_id)
-            logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName=instance_id, logEvents=[{
+            stream = host.get("stream") or instance_id  # the name the host's agent gives its audit stream
+            logs.create_log_stream(logGroupName=AUDIT_GROUP, logStreamName=stream)
+            logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName=stream, logEvents=[{
                 "timestamp": now_ms - age * 60_000,
                 "message": 'type=USER_LOGIN msg=audit(1700000000.000:1): pid=1 uid=0 res=success'}])
     return ids

@@ -72,8 +72,10 @@ class Stand:
 
     def __init__(self, root: Path, n: int, addresses: Callable[[int], list[str]] = bench_addresses,
                  cidrs: tuple[str, str] = ("127.43.0.0/16", "127.43.0.0/16"), ssm_hosts: int = 0,
-                 latency_ms: int = 20, scale: float = 1.0, log: Callable[[str], None] = print) -> None:
+                 latency_ms: int = 20, scale: float = 1.0, log: Callable[[str], None] = print,
+                 stream_names: str = "instance-id") -> None:
         self.root, self.n, self.log = root, min(n, MAX_HOSTS), log
+        self.stream_names = stream_names  # "hostname": agents name the audit stream {hostname}, not the id
         self.procs: list[subprocess.Popen] = []
         self.proxy = None
         self.root.mkdir(parents=True, exist_ok=True)
@@ -96,8 +98,11 @@ class Stand:
         env = {"EC2AUDIT_SSM_DIR": str(self.ssm_dir)} if self.ssm_hosts else None
         moto, self.direct = local_aws.spawn_moto(self.root / "moto.log", env)
         self.procs.append(moto)
-        self.hosts = [{"address": a, "name": f"quota-{i}", "profile": PROFILES[i % len(PROFILES)]}
-                      for i, a in enumerate(addresses(self.n))]
+        self.hosts = [{"address": a, "name": f"quota-{i}", "profile": PROFILES[i % len(PROFILES)],
+                       "hostname": f"ip-{a.replace('.', '-')}"} for i, a in enumerate(addresses(self.n))]
+        if self.stream_names == "hostname":
+            for h in self.hosts:
+                h["stream"] = h["hostname"]
         started = time.perf_counter()
         seed_fleet(self.direct, self.hosts, REGION, cidrs=cidrs)
         self.seed_s = time.perf_counter() - started
@@ -110,7 +115,9 @@ class Stand:
         if self.ssm_hosts and not agent_key.exists():
             generate_client_key(agent_key)
         spec = [{"address": h["address"], "port": PORT, "name": h["name"], "profile": h["profile"],
-                 "instance_id": h["instance_id"], "identity": {"hostname": f"ip-{h['address'].replace('.', '-')}"},
+                 "instance_id": h["instance_id"], "identity": {
+                     "hostname": h["hostname"],
+                     **({"stream": h["stream"], "stream_template": "{hostname}"} if h.get("stream") else {})},
                  **({"agent_port": SSM_AGENT_PORT} if i < self.ssm_hosts else {})} for i, h in enumerate(self.hosts)]
         (self.root / "spec.json").write_text(json.dumps(spec))
         ready = self.root / "ready"
@@ -425,11 +432,12 @@ def markdown(rows: list[dict], n: int, to: int = PROJECT_TO, window_h: float = W
 def run(hosts: int, out: Path, *, parallel: int = 16, scale: float = 1.0, canary: bool = True,
         canary_wait_s: int = 90, securityhub: bool = True, ssm_hosts: int = 0, latency_ms: int = 20,
         addresses: Callable[[int], list[str]] = bench_addresses,
-        cidrs: tuple[str, str] = ("127.43.0.0/16", "127.43.0.0/16"), log: Callable[[str], None] = print) -> dict:
+        cidrs: tuple[str, str] = ("127.43.0.0/16", "127.43.0.0/16"), log: Callable[[str], None] = print,
+        stream_names: str = "instance-id") -> dict:
     """The quota bench (what `make bench` can call): returns the JSON it writes to out/quota.json."""
     n = min(hosts, MAX_HOSTS)
     started = time.perf_counter()
-    stand = Stand(out / f"quota-{n}", n, addresses, cidrs, ssm_hosts, latency_ms, scale, log)
+    stand = Stand(out / f"quota-{n}", n, addresses, cidrs, ssm_hosts, latency_ms, scale, log, stream_names)
     try:
         result = daily_work(stand, parallel=parallel, canary=canary, canary_wait_s=canary_wait_s,
                             securityhub=securityhub, log=log)
@@ -438,6 +446,7 @@ def run(hosts: int, out: Path, *, parallel: int = 16, scale: float = 1.0, canary
         stand.stop()
     rows = projections(result, n)
     document = {"hosts": n, "scale": scale, "parallel": parallel, "canary": canary, "canary_wait_s": canary_wait_s,
+                "stream_names": stream_names,
                 "wall_s": round(time.perf_counter() - started, 1), "projected_to": PROJECT_TO, "window_h": WINDOW_H,
                 "apis": rows, "window_check": window_check(n, result, parallel=parallel, wait_s=canary_wait_s),
                 "quotas": {f"{s}:{a}": {"rate": qt.rate, "burst": qt.burst, "unit": qt.unit, "published": qt.published,
@@ -460,10 +469,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ssm-hosts", type=int, default=200, help="hosts also reached by SSM Run Command (0: none)")
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--out", type=Path, default=PROJECT / ".local" / "bench")
+    parser.add_argument("--stream-names", choices=("instance-id", "hostname"), default="instance-id",
+                        help="how the agents name the audit stream (hostname: the run's shared listing answers)")
     args = parser.parse_args(argv)
     doc = run(args.hosts, args.out, parallel=args.parallel, scale=args.scale, canary=not args.no_canary,
               canary_wait_s=args.canary_wait, securityhub=not args.no_securityhub, ssm_hosts=args.ssm_hosts,
-              latency_ms=args.latency_ms)
+              latency_ms=args.latency_ms, stream_names=args.stream_names)
     print(f"\n{doc['hosts']:,} hosts, {doc['batches']} batches, {doc['parallel']} at a time, rates × {doc['scale']:g}; "
           f"evidence {doc['evidence']}; wall {doc['wall_s']} s (phases {doc['walls_s']})\n")
     print(markdown(doc["apis"], doc["hosts"]))

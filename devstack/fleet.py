@@ -136,7 +136,7 @@ class CanaryShipper:
 
         message = f"type=USER msg=audit({time.time():.3f}:4242): pid=1 uid=0 auid=1000 ses=3 msg='{token} exe=\"/usr/sbin/auditctl\" res=success'"
         await asyncio.to_thread(self.client.put_log_events, logGroupName="/ec2/audit",
-                                logStreamName=host["instance_id"],
+                                logStreamName=host.get("identity", {}).get("stream") or host["instance_id"],
                                 logEvents=[{"timestamp": int(time.time() * 1000), "message": message}])
 
 

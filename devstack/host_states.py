@@ -141,11 +141,11 @@ def expected(profile: str, run_profile: str = "audit-trail") -> tuple[str, list[
 SUDO_REFUSED = "sudo: a password is required"
 
 
-def agent_config(ships_audit_log: bool, run_as_user: str = "root") -> dict:
+def agent_config(ships_audit_log: bool, run_as_user: str = "root", stream_template: str = "{instance_id}") -> dict:
     files = [{"file_path": "/var/log/messages", "log_group_name": "/ec2/syslog", "log_stream_name": "{instance_id}"}]
     if ships_audit_log:
         files.append({"file_path": "/var/log/audit/audit.log", "log_group_name": AUDIT_GROUP,
-                      "log_stream_name": "{instance_id}", "timezone": "UTC"})
+                      "log_stream_name": stream_template, "timezone": "UTC"})
     return {"agent": {"metrics_collection_interval": 60, "run_as_user": run_as_user},
             "logs": {"logs_collected": {"files": {"collect_list": files}}}}
 
@@ -161,11 +161,13 @@ def agent_toml(s: HostState, identity: dict) -> str:
     if s.translated == "missing":
         return "toml: not found"
     stream = "i-UNKNOWN" if s.translated == "unknown_stream" else identity.get("instance_id", "i-0123456789abcdef0")
+    # identity["stream"]: the audit stream's name as the agent resolved it (e.g. by {hostname}), if not the id
+    audit_stream = identity.get("stream", stream) if s.translated != "unknown_stream" else stream
     entries = ['    [[inputs.logfile.file_config]]\n      file_path = "/var/log/messages"\n'
                '      log_group_name = "/ec2/syslog"\n      log_stream_name = "%s"\n' % stream]
     if s.ships_audit_log and s.translated != "stale":
         entries.append('    [[inputs.logfile.file_config]]\n      file_path = "/var/log/audit/audit.log"\n'
-                       f'      log_group_name = "{AUDIT_GROUP}"\n      log_stream_name = "{stream}"\n      pipe = false\n')
+                       f'      log_group_name = "{AUDIT_GROUP}"\n      log_stream_name = "{audit_stream}"\n      pipe = false\n')
     return ('[agent]\n  collection_jitter = "0s"\n  interval = "60s"\n\n[inputs]\n\n  [[inputs.logfile]]\n'
             '    destination = "cloudwatchlogs"\n    file_state_folder = "/opt/aws/amazon-cloudwatch-agent/logs/state"\n\n'
             + "".join(entries) + '\n[outputs]\n\n  [[outputs.cloudwatchlogs]]\n    region = "us-east-1"\n')
@@ -203,7 +205,8 @@ def sections_for(s: HostState, identity: dict) -> dict[str, str]:
     if s.agent_installed:
         name = (f"{CWA_DIR}/etc/amazon-cloudwatch-agent.d/file_amazon-cloudwatch-agent.json" if s.config_in_fragment
                 else f"{CWA_DIR}/etc/amazon-cloudwatch-agent.json")
-        out["cwagent_config"] = render_files([(name, json.dumps(agent_config(s.ships_audit_log, s.run_as_user), indent=2))])
+        config = agent_config(s.ships_audit_log, s.run_as_user, identity.get("stream_template", "{instance_id}"))
+        out["cwagent_config"] = render_files([(name, json.dumps(config, indent=2))])
     else:
         out["cwagent_config"] = ""
     if not s.auditd_installed:
