@@ -10,16 +10,13 @@ is 5 requests/s per account and Region and cannot be raised: polls are spaced by
 """
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
 from include.checks.aws_side import Canary  # noqa: F401 - what is searched for
-from include.checks.probes import CANARY_TOKEN, TAG_RE
-
-_TOKEN = re.compile(rf"{re.escape(CANARY_TOKEN)} [0-9a-f]{{16}} [0-9a-fA-F-]{{16,64}}")
+from include.checks.probes import CANARY_RE, CANARY_TOKEN, TAG_RE
 
 
 def pattern(tag: str) -> str:
@@ -49,8 +46,8 @@ def find_canaries(logs_client, canaries: list[Canary], tag: str, since_ms: int, 
             events, requests = _search(logs_client, group, since_ms, search)
             calls += requests
             for stream, message in events:
-                for token in _TOKEN.findall(message):
-                    c = pending.get(token)
+                for m in CANARY_RE.finditer(message):
+                    c = pending.get(token := m.group(0))
                     if c is not None and c.group == group and c.stream == stream:
                         found[pending.pop(token).instance_id] = round(clock() - started, 1)
         if not pending or clock() - started >= wait_s:

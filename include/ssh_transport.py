@@ -85,20 +85,20 @@ class _Client(asyncssh.SSHClient):
         return hostkeys.trusts(self.policy, self.pin, key)
 
 
-class SessionFailed(Exception):
-    """A session that failed with the host's status (key mismatch, key refused, checks timed out): final."""
+class SessionError(Exception):
+    """A session that failed, with the status it gives the host."""
 
     def __init__(self, status: Status, detail: str) -> None:
         super().__init__(detail)
         self.status, self.detail = status, detail
 
 
-class SessionRetry(Exception):
-    """A failure worth retrying (refused, timed out, dropped)."""
+class SessionFailed(SessionError):
+    """Final: key mismatch, key refused, checks timed out."""
 
-    def __init__(self, status: Status, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
+
+class SessionRetry(SessionError):
+    """Worth retrying: refused, timed out, dropped."""
 
 
 class PreconnectFailed(Exception):

@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
+from include.checks.parsers import last_event_ms
+
 log = logging.getLogger(__name__)
 
 PAGE = 50  # DescribeLogStreams' maximum page size
@@ -77,8 +79,7 @@ class SharedIndex:
         entry = self._listing(group).get(stream)
         if entry is None:
             return None
-        last = max(entry.get(k, 0) for k in FIELDS) if entry else 0
-        if last < self.clock() * 1000 - self.max_age_ms:
+        if last_event_ms(entry) < self.clock() * 1000 - self.max_age_ms:
             return None  # stale by now: a newer event may have come since the listing
         return {"logStreamName": stream, **entry}
 

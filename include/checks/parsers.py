@@ -420,6 +420,11 @@ def attribution_problem(target: StreamTarget, trusted: Mapping[str, str | None])
             "host; use {instance_id} in log_stream_name, or run with canary=true")
 
 
+def last_event_ms(info: Mapping) -> int:
+    """When a stream last received anything, as DescribeLogStreams describes it (0: never)."""
+    return max(int(info.get("lastIngestionTime") or 0), int(info.get("lastEventTimestamp") or 0))
+
+
 def judge_stream_freshness(observed: Mapping[tuple[str, str], dict | None], now: datetime,
                            max_age_minutes: int, not_own: Mapping[tuple[str, str], str] | None = None) -> Verdict:
     """observed: (group, stream) → describe_log_streams entry (None when missing). PASS when one of the host's
@@ -436,7 +441,7 @@ def judge_stream_freshness(observed: Mapping[tuple[str, str], dict | None], now:
         if info is None:
             reasons.append(f"stream {group}/{stream} does not exist")
             continue
-        last = max(int(info.get("lastIngestionTime") or 0), int(info.get("lastEventTimestamp") or 0))
+        last = last_event_ms(info)
         if not last:
             reasons.append(f"stream {group}/{stream} has never received an event")
             continue
@@ -689,15 +694,15 @@ def auditd_rules_cover(outputs: Mapping[str, str], options) -> Verdict:
 
 def canary_token(outputs: Mapping[str, str]) -> str | Verdict:
     """The marker this host wrote into its audit log, or why there is none (ERROR/FAIL verdict)."""
-    from include.checks.probes import CANARY_TOKEN
+    from include.checks.probes import CANARY_RE
 
     text = outputs.get("canary")
     if text is None:
         return Verdict.error("no canary output")
     value = _kv_lines(text).get("canary", "")
-    m = re.fullmatch(rf"{re.escape(CANARY_TOKEN)} ([0-9a-f]{{16}}) ([0-9a-fA-F-]{{16,64}})", value)
+    m = CANARY_RE.fullmatch(value)
     if m:
-        return f"{CANARY_TOKEN} {m.group(1)} {m.group(2)}"
+        return m.group(0)
     if problem := _sudo_problem(value.removeprefix("failed: ")):
         return Verdict.error(problem)
     if value == "auditctl not found":

@@ -146,6 +146,9 @@ else echo 'toml: not found'; fi""",
 # is made on the host, so the script stays a constant; it follows the batch's tag (framed, ours), and the batch
 # searches CloudWatch Logs for its tag.
 CANARY_TOKEN = "ec2-audit-canary"
+# The line's shape: the token, the batch's tag (ours), the host-made id. Parsed from the host's output
+# (parsers.canary_token) and found in CloudWatch Logs events (include/canary.py).
+CANARY_RE = re.compile(rf"{re.escape(CANARY_TOKEN)} ([0-9a-f]{{16}}) ([0-9a-fA-F-]{{16,64}})")
 CANARY = Probe(
     "canary",
     f"""\
