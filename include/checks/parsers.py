@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from include.checks.sections import split_files
@@ -458,15 +458,58 @@ def hostname_from(outputs: Mapping[str, str]) -> str | None:
 
 # ---------------------------------------------------------------- deeper auditd checks
 
+@dataclass(frozen=True)
+class AuditdConf:
+    """auditd.conf as auditd applies it. Defaults are the compiled-in ones of audit-userspace's
+    src/auditd-config.c `clear_config()`: a key the file omits takes these values, not the stock file's."""
+
+    write_logs: bool = True
+    log_file: str = AUDIT_LOG
+    log_format: str = "raw"
+    num_logs: int = 0
+    max_log_file: int = 0
+    max_log_file_action: str = "ignore"
+    space_left_action: str = "ignore"
+    admin_space_left_action: str = "ignore"
+    disk_full_action: str = "ignore"
+    disk_error_action: str = "syslog"
+
+
+_CONF_KEYS = {f.name for f in fields(AuditdConf)}
+_CONF_NUMBERS = {"num_logs", "max_log_file"}
+
+
 def parse_conf(text: str) -> dict[str, str]:
-    """auditd.conf `key = value` lines → {key (lower): value}; comments and junk ignored."""
+    """auditd.conf `key = value [option]` lines → {key (lower): value (lower)}, applied in file order.
+
+    As auditd-config.c's load_config(): a line whose first token starts with '#' is a comment, keywords match
+    case-insensitively (kw_lookup uses strcasecmp), each keyword's parser simply overwrites the setting, so a
+    repeated key's LAST value wins, and the `exec` actions take their program as a second token (the option)."""
     values: dict[str, str] = {}
     for line in text.split("\n"):
-        line = line.split("#", 1)[0].strip()
-        key, sep, value = line.partition("=")
-        if sep and key.strip():
-            values.setdefault(key.strip().lower(), value.strip())
+        if line.lstrip().startswith("#"):
+            continue
+        key, sep, rest = line.partition("=")
+        tokens = rest.split()
+        if sep and key.strip() and tokens:
+            values[key.strip().lower()] = tokens[0].lower()
+            if key.strip().lower() == "log_file":  # a path: keep its case
+                values["log_file"] = tokens[0]
+            # log_format_parser(): NOLOG sets write_logs = 0 at that point of the file (a later write_logs wins).
+            if key.strip().lower() == "log_format" and tokens[0].lower() == "nolog":
+                values["write_logs"] = "no"
     return values
+
+
+def read_auditd_conf(values: Mapping[str, str]) -> AuditdConf:
+    """The settings auditd runs with, from parse_conf's values. A number auditd would refuse (not all digits)
+    is kept as -1, so the check fails on it instead of guessing."""
+    known: dict = {k: v for k, v in values.items() if k in _CONF_KEYS}
+    for key in _CONF_NUMBERS & known.keys():
+        known[key] = int(known[key]) if known[key].isdigit() else -1
+    if "write_logs" in known:
+        known["write_logs"] = known["write_logs"] != "no"
+    return AuditdConf(**known)
 
 
 def auditd_config(outputs: Mapping[str, str]) -> Verdict:
@@ -475,25 +518,33 @@ def auditd_config(outputs: Mapping[str, str]) -> Verdict:
         return unusable
     if text.strip().endswith("No such file or directory"):
         return Verdict.failed("/etc/audit/auditd.conf not found")
-    conf = parse_conf(text)
-    if not conf:
+    values = parse_conf(text)
+    if not values:
         return Verdict.error(f"unparseable auditd.conf: {_first_line(text)!r}")
+    conf = read_auditd_conf(values)
+
+    def unset(key: str) -> str:  # say when a failing value is auditd's default, not something the file says
+        return "" if key in values else " (unset: auditd's compiled-in default)"
+
     problems = []
-    size = conf.get("max_log_file", "")
-    if not size.isdigit() or int(size) < 1:
-        problems.append(f"max_log_file={size or 'unset'}")
-    action = conf.get("max_log_file_action", "rotate").lower()  # auditd's default is ROTATE
+    if not conf.write_logs:
+        problems.append("write_logs=no (or log_format=NOLOG): auditd writes no log file, so nothing reaches the agent")
+    if conf.log_file != AUDIT_LOG:
+        problems.append(f"log_file={conf.log_file}: records go there, not to {AUDIT_LOG}, the file the agent must ship")
+    if conf.max_log_file < 1:
+        problems.append(f"max_log_file={conf.max_log_file if conf.max_log_file >= 0 else 'invalid'}{unset('max_log_file')}")
+    action = conf.max_log_file_action
     if action not in ("keep_logs", "rotate"):
-        problems.append(f"max_log_file_action={action} (logs are lost or ignored)")
-    elif action == "rotate" and int(conf.get("num_logs", "5") or 0) < 2:
-        problems.append(f"rotate with num_logs={conf.get('num_logs')} keeps no history")
+        problems.append(f"max_log_file_action={action}{unset('max_log_file_action')}: logs are lost or ignored")
+    elif action == "rotate" and conf.num_logs < 2:
+        problems.append(f"rotate with num_logs={conf.num_logs}{unset('num_logs')} keeps no history")
     for key in ("space_left_action", "admin_space_left_action", "disk_full_action", "disk_error_action"):
-        if conf.get(key, "").lower() == "ignore":
-            problems.append(f"{key}=ignore")
+        if getattr(conf, key) == "ignore":
+            problems.append(f"{key}=ignore{unset(key)}")
     if problems:
         return Verdict.failed("auditd.conf: " + "; ".join(problems))
-    return Verdict.passed(f"max_log_file={size} MB, {action}" + (f" ×{conf.get('num_logs', '5')}" if action == "rotate" else "")
-                          + f", disk_full_action={conf.get('disk_full_action', 'suspend').lower()}")
+    return Verdict.passed(f"max_log_file={conf.max_log_file} MB, {action}" + (f" ×{conf.num_logs}" if action == "rotate" else "")
+                          + f", disk_full_action={conf.disk_full_action}")
 
 
 def auditd_immutable(outputs: Mapping[str, str]) -> Verdict:

@@ -34,7 +34,7 @@ disk_error_action = SUSPEND"""
     (DEBIAN_AUDITD_CONF.replace("ROTATE", "IGNORE"), CheckStatus.FAIL, "max_log_file_action=ignore"),
     (DEBIAN_AUDITD_CONF.replace("disk_full_action = SUSPEND", "disk_full_action = IGNORE"), CheckStatus.FAIL,
      "disk_full_action=ignore"),
-    (DEBIAN_AUDITD_CONF.replace("max_log_file = 8", "# max_log_file = 8"), CheckStatus.FAIL, "max_log_file=unset"),
+    (DEBIAN_AUDITD_CONF.replace("max_log_file = 8", "# max_log_file = 8"), CheckStatus.FAIL, "max_log_file=0 (unset"),
     ("auditd.conf: not found", CheckStatus.FAIL, "not found"),
     ("/bin/cat: /etc/audit/auditd.conf: No such file or directory", CheckStatus.FAIL, "not found"),
     ("sudo: a password is required", CheckStatus.ERROR, "sudo"),
@@ -43,6 +43,76 @@ disk_error_action = SUSPEND"""
 def test_auditd_config(text, expected, needle):
     verdict = parsers.auditd_config({"auditd_conf": text})
     assert verdict.status == expected and needle in verdict.detail
+
+
+# audit-userspace's own sample, init.d/auditd.conf (the file its package installs).
+UPSTREAM_AUDITD_CONF = """#
+# This file controls the configuration of the audit daemon
+#
+
+local_events = yes
+write_logs = yes
+log_file = /var/log/audit/audit.log
+log_group = root
+log_format = RAW
+flush = INCREMENTAL_ASYNC
+freq = 50
+max_log_file = 8
+num_logs = 5
+priority_boost = 4
+name_format = NONE
+##name = mydomain
+max_log_file_action = ROTATE
+space_left = 75
+space_left_action = SYSLOG
+verify_email = yes
+action_mail_acct = root
+admin_space_left = 50
+admin_space_left_action = SUSPEND
+disk_full_action = SUSPEND
+disk_error_action = SUSPEND
+use_libwrap = yes
+##tcp_listen_port = 60
+tcp_listen_queue = 5
+tcp_max_per_addr = 1
+##tcp_client_ports = 1024-65535
+tcp_client_max_idle = 0
+enable_krb5 = no
+krb5_principal = auditd
+##krb5_key_file = /etc/audit/audit.key
+distribute_network = no
+"""
+
+
+@pytest.mark.parametrize("text,expected,needle", [
+    (UPSTREAM_AUDITD_CONF, CheckStatus.PASS, "rotate ×5"),
+    # A repeated key: auditd applies every line in order, so the last value wins (auditd-config.c).
+    (UPSTREAM_AUDITD_CONF + "disk_full_action = IGNORE\n", CheckStatus.FAIL, "disk_full_action=ignore"),
+    (UPSTREAM_AUDITD_CONF.replace("max_log_file = 8", "max_log_file = 0") + "max_log_file = 8\n", CheckStatus.PASS,
+     "max_log_file=8"),
+    (UPSTREAM_AUDITD_CONF + "write_logs = no\n", CheckStatus.FAIL, "write_logs=no"),
+    (UPSTREAM_AUDITD_CONF.replace("write_logs = yes", "write_logs = NO"), CheckStatus.FAIL, "write_logs=no"),
+    # log_format = NOLOG is the deprecated spelling of write_logs = no; a later write_logs = yes overrides it.
+    (UPSTREAM_AUDITD_CONF.replace("log_format = RAW", "log_format = NOLOG"), CheckStatus.FAIL, "NOLOG"),
+    (UPSTREAM_AUDITD_CONF.replace("write_logs = yes\n", "").replace("log_format = RAW", "log_format = NOLOG\nwrite_logs = yes"),
+     CheckStatus.PASS, "rotate"),
+    (UPSTREAM_AUDITD_CONF.replace("log_file = /var/log/audit/audit.log", "log_file = /var/log/audit/other.log"),
+     CheckStatus.FAIL, "log_file=/var/log/audit/other.log"),
+    (UPSTREAM_AUDITD_CONF + "log_file = /srv/audit/audit.log\n", CheckStatus.FAIL, "log_file=/srv/audit/audit.log"),
+    # Absent keys take auditd's compiled-in defaults (clear_config): ignore for these actions, 0 for the sizes.
+    (UPSTREAM_AUDITD_CONF.replace("space_left_action = SYSLOG\n", ""), CheckStatus.FAIL, "space_left_action=ignore (unset"),
+    (UPSTREAM_AUDITD_CONF.replace("max_log_file_action = ROTATE\n", ""), CheckStatus.FAIL,
+     "max_log_file_action=ignore (unset"),
+    (UPSTREAM_AUDITD_CONF.replace("num_logs = 5\n", ""), CheckStatus.FAIL, "num_logs=0 (unset"),
+    (UPSTREAM_AUDITD_CONF.replace("disk_error_action = SUSPEND\n", ""), CheckStatus.PASS, "rotate"),  # default syslog
+    (UPSTREAM_AUDITD_CONF.replace("disk_full_action = SUSPEND", "disk_full_action = exec /usr/local/sbin/full"),
+     CheckStatus.PASS, "disk_full_action=exec"),
+    (UPSTREAM_AUDITD_CONF.replace("max_log_file = 8", "max_log_file = 8MB"), CheckStatus.FAIL, "max_log_file=invalid"),
+])
+def test_auditd_config_as_auditd_reads_it(text, expected, needle):
+    verdict = parsers.auditd_config({"auditd_conf": text})
+    assert verdict.status == expected, verdict.detail
+    assert needle in verdict.detail
 
 
 @pytest.mark.parametrize("enabled,expected", [(2, CheckStatus.PASS), (1, CheckStatus.FAIL), (0, CheckStatus.FAIL)])
