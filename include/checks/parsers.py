@@ -149,6 +149,10 @@ def auditd_rules_loaded(outputs: Mapping[str, str]) -> Verdict:
     if why_not == "task-never":
         return Verdict.failed(f"{len(rules)} rule(s) loaded but none records: {AMAZON_LINUX_DEFAULT}. Remove that "
                               "line (or the file) and load real rules with `augenrules --load`")
+    if why_not == "exclude-all":
+        return Verdict.failed(f"{len(rules)} rule(s) loaded, but the exclude rules (`-a …,exclude -F msgtype…`) drop "
+                              "every record type before it is logged: nothing is recorded. Delete them (`auditctl -d` "
+                              "with the same rule) and narrow them to the types you mean to drop")
     if not recording:
         return Verdict.failed(f"{len(rules)} rule(s) loaded but every one is a `never` rule or shadowed by one: "
                               "nothing is recorded")

@@ -160,12 +160,50 @@ def _every_syscall(rule: LoadedRule) -> bool:
     return not rule.syscalls or "all" in rule.syscalls
 
 
+# Record types as `auditctl -l` names them (libaudit's msg_typetab; linux/audit.h numbers): the ones an exclude
+# rule is likely to compare against. A name not here makes its rule "conditional": never counted as dropping.
+_MSGTYPES = {"USER": 1005, "LOGIN": 1006, "USER_AUTH": 1100, "USER_ACCT": 1101, "USER_MGMT": 1102, "CRED_ACQ": 1103,
+             "CRED_DISP": 1104, "USER_START": 1105, "USER_END": 1106, "USER_AVC": 1107, "USER_LOGIN": 1112,
+             "USER_LOGOUT": 1113, "USER_CMD": 1123, "DAEMON_START": 1200, "DAEMON_END": 1201, "SYSCALL": 1300,
+             "PATH": 1302, "CONFIG_CHANGE": 1305, "CWD": 1307, "EXECVE": 1309, "EOE": 1320, "PROCTITLE": 1327,
+             "AVC": 1400, "ANOM_ABEND": 1701, "KERNEL": 2000}
+_RECORD_TYPES = frozenset(range(1000, 3000))  # kernel and user-space record types (linux/audit.h)
+_COMPARE = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b, ">": lambda a, b: a > b,
+            "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
+_MSGTYPE_FIELD = re.compile(r"^msgtype(!=|<=|>=|=|<|>)(\w+)$")
+
+
+def _excluded_types(rules: list[LoadedRule]) -> set[int]:
+    """Record types the exclude list drops. The kernel drops a record that any exclude-list rule matches, whatever
+    the rule's action (kernel/auditfilter.c, audit_filter(): `if (e->rule.action == AUDIT_NEVER || listtype ==
+    AUDIT_FILTER_EXCLUDE) ret = 0`); a rule matches only when all its fields do, and one without fields matches
+    nothing there (`result` starts at 0). Only rules whose every field is a msgtype comparison are evaluated:
+    others depend on the process and are never taken to drop everything."""
+    dropped: set[int] = set()
+    for r in rules:
+        if r.filter != "exclude" or not r.fields:
+            continue
+        tests = []
+        for f in r.fields:
+            m = _MSGTYPE_FIELD.match(f)
+            value = None if m is None else int(m.group(2)) if m.group(2).isdigit() else _MSGTYPES.get(m.group(2))
+            if value is None:
+                break
+            tests.append((_COMPARE[m.group(1)], value))
+        else:
+            dropped.update(t for t in _RECORD_TYPES if all(op(t, v) for op, v in tests))
+    return dropped
+
+
 def effective_rules(rule_lines: list[str]) -> tuple[list[LoadedRule], str | None]:
     """Loaded rules that record, in kernel order, with syscalls an earlier `never` rule takes removed.
 
     Returns (rules, reason) where reason is "task-never" when an unconditional `-a never,task` means no
-    process gets an audit context at all (the stock Amazon Linux rule file): then nothing records."""
+    process gets an audit context at all (the stock Amazon Linux rule file), or "exclude-all" when the exclude
+    list drops every record type: then nothing records."""
     parsed = [r for r in (parse_rule(line) for line in rule_lines) if r is not None]
+    if _excluded_types(parsed) >= _RECORD_TYPES:
+        return [], "exclude-all"
     for r in parsed:
         if r.filter == "task":
             if r.action == "always":

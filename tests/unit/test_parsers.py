@@ -88,6 +88,15 @@ def test_enabled_on_boot(service, expected):
     ("sudo: a password is required", CheckStatus.ERROR),
     ("\x00\x01binary junk", CheckStatus.ERROR),
     ("sudo: unable to resolve host vm: Name or service not known\nNo rules", CheckStatus.FAIL),
+    # The exclude list drops what any of its rules matches (as `auditctl -l` prints them, measured here).
+    ("-w /etc/passwd -p wa -k identity\n-a always,exclude -F msgtype>=1000", CheckStatus.FAIL),
+    ("-w /etc/passwd -p wa -k identity\n-a always,exclude -F msgtype!=0", CheckStatus.FAIL),
+    ("-w /etc/passwd -p wa -k identity\n-a always,exclude -F msgtype<SYSCALL\n-a never,exclude -F msgtype>=SYSCALL",
+     CheckStatus.FAIL),
+    # A rule without fields matches nothing on the exclude list; one type, or one user's, is a narrowing.
+    ("-w /etc/passwd -p wa -k identity\n-a always,exclude", CheckStatus.PASS),
+    ("-w /etc/passwd -p wa -k identity\n-a always,exclude -F msgtype=CWD", CheckStatus.PASS),
+    ("-w /etc/passwd -p wa -k identity\n-a always,exclude -F msgtype>=1000 -F auid=4294967295", CheckStatus.PASS),
 ])
 def test_rules_loaded(rules, expected):
     verdict = parsers.auditd_rules_loaded({"auditctl_status": AUDITCTL_S_MODERN, "auditctl_rules": rules})
