@@ -75,7 +75,7 @@ class Stand:
                  latency_ms: int = 20, scale: float = 1.0, log: Callable[[str], None] = print,
                  stream_names: str = "instance-id") -> None:
         self.root, self.n, self.log = root, min(n, MAX_HOSTS), log
-        self.stream_names = stream_names  # "hostname": agents name the audit stream {hostname}, not the id
+        self.stream_names = stream_names  # "hostname": agents name the audit stream {local_hostname} (the OS hostname), not the id
         self.procs: list[subprocess.Popen] = []
         self.proxy = None
         self.root.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,7 @@ class Stand:
         spec = [{"address": h["address"], "port": PORT, "name": h["name"], "profile": h["profile"],
                  "instance_id": h["instance_id"], "identity": {
                      "hostname": h["hostname"],
-                     **({"stream": h["stream"], "stream_template": "{hostname}"} if h.get("stream") else {})},
+                     **({"stream": h["stream"], "stream_template": "{local_hostname}"} if h.get("stream") else {})},
                  **({"agent_port": SSM_AGENT_PORT} if i < self.ssm_hosts else {})} for i, h in enumerate(self.hosts)]
         (self.root / "spec.json").write_text(json.dumps(spec))
         ready = self.root / "ready"

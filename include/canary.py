@@ -4,7 +4,9 @@ Each poll makes one search per log group for the batch's own canaries: FilterLog
 and the pattern `"ec2-audit-canary" "<batch tag>"`, since the batch began. The tag is random per batch and
 framed into every host's script (probes.frame), so a search returns this batch's events only — at most one
 per host, a page or two however many canaries the rest of the run has written into the group. A canary
-counts only in the stream the host's agent config names (the event's own `logStreamName`). FilterLogEvents
+counts only as the marker's own audit record (`type=USER msg=audit(…): … msg='ec2-audit-canary …`), never as
+the same words inside another log line, and only in the stream the host's agent config names (the event's own
+`logStreamName`). FilterLogEvents
 is 5 requests/s per account and Region and cannot be raised: polls are spaced by the requests they made
 (docs/PERFORMANCE.md, "AWS API quotas").
 """
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from botocore.exceptions import ClientError
 
 from include.checks.aws_side import Canary  # noqa: F401 - what is searched for
-from include.checks.probes import CANARY_RE, CANARY_TOKEN, TAG_RE
+from include.checks.probes import CANARY_TOKEN, TAG_RE, audit_record_canary
 
 
 def pattern(tag: str) -> str:
@@ -46,10 +48,10 @@ def find_canaries(logs_client, canaries: list[Canary], tag: str, since_ms: int, 
             events, requests = _search(logs_client, group, since_ms, search)
             calls += requests
             for stream, message in events:
-                for m in CANARY_RE.finditer(message):
-                    c = pending.get(token := m.group(0))
-                    if c is not None and c.group == group and c.stream == stream:
-                        found[pending.pop(token).instance_id] = round(clock() - started, 1)
+                # Only the marker's own audit record counts: sudo and auth logs echo the command line.
+                c = pending.get(token := audit_record_canary(message) or "")
+                if c is not None and c.group == group and c.stream == stream:
+                    found[pending.pop(token).instance_id] = round(clock() - started, 1)
         if not pending or clock() - started >= wait_s:
             break
         sleep(min(max(poll_s, calls * per_call_s), max(0.0, wait_s - (clock() - started))))

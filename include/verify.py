@@ -62,9 +62,12 @@ class RunContext:
 
 
 def _identity(host: Host, outputs: dict[str, str]) -> dict[str, str | None]:
-    """How the agent resolves its placeholders on this host (hostname as the host reports it)."""
-    return {"instance_id": host.instance_id, "hostname": parsers.hostname_from(outputs),
-            "local_hostname": host.private_dns, "ip_address": host.private_ip}
+    """How the agent resolves its placeholders on this host. amazon-cloudwatch-agent's placeholder util
+    (translator/.../util/placeholderUtil.go): {hostname} is the EC2 metadata hostname (the private DNS name; the OS
+    hostname only without metadata), {local_hostname} the OS hostname "regardless of ec2 metadata"."""
+    reported = parsers.hostname_from(outputs)
+    return {"instance_id": host.instance_id, "hostname": host.private_dns or reported,
+            "local_hostname": reported, "ip_address": host.private_ip}
 
 
 def _trusted(host: Host, outputs: dict[str, str]) -> dict[str, str | None]:

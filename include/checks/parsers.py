@@ -241,6 +241,10 @@ def parse_agent_configs(section_text: str) -> tuple[list[LogTarget], list[str]]:
     list, a group name that is not a string): guessing what such a host ships would be a guess, not proof."""
     targets: list[LogTarget] = []
     problems: list[str] = []
+    # The agent merges the main JSON and every .d/ file into one config before translating (its config-translator
+    # merges the files' maps; collect_list arrays are appended), so a global logs.log_stream_name applies to every
+    # file's entries, and two different ones are a merge conflict the agent refuses.
+    global_streams: dict[str, str] = {}
     for path, content in split_files(section_text):
         if not content:
             continue
@@ -255,7 +259,8 @@ def parse_agent_configs(section_text: str) -> tuple[list[LogTarget], list[str]]:
             continue
         if not isinstance(logs, dict):
             raise AgentConfigError(f"{path}: logs is {type(logs).__name__}, not an object")
-        default_stream = _optional_str(logs, "log_stream_name", f"{path}: logs")
+        if default_stream := _optional_str(logs, "log_stream_name", f"{path}: logs"):
+            global_streams[path] = default_stream
         collected = logs.get("logs_collected") or {}
         files = collected.get("files") if isinstance(collected, dict) else None
         if not isinstance(collected, dict) or not isinstance(files or {}, dict):
@@ -271,9 +276,14 @@ def parse_agent_configs(section_text: str) -> tuple[list[LogTarget], list[str]]:
                 source_file=path,
                 file_path=entry["file_path"],
                 log_group=_optional_str(entry, "log_group_name", where),
-                log_stream=_optional_str(entry, "log_stream_name", where) or default_stream,
+                log_stream=_optional_str(entry, "log_stream_name", where),
             ))
-    return targets, problems
+    if len(set(global_streams.values())) > 1:
+        raise AgentConfigError("logs.log_stream_name differs between " + ", ".join(sorted(global_streams))
+                               + ": the agent refuses to merge them")
+    default = next(iter(global_streams.values()), None)
+    return [t if t.log_stream or not default else LogTarget(t.source_file, t.file_path, t.log_group, default)
+            for t in targets], problems
 
 
 def audit_log_targets(outputs: Mapping[str, str]) -> list[LogTarget]:
@@ -321,6 +331,30 @@ class StreamTarget:
     group: str
     stream: str
     source: str  # "translated TOML" or the JSON file's path
+    # Other collected files the agent ships into this same (group, stream): its freshness then proves nothing
+    # about audit.log (only the canary, an audit record, can).
+    shared_with: tuple[str, ...] = ()
+
+
+def _with_sharers(targets: list[StreamTarget], others: list[tuple[str, str, str]]) -> list[StreamTarget]:
+    """others: (file_path, group, stream) of the entries that do not collect audit.log."""
+    return [StreamTarget(t.group, t.stream, t.source,
+                         tuple(sorted({f for f, g, st in others if (g, st) == (t.group, t.stream)})))
+            for t in targets]
+
+
+def _toml_default_stream(text: str) -> str | None:
+    """The translated config's output-level default stream ([[outputs.cloudwatchlogs]] log_stream_name): what a
+    file_config entry without its own log_stream_name ships to."""
+    import tomllib
+
+    try:
+        outputs = tomllib.loads(text).get("outputs") or {}
+        first = (outputs.get("cloudwatchlogs") or [{}])[0] if isinstance(outputs, dict) else {}
+    except (tomllib.TOMLDecodeError, ValueError, AttributeError, IndexError, KeyError, TypeError):
+        return None
+    value = first.get("log_stream_name") if isinstance(first, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def stream_targets(outputs: Mapping[str, str], identity: Mapping[str, str | None],
@@ -336,17 +370,21 @@ def stream_targets(outputs: Mapping[str, str], identity: Mapping[str, str | None
         entries = _toml_log_files(toml_text)
         if entries is None:
             return Verdict.error("amazon-cloudwatch-agent.toml is not valid TOML")
-        targets = []
+        default_stream = _toml_default_stream(toml_text) or identity.get("instance_id")
+        targets, others = [], []
         for e in entries:
-            if not (isinstance(e.get("file_path"), str) and covers(e["file_path"])):
+            if not isinstance(e.get("file_path"), str):
                 continue
-            group, stream = e.get("log_group_name"), e.get("log_stream_name") or identity.get("instance_id")
+            group, stream = e.get("log_group_name"), e.get("log_stream_name") or default_stream
+            if not covers(e["file_path"]):
+                others.append((e["file_path"], group, stream))
+                continue
             if not isinstance(group, str) or not group or not isinstance(stream, str) or not stream:
                 return Verdict.error("translated config: an audit.log entry without a string log_group_name/"
                                      "log_stream_name")
             targets.append(StreamTarget(group, stream, "translated TOML"))
-        return targets or Verdict.failed("the running (translated) agent config does not ship audit.log: "
-                                         "re-run fetch-config")
+        return _with_sharers(targets, others) or Verdict.failed(
+            "the running (translated) agent config does not ship audit.log: re-run fetch-config")
     return json_stream_targets(outputs, identity, fallback_group)
 
 
@@ -354,22 +392,25 @@ def json_stream_targets(outputs: Mapping[str, str], identity: Mapping[str, str |
                         fallback_group: str | None) -> list[StreamTarget] | Verdict:
     """What the JSON config names for audit.log, placeholders resolved the way the agent would."""
     try:
-        entries = audit_log_targets(outputs)
+        entries, _ = parse_agent_configs(outputs["cwagent_config"])
     except AgentConfigError as exc:
         return Verdict.error(f"agent config unusable: {exc}"[:300])
-    targets = []
+    targets, others = [], []
     for t in entries:
         # The agent's own default group is the file path up to its final period (concrete paths only).
-        agent_default = t.file_path.rsplit(".", 1)[0] if not any(c in t.file_path for c in "*?") else None
+        agent_default = t.file_path.rsplit(".", 1)[0] if not any(c in t.file_path for c in "*?[{") else None
         group_template = t.log_group or fallback_group or agent_default
+        group = resolve_placeholders(group_template, identity) if group_template else None
+        stream = resolve_placeholders(t.log_stream or "{instance_id}", identity)
+        if not covers(t.file_path):
+            others.append((t.file_path, group, stream))
+            continue
         if not group_template:
             return Verdict.error(f"{t.source_file}: no log_group_name and no fallback log_group param")
-        group = resolve_placeholders(group_template, identity)
-        stream = resolve_placeholders(t.log_stream or "{instance_id}", identity)
         if group is None or stream is None:
             return Verdict.error(f"{t.source_file}: cannot resolve placeholders in {group_template!r}/{t.log_stream!r}")
         targets.append(StreamTarget(group, stream, t.source_file))
-    return targets or Verdict.failed("the agent config does not ship audit.log")
+    return _with_sharers(targets, others) or Verdict.failed("the agent config does not ship audit.log")
 
 
 def stream_names(outputs: Mapping[str, str], identity: Mapping[str, str | None],
@@ -407,6 +448,10 @@ def attribution_problem(target: StreamTarget, trusted: Mapping[str, str | None])
     `trusted` holds what EC2 says of the instance (instance_id, private_ip, private_dns), and the hostname the
     host reports, which counts only when it is specific to it (own_hostname): a host (or an image baked with
     someone else's config) cannot make another's stream its own."""
+    if target.shared_with:
+        return (f"stream {target.group}/{target.stream} also receives {', '.join(target.shared_with)} from this "
+                "host's agent: its freshness proves nothing about audit.log; give audit.log a stream of its own, or "
+                "run with canary=true")
     me = trusted.get("instance_id") or ""
     text = f"{target.group}\n{target.stream}"
     others = sorted({m for m in INSTANCE_ID.findall(text) if m != me})

@@ -149,6 +149,20 @@ CANARY_TOKEN = "ec2-audit-canary"
 # The line's shape: the token, the batch's tag (ours), the host-made id. Parsed from the host's output
 # (parsers.canary_token) and found in CloudWatch Logs events (include/canary.py).
 CANARY_RE = re.compile(rf"{re.escape(CANARY_TOKEN)} ([0-9a-f]{{16}}) ([0-9a-fA-F-]{{16,64}})")
+# Where a delivered canary stands in audit.log: the USER record `auditctl -m` makes, as one line that starts with
+# the record (an optional `node=` prefix from name_format), the marker opening its msg='…' text. The same words
+# inside a sudo, auth or syslog line ("COMMAND=/usr/sbin/auditctl -m ec2-audit-canary …") are not delivery.
+# audit 3.x's `auditctl -m` writes the text as msg='text=…' (measured here, audit 3.0.9); older ones without `text=`.
+AUDIT_CANARY_RE = re.compile(r"(?:node=\S+ )?type=USER msg=audit\(\d+(?:\.\d+)?:\d+\): (?:[^']*? )?msg='(?:text=)?"
+                             rf"({CANARY_RE.pattern})[ ']")
+
+
+def audit_record_canary(message: str) -> str | None:
+    """The canary token of a CloudWatch Logs event that is this marker's audit record, else None."""
+    m = AUDIT_CANARY_RE.match(message)
+    return m.group(1) if m else None
+
+
 CANARY = Probe(
     "canary",
     f"""\

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
+
 from devstack.host_states import TEST_NONCE, render_output
 from include.checks.catalogue import CATALOGUE
 from include.checks.probes import end_mark, section_mark
@@ -124,6 +126,33 @@ def _token(tag: str, uid: str) -> str:
     return f"ec2-audit-canary {tag} {uid}"
 
 
+def _record(token: str) -> str:
+    """The USER record `auditctl -m` makes, as audit 3.0.9 wrote it here (ENRICHED: the names after \\x1d)."""
+    return (f"type=USER msg=audit(1796620777.409:2): pid=14985 uid=0 auid=4294967295 ses=4294967295 msg='text={token} "
+            "exe=\"/usr/sbin/auditctl\" hostname=? addr=? terminal=? res=success'\x1dUID=\"root\" AUID=\"unset\"")
+
+
+@pytest.mark.parametrize("message,counts", [
+    (_record(_token(TAG, "a1" * 16)), True),
+    (_record(_token(TAG, "a1" * 16)).replace("text=", ""), True),  # older auditctl: no text= prefix
+    ("node=ip-10-0-0-5 " + _record(_token(TAG, "a1" * 16)), True),  # name_format adds node=
+    # sudo logs the command line into the auth log: the same words, not an audit record
+    (f"Dec  7 05:00:00 ip-10-0-0-5 sudo: ec2audit : PWD=/home/ec2audit ; USER=root ; "
+     f"COMMAND=/usr/sbin/auditctl -m {_token(TAG, 'a1' * 16)}", False),
+    (f"Dec  7 05:00:00 ip-10-0-0-5 app: {_record(_token(TAG, 'a1' * 16))}", False),  # a record quoted in syslog
+    (f"type=USER_CMD msg=audit(1.0:9): pid=1 uid=0 msg='cwd=\"/\" cmd=2F7573722F7362696E {_token(TAG, 'a1' * 16)}'",
+     False),
+    (f"type=USER msg=audit(1.0:9): pid=1 uid=0 msg='text=hello {_token(TAG, 'a1' * 16)}'", False),  # not the text
+])
+def test_a_canary_counts_only_as_its_own_audit_record(message, counts):
+    from include.canary import Canary, find_canaries
+
+    logs = PagedLogs([("s1", message)])
+    found = find_canaries(logs, [Canary("i-1", "g", "s1", _token(TAG, "a1" * 16))], TAG, since_ms=0, wait_s=0,
+                          clock=lambda: 0.0, sleep=lambda d: None)
+    assert (found["i-1"] is not None) == counts
+
+
 def test_find_canaries_polls_in_bulk_until_found_or_deadline():
     from include.canary import Canary, find_canaries
 
@@ -151,9 +180,9 @@ def test_a_batch_searches_only_its_own_tag_and_spaces_polls_by_the_pages_they_to
 
     other = "0123456789abcdef"
     # 30 canaries of other batches in the group, 3 of this one: this batch's search sees its own only
-    events = [("s-other", f"msg='{_token(other, f'{n:032x}')}'") for n in range(30)]
+    events = [("s-other", _record(_token(other, f'{n:032x}'))) for n in range(30)]
     mine = [Canary(f"i-{n}", "g", f"s{n}", _token(TAG, f"{n + 100:032x}")) for n in range(3)]
-    events += [(c.stream, f"msg='{c.token}'") for c in mine[:2]]
+    events += [(c.stream, _record(c.token)) for c in mine[:2]]
     logs = PagedLogs(events, page=1)
     t, sleeps = [0.0], []
 

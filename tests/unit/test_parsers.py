@@ -140,6 +140,7 @@ def test_cwagent_installed(text, expected):
 
 MAIN = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json"
 FRAGMENT = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/file_audit.json"
+FRAGMENTS = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d"
 
 
 def config(*entries, stream=None):
@@ -165,15 +166,16 @@ def test_ships_audit_log(files, expected):
     assert parsers.cwagent_ships_audit_log({"cwagent_config": render_files(files)}).status == expected
 
 
-IDENTITY = {"instance_id": "i-0abc", "hostname": "web-1", "local_hostname": "ip-10-0-0-5.ec2.internal",
+# As the agent resolves them: {hostname} is EC2's metadata hostname, {local_hostname} the OS hostname.
+IDENTITY = {"instance_id": "i-0abc", "hostname": "ip-10-0-0-5.ec2.internal", "local_hostname": "web-1",
             "ip_address": "10.0.0.5"}
 
 
 @pytest.mark.parametrize("entry,default_stream,fallback,expected", [
     ({"file_path": "/var/log/audit/audit.log", "log_group_name": "/ec2/audit"}, None, None, [("/ec2/audit", "i-0abc")]),
-    ({"file_path": "/var/log/audit/audit.log", "log_group_name": "/ec2/{hostname}/audit",
+    ({"file_path": "/var/log/audit/audit.log", "log_group_name": "/ec2/{local_hostname}/audit",
       "log_stream_name": "{instance_id}-{ip_address}"}, None, None, [("/ec2/web-1/audit", "i-0abc-10.0.0.5")]),
-    ({"file_path": "/var/log/audit/audit.log", "log_group_name": "/ec2/audit"}, "{local_hostname}", None,
+    ({"file_path": "/var/log/audit/audit.log", "log_group_name": "/ec2/audit"}, "{hostname}", None,
      [("/ec2/audit", "ip-10-0-0-5.ec2.internal")]),
     ({"file_path": "/var/log/audit/audit.log"}, None, "/fleet/audit", [("/fleet/audit", "i-0abc")]),
     ({"file_path": "/var/log/audit/audit.log"}, None, None, [("/var/log/audit/audit", "i-0abc")]),
@@ -185,8 +187,81 @@ def test_stream_names_resolve_placeholders(entry, default_stream, fallback, expe
 
 def test_stream_names_unknown_placeholder_is_a_reason():
     outputs = {"cwagent_config": render_files([(MAIN, config(
-        {"file_path": "/var/log/audit/audit.log", "log_group_name": "/g", "log_stream_name": "{hostname}"}))])}
-    assert isinstance(parsers.stream_names(outputs, {**IDENTITY, "hostname": None}, None), str)
+        {"file_path": "/var/log/audit/audit.log", "log_group_name": "/g", "log_stream_name": "{local_hostname}"}))])}
+    assert isinstance(parsers.stream_names(outputs, {**IDENTITY, "local_hostname": None}, None), str)
+
+
+def test_the_judge_resolves_hostname_as_ec2_metadata_and_local_hostname_as_the_os_hostname():
+    from include.models import Host
+    from include.verify import _identity
+
+    host = Host("i-0abc", "us-east-1", "111122223333", "10.0.0.5", private_ip="10.0.0.5",
+                private_dns="ip-10-0-0-5.ec2.internal")
+    identity = _identity(host, {"host_identity": "hostname: web-1\nID=amzn"})
+    assert identity["hostname"] == "ip-10-0-0-5.ec2.internal" and identity["local_hostname"] == "web-1"
+
+
+AUDIT = {"file_path": "/var/log/audit/audit.log", "log_group_name": "/ec2/audit"}
+SECURE = {"file_path": "/var/log/secure", "log_group_name": "/ec2/audit"}
+
+
+def _targets(files, toml="toml: not found"):
+    outputs = {"cwagent_config": render_files(files), "cwagent_toml": toml}
+    return parsers.stream_targets(outputs, IDENTITY, None)
+
+
+def test_a_global_log_stream_name_in_a_fragment_applies_to_the_main_file_s_entries():
+    # The agent merges the main JSON and the .d/ files into one config: one logs.log_stream_name for all.
+    targets = _targets([(MAIN, config(AUDIT)), (f"{FRAGMENTS}/fleet.json", json.dumps({"logs": {"log_stream_name": "{hostname}"}}))])
+    assert [(t.group, t.stream) for t in targets] == [("/ec2/audit", "ip-10-0-0-5.ec2.internal")]
+
+
+def test_two_different_global_stream_names_are_a_merge_the_agent_refuses():
+    v = _targets([(MAIN, config(AUDIT, stream="{instance_id}")), (f"{FRAGMENTS}/x.json", config(SECURE, stream="x"))])
+    assert v.status == CheckStatus.ERROR and "refuses to merge" in v.detail
+
+
+@pytest.mark.parametrize("files", [
+    [(MAIN, config(AUDIT, SECURE))],  # one file, default stream
+    [(MAIN, config(AUDIT)), (f"{FRAGMENTS}/secure.json", config(SECURE))],  # a .d/ fragment adds it
+])
+def test_another_file_shipped_into_the_audit_stream_is_named(files):
+    targets = _targets(files)
+    assert [t.shared_with for t in targets] == [("/var/log/secure",)]
+    why = parsers.attribution_problem(targets[0], {"instance_id": "i-0abc"})
+    assert why and "/var/log/secure" in why and "canary=true" in why
+
+
+def test_another_file_in_another_stream_shares_nothing():
+    targets = _targets([(MAIN, config(AUDIT)), (f"{FRAGMENTS}/secure.json", config({**SECURE, "log_stream_name": "s"}))])
+    assert [t.shared_with for t in targets] == [()]
+    assert parsers.attribution_problem(targets[0], {"instance_id": "i-0abc"}) is None
+
+
+TRANSLATED = """[outputs]
+  [[outputs.cloudwatchlogs]]
+    force_flush_interval = "5s"
+    log_stream_name = "web-1"
+    region = "us-east-1"
+
+[inputs]
+  [[inputs.logfile]]
+    destination = "cloudwatchlogs"
+    [[inputs.logfile.file_config]]
+      file_path = "/var/log/audit/audit.log"
+      log_group_name = "/ec2/audit"
+    [[inputs.logfile.file_config]]
+      file_path = "/var/log/secure"
+      log_group_name = "/ec2/audit"
+      log_stream_name = "%s"
+"""
+
+
+@pytest.mark.parametrize("secure_stream,shared", [("web-1", True), ("i-0abc", False)])
+def test_the_translated_config_s_output_default_stream_names_entries_without_their_own(secure_stream, shared):
+    targets = _targets([(MAIN, config(AUDIT))], toml=TRANSLATED % secure_stream)
+    assert [(t.group, t.stream) for t in targets] == [("/ec2/audit", "web-1")]  # not the instance id
+    assert targets[0].shared_with == (("/var/log/secure",) if shared else ())
 
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

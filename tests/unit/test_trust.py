@@ -223,7 +223,8 @@ def test_a_canary_in_a_shared_stream_proves_delivery():
                 def paginate(self, **kw):
                     # FilterLogEvents names each event's stream: the canary counts in the stream the config names
                     yield {"events": [{"logStreamName": "audit",
-                                       "message": f"msg='ec2-audit-canary {tag} 1234567890abcdef1234'"}]}
+                                       "message": "type=USER msg=audit(1.0:1): pid=1 uid=0 msg='text="
+                                                  f"ec2-audit-canary {tag} 1234567890abcdef1234 res=success'"}]}
             return P()
 
     tag = "00000000000000aa"
