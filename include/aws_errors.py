@@ -22,3 +22,9 @@ def error_code(exc: BaseException) -> tuple[str, str]:
 
 def is_denied(exc: BaseException) -> bool:
     return error_code(exc)[0] in DENIED
+
+
+def aws_reason(exc: BaseException) -> str:
+    """`Code: message` for a log line or a verdict's detail."""
+    code, message = error_code(exc)
+    return f"{code}: {message}" if code else message

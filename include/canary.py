@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
-from include.checks.aws_side import Canary  # noqa: F401 - what is searched for
+from include.aws_errors import aws_reason
+from include.checks.aws_side import LOG_GROUP_NAME, AwsRefused, Canary
 from include.checks.probes import CANARY_TOKEN, TAG_RE, audit_record_canary
 
 
@@ -31,21 +32,30 @@ def pattern(tag: str) -> str:
 def find_canaries(logs_client, canaries: list[Canary], tag: str, since_ms: int, wait_s: float,
                   poll_s: float = 3.0, per_call_s: float = 0.0,
                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                  ) -> dict[str, float | None]:
-    """instance_id → seconds until its canary was seen in its own stream (None if not within wait_s).
+                  ) -> dict[str, float | str | None]:
+    """instance_id → seconds until its canary was seen in its own stream (None if not within wait_s), or, as a
+    string, why its group could not be searched (an invalid name, access denied: AWS's reason). A group that
+    fails is that group's hosts' ERROR; the others are searched on.
 
     Only canaries carrying `tag` (the batch's) are searched for: a host whose line names another tag is never
     found, and costs no search. After a poll of k requests (searches and their pages) the next poll waits at
     least max(poll_s, k × per_call_s), so a batch's share of the account's rate is kept however many pages
     its searches take."""
     started = clock()
-    found: dict[str, float | None] = {c.instance_id: None for c in canaries}
+    found: dict[str, float | str | None] = {c.instance_id: None for c in canaries}
     pending = {c.token: c for c in canaries if c.tag == tag}
     search = pattern(tag)
     while pending:
         calls = 0
         for group in sorted({c.group for c in pending.values()}):
-            events, requests = _search(logs_client, group, since_ms, search)
+            try:
+                events, requests = _search(logs_client, group, since_ms, search)
+            except (ClientError, AwsRefused) as exc:
+                reason = str(exc) if isinstance(exc, AwsRefused) else f"FilterLogEvents on {group}: {aws_reason(exc)}"
+                for token in [t for t, c in pending.items() if c.group == group]:
+                    found[pending.pop(token).instance_id] = reason
+                calls += 1
+                continue
             calls += requests
             for stream, message in events:
                 # Only the marker's own audit record counts: sudo and auth logs echo the command line.
@@ -61,6 +71,8 @@ def find_canaries(logs_client, canaries: list[Canary], tag: str, since_ms: int, 
 def _search(logs_client, group: str, since_ms: int, search: str) -> tuple[list[tuple[str, str]], int]:
     """(stream, message) of every event matching `search` in the group since `since_ms`, and the requests
     (pages) that took."""
+    if not LOG_GROUP_NAME.fullmatch(group):
+        raise AwsRefused(f"log group {group!r} is not a valid CloudWatch Logs group name: nothing can be delivered there")
     kwargs = {"logGroupName": group, "startTime": since_ms, "filterPattern": search}
     events, requests = [], 0
     try:

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
+from include.aws_errors import aws_reason
+from include.checks.aws_side import AwsRefused
+
 PAGE = 50  # DescribeLogStreams' maximum page size
 PARTITION = 50  # likely names listed under one prefix at most; more are split by one more character
 MIN_LISTED = 4  # below this, exact lookups are as cheap as a listing
@@ -82,7 +85,7 @@ class StreamLookup:
             found = next((s for s in self._page(group, stream)[0] if s.get("logStreamName") == stream), None)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
+                raise AwsRefused(f"DescribeLogStreams on {group}: {aws_reason(exc)}") from exc
         with self._lock:
             self._cache[key] = found
         return found

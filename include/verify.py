@@ -191,6 +191,8 @@ def settle_canaries(waiting: list[Judgement], logs_client, tag: str, since_ms: i
         if j.canary.tag != tag:
             j.verdicts[CANARY_CHECK] = Verdict.failed(f"the canary line names tag {j.canary.tag}, not this batch's "
                                                       f"{tag}: it is not the marker this run asked for")
+        elif isinstance(delay, str):  # its group could not be searched: AWS's reason, this host only
+            j.verdicts[CANARY_CHECK] = Verdict.error(delay[:300])
         elif delay is not None:
             j.verdicts[CANARY_CHECK] = Verdict.passed(f"canary found in {where} after {delay:g}s")
             if j.verdicts.get(STREAM_CHECK, Verdict.passed("")).status != CheckStatus.PASS:

@@ -7,6 +7,7 @@ for with the rest of the batch (include/canary.py) before its verdict is known.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,8 +31,18 @@ class Canary:
         return self.token.split(" ")[1]
 
 
+class AwsRefused(Exception):
+    """CloudWatch Logs refused a lookup for this host's group (invalid name, access denied, throttled past the
+    client's retries): that host's check is ERROR with AWS's reason, and the rest of the batch is judged."""
+
+
+# CloudWatch Logs' own pattern for a log group name (CreateLogGroup: 1-512 of [.-_/#A-Za-z0-9]).
+LOG_GROUP_NAME = re.compile(r"[.\-_/#A-Za-z0-9]{1,512}")
+
+
 class StreamDescriber(Protocol):
-    def describe(self, group: str, stream: str) -> dict | None: ...
+    def describe(self, group: str, stream: str) -> dict | None:
+        """The stream's DescribeLogStreams entry, None when it does not exist; raises AwsRefused."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +82,20 @@ def log_stream_fresh(host: HostFacts, aws: AwsView) -> Verdict:
     if isinstance(targets, Verdict):
         return targets
     not_own = {(t.group, t.stream): why for t in targets if (why := parsers.attribution_problem(t, host.trusted))}
-    # Streams that are not this host's are never looked up: their freshness could only mislead.
-    observed = {(t.group, t.stream): None if (t.group, t.stream) in not_own else aws.lookup.describe(t.group, t.stream)
-                for t in targets}
+    try:
+        # Streams that are not this host's are never looked up: their freshness could only mislead.
+        observed = {(t.group, t.stream): None if (t.group, t.stream) in not_own else _describe(aws, t)
+                    for t in targets}
+    except AwsRefused as exc:
+        return Verdict.error(str(exc)[:300])
     return parsers.judge_stream_freshness(observed, aws.now(), aws.stream_max_age_minutes, not_own)
+
+
+def _describe(aws: AwsView, target: parsers.StreamTarget) -> dict | None:
+    if not LOG_GROUP_NAME.fullmatch(target.group):
+        raise AwsRefused(f"log group {target.group!r} (from {target.source}) is not a valid CloudWatch Logs group "
+                         "name: nothing can be delivered there")
+    return aws.lookup.describe(target.group, target.stream)
 
 
 def canary_delivered(host: HostFacts, aws: AwsView) -> Verdict | Canary:

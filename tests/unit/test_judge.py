@@ -233,3 +233,48 @@ def test_put_items_resends_unprocessed_with_backoff():
     assert resource.calls == [25, 2, 5, 2]
 
 
+
+
+def test_a_group_aws_refuses_is_that_host_s_error_and_the_others_are_searched():
+    from botocore.exceptions import ClientError
+
+    from include.canary import Canary, find_canaries
+
+    ok = PagedLogs([("s1", _record(_token(TAG, "a1" * 16)))])
+    searched = []
+
+    class Logs:
+        def get_paginator(self, name):
+            outer = ok.get_paginator(name)
+
+            class P:
+                def paginate(self, **kw):
+                    searched.append(kw["logGroupName"])
+                    if kw["logGroupName"] == "/forbidden":
+                        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not yours"}},
+                                          "FilterLogEvents")
+                    yield from outer.paginate(**kw)
+            return P()
+
+    found = find_canaries(Logs(), [Canary("i-1", "/ok", "s1", _token(TAG, "a1" * 16)),
+                                   Canary("i-2", "/forbidden", "s2", _token(TAG, "b2" * 16)),
+                                   Canary("i-3", "bad group!", "s3", _token(TAG, "c3" * 16))],
+                          TAG, since_ms=0, wait_s=0, clock=lambda: 0.0, sleep=lambda d: None)
+    assert found["i-1"] == 0
+    assert found["i-2"] == "FilterLogEvents on /forbidden: AccessDeniedException: not yours"
+    assert "not a valid CloudWatch Logs group name" in found["i-3"]
+    assert "bad group!" not in searched  # an invalid name is never sent
+
+
+def test_a_refused_stream_lookup_errs_that_check_only():
+    from include.checks.aws_side import AwsRefused
+
+    class Refusing:
+        def describe(self, group, stream):
+            raise AwsRefused(f"DescribeLogStreams on {group}: AccessDeniedException: no")
+
+    j = judge("compliant", Refusing())
+    v = j.verdicts["cwagent.log_stream_fresh"]
+    assert v.status.value == "ERROR" and "AccessDeniedException" in v.detail
+    assert j.verdicts["auditd.running"].status.value == "PASS"  # the other checks were judged
+    assert j.status == Status.ERROR

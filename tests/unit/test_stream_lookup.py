@@ -90,5 +90,8 @@ def test_access_denied_on_an_exact_lookup_is_raised():
         def describe_log_streams(self, **kwargs):
             raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "DescribeLogStreams")
 
-    with pytest.raises(ClientError):
+    from include.checks.aws_side import AwsRefused
+
+    # One host's forbidden group is that host's ERROR, with AWS's reason: never the batch's failure.
+    with pytest.raises(AwsRefused, match="DescribeLogStreams on /audit: AccessDeniedException"):
         StreamLookup(Denied({}), likely_names=[]).describe("/audit", "i-1")
