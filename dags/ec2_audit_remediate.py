@@ -17,7 +17,8 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowFailException
 
 from include import remediate
@@ -29,8 +30,24 @@ APPROVERS = [{"id": u.strip(), "name": u.strip()}
              for u in os.environ.get("EC2_AUDIT_REMEDIATION_APPROVERS", "").split(",") if u.strip()]
 
 
+# No task may hang a run. apply_fixes is sized per run from its params (remediate.apply_timeout) before it
+# starts, so the timeout never cuts hosts inside their own budgets (it is never retried); reverify is the
+# audit's verify path over at most max_hosts hosts, like one daily batch.
+TASK_TIMEOUT = timedelta(minutes=20)
+REVERIFY_TIMEOUT = timedelta(minutes=60)
+
+
 def _params() -> RemediateParams:
     return RemediateParams.from_params(dict(get_current_context()["params"]))
+
+
+def _plan_hash_param(sha256: str = "") -> dict:
+    """The approval form's one field, filled with the plan's hash: the answer carries it back, so what was
+    approved is recorded with who approved it (Airflow's HITL detail, then the decision record), and
+    apply_fixes runs only a plan with that hash."""
+    return {remediate.PLAN_HASH_PARAM: Param(sha256, type="string", title="Plan sha256",
+                                             description="The SHA-256 of the plan shown above. Leave it as it "
+                                                         "is: the fixes run only from the plan with this hash.")}
 
 
 class PlanApproval(ApprovalOperator):
@@ -40,9 +57,11 @@ class PlanApproval(ApprovalOperator):
 
     def execute(self, context):
         self.response_timeout = timedelta(minutes=float(context["params"]["approval_timeout"]))
+        self.params = ParamsDict(_plan_hash_param(context["ti"].xcom_pull(task_ids="plan_fixes")["sha256"]))
         return super().execute(context)
 
     def execute_complete(self, context, event):
+        self.params = ParamsDict(_plan_hash_param())  # the form's fields, to check the answer's against
         if "error" not in event:
             remediate.record_decision(RemediateParams.from_params(dict(context["params"])),
                                       context["ti"].xcom_pull(task_ids="plan_fixes"), event,
@@ -58,7 +77,8 @@ class PlanApproval(ApprovalOperator):
     max_active_runs=1,  # two plans changing the same hosts at once would each prove nothing
     tags=["security", "compliance", "remediation"],
     params=dag_params(REMEDIATE_SCHEMAS),
-    default_args={"retries": 0},  # a step that changes hosts is never retried by itself
+    # a step that changes hosts is never retried by itself
+    default_args={"retries": 0, "execution_timeout": TASK_TIMEOUT},
     doc_md=__doc__,
 )
 def ec2_audit_remediate():
@@ -68,9 +88,9 @@ def ec2_audit_remediate():
         try:
             params = _params()
             day = remediate.resolve_day(params, context.get("triggering_asset_events"))
-        except ValueError as exc:
+            return remediate.build_plan(params, day, context["dag_run"].run_id)
+        except ValueError as exc:  # bad params, or a remediation login that is the audit's: refused at start
             raise AirflowFailException(str(exc)) from None
-        return remediate.build_plan(params, day, context["dag_run"].run_id)
 
     @task.short_circuit
     def needs_approval(planned: dict) -> bool:
@@ -78,6 +98,9 @@ def ec2_audit_remediate():
 
     approve = PlanApproval(
         task_id="approve",
+        params=_plan_hash_param(),
+        response_timeout=timedelta(minutes=REMEDIATE_SCHEMAS["approval_timeout"]["default"]),  # per run: execute
+        execution_timeout=TASK_TIMEOUT,  # its own steps only; the wait for an answer is response_timeout
         subject="Remediate {{ ti.xcom_pull(task_ids='plan_fixes')['hosts'] }} hosts of "
                 "{{ ti.xcom_pull(task_ids='plan_fixes')['audit_date'] }} "
                 "(plan {{ ti.xcom_pull(task_ids='plan_fixes')['sha256'][:12] }})",
@@ -86,13 +109,17 @@ def ec2_audit_remediate():
         assigned_users=APPROVERS or None,
     )
 
-    @task
+    def size_apply_timeout(context) -> None:
+        context["task"].execution_timeout = remediate.apply_timeout(
+            RemediateParams.from_params(dict(context["params"])))
+
+    @task(pre_execute=size_apply_timeout)
     def apply_fixes(planned: dict) -> dict:
         context = get_current_context()
         return remediate.apply(_params(), planned, context["ti"].xcom_pull(task_ids="approve"),
                                context["dag_run"].run_id)
 
-    @task(retries=2, retry_delay=timedelta(seconds=30))  # reading hosts again is safe to retry
+    @task(retries=2, retry_delay=timedelta(seconds=30), execution_timeout=REVERIFY_TIMEOUT)  # reading: retry is safe
     def reverify(applied: dict) -> dict:
         return remediate.reverify(_params(), applied, get_current_context()["dag_run"].run_id)
 

@@ -82,9 +82,11 @@ class Standalone:
     """`airflow standalone` in its own process group, with the stack's connections and `extra_env`."""
 
     def __init__(self, stack, root: Path, dag_ids: list[str], extra_env: dict[str, str] | None = None,
-                 user: str = "operator"):
+                 user: str = "operator", other_users: tuple[str, ...] = ()):
         self.stack, self.root, self.dag_ids = stack, Path(root), dag_ids
-        self.user, self.password = user, uuid.uuid4().hex
+        # `other_users`: more admins, signed in by api_as (e.g. one who is not an assigned approver)
+        self.passwords = {u: uuid.uuid4().hex for u in (user, *other_users)}
+        self.user, self.password = user, self.passwords[user]
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = self.root / "standalone.log"
@@ -94,14 +96,14 @@ class Standalone:
 
     @property
     def env(self) -> dict[str, str]:
-        (self.root / "passwords.json").write_text(json.dumps({self.user: self.password}))
+        (self.root / "passwords.json").write_text(json.dumps(self.passwords))
         bin_dir = str(Path(sys.executable).parent)  # standalone starts its components as `airflow …`
         return {**os.environ, **self.stack.airflow_env(), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
                 "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port), "AIRFLOW__API__BASE_URL": self.base,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",  # a paused DAG blocks backfill runs
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.user}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:admin" for u in self.passwords),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.root / "passwords.json"),
                 "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -134,6 +136,9 @@ class Standalone:
     def __exit__(self, *exc) -> None:
         if self.proc is not None:
             procs.stop_group(self.proc, timeout=60)
+
+    def api_as(self, user: str) -> Api:
+        return Api(self.base, user, self.passwords[user])
 
     @property
     def airflow_home(self) -> Path:

@@ -52,6 +52,9 @@ def transport_clients(params: AuditParams, region: str, account: str = "") -> di
     return clients
 
 
+DEFAULT_SSH_LOGIN = "ec2-user"  # the audit's login when ec2_audit_ssh names none
+
+
 def ssh_settings(params: AuditParams):
     """The `ec2_audit_ssh` connection, read with the SSH provider's extra names (private_key, key_file).
     With transport eic it gives the login (OS user), port and host-key policy, and needs no key. Transport
@@ -73,7 +76,7 @@ def ssh_settings(params: AuditParams):
         raise
     extra = conn.extra_dejson
     return SshSettings(
-        username=conn.login or "ec2-user",
+        username=conn.login or DEFAULT_SSH_LOGIN,
         private_key=extra.get("private_key"),
         key_file=extra.get("key_file"),
         passphrase=extra.get("private_key_passphrase") or None,

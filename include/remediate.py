@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, replace
+from datetime import timedelta
 from typing import Any
 
-from include.config import REMEDIATE_SSH_CONN_ID, RemediateParams
+from include.config import REMEDIATE_SSH_CONN_ID, SSH_CONN_ID, RemediateParams
 from include.records import RemediationDecision, RemediationRecord
 
 log = logging.getLogger(__name__)
 
 ADDRESS_KINDS = ("private_ip", "public_ip", "private_dns")
+PLAN_HASH_PARAM = "plan_sha256"  # the approval form's field: the answer carries the hash of the plan approved
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 UNVERIFIED = "unverified"  # fixes ran, re-verification has not (yet) said what they achieved
 
 
@@ -61,6 +66,8 @@ def build_plan(params: RemediateParams, day: str, run_id: str) -> dict[str, Any]
     """The plan for `day` as the approver will see it. A dry run (or a plan with no host) ends here, recorded."""
     from include import remediation
 
+    if not params.dry_run:
+        remediation_login(params)  # refused at the start, before anyone is asked to approve
     store = store_of(params)
     p = remediation.plan(store.day_items(day), params.log_group or "", include_advisory=params.include_advisory,
                          audit_date=day, max_hosts=params.max_hosts)
@@ -71,6 +78,9 @@ def build_plan(params: RemediateParams, day: str, run_id: str) -> dict[str, Any]
     log.info("remediation plan for %s (sha256 %s): %d hosts, %d fixes; %d not planned\n%s", day, p.hash,
              planned["hosts"], planned["fixes"], planned["not_planned"], markdown)
     planned["plan_file"] = _write_plan_file(params, day, run_id, markdown)
+    # The plan itself, beside its markdown: apply_fixes re-reads this file, not the XCom, and runs it only if
+    # its hash is the one the approver's answer carries.
+    _write_plan_file(params, day, run_id, remediation.to_json(p), "json")
     if params.dry_run or not p.hosts:
         decision = "dry_run" if params.dry_run else "nothing_to_do"
         store.add_decision(day, RemediationDecision(
@@ -80,21 +90,42 @@ def build_plan(params: RemediateParams, day: str, run_id: str) -> dict[str, Any]
     return planned
 
 
-def plan_file_name(day: str, run_id: str) -> str:
+def plan_file_name(day: str, run_id: str, ext: str = "md") -> str:
     from include import report_store
 
-    return f"remediation-plan-{day}-{report_store.safe_name(run_id, 120)}.md"
+    return f"remediation-plan-{day}-{report_store.safe_name(run_id, 120)}.{ext}"
 
 
-def _write_plan_file(params: RemediateParams, day: str, run_id: str, markdown: str) -> str:
+def _plan_url(params: RemediateParams, day: str, run_id: str, ext: str) -> str:
+    from include import report_store
+
+    return report_store.join(params.audit_params("").resolved_report_dir(), plan_file_name(day, run_id, ext))
+
+
+def _write_plan_file(params: RemediateParams, day: str, run_id: str, text: str, ext: str = "md") -> str:
     """The plan beside the day's report, so a dry run's output outlives the task log."""
     from include import report_store
 
-    report_dir = params.audit_params("").resolved_report_dir()
-    url = report_store.join(report_dir, plan_file_name(day, run_id))
-    report_store.prepare(report_dir)
-    report_store.put(url, markdown.encode())
+    report_store.prepare(params.audit_params("").resolved_report_dir())
+    url = _plan_url(params, day, run_id, ext)
+    report_store.put(url, text.encode())
     return url
+
+
+def read_plan_file(params: RemediateParams, day: str, run_id: str):
+    """The run's plan as plan_fixes wrote it (`from_json` refuses one that does not match its own hash)."""
+    from include import remediation, report_store
+
+    url = _plan_url(params, day, run_id, "json")
+    try:
+        text = report_store.read_bytes(url).decode()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuntimeError(f"the plan file {url} could not be read ({type(exc).__name__}): nothing runs "
+                           "(report_dir must be one place every worker reads, e.g. s3://)") from None
+    try:
+        return remediation.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(f"the plan file {url} is not a valid plan ({exc}): nothing runs") from None
 
 
 def needs_approval(planned: dict[str, Any]) -> bool:
@@ -102,6 +133,14 @@ def needs_approval(planned: dict[str, Any]) -> bool:
 
 
 # ------------------------------------------------------------------ 2. the answer
+
+def approved_plan_sha256(hitl: dict[str, Any] | None) -> str:
+    """The plan hash the answer itself carries ("" when none): the approval form's `plan_sha256` field,
+    filled with the hash on the approval screen, comes back in the answer's `params_input` and is stored with
+    who answered and when (Airflow's HITL detail). The plan's own XCom is never the witness of what was approved."""
+    value = ((hitl or {}).get("params_input") or {}).get(PLAN_HASH_PARAM)
+    return value if isinstance(value, str) and SHA256_RE.fullmatch(value) else ""
+
 
 def answer(hitl: dict[str, Any] | None) -> tuple[str, str, str]:
     """(decision, by, at) from the approval task's result: approved | rejected | timed_out | no_answer (the
@@ -118,15 +157,21 @@ def answer(hitl: dict[str, Any] | None) -> tuple[str, str, str]:
 
 
 def record_decision(params: RemediateParams, planned: dict[str, Any], hitl: dict[str, Any] | None, run_id: str) -> str:
+    """The answer, stored as it arrives. An approval is recorded with the hash its answer carries (none: "")."""
     decision, by, at = answer(hitl)
-    detail = {"approved": "fixes ran on the approved plan",
+    answered = approved_plan_sha256(hitl)
+    detail = {"approved": "approved: the fixes run only from a plan with this hash",
               "rejected": "rejected: nothing ran on any host",
               "timed_out": f"no answer within {params.approval_timeout} min: nothing ran on any host",
               "no_answer": "the approval task failed without an answer: nothing ran on any host"}[decision]
+    if decision == "approved" and answered != planned["sha256"]:
+        detail = (f"approved without the shown plan's hash ({answered or 'none'} in the answer, "
+                  f"{planned['sha256']} shown): nothing runs")
+    sha = answered if decision == "approved" else (answered or planned["sha256"])
     store_of(params).add_decision(planned["audit_date"], RemediationDecision(
-        run_id=run_id, decision=decision, plan_sha256=planned["sha256"], hosts=planned["hosts"],
+        run_id=run_id, decision=decision, plan_sha256=sha, hosts=planned["hosts"],
         fixes=planned["fixes"], by=by, at=at or _now(), detail=detail), params.ttl_days)
-    log.info("remediation of %s, plan %s: %s", planned["audit_date"], planned["sha256"], detail)
+    log.info("remediation of %s, plan %s: %s", planned["audit_date"], sha, detail)
     return decision
 
 
@@ -140,6 +185,33 @@ def ensure_decision(params: RemediateParams, planned: dict[str, Any], run_id: st
 
 # ------------------------------------------------------------------ 3. the fixes
 
+def login_problem(remediation_login: str | None, audit_login: str) -> str:
+    """Why the remediation login may not be used ("" when it may): it must be its own user. The audit's login
+    is read-only by its sudoers; were it also the fixing login, the audit's key could change hosts and the
+    re-verification (which uses it) would check with the hands that just changed them."""
+    login = (remediation_login or "").strip()
+    if not login:
+        return f"connection {REMEDIATE_SSH_CONN_ID} needs a login (the remediation user)"
+    if login == audit_login.strip():
+        return (f"connection {REMEDIATE_SSH_CONN_ID} uses the login {login!r}, the audit's own ({SSH_CONN_ID}): "
+                "remediation needs a user of its own, with its own key and sudoers lines")
+    return ""
+
+
+def remediation_login(params: RemediateParams) -> str:
+    """The remediation login, refused (ValueError) when it is missing or the audit's: checked when a run that
+    may change hosts starts (plan_fixes) and again before any connection (apply_fixes)."""
+    from airflow.sdk import BaseHook
+
+    from include.pipeline import DEFAULT_SSH_LOGIN
+
+    login = BaseHook.get_connection(REMEDIATE_SSH_CONN_ID).login
+    audit = BaseHook.get_connection(SSH_CONN_ID).login or DEFAULT_SSH_LOGIN  # as re-verification reads it
+    if problem := login_problem(login, audit):
+        raise ValueError(problem)
+    return login.strip()
+
+
 def remediate_ssh_settings(params: RemediateParams):
     """The `ec2_audit_remediate_ssh` connection: its own login and key (the audit's stays read-only)."""
     from airflow.sdk import BaseHook
@@ -147,16 +219,27 @@ def remediate_ssh_settings(params: RemediateParams):
     from include.hostkeys import parse_policy
     from include.ssh_transport import SshSettings
 
+    login = remediation_login(params)
     conn = BaseHook.get_connection(REMEDIATE_SSH_CONN_ID)
     extra = conn.extra_dejson
-    if not conn.login:
-        raise ValueError(f"connection {REMEDIATE_SSH_CONN_ID} needs a login (the remediation user)")
     return SshSettings(
-        username=conn.login, private_key=extra.get("private_key"), key_file=extra.get("key_file"),
+        username=login, private_key=extra.get("private_key"), key_file=extra.get("key_file"),
         passphrase=extra.get("private_key_passphrase") or None, port=int(conn.port or 22),
         host_key_policy=parse_policy(extra.get("host_key_policy")), known_hosts=extra.get("known_hosts"),
-        connect_timeout=15.0, command_timeout=float(params.command_timeout),
-        host_budget=float(params.command_timeout) * 6 + 30)
+        connect_timeout=15.0, command_timeout=float(params.command_timeout), host_budget=host_budget(params))
+
+
+def host_budget(params: RemediateParams) -> float:
+    """Seconds one host may take (its SSH session, all its fixes' steps)."""
+    return float(params.command_timeout) * 6 + 30
+
+
+def apply_timeout(params: RemediateParams) -> timedelta:
+    """apply_fixes' execution_timeout, from the run's params: every planned host's budget in waves of
+    `concurrency`, plus a margin for the AWS reads before and the records after. Never shorter than that: a
+    cut apply would leave fixes run and unrecorded."""
+    waves = math.ceil(params.max_hosts / max(1, params.concurrency))
+    return timedelta(seconds=waves * host_budget(params) + 600)
 
 
 def _address_kind(hp, host) -> str | None:
@@ -201,21 +284,40 @@ def _stale(store, p) -> dict[str, str]:
     return stale
 
 
+def approved_plan(store, day: str, hitl: dict[str, Any] | None, run_id: str) -> tuple[str, str, str]:
+    """(plan hash, by, at) of this run's approval, or RuntimeError: the answer must be an Approve by a person
+    that carries a plan hash, and the decision stored for this run (by the approval task, as the answer
+    arrived) must be that same approval of that same hash."""
+    decision, by, at = answer(hitl)
+    if decision != "approved":
+        raise RuntimeError(f"not approved ({decision}): nothing runs")
+    sha = approved_plan_sha256(hitl)
+    if not sha:
+        raise RuntimeError(f"the approval carries no plan hash (its {PLAN_HASH_PARAM} field): nothing runs")
+    recorded = [d for d in store.decisions(day) if d.run_id == run_id]
+    if not any(d.decision == "approved" and d.plan_sha256 == sha for d in recorded):
+        raise RuntimeError(f"no recorded approval of plan {sha} for run {run_id} "
+                           f"(recorded: {[(d.decision, d.plan_sha256) for d in recorded]}): nothing runs")
+    return sha, by, at
+
+
 def apply(params: RemediateParams, planned: dict[str, Any], hitl: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Run the approved plan. Each host's record is stored as soon as its fixes ran (outcome unverified)."""
     from include import remediation
     from include.fix_runner import HostFixes, fix_hosts, refused
     from include.hostkeys import PinStore
 
-    decision, by, at = answer(hitl)
-    if decision != "approved":
-        raise RuntimeError(f"not approved ({decision}): nothing runs")
-    p = remediation.from_json(planned["plan"])  # refuses a plan that is not the one hashed
-    if p.hash != planned["sha256"]:
-        raise RuntimeError("the plan changed after it was shown for approval: nothing runs")
     store = store_of(params)
+    approved_sha, by, at = approved_plan(store, planned["audit_date"], hitl, run_id)
+    # The plan is re-read from its file and must be the one the approver's answer names; the XCom only says
+    # which day (a wrong day's file has another hash).
+    p = read_plan_file(params, planned["audit_date"], run_id)
+    if p.hash != approved_sha:
+        raise RuntimeError(f"the plan to run (sha256 {p.hash}) is not the one approved ({approved_sha}): nothing runs")
     settings = remediate_ssh_settings(params)
-    why = _stale(store, p)
+    why = {h.instance_id: f"refused: {problem} (only the catalogue's fixes run)"
+           for h in p.hosts if (problem := remediation.catalogue_problem(h, p.log_group))}
+    why.update({k: v for k, v in _stale(store, p).items() if k not in why})
     current, gone = _current_hosts(p)
     why.update({k: v for k, v in gone.items() if k not in why})
     pins = PinStore(store.resource, store.table_name).load([h.instance_id for h in p.hosts])

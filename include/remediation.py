@@ -176,6 +176,47 @@ def plan(items: Iterable[EvidenceItem | Mapping[str, Any]], log_group: str = "",
                            profile=next(iter(profiles), ""))
 
 
+# ---------------------------------------------------------------- the runner's own check
+
+def catalogue_problem(h: HostPlan, log_group: str, catalogue: Iterable[Check] = CATALOGUE) -> str:
+    """Why this host's planned fixes are not exactly the catalogue's ("" when they are), checked by the runner
+    before it connects: a plan is data that travelled (XCom, a file), and a hash proves only that it is the
+    one approved, not that what it says to run is a fix. Each fix must be the catalogue's automatic fix of
+    every check it names (a check the host failed), step for step: the same command, and on stdin only what
+    the catalogue says (the agent fragment rendered from the plan's own validated log group)."""
+    by_id = {c.id: c for c in catalogue}
+    failed = set(h.failed_checks) | set(h.advisory_failed)
+    if not h.fixes:
+        return "the plan names no fix for this host"
+    for f in h.fixes:
+        if not f.check_ids:
+            return f"fix {f.fix!r} names no check"
+        for cid in f.check_ids:
+            check = by_id.get(cid)
+            fix = check.fix if check else None
+            if fix is None or not fix.automatic or fix.name != f.fix:
+                return f"fix {f.fix!r} is not the catalogue's automatic fix for {cid!r}"
+            if cid not in failed:
+                return f"fix {f.fix!r} names {cid!r}, which this host did not fail"
+        expected = fixes_by_name(catalogue)[f.fix].steps
+        if len(f.steps) != len(expected):
+            return f"fix {f.fix!r} has {len(f.steps)} steps, the catalogue's has {len(expected)}"
+        for i, (step, want) in enumerate(zip(f.steps, expected), 1):
+            if step.command != want.command:
+                return f"fix {f.fix!r} step {i} is not the catalogue's command"
+            try:
+                stdin = fixes.agent_fragment(log_group) if want.stdin == fixes.STDIN_AGENT_FRAGMENT else ""
+            except ValueError as exc:
+                return f"fix {f.fix!r} step {i}: {exc}"
+            if step.stdin != stdin:
+                return f"fix {f.fix!r} step {i} sends other bytes on stdin than the catalogue renders"
+    return ""
+
+
+def fixes_by_name(catalogue: Iterable[Check] = CATALOGUE) -> dict[str, fixes.Fix]:
+    return {c.fix.name: c.fix for c in catalogue if c.fix is not None}
+
+
 # ---------------------------------------------------------------- travel: JSON, hash
 
 def to_dict(p: RemediationPlan) -> dict[str, Any]:

@@ -10,6 +10,7 @@ Only the last changes anything, and only on the approved host whose key is still
 from __future__ import annotations
 
 import json
+import urllib.error
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -73,8 +74,10 @@ def env(tmp_path_factory):
                 "extra": {"key_file": str(fix_key), "host_key_policy": "tofu"}}
         try:
             # Manual runs only: no scheduled audit of the same day beside the test's own.
+            # Only "operator" may answer; "outsider" is an admin too, and is refused by the approval itself.
             with Standalone(stack, root, [AUDIT, REMEDIATE],
-                            {"AIRFLOW_CONN_EC2_AUDIT_REMEDIATE_SSH": json.dumps(conn), "EC2_AUDIT_SCHEDULE": "none"}) as af:
+                            {"AIRFLOW_CONN_EC2_AUDIT_REMEDIATE_SSH": json.dumps(conn), "EC2_AUDIT_SCHEDULE": "none",
+                             "EC2_AUDIT_REMEDIATION_APPROVERS": "operator"}, other_users=("outsider",)) as af:
                 yield {"af": af, "stack": stack, "sshd": sshd, "fleet": {f["name"]: f for f in fleet},
                        "restart": lambda name: (sshd[name].stop(), start(next(h for h in HOSTS if h["name"] == name))),
                        "report_dir": root / "reports"}
@@ -103,9 +106,11 @@ def _approval(af, run_id: str) -> dict:
     return af.api.get(path)
 
 
-def _answer(af, run_id: str, option: str) -> None:
-    af.api.call("PATCH", f"dags/{REMEDIATE}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails",
-                {"chosen_options": [option]})
+def _answer(af, run_id: str, option: str, shown: dict, api=None) -> None:
+    """Answer as the Required Actions form does: the chosen option and the form's fields as shown (the plan hash)."""
+    (api or af.api).call("PATCH", f"dags/{REMEDIATE}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails",
+                         {"chosen_options": [option],
+                          "params_input": {k: v["value"] for k, v in (shown.get("params") or {}).items()}})
 
 
 def _untouched(env) -> None:
@@ -149,7 +154,9 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
     assert shown["options"] == ["Approve", "Reject"]
     plan_sha = next(line.split("`")[1] for line in shown["body"].splitlines() if "Plan sha256" in line)
     assert len(plan_sha) == 64 and "rem-stopped" in shown["body"]
-    _answer(af, rejected, "Reject")
+    assert shown["params"][remediate.PLAN_HASH_PARAM]["value"] == plan_sha  # the form carries the shown hash
+    assert [u["id"] for u in shown["assigned_users"]] == ["operator"]
+    _answer(af, rejected, "Reject", shown)
     assert af.finished(REMEDIATE, rejected) == "success", af.api.task_failures(REMEDIATE, rejected)
     assert af.api.task_states(REMEDIATE, rejected)["apply_fixes"] == "skipped"
     _untouched(env)
@@ -163,8 +170,15 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
 
     # ---- approved through the HITL API: the fix runs where the key is the pinned one, and is proven.
     approved = af.api.trigger(REMEDIATE, {**base, "dry_run": False})
-    _approval(af, approved)
-    _answer(af, approved, "Approve")
+    shown = _approval(af, approved)
+    # An admin who is not in EC2_AUDIT_REMEDIATION_APPROVERS: refused by the API, nothing recorded, still waiting.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _answer(af, approved, "Approve", shown, api=af.api_as("outsider"))
+    assert refused.value.code == 403
+    assert af.api.task_states(REMEDIATE, approved)["approve"] == "awaiting_input"
+    assert af.api.get(f"dags/{REMEDIATE}/dagRuns/{approved}/taskInstances/approve/-1/hitlDetails")[
+        "response_received"] is False
+    _answer(af, approved, "Approve", shown)
     assert af.finished(REMEDIATE, approved) == "success", af.api.task_failures(REMEDIATE, approved) + af.tail()
 
     fixed, rekeyed, healthy = (env["sshd"][n] for n in ("rem-stopped", "rem-rekeyed", "rem-healthy"))
@@ -177,7 +191,8 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
     records = {r.name: r for r in store.day_remediations(day)}
     ok = records["rem-stopped"]
     assert (ok.outcome, ok.before_status, ok.after_status) == ("fixed", "NON_COMPLIANT", "COMPLIANT"), ok
-    assert ok.run_id == approved and ok.plan_sha256 and ok.approved_by.startswith("operator")
+    assert ok.run_id == approved and ok.plan_sha256 == shown["params"][remediate.PLAN_HASH_PARAM]["value"]
+    assert ok.approved_by.startswith("operator")
     assert ok.approved_at and ok.host_key_fingerprint == items["rem-stopped"]["host_key_fingerprint"]
     assert ok.after_checks["auditd.running"]["status"] == "PASS" and len(ok.after_output_sha256) == 64
     (fix,) = ok.fixes

@@ -93,3 +93,21 @@ def test_docker_compose_config_accepts_it():
     result = subprocess.run(["docker", "compose", "--env-file", ".env.example", "config", "-q"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_only_the_celery_workers_hold_the_remediation_connection_and_its_key(compose):
+    """The api-server serves any connection it knows to any task (an Edge worker's too): the remediation one is
+    in remediation.env and its key in secrets-remediation, both for airflow-worker alone."""
+    def env_files(service):
+        return [f["path"] if isinstance(f, dict) else f for f in service.get("env_file") or []]
+
+    for name, service in compose["services"].items():
+        holds = "remediation.env" in env_files(service) or any(
+            "secrets-remediation" in v for v in service.get("volumes") or [])
+        assert holds == (name == "airflow-worker"), name
+    assert "AIRFLOW_CONN_EC2_AUDIT_REMEDIATE_SSH" not in (ROOT / ".env.example").read_text()
+    assert "AIRFLOW_CONN_EC2_AUDIT_REMEDIATE_SSH" in (ROOT / "remediation.env.example").read_text()
+    assert {"remediation.env", "/secrets-remediation/"} <= set((ROOT / ".gitignore").read_text().splitlines())
+    worker = compose["services"]["airflow-worker"]
+    common = compose["services"]["airflow-scheduler"]
+    assert set(common["volumes"]) < set(worker["volumes"])  # everything the others mount, and the key

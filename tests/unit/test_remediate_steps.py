@@ -174,3 +174,62 @@ def test_on_evidence_the_dag_is_scheduled_by_the_audit_s_asset(monkeypatch, airf
     dag = module.ec2_audit_remediate()
     assert dag.timetable.__class__.__name__ == "AssetTriggeredTimetable"
     assert "ec2-audit://evidence" in str(dag.timetable.asset_condition)
+
+
+def test_every_remediation_task_has_an_execution_timeout(dag):
+    for t in dag.tasks:
+        assert t.execution_timeout is not None and t.execution_timeout.total_seconds() > 0, t.task_id
+    # the approval's timeout bounds its own steps; the wait for an answer is approval_timeout (response_timeout)
+    assert dag.get_task("approve").response_timeout is not None
+
+
+def test_apply_fixes_is_given_the_time_its_hosts_budgets_need(dag):
+    import copy
+    import math
+
+    from include.remediate import apply_timeout, remediate_ssh_settings  # noqa: F401 - the budget's owner
+
+    params = RemediateParams.from_params({"max_hosts": 1000, "concurrency": 3, "command_timeout": 600})
+    waves = math.ceil(1000 / 3)
+    assert apply_timeout(params).total_seconds() > waves * (600 * 6 + 30)
+    task = copy.copy(dag.get_task("apply_fixes"))
+    task._pre_execute_hook({"task": task, "params": {"max_hosts": 1000, "concurrency": 3, "command_timeout": 600}})
+    assert task.execution_timeout == apply_timeout(params)
+
+
+def test_the_approval_form_carries_the_plan_hash_and_its_answer_is_accepted(dag, monkeypatch):
+    import copy
+    from types import SimpleNamespace
+
+    import airflow.providers.standard.operators.hitl as hitl_module
+    from airflow.sdk.exceptions import TaskAwaitingInput
+
+    from include import remediate
+
+    approve = copy.copy(dag.get_task("approve"))  # execute sets attributes: not on the module's DAG
+    assert list(approve.params) == [remediate.PLAN_HASH_PARAM]  # only the hash: never the run's params
+    seen = {}
+    monkeypatch.setattr(remediate, "record_decision", lambda params, planned, hitl, run_id: seen.update(hitl=hitl))
+    monkeypatch.setattr(hitl_module, "upsert_hitl_detail", lambda **kw: seen.update(request=kw))
+    sha = "ab" * 32
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: {"sha256": sha}, task_id="approve", id="ti-1")
+    with pytest.raises(TaskAwaitingInput):  # the request is written, then the task waits for an answer
+        approve.execute({"params": dict(dag.params), "ti": ti, "task_instance": ti})
+    assert seen["request"]["params"][remediate.PLAN_HASH_PARAM]["value"] == sha  # the form, filled with the hash
+    event = {"chosen_options": ["Approve"], "params_input": {remediate.PLAN_HASH_PARAM: sha}, "responded_at": AT,
+             "responded_by_user": {"id": "alice", "name": "alice"}}
+    ret = approve.execute_complete({"params": dict(dag.params), "ti": ti, "dag_run": SimpleNamespace(run_id="r")},
+                                   event)
+    assert ret["params_input"] == {remediate.PLAN_HASH_PARAM: sha} and seen["hitl"] is event
+
+
+def test_approvers_come_from_the_deployment_s_config_only(monkeypatch, airflow_db):
+    import importlib.util
+
+    monkeypatch.setenv("EC2_AUDIT_REMEDIATION_APPROVERS", " alice, bob ,,")
+    spec = importlib.util.spec_from_file_location("remediate_approvers", ROOT / "dags" / "ec2_audit_remediate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    approve = module.ec2_audit_remediate().get_task("approve")
+    assert approve.assigned_users == [{"id": "alice", "name": "alice"}, {"id": "bob", "name": "bob"}]
+    assert "approvers" not in " ".join(module.ec2_audit_remediate().params)  # never a run param

@@ -157,3 +157,47 @@ def test_describe_shows_steps_stdin_manual_and_hash():
     assert '"log_group_name": "/ec2/audit"' in text
     assert "manual `auditd.rules_loaded`" in text and "reboot" in text
     assert "i-0bbb" in text and "HOST\\_KEY\\_MISMATCH" in text
+
+
+# ---------------------------------------------------------------- the runner's own check against the catalogue
+
+def _edit_fix(p, **changes):
+    h = p.hosts[0]
+    return dataclasses.replace(h, fixes=(dataclasses.replace(h.fixes[0], **changes),) + h.fixes[1:])
+
+
+def _edit_step(p, **changes):
+    f = p.hosts[0].fixes[0]
+    return _edit_fix(p, steps=(dataclasses.replace(f.steps[0], **changes),) + f.steps[1:])
+
+
+def test_a_plan_as_planned_is_exactly_the_catalogue_s():
+    p = plan([item(failed=("auditd.running", "auditd.enabled_on_boot", "auditd.rules_loaded", "cwagent.running",
+                           "cwagent.ships_audit_log", "auditd.log_permissions"))], "/ec2/audit")
+    assert len(p.hosts[0].fixes) == 5
+    assert remediation.catalogue_problem(p.hosts[0], p.log_group) == ""
+
+
+def test_anything_but_the_catalogue_s_fix_for_the_named_check_is_refused():
+    p = plan([item(failed=("cwagent.ships_audit_log", "auditd.running", "auditd.config"))], "/ec2/audit")
+    assert [f.fix for f in p.hosts[0].fixes] == ["cwagent.audit_log_fragment", "auditd.start"]
+    start = fixes.AUDITD_START.steps[0].command
+    tee = p.hosts[0].fixes[0].steps[0]
+    bad = {
+        "another command": _edit_step(p, command="/sbin/reboot"),
+        "a command of another fix": _edit_step(p, command=start),
+        "a command with more after it": _edit_step(p, command=tee.command + "; id"),
+        "other bytes on stdin": _edit_step(p, stdin=fixes.agent_fragment("/ec2/other")),
+        "a step too many": _edit_fix(p, steps=p.hosts[0].fixes[0].steps + (remediation.PlannedStep(start),)),
+        "a step too few": _edit_fix(p, steps=p.hosts[0].fixes[0].steps[:1]),
+        "a fix named for another check": _edit_fix(p, check_ids=("auditd.running",)),
+        "a manual check": _edit_fix(p, check_ids=("auditd.config",)),
+        "an unknown check": _edit_fix(p, check_ids=("auditd.nope",)),
+        "no check": _edit_fix(p, check_ids=()),
+        "a check the host passed": _edit_fix(p, check_ids=("cwagent.ships_audit_log", "cwagent.running")),
+    }
+    for why, host in bad.items():
+        assert remediation.catalogue_problem(host, p.log_group), why
+    # the fragment is judged against the plan's own log group: a plan without one cannot send one
+    assert remediation.catalogue_problem(p.hosts[0], "")
+    assert remediation.catalogue_problem(dataclasses.replace(p.hosts[0], fixes=()), p.log_group)
