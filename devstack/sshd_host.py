@@ -299,7 +299,7 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
                     instance_id: str, fake_auditctl: bool | None = None, host_key_type: str = "ed25519",
                     agent_files: dict[str, str | bytes] | None = None, rules: str | None = None,
                     eic_key_dir: Path | None = None, remediation_key: str | None = None,
-                    fixable: FixableState | None = None) -> SshdHost:
+                    fixable: FixableState | None = None, auditd_conf: str | None = None) -> SshdHost:
     """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy.
 
     host_key_type: the one host key sshd offers ("ed25519", "rsa", "ecdsa"), e.g. to play a host whose key
@@ -315,7 +315,8 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     lines would act on this machine.
     fixable: a healthy host whose auditd / rules / agent state (this starting state) the fixes can change,
     with fake auditctl, service, augenrules and agent ctl, a private /var/log/audit and auditd.conf;
-    SshdHost.state() and trap_log() read it."""
+    SshdHost.state() and trap_log() read it.
+    auditd_conf: the host's /etc/audit/auditd.conf (not with fixable, which has its own)."""
     if remediation_key and not fixable:  # its sudo lines would start, chmod and chown this machine's real auditd
         raise ValueError("remediation_key needs a fixable host")
     if fixable and (profile != "healthy" or rules is not None):
@@ -376,6 +377,9 @@ LogLevel VERBOSE
               f"mount --bind {sudoers} /etc/sudoers.d",
               # The boot command line is this VM's, not an EC2 instance's: each host gets its own.
               f"mount --bind {workdir / 'cmdline'} /proc/cmdline"]
+    if auditd_conf is not None and not fixable:
+        (workdir / "auditd.conf").write_text(auditd_conf)
+        mounts.append(f"mount --bind {workdir / 'auditd.conf'} /etc/audit/auditd.conf")
     if fixable:
         mounts += _fixable(workdir, fixable, (etc / "amazon-cloudwatch-agent.toml").read_text(), instance_id)
     elif profile == "misconfigured":

@@ -13,7 +13,7 @@ import pytest
 from devstack import local_aws
 from devstack.aws_seed import clients, seed_fleet
 from devstack.fleet import generate_client_key
-from devstack.host_states import AUDIT_GROUP, CIS_RULES
+from devstack.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
 from devstack.sshd_host import LOGIN, ensure_login_user, sshd_available, start_sshd_host
 from include.config import AuditParams
 from include.evidence import EvidenceStore
@@ -61,6 +61,9 @@ HOSTS = {
     "u2028": "127.42.4.4",
     "shared-stream": "127.42.4.5",
     "baked-stream": "127.42.4.6",
+    "secure-in-audit-stream": "127.42.4.7",
+    "write-logs-no": "127.42.4.8",
+    "repeated-key": "127.42.4.9",
 }
 
 
@@ -83,6 +86,19 @@ def overrides(name: str, ids: dict[str, str]) -> dict:
         return {"agent_files": {f"{ETC}.json": json.dumps(main, ensure_ascii=False), f"{ETC}.toml": agent_toml(me)}}
     if name == "shared-stream":  # every host of the image ships to the constant stream "audit"
         return {"agent_files": {f"{ETC}.json": agent_json("audit"), f"{ETC}.toml": agent_toml("audit")}}
+    if name == "secure-in-audit-stream":
+        # The agent's default stream name ({instance_id}) for both files: audit.log and /var/log/secure land in one
+        # stream, whose freshness then says nothing about audit.log.
+        main = json.loads(agent_json())
+        main["logs"]["logs_collected"]["files"]["collect_list"].append(
+            {"file_path": "/var/log/secure", "log_group_name": AUDIT_GROUP})
+        toml = agent_toml(me) + ('    [[inputs.logfile.file_config]]\n      file_path = "/var/log/secure"\n'
+                                 f'      log_group_name = "{AUDIT_GROUP}"\n      log_stream_name = "{me}"\n')
+        return {"agent_files": {f"{ETC}.json": json.dumps(main), f"{ETC}.toml": toml}}
+    if name == "write-logs-no":  # auditd runs and records, and writes nothing to disk for the agent
+        return {"auditd_conf": GOOD_AUDITD_CONF + "\nwrite_logs = no\n"}
+    if name == "repeated-key":  # the stock value first, an override later: auditd applies the last one
+        return {"auditd_conf": GOOD_AUDITD_CONF + "\ndisk_full_action = ignore\n"}
     if name == "baked-stream":  # config translated on the image builder: another instance's id
         other = ids["healthy"]
         return {"agent_files": {f"{ETC}.json": agent_json(other), f"{ETC}.toml": agent_toml(other)}}
@@ -171,6 +187,27 @@ def test_a_stream_baked_with_another_instance_id_proves_nothing(audited):
     item = audited["baked-stream"]
     status, detail = check(item, "cwagent.log_stream_fresh")
     assert status == "FAIL" and audited["healthy"]["instance_id"] in detail
+    assert item["status"] == "NON_COMPLIANT"
+
+
+def test_a_stream_that_also_receives_another_file_proves_nothing_about_audit_log(audited):
+    item = audited["secure-in-audit-stream"]
+    status, detail = check(item, "cwagent.log_stream_fresh")
+    assert status == "FAIL" and "/var/log/secure" in detail and "canary=true" in detail, detail
+    assert item["status"] == "NON_COMPLIANT"
+
+
+def test_write_logs_no_fails_the_config_check(audited):
+    item = audited["write-logs-no"]
+    status, detail = check(item, "auditd.config")
+    assert status == "FAIL" and "write_logs=no" in detail
+    assert item["status"] == "NON_COMPLIANT" and "auditd.config" in item["failed_checks"]
+
+
+def test_a_repeated_key_is_read_as_auditd_reads_it_the_last_value_wins(audited):
+    item = audited["repeated-key"]
+    status, detail = check(item, "auditd.config")
+    assert status == "FAIL" and "disk_full_action=ignore" in detail
     assert item["status"] == "NON_COMPLIANT"
 
 
