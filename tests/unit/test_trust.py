@@ -207,15 +207,15 @@ def test_only_a_stream_that_names_this_instance_counts(stream, group, own):
 
 
 def verify_hostname_streams(monkeypatch, names: list[str]) -> tuple[list[str], dict[str, dict]]:
-    """One batch (verify_batch, on moto) of len(names) instances whose agents name their audit stream by the
-    hostname each reports: (instance ids in the order of `names`, {instance id: its stored
-    cwagent.log_stream_fresh})."""
+    """A run (on moto) of one batch of len(names) instances whose agents name their audit stream by the hostname
+    each reports: verify_batch, then the run's end (store_summary, which sees every batch's evidence). Returns
+    (instance ids in the order of `names`, {instance id: its cwagent.log_stream_fresh as stored at the end})."""
     import time
 
     import boto3
     from moto import mock_aws
 
-    from include import verify
+    from include import pipeline, verify
     from include.evidence import EvidenceStore
     from include.records import Batch
     from include.ssh_transport import SshSettings
@@ -248,10 +248,14 @@ def verify_hostname_streams(monkeypatch, names: list[str]) -> tuple[list[str], d
                     await on_outcome(h, HostOutcome(h.instance_id, None, output=text.encode(), nonce=TEST_NONCE))
 
         monkeypatch.setattr(verify, "SshTransport", Transport)
-        items: list[dict] = []
-        ctx = verify.RunContext("2026-12-01", "run-hostnames", AuditParams(),
-                                SshSettings(username="ec2-user", private_key="unused"))
-        verify.verify_batch(Batch("us-east-1", ids), ctx, ec2, logs, store, sink=items.extend)
+        monkeypatch.setattr(pipeline, "evidence_store", lambda params: store)
+        day, run_id, params = "2026-12-01", "run-hostnames", AuditParams(evidence_table="trust_hostnames")
+        ctx = verify.RunContext(day, run_id, params, SshSettings(username="ec2-user", private_key="unused"))
+        result = verify.verify_batch(Batch("us-east-1", ids), ctx, ec2, logs, store)
+        pipeline.store_summary(params, {"audit_date": day, "run_id": run_id, "mode": "live",
+                                        "instances": {"us-east-1": ids}, "states": {"us-east-1": {"running": len(ids)}}},
+                               [result])
+        items = store.day_items(day)
     stream = {it["instance_id"]: it["checks"]["cwagent.log_stream_fresh"] for it in items}
     assert set(stream) == set(ids)
     return ids, stream
