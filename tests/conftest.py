@@ -30,3 +30,11 @@ def airflow_db():
         subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=dict(os.environ))
         marker.touch()
     return home
+
+
+from tests._components import gate  # noqa: E402
+
+
+def pytest_runtest_setup(item):
+    """Component markers (tests/_components.py): skip when missing, an error under CI=true."""
+    gate(item)

@@ -4,8 +4,7 @@ import pytest
 from devstack import celery_e2e
 from devstack.stack import PROJECT
 
-pytestmark = pytest.mark.skipif(not celery_e2e.available(),
-                                reason="needs root, PostgreSQL and Redis (apt-get install postgresql redis-server)")
+pytestmark = pytest.mark.needs_postgres_redis
 
 
 @pytest.mark.timeout(900)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -26,9 +25,9 @@ import pytest
 from devstack.aws_seed import clients
 from devstack.stack import PROJECT, REGION, _http_ok, free_port, wait_until
 from include.evidence import EvidenceStore
+from tests._components import CHROMIUM
 
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (apt-get install chromium)")
+pytestmark = pytest.mark.needs_chromium
 ARTIFACTS = PROJECT / ".local" / "artifacts"
 PASSWORD = uuid.uuid4().hex
 OUTSIDER_PASSWORD = uuid.uuid4().hex  # signed in, but no read access to the DAG

@@ -6,8 +6,7 @@ import pytest
 from devstack import edge_e2e
 from devstack.stack import PROJECT
 
-available, why = edge_e2e.available()
-pytestmark = pytest.mark.skipif(not available, reason=why)
+pytestmark = pytest.mark.needs_edge_provider
 
 
 @pytest.mark.timeout(420)

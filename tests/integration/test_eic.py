@@ -18,15 +18,14 @@ from devstack import eic_keys, local_aws, procs
 from devstack.aws_seed import clients, seed_fleet
 from devstack.fault_proxy import FaultProxy
 from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, ensure_login_user, sshd_available, start_sshd_host
+from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 from devstack.stack import wait_until
 from include.config import AuditParams
 from include.evidence import EvidenceStore
 from include.ssh_transport import SshSettings
 from include.verify import RunContext, verify_batch
 
-available, why = sshd_available()
-pytestmark = pytest.mark.skipif(not available, reason=why)
+pytestmark = pytest.mark.needs_sshd
 PORT = 2222
 TABLE = "eic_evidence"
 SEND_KEY = "AWSEC2InstanceConnectService.SendSSHPublicKey"

@@ -14,14 +14,13 @@ from devstack import local_aws
 from devstack.aws_seed import clients, seed_fleet
 from devstack.fleet import generate_client_key
 from devstack.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
-from devstack.sshd_host import LOGIN, ensure_login_user, sshd_available, start_sshd_host
+from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 from include.config import AuditParams
 from include.evidence import EvidenceStore
 from include.ssh_transport import SshSettings
 from include.verify import RunContext, verify_batch
 
-available, why = sshd_available()
-pytestmark = pytest.mark.skipif(not available, reason=why)
+pytestmark = pytest.mark.needs_sshd
 PORT = 2222
 DAY, RUN = "2026-12-01", "manual__false-pass"
 ETC = "amazon-cloudwatch-agent"

@@ -16,7 +16,7 @@ import pwd
 import asyncssh
 import pytest
 
-from devstack.sshd_host import LOGIN, REMEDIATION_LOGIN, FixableState, ensure_login_user, sshd_available, start_sshd_host
+from devstack.sshd_host import LOGIN, REMEDIATION_LOGIN, FixableState, ensure_login_user, start_sshd_host
 from include.checks import fixes, parsers, probes
 from include.checks.catalogue import AUDIT_TRAIL, CATALOGUE, SCRIPT, evaluate_host_checks
 from include.checks.probes import frame, new_nonce
@@ -24,9 +24,7 @@ from include.checks.sections import split_sections
 from include.models import CheckStatus, Host
 from include.ssh_transport import SshSettings, check_host
 
-available, why = sshd_available()
-if not available:
-    pytest.skip(why, allow_module_level=True)
+pytestmark = pytest.mark.needs_sshd
 
 PORT = 2222
 ADDRESSES = itertools.cycle(f"127.42.11.{n}" for n in range(1, 10))

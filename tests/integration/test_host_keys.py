@@ -41,11 +41,8 @@ def pin_of(key: asyncssh.SSHKey) -> Pin:
 @pytest.fixture(scope="module")
 def rsa_only_sshd(tmp_path_factory):
     from devstack.fleet import generate_client_key
-    from devstack.sshd_host import ensure_login_user, sshd_available, start_sshd_host
+    from devstack.sshd_host import ensure_login_user, start_sshd_host
 
-    ok, why = sshd_available()
-    if not ok:
-        pytest.skip(why)
     root = tmp_path_factory.mktemp("hk-sshd")
     client_public = generate_client_key(root / "id")
     ensure_login_user()
@@ -57,6 +54,7 @@ def rsa_only_sshd(tmp_path_factory):
         sshd.stop()
 
 
+@pytest.mark.needs_sshd
 def test_pinned_ed25519_host_now_offering_only_rsa_is_mismatch(rsa_only_sshd, tmp_path):
     from devstack.sshd_host import LOGIN
 

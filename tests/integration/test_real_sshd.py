@@ -9,15 +9,14 @@ import asyncio
 import pytest
 
 from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, RealAuditd, ensure_login_user, sshd_available, start_sshd_host
+from devstack.sshd_host import LOGIN, RealAuditd, ensure_login_user, start_sshd_host
 from include.checks.catalogue import SCRIPT, evaluate_host_checks
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
 from include.models import CheckStatus, Host, Status
 from include.ssh_transport import Pin, SshSettings, check_host
 
-available, why = sshd_available()
-pytestmark = pytest.mark.skipif(not available, reason=why)
+pytestmark = pytest.mark.needs_sshd
 HEALTHY, FAILING, MISCONFIGURED = "127.42.2.1", "127.42.2.2", "127.42.2.3"
 PORT = 2222
 
@@ -99,6 +98,7 @@ def test_pinned_key_of_another_host_is_mismatch(hosts):
     assert outcome.host_key_fingerprint == started[HEALTHY].host_key_fingerprint
 
 
+@pytest.mark.needs_kernel_audit
 def test_canary_reaches_the_real_audit_log(hosts):
     """Through real sshd and real sudo, auditctl -m writes the marker into the kernel audit trail."""
     import time
@@ -108,8 +108,8 @@ def test_canary_reaches_the_real_audit_log(hosts):
     from include.checks.catalogue import SCRIPT_WITH_CANARY
 
     root, _, auditd = hosts
-    if not auditd.available:
-        pytest.skip(f"real kernel audit unavailable: {auditd.reason}")
+    # The marker's probe found auditd and a kernel audit that answers: failing to use them now is a failure.
+    assert auditd.available, auditd.reason
     s = settings(root)
     outcome = check(HEALTHY, s, None, SCRIPT_WITH_CANARY)
     token = parsers.canary_token(sections(outcome).sections)

@@ -31,15 +31,7 @@ HOSTS = [  # profile: what the AWS side shows (a fresh stream); the sshd host's 
 ]
 
 
-def _support():
-    try:
-        from devstack.sshd_host import sshd_available
-    except ImportError as exc:  # pragma: no cover
-        return False, str(exc)
-    return sshd_available()
-
-
-pytestmark = pytest.mark.skipif(not _support()[0], reason=f"real sshd hosts: {_support()[1]}")
+pytestmark = pytest.mark.needs_sshd
 
 
 @pytest.fixture(scope="module")

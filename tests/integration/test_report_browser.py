@@ -5,7 +5,6 @@ spills past the viewport (a wide table would force horizontal scrolling in a mai
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -16,9 +15,9 @@ import pytest
 from include.checks.catalogue import check_meta
 from include.report import build_report, write_report
 from include.trend import render_png, trend_points
+from tests._components import CHROMIUM
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (apt-get install chromium)")
+pytestmark = pytest.mark.needs_chromium
 WIDTH = 1300  # wider than the report's 1100 px column: the right margin must stay empty
 
 

@@ -23,14 +23,13 @@ from devstack import local_aws, procs, ssm_agents
 from devstack.aws_seed import seed_fleet
 from devstack.fleet import generate_client_key
 from devstack.host_states import render_output
-from devstack.sshd_host import CMDLINE, LOGIN, ensure_login_user, sshd_available, start_sshd_host
+from devstack.sshd_host import CMDLINE, LOGIN, ensure_login_user, start_sshd_host
 from devstack.stack import wait_until
 from include.checks.catalogue import SCRIPT
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
 
-available, why = sshd_available()
-pytestmark = pytest.mark.skipif(not available, reason=why)
+pytestmark = pytest.mark.needs_sshd
 PORT, AGENT_PORT = 2222, 2223
 BUCKET = "ssm-output"
 TERMINAL = ("Success", "Failed", "TimedOut", "Cancelled")

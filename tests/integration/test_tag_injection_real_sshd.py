@@ -21,11 +21,10 @@ import pytest
 
 from devstack.aws_seed import clients, seed_fleet
 from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, ensure_login_user, sshd_available, start_sshd_host
+from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 from devstack.stack import PROJECT, REGION, _http_ok, free_port, wait_until
 
-available, why = sshd_available()
-pytestmark = pytest.mark.skipif(not available, reason=why)
+pytestmark = pytest.mark.needs_sshd
 ADDRESS, PORT = "127.42.8.1", 2222
 RUN = uuid.uuid4().hex[:12]
 MARK = f"/tmp/ec2audit-pwned-{RUN}"

@@ -11,18 +11,16 @@ It fails when any optional param's default is refused by the form (the Trigger b
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from devstack.aws_seed import clients
 from devstack.stack import PROJECT, REGION, SSH_PORT, LocalStack
 from devstack.standalone import Api, Standalone, wait_for
+from tests._components import CHROMIUM
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (apt-get install chromium)")
+pytestmark = pytest.mark.needs_chromium
 ARTIFACTS = PROJECT / ".local" / "artifacts"
 DAG_ID = "ec2_audit_compliance"
 USER = "operator"

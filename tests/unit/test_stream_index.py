@@ -126,3 +126,41 @@ def test_stream_lookup_uses_the_listing_past_a_few_exact_lookups_with_the_same_a
         assert logs.calls.count("LastEventTime") == 4  # 171 fresh streams, 50 a page
     else:
         assert exact == 200
+
+
+def test_a_lister_that_died_holding_the_lease_leaves_it_to_another_batch_once_its_lease_until_has_passed(monkeypatch):
+    """The evidence table's lease (EvidenceStore.claim_stream_index, a conditional PutItem on `lease_until`, on
+    moto): a batch that took the lease and died never stores its listing; the run's other batches fall back to
+    exact lookups while its lease holds, and the first batch after its lease_until takes the lease and lists."""
+    import boto3
+    from moto import mock_aws
+
+    from include import evidence, stream_index
+
+    DAY = "2026-12-01"
+    t = [NOW_MS / 1000]  # one clock for the table's lease and the batches' waiting
+    monkeypatch.setattr(evidence, "time", type("Clock", (), {"time": staticmethod(lambda: t[0])}))
+
+    def sleep(s):
+        t[0] += s
+
+    with mock_aws():
+        store = evidence.EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "lease_test")
+        store.ensure_tables()
+        logs = Logs(_fleet())
+        dead = SharedIndex(store, logs, DAY, "r", 120, clock=lambda: t[0], sleep=sleep)
+        # It took the lease, as a lister does, then died before listing: no listing is ever stored.
+        assert store.claim_stream_index(DAY, "r", "g", dead.owner, stream_index.LEASE_S)
+        taken_at = t[0]
+
+        waiting = SharedIndex(store, logs, DAY, "r", 120, clock=lambda: t[0], sleep=sleep, wait_s=60)
+        assert waiting.fresh("g", "ip-10-0-0-1") is None and waiting.listed == 0 and logs.calls == []
+
+        t[0] = taken_at + stream_index.LEASE_S - 1  # the lease still holds, to its last second
+        early = SharedIndex(store, logs, DAY, "r", 120, clock=lambda: t[0], sleep=sleep, wait_s=0)
+        assert early.fresh("g", "ip-10-0-0-1") is None and early.listed == 0 and logs.calls == []
+
+        t[0] = taken_at + stream_index.LEASE_S + 1  # past its lease_until
+        later = SharedIndex(store, logs, DAY, "r", 120, clock=lambda: t[0], sleep=sleep, wait_s=0)
+        assert later.fresh("g", "ip-10-0-0-1") is not None and later.listed == 1
+        assert store.stream_index(DAY, "r", "g")["ip-10-0-0-1"]["lastEventTimestamp"] == NOW_MS - 5 * MIN
