@@ -201,22 +201,60 @@ class LogTarget:
 
 
 def _glob_to_regex(pattern: str) -> re.Pattern[str]:
-    # The agent accepts `**` (any depth) and `*`/`?` within a path segment.
+    """file_path as the agent matches it: its logfile input compiles it with telegraf's globpath, which is
+    gobwas/glob with '/' as separator: `**` any depth, `*` and `?` within a segment, `[abc]`, `[!a-c]` classes and
+    `{a,b}` alternatives. A bracket or brace left open is a literal character here (that glob does not compile,
+    so the agent tails nothing: the entry never covers audit.log in practice, and neither does it here)."""
+    return re.compile(_glob_part(pattern))
+
+
+def _glob_part(pattern: str) -> str:
     out, i = [], 0
     while i < len(pattern):
+        c = pattern[i]
         if pattern.startswith("**", i):
             out.append(".*")
             i += 2
-        elif pattern[i] == "*":
+        elif c == "*":
             out.append("[^/]*")
             i += 1
-        elif pattern[i] == "?":
+        elif c == "?":
             out.append("[^/]")
             i += 1
+        elif c == "[" and (close := pattern.find("]", i + 2)) > 0:
+            body = pattern[i + 1:close]
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            out.append(("[^/" if negate else "[") + body.replace("\\", "\\\\").replace("^", "\\^") + "]")
+            i = close + 1
+        elif c == "{" and (close := _closing_brace(pattern, i)) > 0:
+            out.append("(?:" + "|".join(_glob_part(alt) for alt in _split_alternatives(pattern[i + 1:close])) + ")")
+            i = close + 1
         else:
-            out.append(re.escape(pattern[i]))
+            out.append(re.escape(c))
             i += 1
-    return re.compile("".join(out))
+    return "".join(out)
+
+
+def _closing_brace(pattern: str, start: int) -> int:
+    depth = 0
+    for j in range(start, len(pattern)):
+        depth += {"{": 1, "}": -1}.get(pattern[j], 0)
+        if depth == 0:
+            return j
+    return -1
+
+
+def _split_alternatives(body: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for ch in body:
+        if ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        current.append(ch)
+    return parts + ["".join(current)]
 
 
 def covers(file_path: str, target: str = AUDIT_LOG) -> bool:

@@ -286,3 +286,22 @@ def test_stream_freshness(info, expected):
 def test_freshness_boundary_is_inclusive():
     info = {"lastIngestionTime": ms(timedelta(minutes=120))}
     assert parsers.judge_stream_freshness({("g", "s"): info}, NOW, 120).status == CheckStatus.PASS
+
+
+@pytest.mark.parametrize("file_path,covered", [
+    ("/var/log/audit/audit.log", True),
+    ("/var/log/audit/*.log", True),
+    ("/var/log/**", True),
+    ("/var/log/*.log", False),  # `*` stays within one directory
+    ("/var/log/audit/audit.lo?", True),
+    # gobwas/glob (telegraf's globpath, the agent's logfile input): classes and alternatives
+    ("/var/log/audit/audit.[lx]og", True),
+    ("/var/log/audit/audit.[!l]og", False),
+    ("/var/log/audit/audit.[a-m]og", True),
+    ("/var/log/{audit,secure}/audit.log", True),
+    ("/var/log/{secure,messages}", False),
+    ("/var/log/{aud*,x}/audit.log", True),
+    ("/var/log/audit/audit.log{", False),  # an open brace is no glob the agent compiles
+])
+def test_file_path_globs_as_the_agent_matches_them(file_path, covered):
+    assert parsers.covers(file_path) is covered
