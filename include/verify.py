@@ -37,7 +37,7 @@ from include.models import CheckStatus, Host, HostOutcome, Status, Verdict
 from include.profiles import Profile, load_profile
 from include.reach import NoTransport, SshTransport, Transport, split_for_auto
 from include.records import Batch
-from include.scoring import score_host
+from include.scoring import scored
 from include.ssh_transport import SshSettings
 from include.ssm_transport import SsmDenied, SsmSettings, SsmTransport
 from include.stream_index import SharedIndex
@@ -114,24 +114,9 @@ class Judgement:
     truncated: bool = False  # the output cap was hit
 
 
-def _detail(j: Judgement, profile: Profile) -> str:
-    status, failed, verdicts = j.status, j.failed, j.verdicts
-    if j.truncated:
-        return "output exceeded the size cap and was truncated: the checks it cut off are ERROR"
-    if not j.complete:
-        return "script output incomplete or unrecognised"
-    if status == Status.ERROR:
-        return "; ".join(f"{c}: {v.detail}" for c, v in verdicts.items()
-                         if v.status == CheckStatus.ERROR and profile.decides(c)) or "no profile check evaluated"
-    passed = sum(v.status == CheckStatus.PASS for c, v in verdicts.items() if profile.decides(c))
-    not_applicable = sum(v.status == CheckStatus.NOT_APPLICABLE for c, v in verdicts.items() if profile.decides(c))
-    return f"{profile.name}: {passed} passed, {len(failed)} failed, {not_applicable} not applicable"
-
-
 def _score(j: Judgement, profile: Profile) -> None:
-    score = score_host(j.verdicts, profile.decides, j.complete and not j.truncated)
+    score, j.detail = scored(j.verdicts, profile.decides, profile.name, j.complete, j.truncated)
     j.status, j.failed, j.advisory = score.status, score.failed, score.advisory
-    j.detail = _detail(j, profile)
 
 
 def judge_host(host: Host, outcome: HostOutcome, lookup: StreamLookup, params: AuditParams,
