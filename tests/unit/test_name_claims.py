@@ -214,3 +214,11 @@ def test_the_digest_keeps_the_amended_mark_and_reads_older_digests():
     assert back["i-a"].amended and not back["i-b"].amended and back["i-a"].status == "NON_COMPLIANT"
     older = chunks.pack({"v": 1, "runs": [RUN], "hosts": {"i-a": ["COMPLIANT", 0, "abc"]}})
     assert day_digest.decode(*older) == {"i-a": day_digest.Entry("COMPLIANT", RUN, "abc")}
+
+
+def test_a_staged_copy_of_a_corrected_item_is_never_used_even_when_its_status_did_not_change():
+    # Already NON_COMPLIANT for another check: the correction adds log_stream_fresh, the status stays.
+    stored = {"instance_id": "i-a", "status": "NON_COMPLIANT", "run_id": RUN, "output_sha256": "ab" * 32,
+              "amended": {"by_run": RUN}}
+    staged = {k: v for k, v in stored.items() if k != "amended"}  # what the batch staged before the correction
+    assert staging.matching(day_digest.build([stored]), {"i-a": staged}) == ([], ["i-a"])
