@@ -299,7 +299,8 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
                     instance_id: str, fake_auditctl: bool | None = None, host_key_type: str = "ed25519",
                     agent_files: dict[str, str | bytes] | None = None, rules: str | None = None,
                     eic_key_dir: Path | None = None, remediation_key: str | None = None,
-                    fixable: FixableState | None = None, auditd_conf: str | None = None) -> SshdHost:
+                    fixable: FixableState | None = None, auditd_conf: str | None = None,
+                    hostname: str | None = None) -> SshdHost:
     """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy.
 
     host_key_type: the one host key sshd offers ("ed25519", "rsa", "ecdsa"), e.g. to play a host whose key
@@ -316,11 +317,15 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     fixable: a healthy host whose auditd / rules / agent state (this starting state) the fixes can change,
     with fake auditctl, service, augenrules and agent ctl, a private /var/log/audit and auditd.conf;
     SshdHost.state() and trap_log() read it.
-    auditd_conf: the host's /etc/audit/auditd.conf (not with fixable, which has its own)."""
+    auditd_conf: the host's /etc/audit/auditd.conf (not with fixable, which has its own).
+    hostname: the host's own OS hostname (a UTS namespace of its own); None: the machine's, like every other
+    test host (e.g. to play AMI clones with a baked hostname, or a host with a unique one)."""
     if remediation_key and not fixable:  # its sudo lines would start, chmod and chown this machine's real auditd
         raise ValueError("remediation_key needs a fixable host")
     if fixable and (profile != "healthy" or rules is not None):
         raise ValueError("a fixable host is the healthy profile with its own fakes: no other profile or rules")
+    if hostname is not None and not re.fullmatch(r"[A-Za-z0-9.-]{1,63}", hostname):
+        raise ValueError(f"hostname {hostname!r} goes into the namespace's shell: letters, digits, . and - only")
     if fixable and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", instance_id):
         raise ValueError(f"instance id {instance_id!r} goes into the fake ctl: letters, digits and - only")
     workdir = Path(workdir)
@@ -395,10 +400,13 @@ LogLevel VERBOSE
         _script(workdir / "auditctl", f'case "$1" in -s) cat <<EOF\n{status}\nEOF\n;; -l) cat <<EOF\n{rules}\nEOF\n;; '
                                       f"*) echo unsupported >&2; exit 1;; esac\n")
         mounts.append(f"mount --bind {workdir / 'auditctl'} /usr/sbin/auditctl")
+    if hostname is not None:
+        mounts.append(f"hostname {hostname}")
     wrapper = "set -e\n" + "\n".join(mounts) + f"\nexec /usr/sbin/sshd -D -e -f {workdir / 'sshd_config'}\n"
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
     log = workdir / "sshd.log"
-    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", wrapper],
+    namespaces = ["-m", *(["-u"] if hostname is not None else [])]  # -u: its own hostname
+    proc = subprocess.Popen(["unshare", *namespaces, "--propagation", "private", "sh", "-c", wrapper],
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     host = SshdHost(address, port, proc, fingerprint, log, workdir / "state" if fixable else None)
     deadline = time.monotonic() + 15

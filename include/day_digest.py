@@ -22,12 +22,14 @@ class Entry:
     status: str
     run_id: str
     sha: str  # output_sha256[:SHA_PREFIX] ("" when the host produced no output: NOT_APPLICABLE, UNREACHABLE…)
+    amended: bool = False  # the verdict was corrected after its batch (include/name_claims.py): staging is stale
 
 
 def build(items: Iterable[Mapping]) -> dict[str, Entry]:
-    """From the day's items (projected: instance_id, status, run_id, output_sha256)."""
+    """From the day's items (projected: instance_id, status, run_id, output_sha256, amended)."""
     return {it["instance_id"]: Entry(str(it.get("status", "")), str(it.get("run_id", "")),
-                                     str(it.get("output_sha256") or "")[:SHA_PREFIX]) for it in items}
+                                     str(it.get("output_sha256") or "")[:SHA_PREFIX], bool(it.get("amended")))
+            for it in items}
 
 
 def encode(digest: Mapping[str, Entry]) -> tuple[list[bytes], str]:
@@ -35,10 +37,12 @@ def encode(digest: Mapping[str, Entry]) -> tuple[list[bytes], str]:
     runs = sorted({e.run_id for e in digest.values()})
     index = {r: n for n, r in enumerate(runs)}
     return chunks.pack({"v": 1, "runs": runs,
-                        "hosts": {i: [e.status, index[e.run_id], e.sha] for i, e in sorted(digest.items())}})
+                        "hosts": {i: [e.status, index[e.run_id], e.sha, *([1] if e.amended else [])]
+                                  for i, e in sorted(digest.items())}})
 
 
 def decode(parts: list[bytes], sha256: str) -> dict[str, Entry]:
     doc = chunks.unpack(parts, sha256, "day digest")
     runs = doc["runs"]
-    return {i: Entry(status, runs[run], sha) for i, (status, run, sha) in doc["hosts"].items()}
+    return {i: Entry(status, runs[run], sha, bool(amended and amended[0]))
+            for i, (status, run, sha, *amended) in doc["hosts"].items()}

@@ -50,7 +50,8 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
                   verdicts: Mapping[str, Verdict], detail: str, audit_date: str, run_id: str,
                   checked_at: datetime, ttl_days: int, mode: str = "live", profile: str = "audit-trail",
                   advisory: list[str] | None = None, transport: str = "ssh",
-                  waived: list[str] | None = None) -> dict[str, Any]:
+                  waived: list[str] | None = None, stream_names: Iterable[tuple[str, str]] = (),
+                  attributed: tuple[str, str] | None = None) -> dict[str, Any]:
     """The evidence item for one instance on one day (pure): the one place an EvidenceItem is built."""
     digest, size = outcome.digest() if outcome else ("", 0)
     return EvidenceItem(
@@ -68,6 +69,7 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         output_truncated=bool(outcome and outcome.truncated), ssh_attempts=outcome.attempts if outcome else 0,
         transport_evidence=dict(outcome.transport_evidence) if outcome else {},
         expires_at=expires_at(audit_date, ttl_days),
+        stream_names=[list(n) for n in stream_names], stream_attributed_by_name=list(attributed or []),
     ).to_item()
 
 
@@ -115,6 +117,16 @@ class EvidenceStore:
                 left = sum(len(v) for v in pending.values())
                 raise RuntimeError(f"{left} evidence items still unprocessed after {max_attempts} attempts")
         return len(unique)
+
+    def replace_item(self, item: dict, expected: Mapping[str, Any]) -> bool:
+        """Write `item` over the current one only while that is still `expected`: the same run's observation
+        (run_id, checked_at), not amended since. False when it was replaced meanwhile (a newer check decides)."""
+        try:
+            self.table.put_item(Item=_to_dynamo(item), ConditionExpression=Attr("run_id").eq(expected["run_id"])
+                                & Attr("checked_at").eq(expected["checked_at"]) & Attr("amended").not_exists())
+            return True
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
 
     def _batch_get(self, table: str, keys: list[dict], projection: str | None = None) -> list[dict]:
         found: list[dict] = []

@@ -80,10 +80,13 @@ class Verdict:
 
     status: CheckStatus
     detail: str
+    # The (group, stream) a cwagent.log_stream_fresh PASS rests on: the run-level name-claim step
+    # (include/name_claims.py) needs to know which name made the stream this host's. Not part of equality.
+    stream: tuple[str, str] | None = field(default=None, compare=False)
 
     @classmethod
-    def passed(cls, detail: str) -> "Verdict":
-        return cls(CheckStatus.PASS, detail)
+    def passed(cls, detail: str, stream: tuple[str, str] | None = None) -> "Verdict":
+        return cls(CheckStatus.PASS, detail, stream)
 
     @classmethod
     def failed(cls, detail: str) -> "Verdict":

@@ -223,11 +223,12 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     facts = {k: inventory[k] for k in ("audit_date", "run_id", "mode")}
     if facts["mode"] == "rebuild":
         return facts
-    from include import day_digest
+    from include import day_digest, name_claims
 
     store = evidence_store(params)
     earlier = store.run_summary(facts["audit_date"]) or RunSummary()
-    items = store.day_items(facts["audit_date"], fields=["status", "output_sha256"])
+    items = store.day_items(facts["audit_date"], fields=["status", "output_sha256", *name_claims.FIELDS])
+    items = correct_name_claims(params, store, items, facts)
     expected = {i for ids in inventory["instances"].values() for i in ids}
     recorded_now = {it["instance_id"] for it in items if it.get("run_id") == facts["run_id"]}
     unrecorded = sorted(expected - recorded_now)
@@ -257,6 +258,19 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     # The read above, kept: the next day's drift and this day's report use it instead of reading the day again.
     store.put_digest(facts["audit_date"], day_digest.build(items), params.ttl_days)
     return {**facts, "checked": summary.checked, "discovered": summary.discovered}
+
+
+def correct_name_claims(params: AuditParams, store, items: list[dict], facts: dict[str, str]) -> list[dict]:
+    """Decided once per run, after every batch: this run's hosts whose stream is theirs only by a hostname or IP
+    that another instance of the day also names fail log_stream_fresh (include/name_claims.py). Returns the
+    items as read, with those corrected."""
+    from include import name_claims
+    from include.evidence import utc_now
+    from include.profiles import load_profile
+    from include.waivers import load_waivers
+
+    return name_claims.settle(store, items, facts["audit_date"], facts["run_id"], load_profile(params.profile),
+                              load_waivers(params.waivers_file), utc_now())
 
 
 def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode: str) -> list[dict]:

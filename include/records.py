@@ -69,6 +69,22 @@ class EvidenceItem(_Record):
     ssh_attempts: int = 0
     transport_evidence: dict[str, str] = field(default_factory=dict)  # e.g. SSM ping status, agent, command id
     expires_at: int = 0
+    # Names that identify a host only while unique (include/name_claims.py), stored only when non-empty: each
+    # [group, stream] the agent ships audit.log to that does not name the instance id, and the [group, stream]
+    # a log_stream_fresh PASS rests on by such a name (a hostname, an IP, a DNS name) without a canary proof.
+    stream_names: list[list[str]] = field(default_factory=list)
+    stream_attributed_by_name: list[str] = field(default_factory=list)
+    # A verdict corrected after the batch by the run (include/name_claims.py): what it was, why, when.
+    amended: dict[str, Any] = field(default_factory=dict)
+
+    OPTIONAL = ("stream_names", "stream_attributed_by_name", "amended")
+
+    def to_item(self) -> dict[str, Any]:
+        item = asdict(self)
+        for key in self.OPTIONAL:  # most hosts have none of these: keep their items small
+            if not item[key]:
+                item.pop(key)
+        return item
 
     @property
     def reached_by(self) -> str:

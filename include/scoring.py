@@ -35,6 +35,27 @@ def score_host(verdicts: Mapping[str, Verdict], decides: Callable[[str], bool] =
     return HostScore(Status.COMPLIANT, [], advisory)
 
 
+TRUNCATED_DETAIL = "output exceeded the size cap and was truncated: the checks it cut off are ERROR"
+INCOMPLETE_DETAIL = "script output incomplete or unrecognised"
+
+
+def scored(verdicts: Mapping[str, Verdict], decides: Callable[[str], bool], profile_name: str,
+           complete: bool = True, truncated: bool = False) -> tuple[HostScore, str]:
+    """score_host and its one-line status detail: the one place a judged host's status is decided (the verify
+    batch, and the run-level step that corrects a verdict afterwards: include/name_claims.py)."""
+    score = score_host(verdicts, decides, complete and not truncated)
+    if truncated:
+        return score, TRUNCATED_DETAIL
+    if not complete:
+        return score, INCOMPLETE_DETAIL
+    if score.status == Status.ERROR:
+        return score, "; ".join(f"{c}: {v.detail}" for c, v in verdicts.items()
+                                if v.status == CheckStatus.ERROR and decides(c)) or "no profile check evaluated"
+    passed = sum(v.status == CheckStatus.PASS for c, v in verdicts.items() if decides(c))
+    not_applicable = sum(v.status == CheckStatus.NOT_APPLICABLE for c, v in verdicts.items() if decides(c))
+    return score, f"{profile_name}: {passed} passed, {len(score.failed)} failed, {not_applicable} not applicable"
+
+
 def host_status(verdicts: Mapping[str, Verdict]) -> tuple[Status, list[str]]:
     """score_host with every check deciding (status, failed ids)."""
     score = score_host(verdicts)

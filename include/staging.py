@@ -87,7 +87,8 @@ def matching(digest: Mapping[str, Any], staged: Mapping[str, dict]) -> tuple[lis
     for iid, entry in digest.items():
         it = staged.get(iid)
         if (it is not None and it.get("run_id") == entry.run_id and it.get("status") == entry.status
-                and str(it.get("output_sha256") or "")[:SHA_PREFIX] == entry.sha):
+                and str(it.get("output_sha256") or "")[:SHA_PREFIX] == entry.sha
+                and not entry.amended):  # corrected after the batch staged it: DynamoDB has it
             found.append(it)
         else:
             missing.append(iid)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from include import name_claims
 from include.canary import Canary, find_canaries
 from include.checks import parsers
 from include.checks.aws_side import AwsView, HostFacts
@@ -37,7 +38,7 @@ from include.models import CheckStatus, Host, HostOutcome, Status, Verdict
 from include.profiles import Profile, load_profile
 from include.reach import NoTransport, SshTransport, Transport, split_for_auto
 from include.records import Batch
-from include.scoring import score_host
+from include.scoring import scored
 from include.ssh_transport import SshSettings
 from include.ssm_transport import SsmDenied, SsmSettings, SsmTransport
 from include.stream_index import SharedIndex
@@ -115,26 +116,12 @@ class Judgement:
     canary: Canary | None = field(default=None)  # set while the canary search is still to come
     complete: bool = True  # the script's end marker was seen (no section missing by a cut)
     truncated: bool = False  # the output cap was hit
-
-
-def _detail(j: Judgement, profile: Profile) -> str:
-    status, failed, verdicts = j.status, j.failed, j.verdicts
-    if j.truncated:
-        return "output exceeded the size cap and was truncated: the checks it cut off are ERROR"
-    if not j.complete:
-        return "script output incomplete or unrecognised"
-    if status == Status.ERROR:
-        return "; ".join(f"{c}: {v.detail}" for c, v in verdicts.items()
-                         if v.status == CheckStatus.ERROR and profile.decides(c)) or "no profile check evaluated"
-    passed = sum(v.status == CheckStatus.PASS for c, v in verdicts.items() if profile.decides(c))
-    not_applicable = sum(v.status == CheckStatus.NOT_APPLICABLE for c, v in verdicts.items() if profile.decides(c))
-    return f"{profile.name}: {passed} passed, {len(failed)} failed, {not_applicable} not applicable"
+    claims: list[tuple[str, str]] = field(default_factory=list)  # streams not named by the instance id (name_claims)
 
 
 def _score(j: Judgement, profile: Profile) -> None:
-    score = score_host(j.verdicts, profile.decides, j.complete and not j.truncated)
+    score, j.detail = scored(j.verdicts, profile.decides, profile.name, j.complete, j.truncated)
     j.status, j.failed, j.advisory = score.status, score.failed, score.advisory
-    j.detail = _detail(j, profile)
 
 
 def judge_host(host: Host, outcome: HostOutcome, lookup: StreamLookup, params: AuditParams,
@@ -159,10 +146,11 @@ def _judge_output(host: Host, outcome: HostOutcome, lookup: StreamLookup, params
     output = split_sections(outcome.output.decode("utf-8", errors="replace"), outcome.nonce)
     output.truncated = outcome.truncated
     verdicts = evaluate_host_checks(output, options)
-    aws_verdicts, canary = evaluate_aws_checks(host_facts(host, output.usable(), verdicts, params.log_group),
-                                               aws_view(lookup, params, now))
+    facts = host_facts(host, output.usable(), verdicts, params.log_group)
+    aws_verdicts, canary = evaluate_aws_checks(facts, aws_view(lookup, params, now))
     verdicts.update(aws_verdicts)
-    j = Judgement(Status.ERROR, [], verdicts, "", canary=canary, complete=output.complete, truncated=output.truncated)
+    j = Judgement(Status.ERROR, [], verdicts, "", canary=canary, complete=output.complete, truncated=output.truncated,
+                  claims=name_claims.claims(host.instance_id, facts.targets))
     _score(j, profile)
     return j
 
@@ -299,7 +287,10 @@ class BatchRun:
             host=host, outcome=outcome, status=status, failed=failed, verdicts=j.verdicts, detail=j.detail,
             audit_date=self.ctx.audit_date, run_id=self.ctx.run_id, checked_at=utc_now(),
             ttl_days=self.ctx.params.ttl_days, profile=self.profile.name, advisory=j.advisory,
-            transport=outcome.transport if outcome else self.ctx.params.transport, waived=waived))
+            transport=outcome.transport if outcome else self.ctx.params.transport, waived=waived,
+            # Decided once per run, after every batch (include/name_claims.py): a name unique only in this batch
+            # may be a clone's too.
+            stream_names=j.claims, attributed=name_claims.attributed_by_name(host.instance_id, j.verdicts)))
 
     def skip_recorded(self, hosts: list[Host]) -> list[Host]:
         """A retried task skips every host its run already stored: nothing is checked or stored twice."""

@@ -534,7 +534,8 @@ def judge_stream_freshness(observed: Mapping[tuple[str, str], dict | None], now:
             continue
         age_min = (now_ms - last) / 60000
         if age_min <= max_age_minutes:
-            return Verdict.passed(f"{group}/{stream} last event {age_min:.0f} min ago (limit {max_age_minutes})")
+            return Verdict.passed(f"{group}/{stream} last event {age_min:.0f} min ago (limit {max_age_minutes})",
+                                  stream=(group, stream))
         reasons.append(f"{group}/{stream} last event {age_min:.0f} min ago (limit {max_age_minutes})")
     return Verdict.failed("; ".join(reasons)[:400])
 

@@ -213,3 +213,87 @@ def test_a_repeated_key_is_read_as_auditd_reads_it_the_last_value_wins(audited):
 def test_every_host_has_exactly_one_item_with_the_profile(audited):
     assert {it["profile"] for it in audited.values()} == {"audit-trail"}
     assert len({it["instance_id"] for it in audited.values()}) == len(HOSTS)
+
+
+# Issue 25, item 2: two AMI clones with one baked hostname, each naming its audit stream by it, checked in two
+# batches of one run; a third host names its stream by a hostname unique in the fleet.
+CLONE_NAME, UNIQUE_NAME = "web-clone", "db-unique-7"
+NAMED = {"clone-a": ("127.42.4.7", CLONE_NAME), "unique": ("127.42.4.8", UNIQUE_NAME),
+         "clone-b": ("127.42.4.9", CLONE_NAME)}
+CLAIMS_DAY, CLAIMS_RUN, CLAIMS_TABLE = "2026-12-02", "scheduled__name-claims", "name_claims_evidence"
+
+
+@pytest.fixture(scope="module")
+def named_by_hostname(tmp_path_factory, moto_endpoint):
+    from include import pipeline
+
+    root = tmp_path_factory.mktemp("name-claims")
+    public = generate_client_key(root / "id")
+    ensure_login_user()
+    entries = [{"address": address, "name": name, "profile": "compliant"} for name, (address, _) in NAMED.items()]
+    seed_fleet(moto_endpoint, entries)
+    ids = {h["name"]: h["instance_id"] for h in entries}
+    ec2, logs, dynamodb = clients(moto_endpoint)
+    for stream in (CLONE_NAME, UNIQUE_NAME):  # both clones' agents ship into "web-clone": it is fresh
+        logs.create_log_stream(logGroupName=AUDIT_GROUP, logStreamName=stream)
+        logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName=stream, logEvents=[
+            {"timestamp": int(time.time() * 1000), "message": "type=USER_LOGIN msg=audit(1:1): res=success"}])
+    started = []
+    try:
+        for name, (address, hostname) in NAMED.items():
+            # The image's config names the stream by the OS hostname; fetch-config resolved it into the TOML.
+            files = {f"{ETC}.json": agent_json("{local_hostname}"), f"{ETC}.toml": agent_toml(hostname)}
+            started.append(start_sshd_host(root / name, address, PORT, public, "healthy", ids[name],
+                                           fake_auditctl=True, agent_files=files, hostname=hostname))
+        store = EvidenceStore(dynamodb, CLAIMS_TABLE)
+        store.ensure_tables()
+        params = AuditParams(evidence_table=CLAIMS_TABLE, connect_timeout=5, host_timeout=30, command_timeout=20,
+                             report_dir=str(root / "reports"))
+        ssh = SshSettings(username=LOGIN, key_file=str(root / "id"), port=PORT, connect_timeout=5)
+        ctx = RunContext(CLAIMS_DAY, CLAIMS_RUN, params, ssh)
+        batches = [[ids["clone-a"], ids["unique"]], [ids["clone-b"]]]  # the clones in two batches
+        results = [verify_batch({"region": "us-east-1", "instance_ids": b, "label": f"batch {n}/2", "of": 2},
+                                ctx, ec2, logs, store) for n, b in enumerate(batches, 1)]
+        judged = {name: store.table.get_item(Key={"instance_id": ids[name], "audit_date": CLAIMS_DAY})["Item"]
+                  for name in NAMED}
+        inventory = {"audit_date": CLAIMS_DAY, "run_id": CLAIMS_RUN, "mode": "live", "instances":
+                     {"us-east-1": sorted(ids.values())}, "states": {"us-east-1": {"running": len(ids)}}}
+        with pytest.MonkeyPatch.context() as mp:  # store_summary reads the evidence through aws_default
+            mp.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+                "conn_type": "aws", "login": "testing", "password": "testing",
+                "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}}))
+            pipeline.store_summary(params, inventory, results)
+        yield {"ids": ids, "judged": judged, "summary": store.run_summary(CLAIMS_DAY),
+               "items": {name: store.table.get_item(Key={"instance_id": ids[name], "audit_date": CLAIMS_DAY})["Item"]
+                         for name in NAMED}}
+    finally:
+        for host in started:
+            host.stop()
+
+
+def test_each_batch_judged_the_hostname_named_stream_as_its_host_s(named_by_hostname):
+    # What each batch could know: a fresh stream named by the host's own hostname (so the clones really are
+    # told apart only by the run, not by their batch).
+    for name, (_, hostname) in NAMED.items():
+        item = named_by_hostname["judged"][name]
+        assert check(item, "cwagent.log_stream_fresh")[0] == "PASS", item["checks"]
+        assert item["stream_attributed_by_name"] == [AUDIT_GROUP, hostname]
+
+
+def test_two_clones_with_one_hostname_both_fail_across_batches(named_by_hostname):
+    ids, items = named_by_hostname["ids"], named_by_hostname["items"]
+    for name, twin in (("clone-a", "clone-b"), ("clone-b", "clone-a")):
+        item = items[name]
+        status, detail = check(item, "cwagent.log_stream_fresh")
+        assert status == "FAIL" and ids[twin] in detail and "AMI clones" in detail, detail
+        assert item["status"] == "NON_COMPLIANT" and "cwagent.log_stream_fresh" in item["failed_checks"]
+        assert item["amended"]["was"]["status"] == "COMPLIANT"  # what the batch saw is kept
+        assert item["amended"]["was"]["checks"]["cwagent.log_stream_fresh"]["status"] == "PASS"
+
+
+def test_a_hostname_unique_in_the_fleet_still_passes(named_by_hostname):
+    item = named_by_hostname["items"]["unique"]
+    assert item["status"] == "COMPLIANT" and check(item, "cwagent.log_stream_fresh")[0] == "PASS"
+    assert "amended" not in item
+    summary = named_by_hostname["summary"]
+    assert summary.status_counts["NON_COMPLIANT"] == 2 and summary.status_counts["COMPLIANT"] == 1
