@@ -269,7 +269,6 @@ def test_a_hostname_only_this_host_s_agent_names_in_the_run_names_its_stream(mon
         assert stream[own]["status"] == "PASS", stream[own]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 25 item 2: uniqueness across the run")
 def test_a_hostname_another_discovered_instance_also_names_proves_nothing_for_either(monkeypatch):
     """Contract, cwagent.log_stream_fresh: a stream named by a hostname that another discovered instance's agent
     also names in the same run proves nothing for this host (AMI clones share their hostname)."""
