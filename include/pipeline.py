@@ -95,9 +95,14 @@ def ssm_settings(params: AuditParams):
 
     if params.transport not in ("ssm", "auto"):
         return None
+    owner = params.ssm_output_bucket_owner or None
+    if params.ssm_output_bucket and not owner:  # every read names the owner: the evidence account's by default
+        from include.aws_clients import default_account_id
+
+        owner = default_account_id()
     return SsmSettings(command_timeout=params.command_timeout, delivery_timeout=max(30, params.host_timeout),
-                       output_bucket=params.ssm_output_bucket or None, max_concurrency=min(50, params.concurrency),
-                       document=params.ssm_document or None)
+                       output_bucket=params.ssm_output_bucket or None, output_bucket_owner=owner,
+                       max_concurrency=min(50, params.concurrency), document=params.ssm_document or None)
 
 
 # ------------------------------------------------------------------ steps
