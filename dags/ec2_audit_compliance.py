@@ -102,8 +102,9 @@ def ec2_audit_compliance():
         return pipeline.alert(_params(), built)
 
     @task(trigger_rule="none_failed")
-    def export_findings(built: dict) -> dict:
-        return pipeline.export_findings(_params(), built)
+    def export_findings(built: dict, inventory: dict) -> dict:
+        # The inventory says what this run re-checked: only those findings are its to resolve or archive.
+        return pipeline.export_findings(_params(), built, inventory)
 
     @task(trigger_rule="none_failed")
     def confirm_complete(built: dict, sent: str, alerted: str, exported: dict) -> str:
@@ -124,7 +125,7 @@ def ec2_audit_compliance():
                   for q in queues.allowed_queues(VERIFY_QUEUES)]
         results = mapped[0].concat(*mapped[1:])
     built = build_report(store_evidence(inventory, results))
-    confirm_complete(built, send_report(built), send_alerts(built), export_findings(built))
+    confirm_complete(built, send_report(built), send_alerts(built), export_findings(built, inventory))
 
 
 ec2_audit_compliance()

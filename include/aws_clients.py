@@ -60,6 +60,11 @@ def default_region() -> str:
     return AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="ec2").conn_region_name or "us-east-1"
 
 
+def default_account_id() -> str:
+    """aws_default's own 12-digit account (STS GetCallerIdentity, through the provider's hook)."""
+    return AwsBaseHook(aws_conn_id=AWS_CONN_ID, client_type="sts").account_id
+
+
 def ec2_client(region: str, account: str = ""):
     return _hook(account, region, client_type="ec2").conn
 

@@ -42,6 +42,7 @@ class AuditParams:
     profile: str = _default("profile")  # audit-trail, cis, or a JSON profile file (include/profiles.py)
     transport: str = _default("transport")  # ssh | ssm | eic | auto (include/reach.py)
     ssm_output_bucket: str | None = _default("ssm_output_bucket")  # full SSM output from S3 (include/ssm_transport.py)
+    ssm_output_bucket_owner: str | None = _default("ssm_output_bucket_owner")  # "" → aws_default's own account
     ssm_document: str | None = _default("ssm_document")  # the audit's own SSM document (include/ssm_document.py)
     connect_timeout: int = _default("connect_timeout")
     host_timeout: int = _default("host_timeout")

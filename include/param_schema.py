@@ -62,6 +62,9 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "ssm_output_bucket": {"type": ["null", "string"], "default": None, "pattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
                           "description": "S3 bucket SSM writes command output to (full output; without it output "
                                          "over SSM's 24,000-character inline limit makes the host ERROR)"},
+    "ssm_output_bucket_owner": {"type": ["null", "string"], "default": None, "pattern": "^$|^[0-9]{12}$",
+                                "description": "Account id owning ssm_output_bucket, named on every read "
+                                               "(ExpectedBucketOwner); empty = the AWS connection's own account"},
     "ssm_document": {"type": ["null", "string"], "default": None, "pattern": "^$|^[A-Za-z0-9_.-]{3,128}$",
                      "description": "The audit's own SSM document (python -m include.ssm_document) instead of "
                                     "AWS-RunShellScript, so the role may send only it; empty = AWS-RunShellScript"},

@@ -98,9 +98,14 @@ def ssm_settings(params: AuditParams):
 
     if params.transport not in ("ssm", "auto"):
         return None
+    owner = params.ssm_output_bucket_owner or None
+    if params.ssm_output_bucket and not owner:  # every read names the owner: the evidence account's by default
+        from include.aws_clients import default_account_id
+
+        owner = default_account_id()
     return SsmSettings(command_timeout=params.command_timeout, delivery_timeout=max(30, params.host_timeout),
-                       output_bucket=params.ssm_output_bucket or None, max_concurrency=min(50, params.concurrency),
-                       document=params.ssm_document or None)
+                       output_bucket=params.ssm_output_bucket or None, output_bucket_owner=owner,
+                       max_concurrency=min(50, params.concurrency), document=params.ssm_document or None)
 
 
 # ------------------------------------------------------------------ steps
@@ -350,15 +355,17 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
             "failed_batches": len(stored.failed_batches) if mode != "rebuild" else 0}
 
 
-def export_findings(params: AuditParams, built: dict[str, Any]) -> dict[str, Any]:
+def export_findings(params: AuditParams, built: dict[str, Any], inventory: dict[str, Any]) -> dict[str, Any]:
     """The day's findings to AWS Security Hub (`securityhub`), one import per audited account, in the
     connection's region (the hub that aggregates). Live runs only: a backfill of an old day must not turn
-    today's findings back. A refused permission or findings still failing fail the task, by name."""
+    today's findings back. Only what this run discovered is resolved or archived (`inventory`: its regions,
+    its running instances, and whether tag_filters / instance_ids narrowed the listing). A refused permission
+    or findings still failing fail the task, by name."""
     from include.accounts import audit_scopes
     from include.aws_clients import default_region, securityhub_client
     from include.checks.catalogue import check_meta
     from include.evidence import utc_now
-    from include.securityhub import export_day
+    from include.securityhub import RunScope, export_day, run_scopes
 
     if not params.securityhub:
         return {"skipped": "securityhub off"}
@@ -368,11 +375,13 @@ def export_findings(params: AuditParams, built: dict[str, Any]) -> dict[str, Any
     day, region = built["audit_date"], default_region()
     items, summary = store.day_items(day), store.run_summary(day)
     missing, meta = (summary.missing_evidence if summary else []), check_meta()
+    narrowed = bool(params.tag_filters) or bool(getattr(params, "instance_ids", None))
+    scopes = run_scopes(inventory.get("instances") or {}, narrowed)
     results = {}
     for account, _ in audit_scopes(params.accounts, params.include_default_account, [region]):
         client, account_id = securityhub_client(region, account)
         results[account_id] = export_day(client, items, meta, account_id, region, utc_now(),
-                                         missing_evidence=missing)
+                                         scope=scopes.get(account, RunScope()), missing_evidence=missing)
         log.info("Security Hub %s %s: %s", account_id, region, results[account_id])
     return results
 

@@ -5,10 +5,17 @@ Pure part: `findings()` turns the day's evidence items into the findings to impo
     `advisory_failed` ones (ProductFields `ec2audit/advisory` = "true" and a severity one step lower), and
     waived failures (`ec2audit/waived` names the waiver; still FAILED: the check does fail);
   * PASSED for each check that had an open finding of ours and whose verdict today is PASS;
+  * for a host that could not be verified (UNREACHABLE, AUTH_FAILED, HOST_KEY_MISMATCH, ERROR: models.Status
+    `unverified`) a finding of its own, check `host.verified`, Compliance.Status WARNING with the status and
+    its reason — not silence; PASSED (then RESOLVED) once the host is verified again;
   * the same finding re-imported with RecordState ARCHIVED for each instance that had an ACTIVE finding of
-    ours and has no item today (it is gone) — unless it is in `missing_evidence` (discovered, not recorded:
-    a coverage gap is not a fixed host). A check that is not PASS today (ERROR, host unreachable) leaves its
-    finding as it is: what was not seen is never "passed".
+    ours and is gone — unless it is in `missing_evidence` (discovered, not recorded: a coverage gap is not a
+    fixed host). A check that is not PASS today (ERROR, host unreachable) leaves its finding as it is: what
+    was not seen is never "passed".
+Only what the run re-checked is touched (`RunScope`): items of instances this run discovered are imported and
+resolved; a finding is archived only when the run listed every running instance of the finding's account and
+region (no `tag_filters`, no `instance_ids`) and the instance was not among them. A run narrowed by `regions`,
+`accounts`, `tag_filters` or `instance_ids` leaves every other finding exactly as it is.
 The `Id` is stable per (account, region, instance, check), so each day updates the same finding; CreatedAt and
 FirstObservedAt are kept from the finding already in Security Hub.
 
@@ -46,6 +53,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from include.aws_errors import DENIED, THROTTLED, error_code
+from include.models import Status
 from include.records import EvidenceItem
 
 SCHEMA_VERSION = "2018-10-08"
@@ -71,6 +79,41 @@ STANDARDS = "Software and Configuration Checks/Industry and Regulatory Standards
 FRAMEWORK_TYPES = {"CIS AL2023": "CIS Host Hardening Benchmarks", "NIST 800-53r5": "NIST 800-53 Controls (USA)",
                    "PCI DSS 4.0.1": "PCI-DSS Controls", "ISO 27001:2022": "ISO 27001 Controls", "SOC 2": "SOC 2"}
 DEFAULT_TYPE = STANDARDS + FRAMEWORK_TYPES["CIS AL2023"]
+# An unverified host's own finding: its check id (the Id's last part) and what it says per status.
+UNVERIFIED_CHECK = "host.verified"
+UNVERIFIED_SEVERITY = {Status.HOST_KEY_MISMATCH: "high"}  # a changed host key may be someone else's host
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """What one run re-checked in one account: the regions it discovered in, the running instances it found
+    there, and whether that listing was the whole of those regions (no tag_filters / instance_ids). Security
+    Hub findings outside it are not this run's to resolve or archive."""
+
+    regions: frozenset[str] = frozenset()
+    instances: frozenset[str] = frozenset()
+    complete: bool = False
+
+    def covers(self, instance_id: str) -> bool:
+        return instance_id in self.instances
+
+    def gone(self, region: str, instance_id: str) -> bool:
+        """The run listed every running instance of that region and this one was not among them."""
+        return self.complete and region in self.regions and instance_id not in self.instances
+
+
+def run_scopes(instances: Mapping[str, Iterable[str]], narrowed: bool) -> dict[str, RunScope]:
+    """Discovery's inventory (scope key → running ids, include/accounts.py) → account (as the `accounts`
+    param names it; "" = the connection's own) → RunScope. `narrowed`: tag_filters or instance_ids were set."""
+    from include.accounts import parse_scope
+
+    regions: dict[str, set[str]] = {}
+    found: dict[str, set[str]] = {}
+    for key, ids in instances.items():
+        account, region = parse_scope(key)
+        regions.setdefault(account, set()).add(region)
+        found.setdefault(account, set()).update(ids)
+    return {a: RunScope(frozenset(regions[a]), frozenset(found[a]), complete=not narrowed) for a in regions}
 
 
 class SecurityHubError(RuntimeError):
@@ -243,10 +286,20 @@ def _resolved_already(before: Mapping[str, Any]) -> bool:
             and (before.get("Workflow") or {}).get("Status") == "RESOLVED")
 
 
+def _unverified_meta(item: EvidenceItem, status: Status) -> dict[str, Any]:
+    reason = " ".join((item.status_detail or "no reason recorded").split())
+    return {"title": f"EC2 audit could not verify this host: {status}",
+            "severity": UNVERIFIED_SEVERITY.get(status, "medium"), "requirements": [],
+            "rationale": f"On {item.audit_date} the audit could not verify this host ({status}: {reason}); its "
+                         "audit trail is unproven, not compliant. Earlier findings of its checks are left open.",
+            "remediation": "Restore the audit's access to the host (network, SSM agent, login, sudoers); for "
+                           "HOST_KEY_MISMATCH confirm the new host key before accepting it (docs/SECURITY.md)."}
+
+
 def findings(items: Iterable[EvidenceItem | Mapping[str, Any]], check_meta: Mapping[str, Mapping[str, Any]],
              account_id: str, region: str, product_arn: str, generated_at: datetime | str,
              previous_ids: Iterable[str] | Mapping[str, Mapping[str, Any]] = (),
-             missing_evidence: Iterable[str] = ()) -> list[dict]:
+             missing_evidence: Iterable[str] = (), *, scope: RunScope) -> list[dict]:
     """The ASFF findings to import for one account's day (pure; see the module docstring).
 
     `previous_ids`: our ACTIVE findings already in Security Hub — their ids, or id → finding as GetFindings
@@ -254,6 +307,8 @@ def findings(items: Iterable[EvidenceItem | Mapping[str, Any]], check_meta: Mapp
     finding already PASSED and RESOLVED is not sent again). Items of another account are left out (the caller
     exports each account with its own client: BatchImportFindings takes only the caller's own findings).
     `missing_evidence`: instances discovered today without evidence — their findings are left alone.
+    `scope`: what this run re-checked in this account (required: no caller gets a fleet-wide archive by
+    forgetting it); items of other instances are left out, findings outside it are left alone.
     Sorted by Id, each Id once.
     """
     now = timestamp(generated_at)
@@ -266,12 +321,24 @@ def findings(items: Iterable[EvidenceItem | Mapping[str, Any]], check_meta: Mapp
         item = _item(raw)
         if item.item_type != "instance" or (item.account_id and item.account_id != account_id):
             continue
+        if not scope.covers(item.instance_id):  # another run's host: not re-checked here
+            continue
         present.add(item.instance_id)
+        kwargs = dict(account_id=account_id, region=region, arn=product_arn, now=now)
+        status = Status.parse(item.status)
+        fid = finding_id(account_id, item.region or region, item.instance_id, UNVERIFIED_CHECK)
+        if status is not None and status.unverified:
+            out[fid] = _finding(item, UNVERIFIED_CHECK, _unverified_meta(item, status), status="WARNING",
+                                advisory=False, waiver="", before=previous.get(fid), **kwargs)
+        elif status is not None and fid in previous and not _resolved_already(previous[fid]):
+            label = str((previous[fid].get("Severity") or {}).get("Label") or "medium").lower()
+            out[fid] = _finding(item, UNVERIFIED_CHECK, {"title": "EC2 audit verified this host again",
+                                                         "severity": label, "requirements": []},
+                                status="PASSED", advisory=False, waiver="", before=previous[fid], **kwargs)
         failing = {c: False for c in item.failed_checks}
         failing.update({c: True for c in item.advisory_failed if c not in failing})
         for entry in item.waived_checks:
             failing.setdefault(str(entry).partition(": ")[0], False)
-        kwargs = dict(account_id=account_id, region=region, arn=product_arn, now=now)
         for check_id, advisory in sorted(failing.items()):
             fid = finding_id(account_id, item.region or region, item.instance_id, check_id)
             out[fid] = _finding(item, check_id, check_meta.get(check_id, {}), status="FAILED", advisory=advisory,
@@ -285,8 +352,8 @@ def findings(items: Iterable[EvidenceItem | Mapping[str, Any]], check_meta: Mapp
                                     **kwargs)
     keep = present | set(missing_evidence)
     for fid, before in sorted(previous.items()):
-        _, _, instance_id, _ = parse_finding_id(fid)
-        if instance_id not in keep and fid not in out:
+        _, fregion, instance_id, _ = parse_finding_id(fid)
+        if instance_id not in keep and fid not in out and scope.gone(fregion, instance_id):
             out[fid] = _archived(before, fid, account_id=account_id, region=region, arn=product_arn, now=now)
     return [out[k] for k in sorted(out)]
 
@@ -462,20 +529,22 @@ def _resolve(client, ids: list[str], by_id: Mapping[str, dict], result: ExportRe
 
 def export_day(client, items: Iterable[EvidenceItem | Mapping[str, Any]],
                check_meta: Mapping[str, Mapping[str, Any]], account_id: str, region: str,
-               generated_at: datetime | str, *, missing_evidence: Iterable[str] = (),
+               generated_at: datetime | str, *, scope: RunScope, missing_evidence: Iterable[str] = (),
                sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     """The day's export for one account's hub (the DAG's one call): read our open findings, build, import,
-    resolve. Returns JSON-able counts; raises SecurityHubError (see export)."""
+    resolve — within `scope`, what this run re-checked. Returns JSON-able counts; raises SecurityHubError
+    (see export)."""
     items = [_item(i) for i in items]
     arn = product_arn(account_id, region)
     before = open_findings(client, arn, account_id, sleep=sleep)
     built = findings(items, check_meta, account_id, region, arn, generated_at, previous_ids=before,
-                     missing_evidence=missing_evidence)
+                     missing_evidence=missing_evidence, scope=scope)
     suppressed = {i for i, f in before.items() if (f.get("Workflow") or {}).get("Status") == "SUPPRESSED"}
     result = export(client, built, keep_workflow=suppressed, sleep=sleep)
     active = [f for f in built if f["RecordState"] == "ACTIVE"]
     return {"product_arn": arn, "open_before": len(before),
             "compliance_failed": sum(1 for f in active if f["Compliance"]["Status"] == "FAILED"),
             "compliance_passed": sum(1 for f in active if f["Compliance"]["Status"] == "PASSED"),
+            "unverified": sum(1 for f in active if f["Compliance"]["Status"] == "WARNING"),
             "other_accounts": sum(1 for i in items if i.account_id and i.account_id != account_id),
             **{k: v for k, v in result.to_dict().items() if k != "errors"}}

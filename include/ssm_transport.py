@@ -3,22 +3,25 @@
 The same combined script as SSH, through `AWS-RunShellScript`:
   1. `DescribeInstanceInformation` for the batch (50 ids a page): an instance SSM does not manage, or whose
      agent's ping status is not Online, is UNREACHABLE with that reason — nothing is sent to it.
-  2. `SendCommand` for at most 50 instance ids a call, `MaxConcurrency` from the batch's concurrency and
-     `MaxErrors` 100 % (one failing host must not stop the others). Each call's script carries its own random
-     nonce (probes.frame): the nonce is shared by at most 50 hosts of one command, and only root on a host can
-     read it there (the agent's document folder), as root could forge anything on that host anyway. A call
-     refused as a whole (AccessDenied for one instance of a scoped policy, an instance gone offline in between)
-     is split and resent per instance, so only the hosts it concerns get its status (AUTH_FAILED,
-     UNREACHABLE).
+  2. One `SendCommand` per host, each with a random nonce of its own (probes.frame; the only per-host input,
+     so the hosts cannot share one command): a command's parameters are readable by every instance it
+     targets, and with `ssm_output_bucket` every instance role may write the bucket, so a nonce shared by
+     several hosts would let one of them write a peer's output object framed well enough to be judged as
+     the peer's. A host is sent only its own nonce; an object a peer wrote there lacks it and is unusable
+     (ERROR), never a verdict (docs/SECURITY.md, the bucket policy this relies on). On the host the nonce
+     sits in the agent's root-only document folder; root could forge anything on that host anyway.
+     `MaxErrors` 100 %; a refused call (AccessDenied of a scoped policy, an instance gone offline in between)
+     gives that host its status (AUTH_FAILED, UNREACHABLE).
   3. Results come from `ListCommandInvocations(Details=True)` pages per command — never a per-host poll loop.
-     Each finished host's output is read once: the full stdout from S3 when `ssm_output_bucket` is set, else
+     Each finished host's output is read once: the full stdout from S3 when `ssm_output_bucket` is set (always
+     with `ExpectedBucketOwner`: a bucket of that name owned by anyone else is refused by S3), else
      `GetCommandInvocation`, which returns only the first 24,000 characters: output that reaches that limit
      is ERROR ("output truncated by SSM"), never judged.
 Timed out or cancelled → ERROR; not delivered → UNREACHABLE. SSM's managed-instance registration stands in
 for the host key: each outcome keeps the agent's ping status, version and the command id as evidence.
 
-Cost per host (`make bench`): ≈ 1/50 DescribeInstanceInformation + 1/50 SendCommand + a few
-ListCommandInvocations pages per 50 hosts, plus one GetCommandInvocation (or one S3 GetObject).
+Cost per host: ≈ 1/50 DescribeInstanceInformation + 1 SendCommand + one ListCommandInvocations per poll
+until it finishes, plus one GetCommandInvocation (or one S3 GetObject).
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ class SsmSettings:
     command_timeout: int = 60  # AWS-RunShellScript's executionTimeout: the script's bound on the host
     delivery_timeout: int = 90  # SendCommand's TimeoutSeconds: a command not started by then never runs
     output_bucket: str | None = None  # full stdout from S3 instead of the 24,000-character inline output
+    output_bucket_owner: str | None = None  # its account id: ExpectedBucketOwner on every read (required with it)
     output_prefix: str = "ec2-audit-ssm"
     max_concurrency: int = 50
     poll_s: float = 2.0
@@ -179,6 +183,9 @@ class SsmTransport:
             raise ValueError("transport ssm needs an SSM client for the batch")
         if self.settings.output_bucket and self.s3 is None:
             raise ValueError("ssm_output_bucket needs an S3 client for the batch")
+        if self.settings.output_bucket and not self.settings.output_bucket_owner:
+            raise ValueError("ssm_output_bucket needs ssm_output_bucket_owner, the bucket's account id: every read "
+                             "names it (ExpectedBucketOwner), so output in someone else's bucket is never read")
 
     async def describe(self, hosts: list[Host]) -> dict[str, Registration]:
         self.registrations.update(await asyncio.to_thread(describe, self.client, [h.instance_id for h in hosts],
@@ -211,13 +218,12 @@ class SsmTransport:
                     await on_outcome(host, self._final(host, *problem))
                 return
         commands = []
-        for start in range(0, len(ready), MAX_IDS):
-            chunk = ready[start:start + MAX_IDS]
+        for host in ready:  # a nonce per host, so a command per host (see the module docstring)
             nonce = new_nonce()
-            sent, refused = await asyncio.to_thread(self._send, chunk, frame(script, nonce, self.tag), nonce)
+            sent, refused = await asyncio.to_thread(self._send, [host], frame(script, nonce, self.tag), nonce)
             commands += sent
-            for host, status, detail in refused:
-                await on_outcome(host, self._final(host, status, detail))
+            for refused_host, status, detail in refused:
+                await on_outcome(refused_host, self._final(refused_host, status, detail))
         await self._collect(commands, on_outcome)
 
     # ---- sending
@@ -237,19 +243,12 @@ class SsmTransport:
         return None
 
     def _send(self, hosts: list[Host], body: bytes, nonce: str) -> tuple[list[tuple[str, str, list[Host]]], list]:
-        """SendCommand for these hosts; a call refused as a whole is resent per host, so its error lands only
-        where it belongs. Returns ([(command_id, nonce, hosts)], [(host, status, detail)])."""
+        """SendCommand for this host (a list of one: its nonce is its own). Returns ([(command_id, nonce,
+        hosts)], []) or ([], [(host, status, detail)]) when the call is refused."""
         try:
             return [(self._send_one(hosts, body, nonce), nonce, hosts)], []
         except Exception as exc:  # noqa: BLE001 - classified below
             code, message = error_code(exc)
-            if len(hosts) > 1 and code in ("AccessDeniedException", "AccessDenied", "InvalidInstanceId"):
-                sent, refused = [], []
-                for host in hosts:
-                    s, r = self._send([host], body, nonce)
-                    sent += s
-                    refused += r
-                return sent, refused
             status = Status.AUTH_FAILED if is_denied(exc) else Status.UNREACHABLE
             detail = f"ssm:SendCommand refused: {code or 'error'}: {message}"[:300]
             return [], [(h, status, detail) for h in hosts]
@@ -325,7 +324,8 @@ class SsmTransport:
         if s.output_bucket:
             key = s3_key(s.output_prefix, command_id, host.instance_id, *([step] if step else []))
             self.calls["s3:GetObject"] += 1
-            answer = self.s3.get_object(Bucket=s.output_bucket, Key=key, Range=f"bytes=0-{s.max_output}")
+            answer = self.s3.get_object(Bucket=s.output_bucket, Key=key, Range=f"bytes=0-{s.max_output}",
+                                        ExpectedBucketOwner=s.output_bucket_owner)
             data = answer["Body"].read()
             outcome.output, outcome.truncated = data[:s.max_output], len(data) > s.max_output
             outcome.transport_evidence["ssm_output"] = f"s3://{s.output_bucket}/{key}"

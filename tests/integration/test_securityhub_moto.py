@@ -83,6 +83,11 @@ def passing_pairs(items: list[dict]) -> set[tuple[str, str]]:
     return {(i["instance_id"], c) for i in items for c, v in i.get("checks", {}).items() if v["status"] == "PASS"}
 
 
+def scope_of(items: list[dict], region: str, extra=(), complete=True) -> sh.RunScope:
+    """A run that listed `region` whole (complete) and found these items' instances (and `extra`) running."""
+    return sh.RunScope(frozenset({region}), frozenset({i["instance_id"] for i in items} | set(extra)), complete)
+
+
 def foreign_finding(region: str) -> dict:
     """Another tool's finding under the same default product: never ours to touch."""
     return {"SchemaVersion": "2018-10-08", "Id": "other-tool/finding-1", "GeneratorId": "other-tool",
@@ -106,7 +111,8 @@ def test_three_days_failed_resolved_archived_reopened(endpoint):
         host("i-c", d1, region, passing=["auditd.running", "cwagent.running"]),
         host("i-gap", d1, region, failed=["auditd.config"]),
         host("i-x", d1, region, failed=["auditd.running"], account=OTHER_ACCOUNT)])
-    counts1 = sh.export_day(client, day1, META, ACCOUNT, region, f"{d1}T06:30:00Z", sleep=no_sleep)
+    counts1 = sh.export_day(client, day1, META, ACCOUNT, region, f"{d1}T06:30:00Z", scope=scope_of(day1, region),
+                            sleep=no_sleep)
     expected1 = failing_pairs(day1)
     assert len(expected1) == 4
     ours = all_findings(client, ProductArn=[{"Value": arn, "Comparison": "EQUALS"}],
@@ -132,7 +138,7 @@ def test_three_days_failed_resolved_archived_reopened(endpoint):
         host("i-a", d2, region, advisory=["auditd.immutable"], passing=["auditd.running", "auditd.installed"]),
         host("i-c", d2, region, passing=["auditd.running", "cwagent.running"])])
     counts2 = sh.export_day(client, day2, META, ACCOUNT, region, f"{d2}T06:30:00Z", missing_evidence=["i-gap"],
-                            sleep=no_sleep)
+                            scope=scope_of(day2, region, ["i-gap"]), sleep=no_sleep)
     present = {i["instance_id"] for i in day2} | {"i-gap"}
     expected_resolved = expected1 & passing_pairs(day2)
     expected_archived = {p for p in expected1 if p[0] not in present}
@@ -164,10 +170,54 @@ def test_three_days_failed_resolved_archived_reopened(endpoint):
     day3 = stored_day(endpoint, d3, [host("i-a", d3, region, failed=["auditd.running"], advisory=["auditd.immutable"]),
                                      host("i-c", d3, region, passing=["auditd.running", "cwagent.running"])])
     counts3 = sh.export_day(client, day3, META, ACCOUNT, region, f"{d3}T06:30:00Z", missing_evidence=["i-gap"],
-                            sleep=no_sleep)
+                            scope=scope_of(day3, region, ["i-gap"]), sleep=no_sleep)
     reopened = all_findings(client)[sh.finding_id(ACCOUNT, region, "i-a", "auditd.running")]
     assert reopened["Compliance"]["Status"] == "FAILED" and reopened["Workflow"]["Status"] == "NEW"
     assert (counts3["sent"], counts3["resolved"], counts3["archived"]) == (2, 0, 0)
+
+
+def test_a_narrowed_run_touches_only_its_scope_and_unverified_hosts_get_a_finding(endpoint):
+    """Issue 25 item 6, against the server: a run narrowed by region, then by tags, never resolves or archives
+    a finding it did not re-check; an unreachable host's finding is there (WARNING), then resolved."""
+    hub_region, east, south = "ca-central-1", "ca-central-1", "sa-east-1"
+    client = hub(endpoint, hub_region)
+    when = "T06:30:00Z"
+    d1, d2, d3 = "2025-06-01", "2025-06-02", "2025-06-03"
+    day1 = stored_day(endpoint, d1, [host("i-e1", d1, east, failed=["auditd.running"]),
+                                     host("i-s1", d1, south, failed=["cwagent.running"]),
+                                     host("i-s2", d1, south, failed=["auditd.config"])])
+    everything = sh.RunScope(frozenset({east, south}), frozenset({"i-e1", "i-s1", "i-s2"}), complete=True)
+    sh.export_day(client, day1, META, ACCOUNT, hub_region, d1 + when, scope=everything, sleep=no_sleep)
+
+    # day 2, regions=[sa-east-1]: i-s1 unreachable, i-s2 fails still; i-e1 was not listed: not this run's
+    lost = EvidenceItem(instance_id="i-s1", audit_date=d2, run_id=f"manual__{d2}", checked_at=f"{d2}T06:00:10Z",
+                        status="UNREACHABLE", status_detail="connect timed out after 15 s", transport="ssh",
+                        region=south, account_id=ACCOUNT)
+    day2 = stored_day(endpoint, d2, [lost, host("i-s2", d2, south, failed=["auditd.config"])])
+    south_only = sh.RunScope(frozenset({south}), frozenset({"i-s1", "i-s2"}), complete=True)
+    counts2 = sh.export_day(client, day2, META, ACCOUNT, hub_region, d2 + when, scope=south_only, sleep=no_sleep)
+    after = all_findings(client, Id=[{"Value": "ec2-audit/", "Comparison": "PREFIX"}])
+    east_f = after[sh.finding_id(ACCOUNT, east, "i-e1", "auditd.running")]
+    assert (east_f["RecordState"], east_f["UpdatedAt"]) == ("ACTIVE", f"{d1}T06:30:00.000Z")  # untouched
+    unverified = after[sh.finding_id(ACCOUNT, south, "i-s1", sh.UNVERIFIED_CHECK)]
+    assert (unverified["Compliance"]["Status"], unverified["RecordState"], unverified["Workflow"]["Status"]) == (
+        "WARNING", "ACTIVE", "NEW")
+    assert "UNREACHABLE: connect timed out after 15 s" in unverified["Description"]
+    old = after[sh.finding_id(ACCOUNT, south, "i-s1", "cwagent.running")]
+    assert (old["Compliance"]["Status"], old["UpdatedAt"]) == ("FAILED", f"{d1}T06:30:00.000Z")  # not "passed"
+    assert (counts2["unverified"], counts2["archived"], counts2["resolved"]) == (1, 0, 0)
+
+    # day 3, tag_filters matching i-s1 only: it is back and passes; i-s2 is not running, but a filtered
+    # listing cannot tell "gone" from "not tagged": nothing archived
+    day3 = stored_day(endpoint, d3, [host("i-s1", d3, south, passing=["cwagent.running"])])
+    tagged = sh.RunScope(frozenset({south}), frozenset({"i-s1"}), complete=False)
+    counts3 = sh.export_day(client, day3, META, ACCOUNT, hub_region, d3 + when, scope=tagged, sleep=no_sleep)
+    after = all_findings(client, Id=[{"Value": "ec2-audit/", "Comparison": "PREFIX"}])
+    for check in (sh.UNVERIFIED_CHECK, "cwagent.running"):
+        f = after[sh.finding_id(ACCOUNT, south, "i-s1", check)]
+        assert (f["Compliance"]["Status"], f["Workflow"]["Status"]) == ("PASSED", "RESOLVED"), check
+    assert after[sh.finding_id(ACCOUNT, south, "i-s2", "auditd.config")]["RecordState"] == "ACTIVE"
+    assert (counts3["archived"], counts3["resolved"]) == (0, 2)
 
 
 def test_over_100_findings_and_failed_findings_retried_against_the_server(endpoint):
@@ -176,7 +226,8 @@ def test_over_100_findings_and_failed_findings_retried_against_the_server(endpoi
     day = "2025-05-01"  # each test its own audit day in the shared table
     items = stored_day(endpoint, day, [host(f"i-{n:03d}", day, region, failed=["auditd.running", "cwagent.running"])
                                        for n in range(70)])
-    built = sh.findings(items, META, ACCOUNT, region, sh.product_arn(ACCOUNT, region), f"{day}T06:30:00Z")
+    built = sh.findings(items, META, ACCOUNT, region, sh.product_arn(ACCOUNT, region), f"{day}T06:30:00Z",
+                        scope=scope_of(items, region))
     flaky = [built[3]["Id"], built[120]["Id"]]
     request = urllib.request.Request(
         f"{endpoint}/moto-api/ec2audit/securityhub-faults", method="POST", headers={"Content-Type": "application/json"},
@@ -200,7 +251,8 @@ def test_the_server_refuses_101_findings(endpoint):
     client = hub(endpoint, region)
     day = "2025-04-01"
     items = [host(f"i-{n:03d}", day, region, failed=["auditd.running"]) for n in range(101)]
-    built = sh.findings(items, META, ACCOUNT, region, sh.product_arn(ACCOUNT, region), f"{day}T06:30:00Z")
+    built = sh.findings(items, META, ACCOUNT, region, sh.product_arn(ACCOUNT, region), f"{day}T06:30:00Z",
+                        scope=scope_of([i.to_item() for i in items], region))
     with pytest.raises(ClientError, match="InvalidInputException"):
         client.batch_import_findings(Findings=built)
 
@@ -210,10 +262,11 @@ def test_hub_not_enabled_is_a_clear_error(endpoint):
     client = hub(endpoint, region, enable=False)
     items = [host("i-a", "2025-04-01", region, failed=["auditd.running"]).to_item()]
     with pytest.raises(sh.SecurityHubError, match="not enabled"):
-        sh.export_day(client, items, META, ACCOUNT, region, "2025-04-01T06:30:00Z", sleep=no_sleep)
+        sh.export_day(client, items, META, ACCOUNT, region, "2025-04-01T06:30:00Z", scope=scope_of(items, region),
+                      sleep=no_sleep)
     with pytest.raises(sh.SecurityHubError, match="not enabled"):  # the import alone (FailedFindings InvalidAccess)
         sh.export(client, sh.findings(items, META, ACCOUNT, region, sh.product_arn(ACCOUNT, region),
-                                      "2025-04-01T06:30:00Z"), sleep=no_sleep)
+                                      "2025-04-01T06:30:00Z", scope=scope_of(items, region)), sleep=no_sleep)
 
 
 def test_missing_permission_is_a_clear_error_with_real_iam():
@@ -234,4 +287,5 @@ def test_missing_permission_is_a_clear_error_with_real_iam():
                      aws_secret_access_key=key["SecretAccessKey"])
         items = [host("i-a", "2025-04-01", region, failed=["auditd.running"]).to_item()]
         with pytest.raises(sh.SecurityHubError, match="refused securityhub:BatchImportFindings"):
-            sh.export_day(client, items, META, ACCOUNT, region, "2025-04-01T06:30:00Z", sleep=no_sleep)
+            sh.export_day(client, items, META, ACCOUNT, region, "2025-04-01T06:30:00Z",
+                          scope=scope_of(items, region), sleep=no_sleep)

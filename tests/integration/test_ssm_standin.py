@@ -32,6 +32,7 @@ from include.checks.sections import split_sections
 pytestmark = pytest.mark.needs_sshd
 PORT, AGENT_PORT = 2222, 2223
 BUCKET = "ssm-output"
+ACCOUNT = "123456789012"  # moto's: the bucket's owner
 TERMINAL = ("Success", "Failed", "TimedOut", "Cancelled")
 
 # name → (address, fleet host entry, or None for the real sshd host; registry fields)
@@ -342,7 +343,7 @@ TABLE = "ssm_evidence"
 
 
 def verify(stand, day: str, transport: str, names: list[str], bucket: str | None = None,
-           document: str | None = None) -> dict[str, dict]:
+           document: str | None = None, s3=None) -> dict[str, dict]:
     from devstack.aws_seed import clients
     from include.config import AuditParams
     from include.evidence import EvidenceStore
@@ -358,10 +359,11 @@ def verify(stand, day: str, transport: str, names: list[str], bucket: str | None
     params.validate()
     ssh = None if transport == "ssm" else SshSettings(username=LOGIN, key_file=str(stand.root / "id"), port=PORT,
                                                       connect_timeout=3, backoff=0.1, host_key_policy="insecure")
-    ssm = SsmSettings(command_timeout=5, delivery_timeout=30, output_bucket=bucket, poll_s=0.2, document=document)
+    ssm = SsmSettings(command_timeout=5, delivery_timeout=30, output_bucket=bucket, poll_s=0.2, document=document,
+                      output_bucket_owner=ACCOUNT if bucket else None)
     batch = {"region": "us-east-1", "instance_ids": sorted(stand.ids[n] for n in names), "label": f"ssm-{day}"}
     verify_batch(batch, RunContext(day, f"manual__{transport}-{day}", params, ssh, ssm), ec2, logs, store,
-                 ssm_client=stand.ssm, s3_client=stand.s3 if bucket else None)
+                 ssm_client=stand.ssm, s3_client=(s3 or stand.s3) if bucket else None)
     return {n: store.table.get_item(Key={"instance_id": stand.ids[n], "audit_date": day})["Item"] for n in names}
 
 
@@ -403,6 +405,47 @@ def test_oversized_output_is_error_inline_and_judged_whole_from_s3(stand):
     assert verdicts(whole) == verdicts(over_ssh)
     assert whole["output_bytes"] == over_ssh["output_bytes"] > 40_000  # all of it (the nonces differ, not the size)
     assert whole["transport_evidence"]["ssm_output"].startswith(f"s3://{BUCKET}/ec2-audit-ssm/")
+
+
+class PeerWrites:
+    """The batch's S3 client, with a peer host's role at work: before the audit reads the victim's output
+    object, the peer's own (real, framed, compliant) output of this run is written over it — what an instance
+    role allowed to PutObject in the bucket could do. Every read's ExpectedBucketOwner is recorded."""
+
+    def __init__(self, s3, victim: str, peer: str, since) -> None:
+        self.s3, self.victim, self.peer, self.since = s3, victim, peer, since
+        self.owners: list[str | None] = []
+
+    def _peer_object(self) -> bytes:
+        for _ in range(150):  # bounded: the peer's command runs beside the victim's
+            listed = self.s3.list_objects_v2(Bucket=BUCKET, Prefix="ec2-audit-ssm/").get("Contents", [])
+            ours = sorted((o for o in listed if f"/{self.peer}/" in o["Key"] and o["Key"].endswith("/stdout")
+                           and o["LastModified"] >= self.since), key=lambda o: o["LastModified"])
+            if ours:
+                return self.s3.get_object(Bucket=BUCKET, Key=ours[-1]["Key"])["Body"].read()
+            time.sleep(0.2)
+        raise AssertionError("the peer's output never reached the bucket")
+
+    def get_object(self, **kwargs):
+        self.owners.append(kwargs.get("ExpectedBucketOwner"))
+        if f"/{self.victim}/" in kwargs["Key"]:
+            self.s3.put_object(Bucket=BUCKET, Key=kwargs["Key"], Body=self._peer_object())
+        return self.s3.get_object(**kwargs)
+
+
+def test_an_output_object_written_by_a_peer_host_is_never_judged_as_this_hosts(stand):
+    """Issue 25 item 9: sim-ssm-only (its CloudWatch agent stopped: NON_COMPLIANT) has its S3 output replaced
+    by sim-ok's (COMPLIANT). A nonce per host makes the planted object unusable: ERROR, not sim-ok's verdict."""
+    from datetime import datetime, timezone
+
+    since = datetime.now(timezone.utc).replace(microsecond=0)
+    peer = PeerWrites(stand.s3, stand.ids["sim-ssm-only"], stand.ids["sim-ok"], since)
+    got = verify(stand, "2026-12-21", "ssm", ["sim-ok", "sim-ssm-only"], bucket=BUCKET, s3=peer)
+    assert got["sim-ok"]["status"] == "COMPLIANT", got["sim-ok"]["status_detail"]
+    victim = got["sim-ssm-only"]
+    assert victim["status"] == "ERROR", (victim["status"], victim["status_detail"])
+    assert {v["status"] for v in victim["checks"].values()} <= {"ERROR", "NOT_APPLICABLE"}  # nothing judged
+    assert peer.owners and set(peer.owners) == {ACCOUNT}  # every read named the bucket's owner
 
 
 def test_auto_takes_ssm_where_the_agent_is_online_and_ssh_for_the_rest(stand):

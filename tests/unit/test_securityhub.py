@@ -25,9 +25,15 @@ def item(iid: str, failed=(), advisory=(), passing=(), errors=(), day="2025-03-0
                         checked_at=f"{day}T06:01:02Z", private_ip="10.0.0.5", **kw)
 
 
-def build(items, generated_at=DAY1, previous=(), missing=()):
+def whole(items, missing=()) -> sh.RunScope:
+    """A run that listed all of REGION and found exactly these instances running."""
+    ids = {(i.instance_id if isinstance(i, EvidenceItem) else i["instance_id"]) for i in items}
+    return sh.RunScope(frozenset({REGION}), frozenset(ids | set(missing)), complete=True)
+
+
+def build(items, generated_at=DAY1, previous=(), missing=(), scope=None):
     return sh.findings(items, META, ACCOUNT, REGION, ARN, generated_at, previous_ids=previous,
-                       missing_evidence=missing)
+                       missing_evidence=missing, scope=scope or whole(items, missing))
 
 
 def by_id(found):
@@ -81,7 +87,8 @@ def test_finding_shape_from_the_catalogue_and_the_evidence():
 
 def test_related_requirements_capped_at_32():
     meta = {"auditd.running": {**META["auditd.running"], "requirements": [f"X {n}" for n in range(40)]}}
-    (f,) = sh.findings([item("i-1", failed=["auditd.running"])], meta, ACCOUNT, REGION, ARN, DAY1)
+    items = [item("i-1", failed=["auditd.running"])]
+    (f,) = sh.findings(items, meta, ACCOUNT, REGION, ARN, DAY1, scope=whole(items))
     assert f["Compliance"]["RelatedRequirements"] == [f"X {n}" for n in range(32)]
 
 
@@ -112,7 +119,8 @@ def test_not_seen_is_never_passed():
     previous = [fid("i-1", "auditd.running"), fid("i-2", "cwagent.running")]
     items = [item("i-1", errors=["auditd.running"]),  # the check ran but could not judge
              EvidenceItem(instance_id="i-2", status="UNREACHABLE", region=REGION, account_id=ACCOUNT)]
-    assert build(items, DAY2, previous) == []  # left as they are: neither PASSED nor archived
+    # left as they are: neither PASSED nor archived; the unreachable host gets its own finding instead
+    assert [f["Id"] for f in build(items, DAY2, previous)] == [fid("i-2", sh.UNVERIFIED_CHECK)]
 
 
 def test_vanished_instance_archived_but_a_coverage_gap_is_not():
@@ -151,6 +159,68 @@ def test_waived_failure_stays_failed_with_the_waiver_named():
     (f,) = build([waived])
     assert f["GeneratorId"] == "auditd.immutable" and f["Compliance"]["Status"] == "FAILED"
     assert f["ProductFields"]["ec2audit/waived"] == "CHG-42 until 2025-06-01"
+
+
+# -- scope: a run touches only what it re-checked (issue 25, item 6)
+WEST = "us-west-2"
+
+
+def test_a_run_narrowed_by_region_leaves_the_other_regions_findings_alone():
+    previous = {fid("i-1", "auditd.running"): {}, sh.finding_id(ACCOUNT, WEST, "i-9", "auditd.running"): {}}
+    west = EvidenceItem(**{**item("i-8", failed=["cwagent.running"]).to_item(), "region": WEST})
+    # the day also holds i-1 passing, stored by an earlier run: not this run's to resolve
+    day = [item("i-1", passing=["auditd.running"]), west]
+    scope = sh.RunScope(frozenset({WEST}), frozenset({"i-8"}), complete=True)
+    found = by_id(build(day, DAY2, previous, scope=scope))
+    assert set(found) == {sh.finding_id(ACCOUNT, WEST, "i-8", "cwagent.running"),  # its own host: imported
+                          sh.finding_id(ACCOUNT, WEST, "i-9", "auditd.running")}  # gone from WEST: archived
+    assert found[sh.finding_id(ACCOUNT, WEST, "i-9", "auditd.running")]["RecordState"] == "ARCHIVED"
+
+
+def test_a_tag_filtered_run_archives_nothing_and_resolves_only_its_own_hosts():
+    day1 = build([item(i, failed=["auditd.running"]) for i in ("i-1", "i-2", "i-3")])
+    previous = {f["Id"]: f for f in day1}
+    day = [item("i-1", passing=["auditd.running"]), item("i-2", passing=["auditd.running"])]  # i-2: earlier run
+    scope = sh.RunScope(frozenset({REGION}), frozenset({"i-1"}), complete=False)  # tag_filters matched i-1 only
+    found = build(day, DAY2, previous, scope=scope)
+    assert [(f["Id"], f["Compliance"]["Status"], f["RecordState"]) for f in found] == [
+        (fid("i-1", "auditd.running"), "PASSED", "ACTIVE")]  # i-2 not resolved, i-3 not archived
+
+
+def test_an_empty_scope_touches_nothing():
+    previous = {f["Id"]: f for f in build([item("i-1", failed=["auditd.running"])])}
+    assert build([item("i-1", passing=["auditd.running"])], DAY2, previous, scope=sh.RunScope()) == []
+
+
+@pytest.mark.parametrize("status,label", [("UNREACHABLE", "MEDIUM"), ("AUTH_FAILED", "MEDIUM"),
+                                          ("HOST_KEY_MISMATCH", "HIGH"), ("ERROR", "MEDIUM")])
+def test_an_unverified_host_gets_a_finding_of_its_own(status, label):
+    lost = EvidenceItem(instance_id="i-4", audit_date="2025-03-01", run_id="r1", status=status,
+                        status_detail=f"why {status}", region=REGION, account_id=ACCOUNT, checked_at=DAY1)
+    (f,) = build([lost])
+    assert f["Id"] == fid("i-4", sh.UNVERIFIED_CHECK) == f"ec2-audit/{ACCOUNT}/{REGION}/i-4/host.verified"
+    assert (f["Compliance"]["Status"], f["RecordState"], f["Severity"]["Label"]) == ("WARNING", "ACTIVE", label)
+    assert status in f["Title"] and f"{status}: why {status}" in f["Description"]
+    assert f["ProductFields"]["ec2audit/host_status"] == status
+    assert [g["Id"] for g in build([lost], DAY2)] == [f["Id"]]  # stable: the same finding the next day
+
+
+def test_a_host_verified_again_resolves_its_unverified_finding():
+    lost = EvidenceItem(instance_id="i-4", status="UNREACHABLE", region=REGION, account_id=ACCOUNT)
+    previous = {f["Id"]: f for f in build([lost])}
+    (f,) = build([item("i-4", passing=["auditd.running"], day="2025-03-02")], DAY2, previous)
+    assert f["Id"] == fid("i-4", sh.UNVERIFIED_CHECK) and f["Compliance"]["Status"] == "PASSED"
+    result = sh.export(FakeHub(), [f], sleep=no_sleep)
+    assert result.resolved == 1
+    assert build([item("i-5", passing=["auditd.running"])]) == []  # never unverified: nothing to say
+
+
+def test_run_scopes_from_the_inventory():
+    role = "arn:aws:iam::222222222222:role/audit"
+    scopes = sh.run_scopes({REGION: ["i-1"], WEST: [], f"{role}|{REGION}": ["i-7"]}, narrowed=False)
+    assert scopes[""] == sh.RunScope(frozenset({REGION, WEST}), frozenset({"i-1"}), True)
+    assert scopes[role] == sh.RunScope(frozenset({REGION}), frozenset({"i-7"}), True)
+    assert sh.run_scopes({REGION: ["i-1"]}, narrowed=True)[""].complete is False
 
 
 # -- export against a fake client
@@ -288,8 +358,8 @@ def test_a_suppressed_finding_is_not_resolved_over_the_customer():
             return {"Findings": list(before.values())}
 
     hub = Hub()
-    counts = sh.export_day(hub, [item(i, passing=["auditd.running"]) for i in ("i-1", "i-2")], META, ACCOUNT,
-                           REGION, DAY2, sleep=no_sleep)
+    items = [item(i, passing=["auditd.running"]) for i in ("i-1", "i-2")]
+    counts = sh.export_day(hub, items, META, ACCOUNT, REGION, DAY2, scope=whole(items), sleep=no_sleep)
     assert hub.updates == [{"ids": [fid("i-2", "auditd.running")], "Workflow": {"Status": "RESOLVED"}}]
     assert (counts["sent"], counts["compliance_passed"], counts["resolved"]) == (2, 2, 1)
 
@@ -341,8 +411,8 @@ def test_export_day_counts_are_json():
     import json
 
     hub = FakeHub()
-    counts = sh.export_day(hub, [item("i-1", failed=["auditd.running"], advisory=["auditd.immutable"]).to_item()],
-                           META, ACCOUNT, REGION, DAY1, sleep=no_sleep)
+    items = [item("i-1", failed=["auditd.running"], advisory=["auditd.immutable"]).to_item()]
+    counts = sh.export_day(hub, items, META, ACCOUNT, REGION, DAY1, scope=whole(items), sleep=no_sleep)
     assert json.loads(json.dumps(counts)) == counts
     assert counts["sent"] == 2 and counts["compliance_failed"] == 2 and counts["product_arn"] == ARN
 
@@ -350,3 +420,42 @@ def test_export_day_counts_are_json():
 def test_timestamps():
     assert sh.timestamp("2025-03-01T06:00:00Z") == "2025-03-01T06:00:00.000Z"
     assert sh.timestamp("2025-03-01T08:00:00.123456+02:00") == "2025-03-01T06:00:00.123Z"
+
+
+# -- the DAG step: the scope comes from this run's inventory
+@pytest.mark.parametrize("tag_filters,archived", [({}, True), ({"Environment": ["prod"]}, False)])
+def test_export_findings_touches_only_what_the_run_discovered(monkeypatch, tag_filters, archived):
+    from include import aws_clients, pipeline
+    from include.config import AuditParams
+    from include.records import RunSummary
+
+    day1 = build([item(i, failed=["auditd.running"]) for i in ("i-1", "i-2", "i-gone")])
+    west_id = sh.finding_id(ACCOUNT, WEST, "i-9", "auditd.running")  # a region this run did not list
+    before = {**{f["Id"]: {**f, "Workflow": {"Status": "NEW"}} for f in day1},
+              west_id: {**day1[0], "Id": west_id, "Workflow": {"Status": "NEW"}}}
+
+    class Hub(FakeHub):
+        def get_findings(self, **kwargs):
+            return {"Findings": list(before.values())}
+
+    class Store:
+        def day_items(self, day):  # i-2 passes too, but an earlier run of the day checked it
+            return [item(i, passing=["auditd.running"]).to_item() for i in ("i-1", "i-2")]
+
+        def run_summary(self, day):
+            return RunSummary()
+
+    hub = Hub()
+    monkeypatch.setattr(pipeline, "evidence_store", lambda params: Store())
+    monkeypatch.setattr(aws_clients, "default_region", lambda: REGION)
+    monkeypatch.setattr(aws_clients, "securityhub_client", lambda region, account="": (hub, ACCOUNT))
+    monkeypatch.setattr(sh.time, "sleep", no_sleep)
+    params = AuditParams(securityhub=True, regions=[REGION], tag_filters=tag_filters, create_table=False)
+    built = {"audit_date": "2025-03-02", "run_id": "r2", "mode": "live"}
+    pipeline.export_findings(params, built, {**built, "instances": {REGION: ["i-1"]}, "states": {}})
+    sent = {f["Id"]: (f["Compliance"]["Status"], f["RecordState"]) for batch in hub.imports for f in batch}
+    expected = {fid("i-1", "auditd.running"): ("PASSED", "ACTIVE")}
+    if archived:  # an unfiltered listing of REGION did not find them running: gone
+        expected.update({fid(i, "auditd.running"): ("FAILED", "ARCHIVED") for i in ("i-2", "i-gone")})
+    assert sent == expected  # never the other region's finding; i-2 never resolved by this run
+    assert hub.updates == [{"ids": [fid("i-1", "auditd.running")], "Workflow": {"Status": "RESOLVED"}}]

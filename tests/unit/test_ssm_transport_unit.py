@@ -105,22 +105,22 @@ def test_unmanaged_and_offline_hosts_are_unreachable_with_the_reason_and_nothing
     assert out[a.instance_id].transport_evidence["ssm_command_id"] == "cmd-0"
 
 
-def test_a_large_batch_goes_out_in_calls_of_fifty_with_bounded_concurrency_and_one_read_per_host():
+def test_a_large_batch_goes_out_one_command_a_host_and_one_read_per_host():
     hosts = [host(n) for n in range(1, 121)]
     fake = FakeSsm({h.instance_id: "Online" for h in hosts})
     out, transport = run(fake, hosts, SsmSettings(poll_s=0.01, max_concurrency=20, command_timeout=45))
-    assert [len(s["InstanceIds"]) for s in fake.sent] == [50, 50, 20]
+    assert [s["InstanceIds"] for s in fake.sent] == [[h.instance_id] for h in hosts]
     first = fake.sent[0]
     assert first["DocumentName"] == "AWS-RunShellScript" and first["MaxConcurrency"] == "20"
     assert first["MaxErrors"] == "100%" and first["Parameters"]["executionTimeout"] == ["45"]
     assert first["Parameters"]["commands"][0].endswith("echo checks\n")
-    assert fake.calls["get_command_invocation"] == 120  # one read per finished host, never a poll loop
-    assert fake.calls["list_command_invocations"] == 3  # all finished at the first look
+    assert fake.calls["get_command_invocation"] == 120  # one read per finished host
+    assert fake.calls["list_command_invocations"] == 120  # all finished at the first look: one a command
+    assert fake.calls["describe_instance_information"] == 3  # still 50 ids a page
     assert all(o.transport_status is None for o in out.values())
-    # each command carries its own nonce; its hosts share it
-    nonces = {o.nonce for o in out.values()}
-    assert len(nonces) == 3 and all(len(n) == 32 for n in nonces)
-    assert transport.calls["SendCommand"] == 3
+    nonces = {o.nonce for o in out.values()}  # each host its own
+    assert len(nonces) == 120 and all(len(n) == 32 for n in nonces)
+    assert transport.calls["SendCommand"] == 120
 
 
 def test_a_call_denied_for_one_instance_is_split_so_only_that_host_is_auth_failed():
@@ -170,12 +170,13 @@ def test_with_an_output_bucket_the_full_output_comes_from_s3():
     class FakeS3:
         keys: list[str] = []
 
-        def get_object(self, Bucket, Key, Range):
+        def get_object(self, Bucket, Key, Range, ExpectedBucketOwner):
             self.keys.append((Bucket, Key))
             return {"Body": io.BytesIO(full)}
 
     s3 = FakeS3()
-    out, _ = run(fake, [h], SsmSettings(poll_s=0.01, output_bucket="audit-out"), s3)
+    out, _ = run(fake, [h], SsmSettings(poll_s=0.01, output_bucket="audit-out", output_bucket_owner="123456789012"),
+                 s3)
     assert out[h.instance_id].transport_status is None and out[h.instance_id].output == full
     assert s3.keys == [("audit-out", s3_key("ec2-audit-ssm", "cmd-0", h.instance_id))]
     assert s3.keys[0][1] == f"ec2-audit-ssm/cmd-0/{h.instance_id}/awsrunShellScript/0.awsrunShellScript/stdout"
@@ -256,3 +257,68 @@ def test_the_document_holds_the_script_with_the_nonce_as_its_only_free_input():
     assert set(doc["parameters"]) == {"nonce", "executionTimeout"}  # no canary tag: it runs no canary
     with pytest.raises(ValueError):
         ssm_document.content("echo {{ injected }}\n")
+
+
+# -- issue 25 item 9: SSM output in S3 is this host's
+def _nonce_of(command: dict) -> str:
+    """The nonce a SendCommand carried: the document's parameter, or the framed script's first line."""
+    params = command["Parameters"]
+    if "nonce" in params:
+        return params["nonce"][0]
+    first = params["commands"][0].split("\n", 1)[0]
+    assert first.startswith("EC2AUDIT_NONCE=")
+    return first.split("=", 1)[1]
+
+
+def test_every_host_gets_a_nonce_of_its_own_that_no_other_host_is_sent():
+    hosts = [host(n) for n in range(1, 61)]
+    fake = FakeSsm({h.instance_id: "Online" for h in hosts})
+    out, transport = run(fake, hosts)
+    sent_to = {}
+    for command in fake.sent:
+        for iid in command["InstanceIds"]:
+            sent_to.setdefault(_nonce_of(command), set()).add(iid)
+    assert all(len(ids) == 1 for ids in sent_to.values()), "a nonce went to more than one host"
+    assert {o.nonce for o in out.values()} == set(sent_to) and len(sent_to) == 60
+    assert all(sent_to[out[h.instance_id].nonce] == {h.instance_id} for h in hosts)
+    assert transport.calls["SendCommand"] == 60  # one SendCommand a host: the price of a nonce per host
+
+
+def test_a_peer_hosts_object_in_the_bucket_is_not_this_hosts_output():
+    """Host A's role may write B's key in the bucket (a peer's PutObject): A's own, perfectly framed output
+    written there never reads as B's, because A was never sent B's nonce."""
+    from include.checks.sections import render_sections, split_sections
+
+    a, b = host(1), host(2)
+    fake = FakeSsm({a.instance_id: "Online", b.instance_id: "Online"})
+
+    class PeerWritesS3:
+        def get_object(self, Bucket, Key, Range, ExpectedBucketOwner):
+            peer = next(c for c in fake.sent if a.instance_id in c["InstanceIds"])  # what A was sent
+            return {"Body": io.BytesIO(render_sections({"auditd_installed": "binary: /usr/sbin/auditd"},
+                                                       _nonce_of(peer)).encode())}
+
+    settings = SsmSettings(poll_s=0.01, output_bucket="audit-out", output_bucket_owner="123456789012")
+    out, _ = run(fake, [a, b], settings, PeerWritesS3())
+    assert not split_sections(out[b.instance_id].output.decode(), out[b.instance_id].nonce).complete
+
+
+def test_every_s3_read_names_the_expected_bucket_owner():
+    h = host(1)
+    fake = FakeSsm({h.instance_id: "Online"})
+    reads = []
+
+    class FakeS3:
+        def get_object(self, **kw):
+            reads.append(kw)
+            return {"Body": io.BytesIO(b"out")}
+
+    settings = SsmSettings(poll_s=0.01, output_bucket="audit-out", output_bucket_owner="123456789012")
+    out, _ = run(fake, [h], settings, FakeS3())
+    assert out[h.instance_id].output == b"out"
+    assert [r["ExpectedBucketOwner"] for r in reads] == ["123456789012"]
+
+
+def test_an_output_bucket_without_its_owner_is_refused():
+    with pytest.raises(ValueError, match="ssm_output_bucket_owner"):
+        SsmTransport(FakeSsm({}), object(), SsmSettings(output_bucket="audit-out"))
