@@ -231,3 +231,45 @@ def test_two_workers_deciding_on_the_same_state_claim_an_alert_once(store):
     assert due.action == "reminder"
     assert se.claim(store, due, "2026-12-14", "r14", 400) is not None
     assert se.claim(store, due, "2026-12-14", "r14-other", 400) is None  # the state it read has changed
+
+
+def test_the_daily_alert_task_sends_security_events_to_recipients_even_with_compliance_above_threshold(
+        store, outbox, monkeypatch):
+    from include import pipeline
+    from include.config import AuditParams
+
+    store.put_items([obs("i-0def", day=YESTERDAY, run="run-y", status="COMPLIANT")])
+    store.put_items([mismatch()])
+    monkeypatch.setattr(pipeline, "evidence_store", lambda params: store)
+    params = AuditParams(recipients=["team@example.test"], alert_threshold_pct=50.0)  # no alert_recipients
+    built = {"mode": "live", "audit_date": DAY, "run_id": "run-today", "paths": {"html": "/r.html"},
+             "compliance_pct": 100.0}
+    pipeline.alert(params, built)
+    (mail,) = outbox["email"]  # only the security event: compliance is above the threshold
+    assert mail["recipients"] == ["team@example.test"] and mail["subject"].startswith("SECURITY EC2 audit")
+    assert "i-0def: host key changed" in mail["html"]
+    assert "rebuild" in pipeline.alert(params, {**built, "mode": "rebuild"})
+    assert len(outbox["email"]) == 1
+
+
+def test_a_failed_security_channel_fails_the_alert_task_after_the_compliance_alert_went_out(
+        store, outbox, monkeypatch):
+    from include import pipeline
+    from include.config import AuditParams
+
+    store.put_items([obs(day=YESTERDAY, run="run-y", status="COMPLIANT", auditd__running="PASS")])
+    store.put_items([obs(auditd__running="FAIL")])
+    monkeypatch.setattr(pipeline, "evidence_store", lambda params: store)
+
+    def broken(**kw):
+        if kw["subject"].startswith("SECURITY"):
+            raise ConnectionError("smtp refused")
+        outbox["email"].append(kw)
+
+    monkeypatch.setattr(notify, "send_report_email", broken)
+    params = AuditParams(alert_recipients=["soc@example.test"], alert_threshold_pct=0)
+    built = {"mode": "live", "audit_date": DAY, "run_id": "run-today", "paths": {"html": "/r.html"},
+             "compliance_pct": 0.0}
+    with pytest.raises(channels.ChannelDeliveryError, match="security events"):
+        pipeline.alert(params, built)
+    assert [m["subject"][:5] for m in outbox["email"]] == ["ALERT"]  # the compliance alert was still sent
