@@ -39,6 +39,7 @@ from boto3.dynamodb.conditions import Key
 from include import channels as ch
 from include.checks.catalogue import CATALOGUE
 from include.records import _plain
+from include.tables import DAY_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ def candidates(store, day: str, run_id: str) -> list[dict]:
     fails = " OR ".join(f"#checks.#c{n}.#st = :fail" for n in range(len(WATCHED)))
     # boto3's Attr cannot address a map key with a dot in it (a check id): the filter is written out by hand.
     return store._query_all({
-        "IndexName": "by_audit_date", "KeyConditionExpression": "audit_date = :d",
+        "IndexName": DAY_INDEX, "KeyConditionExpression": "audit_date = :d",
         "FilterExpression": f"item_type = :instance AND run_id = :r AND (#st = :mismatch OR {fails})",
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": {":d": day, ":instance": "instance", ":r": run_id, ":fail": "FAIL",
