@@ -294,6 +294,17 @@ def deliver_alert(channels: Channels, notice: AlertNotice, *, context: Mapping |
     return results
 
 
+def deliver_payload(channels: Channels, channel: str, what: str, *, slack, sns, event: str,
+                    context: Mapping | None = None) -> dict[str, Any]:
+    """One message to one channel, built only when sent: `slack()` → the webhook payload, `sns()` →
+    (subject, message); `event` is the SNS message attribute. The result as `attempt` returns it."""
+    if channel == SLACK:
+        send = lambda: _send_slack(channels.slack_conn_id, slack(), context or {})  # noqa: E731
+    else:
+        send = lambda: _send_sns(channels, *sns(), event, context or {})  # noqa: E731
+    return attempt(channel, channels.target(channel), what, send)
+
+
 def delivered_keys(previous: Mapping[str, Iterable[str]] | None, results: Mapping[str, Mapping]) -> dict[str, list]:
     """channel → every finding key delivered so far (previous ∪ this call), for the day's `#alerts` record."""
     merged = {ch: set(keys) for ch, keys in (previous or {}).items()}

@@ -395,9 +395,38 @@ def confirm_complete(built: dict[str, Any]) -> str:
 
 
 def alert(params: AuditParams, built: dict[str, Any]) -> str:
-    """Immediate compliance alerts (include/alerts.py), separate from the report; live runs only. Email to
-    `alert_recipients`, and Slack / SNS (include/channels.py) when their params are set; every channel is tried,
+    """Immediate alerts, separate from the report; live runs only: security events first
+    (include/security_events.py), then compliance alerts (include/alerts.py). Every channel of both is tried,
     then the task fails naming each one that failed (a retry resends only what a channel missed)."""
+    from include import channels
+
+    if built["mode"] == "rebuild":
+        return "rebuild of stored evidence: history does not alert"
+    security = security_alert(params, built)
+    text, results = compliance_alert(params, built)
+    failed = {f"security events: {k}": v for k, v in security.results.items() if not v.get("ok")}
+    failed.update({f"compliance alert: {k}": v for k, v in results.items() if not v.get("ok")})
+    channels.raise_for_failures(failed, f"alerts of {built['audit_date']}")
+    return f"{security.summary()}; {text}"
+
+
+def security_alert(params: AuditParams, built: dict[str, Any]):
+    """Security events of the hosts this run checked (HOST_KEY_MISMATCH, a watched check that passed and fails
+    now), to `alert_recipients` (else `recipients`) and every channel, whatever the fleet's compliance."""
+    from include import channels, notify, security_events
+
+    store = evidence_store(params)
+    day, run_id = built["audit_date"], built["run_id"]
+    return security_events.send_security_events(
+        store, security_events.candidates(store, day, run_id), day=day, run_id=run_id,
+        recipients=security_events.recipients_for(params), chans=channels.Channels.from_params(params),
+        repeat_days=params.alert_repeat_days, ttl_days=params.ttl_days,
+        run_url=notify.run_url("ec2_audit_compliance", run_id), smtp_conn_id=SMTP_CONN_ID)
+
+
+def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, dict[str, dict]]:
+    """Compliance alerts (include/alerts.py): email to `alert_recipients`, and Slack / SNS (include/channels.py)
+    when their params are set. (what was done, each channel's result); the caller raises for the failed ones."""
     from dataclasses import replace
 
     from include import alerts, channels, notify
@@ -406,9 +435,7 @@ def alert(params: AuditParams, built: dict[str, Any]) -> str:
 
     chans = channels.Channels.from_params(params)
     if not params.alert_recipients and not chans:
-        return "no alert_recipients, slack_conn_id or sns_topic_arn: compliance alerts off"
-    if built["mode"] == "rebuild":
-        return "rebuild of stored evidence: history does not alert"
+        return "no alert_recipients, slack_conn_id or sns_topic_arn: compliance alerts off", {}
     store = evidence_store(params)
     day = built["audit_date"]
     # Findings come only from failing hosts: read those (filtered server-side), not the whole day.
@@ -441,10 +468,9 @@ def alert(params: AuditParams, built: dict[str, Any]) -> str:
     record["delivered"] = channels.delivered_keys(delivered_before, results)
     record["delivered"].pop("email", None)  # the email's keys are `alerted`
     store.put_alert_state(day, record, params.ttl_days)  # after the sends: what failed is retried, not lost
-    channels.raise_for_failures(results, f"compliance alert {day}")
-    sent = {ch: r.get("sent", len(to_email.alert)) for ch, r in results.items()}
+    sent = {ch: r.get("sent", len(to_email.alert)) for ch, r in results.items() if r.get("ok")}
     return (f"alerts sent {sent or 'nowhere (nothing new)'}, {len(decision.state)} open finding(s), "
-            f"{len(decision.closed)} closed")
+            f"{len(decision.closed)} closed"), results
 
 
 def send(params: AuditParams, built: dict[str, Any]) -> str:

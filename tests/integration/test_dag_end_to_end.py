@@ -377,9 +377,12 @@ def test_no_secret_leaks_into_logs_xcom_evidence_reports_or_email(stack, tmp_pat
     assert leaks == []
 
 
-def mails_to(stack, address: str) -> list[email.message.Message]:
+def mails_to(stack, address: str, security: bool = False) -> list[email.message.Message]:
+    """Mails to `address`: the security-event messages (`security`), else every other one. Security events go
+    to `alert_recipients`, else `recipients`, of any run: the demo's bastion-1 is HOST_KEY_MISMATCH, and which
+    test alerts it first depends on the order they run in."""
     found = [email.message_from_bytes(p.read_bytes()) for p in stack.received_mail()]
-    return [m for m in found if address in (m["To"] or "")]
+    return [m for m in found if address in (m["To"] or "") and m["Subject"].startswith("SECURITY ") == security]
 
 
 def test_compliance_alerts_once_then_quiet_while_open(stack, tmp_path):
@@ -420,6 +423,43 @@ def test_compliance_alerts_once_then_quiet_while_open(stack, tmp_path):
     state = table.get_item(Key={"instance_id": ALERTS_ID, "audit_date": second.strftime("%Y-%m-%d")})["Item"]
     assert set(state["open"]) == expected | {"#fleet|compliance_below_threshold"}
     assert {v["first_seen"] for v in state["open"].values()} == {day}
+
+
+def test_a_changed_host_key_alerts_at_once_in_its_own_message_naming_the_instance_and_both_keys(stack, tmp_path):
+    """Day 1 pins web-1 on first use (its own evidence table, so its own pins); its pin is then replaced by
+    another key. Day 2 finds HOST_KEY_MISMATCH and mails a security event to alert_recipients, apart from the
+    daily report, though no compliance alert is due; the rerun of day 2 does not mail it again."""
+    import asyncssh
+
+    soc, team = "soc-keys@example.test", "team-keys@example.test"
+    table = "secevent_evidence"
+    first = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=110)  # days no other test uses
+    conf = {"recipients": [team], "alert_recipients": [soc], "alert_threshold_pct": 0, "evidence_table": table,
+            "report_dir": str(tmp_path), "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10,
+            "tag_filters": {"Name": ["web-1"]}}
+    assert run_dag(conf, first).state == "success"
+    web = next(h for h in stack.fleet_entries if h["name"] == "web-1")["instance_id"]
+    pins = PinStore(clients(stack.endpoint)[2], table)
+    real = pins.get(web)
+    assert real is not None and mails_to(stack, soc, security=True) == []
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    pins.client.put_item(TableName=pins.table_name, Item=pins._item(
+        web, other.export_public_key("openssh").decode().strip(), other.get_fingerprint("sha256"), None))
+
+    second = first + timedelta(days=1)
+    assert run_dag(conf, second).state == "success"
+    day = second.strftime("%Y-%m-%d")
+    (alert,) = mails_to(stack, soc, security=True)
+    assert alert["Subject"].startswith(f"SECURITY EC2 audit {day}: 1 security event on 1 host")
+    body = next(p for p in alert.walk() if p.get_content_type() == "text/html").get_payload(decode=True).decode()
+    assert (f"{web}: host key changed: pinned {other.get_fingerprint('sha256')}, offered {real.fingerprint}"
+            in body)
+    assert mails_to(stack, soc) == []  # no compliance alert was due: the security event went on its own
+    reports = mails_to(stack, team)
+    assert len(reports) == 2 and all(m["Subject"] != alert["Subject"] for m in reports)
+    assert mails_to(stack, team, security=True) == []  # alert_recipients set: the team gets only its report
+    assert run_dag({**conf, "recipients": []}, second).state == "success"
+    assert len(mails_to(stack, soc, security=True)) == 1  # the rerun of the day: once per (host, event)
 
 
 class ExpiredTokenProxy(FaultProxy):
@@ -708,6 +748,9 @@ def test_one_live_run_with_everything_on_puts_the_findings_where_security_teams_
                 for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=2)["Messages"]]
 
     pct = fleet_summary([it["status"] for it in items.values()], len(items)).compliance_pct
+    # Beside the compliance alert, each channel may carry a security-event message (bastion-1's key): apart.
+    messages = [m for m in messages if m["event"] == "compliance_alert"]
+    bodies = [b for b in bodies if "SECURITY EC2 audit" not in json.dumps(b)]
     assert len(messages) == 1 and messages[0]["compliance_pct"] == pct
     assert len(bodies) == 1 and f"{pct:g}%" in json.dumps(bodies[0])
     assert any(m.get("To") and "oncall@example.test" in m["To"] for m in map(

@@ -60,9 +60,9 @@ HOSTS = {
     "u2028": "127.42.4.4",
     "shared-stream": "127.42.4.5",
     "baked-stream": "127.42.4.6",
-    "secure-in-audit-stream": "127.42.4.7",
-    "write-logs-no": "127.42.4.8",
-    "repeated-key": "127.42.4.9",
+    "secure-in-audit-stream": "127.42.4.17",
+    "write-logs-no": "127.42.4.18",
+    "repeated-key": "127.42.4.19",
 }
 
 
