@@ -69,6 +69,7 @@ class EvidenceItem(_Record):
     ssh_attempts: int = 0
     transport_evidence: dict[str, str] = field(default_factory=dict)  # e.g. SSM ping status, agent, command id
     expires_at: int = 0
+    item_sha256: str = ""  # include/day_digest.py: item_sha256 of every other field, set when the item is built
 
     @property
     def reached_by(self) -> str:
