@@ -4,7 +4,9 @@ return `failed` as for any other error, so the day's report and email go out wit
 as coverage gaps. What the batch stored before the timeout is counted once, not lost, not duplicated."""
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from pathlib import Path
 
 import boto3
@@ -31,6 +33,34 @@ class TimesOutAfterTwo:
             await on_outcome(host, HostOutcome(host.instance_id, Status.UNREACHABLE, "connection refused",
                                                transport="none"))
         raise AirflowTaskTimeout("Timeout, PID: 4242")
+
+
+class AlarmAfterTwo:
+    """Reports two hosts, then waits on the rest (sessions that hang) while the alarm Airflow's own timeout
+    handler (airflow.sdk.execution_time.timeout) set goes off: the real SIGALRM, raised in the event loop."""
+
+    name = "ssh"
+
+    async def run(self, hosts, script, on_outcome) -> None:
+        for host in hosts[:2]:
+            await on_outcome(host, HostOutcome(host.instance_id, Status.UNREACHABLE, "connection refused",
+                                               transport="none"))
+        signal.setitimer(signal.ITIMER_REAL, 0.05)  # the task's execution_timeout, reached now
+        await asyncio.Event().wait()
+
+
+@pytest.fixture()
+def real_alarm():
+    """Airflow's timeout handler for the test, then pytest-timeout's handler and timer back as they were."""
+    from airflow.sdk.execution_time.timeout import timeout
+
+    handler, left = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+    try:
+        with timeout(3600):
+            yield
+    finally:
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, *left)
 
 
 @pytest.fixture()
@@ -70,3 +100,17 @@ def test_a_batch_timing_out_on_its_last_try_still_gives_the_report_with_gaps(aws
     assert "AirflowTaskTimeout" in Path(built["paths"]["html"]).read_text()
     with pytest.raises(RuntimeError, match="coverage gaps"):
         pipeline.confirm_complete(built)
+
+
+def test_the_real_alarm_mid_batch_on_the_last_try_keeps_what_was_stored(aws, tmp_path, monkeypatch, real_alarm):
+    store, ids = aws
+    monkeypatch.setattr(verify.BatchRun, "_ssh_transport", lambda self: AlarmAfterTwo())
+    params = AuditParams(report_dir=str(tmp_path), create_table=False)
+    inventory = {"audit_date": DAY, "run_id": "alarm-run", "mode": "live", "instances": {"us-east-1": ids},
+                 "states": {"us-east-1": {"running": 5}}, "discovered": 5}
+    (batch,) = pipeline.plan(params, inventory)
+    result = pipeline.verify(params, batch, final_try=True)
+    assert result["failed"] and "AirflowTaskTimeout" in result["error"]
+    assert sorted(it["instance_id"] for it in store.day_items(DAY)) == ids[:2]
+    sealed = pipeline.store_summary(params, inventory, [result])
+    assert (sealed["checked"], sealed["discovered"]) == (2, 5)
