@@ -79,24 +79,48 @@ def test_a_host_the_digest_names_but_the_table_lacks_fails_the_report_read(tmp_p
             day_items_for_report(store, AuditParams(report_dir=str(tmp_path)), DAY, "r1", "live")
 
 
-def test_a_staged_copy_whose_failed_checks_differ_is_not_used(tmp_path):
-    """Same run, status and output hash, other failed_checks: the report shows what DynamoDB holds."""
+def _built(n: int) -> dict:
+    """An item as a verify batch builds it (evidence.instance_item: tags, checks, output hash, item hash)."""
+    from datetime import datetime, timezone
+
+    from include.evidence import instance_item
+    from include.models import Host, HostOutcome, Status, Verdict
+
+    host = Host(f"i-{n:04d}", "us-east-1", "123456789012", "10.0.0.1", private_ip="10.0.0.1",
+                tags={"Name": f"web-{n}", "Environment": "prod", "Team": "é ünïcode"})
+    return instance_item(host=host, outcome=HostOutcome(host.instance_id, None, output=b"out %d" % n, attempts=1),
+                         status=Status.NON_COMPLIANT, failed=["auditd.running"],
+                         verdicts={"auditd.running": Verdict.failed("auditd stopped"),
+                                   "cwagent.running": Verdict.passed("running")},
+                         detail="1 failed", audit_date=DAY, run_id="r1",
+                         checked_at=datetime(2026, 12, 2, 6, tzinfo=timezone.utc), ttl_days=400)
+
+
+def test_a_staged_copy_whose_failed_checks_differ_is_not_used(tmp_path, caplog, monkeypatch):
+    """Same run, status and output hash, other failed_checks (or check detail): the report shows what DynamoDB
+    holds; copies that are exactly what was stored are used."""
+    from include import pipeline
     from include.config import AuditParams
     from include.pipeline import day_items_for_report
 
     with mock_aws():
         store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "reads_test")
         store.ensure_tables()
-        stored = [_stored(1), _stored(2)]
+        monkeypatch.setattr(pipeline, "evidence_store", lambda params: store)
+        stored = [_built(n) for n in range(1, 5)]
         store.put_items(stored)
-        store.put_digest(DAY, day_digest.build(stored), 400)
+        params = AuditParams(report_dir=str(tmp_path))
+        ids = [it["instance_id"] for it in stored]
+        pipeline.store_summary(params, {"audit_date": DAY, "run_id": "r1", "mode": "live", "states": {},
+                                        "instances": {"us-east-1": ids}}, [])  # seals the day: the digest
+        digest = store.digest(DAY)
         other = dict(stored[0], failed_checks=["cwagent.running"])  # a copy that is not what was stored
-        detail = dict(stored[1], checks={"auditd.running": {"status": "FAIL", "detail": "another detail"}})
-        assert staging.matching(day_digest.build(stored), {"i-0001": other, "i-0002": detail}) == (
-            [], ["i-0001", "i-0002"])
-        staging.write_batch(str(tmp_path), DAY, "r1", "b", [other, detail])
-        items = day_items_for_report(store, AuditParams(report_dir=str(tmp_path)), DAY, "r1", "live")
-        assert [it["failed_checks"] for it in items] == [["auditd.running"], ["auditd.running"]]
+        detail = dict(stored[1], checks={**stored[1]["checks"], "auditd.running": {"status": "FAIL", "detail": "x"}})
+        assert staging.matching(digest, {"i-0001": other, "i-0002": detail})[0] == []
+        staging.write_batch(str(tmp_path), DAY, "r1", "b", [other, detail, *stored[2:]])
+        with caplog.at_level("INFO", logger="include.pipeline"):
+            items = day_items_for_report(store, params, DAY, "r1", "live")
+        assert [it["failed_checks"] for it in items] == [["auditd.running"]] * 4
         assert items[1]["checks"]["auditd.running"]["detail"] == "auditd stopped"
-        # The staged copies that are exactly what was stored are used.
-        assert staging.matching(day_digest.build(stored), {it["instance_id"]: it for it in stored})[0] == stored
+        # The staged copies that are exactly what was stored (JSON and back) are used: two read by key.
+        assert "2 items from the batches' staging, 2 read from DynamoDB" in caplog.text
