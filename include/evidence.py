@@ -31,6 +31,19 @@ STREAM_INDEX_PREFIX = "#stream-index#"  # + run id, group hash, chunk number or 
 STREAM_INDEX_TTL_DAYS = 2  # a run's working data, not evidence
 REMEDIATED_ID = "#remediation-hosts"  # per day: the ids that have a remediation record (read them without a scan)
 KEYS = ["instance_id", "audit_date"]
+# BatchGetItem: keys DynamoDB hands back unprocessed (throttling) are asked again, backed off, this many times in
+# all; then the read fails (IncompleteRead) rather than return part of what was asked.
+READ_ATTEMPTS = 8
+READ_BASE_DELAY_S = 0.05
+
+
+class IncompleteRead(RuntimeError):
+    """A read that could not get every key it asked for: the task fails and is retried, no step goes on short."""
+
+
+def _backoff(attempt: int, base_delay: float) -> None:
+    """Exponential backoff with jitter, capped at 5 s: before resending what DynamoDB left unprocessed."""
+    time.sleep(min(5.0, base_delay * 2 ** attempt) * (0.5 + random.random()))
 
 
 def utc_now() -> datetime:
@@ -53,8 +66,10 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
                   waived: list[str] | None = None, stream_names: Iterable[tuple[str, str]] = (),
                   attributed: tuple[str, str] | None = None) -> dict[str, Any]:
     """The evidence item for one instance on one day (pure): the one place an EvidenceItem is built."""
+    from include.day_digest import ITEM_HASH, item_sha256
+
     digest, size = outcome.digest() if outcome else ("", 0)
-    return EvidenceItem(
+    item = EvidenceItem(
         instance_id=host.instance_id, audit_date=audit_date, run_id=run_id, mode=mode, checked_at=iso(checked_at),
         status=status.value, status_detail=detail[:500], failed_checks=list(failed),
         advisory_failed=list(advisory or []), waived_checks=list(waived or []), profile=profile,
@@ -71,6 +86,9 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         expires_at=expires_at(audit_date, ttl_days),
         stream_names=[list(n) for n in stream_names], stream_attributed_by_name=list(attributed or []),
     ).to_item()
+    # The hash of what readers see, stored with it: the day's digest carries it, so the report can tell a
+    # staged copy that is exactly the stored item from one that is not (include/staging.py).
+    return {**item, ITEM_HASH: item_sha256(item)}
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -112,7 +130,7 @@ class EvidenceStore:
                 pending = response.get("UnprocessedItems") or {}
                 if not pending:
                     break
-                time.sleep(min(5.0, base_delay * 2 ** attempt) * (0.5 + random.random()))
+                _backoff(attempt, base_delay)
             if pending:
                 left = sum(len(v) for v in pending.values())
                 raise RuntimeError(f"{left} evidence items still unprocessed after {max_attempts} attempts")
@@ -136,12 +154,18 @@ class EvidenceStore:
                 request["ProjectionExpression"] = projection
                 request["ExpressionAttributeNames"] = {f"#{p}": p for p in projection.replace("#", "").split(", ")}
             pending = {table: request}
-            for _ in range(8):  # unprocessed keys come back under throttling: ask again
+            for attempt in range(READ_ATTEMPTS):  # unprocessed keys come back under throttling: ask again
+                if attempt:
+                    _backoff(attempt - 1, READ_BASE_DELAY_S)
                 response = self.resource.batch_get_item(RequestItems=pending)
                 found.extend(response.get("Responses", {}).get(table, []))
                 pending = response.get("UnprocessedKeys") or {}
                 if not pending:
                     break
+            if pending:  # never a silently shorter answer: a missing host would read as one not checked
+                left = sum(len(spec.get("Keys", [])) for spec in pending.values())
+                raise IncompleteRead(f"{left} of {len(request['Keys'])} keys of {table} still unprocessed after "
+                                     f"{READ_ATTEMPTS} attempts")
         return found
 
     def recorded_by_run(self, audit_date: str, instance_ids: list[str], run_id: str) -> set[str]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from include.checks.parsers import StreamTarget, _names
+from include.day_digest import ITEM_HASH, item_sha256
 from include.models import CheckStatus, Host, Status, Verdict
 from include.scoring import INCOMPLETE_DETAIL, scored
 
@@ -121,7 +122,7 @@ def amend(item: Mapping, collision: Collision, decides: Callable[[str], bool], p
     complete = item.get("status_detail") != INCOMPLETE_DETAIL
     score, detail = scored(verdicts, decides, profile_name, complete, bool(item.get("output_truncated")))
     status, failed, waived = apply_waivers(_host(item), score.status, score.failed)
-    return {**item, "status": status.value, "status_detail": detail[:500], "failed_checks": failed,
+    corrected = {**item, "status": status.value, "status_detail": detail[:500], "failed_checks": failed,
             "advisory_failed": score.advisory, "waived_checks": waived, "checks": checks,
             "amended": {"at": at, "by_run": run_id, "reason": collision.detail()[:500],
                         "other_instances": list(collision.others),
@@ -130,6 +131,8 @@ def amend(item: Mapping, collision: Collision, decides: Callable[[str], bool], p
                                 "advisory_failed": list(item.get("advisory_failed") or []),
                                 "waived_checks": list(item.get("waived_checks") or []),
                                 "checks": {STREAM_CHECK: before} if before else {}}}}
+    # The item's own hash covers the corrected verdict: the digest then vouches for no staged (older) copy.
+    return {**corrected, ITEM_HASH: item_sha256(corrected)}
 
 
 def settle(store, items: list[dict], audit_date: str, run_id: str, profile, waivers: list, at: datetime,

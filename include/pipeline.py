@@ -186,7 +186,12 @@ def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
 
 def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
     """Verify one batch. On the last retry a failure is returned, not raised, so the day's report is still
-    built — with this batch's hosts as coverage gaps — and `confirm_complete` then fails the run."""
+    built — with this batch's hosts as coverage gaps — and `confirm_complete` then fails the run. That holds
+    for the task's execution_timeout too: Airflow raises AirflowTaskTimeout, a BaseException, from its SIGALRM
+    handler wherever the batch is; what the batch stored by then stays stored (verify_batch writes it in a
+    `finally`) and store_summary counts it from DynamoDB, the rest are gaps."""
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
     from include import staging
     from include.records import Batch
     from include.verify import RunContext, verify_batch
@@ -200,7 +205,7 @@ def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
         ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params))
         result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
                               evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage)
-    except Exception as exc:
+    except (Exception, AirflowTaskTimeout) as exc:
         if not final_try:
             raise
         log.exception("%s failed after all retries", b.label)
@@ -232,7 +237,7 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
 
     store = evidence_store(params)
     earlier = store.run_summary(facts["audit_date"]) or RunSummary()
-    items = store.day_items(facts["audit_date"], fields=["status", "output_sha256", *name_claims.FIELDS])
+    items = store.day_items(facts["audit_date"], fields=["status", day_digest.ITEM_HASH, *name_claims.FIELDS])
     items = correct_name_claims(params, store, items, facts)
     expected = {i for ids in inventory["instances"].values() for i in ids}
     recorded_now = {it["instance_id"] for it in items if it.get("run_id") == facts["run_id"]}
@@ -280,8 +285,10 @@ def correct_name_claims(params: AuditParams, store, items: list[dict], facts: di
 
 def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode: str) -> list[dict]:
     """The day's items, as the summary, the dashboard and a later rebuild count them: the ones the verify
-    batches staged when the day's digest vouches for them (same run, status and output hash), the rest from
-    DynamoDB by key; without a digest (a day sealed before digests, a rebuild) the day's index is read."""
+    batches staged when the day's digest vouches for them (same run, status and item hash), the rest from
+    DynamoDB by key; without a digest (a day sealed before digests, a rebuild) the day's index is read.
+    Every host the digest names is in the answer, or this raises (the task is retried): a report never lacks
+    a host silently (keys left unprocessed raise in the read itself)."""
     from include import staging
 
     digest = store.digest(day) if mode != "rebuild" else None
@@ -290,6 +297,9 @@ def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode
     found, missing = staging.matching(digest, staging.read(params.resolved_report_dir(), day, run_id))
     log.info("%s: %d items from the batches' staging, %d read from DynamoDB", day, len(found), len(missing))
     items = found + [it for it in store.items_by_id(day, missing) if it.get("item_type") == "instance"]
+    if lacking := sorted(set(digest) - {it["instance_id"] for it in items}):
+        raise RuntimeError(f"{day}: {len(lacking)} host(s) named by the day's digest have no item in "
+                           f"{store.table_name}: {', '.join(lacking[:20])}; no report without them")
     return sorted(items, key=lambda it: it["instance_id"])
 
 

@@ -69,6 +69,7 @@ class EvidenceItem(_Record):
     ssh_attempts: int = 0
     transport_evidence: dict[str, str] = field(default_factory=dict)  # e.g. SSM ping status, agent, command id
     expires_at: int = 0
+    item_sha256: str = ""  # include/day_digest.py: item_sha256 of every other field, set when the item is built
     # Names that identify a host only while unique (include/name_claims.py), stored only when non-empty: each
     # [group, stream] the agent ships audit.log to that does not name the instance id, and the [group, stream]
     # a log_stream_fresh PASS rests on by such a name (a hostname, an IP, a DNS name) without a canary proof.

@@ -3,7 +3,7 @@
 Each verify batch try writes the items it stored (exactly the dicts it put into DynamoDB) as one gzip'd JSON
 lines file under `<report_dir>/.staging/<day>/<run>/`. `build_report` takes an item from there only when the
 day's digest (include/day_digest.py, written from DynamoDB when the day was sealed) names the same run, status
-and output hash for that instance; every other instance (checked by an earlier run, written by a try whose
+and item hash (of every field a reader sees) for that instance; every other instance (checked by an earlier run, written by a try whose
 file was lost, or a report_dir this worker cannot see) is read from DynamoDB. So the report is always the
 stored evidence; staging only saves reading it twice. The folder is removed once the report is written.
 """
@@ -80,15 +80,18 @@ def read(report_dir: str, audit_date: str, run_id: str) -> dict[str, dict]:
 
 
 def matching(digest: Mapping[str, Any], staged: Mapping[str, dict]) -> tuple[list[dict], list[str]]:
-    """(staged items the digest vouches for, ids to read from DynamoDB). Pure."""
-    from include.day_digest import SHA_PREFIX
+    """(staged items the digest vouches for, ids to read from DynamoDB). Pure.
+
+    A staged copy is used only when the hash of everything a reader sees in it (day_digest.item_sha256,
+    recomputed here, never taken from the copy) starts as the stored item's does: status and run alone would let
+    a copy with other failed_checks or check details through."""
+    from include.day_digest import ITEM_HASH_HEX, item_sha256
 
     found, missing = [], []
     for iid, entry in digest.items():
         it = staged.get(iid)
-        if (it is not None and it.get("run_id") == entry.run_id and it.get("status") == entry.status
-                and str(it.get("output_sha256") or "")[:SHA_PREFIX] == entry.sha
-                and not entry.amended):  # corrected after the batch staged it: DynamoDB has it
+        if (it is not None and entry.item and it.get("run_id") == entry.run_id and it.get("status") == entry.status
+                and item_sha256(it)[:ITEM_HASH_HEX] == entry.item):
             found.append(it)
         else:
             missing.append(iid)

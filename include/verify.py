@@ -329,9 +329,10 @@ class BatchRun:
             if judged.canary is not None:  # stored once the batch's canaries have been searched
                 self.awaiting.append((host, outcome, judged))
             elif self.record(host, outcome, judged):
-                taken = self.writer.take()
                 async with lock:  # one writer at a time: boto3 resources are not thread-safe
-                    await asyncio.to_thread(self.writer.write, taken)
+                    # Taken once the lock is held: a coroutine cancelled while it waits (the task's timeout
+                    # ends the loop) leaves its items pending, and the writer's close() stores them.
+                    await asyncio.to_thread(self.writer.write, self.writer.take())
 
         script = SCRIPT_WITH_CANARY if self.ctx.params.canary else SCRIPT
         plan = await self._plan(hosts)

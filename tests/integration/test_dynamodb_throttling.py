@@ -71,3 +71,59 @@ def test_throttled_and_unprocessed_writes_end_with_every_item_once(moto_and_prox
     assert FaultingProxy.seen["throttled"] > 0 and FaultingProxy.seen["unprocessed"] > 0
     stored = EvidenceStore(resource(direct), "evidence").day_items("2032-04-04")
     assert sorted(it["instance_id"] for it in stored) == [it["instance_id"] for it in items]
+
+
+# ---------------------------------------------------------------- reads: BatchGetItem left with UnprocessedKeys
+
+BATCH_GET = "DynamoDB_20120810.BatchGetItem"
+
+
+class HoldingReads(FaultProxy):
+    """BatchGetItem: keys of i-held-* always come back as UnprocessedKeys; of the others, only the first half of
+    each request is forwarded, the rest handed back unprocessed (answered on a later ask)."""
+
+    def answer(self, body: bytes) -> tuple[int, bytes, dict]:
+        if self.headers.get("X-Amz-Target", "") != BATCH_GET:
+            return self.forward(body)
+        request = json.loads(body)
+        (table, spec), = request["RequestItems"].items()
+        free = [k for k in spec["Keys"] if not k["instance_id"]["S"].startswith("i-held")]
+        passed = free[:max(1, len(free) // 2)] if free else []
+        held = [k for k in spec["Keys"] if k not in passed]
+        reply = {"Responses": {table: []}}
+        status, headers = 200, {"Content-Type": "application/x-amz-json-1.0"}
+        if passed:
+            status, data, headers = self.forward(json.dumps(
+                {**request, "RequestItems": {table: {**spec, "Keys": passed}}}).encode())
+            reply = json.loads(data)
+        if held and status == 200:
+            reply["UnprocessedKeys"] = {table: {**spec, "Keys": held}}
+        return status, json.dumps(reply).encode(), headers
+
+
+def test_evidence_reads_left_with_unprocessed_keys_fail_instead_of_dropping_hosts(tmp_path, monkeypatch):
+    from include import day_digest, evidence
+    from include.config import AuditParams
+    from include.pipeline import day_items_for_report
+
+    monkeypatch.setattr(evidence, "READ_BASE_DELAY_S", 0.001)
+    day = "2032-04-05"
+    with local_aws.moto_behind(HoldingReads) as (direct, proxied):
+        EvidenceStore(resource(direct), "evidence").ensure_tables()
+        items = [{"instance_id": f"i-{n:04d}", "audit_date": day, "item_type": "instance", "run_id": "r",
+                  "status": "COMPLIANT", "failed_checks": []} for n in range(30)]
+        items.append({**items[0], "instance_id": "i-held-1"})
+        items = [{**it, day_digest.ITEM_HASH: day_digest.item_sha256(it)} for it in items]
+        writer = EvidenceStore(resource(direct), "evidence")
+        writer.put_items(items)
+        writer.put_digest(day, day_digest.build(items), 400)
+        reader = EvidenceStore(resource(proxied), "evidence")
+        ids = [it["instance_id"] for it in items]
+        # Unprocessed keys answered on a later ask: every item comes back.
+        assert sorted(it["instance_id"] for it in reader.items_by_id(day, ids[:30])) == ids[:30]
+        # Keys never answered: the read fails, naming how many, instead of returning 30 of 31.
+        with pytest.raises(evidence.IncompleteRead, match="1 of 31 keys"):
+            reader.items_by_id(day, ids)
+        # So does the report's read of the day (nothing staged: every host by key): no report lacking a host.
+        with pytest.raises(evidence.IncompleteRead):
+            day_items_for_report(reader, AuditParams(report_dir=str(tmp_path)), day, "r", "live")

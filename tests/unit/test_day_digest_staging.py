@@ -13,8 +13,9 @@ DAY = "2026-12-01"
 
 
 def _item(n: int, run: str = "r1", status: str = "COMPLIANT", sha: str | None = None) -> dict:
-    return {"instance_id": f"i-{n:04d}", "audit_date": DAY, "item_type": "instance", "run_id": run, "status": status,
+    item = {"instance_id": f"i-{n:04d}", "audit_date": DAY, "item_type": "instance", "run_id": run, "status": status,
             "output_sha256": sha if sha is not None else f"{n:064x}", "checks": {"auditd.running": {"status": "PASS"}}}
+    return {**item, day_digest.ITEM_HASH: day_digest.item_sha256(item)}  # as evidence.instance_item stores it
 
 
 def test_the_digest_round_trips_in_chunks_and_refuses_a_missing_chunk(monkeypatch):
@@ -65,3 +66,13 @@ def test_a_worker_removes_its_own_old_staging_days_and_keeps_recent_ones(tmp_pat
         staging.write_batch(str(tmp_path), day, "r1", "b", [_item(1)])
     staging.write_batch(str(tmp_path), DAY, "r2", "b", [_item(2)])  # writing today prunes the old days
     assert sorted(p.name for p in (tmp_path / ".staging").iterdir()) == ["2026-11-29", "2026-12-01"]
+
+
+def test_a_digest_of_the_old_format_still_gives_statuses_but_vouches_for_no_staged_item():
+    """Version 1 kept an output-hash prefix: equal outputs say nothing of failed_checks or details."""
+    stored = [_item(1), _item(2, sha="")]
+    parts, sha = chunks.pack({"v": 1, "runs": ["r1"], "hosts": {it["instance_id"]: [
+        it["status"], 0, it["output_sha256"][:16]] for it in stored}})
+    digest = day_digest.decode(parts, sha)
+    assert {i: e.status for i, e in digest.items()} == {"i-0001": "COMPLIANT", "i-0002": "COMPLIANT"}
+    assert staging.matching(digest, {it["instance_id"]: it for it in stored}) == ([], ["i-0001", "i-0002"])

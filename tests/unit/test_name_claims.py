@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from devstack.host_states import TEST_NONCE, render_output
-from include import chunks, day_digest, name_claims, pipeline, staging
+from include import day_digest, name_claims, pipeline, staging
 from include.config import AuditParams
 from include.evidence import EvidenceStore, instance_item
 from include.models import Host, HostOutcome, Verdict
@@ -168,7 +168,11 @@ def test_the_run_step_corrects_clones_across_batches_and_leaves_a_unique_hostnam
     summary = store.run_summary(DAY)
     assert summary.status_counts["NON_COMPLIANT"] == 2 and summary.status_counts["COMPLIANT"] == 1
     digest = store.digest(DAY)
-    assert digest[clone_a["instance_id"]].status == "NON_COMPLIANT" and digest[clone_a["instance_id"]].amended
+    corrected = stored[clone_a["instance_id"]]
+    assert digest[clone_a["instance_id"]].status == "NON_COMPLIANT"
+    # The correction's own item hash is what the digest vouches for (not the batch's staged copy's).
+    assert digest[clone_a["instance_id"]].item == day_digest.item_sha256(corrected)[:day_digest.ITEM_HASH_HEX]
+    assert corrected[day_digest.ITEM_HASH] == day_digest.item_sha256(corrected)
     # The batches' staged copies of the clones say COMPLIANT: the report reads the corrected items instead.
     staging.write_batch(str(tmp_path), DAY, RUN, "b1", [clone_a, unique, clone_b])
     report_items = pipeline.day_items_for_report(store, params, DAY, RUN, "live")
@@ -207,18 +211,14 @@ def test_a_newer_observation_of_the_host_is_never_overwritten_by_the_correction(
                                                                clone_b["instance_id"]: "NON_COMPLIANT"}
 
 
-def test_the_digest_keeps_the_amended_mark_and_reads_older_digests():
-    digest = day_digest.build([{"instance_id": "i-a", "status": "NON_COMPLIANT", "run_id": RUN, "amended": {"x": 1}},
-                               {"instance_id": "i-b", "status": "COMPLIANT", "run_id": RUN}])
-    back = day_digest.decode(*day_digest.encode(digest))
-    assert back["i-a"].amended and not back["i-b"].amended and back["i-a"].status == "NON_COMPLIANT"
-    older = chunks.pack({"v": 1, "runs": [RUN], "hosts": {"i-a": ["COMPLIANT", 0, "abc"]}})
-    assert day_digest.decode(*older) == {"i-a": day_digest.Entry("COMPLIANT", RUN, "abc")}
-
-
 def test_a_staged_copy_of_a_corrected_item_is_never_used_even_when_its_status_did_not_change():
     # Already NON_COMPLIANT for another check: the correction adds log_stream_fresh, the status stays.
-    stored = {"instance_id": "i-a", "status": "NON_COMPLIANT", "run_id": RUN, "output_sha256": "ab" * 32,
-              "amended": {"by_run": RUN}}
-    staged = {k: v for k, v in stored.items() if k != "amended"}  # what the batch staged before the correction
-    assert staging.matching(day_digest.build([stored]), {"i-a": staged}) == ([], ["i-a"])
+    staged = judged_item("i-0aaa0000000000001", "10.0.0.5", "web-01", stream="web-01")
+    staged = {**staged, "status": "NON_COMPLIANT", "failed_checks": ["auditd.config"]}
+    staged[day_digest.ITEM_HASH] = day_digest.item_sha256(staged)
+    stored = name_claims.amend(staged, name_claims.Collision(staged["instance_id"], (GROUP, "web-01"), ("i-b",)),
+                               load_profile("audit-trail").decides, "audit-trail",
+                               lambda host, status, failed: (status, failed, []), RUN, "2026-11-23T13:00:00Z")
+    assert stored["status"] == "NON_COMPLIANT"
+    iid = staged["instance_id"]
+    assert staging.matching(day_digest.build([stored]), {iid: staged}) == ([], [iid])

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from include import day_digest
 from include.batching import plan_batches
 from include.evidence import instance_item
 from include.models import Host, HostOutcome, Status, Verdict
@@ -23,6 +24,7 @@ def test_an_evidence_item_round_trips_through_dynamodb_types():
     stored = {**item, "expires_at": Decimal(item["expires_at"]), "output_bytes": Decimal(1)}  # as boto3 reads it
     record = EvidenceItem.from_item(stored)
     assert record.to_item() == item
+    assert day_digest.item_sha256(stored) == item["item_sha256"] == day_digest.item_sha256(item)  # as read back
     assert (record.display_name, record.display_environment, record.output_bytes) == ("web", "prod", 1)
 
 
