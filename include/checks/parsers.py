@@ -316,12 +316,28 @@ def parse_agent_configs(section_text: str) -> tuple[list[LogTarget], list[str]]:
                 log_group=_optional_str(entry, "log_group_name", where),
                 log_stream=_optional_str(entry, "log_stream_name", where),
             ))
+        targets += _journald_targets(path, collected.get("journald"))
     if len(set(global_streams.values())) > 1:
         raise AgentConfigError("logs.log_stream_name differs between " + ", ".join(sorted(global_streams))
                                + ": the agent refuses to merge them")
     default = next(iter(global_streams.values()), None)
     return [t if t.log_stream or not default else LogTarget(t.source_file, t.file_path, t.log_group, default)
             for t in targets], problems
+
+
+def _journald_targets(path: str, journald) -> list[LogTarget]:
+    """logs_collected.journald.collect_list: journal units the agent ships to a (group, stream) too. Never audit.log
+    itself, but a stream they share with it proves nothing about audit.log. Odd entries are skipped: they ship
+    nothing we could mistake for audit.log."""
+    entries = journald.get("collect_list") if isinstance(journald, dict) else None
+    out = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("log_group_name"), str):
+            units = entry.get("units") if isinstance(entry.get("units"), list) else []
+            stream = entry.get("log_stream_name")
+            out.append(LogTarget(path, "journald" + (f" ({', '.join(map(str, units))})" if units else ""),
+                                 entry["log_group_name"], stream if isinstance(stream, str) and stream else None))
+    return out
 
 
 def audit_log_targets(outputs: Mapping[str, str]) -> list[LogTarget]:

@@ -305,3 +305,35 @@ def test_freshness_boundary_is_inclusive():
 ])
 def test_file_path_globs_as_the_agent_matches_them(file_path, covered):
     assert parsers.covers(file_path) is covered
+
+
+# The logs section of amazon-cloudwatch-agent's own sample, translator/tocwconfig/sampleConfig/complete_linux_config.json
+AGENT_SAMPLE_LOGS = {"logs": {
+    "metrics_collected": {"emf": {"service_address": "udp://127.0.0.1:25888"}},
+    "logs_collected": {"files": {"collect_list": [
+        {"file_path": "/opt/aws/amazon-cloudwatch-agent/logs/amazon-cloudwatch-agent.log",
+         "log_group_name": "amazon-cloudwatch-agent.log", "log_stream_name": "amazon-cloudwatch-agent.log",
+         "timezone": "UTC", "retention_in_days": 5},
+        {"file_path": "/opt/aws/amazon-cloudwatch-agent/logs/test.log", "log_group_name": "test.log",
+         "log_stream_name": "test.log", "timezone": "UTC", "auto_removal": True}]}},
+    "log_stream_name": "LOG_STREAM_NAME", "force_flush_interval": 60,
+    "credentials": {"role_arn": "log_role_arn_value_test"},
+    "endpoint_override": "https://logs-fips.us-west-2.amazonaws.com"}}
+# Its journald sample, translator/tocwconfig/sampleConfig/log_only_config_linux.json
+AGENT_SAMPLE_JOURNALD = {"logs": {"logs_collected": {"journald": {"collect_list": [
+    {"log_group_name": "system-logs", "log_stream_name": "{instance_id}", "retention_in_days": 7,
+     "units": ["systemd", "sshd"]},
+    {"log_group_name": "application-logs", "log_stream_name": "{instance_id}-app", "retention_in_days": 30,
+     "units": ["nginx", "apache2"]}]}}}}
+
+
+def test_the_agent_s_own_sample_as_a_fragment_names_the_audit_stream_by_its_global_log_stream_name():
+    targets = _targets([(MAIN, config(AUDIT)), (f"{FRAGMENTS}/sample.json", json.dumps(AGENT_SAMPLE_LOGS))])
+    assert [(t.group, t.stream, t.shared_with) for t in targets] == [("/ec2/audit", "LOG_STREAM_NAME", ())]
+
+
+def test_journald_units_shipped_into_the_audit_stream_are_named():
+    audit = {"file_path": "/var/log/audit/audit.log", "log_group_name": "system-logs"}
+    targets = _targets([(MAIN, config(audit)), (f"{FRAGMENTS}/journald.json", json.dumps(AGENT_SAMPLE_JOURNALD))])
+    assert [(t.group, t.stream) for t in targets] == [("system-logs", "i-0abc")]
+    assert targets[0].shared_with == ("journald (systemd, sshd)",)
