@@ -298,7 +298,9 @@ def _securityhub(stand: Stand, items: list[dict]) -> dict:
     _session().client("securityhub", endpoint_url=stand.direct).enable_security_hub()  # setup, not the audit
     client = _session().client("securityhub", endpoint_url=stand.endpoint, config=Config(**sh.CLIENT_RETRIES))
     try:
-        return sh.export_day(client, items, check_meta(), ACCOUNT, REGION, datetime.now(timezone.utc))
+        # The bench's run discovered every host of its one region, unfiltered: the whole day is in scope.
+        scope = sh.RunScope(frozenset({REGION}), frozenset(it["instance_id"] for it in items), complete=True)
+        return sh.export_day(client, items, check_meta(), ACCOUNT, REGION, datetime.now(timezone.utc), scope=scope)
     except sh.SecurityHubError as exc:
         return {"error": str(exc)[:300]}
 

@@ -286,7 +286,7 @@ def run(root: Path, central: str = "local", timeout_s: float = 240) -> dict:
             items=[{"instance_id": i["instance_id"], "run_id": i.get("run_id"), "status": i.get("status")} for i in items],
             running=sorted(h["instance_id"] for h in fleet if h.get("state", "running") == "running"),
             vpc_of={h["instance_id"]: h["vpc_id"] for h in fleet}, vpc_queue={vpc["a"]: "vpc-a", vpc["b"]: "vpc-b"},
-            mails=len(stack.received_mail()))
+            mails=len(stack.report_mail()))
         return result
     finally:
         edge.stop()

@@ -131,7 +131,8 @@ def test_a_batch_s_canary_search_finds_its_own_tag_only_and_in_the_host_s_own_st
         logs.create_log_stream(logGroupName=group, logStreamName=f"i-{n}")
         tag = mine if n < 2 else theirs
         logs.put_log_events(logGroupName=group, logStreamName=f"i-{n}", logEvents=[
-            {"timestamp": now, "message": f"type=USER msg='ec2-audit-canary {tag} {n:032x}'"}])
+            {"timestamp": now, "message": f"type=USER msg=audit(1796620777.409:{n}): pid=1 uid=0 auid=4294967295 "
+                                          f"msg='text=ec2-audit-canary {tag} {n:032x} exe=\"/usr/sbin/auditctl\" res=success'"}])
     # i-3 claims i-2's canary event, which sits in i-2's stream
     hits = logs.filter_log_events(logGroupName=group, startTime=now - 60_000, filterPattern=pattern(mine))["events"]
     assert sorted(e["logStreamName"] for e in hits) == ["i-0", "i-1"]
