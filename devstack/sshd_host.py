@@ -300,7 +300,7 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
                     agent_files: dict[str, str | bytes] | None = None, rules: str | None = None,
                     eic_key_dir: Path | None = None, remediation_key: str | None = None,
                     fixable: FixableState | None = None, auditd_conf: str | None = None,
-                    hostname: str | None = None) -> SshdHost:
+                    hostname: str | None = None, sudo_logfile: Path | None = None) -> SshdHost:
     """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy.
 
     host_key_type: the one host key sshd offers ("ed25519", "rsa", "ecdsa"), e.g. to play a host whose key
@@ -318,6 +318,8 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     with fake auditctl, service, augenrules and agent ctl, a private /var/log/audit and auditd.conf;
     SshdHost.state() and trap_log() read it.
     auditd_conf: the host's /etc/audit/auditd.conf (not with fixable, which has its own).
+    sudo_logfile: sudo logs every command it runs there, one line each (as a host's auth log would), e.g. for a
+    test to ship into CloudWatch Logs the way an agent shipping /var/log/secure does.
     hostname: the host's own OS hostname (a UTS namespace of its own); None: the machine's, like every other
     test host (e.g. to play AMI clones with a baked hostname, or a host with a unique one)."""
     if remediation_key and not fixable:  # its sudo lines would start, chmod and chown this machine's real auditd
@@ -341,6 +343,9 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     sudoers.mkdir()
     (sudoers / "ec2-audit").write_text(SUDO_RULE)
     (sudoers / "ec2-audit").chmod(0o440)
+    if sudo_logfile is not None:  # loglinelen=0: one line per command, never wrapped
+        (sudoers / "zz-logfile").write_text(f"Defaults logfile={sudo_logfile}\nDefaults loglinelen=0\n")
+        (sudoers / "zz-logfile").chmod(0o440)
     if remediation_key:
         (sudoers / "ec2-audit-fix").write_text(remediation_sudoers(REMEDIATION_LOGIN))
         (sudoers / "ec2-audit-fix").chmod(0o440)
@@ -397,8 +402,9 @@ LogLevel VERBOSE
     elif rules is not None or (fake_auditctl if fake_auditctl is not None else profile != "healthy"):
         status, listed = FAKE_AUDITCTL["healthy" if rules is not None else profile]
         rules = listed if rules is None else rules
+        # -m: the kernel takes a user message (the canary) and says nothing, as the real auditctl does.
         _script(workdir / "auditctl", f'case "$1" in -s) cat <<EOF\n{status}\nEOF\n;; -l) cat <<EOF\n{rules}\nEOF\n;; '
-                                      f"*) echo unsupported >&2; exit 1;; esac\n")
+                                      f"-m) exit 0;; *) echo unsupported >&2; exit 1;; esac\n")
         mounts.append(f"mount --bind {workdir / 'auditctl'} /usr/sbin/auditctl")
     if hostname is not None:
         mounts.append(f"hostname {hostname}")

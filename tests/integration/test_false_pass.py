@@ -66,6 +66,17 @@ HOSTS = {
 }
 
 
+def secure_in_audit_stream(me: str) -> dict[str, str]:
+    """The agent's default stream name ({instance_id}) for both files: audit.log and /var/log/secure land in one
+    stream, whose freshness then says nothing about audit.log."""
+    main = json.loads(agent_json())
+    main["logs"]["logs_collected"]["files"]["collect_list"].append(
+        {"file_path": "/var/log/secure", "log_group_name": AUDIT_GROUP})
+    toml = agent_toml(me) + ('    [[inputs.logfile.file_config]]\n      file_path = "/var/log/secure"\n'
+                             f'      log_group_name = "{AUDIT_GROUP}"\n      log_stream_name = "{me}"\n')
+    return {f"{ETC}.json": json.dumps(main), f"{ETC}.toml": toml}
+
+
 def overrides(name: str, ids: dict[str, str]) -> dict:
     me = ids[name]
     if name == "never-task":  # the stock Amazon Linux file, then the CIS set: nothing records
@@ -86,14 +97,7 @@ def overrides(name: str, ids: dict[str, str]) -> dict:
     if name == "shared-stream":  # every host of the image ships to the constant stream "audit"
         return {"agent_files": {f"{ETC}.json": agent_json("audit"), f"{ETC}.toml": agent_toml("audit")}}
     if name == "secure-in-audit-stream":
-        # The agent's default stream name ({instance_id}) for both files: audit.log and /var/log/secure land in one
-        # stream, whose freshness then says nothing about audit.log.
-        main = json.loads(agent_json())
-        main["logs"]["logs_collected"]["files"]["collect_list"].append(
-            {"file_path": "/var/log/secure", "log_group_name": AUDIT_GROUP})
-        toml = agent_toml(me) + ('    [[inputs.logfile.file_config]]\n      file_path = "/var/log/secure"\n'
-                                 f'      log_group_name = "{AUDIT_GROUP}"\n      log_stream_name = "{me}"\n')
-        return {"agent_files": {f"{ETC}.json": json.dumps(main), f"{ETC}.toml": toml}}
+        return {"agent_files": secure_in_audit_stream(me)}
     if name == "write-logs-no":  # auditd runs and records, and writes nothing to disk for the agent
         return {"auditd_conf": GOOD_AUDITD_CONF + "\nwrite_logs = no\n"}
     if name == "repeated-key":  # the stock value first, an override later: auditd applies the last one
@@ -297,3 +301,62 @@ def test_a_hostname_unique_in_the_fleet_still_passes(named_by_hostname):
     assert "amended" not in item
     summary = named_by_hostname["summary"]
     assert summary.status_counts["NON_COMPLIANT"] == 2 and summary.status_counts["COMPLIANT"] == 1
+
+
+SUDO_ECHO = "127.42.4.20"
+
+
+@pytest.fixture(scope="module")
+def sudo_echo(tmp_path_factory, moto_endpoint):
+    """canary=true on a real sshd host whose agent ships /var/log/secure into audit.log's stream, and whose
+    audit record never arrives: only real sudo's log line, with the canary's command line in it, is shipped
+    (by a thread here, as the agent would ship the auth log)."""
+    import threading
+
+    root = tmp_path_factory.mktemp("sudo-echo")
+    public = generate_client_key(root / "id")
+    ensure_login_user()
+    entries = [{"address": SUDO_ECHO, "name": "sudo-echo", "profile": "compliant"}]
+    seed_fleet(moto_endpoint, entries)
+    me = entries[0]["instance_id"]
+    ec2, logs, dynamodb = clients(moto_endpoint)
+    sudo_log = root / "secure"
+    stop, shipped = threading.Event(), []
+
+    def ship() -> None:  # new lines of the host's sudo log → its audit stream, as the agent ships them
+        done = 0
+        while not stop.wait(0.2):
+            lines = sudo_log.read_text().splitlines() if sudo_log.exists() else []
+            for line in lines[done:]:
+                logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName=me,
+                                    logEvents=[{"timestamp": int(time.time() * 1000), "message": line}])
+                shipped.append(line)
+            done = len(lines)
+
+    host = start_sshd_host(root / "host", SUDO_ECHO, PORT, public, "healthy", me, fake_auditctl=True,
+                           agent_files=secure_in_audit_stream(me), sudo_logfile=sudo_log)
+    shipper = threading.Thread(target=ship, daemon=True)
+    shipper.start()
+    try:
+        store = EvidenceStore(dynamodb, "sudo_echo_evidence")
+        store.ensure_tables()
+        params = AuditParams(evidence_table="sudo_echo_evidence", connect_timeout=5, host_timeout=30,
+                             command_timeout=20, canary=True, canary_wait_seconds=5)
+        ssh = SshSettings(username=LOGIN, key_file=str(root / "id"), port=PORT, connect_timeout=5)
+        verify_batch({"region": "us-east-1", "instance_ids": [me], "label": "sudo-echo"},
+                     RunContext(DAY, RUN, params, ssh), ec2, logs, store)
+        yield store.table.get_item(Key={"instance_id": me, "audit_date": DAY})["Item"], shipped
+    finally:
+        stop.set()
+        shipper.join(timeout=5)
+        host.stop()
+
+
+def test_sudo_logging_the_canary_command_into_a_shipped_auth_log_is_not_delivery(sudo_echo):
+    item, shipped = sudo_echo
+    # What the search could find: real sudo's line naming the canary's command, in audit.log's stream.
+    assert any("COMMAND=" in line and "ec2-audit-canary" in line for line in shipped), shipped
+    status, detail = check(item, "cwagent.canary_delivered")
+    assert status == "FAIL" and "not found" in detail, detail
+    assert check(item, "cwagent.log_stream_fresh")[0] == "FAIL"  # /var/log/secure shares the stream
+    assert item["status"] == "NON_COMPLIANT"
