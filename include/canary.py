@@ -18,7 +18,7 @@ from collections.abc import Callable
 from botocore.exceptions import ClientError
 
 from include.aws_errors import aws_reason
-from include.checks.aws_side import LOG_GROUP_NAME, AwsRefused, Canary
+from include.checks.aws_side import AwsRefused, Canary, refuse_invalid_group
 from include.checks.probes import CANARY_TOKEN, TAG_RE, audit_record_canary
 
 
@@ -50,10 +50,9 @@ def find_canaries(logs_client, canaries: list[Canary], tag: str, since_ms: int, 
         for group in sorted({c.group for c in pending.values()}):
             try:
                 events, requests = _search(logs_client, group, since_ms, search)
-            except (ClientError, AwsRefused) as exc:
-                reason = str(exc) if isinstance(exc, AwsRefused) else f"FilterLogEvents on {group}: {aws_reason(exc)}"
+            except AwsRefused as exc:
                 for token in [t for t, c in pending.items() if c.group == group]:
-                    found[pending.pop(token).instance_id] = reason
+                    found[pending.pop(token).instance_id] = str(exc)
                 calls += 1
                 continue
             calls += requests
@@ -70,9 +69,8 @@ def find_canaries(logs_client, canaries: list[Canary], tag: str, since_ms: int, 
 
 def _search(logs_client, group: str, since_ms: int, search: str) -> tuple[list[tuple[str, str]], int]:
     """(stream, message) of every event matching `search` in the group since `since_ms`, and the requests
-    (pages) that took."""
-    if not LOG_GROUP_NAME.fullmatch(group):
-        raise AwsRefused(f"log group {group!r} is not a valid CloudWatch Logs group name: nothing can be delivered there")
+    (pages) that took. Raises AwsRefused when AWS refuses the group (or its name is one AWS would refuse)."""
+    refuse_invalid_group(group)
     kwargs = {"logGroupName": group, "startTime": since_ms, "filterPattern": search}
     events, requests = [], 0
     try:
@@ -81,6 +79,6 @@ def _search(logs_client, group: str, since_ms: int, search: str) -> tuple[list[t
             events += [(e.get("logStreamName", ""), e.get("message", "")) for e in page.get("events", [])]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
+            raise AwsRefused(f"FilterLogEvents on {group}: {aws_reason(exc)}") from exc
         requests += 1
     return events, requests

@@ -174,7 +174,7 @@ class EvidenceStore:
         items = self._batch_get(self.table_name, keys, "#instance_id, #run_id")
         return {it["instance_id"] for it in items if it.get("run_id") == run_id}
 
-    def _query_all(self, kwargs: dict) -> list[dict]:
+    def query_all(self, kwargs: dict) -> list[dict]:
         """Every page of one Query."""
         items: list[dict] = []
         while True:
@@ -202,7 +202,7 @@ class EvidenceStore:
             names = sorted({"instance_id", "audit_date", "item_type", "run_id", *fields})
             kwargs["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(names)))
             kwargs["ExpressionAttributeNames"] = {f"#p{i}": name for i, name in enumerate(names)}
-        return self._query_all(kwargs)
+        return self.query_all(kwargs)
 
     # -- run summary
     # -- per-day items of the fleet (run summary, alert state): one partition each, keyed by day
@@ -241,7 +241,7 @@ class EvidenceStore:
         """Run-summary items between two days (inclusive), oldest first: one Query on the summary partition."""
         kwargs: dict = {"KeyConditionExpression": Key("instance_id").eq(SUMMARY_ID)
                         & Key("audit_date").between(first_day, last_day)}
-        return self._query_all(kwargs)
+        return self.query_all(kwargs)
 
     def previous_audit_day(self, audit_date: str) -> str | None:
         """The latest day before `audit_date` that has a run summary (days can be skipped)."""

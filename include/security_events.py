@@ -284,7 +284,7 @@ def candidates(store, day: str, run_id: str) -> list[dict]:
     names = {"#checks": "checks", "#st": "status", **{f"#c{n}": check for n, check in enumerate(WATCHED)}}
     fails = " OR ".join(f"#checks.#c{n}.#st = :fail" for n in range(len(WATCHED)))
     # boto3's Attr cannot address a map key with a dot in it (a check id): the filter is written out by hand.
-    return store._query_all({
+    return store.query_all({
         "IndexName": DAY_INDEX, "KeyConditionExpression": "audit_date = :d",
         "FilterExpression": f"item_type = :instance AND run_id = :r AND (#st = :mismatch OR {fails})",
         "ExpressionAttributeNames": names,

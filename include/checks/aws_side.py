@@ -40,6 +40,13 @@ class AwsRefused(Exception):
 LOG_GROUP_NAME = re.compile(r"[.\-_/#A-Za-z0-9]{1,512}")
 
 
+def refuse_invalid_group(group: str, where: str = "") -> None:
+    """A name AWS would refuse is never sent: that host's check is ERROR, saying why."""
+    if not LOG_GROUP_NAME.fullmatch(group):
+        raise AwsRefused(f"log group {group!r}{f' (from {where})' if where else ''} is not a valid CloudWatch Logs "
+                         "group name: nothing can be delivered there")
+
+
 class StreamDescriber(Protocol):
     def describe(self, group: str, stream: str) -> dict | None:
         """The stream's DescribeLogStreams entry, None when it does not exist; raises AwsRefused."""
@@ -92,9 +99,7 @@ def log_stream_fresh(host: HostFacts, aws: AwsView) -> Verdict:
 
 
 def _describe(aws: AwsView, target: parsers.StreamTarget) -> dict | None:
-    if not LOG_GROUP_NAME.fullmatch(target.group):
-        raise AwsRefused(f"log group {target.group!r} (from {target.source}) is not a valid CloudWatch Logs group "
-                         "name: nothing can be delivered there")
+    refuse_invalid_group(target.group, target.source)
     return aws.lookup.describe(target.group, target.stream)
 
 

@@ -5,6 +5,7 @@ phrase ("enabled 1" inside an error message) cannot fool them.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -400,14 +401,10 @@ def _with_sharers(targets: list[StreamTarget], others: list[tuple[str, str, str]
 def _toml_default_stream(text: str) -> str | None:
     """The translated config's output-level default stream ([[outputs.cloudwatchlogs]] log_stream_name): what a
     file_config entry without its own log_stream_name ships to."""
-    import tomllib
-
-    try:
-        outputs = tomllib.loads(text).get("outputs") or {}
-        first = (outputs.get("cloudwatchlogs") or [{}])[0] if isinstance(outputs, dict) else {}
-    except (tomllib.TOMLDecodeError, ValueError, AttributeError, IndexError, KeyError, TypeError):
-        return None
-    value = first.get("log_stream_name") if isinstance(first, dict) else None
+    outputs = (_load_toml(text) or {}).get("outputs")
+    first = (outputs.get("cloudwatchlogs") or [None])[0] if isinstance(outputs, dict) else None
+    first = first if isinstance(first, dict) else {}
+    value = first.get("log_stream_name")
     return value if isinstance(value, str) and value else None
 
 
@@ -594,13 +591,11 @@ def parse_conf(text: str) -> dict[str, str]:
         if line.lstrip().startswith("#"):
             continue
         key, sep, rest = line.partition("=")
-        tokens = rest.split()
-        if sep and key.strip() and tokens:
-            values[key.strip().lower()] = tokens[0].lower()
-            if key.strip().lower() == "log_file":  # a path: keep its case
-                values["log_file"] = tokens[0]
+        key, tokens = key.strip().lower(), rest.split()
+        if sep and key and tokens:
+            values[key] = tokens[0] if key == "log_file" else tokens[0].lower()  # a path keeps its case
             # log_format_parser(): NOLOG sets write_logs = 0 at that point of the file (a later write_logs wins).
-            if key.strip().lower() == "log_format" and tokens[0].lower() == "nolog":
+            if key == "log_format" and values[key] == "nolog":
                 values["write_logs"] = "no"
     return values
 
@@ -764,12 +759,21 @@ def rules_cover(outputs: Mapping[str, str], rule_groups) -> Verdict:
 
 # ---------------------------------------------------------------- deeper agent checks
 
-def _toml_log_files(text: str) -> list[dict] | None:
+@functools.lru_cache(maxsize=4)
+def _load_toml(text: str) -> dict | None:
+    """The translated config, parsed once per host although three readers need it (cached by its text; callers
+    only read it). None: not valid TOML."""
     import tomllib
 
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except (tomllib.TOMLDecodeError, ValueError):
+        return None
+
+
+def _toml_log_files(text: str) -> list[dict] | None:
+    data = _load_toml(text)
+    if data is None:
         return None
     inputs = data.get("inputs") or {}
     logfiles = inputs.get("logfile") or [] if isinstance(inputs, dict) else None
