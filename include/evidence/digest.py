@@ -4,7 +4,7 @@ stored its item and the start of that item's hash (`item_sha256`, below). Pure.
 Sealing the day already reads every item's status; keeping that read as a digest spares later readers a
 read of the whole day: the next day's drift needs yesterday's statuses only, and the report matches the
 verify batches' staged items (include/report/staging.py) against it instead of reading the day's items back.
-The encoding is include/evidence/chunks.py's (gzip'd JSON in chunks under DynamoDB's item limit, with its SHA-256 in
+The encoding is include/aws/chunks.py's (gzip'd JSON in chunks under DynamoDB's item limit, with its SHA-256 in
 the first chunk, so a digest is read back whole or not at all).
 
 Format (version 2): {"v": 2, "runs": [run id, ...], "hosts": {instance id: [status, index into runs,
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from include.evidence import chunks
+from include.aws import chunks
 from include.evidence.records import EvidenceItem
 
 ITEM_HASH = "item_sha256"  # the attribute every instance item carries: item_sha256() of the item as written

@@ -318,7 +318,7 @@ def states(store, instance_id: str) -> dict[str, EventState]:
 
 
 def _expires(day: str, ttl_days: int) -> int:
-    from include.evidence.store import expires_at
+    from include.core.clock import expires_at
 
     return expires_at(day, ttl_days)
 

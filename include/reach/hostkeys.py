@@ -22,13 +22,13 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import asyncssh
 from asyncssh.public_key import get_default_certificate_algs, get_default_public_key_algs
 from botocore.exceptions import BotoCoreError, ClientError
 
 from include.aws.tables import pins_table_name
+from include.core.clock import iso, utc_now
 from include.core.host import Host, HostOutcome
 from include.core.status import Status
 
@@ -176,10 +176,6 @@ class PinLoad:
     unread: dict[str, str] = field(default_factory=dict)  # instance id → why its pin could not be read
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class PinStore:
     """The tofu pins: table `<evidence_table>_host_keys`, key `instance_id`.
 
@@ -246,7 +242,7 @@ class PinStore:
     @staticmethod
     def _item(instance_id: str, key: str, fingerprint: str, address: str | None, **extra: str) -> dict:
         return {"instance_id": instance_id, "host_key": key, "fingerprint": fingerprint,
-                "address": address or "", "pinned_at": _now_iso(), **extra}
+                "address": address or "", "pinned_at": iso(utc_now()), **extra}
 
     def _put(self, item: dict, condition: str, values: dict | None = None) -> bool:
         kwargs = {"TableName": self.table_name, "Item": item, "ConditionExpression": condition}

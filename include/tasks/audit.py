@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import datetime, timezone
 from typing import Any
 
 from include import __version__
+from include.core.clock import utc_now
 from include.settings.params import SMTP_CONN_ID, SSH_CONN_ID, AuditParams, audit_day, resolve_mode
 
 # Heavier modules (boto3, asyncssh, pandas) are imported inside the steps: the DAG processor parses this
@@ -120,7 +120,7 @@ def run_facts(context: dict[str, Any]) -> dict[str, str]:
     run_after = getattr(dag_run, "run_after", None)
     # The wall clock, not dag_run.start_date: `dag.test()` sets start_date to the logical date, which
     # would make every old day look "live".
-    now = datetime.now(timezone.utc)
+    now = utc_now()
     return {
         "audit_date": audit_day(logical, run_after),
         "run_id": dag_run.run_id,
@@ -229,9 +229,9 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     it counts all of them (a same-day partial rerun, e.g. with `tag_filters`, keeps the hosts earlier runs
     checked), and `discovered` is the union of this run's discovered ids, the ids stored earlier that day
     and the earlier summary's missing evidence — so coverage never exceeds 100 %."""
+    from include.core.clock import iso
     from include.core.scoring import fleet_summary
     from include.evidence.records import RunSummary
-    from include.evidence.store import iso, utc_now
 
     facts = {k: inventory[k] for k in ("audit_date", "run_id", "mode")}
     if facts["mode"] == "rebuild":
@@ -278,7 +278,6 @@ def correct_name_claims(params: AuditParams, store, items: list[dict], facts: di
     """Decided once per run, after every batch: this run's hosts whose stream is theirs only by a hostname or IP
     that another instance of the day also names fail log_stream_fresh (include/verify/name_claims.py). Returns the
     items as read, with those corrected."""
-    from include.evidence.store import utc_now
     from include.verify import name_claims
     from include.verify.profiles import load_profile
     from include.verify.waivers import load_waivers
@@ -319,8 +318,8 @@ def previous_statuses(store, previous_day: str | None) -> list[dict]:
 
 def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
     from include.checks.catalogue import check_meta
+    from include.core.clock import iso
     from include.evidence.records import RunSummary
-    from include.evidence.store import iso, utc_now
     from include.exports import ocsf
     from include.remediation.store import RemediationStore
     from include.report import build as report
@@ -382,7 +381,6 @@ def export_findings(params: AuditParams, built: dict[str, Any], inventory: dict[
     from include.aws.accounts import audit_scopes
     from include.aws.clients import default_region, securityhub_client
     from include.checks.catalogue import check_meta
-    from include.evidence.store import utc_now
     from include.exports.securityhub import RunScope, export_day, run_scopes
 
     if not params.securityhub:
@@ -449,9 +447,10 @@ def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, d
     from dataclasses import replace
 
     from include.checks.catalogue import CATALOGUE
-    from include.evidence.store import iso, utc_now
+    from include.core.clock import iso
     from include.notify import alerts, channels
     from include.notify import email as notify
+    from include.notify.alert_store import AlertStateStore
 
     chans = channels.Channels.from_params(params)
     if not params.alert_recipients and not chans:
@@ -462,8 +461,9 @@ def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, d
     items = store.day_items(day, run_id=built["run_id"], status="NON_COMPLIANT")
     critical = {c.id for c in CATALOGUE if c.severity == "critical"}
     findings = alerts.current_findings(items, critical, built.get("compliance_pct"), params.alert_threshold_pct)
-    decision = alerts.decide(findings, store.previous_alert_state(day), day, params.alert_repeat_days)
-    earlier = store.alert_state(day) or {}
+    alert_states = AlertStateStore(store)
+    decision = alerts.decide(findings, alert_states.previous_alert_state(day), day, params.alert_repeat_days)
+    earlier = alert_states.alert_state(day) or {}
     already = set(earlier.get("alerted") or [])  # emailed by an earlier run or try of the day: not repeated
     delivered_before = earlier.get("delivered") or {}  # channel → keys Slack / SNS already got
     names = {it["instance_id"]: str((it.get("tags") or {}).get("Name", "")) for it in items}
@@ -487,7 +487,7 @@ def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, d
     results.update(channels.deliver_alert(chans, notice, delivered_before=delivered_before, raise_on_failure=False))
     record["delivered"] = channels.delivered_keys(delivered_before, results)
     record["delivered"].pop("email", None)  # the email's keys are `alerted`
-    store.put_alert_state(day, record, params.ttl_days)  # after the sends: what failed is retried, not lost
+    alert_states.put_alert_state(day, record, params.ttl_days)  # after the sends: what failed is retried, not lost
     sent = {ch: r.get("sent", len(to_email.alert)) for ch, r in results.items() if r.get("ok")}
     return (f"alerts sent {sent or 'nowhere (nothing new)'}, {len(decision.state)} open finding(s), "
             f"{len(decision.closed)} closed"), results

@@ -41,7 +41,7 @@ def store_of(params: RemediateParams):
 
 
 def _now() -> str:
-    from include.evidence.store import iso, utc_now
+    from include.core.clock import iso, utc_now
 
     return iso(utc_now())
 

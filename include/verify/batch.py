@@ -27,13 +27,15 @@ from include.checks.catalogue import (
 from include.checks.probes import new_tag
 from include.checks.rulesets import load_rule_set
 from include.checks.sections import split_sections
+from include.core.clock import utc_now
 from include.core.host import Host, HostOutcome
 from include.core.scoring import scored
 from include.core.status import CheckStatus, Status, Verdict
-from include.evidence.store import EvidenceStore, instance_item, utc_now
+from include.evidence.store import EvidenceStore, instance_item
 from include.fleet.batching import Batch
 from include.fleet.discovery import hydrate
 from include.logs.canary import Canary, find_canaries
+from include.logs.index_store import StreamIndexStore
 from include.logs.stream_index import SharedIndex
 from include.logs.streams import StreamLookup
 from include.reach.hostkeys import HostKeys, PinStore
@@ -269,7 +271,7 @@ class BatchRun:
         budget = Budget(JUDGE_BUDGET_S)
         # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one;
         # other names are answered from the run's shared listing of the group (include/logs/stream_index.py).
-        index = SharedIndex(store, logs_client, ctx.audit_date, ctx.run_id, ctx.params.stream_max_age_minutes,
+        index = SharedIndex(StreamIndexStore(store), logs_client, ctx.audit_date, ctx.run_id, ctx.params.stream_max_age_minutes,
                             before_call=budget.check)
         self.lookup = StreamLookup(logs_client, likely_names=[h.instance_id for h in hosts], before_call=budget.check,
                                    index=index)

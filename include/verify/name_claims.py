@@ -144,7 +144,7 @@ def settle(store, items: list[dict], audit_date: str, run_id: str, profile, waiv
     the hosts to correct are read by key and written back only if they are still the observation this run made
     (a conditional write: a newer check of the host is never overwritten). Returns `items` with the corrected
     ones' status and amendment, for the summary and the digest."""
-    from include.evidence.store import iso
+    from include.core.clock import iso
     from include.verify.waivers import apply_waivers
 
     found = collisions(items, run_id)

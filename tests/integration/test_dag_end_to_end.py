@@ -387,7 +387,8 @@ def mails_to(stack, address: str, security: bool = False) -> list[email.message.
 
 def test_compliance_alerts_once_then_quiet_while_open(stack, tmp_path):
     from include.checks.catalogue import CATALOGUE
-    from include.evidence.store import ALERTS_ID, EvidenceStore
+    from include.evidence.store import EvidenceStore
+    from include.notify.alert_store import ALERTS_ID
 
     oncall = "oncall-alerts@example.test"
     first = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=10)  # days no other test uses

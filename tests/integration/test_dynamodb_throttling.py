@@ -102,12 +102,12 @@ class HoldingReads(FaultProxy):
 
 
 def test_evidence_reads_left_with_unprocessed_keys_fail_instead_of_dropping_hosts(tmp_path, monkeypatch):
+    from include.aws import day_table
     from include.evidence import digest as day_digest
-    from include.evidence import store as evidence
     from include.settings.params import AuditParams
     from include.tasks.audit import day_items_for_report
 
-    monkeypatch.setattr(evidence, "READ_BASE_DELAY_S", 0.001)
+    monkeypatch.setattr(day_table, "READ_BASE_DELAY_S", 0.001)
     day = "2032-04-05"
     with local_aws.moto_behind(HoldingReads) as (direct, proxied):
         EvidenceStore(resource(direct), "evidence").ensure_tables()
@@ -123,8 +123,8 @@ def test_evidence_reads_left_with_unprocessed_keys_fail_instead_of_dropping_host
         # Unprocessed keys answered on a later ask: every item comes back.
         assert sorted(it["instance_id"] for it in reader.items_by_id(day, ids[:30])) == ids[:30]
         # Keys never answered: the read fails, naming how many, instead of returning 30 of 31.
-        with pytest.raises(evidence.IncompleteRead, match="1 of 31 keys"):
+        with pytest.raises(day_table.IncompleteRead, match="1 of 31 keys"):
             reader.items_by_id(day, ids)
         # So does the report's read of the day (nothing staged: every host by key): no report lacking a host.
-        with pytest.raises(evidence.IncompleteRead):
+        with pytest.raises(day_table.IncompleteRead):
             day_items_for_report(reader, AuditParams(report_dir=str(tmp_path)), day, "r", "live")

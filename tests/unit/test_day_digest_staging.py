@@ -6,7 +6,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from include.evidence import chunks
+from include.aws import chunks
 from include.evidence import digest as day_digest
 from include.evidence.store import EvidenceStore
 from include.report import staging

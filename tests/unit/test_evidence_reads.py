@@ -9,8 +9,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from include.aws import day_table
 from include.evidence import digest as day_digest
-from include.evidence import store as evidence
 from include.evidence.store import EvidenceStore
 from include.report import staging
 
@@ -45,18 +45,18 @@ class HoldingResource:
 
 def test_a_read_left_with_unprocessed_keys_fails_after_backed_off_retries(monkeypatch):
     slept: list[float] = []
-    monkeypatch.setattr(evidence.time, "sleep", slept.append)
+    monkeypatch.setattr(day_table.time, "sleep", slept.append)
     resource = HoldingResource()
     store = EvidenceStore(resource, "t")
     # Keys answered on a later ask are all returned, after a pause.
     assert sorted(it["instance_id"] for it in store.items_by_id(DAY, ["i-1", "i-2"])) == ["i-1", "i-2"]
     assert len(slept) == 1 and slept[0] > 0
     resource.calls, slept[:] = 0, []
-    with pytest.raises(evidence.IncompleteRead, match="1 of 3 keys"):
+    with pytest.raises(day_table.IncompleteRead, match="1 of 3 keys"):
         store.items_by_id(DAY, ["i-1", "i-2", "i-held-1"])
-    assert resource.calls == evidence.READ_ATTEMPTS  # bounded
-    assert len(slept) == evidence.READ_ATTEMPTS - 1 and slept[-1] > slept[0]  # backed off, growing
-    with pytest.raises(evidence.IncompleteRead):  # the retry's "already recorded?" read fails the try too
+    assert resource.calls == day_table.READ_ATTEMPTS  # bounded
+    assert len(slept) == day_table.READ_ATTEMPTS - 1 and slept[-1] > slept[0]  # backed off, growing
+    with pytest.raises(day_table.IncompleteRead):  # the retry's "already recorded?" read fails the try too
         store.recorded_by_run(DAY, ["i-held-2"], "r1")
 
 

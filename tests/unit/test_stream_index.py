@@ -36,7 +36,7 @@ class Logs:
 
 
 class Store:
-    """The evidence store's three stream-index calls, in memory."""
+    """The stream index store's three calls (include/logs/index_store.py), in memory."""
 
     def __init__(self):
         self.listings, self.leases, self.puts = {}, {}, 0
@@ -129,25 +129,26 @@ def test_stream_lookup_uses_the_listing_past_a_few_exact_lookups_with_the_same_a
 
 
 def test_a_lister_that_died_holding_the_lease_leaves_it_to_another_batch_once_its_lease_until_has_passed(monkeypatch):
-    """The evidence table's lease (EvidenceStore.claim_stream_index, a conditional PutItem on `lease_until`, on
+    """The evidence table's lease (StreamIndexStore.claim_stream_index, a conditional PutItem on `lease_until`, on
     moto): a batch that took the lease and died never stores its listing; the run's other batches fall back to
     exact lookups while its lease holds, and the first batch after its lease_until takes the lease and lists."""
     import boto3
     from moto import mock_aws
 
     from include.evidence import store as evidence
-    from include.logs import stream_index
+    from include.logs import index_store, stream_index
 
     DAY = "2026-12-01"
     t = [NOW_MS / 1000]  # one clock for the table's lease and the batches' waiting
-    monkeypatch.setattr(evidence, "time", type("Clock", (), {"time": staticmethod(lambda: t[0])}))
+    monkeypatch.setattr(index_store, "time", type("Clock", (), {"time": staticmethod(lambda: t[0])}))
 
     def sleep(s):
         t[0] += s
 
     with mock_aws():
-        store = evidence.EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "lease_test")
-        store.ensure_tables()
+        table = evidence.EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "lease_test")
+        table.ensure_tables()
+        store = index_store.StreamIndexStore(table)
         logs = Logs(_fleet())
         dead = SharedIndex(store, logs, DAY, "r", 120, clock=lambda: t[0], sleep=sleep)
         # It took the lease, as a lister does, then died before listing: no listing is ever stored.

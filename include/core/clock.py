@@ -1,0 +1,19 @@
+"""The one clock helper: the wall clock in UTC, its stored text form, and an item's TTL from its audit day."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    """Second precision, `Z`: the form every stored timestamp takes."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expires_at(audit_date: str, ttl_days: int) -> int:
+    """Epoch seconds `ttl_days` after the audit day's midnight UTC: DynamoDB TTL's `expires_at`."""
+    day = datetime.strptime(audit_date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    return int((day + timedelta(days=ttl_days)).timestamp())
