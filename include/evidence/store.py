@@ -190,24 +190,25 @@ class EvidenceStore:
             kwargs = {**kwargs, "ExclusiveStartKey": response["LastEvaluatedKey"]}
 
     def day_items(self, audit_date: str, run_id: str | None = None, fields: Iterable[str] | None = None,
-                  status: str | None = None) -> list[dict]:
+                  status: Status | str | None = None) -> list[EvidenceItem]:
         """Instance items of a day via the day index, optionally only one run's and/or one status.
 
         The filters run server-side and `fields` projects the items, so a step that needs three attributes
-        of 10,000 items does not pull 10,000 full evidence records over the wire (nor parse them).
+        of 10,000 items does not pull 10,000 full evidence records over the wire (nor parse them); what was not
+        projected reads as its EvidenceItem default.
         """
         condition = Attr("item_type").eq("instance")
         if run_id is not None:
             condition &= Attr("run_id").eq(run_id)
         if status is not None:
-            condition &= Attr("status").eq(status)
+            condition &= Attr("status").eq(str(status))
         kwargs: dict = {"IndexName": DAY_INDEX, "KeyConditionExpression": Key("audit_date").eq(audit_date),
                         "FilterExpression": condition}
         if fields is not None:
             names = sorted({"instance_id", "audit_date", "item_type", "run_id", *fields})
             kwargs["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(names)))
             kwargs["ExpressionAttributeNames"] = {f"#p{i}": name for i, name in enumerate(names)}
-        return self.query_all(kwargs)
+        return [EvidenceItem.from_item(it) for it in self.query_all(kwargs)]
 
     # -- run summary
     # -- per-day items of the fleet (run summary, alert state): one partition each, keyed by day
@@ -265,11 +266,11 @@ class EvidenceStore:
             ExpressionAttributeValues={":r": run_id, ":t": iso(utc_now())},
         )
 
-    def host_history(self, instance_id: str, limit: int = 90) -> list[dict]:
+    def host_history(self, instance_id: str, limit: int = 90) -> list[EvidenceItem]:
         """One instance's items, newest day first: one Query on its partition (the table's key)."""
         response = self.table.query(KeyConditionExpression=Key("instance_id").eq(instance_id),
                                     ScanIndexForward=False, Limit=limit)
-        return [it for it in response.get("Items", []) if it.get("item_type") == "instance"]
+        return [EvidenceItem.from_item(it) for it in response.get("Items", []) if it.get("item_type") == "instance"]
 
     def latest_audit_day(self) -> str | None:
         item = self._latest_day_item(SUMMARY_ID, projection="audit_date")
@@ -364,7 +365,8 @@ class EvidenceStore:
         except self.table.meta.client.exceptions.ConditionalCheckFailedException:
             return False
 
-    def items_by_id(self, audit_date: str, instance_ids: Iterable[str]) -> list[dict]:
-        """Full items of these instances on the day (BatchGetItem, 100 a call)."""
+    def items_by_id(self, audit_date: str, instance_ids: Iterable[str]) -> list[EvidenceItem]:
+        """Full instance items of these instances on the day (BatchGetItem, 100 a call)."""
         keys = [{"instance_id": i, "audit_date": audit_date} for i in dict.fromkeys(instance_ids)]
-        return self.batch_get(self.table_name, keys) if keys else []
+        found = self.batch_get(self.table_name, keys) if keys else []
+        return [EvidenceItem.from_item(it) for it in found if it.get("item_type") == "instance"]

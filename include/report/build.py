@@ -74,7 +74,7 @@ def _requirements(check_ids, check_meta: Mapping[str, dict]) -> list[str]:
     return sorted(found, key=requirement_order)
 
 
-def by_requirement(items: list[dict], check_meta: Mapping[str, dict]) -> list[dict]:
+def by_requirement(items: list[EvidenceItem], check_meta: Mapping[str, dict]) -> list[dict]:
     """Requirement → the hosts failing it: `deciding` when one of the host's failed_checks (the profile's) evidences
     it, else `advisory` when one of its advisory_failed does. Every requirement in check_meta is listed (0 too)."""
     from include.checks.catalogue import requirement_order
@@ -84,7 +84,7 @@ def by_requirement(items: list[dict], check_meta: Mapping[str, dict]) -> list[di
         for req in meta.get("requirements", ()):
             row = rows.setdefault(req, {"requirement": req, "checks": [], "deciding": set(), "advisory": set()})
             row["checks"].append(cid)
-    for it in map(EvidenceItem.from_item, items):
+    for it in items:
         for req in _requirements(it.failed_checks, check_meta):
             rows[req]["deciding"].add(it.instance_id)
         for req in _requirements(it.advisory_failed, check_meta):
@@ -98,9 +98,9 @@ def by_requirement(items: list[dict], check_meta: Mapping[str, dict]) -> list[di
     return out
 
 
-def to_frame(items: list[dict], check_meta: Mapping[str, dict] | None = None) -> pd.DataFrame:
+def to_frame(items: list[EvidenceItem], check_meta: Mapping[str, dict] | None = None) -> pd.DataFrame:
     rows = []
-    for it in map(EvidenceItem.from_item, items):
+    for it in items:
         rows.append({
             "instance_id": _text(it.instance_id),
             "name": _text(it.display_name),
@@ -135,16 +135,16 @@ def subject_line(audit_date: str, summary: FleetSummary, mode: str) -> str:
 WAIVER_STATES = ("expired", "expiring_soon", "in_force")  # the report's order
 
 
-def _failing(items: list[dict], check_meta: Mapping[str, dict]) -> list[dict]:
+def _failing(items: list[EvidenceItem], check_meta: Mapping[str, dict]) -> list[dict]:
     """NON_COMPLIANT hosts by id, each failed check (most severe first) with its detail and remediation."""
     rows = []
-    for it in sorted(items, key=lambda i: _text(i.get("instance_id"))):
-        if it.get("status") != Status.NON_COMPLIANT:
+    for it in sorted(items, key=lambda i: _text(i.instance_id)):
+        if it.status != Status.NON_COMPLIANT:
             continue
-        failed = sorted(it.get("failed_checks") or [],
+        failed = sorted(it.failed_checks or [],
                         key=lambda c: SEVERITY_RANK.get(check_meta.get(c, {}).get("severity", "low"), 9))
-        checks = it.get("checks") or {}
-        rows.append({key: _text(it.get(key)) for key in ("instance_id", "name", "environment", "region")} | {
+        checks = it.checks or {}
+        rows.append({key: _text(getattr(it, key)) for key in ("instance_id", "name", "environment", "region")} | {
             "checks": [{"id": cid, "severity": check_meta.get(cid, {}).get("severity", "?"),
                         "detail": _text((checks.get(cid) or {}).get("detail", "")),
                         "remediation": check_meta.get(cid, {}).get("remediation", "")} for cid in failed]})
@@ -261,7 +261,7 @@ def _breakdowns(frame: pd.DataFrame) -> list[tuple[str, list[list]]]:
     return tables
 
 
-def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
+def render_html(frame: pd.DataFrame, items: list[EvidenceItem], summary: FleetSummary, *, audit_date: str, run_id: str,
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
                 notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None,
                 trend_src: str | None = None, gaps: list[str] | None = None, max_rows: int | None = None,
@@ -292,10 +292,10 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
         run_id=run_id, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
-def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id: str, mode: str,
+def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int, run_id: str, mode: str,
                  generated_at: datetime, check_meta: Mapping[str, dict] | None = None,
                  not_running: Mapping[str, int] | None = None, notes: list[str] | None = None,
-                 previous_items: list[dict] | None = None, previous_day: str | None = None,
+                 previous_items: list[EvidenceItem] | None = None, previous_day: str | None = None,
                  waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None,
                  gaps: list[str] | None = None, remediations: Iterable[RemediationRecord] = (),
                  decisions: Iterable[RemediationDecision] = ()) -> Report:
@@ -305,7 +305,7 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
 
     remediations, decisions = [_as_record(r) for r in remediations], [_as_decision(d) for d in decisions]
 
-    summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
+    summary = fleet_summary([_text(it.status) for it in items], discovered)
     hardening = hardening_summary(items, HARDENING_CHECKS)
     profiles = judged_under(items)
     frame = to_frame(items, check_meta)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from include.evidence.records import EvidenceItem
 from include.remediation.records import RemediationRecord
 from include.report import dashboard
 from tests.unit.test_report_remediated import rows_of, table
@@ -16,9 +17,9 @@ SUMMARY = ["Day", "Outcome", "Fixes", "Approved by", "Status before → after", 
 STEPS = ["Fix", "Result", "Command", "Exit status", "Output sha256", "Stdin sha256"]
 
 
-def history() -> list[dict]:
-    return [{"instance_id": HOST, "audit_date": DAY, "status": "NON_COMPLIANT", "failed_checks": ["cwagent.running"],
-             "tags": {"Name": "web-1"}}]
+def history() -> list[EvidenceItem]:
+    return [EvidenceItem(HOST, audit_date=DAY, status="NON_COMPLIANT", failed_checks=["cwagent.running"],
+                         tags={"Name": "web-1"})]
 
 
 def records() -> list[RemediationRecord]:
