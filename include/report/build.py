@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from include.core.scoring import FleetSummary, HardeningSummary, fleet_summary, hardening_summary, judged_under
-from include.core.status import Status
+from include.core.status import CheckStatus, Status
 from include.evidence.records import EvidenceItem
 from include.remediation.records import FixRun, RemediationDecision, RemediationRecord, StepRun
 from include.report.analysis import Drift, breakdown, drift
@@ -151,12 +151,6 @@ def _failing(items: list[EvidenceItem], check_meta: Mapping[str, dict]) -> list[
     return rows
 
 
-def _as_record(value: RemediationRecord | Mapping) -> RemediationRecord:
-    return value if isinstance(value, RemediationRecord) else RemediationRecord.from_item(value)
-
-
-def _as_decision(value: RemediationDecision | Mapping) -> RemediationDecision:
-    return value if isinstance(value, RemediationDecision) else RemediationDecision.from_item(value)
 
 
 def _cap(text: str, limit: int | None) -> str:
@@ -169,7 +163,7 @@ def still_failing(record: RemediationRecord) -> list[str]:
     addressed = list(dict.fromkeys(c for f in record.fixes for c in FixRun.from_item(f).check_ids))
     after = [*record.after_failed, *(c for c in record.after_advisory_failed if c not in record.after_failed)]
     still = [c for c in addressed if c in after
-             or (record.after_checks and (record.after_checks.get(c) or {}).get("status") != "PASS")]
+             or (record.after_checks and (record.after_checks.get(c) or {}).get("status") != CheckStatus.PASS)]
     return still or after
 
 
@@ -213,10 +207,10 @@ def _fix_names(record: RemediationRecord) -> list[str]:
             for fix in map(FixRun.from_item, record.fixes)]
 
 
-def remediation_rows(records: Iterable[RemediationRecord | Mapping], detail_chars: int | None = None) -> list[dict]:
+def remediation_rows(records: Iterable[RemediationRecord], detail_chars: int | None = None) -> list[dict]:
     """One row per host for the "Remediated" section: failures first (REMEDIATION_OUTCOMES), then by host id."""
     rank = {o: i for i, o in enumerate(REMEDIATION_OUTCOMES)}
-    ordered = sorted(map(_as_record, records), key=lambda r: (rank.get(r.outcome, -1), r.host_id))
+    ordered = sorted(records, key=lambda r: (rank.get(r.outcome, -1), r.host_id))
     return [{"host_id": r.host_id, "name": r.name, "audit_date": r.audit_date, "run_id": r.run_id,
              "fixes": _fix_names(r), "approved_by": r.approved_by, "approved_at": r.approved_at,
              "plan_sha256": r.plan_sha256, "before": r.before_status, "after": r.after_status,
@@ -226,23 +220,23 @@ def remediation_rows(records: Iterable[RemediationRecord | Mapping], detail_char
                          for e in r.earlier]} for r in ordered]
 
 
-def decision_rows(decisions: Iterable[RemediationDecision | Mapping], detail_chars: int | None = None) -> list[dict]:
+def decision_rows(decisions: Iterable[RemediationDecision], detail_chars: int | None = None) -> list[dict]:
     return [{"decision": d.decision, "by": d.by, "at": d.at, "plan_sha256": d.plan_sha256, "hosts": d.hosts,
              "fixes": d.fixes, "run_id": d.run_id, "detail": _cap(d.detail, detail_chars)}
-            for d in map(_as_decision, decisions)]
+            for d in decisions]
 
 
-def remediation_counts(records: Iterable[RemediationRecord | Mapping],
-                       decisions: Iterable[RemediationDecision | Mapping] = ()) -> dict:
+def remediation_counts(records: Iterable[RemediationRecord],
+                       decisions: Iterable[RemediationDecision] = ()) -> dict:
     """The JSON's `remediated`: hosts, a count per outcome (every known one, 0 too; an unknown one as "other"),
     and a count per decision."""
-    outcomes = [_as_record(r).outcome for r in records]
+    outcomes = [r.outcome for r in records]
     counts: dict = {"hosts": len(outcomes)} | {o: outcomes.count(o) for o in ("fixed", "not_fixed", "refused", "failed")}
     other = sum(o not in REMEDIATION_OUTCOMES for o in outcomes)
     if other:
         counts["other"] = other
     answered: dict[str, int] = {}
-    for d in map(_as_decision, decisions):
+    for d in decisions:
         answered[d.decision] = answered.get(d.decision, 0) + 1
     counts["decisions"] = dict(sorted(answered.items()))
     return counts
@@ -303,7 +297,7 @@ def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int,
     in their own section and the JSON's `remediated`; they change no status, number or CSV row."""
     from include.verify.profiles import HARDENING_CHECKS
 
-    remediations, decisions = [_as_record(r) for r in remediations], [_as_decision(d) for d in decisions]
+    remediations, decisions = list(remediations), list(decisions)
 
     summary = fleet_summary([_text(it.status) for it in items], discovered)
     hardening = hardening_summary(items, HARDENING_CHECKS)

@@ -8,7 +8,7 @@ iframe. The HTML comes from include/templates/dashboard_*.html, autoescaped: tag
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from include.core.scoring import hardening_summary, judged_under
 from include.core.status import Status
@@ -26,7 +26,7 @@ def _unverified(item: EvidenceItem) -> bool:
 
 
 def fleet_page(day: str | None, summary: dict | None, items: list[EvidenceItem], trend_png: bytes | None,
-               check_meta: dict[str, dict], remediations: Iterable[RemediationRecord | Mapping] = ()) -> str:
+               check_meta: dict[str, dict], remediations: Iterable[RemediationRecord] = ()) -> str:
     """`remediations`: RemediationStore.day_remediations(day), shown as the day's "Remediated" section."""
     from include.report.build import remediation_rows
 
@@ -78,10 +78,9 @@ def _remediation(record: RemediationRecord) -> dict:
 
 
 def host_page(instance_id: str, history: list[EvidenceItem],
-              remediations: Iterable[RemediationRecord | Mapping] = ()) -> str:
+              remediations: Iterable[RemediationRecord] = ()) -> str:
     """`remediations`: RemediationStore.host_remediations(instance_id), newest day first."""
-    fixes = [_remediation(r if isinstance(r, RemediationRecord) else RemediationRecord.from_item(r))
-             for r in remediations]
+    fixes = [_remediation(r) for r in remediations]
     records = history
     latest = records[0] if records else EvidenceItem(instance_id)
     rows = [{"day": it.audit_date, "status": it.status, "failed": ", ".join(it.failed_checks),

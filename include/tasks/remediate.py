@@ -22,6 +22,7 @@ from dataclasses import asdict, replace
 from datetime import timedelta
 from typing import Any
 
+from include.core.status import CheckStatus
 from include.remediation.records import RemediationDecision, RemediationRecord
 from include.remediation.store import RemediationStore
 from include.settings.params import REMEDIATE_SSH_CONN_ID, SSH_CONN_ID, RemediateParams
@@ -357,7 +358,7 @@ def outcome_of(fixes: list[dict[str, Any]], host_result: str, after: dict[str, A
     """fixed only when every check a fix addressed passes on re-verification; a failed step is failed."""
     addressed = list(dict.fromkeys(c for f in fixes for c in f.get("check_ids", [])))
     checks = after.get("checks") or {}
-    still = [c for c in addressed if (checks.get(c) or {}).get("status") != "PASS"]
+    still = [c for c in addressed if (checks.get(c) or {}).get("status") != CheckStatus.PASS]
     status = after.get("status", "")
     if host_result == "failed":
         return "failed", f"a fix failed; after: {status}" + (f", still failing {', '.join(still)}" if still else "")

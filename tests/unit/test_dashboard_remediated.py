@@ -79,7 +79,7 @@ def test_host_page_shows_every_step_command_exit_status_and_output_hash():
 def test_no_records_no_section_and_records_without_evidence_still_shown():
     assert "Remediation" not in dashboard.host_page(HOST, history())
     assert "Remediation" not in dashboard.host_page(HOST, history(), [])
-    page = dashboard.host_page(HOST, [], [r.to_item() for r in records()])  # stored items are read too
+    page = dashboard.host_page(HOST, [], [RemediationRecord.from_item(r.to_item()) for r in records()])  # as stored
     assert "No evidence stored for this instance." in page and list(table(page, SUMMARY)) == [DAY, EARLIER_DAY]
 
 

@@ -191,7 +191,7 @@ def test_remediation_changes_no_number_no_subject_and_no_csv_row():
 
 
 def test_stored_items_are_read_like_records():
-    stored = [r.to_item() for r in RECORDS]
+    stored = [RemediationRecord.from_item(r.to_item()) for r in RECORDS]  # as RemediationStore reads them
     assert table(build(remediations=stored).html, HEADERS) == table(build(remediations=RECORDS).html, HEADERS)
 
 
