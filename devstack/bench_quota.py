@@ -49,6 +49,7 @@ from pathlib import Path
 from devstack import aws_quotas, local_aws, procs
 from devstack.fault_proxy import QuotaProxy
 from devstack.stack import PROJECT, REGION, SSH_LOGIN, SSM_AGENT_PORT, wait_until
+from include.evidence.records import EvidenceItem
 
 MAX_HOSTS = 10_000
 PORT = 2222
@@ -246,20 +247,20 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
 
     items = phases.run("report read", report_read)
     stored = [i for i in EvidenceStore(local_aws.dynamodb(stand.direct), TABLE).day_items(day, fields=["run_id"])]
-    ids = [i["instance_id"] for i in stored]
+    ids = [i.instance_id for i in stored]
     evidence = {"expected": stand.n, "stored": len(stored), "unique": len(set(ids)),
-                "this_run": sum(1 for i in stored if i.get("run_id") == run_id),
+                "this_run": sum(1 for i in stored if i.run_id == run_id),
                 "missing": sorted(set(h["instance_id"] for h in stand.hosts) - set(ids))[:10],
                 "report_read": len(items)}
     statuses = {}
     for item in items:
-        statuses[item["status"]] = statuses.get(item["status"], 0) + 1
-    canary_found = sum(1 for i in items if i.get("checks", {}).get("cwagent.canary_delivered", {}).get("status") == "PASS")
+        statuses[item.status] = statuses.get(item.status, 0) + 1
+    canary_found = sum(1 for i in items if i.checks.get("cwagent.canary_delivered", {}).get("status") == "PASS")
     canaries = _canary_outcomes(stand, items) if canary else None
     unreachable: dict[str, int] = {}
     for item in items:
-        if item["status"] in ("UNREACHABLE", "ERROR"):
-            detail = item.get("status_detail", "")[:90]
+        if item.status in ("UNREACHABLE", "ERROR"):
+            detail = item.status_detail[:90]
             unreachable[detail] = unreachable.get(detail, 0) + 1
     hub = phases.run("securityhub", lambda: _securityhub(stand, items)) if securityhub else None
     ssm = phases.run("ssm", lambda: _ssm(stand)) if stand.ssm_hosts else None
@@ -269,7 +270,7 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
             "phases": phases.rows, "walls_s": phases.walls, "totals": stand.ledger.report()}
 
 
-def _canary_outcomes(stand: Stand, items: list[dict]) -> dict:
+def _canary_outcomes(stand: Stand, items: list[EvidenceItem]) -> dict:
     """Of the reached hosts whose simulated agent delivers the canary (devstack/host_states.delivers_canary),
     how many the batch's search found within the wait: the others were missed — throttled polls, a window
     spent waiting on FilterLogEvents — not undelivered."""
@@ -278,10 +279,10 @@ def _canary_outcomes(stand: Stand, items: list[dict]) -> dict:
     profile = {h["instance_id"]: h["profile"] for h in stand.hosts}
     out = {"delivering": 0, "found": 0, "missed": 0, "undelivered_found": 0}
     for item in items:
-        verdict = item.get("checks", {}).get("cwagent.canary_delivered", {}).get("status")
+        verdict = item.checks.get("cwagent.canary_delivered", {}).get("status")
         if verdict is None:  # not reached: no canary was written
             continue
-        if delivers_canary(profile[item["instance_id"]]):
+        if delivers_canary(profile[item.instance_id]):
             out["delivering"] += 1
             out["found" if verdict == "PASS" else "missed"] += 1
         elif verdict == "PASS":
@@ -289,7 +290,7 @@ def _canary_outcomes(stand: Stand, items: list[dict]) -> dict:
     return out
 
 
-def _securityhub(stand: Stand, items: list[dict]) -> dict:
+def _securityhub(stand: Stand, items: list[EvidenceItem]) -> dict:
     from botocore.config import Config
 
     from include.aws.clients import SECURITYHUB_RETRIES
@@ -300,7 +301,7 @@ def _securityhub(stand: Stand, items: list[dict]) -> dict:
     client = _session().client("securityhub", endpoint_url=stand.endpoint, config=Config(**SECURITYHUB_RETRIES))
     try:
         # The bench's run discovered every host of its one region, unfiltered: the whole day is in scope.
-        scope = sh.RunScope(frozenset({REGION}), frozenset(it["instance_id"] for it in items), complete=True)
+        scope = sh.RunScope(frozenset({REGION}), frozenset(it.instance_id for it in items), complete=True)
         return sh.export_day(client, items, check_meta(), ACCOUNT, REGION, datetime.now(timezone.utc), scope=scope)
     except sh.SecurityHubError as exc:
         return {"error": str(exc)[:300]}

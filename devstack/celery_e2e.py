@@ -187,7 +187,7 @@ def run(root: Path, timeout_s: float = 480) -> dict:
 
         items = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").day_items(day)
         return {"state": state, "killed_worker2": killed, "task_instances": tis, "verify_batches_started_by_worker": by_worker,
-                "items": len(items), "unique_items": len({i["instance_id"] for i in items}),
+                "items": len(items), "unique_items": len({i.instance_id for i in items}),
                 "expected_items": sum(1 for h in fleet if h.get("expected")), "mails": len(stack.report_mail())}
     finally:
         procs.stop_all()

@@ -283,7 +283,7 @@ def run(root: Path, central: str = "local", timeout_s: float = 240) -> dict:
         result.update(
             state=state, day=day, task_instances=edge.task_instances(run_id), jobs=edge.jobs(run_id),
             batches=edge.xcom(run_id, "plan_batches"),
-            items=[{"instance_id": i["instance_id"], "run_id": i.get("run_id"), "status": i.get("status")} for i in items],
+            items=[{"instance_id": i.instance_id, "run_id": i.run_id, "status": i.status} for i in items],
             running=sorted(h["instance_id"] for h in fleet if h.get("state", "running") == "running"),
             vpc_of={h["instance_id"]: h["vpc_id"] for h in fleet}, vpc_queue={vpc["a"]: "vpc-a", vpc["b"]: "vpc-b"},
             mails=len(stack.report_mail()))

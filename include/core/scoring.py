@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from include.core.status import CheckStatus, Status, Verdict
 
@@ -96,23 +97,34 @@ class HardeningSummary:
     gaps: dict[str, int]  # check id → hosts failing it, most common first
 
 
-def hardening_summary(items: Iterable[Mapping], checks: Iterable[str]) -> HardeningSummary:
+class Judged(Protocol):
+    """What the day's numbers read of a host's stored result (include/evidence/records.py: EvidenceItem, which
+    core may not import)."""
+
+    @property
+    def checks(self) -> Mapping[str, Mapping[str, str]]: ...
+
+    @property
+    def profile(self) -> str: ...
+
+
+def hardening_summary(items: Iterable[Judged], checks: Iterable[str]) -> HardeningSummary:
     checks = tuple(checks)
     assessed = hardened = 0
     gaps: Counter[str] = Counter()
     for item in items:
-        results = item.get("checks") or {}
+        results = item.checks or {}
         states = [str((results.get(c) or {}).get("status", "")) for c in checks]
-        if not checks or not all(s in ("PASS", "FAIL") for s in states):
+        if not checks or not all(s in (CheckStatus.PASS, CheckStatus.FAIL) for s in states):
             continue
         assessed += 1
-        failing = [c for c, s in zip(checks, states) if s == "FAIL"]
+        failing = [c for c, s in zip(checks, states) if s == CheckStatus.FAIL]
         gaps.update(failing)
         hardened += not failing
     pct = round(100.0 * hardened / assessed, 1) if assessed else None
     return HardeningSummary(assessed, hardened, pct, dict(gaps.most_common()))
 
 
-def judged_under(items: Iterable[Mapping]) -> tuple[str, ...]:
+def judged_under(items: Iterable[Judged]) -> tuple[str, ...]:
     """The profile(s) the items' statuses were judged under (each item records its run's profile)."""
-    return tuple(sorted({str(it.get("profile")) for it in items if it.get("profile")}))
+    return tuple(sorted({str(it.profile) for it in items if it.profile}))

@@ -47,10 +47,10 @@ class Entry:
     item: str  # the stored item's item_sha256[:ITEM_HASH_HEX]; "" when unknown (an item written before item hashes)
 
 
-def build(items: Iterable[Mapping]) -> dict[str, Entry]:
+def build(items: Iterable[EvidenceItem]) -> dict[str, Entry]:
     """From the day's items (projected: instance_id, status, run_id, item_sha256)."""
-    return {it["instance_id"]: Entry(str(it.get("status", "")), str(it.get("run_id", "")),
-                                     str(it.get(ITEM_HASH) or "")[:ITEM_HASH_HEX]) for it in items}
+    return {it.instance_id: Entry(str(it.status), str(it.run_id), str(it.item_sha256 or "")[:ITEM_HASH_HEX])
+            for it in items}
 
 
 def encode(digest: Mapping[str, Entry]) -> tuple[list[bytes], str]:

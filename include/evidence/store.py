@@ -80,24 +80,25 @@ class EvidenceStore(DayTable):
         return {it["instance_id"] for it in items if it.get("run_id") == run_id}
 
     def day_items(self, audit_date: str, run_id: str | None = None, fields: Iterable[str] | None = None,
-                  status: str | None = None) -> list[dict]:
+                  status: Status | str | None = None) -> list[EvidenceItem]:
         """Instance items of a day via the day index, optionally only one run's and/or one status.
 
         The filters run server-side and `fields` projects the items, so a step that needs three attributes
-        of 10,000 items does not pull 10,000 full evidence records over the wire (nor parse them).
+        of 10,000 items does not pull 10,000 full evidence records over the wire (nor parse them); what was not
+        projected reads as its EvidenceItem default.
         """
         condition = Attr("item_type").eq("instance")
         if run_id is not None:
             condition &= Attr("run_id").eq(run_id)
         if status is not None:
-            condition &= Attr("status").eq(status)
+            condition &= Attr("status").eq(str(status))
         kwargs: dict = {"IndexName": DAY_INDEX, "KeyConditionExpression": Key("audit_date").eq(audit_date),
                         "FilterExpression": condition}
         if fields is not None:
             names = sorted({"instance_id", "audit_date", "item_type", "run_id", *fields})
             kwargs["ProjectionExpression"] = ", ".join(f"#p{i}" for i in range(len(names)))
             kwargs["ExpressionAttributeNames"] = {f"#p{i}": name for i, name in enumerate(names)}
-        return self.query_all(kwargs)
+        return [EvidenceItem.from_item(it) for it in self.query_all(kwargs)]
 
     # -- run summary
     def put_summary(self, audit_date: str, summary: RunSummary | Mapping[str, Any], ttl_days: int) -> None:
@@ -134,11 +135,11 @@ class EvidenceStore(DayTable):
             ExpressionAttributeValues={":r": run_id, ":t": iso(utc_now())},
         )
 
-    def host_history(self, instance_id: str, limit: int = 90) -> list[dict]:
+    def host_history(self, instance_id: str, limit: int = 90) -> list[EvidenceItem]:
         """One instance's items, newest day first: one Query on its partition (the table's key)."""
         response = self.table.query(KeyConditionExpression=Key("instance_id").eq(instance_id),
                                     ScanIndexForward=False, Limit=limit)
-        return [it for it in response.get("Items", []) if it.get("item_type") == "instance"]
+        return [EvidenceItem.from_item(it) for it in response.get("Items", []) if it.get("item_type") == "instance"]
 
     def latest_audit_day(self) -> str | None:
         item = self.latest_day_item(SUMMARY_ID, projection="audit_date")
@@ -161,7 +162,8 @@ class EvidenceStore(DayTable):
         found = self.get_chunks(DIGEST_PREFIX, audit_date)
         return day_digest.decode(found[0], found[1]["sha256"]) if found else None
 
-    def items_by_id(self, audit_date: str, instance_ids: Iterable[str]) -> list[dict]:
-        """Full items of these instances on the day (BatchGetItem, 100 a call)."""
+    def items_by_id(self, audit_date: str, instance_ids: Iterable[str]) -> list[EvidenceItem]:
+        """Full instance items of these instances on the day (BatchGetItem, 100 a call)."""
         keys = [{"instance_id": i, "audit_date": audit_date} for i in dict.fromkeys(instance_ids)]
-        return self.batch_get(self.table_name, keys) if keys else []
+        found = self.batch_get(self.table_name, keys) if keys else []
+        return [EvidenceItem.from_item(it) for it in found if it.get("item_type") == "instance"]

@@ -43,7 +43,7 @@ from py_ocsf_models.objects.remediation import Remediation
 from py_ocsf_models.objects.resource_details import ResourceDetails
 
 from include import __version__
-from include.core.status import Status
+from include.core.status import CheckStatus, Status
 from include.evidence.records import EvidenceItem
 
 PRODUCT = Product(name="EC2 audit compliance", vendor_name="ec2-audit-compliance", version=__version__,
@@ -54,10 +54,10 @@ NOT_EVALUATED = "NOT_EVALUATED"  # status_code of an event for a host whose sess
 # check status → (compliance status, finding status): a failure is New until waived (then Suppressed), what needs
 # no action is Resolved, and what could not be judged is New with a Warning/Unknown compliance status.
 CHECK_STATUS: dict[str, tuple[ComplianceStatusID, StatusID]] = {
-    "PASS": (ComplianceStatusID.Pass, StatusID.Resolved),
-    "FAIL": (ComplianceStatusID.Fail, StatusID.New),
-    "ERROR": (ComplianceStatusID.Warning, StatusID.New),
-    "NOT_APPLICABLE": (ComplianceStatusID.Other, StatusID.Resolved),
+    CheckStatus.PASS.value: (ComplianceStatusID.Pass, StatusID.Resolved),
+    CheckStatus.FAIL.value: (ComplianceStatusID.Fail, StatusID.New),
+    CheckStatus.ERROR.value: (ComplianceStatusID.Warning, StatusID.New),
+    CheckStatus.NOT_APPLICABLE.value: (ComplianceStatusID.Other, StatusID.Resolved),
     NOT_EVALUATED: (ComplianceStatusID.Unknown, StatusID.New),
 }
 SEVERITY = {"critical": SeverityID.Critical, "high": SeverityID.High, "medium": SeverityID.Medium,
@@ -107,9 +107,9 @@ def _verdicts(it: EvidenceItem, check_meta: Mapping[str, dict]) -> list[tuple[st
     """(check id, check status, detail) for each check of the host: its recorded verdicts, or, with none, every
     always-run check as NOT_EVALUATED (NOT_APPLICABLE for a NOT_APPLICABLE host) with the host's reason."""
     if it.checks:
-        return [(cid, str((v or {}).get("status", "")) or "ERROR", str((v or {}).get("detail", "")))
+        return [(cid, str((v or {}).get("status", "")) or CheckStatus.ERROR.value, str((v or {}).get("detail", "")))
                 for cid, v in sorted(it.checks.items())]
-    status = "NOT_APPLICABLE" if it.status == Status.NOT_APPLICABLE else NOT_EVALUATED
+    status = CheckStatus.NOT_APPLICABLE.value if it.status == Status.NOT_APPLICABLE else NOT_EVALUATED
     detail = f"host {it.status or 'without a status'}: {it.status_detail}".rstrip(": ")
     return [(cid, status, detail) for cid in sorted(check_meta) if not check_meta[cid].get("opt_in")]
 
@@ -118,7 +118,7 @@ def _event(it: EvidenceItem, check_id: str, check_status: str, detail: str, meta
            generated_at: datetime) -> ComplianceFindingEvent:
     compliance_status, finding_status = CHECK_STATUS.get(check_status, (ComplianceStatusID.Other, StatusID.Other))
     listed = _listed_in(it, check_id)
-    if check_status == "FAIL" and (listed == "waived_checks" or it.status == Status.WAIVED):
+    if check_status == CheckStatus.FAIL and (listed == "waived_checks" or it.status == Status.WAIVED):
         finding_status = StatusID.Suppressed  # an approved, unexpired waiver covers it (include/verify/waivers.py)
     when = _when(it.checked_at, generated_at)
     severity = SEVERITY.get(str(meta.get("severity", "")), SeverityID.Unknown)
@@ -173,15 +173,15 @@ def _event(it: EvidenceItem, check_id: str, check_status: str, detail: str, meta
     )
 
 
-def iter_ocsf_events(items: list[dict], check_meta: Mapping[str, dict], generated_at: datetime) -> Iterator[dict]:
+def iter_ocsf_events(items: list[EvidenceItem], check_meta: Mapping[str, dict], generated_at: datetime) -> Iterator[dict]:
     """The day's events one at a time (pure): hosts by instance id, checks by id; JSON-ready dicts."""
-    for it in sorted(map(EvidenceItem.from_item, items), key=lambda i: i.instance_id):
+    for it in sorted(items, key=lambda i: i.instance_id):
         for check_id, check_status, detail in _verdicts(it, check_meta):
             event = _event(it, check_id, check_status, detail, check_meta.get(check_id, {}), generated_at)
             yield event.model_dump(mode="json", exclude_none=True)
 
 
-def ocsf_events(items: list[dict], check_meta: Mapping[str, dict], generated_at: datetime) -> list[dict]:
+def ocsf_events(items: list[EvidenceItem], check_meta: Mapping[str, dict], generated_at: datetime) -> list[dict]:
     """The day's events (pure): one per (host, check). At fleet scale prefer iter_ocsf_events into write_ocsf: a
     list holds ~19 KB of Python objects per event (16 checks × 10,000 hosts ≈ 3 GB), the file ~3 KB."""
     return list(iter_ocsf_events(items, check_meta, generated_at))

@@ -53,7 +53,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from include.aws.errors import DENIED, THROTTLED, error_code
-from include.core.status import Status
+from include.core.status import CheckStatus, Status
 from include.evidence.records import EvidenceItem
 
 SCHEMA_VERSION = "2018-10-08"
@@ -170,10 +170,6 @@ def timestamp(value: datetime | str) -> str:
 
 
 # -- the pure builder
-def _item(value: EvidenceItem | Mapping[str, Any]) -> EvidenceItem:
-    return value if isinstance(value, EvidenceItem) else EvidenceItem.from_item(value)
-
-
 def _requirements(check_id: str, meta: Mapping[str, Any]) -> list[str]:
     found = meta.get("requirements")
     if found is None:  # an older check_meta: ask the catalogue, if it knows (getattr: optional there)
@@ -294,7 +290,7 @@ def _unverified_meta(item: EvidenceItem, status: Status) -> dict[str, Any]:
                            "HOST_KEY_MISMATCH confirm the new host key before accepting it (docs/SECURITY.md)."}
 
 
-def findings(items: Iterable[EvidenceItem | Mapping[str, Any]], check_meta: Mapping[str, Mapping[str, Any]],
+def findings(items: Iterable[EvidenceItem], check_meta: Mapping[str, Mapping[str, Any]],
              account_id: str, region: str, product_arn: str, generated_at: datetime | str,
              previous_ids: Iterable[str] | Mapping[str, Mapping[str, Any]] = (),
              missing_evidence: Iterable[str] = (), *, scope: RunScope) -> list[dict]:
@@ -315,8 +311,7 @@ def findings(items: Iterable[EvidenceItem | Mapping[str, Any]], check_meta: Mapp
     previous = {k: v for k, v in previous.items() if parse_finding_id(k) and parse_finding_id(k)[0] == account_id}
     out: dict[str, dict] = {}
     present: set[str] = set()
-    for raw in items:
-        item = _item(raw)
+    for item in items:
         if item.item_type != "instance" or (item.account_id and item.account_id != account_id):
             continue
         if not scope.covers(item.instance_id):  # another run's host: not re-checked here
@@ -343,7 +338,7 @@ def findings(items: Iterable[EvidenceItem | Mapping[str, Any]], check_meta: Mapp
                                 waiver=_waiver(item, check_id), before=previous.get(fid), **kwargs)
         for check_id, verdict in sorted(item.checks.items()):
             fid = finding_id(account_id, item.region or region, item.instance_id, check_id)
-            if (fid in previous and fid not in out and (verdict or {}).get("status") == "PASS"
+            if (fid in previous and fid not in out and (verdict or {}).get("status") == CheckStatus.PASS
                     and not _resolved_already(previous[fid])):
                 out[fid] = _finding(item, check_id, check_meta.get(check_id, {}), status="PASSED",
                                     advisory=False, waiver="", before=previous[fid],
@@ -525,14 +520,14 @@ def _resolve(client, ids: list[str], by_id: Mapping[str, dict], result: ExportRe
     return len(done)
 
 
-def export_day(client, items: Iterable[EvidenceItem | Mapping[str, Any]],
+def export_day(client, items: Iterable[EvidenceItem],
                check_meta: Mapping[str, Mapping[str, Any]], account_id: str, region: str,
                generated_at: datetime | str, *, scope: RunScope, missing_evidence: Iterable[str] = (),
                sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     """The day's export for one account's hub (the DAG's one call): read our open findings, build, import,
     resolve — within `scope`, what this run re-checked. Returns JSON-able counts; raises SecurityHubError
     (see export)."""
-    items = [_item(i) for i in items]
+    items = list(items)
     arn = product_arn(account_id, region)
     before = open_findings(client, arn, account_id, sleep=sleep)
     built = findings(items, check_meta, account_id, region, arn, generated_at, previous_ids=before,

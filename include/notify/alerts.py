@@ -39,10 +39,10 @@ class AlertDecision:
     state: dict[str, dict[str, str]] = field(default_factory=dict)  # key → {first_seen, last_alerted}
 
 
-def current_findings(items: list[dict], critical_checks: set[str], compliance_pct: float | None,
+def current_findings(items: list[EvidenceItem], critical_checks: set[str], compliance_pct: float | None,
                      threshold_pct: float) -> list[Finding]:
     found = []
-    for item in map(EvidenceItem.from_item, items):
+    for item in items:
         if item.status != Status.NON_COMPLIANT:
             continue
         for check_id in sorted(set(item.failed_checks) & critical_checks):

@@ -39,11 +39,12 @@ from boto3.dynamodb.conditions import Key
 from include.aws.tables import DAY_INDEX
 from include.checks.catalogue import CATALOGUE
 from include.core.record import plain
+from include.core.status import CheckStatus, Status
 from include.notify import channels as ch
 
 log = logging.getLogger(__name__)
 
-HOST_KEY = "HOST_KEY_MISMATCH"
+HOST_KEY = Status.HOST_KEY_MISMATCH.value
 WATCHED: tuple[str, ...] = ("auditd.running", "auditd.rules_loaded",
                             *sorted(c.id for c in CATALOGUE if c.id.startswith("cwagent.")))
 PARTITION_PREFIX = "#security-event#"
@@ -171,14 +172,14 @@ def failing_now(current: Observation) -> dict[str, str]:
     """kind → what is wrong now, for the kinds this observation shows."""
     if current.status == HOST_KEY:
         return {HOST_KEY: f"pinned {current.pinned_key}, offered {current.offered_key or '(unknown)'}"}
-    return {c: current.detail(c) for c in WATCHED if current.verdict(c) == "FAIL"}
+    return {c: current.detail(c) for c in WATCHED if current.verdict(c) == CheckStatus.FAIL}
 
 
 def _saw(observation: Observation, kind: str) -> bool:
     """Whether this observation says anything about `kind`: the check judged, or the host key compared."""
     if kind == HOST_KEY:
         return observation.status == HOST_KEY or bool(observation.host_key_fingerprint)
-    return observation.verdict(kind) in ("PASS", "FAIL")
+    return observation.verdict(kind) in (CheckStatus.PASS, CheckStatus.FAIL)
 
 
 def previous(history: Iterable[Observation], current: Observation, kind: str) -> Observation | None:
@@ -206,7 +207,7 @@ def detect(current: Observation, history: Sequence[Observation], states: Mapping
             else:  # no earlier trusted observation known: the mismatch itself is the event
                 anchor, before = f"||0|{offered}", "no earlier trusted observation"
         else:
-            if prev is not None and prev.verdict(kind) == "PASS":
+            if prev is not None and prev.verdict(kind) == CheckStatus.PASS:
                 anchor, before = f"{prev.day}|{prev.run_id}|{prev.seq}", f"passed on {prev.ref()}"
             elif state is not None:
                 anchor, before = state.anchor, state.before  # still failing since the stored occurrence
@@ -288,7 +289,7 @@ def candidates(store, day: str, run_id: str) -> list[dict]:
         "IndexName": DAY_INDEX, "KeyConditionExpression": "audit_date = :d",
         "FilterExpression": f"item_type = :instance AND run_id = :r AND (#st = :mismatch OR {fails})",
         "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": {":d": day, ":instance": "instance", ":r": run_id, ":fail": "FAIL",
+        "ExpressionAttributeValues": {":d": day, ":instance": "instance", ":r": run_id, ":fail": CheckStatus.FAIL.value,
                                       ":mismatch": HOST_KEY}})
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from include.checks import fixes
 from include.checks.catalogue import CATALOGUE, Check
-from include.core.status import Status
+from include.core.status import CheckStatus, Status
 from include.evidence.records import EvidenceItem
 
 PLAN_VERSION = 1
@@ -92,15 +92,11 @@ class RemediationPlan:
         return plan_hash(self)
 
 
-def _as_item(item: EvidenceItem | Mapping[str, Any]) -> EvidenceItem:
-    return item if isinstance(item, EvidenceItem) else EvidenceItem.from_item(item)
-
-
 def _immutable(item: EvidenceItem) -> bool:
-    return item.checks.get(IMMUTABLE_CHECK, {}).get("status") == "PASS"
+    return item.checks.get(IMMUTABLE_CHECK, {}).get("status") == CheckStatus.PASS
 
 
-def plan(items: Iterable[EvidenceItem | Mapping[str, Any]], log_group: str = "", *,
+def plan(items: Iterable[EvidenceItem], log_group: str = "", *,
          catalogue: Iterable[Check] = CATALOGUE, include_advisory: bool = False,
          audit_date: str = "", max_hosts: int | None = None) -> RemediationPlan:
     """The hosts whose failed checks have an automatic fix, each with the steps that would run.
@@ -114,7 +110,7 @@ def plan(items: Iterable[EvidenceItem | Mapping[str, Any]], log_group: str = "",
     skipped: list[NotPlanned] = []
     dates: set[str] = set()
     profiles: set[str] = set()
-    for item in map(_as_item, items):
+    for item in items:
         if item.item_type != "instance":
             continue
         dates.add(item.audit_date)

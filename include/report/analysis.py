@@ -7,6 +7,7 @@ import pandas as pd
 
 from include.core.scoring import fleet_summary
 from include.core.status import Status
+from include.evidence.records import EvidenceItem
 
 
 def breakdown(frame: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -40,16 +41,16 @@ class Drift:
         return self.previous_day is not None
 
 
-def drift(today: list[dict], previous: list[dict], previous_day: str | None) -> Drift:
+def drift(today: list[EvidenceItem], previous: list[EvidenceItem], previous_day: str | None) -> Drift:
     if previous_day is None or not previous:
-        return Drift(None, new=sorted(it["instance_id"] for it in today))
-    now = {it["instance_id"]: it.get("status") for it in today}
-    before = {it["instance_id"]: it.get("status") for it in previous}
+        return Drift(None, new=sorted(it.instance_id for it in today))
+    now = {it.instance_id: it.status for it in today}
+    before = {it.instance_id: it.status for it in previous}
     return Drift(
         previous_day,
-        newly_failing=sorted(i for i, s in now.items() if s == "NON_COMPLIANT" and i in before
-                             and before[i] != "NON_COMPLIANT"),
-        fixed=sorted(i for i, s in now.items() if s == "COMPLIANT" and before.get(i) == "NON_COMPLIANT"),
+        newly_failing=sorted(i for i, s in now.items() if s == Status.NON_COMPLIANT and i in before
+                             and before[i] != Status.NON_COMPLIANT),
+        fixed=sorted(i for i, s in now.items() if s == Status.COMPLIANT and before.get(i) == Status.NON_COMPLIANT),
         new=sorted(set(now) - set(before)),
         vanished=sorted(set(before) - set(now)),
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from include.core.scoring import FleetSummary, HardeningSummary, fleet_summary, hardening_summary, judged_under
-from include.core.status import Status
+from include.core.status import CheckStatus, Status
 from include.evidence.records import EvidenceItem
 from include.remediation.records import FixRun, RemediationDecision, RemediationRecord, StepRun
 from include.report.analysis import Drift, breakdown, drift
@@ -74,7 +74,7 @@ def _requirements(check_ids, check_meta: Mapping[str, dict]) -> list[str]:
     return sorted(found, key=requirement_order)
 
 
-def by_requirement(items: list[dict], check_meta: Mapping[str, dict]) -> list[dict]:
+def by_requirement(items: list[EvidenceItem], check_meta: Mapping[str, dict]) -> list[dict]:
     """Requirement → the hosts failing it: `deciding` when one of the host's failed_checks (the profile's) evidences
     it, else `advisory` when one of its advisory_failed does. Every requirement in check_meta is listed (0 too)."""
     from include.checks.catalogue import requirement_order
@@ -84,7 +84,7 @@ def by_requirement(items: list[dict], check_meta: Mapping[str, dict]) -> list[di
         for req in meta.get("requirements", ()):
             row = rows.setdefault(req, {"requirement": req, "checks": [], "deciding": set(), "advisory": set()})
             row["checks"].append(cid)
-    for it in map(EvidenceItem.from_item, items):
+    for it in items:
         for req in _requirements(it.failed_checks, check_meta):
             rows[req]["deciding"].add(it.instance_id)
         for req in _requirements(it.advisory_failed, check_meta):
@@ -98,9 +98,9 @@ def by_requirement(items: list[dict], check_meta: Mapping[str, dict]) -> list[di
     return out
 
 
-def to_frame(items: list[dict], check_meta: Mapping[str, dict] | None = None) -> pd.DataFrame:
+def to_frame(items: list[EvidenceItem], check_meta: Mapping[str, dict] | None = None) -> pd.DataFrame:
     rows = []
-    for it in map(EvidenceItem.from_item, items):
+    for it in items:
         rows.append({
             "instance_id": _text(it.instance_id),
             "name": _text(it.display_name),
@@ -135,28 +135,22 @@ def subject_line(audit_date: str, summary: FleetSummary, mode: str) -> str:
 WAIVER_STATES = ("expired", "expiring_soon", "in_force")  # the report's order
 
 
-def _failing(items: list[dict], check_meta: Mapping[str, dict]) -> list[dict]:
+def _failing(items: list[EvidenceItem], check_meta: Mapping[str, dict]) -> list[dict]:
     """NON_COMPLIANT hosts by id, each failed check (most severe first) with its detail and remediation."""
     rows = []
-    for it in sorted(items, key=lambda i: _text(i.get("instance_id"))):
-        if it.get("status") != Status.NON_COMPLIANT:
+    for it in sorted(items, key=lambda i: _text(i.instance_id)):
+        if it.status != Status.NON_COMPLIANT:
             continue
-        failed = sorted(it.get("failed_checks") or [],
+        failed = sorted(it.failed_checks or [],
                         key=lambda c: SEVERITY_RANK.get(check_meta.get(c, {}).get("severity", "low"), 9))
-        checks = it.get("checks") or {}
-        rows.append({key: _text(it.get(key)) for key in ("instance_id", "name", "environment", "region")} | {
+        checks = it.checks or {}
+        rows.append({key: _text(getattr(it, key)) for key in ("instance_id", "name", "environment", "region")} | {
             "checks": [{"id": cid, "severity": check_meta.get(cid, {}).get("severity", "?"),
                         "detail": _text((checks.get(cid) or {}).get("detail", "")),
                         "remediation": check_meta.get(cid, {}).get("remediation", "")} for cid in failed]})
     return rows
 
 
-def _as_record(value: RemediationRecord | Mapping) -> RemediationRecord:
-    return value if isinstance(value, RemediationRecord) else RemediationRecord.from_item(value)
-
-
-def _as_decision(value: RemediationDecision | Mapping) -> RemediationDecision:
-    return value if isinstance(value, RemediationDecision) else RemediationDecision.from_item(value)
 
 
 def _cap(text: str, limit: int | None) -> str:
@@ -169,7 +163,7 @@ def still_failing(record: RemediationRecord) -> list[str]:
     addressed = list(dict.fromkeys(c for f in record.fixes for c in FixRun.from_item(f).check_ids))
     after = [*record.after_failed, *(c for c in record.after_advisory_failed if c not in record.after_failed)]
     still = [c for c in addressed if c in after
-             or (record.after_checks and (record.after_checks.get(c) or {}).get("status") != "PASS")]
+             or (record.after_checks and (record.after_checks.get(c) or {}).get("status") != CheckStatus.PASS)]
     return still or after
 
 
@@ -213,10 +207,10 @@ def _fix_names(record: RemediationRecord) -> list[str]:
             for fix in map(FixRun.from_item, record.fixes)]
 
 
-def remediation_rows(records: Iterable[RemediationRecord | Mapping], detail_chars: int | None = None) -> list[dict]:
+def remediation_rows(records: Iterable[RemediationRecord], detail_chars: int | None = None) -> list[dict]:
     """One row per host for the "Remediated" section: failures first (REMEDIATION_OUTCOMES), then by host id."""
     rank = {o: i for i, o in enumerate(REMEDIATION_OUTCOMES)}
-    ordered = sorted(map(_as_record, records), key=lambda r: (rank.get(r.outcome, -1), r.host_id))
+    ordered = sorted(records, key=lambda r: (rank.get(r.outcome, -1), r.host_id))
     return [{"host_id": r.host_id, "name": r.name, "audit_date": r.audit_date, "run_id": r.run_id,
              "fixes": _fix_names(r), "approved_by": r.approved_by, "approved_at": r.approved_at,
              "plan_sha256": r.plan_sha256, "before": r.before_status, "after": r.after_status,
@@ -226,23 +220,23 @@ def remediation_rows(records: Iterable[RemediationRecord | Mapping], detail_char
                          for e in r.earlier]} for r in ordered]
 
 
-def decision_rows(decisions: Iterable[RemediationDecision | Mapping], detail_chars: int | None = None) -> list[dict]:
+def decision_rows(decisions: Iterable[RemediationDecision], detail_chars: int | None = None) -> list[dict]:
     return [{"decision": d.decision, "by": d.by, "at": d.at, "plan_sha256": d.plan_sha256, "hosts": d.hosts,
              "fixes": d.fixes, "run_id": d.run_id, "detail": _cap(d.detail, detail_chars)}
-            for d in map(_as_decision, decisions)]
+            for d in decisions]
 
 
-def remediation_counts(records: Iterable[RemediationRecord | Mapping],
-                       decisions: Iterable[RemediationDecision | Mapping] = ()) -> dict:
+def remediation_counts(records: Iterable[RemediationRecord],
+                       decisions: Iterable[RemediationDecision] = ()) -> dict:
     """The JSON's `remediated`: hosts, a count per outcome (every known one, 0 too; an unknown one as "other"),
     and a count per decision."""
-    outcomes = [_as_record(r).outcome for r in records]
+    outcomes = [r.outcome for r in records]
     counts: dict = {"hosts": len(outcomes)} | {o: outcomes.count(o) for o in ("fixed", "not_fixed", "refused", "failed")}
     other = sum(o not in REMEDIATION_OUTCOMES for o in outcomes)
     if other:
         counts["other"] = other
     answered: dict[str, int] = {}
-    for d in map(_as_decision, decisions):
+    for d in decisions:
         answered[d.decision] = answered.get(d.decision, 0) + 1
     counts["decisions"] = dict(sorted(answered.items()))
     return counts
@@ -261,7 +255,7 @@ def _breakdowns(frame: pd.DataFrame) -> list[tuple[str, list[list]]]:
     return tables
 
 
-def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *, audit_date: str, run_id: str,
+def render_html(frame: pd.DataFrame, items: list[EvidenceItem], summary: FleetSummary, *, audit_date: str, run_id: str,
                 mode: str, generated_at: datetime, check_meta: Mapping[str, dict], not_running: Mapping[str, int],
                 notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None,
                 trend_src: str | None = None, gaps: list[str] | None = None, max_rows: int | None = None,
@@ -292,10 +286,10 @@ def render_html(frame: pd.DataFrame, items: list[dict], summary: FleetSummary, *
         run_id=run_id, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
-def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id: str, mode: str,
+def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int, run_id: str, mode: str,
                  generated_at: datetime, check_meta: Mapping[str, dict] | None = None,
                  not_running: Mapping[str, int] | None = None, notes: list[str] | None = None,
-                 previous_items: list[dict] | None = None, previous_day: str | None = None,
+                 previous_items: list[EvidenceItem] | None = None, previous_day: str | None = None,
                  waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None,
                  gaps: list[str] | None = None, remediations: Iterable[RemediationRecord] = (),
                  decisions: Iterable[RemediationDecision] = ()) -> Report:
@@ -303,9 +297,9 @@ def build_report(items: list[dict], *, audit_date: str, discovered: int, run_id:
     in their own section and the JSON's `remediated`; they change no status, number or CSV row."""
     from include.verify.profiles import HARDENING_CHECKS
 
-    remediations, decisions = [_as_record(r) for r in remediations], [_as_decision(d) for d in decisions]
+    remediations, decisions = list(remediations), list(decisions)
 
-    summary = fleet_summary([_text(it.get("status")) for it in items], discovered)
+    summary = fleet_summary([_text(it.status) for it in items], discovered)
     hardening = hardening_summary(items, HARDENING_CHECKS)
     profiles = judged_under(items)
     frame = to_frame(items, check_meta)

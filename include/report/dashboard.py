@@ -8,7 +8,7 @@ iframe. The HTML comes from include/templates/dashboard_*.html, autoescaped: tag
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from include.core.scoring import hardening_summary, judged_under
 from include.core.status import Status
@@ -25,18 +25,17 @@ def _unverified(item: EvidenceItem) -> bool:
     return status is None or status.unverified
 
 
-def fleet_page(day: str | None, summary: dict | None, items: list[dict], trend_png: bytes | None,
-               check_meta: dict[str, dict], remediations: Iterable[RemediationRecord | Mapping] = ()) -> str:
+def fleet_page(day: str | None, summary: dict | None, items: list[EvidenceItem], trend_png: bytes | None,
+               check_meta: dict[str, dict], remediations: Iterable[RemediationRecord] = ()) -> str:
     """`remediations`: RemediationStore.day_remediations(day), shown as the day's "Remediated" section."""
     from include.report.build import remediation_rows
 
     if day is None:
         return render("dashboard_fleet.html", day=None)
     stored = RunSummary.from_item(summary) if summary else None
-    records = [EvidenceItem.from_item(it) for it in items]
-    failing = sorted((it for it in records if it.status == Status.NON_COMPLIANT),
+    failing = sorted((it for it in items if it.status == Status.NON_COMPLIANT),
                      key=lambda it: (-len(it.failed_checks), it.instance_id))
-    other = sorted((it for it in records if _unverified(it)), key=lambda it: it.instance_id)
+    other = sorted((it for it in items if _unverified(it)), key=lambda it: it.instance_id)
     return render(
         "dashboard_fleet.html", day=day, compliance_pct=stored.compliance_pct if stored else None,
         checked=stored.checked if stored else len(items), discovered=stored.discovered if stored else "?",
@@ -78,12 +77,11 @@ def _remediation(record: RemediationRecord) -> dict:
                         for e in record.earlier]}
 
 
-def host_page(instance_id: str, history: list[dict],
-              remediations: Iterable[RemediationRecord | Mapping] = ()) -> str:
+def host_page(instance_id: str, history: list[EvidenceItem],
+              remediations: Iterable[RemediationRecord] = ()) -> str:
     """`remediations`: RemediationStore.host_remediations(instance_id), newest day first."""
-    fixes = [_remediation(r if isinstance(r, RemediationRecord) else RemediationRecord.from_item(r))
-             for r in remediations]
-    records = [EvidenceItem.from_item(it) for it in history]
+    fixes = [_remediation(r) for r in remediations]
+    records = history
     latest = records[0] if records else EvidenceItem(instance_id)
     rows = [{"day": it.audit_date, "status": it.status, "failed": ", ".join(it.failed_checks),
              "advisory": ", ".join(it.advisory_failed), "checked_at": it.checked_at,

@@ -11,6 +11,8 @@ from typing import Any
 
 from include import __version__
 from include.core.clock import utc_now
+from include.core.status import Status
+from include.evidence.records import EvidenceItem
 from include.settings.params import SMTP_CONN_ID, SSH_CONN_ID, AuditParams, audit_day, resolve_mode
 
 # Heavier modules (boto3, asyncssh, pandas) are imported inside the steps: the DAG processor parses this
@@ -244,18 +246,18 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     items = store.day_items(facts["audit_date"], fields=["status", day_digest.ITEM_HASH, *name_claims.FIELDS])
     items = correct_name_claims(params, store, items, facts)
     expected = {i for ids in inventory["instances"].values() for i in ids}
-    recorded_now = {it["instance_id"] for it in items if it.get("run_id") == facts["run_id"]}
+    recorded_now = {it.instance_id for it in items if it.run_id == facts["run_id"]}
     unrecorded = sorted(expected - recorded_now)
     gone = sum(r.get("no_longer_running", 0) for r in results or [])
     if len(unrecorded) > gone:  # a host neither recorded nor stopped since discovery is a pipeline bug
         log.warning("%d discovered instances have no evidence: %s", len(unrecorded), unrecorded[:20])
-    recorded = {it["instance_id"] for it in items}
+    recorded = {it.instance_id for it in items}
     discovered = expected | recorded | set(earlier.missing_evidence)
     missing = sorted(discovered - recorded)
     from_earlier = len(recorded - recorded_now)
     if from_earlier:
         log.info("%s: %d of %d items come from earlier runs of the day", facts["audit_date"], from_earlier, len(items))
-    summary = fleet_summary([it["status"] for it in items], len(discovered))
+    summary = fleet_summary([it.status for it in items], len(discovered))
     not_running = Counter()
     for region_states in inventory["states"].values():
         for state, n in region_states.items():
@@ -274,7 +276,8 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     return {**facts, "checked": summary.checked, "discovered": summary.discovered}
 
 
-def correct_name_claims(params: AuditParams, store, items: list[dict], facts: dict[str, str]) -> list[dict]:
+def correct_name_claims(params: AuditParams, store, items: list[EvidenceItem], facts: dict[str, str],
+                        ) -> list[EvidenceItem]:
     """Decided once per run, after every batch: this run's hosts whose stream is theirs only by a hostname or IP
     that another instance of the day also names fail log_stream_fresh (include/verify/name_claims.py). Returns the
     items as read, with those corrected."""
@@ -286,7 +289,7 @@ def correct_name_claims(params: AuditParams, store, items: list[dict], facts: di
                               load_waivers(params.waivers_file), utc_now())
 
 
-def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode: str) -> list[dict]:
+def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode: str) -> list[EvidenceItem]:
     """The day's items, as the summary, the dashboard and a later rebuild count them: the ones the verify
     batches staged when the day's digest vouches for them (same run, status and item hash), the rest from
     DynamoDB by key; without a digest (a day sealed before digests, a rebuild) the day's index is read.
@@ -299,21 +302,22 @@ def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode
         return store.day_items(day)
     found, missing = staging.matching(digest, staging.read(params.resolved_report_dir(), day, run_id))
     log.info("%s: %d items from the batches' staging, %d read from DynamoDB", day, len(found), len(missing))
-    items = found + [it for it in store.items_by_id(day, missing) if it.get("item_type") == "instance"]
-    if lacking := sorted(set(digest) - {it["instance_id"] for it in items}):
+    # A staged copy is read as the record it vouches for (its hash was checked on the dict as written).
+    items = [EvidenceItem.from_item(it) for it in found] + store.items_by_id(day, missing)
+    if lacking := sorted(set(digest) - {it.instance_id for it in items}):
         raise RuntimeError(f"{day}: {len(lacking)} host(s) named by the day's digest have no item in "
                            f"{store.table_name}: {', '.join(lacking[:20])}; no report without them")
-    return sorted(items, key=lambda it: it["instance_id"])
+    return sorted(items, key=lambda it: it.instance_id)
 
 
-def previous_statuses(store, previous_day: str | None) -> list[dict]:
+def previous_statuses(store, previous_day: str | None) -> list[EvidenceItem]:
     """The previous audit day's statuses for drift: its digest, else its items' statuses."""
     if not previous_day:
         return []
     digest = store.digest(previous_day)
     if digest is None:
         return store.day_items(previous_day, fields=["status"])
-    return [{"instance_id": i, "status": e.status} for i, e in digest.items()]
+    return [EvidenceItem(i, previous_day, status=e.status) for i, e in digest.items()]
 
 
 def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
@@ -338,7 +342,7 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
                      f"{stored.run_id if stored else 'unknown'}; no host was contacted.")
         if not items:
             notes.append("No evidence is stored for this day: it is a gap, not a result.")
-    elif earlier := sum(it.get("run_id") != run_id for it in items):
+    elif earlier := sum(it.run_id != run_id for it in items):
         notes.append(f"{earlier} of the {len(items)} hosts in this report were checked by earlier runs of "
                      f"{day}; this run ({run_id}) checked {len(items) - earlier}.")
     stored = stored or RunSummary()
@@ -458,7 +462,7 @@ def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, d
     store = evidence_store(params)
     day = built["audit_date"]
     # Findings come only from failing hosts: read those (filtered server-side), not the whole day.
-    items = store.day_items(day, run_id=built["run_id"], status="NON_COMPLIANT")
+    items = store.day_items(day, run_id=built["run_id"], status=Status.NON_COMPLIANT)
     critical = {c.id for c in CATALOGUE if c.severity == "critical"}
     findings = alerts.current_findings(items, critical, built.get("compliance_pct"), params.alert_threshold_pct)
     alert_states = AlertStateStore(store)
@@ -466,7 +470,7 @@ def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, d
     earlier = alert_states.alert_state(day) or {}
     already = set(earlier.get("alerted") or [])  # emailed by an earlier run or try of the day: not repeated
     delivered_before = earlier.get("delivered") or {}  # channel → keys Slack / SNS already got
-    names = {it["instance_id"]: str((it.get("tags") or {}).get("Name", "")) for it in items}
+    names = {it.instance_id: str(it.tags.get("Name", "")) for it in items}
     notice = channels.AlertNotice(day, decision, names, built.get("compliance_pct"),
                                   notify.run_url("ec2_audit_compliance", built["run_id"]),
                                   built["paths"].get("html", ""))

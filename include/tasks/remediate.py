@@ -22,6 +22,7 @@ from dataclasses import asdict, replace
 from datetime import timedelta
 from typing import Any
 
+from include.core.status import CheckStatus
 from include.remediation.records import RemediationDecision, RemediationRecord
 from include.remediation.store import RemediationStore
 from include.settings.params import REMEDIATE_SSH_CONN_ID, SSH_CONN_ID, RemediateParams
@@ -276,13 +277,14 @@ def _current_hosts(p) -> tuple[dict, dict[str, str]]:
 def _stale(store, p) -> dict[str, str]:
     """Hosts whose stored evidence is no longer the one the plan was built from (the day was re-audited):
     the planned hosts' items by key, not the whole day."""
-    now = {it["instance_id"]: it for it in store.items_by_id(p.audit_date, [h.instance_id for h in p.hosts])}
+    now = {it.instance_id: it for it in store.items_by_id(p.audit_date, [h.instance_id for h in p.hosts])}
     stale = {}
     for hp in p.hosts:
-        it = now.get(hp.instance_id, {})
-        if (it.get("run_id"), it.get("output_sha256")) != (hp.evidence_run_id, hp.evidence_output_sha256):
-            stale[hp.instance_id] = (f"its evidence changed since the plan (now run {it.get('run_id')}, status "
-                                     f"{it.get('status')}): approve a new plan")
+        it = now.get(hp.instance_id)
+        run, sha, status = (it.run_id, it.output_sha256, it.status) if it else (None, None, None)
+        if (run, sha) != (hp.evidence_run_id, hp.evidence_output_sha256):
+            stale[hp.instance_id] = (f"its evidence changed since the plan (now run {run}, status "
+                                     f"{status}): approve a new plan")
     return stale
 
 
@@ -356,7 +358,7 @@ def outcome_of(fixes: list[dict[str, Any]], host_result: str, after: dict[str, A
     """fixed only when every check a fix addressed passes on re-verification; a failed step is failed."""
     addressed = list(dict.fromkeys(c for f in fixes for c in f.get("check_ids", [])))
     checks = after.get("checks") or {}
-    still = [c for c in addressed if (checks.get(c) or {}).get("status") != "PASS"]
+    still = [c for c in addressed if (checks.get(c) or {}).get("status") != CheckStatus.PASS]
     status = after.get("status", "")
     if host_result == "failed":
         return "failed", f"a fix failed; after: {status}" + (f", still failing {', '.join(still)}" if still else "")

@@ -27,6 +27,7 @@ from include.core.host import Host
 from include.core.scoring import INCOMPLETE_DETAIL, scored
 from include.core.status import CheckStatus, Status, Verdict
 from include.evidence.digest import ITEM_HASH, item_sha256
+from include.evidence.records import EvidenceItem
 
 log = logging.getLogger(__name__)
 
@@ -83,61 +84,61 @@ class Collision:
                 "canary=true")
 
 
-def collisions(items: Iterable[Mapping], run_id: str) -> dict[str, Collision]:
+def collisions(items: Iterable[EvidenceItem], run_id: str) -> dict[str, Collision]:
     """Pure. Of the day's current items (projected with FIELDS), this run's hosts whose log_stream_fresh PASS
     rests on a name that another instance of the day also claims. Items already amended are left alone (a
     retried step corrects nothing twice)."""
     items = list(items)
     claimants: dict[Name, set[str]] = defaultdict(set)
     for it in items:
-        for value in it.get("stream_names") or []:
+        for value in it.stream_names or []:
             if (name := _name(value)) is not None:
-                claimants[name].add(it["instance_id"])
+                claimants[name].add(it.instance_id)
     found = {}
     for it in items:
-        name = _name(it.get("stream_attributed_by_name"))
-        if name is None or it.get("run_id") != run_id or it.get("amended"):
+        name = _name(it.stream_attributed_by_name)
+        if name is None or it.run_id != run_id or it.amended:
             continue
-        if others := sorted(claimants[name] - {it["instance_id"]}):
-            found[it["instance_id"]] = Collision(it["instance_id"], name, tuple(others))
+        if others := sorted(claimants[name] - {it.instance_id}):
+            found[it.instance_id] = Collision(it.instance_id, name, tuple(others))
     return found
 
 
-def _host(item: Mapping) -> Host:
+def _host(item: EvidenceItem) -> Host:
     """What waivers select on (instance id, tags), from the stored item."""
-    return Host(str(item["instance_id"]), str(item.get("region", "")), str(item.get("account_id", "")),
-                item.get("address") or None, item.get("private_ip") or None,
-                tags={str(k): str(v) for k, v in (item.get("tags") or {}).items()})
+    return Host(str(item.instance_id), str(item.region), str(item.account_id), item.address or None,
+                item.private_ip or None, tags={str(k): str(v) for k, v in (item.tags or {}).items()})
 
 
-def amend(item: Mapping, collision: Collision, decides: Callable[[str], bool], profile_name: str,
+def amend(item: EvidenceItem, collision: Collision, decides: Callable[[str], bool], profile_name: str,
           apply_waivers: Callable[[Host, Status, list[str]], tuple[Status, list[str], list[str]]],
           run_id: str, at: str) -> dict:
     """Pure. The corrected item: log_stream_fresh FAIL, re-scored as the batch scores (scoring.scored, then the
-    waivers), with what was observed before kept in `amended` (evidence is never dropped)."""
-    checks = {cid: dict(c) for cid, c in (item.get("checks") or {}).items()}
+    waivers), with what was observed before kept in `amended` (evidence is never dropped). The item to write
+    back (a DynamoDB item, as instance_item's)."""
+    checks = {cid: dict(c) for cid, c in (item.checks or {}).items()}
     before = checks.get(STREAM_CHECK)
     checks[STREAM_CHECK] = {"status": CheckStatus.FAIL.value, "detail": collision.detail()[:300]}
     verdicts = {cid: Verdict(CheckStatus(c["status"]), str(c.get("detail", ""))) for cid, c in checks.items()}
     # What the batch knew of the output's completeness is in its detail (scoring.scored said it there).
-    complete = item.get("status_detail") != INCOMPLETE_DETAIL
-    score, detail = scored(verdicts, decides, profile_name, complete, bool(item.get("output_truncated")))
+    complete = item.status_detail != INCOMPLETE_DETAIL
+    score, detail = scored(verdicts, decides, profile_name, complete, bool(item.output_truncated))
     status, failed, waived = apply_waivers(_host(item), score.status, score.failed)
-    corrected = {**item, "status": status.value, "status_detail": detail[:500], "failed_checks": failed,
+    corrected = {**item.to_item(), "status": status.value, "status_detail": detail[:500], "failed_checks": failed,
             "advisory_failed": score.advisory, "waived_checks": waived, "checks": checks,
             "amended": {"at": at, "by_run": run_id, "reason": collision.detail()[:500],
                         "other_instances": list(collision.others),
-                        "was": {"status": item.get("status", ""), "status_detail": item.get("status_detail", ""),
-                                "failed_checks": list(item.get("failed_checks") or []),
-                                "advisory_failed": list(item.get("advisory_failed") or []),
-                                "waived_checks": list(item.get("waived_checks") or []),
+                        "was": {"status": item.status, "status_detail": item.status_detail,
+                                "failed_checks": list(item.failed_checks or []),
+                                "advisory_failed": list(item.advisory_failed or []),
+                                "waived_checks": list(item.waived_checks or []),
                                 "checks": {STREAM_CHECK: before} if before else {}}}}
     # The item's own hash covers the corrected verdict: the digest then vouches for no staged (older) copy.
     return {**corrected, ITEM_HASH: item_sha256(corrected)}
 
 
-def settle(store, items: list[dict], audit_date: str, run_id: str, profile, waivers: list, at: datetime,
-           ) -> list[dict]:
+def settle(store, items: list[EvidenceItem], audit_date: str, run_id: str, profile, waivers: list, at: datetime,
+           ) -> list[EvidenceItem]:
     """The run-level step: correct this run's hosts whose stream rests on a name another instance also claims.
 
     `items` are the day's current items as store_summary read them (projected with FIELDS); the full items of
@@ -150,22 +151,17 @@ def settle(store, items: list[dict], audit_date: str, run_id: str, profile, waiv
     found = collisions(items, run_id)
     if not found:
         return items
-    read = {it["instance_id"]: it for it in items}
-    corrected: dict[str, dict] = {}
+    read = {it.instance_id: it for it in items}
+    corrected: dict[str, EvidenceItem] = {}
     for full in store.items_by_id(audit_date, sorted(found)):
-        iid = full["instance_id"]
-        if full.get("item_type") != "instance" or full.get("amended") or any(
-                full.get(k) != read[iid].get(k) for k in ("run_id", "checked_at")):
+        iid, seen = full.instance_id, read[full.instance_id]
+        if full.item_type != "instance" or full.amended or (full.run_id, full.checked_at) != (seen.run_id,
+                                                                                           seen.checked_at):
             continue  # replaced or corrected since the read: that observation decides
         new = amend(full, found[iid], profile.decides, profile.name,
                     lambda host, status, failed: apply_waivers(host, status, failed, waivers, audit_date),
                     run_id, iso(at))
-        if store.replace_item(new, expected=read[iid]):
-            corrected[iid] = new
+        if store.replace_item(new, expected={"run_id": seen.run_id, "checked_at": seen.checked_at}):
+            corrected[iid] = EvidenceItem.from_item(new)  # whole: it holds every attribute the read projected
             log.warning("%s: %s", iid, found[iid].detail())
-    return [_projected(it, corrected[it["instance_id"]]) if it["instance_id"] in corrected else it for it in items]
-
-
-def _projected(read: dict, new: dict) -> dict:
-    """The corrected item as the step's read projected it (its attributes), and its amendment."""
-    return {**read, **{k: new[k] for k in read if k in new}, "amended": new["amended"]}
+    return [corrected.get(it.instance_id, it) for it in items]

@@ -67,7 +67,7 @@ def test_evidence_is_one_item_per_instance_and_day(moto):
     store.put_items([item(f"i-{n}", "2026-11-23", "run-1") for n in range(30)])
     store.put_items([item(f"i-{n}", "2026-11-22", "run-0") for n in range(30)])
     store.put_items([item(f"i-{n}", "2026-11-23", "run-2", Status.NON_COMPLIANT) for n in range(10)])
-    day = store.day_items("2026-11-23")
+    day = [it.to_item() for it in store.day_items("2026-11-23")]
     assert len(day) == 30 and len({it["instance_id"] for it in day}) == 30
     assert sum(it["run_id"] == "run-2" for it in day) == 10
     assert len(store.day_items("2026-11-22")) == 30  # other days untouched

@@ -121,13 +121,13 @@ def _store_day(moto: str) -> EvidenceStore:
 
 def _alert_as_the_pipeline_builds_it(store: EvidenceStore) -> AlertNotice:
     """include/tasks/audit.py alert(): failing items from the store, findings, the decision, names."""
-    pct = fleet_summary([it["status"] for it in store.day_items(DAY, fields=["status"])], len(HOSTS)).compliance_pct
+    pct = fleet_summary([it.status for it in store.day_items(DAY, fields=["status"])], len(HOSTS)).compliance_pct
     items = store.day_items(DAY, run_id=RUN, status="NON_COMPLIANT")
     critical = {c.id for c in CATALOGUE if c.severity == "critical"}
     week_ago = (date.fromisoformat(DAY) - timedelta(days=7)).isoformat()
     previous = {f"{REMINDED}|cwagent.running": {"first_seen": week_ago, "last_alerted": week_ago}}
     decision = alerts.decide(alerts.current_findings(items, critical, pct, THRESHOLD), previous, DAY, 7)
-    names = {it["instance_id"]: str((it.get("tags") or {}).get("Name", "")) for it in items}
+    names = {it.instance_id: str(it.tags.get("Name", "")) for it in items}
     return AlertNotice(DAY, decision, names, pct, notify.run_url(DAG, RUN), f"s3://audit-reports/compliance-{DAY}.html")
 
 

@@ -97,10 +97,11 @@ def run_dag(conf: dict, logical_date: datetime):
 
 
 def day_items(stack, day: str) -> list[dict]:
+    """The day's items as stored (the contract's attributes), read through the store's typed records."""
     from include.evidence.store import EvidenceStore
 
     _, _, dynamodb = clients(stack.endpoint)
-    return EvidenceStore(dynamodb, "ec2_audit_evidence").day_items(day)
+    return [it.to_item() for it in EvidenceStore(dynamodb, "ec2_audit_evidence").day_items(day)]
 
 
 def test_daily_run_end_to_end(stack, tmp_path):
@@ -178,13 +179,13 @@ def test_rebuild_and_backfill_never_ssh(stack, tmp_path):
                       "region": "us-east-1", "account_id": "123456789012", "checks": {}, "expires_at": 2000000000}
                      for h in running])
     store.put_summary(day, {"run_id": f"earlier-{day}", "discovered": len(running), "checked": len(running)}, 400)
-    before = {it["instance_id"]: it["run_id"] for it in store.day_items(day)}
+    before = {it.instance_id: it.run_id for it in store.day_items(day)}
     assert len(before) == len(running)
     conf = {"report_dir": str(tmp_path), "recipients": [], "evidence_table": "rebuild_evidence"}
 
     rebuilt = run_dag({**conf, "mode": "rebuild"}, now)
     assert rebuilt.state == "success"
-    assert {it["instance_id"]: it["run_id"] for it in store.day_items(day)} == before  # nothing re-checked
+    assert {it.instance_id: it.run_id for it in store.day_items(day)} == before  # nothing re-checked
     html = (tmp_path / f"compliance-{day}.html").read_text()
     assert "Rebuilt from stored evidence" in html
     with open(tmp_path / f"compliance-{day}.csv", newline="") as fh:
@@ -241,7 +242,7 @@ def test_accepting_a_rotated_host_key_repins_it(stack):
 
     def status(day: str, **params) -> dict:
         verify_batch(batch, RunContext(day, f"run-{day}", AuditParams(**params), ssh), ec2, logs, store)
-        return store.day_items(day)[0]
+        return store.day_items(day)[0].to_item()
 
     assert status("2031-02-01")["status"] == "HOST_KEY_MISMATCH"
     accepted = status("2031-02-02", accept_host_keys=[bastion])
@@ -268,7 +269,7 @@ def test_canary_is_found_only_where_the_audit_trail_really_works(stack):
     ssh = SshSettings(username="ec2audit", key_file=str(stack.client_key), port=SSH_PORT, connect_timeout=2)
     params = AuditParams(canary=True, canary_wait_seconds=12)
     verify_batch(batch, RunContext("2031-03-01", "canary-run", params, ssh), ec2, logs, store)
-    items = {it["instance_id"]: it for it in store.day_items("2031-03-01")}
+    items = {it.instance_id: it.to_item() for it in store.day_items("2031-03-01")}
     got = {p: items[by_profile[p]]["checks"]["cwagent.canary_delivered"]["status"] for p in expected}
     assert got == expected, {p: items[by_profile[p]]["checks"]["cwagent.canary_delivered"] for p in expected}
     assert items[by_profile["compliant"]]["status"] == "COMPLIANT"
@@ -322,7 +323,7 @@ def test_thirty_days_of_history_live_day_and_backfill(stack, tmp_path):
     assert run_dag(conf, now).state == "success"
     day = today.isoformat()
     items = store.day_items(day)
-    status = {it["instance_id"]: it["status"] for it in items}
+    status = {it.instance_id: it.status for it in items}
     assert status[by_name["db-3"]] == "WAIVED" and status[by_name["db-4"]] == "NON_COMPLIANT"
     report = _json.loads((tmp_path / f"compliance-{day}.json").read_text())
     scorable = [s for s in status.values() if s not in ("NOT_APPLICABLE", "WAIVED")]

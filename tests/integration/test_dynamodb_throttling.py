@@ -70,7 +70,7 @@ def test_throttled_and_unprocessed_writes_end_with_every_item_once(moto_and_prox
     assert written == 120
     assert FaultingProxy.seen["throttled"] > 0 and FaultingProxy.seen["unprocessed"] > 0
     stored = EvidenceStore(resource(direct), "evidence").day_items("2032-04-04")
-    assert sorted(it["instance_id"] for it in stored) == [it["instance_id"] for it in items]
+    assert sorted(it.instance_id for it in stored) == [it["instance_id"] for it in items]
 
 
 # ---------------------------------------------------------------- reads: BatchGetItem left with UnprocessedKeys
@@ -104,6 +104,7 @@ class HoldingReads(FaultProxy):
 def test_evidence_reads_left_with_unprocessed_keys_fail_instead_of_dropping_hosts(tmp_path, monkeypatch):
     from include.aws import day_table
     from include.evidence import digest as day_digest
+    from include.evidence.records import EvidenceItem
     from include.settings.params import AuditParams
     from include.tasks.audit import day_items_for_report
 
@@ -117,11 +118,11 @@ def test_evidence_reads_left_with_unprocessed_keys_fail_instead_of_dropping_host
         items = [{**it, day_digest.ITEM_HASH: day_digest.item_sha256(it)} for it in items]
         writer = EvidenceStore(resource(direct), "evidence")
         writer.put_items(items)
-        writer.put_digest(day, day_digest.build(items), 400)
+        writer.put_digest(day, day_digest.build(map(EvidenceItem.from_item, items)), 400)
         reader = EvidenceStore(resource(proxied), "evidence")
         ids = [it["instance_id"] for it in items]
         # Unprocessed keys answered on a later ask: every item comes back.
-        assert sorted(it["instance_id"] for it in reader.items_by_id(day, ids[:30])) == ids[:30]
+        assert sorted(it.instance_id for it in reader.items_by_id(day, ids[:30])) == ids[:30]
         # Keys never answered: the read fails, naming how many, instead of returning 30 of 31.
         with pytest.raises(day_table.IncompleteRead, match="1 of 31 keys"):
             reader.items_by_id(day, ids)

@@ -69,7 +69,7 @@ def fault_run(stack):
     ids = [h["instance_id"] for h in stack.fleet]
     batch = {"region": "us-east-1", "instance_ids": ids, "label": "faults"}
     result = verify_batch(batch, RunContext("2032-01-01", "faults", AuditParams(), ssh(stack)), ec2, logs, store)
-    items = store.day_items("2032-01-01")
+    items = [it.to_item() for it in store.day_items("2032-01-01")]
     label = {h["instance_id"]: h["label"] for h in stack.fleet}
     return {"ids": ids, "result": result, "items": items, "by_name": {label[it["instance_id"]]: it for it in items}}
 
@@ -152,7 +152,7 @@ def test_verify_killed_mid_batch_then_retried_loses_and_duplicates_nothing(tmp_p
         retry = verify_batch({"region": "us-east-1", "instance_ids": ids, "label": "kill"},
                              RunContext("2032-02-02", "killed-run", AuditParams(concurrency=20), ssh_settings),
                              ec2, logs, store)
-        items = store.day_items("2032-02-02")
+        items = [it.to_item() for it in store.day_items("2032-02-02")]
         assert retry["already_recorded"] == recorded
         assert sum(retry["counts"].values()) == len(ids) - recorded
         assert sorted(it["instance_id"] for it in items) == sorted(ids)  # all there, each once

@@ -122,7 +122,7 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
                                        "command_timeout": 15})
     assert af.finished(AUDIT, audit_run) == "success", af.api.task_failures(AUDIT, audit_run)
     store = _store(stack)
-    items = {it["name"] if it.get("name") else it["tags"]["Name"]: it for it in store.day_items(day)}
+    items = {it.name if it.name else it.tags["Name"]: it.to_item() for it in store.day_items(day)}
     assert items["rem-stopped"]["status"] == "NON_COMPLIANT", items["rem-stopped"]["checks"]
     assert items["rem-stopped"]["failed_checks"] == ["auditd.running"]
     assert items["rem-healthy"]["status"] == "COMPLIANT", items["rem-healthy"]["checks"]
@@ -200,7 +200,7 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
     assert len(env["sshd"]["rem-dies"].trap_log()) == 1
 
     # The day's evidence still says what the audit saw; the decisions say who answered what.
-    assert {it["instance_id"]: it["status"] for it in store.day_items(day)}[ok.host_id] == "NON_COMPLIANT"
+    assert {it.instance_id: it.status for it in store.day_items(day)}[ok.host_id] == "NON_COMPLIANT"
     decisions = [(d.run_id, d.decision) for d in RemediationStore(store).decisions(day)]
     assert decisions == [(dry, "dry_run"), (rejected, "rejected"), (timed_out, "timed_out"), (approved, "approved")]
     by = {d.run_id: d for d in RemediationStore(store).decisions(day)}

@@ -46,7 +46,7 @@ def no_sleep(_):
     return None
 
 
-def stored_day(endpoint: str, day: str, items: list[EvidenceItem]) -> list[dict]:
+def stored_day(endpoint: str, day: str, items: list[EvidenceItem]) -> list[EvidenceItem]:
     store = EvidenceStore(local_aws.dynamodb(endpoint), TABLE)
     store.put_items([i.to_item() for i in items])
     return store.day_items(day)
@@ -73,19 +73,21 @@ def all_findings(client, **filters) -> dict[str, dict]:
     raise AssertionError("GetFindings never ended")
 
 
-# -- the independent computation: (instance, check) pairs straight from the stored items
-def failing_pairs(items: list[dict], account=ACCOUNT) -> set[tuple[str, str]]:
+# -- the independent computation: (instance, check) pairs straight from the stored items (their attributes)
+def failing_pairs(items: list[EvidenceItem], account=ACCOUNT) -> set[tuple[str, str]]:
+    items = [i.to_item() for i in items]
     return {(i["instance_id"], c) for i in items if i.get("account_id") in ("", account)
             for c in [*i.get("failed_checks", []), *i.get("advisory_failed", [])]}
 
 
-def passing_pairs(items: list[dict]) -> set[tuple[str, str]]:
+def passing_pairs(items: list[EvidenceItem]) -> set[tuple[str, str]]:
+    items = [i.to_item() for i in items]
     return {(i["instance_id"], c) for i in items for c, v in i.get("checks", {}).items() if v["status"] == "PASS"}
 
 
-def scope_of(items: list[dict], region: str, extra=(), complete=True) -> sh.RunScope:
+def scope_of(items: list[EvidenceItem], region: str, extra=(), complete=True) -> sh.RunScope:
     """A run that listed `region` whole (complete) and found these items' instances (and `extra`) running."""
-    return sh.RunScope(frozenset({region}), frozenset({i["instance_id"] for i in items} | set(extra)), complete)
+    return sh.RunScope(frozenset({region}), frozenset({i.instance_id for i in items} | set(extra)), complete)
 
 
 def foreign_finding(region: str) -> dict:
@@ -139,7 +141,7 @@ def test_three_days_failed_resolved_archived_reopened(endpoint):
         host("i-c", d2, region, passing=["auditd.running", "cwagent.running"])])
     counts2 = sh.export_day(client, day2, META, ACCOUNT, region, f"{d2}T06:30:00Z", missing_evidence=["i-gap"],
                             scope=scope_of(day2, region, ["i-gap"]), sleep=no_sleep)
-    present = {i["instance_id"] for i in day2} | {"i-gap"}
+    present = {i.instance_id for i in day2} | {"i-gap"}
     expected_resolved = expected1 & passing_pairs(day2)
     expected_archived = {p for p in expected1 if p[0] not in present}
     assert expected_resolved == {("i-a", "auditd.running")} and expected_archived == {("i-b", "cwagent.running")}
@@ -252,7 +254,7 @@ def test_the_server_refuses_101_findings(endpoint):
     day = "2025-04-01"
     items = [host(f"i-{n:03d}", day, region, failed=["auditd.running"]) for n in range(101)]
     built = sh.findings(items, META, ACCOUNT, region, sh.product_arn(ACCOUNT, region), f"{day}T06:30:00Z",
-                        scope=scope_of([i.to_item() for i in items], region))
+                        scope=scope_of(items, region))
     with pytest.raises(ClientError, match="InvalidInputException"):
         client.batch_import_findings(Findings=built)
 
@@ -260,7 +262,7 @@ def test_the_server_refuses_101_findings(endpoint):
 def test_hub_not_enabled_is_a_clear_error(endpoint):
     region = "eu-central-1"
     client = hub(endpoint, region, enable=False)
-    items = [host("i-a", "2025-04-01", region, failed=["auditd.running"]).to_item()]
+    items = [host("i-a", "2025-04-01", region, failed=["auditd.running"])]
     with pytest.raises(sh.SecurityHubError, match="not enabled"):
         sh.export_day(client, items, META, ACCOUNT, region, "2025-04-01T06:30:00Z", scope=scope_of(items, region),
                       sleep=no_sleep)
@@ -285,7 +287,7 @@ def test_missing_permission_is_a_clear_error_with_real_iam():
                                                       headers={"Content-Type": "text/plain"})).read()
         client = hub(ep, region, enable=False, aws_access_key_id=key["AccessKeyId"],
                      aws_secret_access_key=key["SecretAccessKey"])
-        items = [host("i-a", "2025-04-01", region, failed=["auditd.running"]).to_item()]
+        items = [host("i-a", "2025-04-01", region, failed=["auditd.running"])]
         with pytest.raises(sh.SecurityHubError, match="refused securityhub:BatchImportFindings"):
             sh.export_day(client, items, META, ACCOUNT, region, "2025-04-01T06:30:00Z",
                           scope=scope_of(items, region), sleep=no_sleep)

@@ -106,7 +106,7 @@ def test_shell_injection_in_tags_never_runs_on_a_real_host_and_tags_are_kept_ver
     ssh = SshSettings(username=LOGIN, key_file=str(real_host["key"]), port=PORT, connect_timeout=5)
     result = verify_batch({"region": REGION, "instance_ids": [instance_id], "label": "evil tags"},
                           RunContext("2031-05-05", f"injection-{RUN}", AuditParams(), ssh), ec2, logs, store)
-    items = store.day_items("2031-05-05")
+    items = [it.to_item() for it in store.day_items("2031-05-05")]
     assert len(items) == 1 and sum(result["counts"].values()) == 1
     item = items[0]
     # The session really ran the combined script on the real host (else nothing could have been injected).

@@ -173,7 +173,7 @@ def test_trigger_with_defaults_then_backfill_two_past_days_from_the_same_dialog(
         report = json.loads((airflow["report_dir"] / f"compliance-{iso}.json").read_text())
         assert report["mode"] == "rebuild", report
         assert "no host was contacted" in (airflow["report_dir"] / f"compliance-{iso}.html").read_text()
-        items = store.day_items(iso)
+        items = [it.to_item() for it in store.day_items(iso)]
         assert len(items) == len(airflow["stack"].fleet)
         assert {it["run_id"] for it in items} == {airflow["seeded"][iso]}  # a live run would have rewritten them
 

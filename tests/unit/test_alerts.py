@@ -1,13 +1,15 @@
 """Compliance alerts: which findings alert, when they repeat, and what the email says (pure functions)."""
 from include.checks.catalogue import CATALOGUE
+from include.evidence.records import EvidenceItem
 from include.notify import alerts
 
 CRITICAL = {c.id for c in CATALOGUE if c.severity == "critical"}
 
 
 def item(iid, status, failed=(), name=""):
-    return {"instance_id": iid, "status": status, "failed_checks": list(failed), "tags": {"Name": name},
-            "checks": {c: {"status": "FAIL", "detail": f"{c} failed on {iid}"} for c in failed}}
+    return EvidenceItem.from_item({"instance_id": iid, "status": status, "failed_checks": list(failed),
+                                   "tags": {"Name": name},
+                                   "checks": {c: {"status": "FAIL", "detail": f"{c} failed on {iid}"} for c in failed}})
 
 
 def test_only_critical_failures_of_non_compliant_hosts_are_findings():

@@ -28,10 +28,13 @@ def test_breakdown_nothing_scorable_is_nan_not_zero():
 
 
 def test_drift_lists():
+    from include.evidence.records import EvidenceItem
+
     previous = [{"instance_id": "i-1", "status": "COMPLIANT"}, {"instance_id": "i-2", "status": "NON_COMPLIANT"},
                 {"instance_id": "i-3", "status": "COMPLIANT"}, {"instance_id": "i-4", "status": "UNREACHABLE"}]
     today = [{"instance_id": "i-1", "status": "NON_COMPLIANT"}, {"instance_id": "i-2", "status": "COMPLIANT"},
              {"instance_id": "i-4", "status": "NON_COMPLIANT"}, {"instance_id": "i-5", "status": "COMPLIANT"}]
+    today, previous = [EvidenceItem.from_item(it) for it in today], [EvidenceItem.from_item(it) for it in previous]
     d = drift(today, previous, "2026-11-22")
     assert d.newly_failing == ["i-1", "i-4"] and d.fixed == ["i-2"] and d.new == ["i-5"] and d.vanished == ["i-3"]
     first = drift(today, [], None)

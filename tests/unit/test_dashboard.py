@@ -3,10 +3,12 @@ profile) and the CIS hardening score with its gaps; a host's advisory failures i
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 
 from include.checks.catalogue import check_meta
 from include.core.scoring import fleet_summary
+from include.evidence.records import EvidenceItem
 from include.report import dashboard
 from include.verify.profiles import HARDENING_CHECKS
 
@@ -31,9 +33,10 @@ def text(page: str) -> str:
 
 def host(iid, status, failing_hardening=(), failed=(), profile="audit-trail", assessed=True):
     checks = {c: {"status": "FAIL" if c in failing_hardening else "PASS"} for c in HARDENING_CHECKS} if assessed else {}
-    return {"instance_id": iid, "audit_date": DAY, "status": status, "failed_checks": list(failed),
-            "advisory_failed": list(failing_hardening), "checks": checks, "profile": profile, "region": "us-east-1",
-            "tags": {"Name": f"web-{iid}"}}
+    return EvidenceItem.from_item({"instance_id": iid, "audit_date": DAY, "status": status,
+                                   "failed_checks": list(failed), "advisory_failed": list(failing_hardening),
+                                   "checks": checks, "profile": profile, "region": "us-east-1",
+                                   "tags": {"Name": f"web-{iid}"}})
 
 
 ITEMS = [host("i-1", "COMPLIANT"), host("i-2", "COMPLIANT", [IMMUTABLE]),
@@ -42,7 +45,7 @@ ITEMS = [host("i-1", "COMPLIANT"), host("i-2", "COMPLIANT", [IMMUTABLE]),
 
 
 def summary_of(items):
-    s = fleet_summary([i["status"] for i in items], len(items))
+    s = fleet_summary([i.status for i in items], len(items))
     return {"compliance_pct": s.compliance_pct, "checked": s.checked, "discovered": s.discovered}
 
 
@@ -60,7 +63,7 @@ def test_fleet_page_shows_audit_trail_compliance_beside_the_hardening_score_and_
 
 
 def test_the_profile_shown_is_the_one_the_items_were_judged_under():
-    items = [dict(i, profile="cis") for i in ITEMS]
+    items = [replace(i, profile="cis") for i in ITEMS]
     page = text(dashboard.fleet_page(DAY, summary_of(items), items, None, check_meta()))
     assert f"compliant on {DAY} (profile cis)" in page
 
@@ -74,17 +77,17 @@ def test_no_host_assessed_for_hardening_says_so():
 
 def test_host_history_has_an_advisory_column():
     history = [host("i-3", "NON_COMPLIANT", [IMMUTABLE, BOOT], failed=["auditd.running"]),
-               dict(host("i-3", "COMPLIANT"), audit_date="2026-11-22")]
+               replace(host("i-3", "COMPLIANT"), audit_date="2026-11-22")]
     page = dashboard.host_page("i-3", history)
     assert "Advisory (outside the profile)" in page
     assert text(page).count(f"{IMMUTABLE}, {BOOT}") == 1 and page.count("<tr>") == 3
 
 
 def test_host_history_says_what_reached_the_host_and_what_vouched_for_it():
-    over_ssm = dict(host("i-4", "COMPLIANT"), transport="ssm", host_key_fingerprint="",
+    over_ssm = replace(host("i-4", "COMPLIANT"), transport="ssm", host_key_fingerprint="",
                     transport_evidence={"ssm_ping_status": "Online", "ssm_agent_version": "3.3.1957.0",
                                         "ssm_command_id": "c0ffee", "ssm_document": "EC2Audit-ReadOnlyChecks:2"})
-    over_ssh = dict(host("i-4", "COMPLIANT"), audit_date="2026-11-22", transport="ssh",
+    over_ssh = replace(host("i-4", "COMPLIANT"), audit_date="2026-11-22", transport="ssh",
                     host_key_fingerprint="SHA256:abc")
     page = text(dashboard.host_page("i-4", [over_ssm, over_ssh]))
     assert "ssm: SSM agent 3.3.1957.0 (Online), command c0ffee, document EC2Audit-ReadOnlyChecks:2" in page

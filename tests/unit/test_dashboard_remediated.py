@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from include.evidence.records import EvidenceItem
 from include.remediation.records import RemediationRecord
 from include.report import dashboard
 from tests.unit.test_report_remediated import rows_of, table
@@ -16,9 +17,9 @@ SUMMARY = ["Day", "Outcome", "Fixes", "Approved by", "Status before → after", 
 STEPS = ["Fix", "Result", "Command", "Exit status", "Output sha256", "Stdin sha256"]
 
 
-def history() -> list[dict]:
-    return [{"instance_id": HOST, "audit_date": DAY, "status": "NON_COMPLIANT", "failed_checks": ["cwagent.running"],
-             "tags": {"Name": "web-1"}}]
+def history() -> list[EvidenceItem]:
+    return [EvidenceItem(HOST, audit_date=DAY, status="NON_COMPLIANT", failed_checks=["cwagent.running"],
+                         tags={"Name": "web-1"})]
 
 
 def records() -> list[RemediationRecord]:
@@ -78,7 +79,7 @@ def test_host_page_shows_every_step_command_exit_status_and_output_hash():
 def test_no_records_no_section_and_records_without_evidence_still_shown():
     assert "Remediation" not in dashboard.host_page(HOST, history())
     assert "Remediation" not in dashboard.host_page(HOST, history(), [])
-    page = dashboard.host_page(HOST, [], [r.to_item() for r in records()])  # stored items are read too
+    page = dashboard.host_page(HOST, [], [RemediationRecord.from_item(r.to_item()) for r in records()])  # as stored
     assert "No evidence stored for this instance." in page and list(table(page, SUMMARY)) == [DAY, EARLIER_DAY]
 
 

@@ -8,6 +8,7 @@ from moto import mock_aws
 
 from include.aws import chunks
 from include.evidence import digest as day_digest
+from include.evidence.records import EvidenceItem
 from include.evidence.store import EvidenceStore
 from include.report import staging
 
@@ -22,7 +23,7 @@ def _item(n: int, run: str = "r1", status: str = "COMPLIANT", sha: str | None = 
 
 def test_the_digest_round_trips_in_chunks_and_refuses_a_missing_chunk(monkeypatch):
     monkeypatch.setattr(chunks, "CHUNK_BYTES", 200)
-    digest = day_digest.build([_item(n, run=f"r{n % 3}") for n in range(200)])
+    digest = day_digest.build([EvidenceItem.from_item(_item(n, run=f"r{n % 3}")) for n in range(200)])
     parts, sha = day_digest.encode(digest)
     assert len(parts) > 2
     assert day_digest.decode(parts, sha) == digest
@@ -32,7 +33,7 @@ def test_the_digest_round_trips_in_chunks_and_refuses_a_missing_chunk(monkeypatc
 
 def test_a_staged_item_is_used_only_when_the_digest_names_the_same_run_status_and_output():
     stored = [_item(1), _item(2), _item(3), _item(4, sha="")]
-    digest = day_digest.build(stored)
+    digest = day_digest.build(map(EvidenceItem.from_item, stored))
     staged = {it["instance_id"]: dict(it) for it in stored}
     staged["i-0002"]["run_id"] = "r0"  # an earlier run's copy
     staged["i-0003"]["output_sha256"] = "f" * 64  # another write than the stored one
@@ -51,13 +52,13 @@ def test_the_report_s_items_are_the_stored_ones_staged_or_read_by_key(tmp_path):
         store.ensure_tables()
         stored = [_item(n) for n in range(1, 6)]
         store.put_items(stored)
-        store.put_digest(DAY, day_digest.build(stored), 400)
+        store.put_digest(DAY, day_digest.build(map(EvidenceItem.from_item, stored)), 400)
         params = AuditParams(report_dir=str(tmp_path))
         forged = dict(stored[0], status="NON_COMPLIANT")  # a staged copy that disagrees with DynamoDB
         staging.write_batch(str(tmp_path), DAY, "r1", "batch 1", [forged] + stored[1:3])
         items = day_items_for_report(store, params, DAY, "r1", "live")
-        assert [(it["instance_id"], it["status"]) for it in items] == [(it["instance_id"], "COMPLIANT") for it in stored]
-        assert "NON_COMPLIANT" not in {it["status"] for it in items}
+        assert [(it.instance_id, it.status) for it in items] == [(it["instance_id"], "COMPLIANT") for it in stored]
+        assert "NON_COMPLIANT" not in {it.status for it in items}
         staging.clear(str(tmp_path), DAY, "r1")
         assert not (tmp_path / ".staging").exists()  # nothing left behind in the report folder
         assert len(day_items_for_report(store, params, DAY, "r1", "live")) == 5  # nothing staged: all by key

@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from include.aws import day_table
 from include.evidence import digest as day_digest
+from include.evidence.records import EvidenceItem
 from include.evidence.store import EvidenceStore
 from include.report import staging
 
@@ -49,7 +50,7 @@ def test_a_read_left_with_unprocessed_keys_fails_after_backed_off_retries(monkey
     resource = HoldingResource()
     store = EvidenceStore(resource, "t")
     # Keys answered on a later ask are all returned, after a pause.
-    assert sorted(it["instance_id"] for it in store.items_by_id(DAY, ["i-1", "i-2"])) == ["i-1", "i-2"]
+    assert sorted(it.instance_id for it in store.items_by_id(DAY, ["i-1", "i-2"])) == ["i-1", "i-2"]
     assert len(slept) == 1 and slept[0] > 0
     resource.calls, slept[:] = 0, []
     with pytest.raises(day_table.IncompleteRead, match="1 of 3 keys"):
@@ -76,7 +77,7 @@ def test_a_host_the_digest_names_but_the_table_lacks_fails_the_report_read(tmp_p
         store.ensure_tables()
         items = [_stored(n) for n in range(1, 4)]
         store.put_items(items[:2])  # the third is named by the digest only
-        store.put_digest(DAY, day_digest.build(items), 400)
+        store.put_digest(DAY, day_digest.build(map(EvidenceItem.from_item, items)), 400)
         with pytest.raises(RuntimeError, match="i-0003"):
             day_items_for_report(store, AuditParams(report_dir=str(tmp_path)), DAY, "r1", "live")
 
@@ -123,7 +124,25 @@ def test_a_staged_copy_whose_failed_checks_differ_is_not_used(tmp_path, caplog, 
         staging.write_batch(str(tmp_path), DAY, "r1", "b", [other, detail, *stored[2:]])
         with caplog.at_level("INFO", logger="include.tasks.audit"):
             items = day_items_for_report(store, params, DAY, "r1", "live")
-        assert [it["failed_checks"] for it in items] == [["auditd.running"]] * 4
-        assert items[1]["checks"]["auditd.running"]["detail"] == "auditd stopped"
+        assert [it.failed_checks for it in items] == [["auditd.running"]] * 4
+        assert items[1].checks["auditd.running"]["detail"] == "auditd stopped"
         # The staged copies that are exactly what was stored (JSON and back) are used: two read by key.
         assert "2 items from the batches' staging, 2 read from DynamoDB" in caplog.text
+
+
+def test_the_store_reads_return_evidence_records():
+    """day_items, items_by_id and host_history give EvidenceItem records (built once, at the store), projected
+    reads too (what was not projected reads as its default); the item hash read back is the one written."""
+    with mock_aws():
+        store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "reads_test")
+        store.ensure_tables()
+        written = [_built(n) for n in range(1, 3)]
+        store.put_items(written)
+        reads = [store.day_items(DAY), store.day_items(DAY, fields=["status"]), store.items_by_id(DAY, ["i-0001"]),
+                 store.host_history("i-0002")]
+        for read in reads:
+            assert read and all(isinstance(it, EvidenceItem) for it in read)
+        full = {it.instance_id: it for it in reads[0]}
+        assert full["i-0001"] == EvidenceItem.from_item(written[0])
+        assert day_digest.item_sha256(full["i-0002"].to_item()) == written[1][day_digest.ITEM_HASH]
+        assert {it.status for it in reads[1]} == {"NON_COMPLIANT"} and reads[1][0].checks == {}

@@ -90,6 +90,13 @@ def item(iid, status, failed=(), advisory=(), name=""):
             "checks": {c: {"status": "FAIL", "detail": "off"} for c in (*failed, *advisory)}}
 
 
+def records(items):
+    """The items as the store's reads give them."""
+    from include.evidence.records import EvidenceItem
+
+    return [EvidenceItem.from_item(it) for it in items]
+
+
 ITEMS = [item("i-1", "COMPLIANT"),
          item("i-2", "NON_COMPLIANT", ["auditd.running"], ["auditd.immutable"], name="web"),
          item("i-3", "NON_COMPLIANT", ["cwagent.log_stream_fresh", "auditd.running"]),
@@ -98,7 +105,7 @@ ITEMS = [item("i-1", "COMPLIANT"),
 
 
 def build(items=ITEMS):
-    return build_report(items, audit_date="2026-11-23", discovered=len(items), run_id="run-1", mode="live",
+    return build_report(records(items), audit_date="2026-11-23", discovered=len(items), run_id="run-1", mode="live",
                         generated_at=NOW, check_meta=check_meta())
 
 
@@ -118,7 +125,7 @@ def test_csv_requirements_column_is_last_and_lists_each_hosts_failing_requiremen
 
 
 def test_by_requirement_counts_hosts_independently_and_says_deciding_or_advisory():
-    rows = {r["requirement"]: r for r in by_requirement(ITEMS, check_meta())}
+    rows = {r["requirement"]: r for r in by_requirement(records(ITEMS), check_meta())}
     every = {r for c in CATALOGUE for r in requirements_of(c.id)}
     assert set(rows) == every  # a requirement nobody fails is still listed, with 0
     for req in every:

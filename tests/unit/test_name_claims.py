@@ -12,6 +12,7 @@ from devstack.host_states import TEST_NONCE, render_output
 from include.core.host import Host, HostOutcome
 from include.core.status import Verdict
 from include.evidence import digest as day_digest
+from include.evidence.records import EvidenceItem
 from include.evidence.store import EvidenceStore, instance_item
 from include.report import staging
 from include.settings.params import AuditParams
@@ -66,13 +67,13 @@ def test_a_pass_by_canary_or_by_instance_id_rests_on_no_name():
     assert name_claims.attributed_by_name("i-0aaa0000000000001", {STREAM: Verdict.failed("stale")}) is None
 
 
-def _claim(iid: str, stream: str | None, attributed: bool = True, run_id: str = RUN, **extra) -> dict:
+def _claim(iid: str, stream: str | None, attributed: bool = True, run_id: str = RUN, **extra) -> EvidenceItem:
     it = {"instance_id": iid, "run_id": run_id, "status": "COMPLIANT", **extra}
     if stream is not None:
         it["stream_names"] = [[GROUP, stream]]
         if attributed:
             it["stream_attributed_by_name"] = [GROUP, stream]
-    return it
+    return EvidenceItem.from_item(it)
 
 
 def test_two_clones_with_one_hostname_both_collide():
@@ -93,7 +94,7 @@ def test_a_clone_whose_canary_proved_delivery_passes_and_its_twin_does_not():
 
 def test_a_host_whose_stream_names_its_instance_id_is_never_a_claim_nor_failed():
     # i-b's image was baked with i-a's id as its stream: i-b claims that name, but i-a's pass rests on its id.
-    items = [_claim("i-a", None), {"instance_id": "i-b", "run_id": RUN, "stream_names": [[GROUP, "i-a"]]}]
+    items = [_claim("i-a", None), EvidenceItem("i-b", run_id=RUN, stream_names=[[GROUP, "i-a"]])]
     assert name_claims.collisions(items, RUN) == {}
 
 
@@ -115,7 +116,7 @@ def test_an_item_already_amended_is_not_corrected_twice():
 def _amend(item: dict, others=("i-0bbb0000000000002",), profile="audit-trail", waivers=()) -> dict:
     p = load_profile(profile)
     collision = name_claims.Collision(item["instance_id"], (GROUP, "web-01"), tuple(others))
-    return name_claims.amend(item, collision, p.decides, p.name,
+    return name_claims.amend(EvidenceItem.from_item(item), collision, p.decides, p.name,
                              lambda h, s, f: apply_waivers(h, s, f, list(waivers), DAY), RUN, "2026-11-23T13:00:00Z")
 
 
@@ -137,7 +138,7 @@ def test_the_correction_goes_through_the_run_s_waivers_and_profile():
     waiver = Waiver(STREAM, "clones being rebuilt", "ciso", "2026-12-31", instance_id="i-0aaa0000000000001")
     waived = _amend(item, waivers=[waiver])
     assert waived["status"] == "WAIVED" and waived["failed_checks"] == [] and waived["waived_checks"]
-    outside = name_claims.amend(item, name_claims.Collision(item["instance_id"], (GROUP, "web-01"), ("i-b",)),
+    outside = name_claims.amend(EvidenceItem.from_item(item), name_claims.Collision(item["instance_id"], (GROUP, "web-01"), ("i-b",)),
                                 lambda c: c != STREAM, "custom", lambda h, s, f: (s, f, []), RUN, "t")
     assert outside["status"] == "COMPLIANT" and outside["advisory_failed"] == [STREAM]
 
@@ -161,7 +162,7 @@ def test_the_run_step_corrects_clones_across_batches_and_leaves_a_unique_hostnam
     inventory = {"audit_date": DAY, "run_id": RUN, "mode": "live", "states": {"us-east-1": {"running": 3}},
                  "instances": {"us-east-1": [clone_a["instance_id"], clone_b["instance_id"], unique["instance_id"]]}}
     sealed = pipeline.store_summary(params, inventory, [])
-    stored = {it["instance_id"]: it for it in store.day_items(DAY)}
+    stored = {it.instance_id: it.to_item() for it in store.day_items(DAY)}  # as stored (optional fields if set)
     for clone, twin in ((clone_a, clone_b), (clone_b, clone_a)):
         it = stored[clone["instance_id"]]
         assert it["status"] == "NON_COMPLIANT" and it["failed_checks"] == [STREAM]
@@ -179,7 +180,7 @@ def test_the_run_step_corrects_clones_across_batches_and_leaves_a_unique_hostnam
     # The batches' staged copies of the clones say COMPLIANT: the report reads the corrected items instead.
     staging.write_batch(str(tmp_path), DAY, RUN, "b1", [clone_a, unique, clone_b])
     report_items = pipeline.day_items_for_report(store, params, DAY, RUN, "live")
-    assert {it["instance_id"]: it["status"] for it in report_items} == {
+    assert {it.instance_id: it.status for it in report_items} == {
         clone_a["instance_id"]: "NON_COMPLIANT", clone_b["instance_id"]: "NON_COMPLIANT",
         unique["instance_id"]: "COMPLIANT"}
     # A retried step corrects nothing twice.
@@ -210,7 +211,7 @@ def test_a_newer_observation_of_the_host_is_never_overwritten_by_the_correction(
     out = name_claims.settle(store, read, DAY, RUN, load_profile("audit-trail"), [], NOW)
     kept = store.table.get_item(Key={"instance_id": clone_a["instance_id"], "audit_date": DAY})["Item"]
     assert kept["status_detail"] == "a re-check" and "amended" not in kept
-    assert {it["instance_id"]: it["status"] for it in out} == {clone_a["instance_id"]: "COMPLIANT",
+    assert {it.instance_id: it.status for it in out} == {clone_a["instance_id"]: "COMPLIANT",
                                                                clone_b["instance_id"]: "NON_COMPLIANT"}
 
 
@@ -219,9 +220,9 @@ def test_a_staged_copy_of_a_corrected_item_is_never_used_even_when_its_status_di
     staged = judged_item("i-0aaa0000000000001", "10.0.0.5", "web-01", stream="web-01")
     staged = {**staged, "status": "NON_COMPLIANT", "failed_checks": ["auditd.config"]}
     staged[day_digest.ITEM_HASH] = day_digest.item_sha256(staged)
-    stored = name_claims.amend(staged, name_claims.Collision(staged["instance_id"], (GROUP, "web-01"), ("i-b",)),
+    stored = name_claims.amend(EvidenceItem.from_item(staged), name_claims.Collision(staged["instance_id"], (GROUP, "web-01"), ("i-b",)),
                                load_profile("audit-trail").decides, "audit-trail",
                                lambda host, status, failed: (status, failed, []), RUN, "2026-11-23T13:00:00Z")
     assert stored["status"] == "NON_COMPLIANT"
     iid = staged["instance_id"]
-    assert staging.matching(day_digest.build([stored]), {iid: staged}) == ([], [iid])
+    assert staging.matching(day_digest.build([EvidenceItem.from_item(stored)]), {iid: staged}) == ([], [iid])

@@ -12,6 +12,7 @@ from py_ocsf_models.objects.cloud import Cloud
 from include.checks.catalogue import CANARY_CHECK, CATALOGUE, check_meta, requirements_of
 from include.core.host import Host, HostOutcome
 from include.core.status import Status, Verdict
+from include.evidence.records import EvidenceItem
 from include.evidence.store import instance_item
 from include.exports.ocsf import ocsf_events, write_ocsf
 
@@ -47,10 +48,11 @@ ITEMS = [
           output=b"script output f"),
 ]
 BY_ID = {it["instance_id"]: it for it in ITEMS}
+RECORDS = [EvidenceItem.from_item(it) for it in ITEMS]  # as the store's reads give them
 
 
 def events():
-    return ocsf_events(ITEMS, check_meta(), NOW)
+    return ocsf_events(RECORDS, check_meta(), NOW)
 
 
 def key(event):
@@ -80,7 +82,7 @@ def test_one_event_per_host_and_check_recomputed_from_the_items():
     assert sorted(map(key, evs)) == sorted(expected)
     assert len(set(map(key, evs))) == len(evs)
     assert len({e["metadata"]["uid"] for e in evs}) == len(evs)  # event uids are unique
-    assert ocsf_events(ITEMS, check_meta(), NOW) == evs  # pure: the same evidence gives the same file
+    assert ocsf_events(RECORDS, check_meta(), NOW) == evs  # pure: the same evidence gives the same file
 
 
 def test_status_counts_match_an_independent_count():
@@ -153,6 +155,6 @@ def test_the_generator_writes_the_same_file_as_the_list(tmp_path):
     from include.exports.ocsf import iter_ocsf_events
 
     a = write_ocsf(str(tmp_path / "a"), DAY, events())
-    b = write_ocsf(str(tmp_path / "b"), DAY, iter_ocsf_events(ITEMS, check_meta(), NOW))
+    b = write_ocsf(str(tmp_path / "b"), DAY, iter_ocsf_events(RECORDS, check_meta(), NOW))
     assert open(a, "rb").read() == open(b, "rb").read()
     assert write_ocsf(str(tmp_path / "c"), DAY, []) and open(tmp_path / "c" / f"compliance-{DAY}.ocsf.jsonl").read() == ""

@@ -143,7 +143,8 @@ def test_one_audit_day_per_plan_and_dicts_accepted():
         plan([item(), other])
     with pytest.raises(ValueError):
         plan([item()], audit_date="2026-11-30")
-    p = plan([item().to_item(), {"instance_id": "#run-summary", "audit_date": DAY, "item_type": "run_summary"}])
+    p = plan(map(EvidenceItem.from_item, [item().to_item(), {"instance_id": "#run-summary", "audit_date": DAY,
+                                                              "item_type": "run_summary"}]))
     assert [h.instance_id for h in p.hosts] == ["i-0aaa"] and p.audit_date == DAY
 
 

@@ -25,7 +25,7 @@ def test_a_record_does_not_touch_the_host_s_evidence_item(store):
     store.put_items([{"instance_id": "i-1", "audit_date": DAY, "item_type": "instance", "status": "NON_COMPLIANT"}])
     RemediationStore(store).put_remediation(RemediationRecord(host_id="i-1", audit_date=DAY, run_id="r1", outcome="fixed",
                                             after_status="COMPLIANT"), 400)
-    assert [it["status"] for it in store.day_items(DAY)] == ["NON_COMPLIANT"]  # what the audit saw stays
+    assert [it.status for it in store.day_items(DAY)] == ["NON_COMPLIANT"]  # what the audit saw stays
     assert [r.outcome for r in RemediationStore(store).day_remediations(DAY)] == ["fixed"]
     assert RemediationStore(store).host_remediations("i-1")[0].after_status == "COMPLIANT"
 

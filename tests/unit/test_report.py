@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from include.checks.catalogue import check_meta
+from include.evidence.records import EvidenceItem
 from include.report.build import build_report, safe_cell, write_report
 
 NOW = datetime(2026, 11, 23, 6, 30, tzinfo=timezone.utc)
@@ -31,7 +32,9 @@ def build(items=ITEMS, **kw):
     args = dict(audit_date="2026-11-23", discovered=8, run_id="run-1", mode="live", generated_at=NOW,
                 check_meta=check_meta())
     args.update(kw)
-    return build_report(items, **args)
+    if args.get("previous_items"):
+        args["previous_items"] = [EvidenceItem.from_item(i) for i in args["previous_items"]]
+    return build_report([EvidenceItem.from_item(i) for i in items], **args)  # as the store's reads give them
 
 
 def test_numbers_match_an_independent_count():

@@ -24,7 +24,9 @@ def _report(run_id="run-local"):
               "failed_checks": [], "name": "a", "environment": "prod", "region": "us-east-1"},
              {"instance_id": "i-0000000000000002", "audit_date": DAY, "run_id": run_id, "status": "NON_COMPLIANT",
               "failed_checks": ["auditd.running"], "name": "b", "environment": "prod", "region": "us-east-1"}]
-    return build_report(items, audit_date=DAY, discovered=2, run_id=run_id, mode="live",
+    from include.evidence.records import EvidenceItem
+
+    return build_report([EvidenceItem.from_item(it) for it in items], audit_date=DAY, discovered=2, run_id=run_id, mode="live",
                         generated_at=datetime(2031, 3, 15, 6, tzinfo=timezone.utc), trend_png=b"\x89PNG fake chart")
 
 

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 
 from include.checks.catalogue import check_meta
 from include.core.status import Status
+from include.evidence.records import EvidenceItem
 from include.remediation.records import RemediationDecision, RemediationRecord
 from include.report.build import build_report, write_report
 
@@ -108,7 +109,7 @@ DECISIONS = [RemediationDecision("manual__r0", "rejected", plan_sha256="ef" * 32
 def build(items=ITEMS, **kw):
     args = dict(audit_date=DAY, discovered=len(items), run_id="run-1", mode="live", generated_at=NOW,
                 check_meta=check_meta())
-    return build_report(items, **(args | kw))
+    return build_report([EvidenceItem.from_item(i) for i in items], **(args | kw))  # as the store reads them
 
 
 def test_each_outcome_reads_as_what_it_is_and_a_not_fixed_is_a_failure():
@@ -190,7 +191,7 @@ def test_remediation_changes_no_number_no_subject_and_no_csv_row():
 
 
 def test_stored_items_are_read_like_records():
-    stored = [r.to_item() for r in RECORDS]
+    stored = [RemediationRecord.from_item(r.to_item()) for r in RECORDS]  # as RemediationStore reads them
     assert table(build(remediations=stored).html, HEADERS) == table(build(remediations=RECORDS).html, HEADERS)
 
 

@@ -151,7 +151,8 @@ def test_other_accounts_and_foreign_findings_left_alone():
 
 
 def test_items_may_be_plain_dynamodb_dicts():
-    assert build([item("i-1", failed=["auditd.running"]).to_item()]) == build([item("i-1", failed=["auditd.running"])])
+    stored = EvidenceItem.from_item(item("i-1", failed=["auditd.running"]).to_item())  # as the store reads it
+    assert build([stored]) == build([item("i-1", failed=["auditd.running"])])
 
 
 def test_waived_failure_stays_failed_with_the_waiver_named():
@@ -411,7 +412,7 @@ def test_export_day_counts_are_json():
     import json
 
     hub = FakeHub()
-    items = [item("i-1", failed=["auditd.running"], advisory=["auditd.immutable"]).to_item()]
+    items = [EvidenceItem.from_item(item("i-1", failed=["auditd.running"], advisory=["auditd.immutable"]).to_item())]
     counts = sh.export_day(hub, items, META, ACCOUNT, REGION, DAY1, scope=whole(items), sleep=no_sleep)
     assert json.loads(json.dumps(counts)) == counts
     assert counts["sent"] == 2 and counts["compliance_failed"] == 2 and counts["product_arn"] == ARN
@@ -441,7 +442,7 @@ def test_export_findings_touches_only_what_the_run_discovered(monkeypatch, tag_f
 
     class Store:
         def day_items(self, day):  # i-2 passes too, but an earlier run of the day checked it
-            return [item(i, passing=["auditd.running"]).to_item() for i in ("i-1", "i-2")]
+            return [item(i, passing=["auditd.running"]) for i in ("i-1", "i-2")]
 
         def run_summary(self, day):
             return RunSummary()

@@ -13,6 +13,7 @@ import pytest
 from jinja2 import nodes
 
 from include.checks.catalogue import check_meta
+from include.evidence.records import EvidenceItem
 from include.notify import alerts
 from include.notify.email import failure_message
 from include.report import dashboard
@@ -36,9 +37,9 @@ def assert_escaped(page: str, *fields: str) -> None:
         assert f'&lt;script&gt;alert(&#34;{field}&#34;)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(1)&gt;' in page, field
 
 
-def report_items() -> list[dict]:
+def report_items() -> list[EvidenceItem]:
     hardening = {c: {"status": "FAIL", "detail": ""} for c in HARDENING_CHECKS}
-    return [
+    return [EvidenceItem.from_item(it) for it in [
         {"instance_id": "i-1", "status": "NON_COMPLIANT", "failed_checks": ["auditd.running"],
          "name": evil("name"), "environment": evil("environment"), "region": evil("region"),
          "account_id": "123456789012", "private_ip": evil("private_ip"), "profile": evil("profile"),
@@ -47,7 +48,7 @@ def report_items() -> list[dict]:
          "region": "us-east-1", "account_id": evil("account_id"), "status_detail": evil("status_detail")},
         {"instance_id": "i-3", "status": "WAIVED", "failed_checks": [], "name": "web-3", "environment": "prod",
          "region": "us-east-1", "account_id": "123456789012"},
-    ]
+    ]]
 
 
 def test_report_escapes_every_evidence_field_in_the_file_and_the_email():
@@ -55,7 +56,7 @@ def test_report_escapes_every_evidence_field_in_the_file_and_the_email():
                                     instance_id="i-3")], "2026-11-23")
     report = build_report(report_items(), audit_date="2026-11-23", discovered=5, run_id=evil("run_id"), mode="live",
                           generated_at=NOW, check_meta=check_meta(), notes=[evil("note")], waivers=waivers,
-                          gaps=[evil("gap")], previous_items=[{"instance_id": evil("vanished"), "status": "COMPLIANT"}],
+                          gaps=[evil("gap")], previous_items=[EvidenceItem(evil("vanished"), status="COMPLIANT")],
                           previous_day="2026-11-22", not_running={evil("state"): 1})
     fields = ("name", "environment", "region", "private_ip", "profile", "check detail", "account_id",
               "status_detail", "waiver justification", "approver", "run_id", "note", "gap", "vanished", "state")
@@ -78,12 +79,12 @@ def test_failure_mail_escapes_the_run_the_task_the_reason_and_the_links():
     assert 'href="&lt;script' in page  # the task log link's href stays one attribute
 
 
-def dashboard_item(**extra) -> dict:
-    return {"instance_id": evil("instance_id"), "audit_date": "2026-11-23", "status": "NON_COMPLIANT",
+def dashboard_item(**extra) -> EvidenceItem:
+    return EvidenceItem.from_item({"instance_id": evil("instance_id"), "audit_date": "2026-11-23", "status": "NON_COMPLIANT",
             "failed_checks": ["auditd.running"], "advisory_failed": [evil("advisory")], "region": evil("region"),
             "account_id": evil("account"), "tags": {"Name": evil("Name tag")}, "checked_at": evil("checked_at"),
             "host_key_fingerprint": evil("host key"), "output_sha256": "ab" * 32, "run_id": evil("run"),
-            "profile": evil("profile"), "status_detail": evil("status_detail"), **extra}
+            "profile": evil("profile"), "status_detail": evil("status_detail"), **extra})
 
 
 def test_dashboard_fleet_page_escapes_host_ids_tags_and_details():

@@ -104,7 +104,9 @@ def test_hardening_summary_counts_hosts_and_gaps():
     items = [{"checks": {c: {"status": "PASS"} for c in HARDENING_CHECKS}},
              {"checks": {**{c: {"status": "PASS"} for c in HARDENING_CHECKS}, "auditd.immutable": {"status": "FAIL"}}},
              {"checks": {}}]  # not assessed (e.g. unreachable)
-    h = hardening_summary(items, HARDENING_CHECKS)
+    from include.evidence.records import EvidenceItem
+
+    h = hardening_summary([EvidenceItem("i-1", checks=it["checks"]) for it in items], HARDENING_CHECKS)
     assert (h.assessed, h.hardened, h.pct, h.gaps) == (2, 1, 50.0, {"auditd.immutable": 1})
 
 
@@ -258,7 +260,7 @@ def verify_hostname_streams(monkeypatch, names: list[str]) -> tuple[list[str], d
                                         "instances": {"us-east-1": ids}, "states": {"us-east-1": {"running": len(ids)}}},
                                [result])
         items = store.day_items(day)
-    stream = {it["instance_id"]: it["checks"]["cwagent.log_stream_fresh"] for it in items}
+    stream = {it.instance_id: it.checks["cwagent.log_stream_fresh"] for it in items}
     assert set(stream) == set(ids)
     return ids, stream
 

@@ -92,7 +92,7 @@ def test_a_batch_timing_out_on_its_last_try_still_gives_the_report_with_gaps(aws
         pipeline.verify(params, batch, final_try=False)  # an early try: Airflow retries it
     result = pipeline.verify(params, batch, final_try=True)  # skips the two stored, stores two more, times out
     assert result["failed"] and "AirflowTaskTimeout" in result["error"]
-    stored = sorted(it["instance_id"] for it in store.day_items(DAY))
+    stored = sorted(it.instance_id for it in store.day_items(DAY))
     assert stored == ids[:4]  # each stored host once, none lost
     sealed = pipeline.store_summary(params, inventory, [result])
     assert (sealed["checked"], sealed["discovered"]) == (4, 5)
@@ -113,6 +113,6 @@ def test_the_real_alarm_mid_batch_on_the_last_try_keeps_what_was_stored(aws, tmp
     (batch,) = pipeline.plan(params, inventory)
     result = pipeline.verify(params, batch, final_try=True)
     assert result["failed"] and "AirflowTaskTimeout" in result["error"]
-    assert sorted(it["instance_id"] for it in store.day_items(DAY)) == ids[:2]
+    assert sorted(it.instance_id for it in store.day_items(DAY)) == ids[:2]
     sealed = pipeline.store_summary(params, inventory, [result])
     assert (sealed["checked"], sealed["discovered"]) == (2, 5)

@@ -46,7 +46,9 @@ def test_waiver_status_and_report_section():
     states = waiver_status(WAIVERS, "2026-11-23")
     assert [w.approver for w in states["expired"]] == ["bob"]
     assert [w.approver for w in states["expiring_soon"]] == ["carol"]
-    report = build_report([{"instance_id": "i-dev", "status": "WAIVED", "name": "<b>x</b>"}], audit_date="2026-11-23",
+    from include.evidence.records import EvidenceItem
+
+    report = build_report([EvidenceItem("i-dev", status="WAIVED", name="<b>x</b>")], audit_date="2026-11-23",
                           discovered=1, run_id="r", mode="live", generated_at=__import__("datetime").datetime(2026, 11, 23),
                           waivers=states)
     assert "expired" in report.html and "legacy AMI" in report.html and report.summary.compliance_pct is None
