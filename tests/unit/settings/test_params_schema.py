@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -181,12 +182,10 @@ def test_bad_rule_set_files_are_refused_naming_file_entry_and_field(tmp_path, da
 def test_a_bad_waivers_file_fails_the_run_in_discover_before_anything_else(airflow_db, tmp_path, caplog, capfd):
     from airflow.dag_processing.dagbag import DagBag
 
-    from tests.unit.test_dag_integrity import ROOT
-
     waivers = tmp_path / "waivers.json"
     waivers.write_text(json.dumps([{"tags": {"Environment": "dev"}, "check_id": "*", "justification": "j",
                                     "approver": "a", "expires": "20260101"}]))
-    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("ec2_audit_compliance")
+    dag = DagBag(dag_folder=str(Path(__file__).resolve().parents[3] / "dags")).get_dag("ec2_audit_compliance")
     run = dag.test(run_conf={"waivers_file": str(waivers), "create_table": False, "report_dir": str(tmp_path)})
     assert run.state == "failed"
     states = {ti.task_id: ti for ti in run.get_task_instances()}

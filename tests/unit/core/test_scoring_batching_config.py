@@ -135,5 +135,5 @@ def test_checks_doc_is_generated_from_the_catalogue():
 
     from include.checks.docs import render
 
-    doc = Path(__file__).resolve().parents[2] / "docs" / "CHECKS.md"
+    doc = Path(__file__).resolve().parents[3] / "docs" / "CHECKS.md"
     assert doc.read_text() == render(), "run: python -m include.checks.docs > docs/CHECKS.md"

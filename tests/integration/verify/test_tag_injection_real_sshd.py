@@ -1,6 +1,6 @@
 """Tags are data, never shell: an instance whose tags are shell-injection strings, audited over a REAL sshd.
 
-The simulated fleet (tests/integration/test_faults.py "evil-tags") never executes the script it receives, so
+The simulated fleet (tests/integration/verify/test_faults.py "evil-tags") never executes the script it receives, so
 it cannot notice a tag pasted into a command. Here the whole pipeline path runs for real: a moto server holds
 the instance and its evil tags, `include.verify.verify_batch` discovers them (DescribeInstances), opens a real
 OpenSSH session to a real sshd host (devstack/sshd_host.py) whose /bin/sh runs whatever it is sent, and stores

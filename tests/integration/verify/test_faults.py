@@ -105,7 +105,7 @@ def test_nothing_is_sent_to_a_host_whose_key_changed(fault_run):
 
 def test_malicious_tags_are_stored_as_data_and_never_executed(fault_run):
     # The simulated fleet never runs the script it is sent, so only the storage half is proven here; the
-    # never-executed half needs a host that runs it: tests/integration/test_tag_injection_real_sshd.py.
+    # never-executed half needs a host that runs it: tests/integration/verify/test_tag_injection_real_sshd.py.
     assert fault_run["by_name"]["evil-tags"]["name"] == EVIL_NAME
     assert not Path("/tmp/ec2audit-pwned").exists()
 

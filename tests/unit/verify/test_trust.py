@@ -1,5 +1,5 @@
 """Verdicts an auditor can trust (pure parts): profiles, framing, rules that record, stream attribution,
-odd hosts. The same paths over real sshd + moto are in tests/integration/test_false_pass.py."""
+odd hosts. The same paths over real sshd + moto are in tests/integration/verify/test_false_pass.py."""
 from __future__ import annotations
 
 import json

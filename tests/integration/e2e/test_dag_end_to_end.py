@@ -26,7 +26,7 @@ from devstack.host_states import expected
 from devstack.stack import SSH_PORT, LocalStack
 from include.hostkeys import PinStore
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SSHD_HOSTS = [
     # The real kernel audit is never locked with -e 2 by a test, so the healthy real host fails exactly that.
     {"address": "127.42.1.1", "port": SSH_PORT, "name": "real-sshd-healthy", "environment": "prod",

@@ -5,7 +5,7 @@ publishing to a topic in a moto server process, read back from an SQS queue subs
 The alert is computed the way the pipeline computes it, from evidence stored in (moto's) DynamoDB; each payload
 is checked against numbers the test works out itself from the hosts it stored.
 
-Run with the e2e lock: `flock /tmp/ec2audit-e2e.lock .venv/bin/python -m pytest tests/integration/test_channels_live.py`.
+Run with the e2e lock: `flock /tmp/ec2audit-e2e.lock .venv/bin/python -m pytest tests/integration/notify/test_channels_live.py`.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import pytest
 
 from include import dashboard
 from include.records import RemediationRecord
-from tests.unit.test_report_remediated import rows_of, table
+from tests.unit.report.test_report_remediated import rows_of, table
 
 HOST = "i-0123456789abcdef0"
 DAY, EARLIER_DAY = "2026-11-23", "2026-11-20"

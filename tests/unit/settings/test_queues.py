@@ -10,7 +10,7 @@ from include import batching, discovery, pipeline, queues
 from include.config import AuditParams
 from include.param_schema import PARAM_SCHEMAS, param_problems
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ACCOUNT, OTHER = "123456789012", "210987654321"
 VPC_A, VPC_B, VPC_C = "vpc-0aaaaaaaaaaaaaaa1", "vpc-0bbbbbbbbbbbbbbb2", "vpc-0ccccccccccccccc3"
 
@@ -230,7 +230,7 @@ def test_with_queues_each_queue_has_its_own_mapped_verify_over_its_own_batches(a
         assert verify.upstream_task_ids == {f"batches__{queue}"}
         assert dag.get_task(f"batches__{queue}").upstream_task_ids == {"plan_batches"}
         assert dag.get_task(f"batches__{queue}").queue == "default"
-        # Every verify task is verify_batch: same template, retries and timeout (tests/unit/test_dag_integrity.py).
+        # Every verify task is verify_batch: same template, retries and timeout (tests/unit/dags/test_dag_integrity.py).
         assert verify.map_index_template == plain.map_index_template == "{{ batch_label }}"
         assert (verify.retries, verify.execution_timeout) == (plain.retries, plain.execution_timeout)
         assert verify.retry_exponential_backoff

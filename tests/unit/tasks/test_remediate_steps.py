@@ -15,7 +15,7 @@ from include.records import FixRun
 from include.remediate import answer, outcome_of
 from include.remediation import HostPlan, PlannedFix, PlannedStep
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
 
 
