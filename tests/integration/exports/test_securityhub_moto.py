@@ -29,10 +29,10 @@ CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 @pytest.fixture(scope="module")
-def endpoint():
-    with local_aws.moto() as ep:
-        EvidenceStore(local_aws.dynamodb(ep), TABLE).ensure_tables()
-        yield ep
+def endpoint(moto):
+    """The module's moto server (tests/integration/conftest.py) with the evidence tables made."""
+    EvidenceStore(local_aws.dynamodb(moto), TABLE).ensure_tables()
+    return moto
 
 
 def hub(endpoint: str, region: str, enable: bool = True, **creds):

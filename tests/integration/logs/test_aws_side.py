@@ -6,19 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from devstack import local_aws
 from devstack.aws_seed import clients, seed_fleet
 from include.cloudwatch import StreamLookup
 from include.discovery import discover_region, hydrate
 from include.evidence import SUMMARY_ID, EvidenceStore, instance_item
 from include.hostkeys import PinStore
 from include.models import Host, HostOutcome, Status, Verdict
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    with local_aws.moto(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from devstack import local_aws
 from devstack.stack import REGION
 from devstack.webhook_sink import WebhookSink
 from include import alerts, channels, notify
@@ -48,12 +47,6 @@ EVIL = "<!channel> {{ 7 * 7 }} & <http://evil.example|click>"
 def _aws(service: str, endpoint: str):
     return boto3.client(service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
                         aws_secret_access_key="testing")
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    with local_aws.moto(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
-        yield endpoint
 
 
 @pytest.fixture

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 
 import asyncssh
 import boto3
 import pytest
 
-from devstack import eic_keys, local_aws, procs
+from devstack import eic_keys
 from devstack.aws_seed import clients, seed_fleet
 from devstack.fault_proxy import FaultProxy
 from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
-from devstack.stack import wait_until
+from devstack.sshd_host import LOGIN, ensure_login_user
 from include.config import AuditParams
 from include.evidence import EvidenceStore
 from include.ssh_transport import SshSettings
 from include.verify import RunContext, verify_batch
+from tests.integration.reach.stand import Stand
 
 pytestmark = pytest.mark.needs_sshd
 PORT = 2222
@@ -50,42 +49,19 @@ CLAIMS = {"sim-other": "bystander", "sshd-other": "bystander"}
 AUDITED = [n for n in FLEET if n not in ("bystander", "ttl-sim", "ttl-sshd")]
 
 
-def start_fleet_process(root, entries: list[dict], public_key_file, key_dir):
-    spec = root / "spec.json"
-    spec.write_text(json.dumps(entries))
-    ready = root / "fleet.ready"
-    proc = procs.spawn([sys.executable, "-m", "devstack.fleet", "--spec", str(spec), "--state-dir", str(root),
-                        "--authorized-key", str(public_key_file), "--ready-file", str(ready),
-                        "--eic-key-dir", str(key_dir)], root / "fleet.log")
-    try:
-        wait_until(ready.exists, 60, "simulated fleet", proc)
-    except BaseException:
-        procs.stop_group(proc)
-        raise
-    return proc
-
-
-class Stand:
+class EicStand(Stand):
     """One moto (with its key directory), its fleet process and sshd hosts, for the hosts named."""
 
     def __init__(self, root, names, ttl: str | None = None) -> None:
-        self.root, self.names = root, names
+        self.names = names
         self.key_dir = root / "eic"
         self.key_dir.mkdir(parents=True)
         env = {eic_keys.KEY_DIR_ENV: str(self.key_dir)}
         if ttl is not None:
             env[eic_keys.TTL_ENV] = ttl
-        self.stops = []
-        self.moto = local_aws.moto(root / "moto.log", env)
-        self.endpoint = self.moto.__enter__()
-        self.stops.append(lambda: self.moto.__exit__(None, None, None))
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
+        super().__init__(root, env)
 
-    def _start(self) -> None:
+    def start(self) -> None:
         self.public = generate_client_key(self.root / "id")
         entries = [{"address": FLEET[n][0], "name": n, "profile": (FLEET[n][1] or {}).get("profile", "compliant")}
                    for n in self.names]
@@ -99,16 +75,14 @@ class Stand:
                 sim.append({"address": e["address"], "port": PORT, "instance_id": claimed, "profile": spec["profile"],
                             "behaviour": spec.get("behaviour", "ok"), "identity": {"hostname": e["name"]}})
         if sim:
-            proc = start_fleet_process(self.root, sim, str(self.root / "id") + ".pub", self.key_dir)
-            self.stops.append(lambda: procs.stop_group(proc, timeout=10))
+            self.start_fleet(sim, "--authorized-key", str(self.root / "id") + ".pub", "--eic-key-dir", str(self.key_dir))
         ensure_login_user()
         for name in self.names:
             if FLEET[name][1] is None:
                 claimed = self.ids.get(CLAIMS.get(name, ""), self.ids[name])
-                host = start_sshd_host(self.root / name, FLEET[name][0], PORT,
-                                       "" if name == "sshd-nokey" else self.public, "healthy", claimed,
-                                       fake_auditctl=True, eic_key_dir=self.key_dir)
-                self.stops.append(host.stop)
+                self.start_sshd(self.root / name, FLEET[name][0], PORT,
+                                "" if name == "sshd-nokey" else self.public, "healthy", claimed,
+                                fake_auditctl=True, eic_key_dir=self.key_dir)
         self.ec2, self.logs, dynamodb = clients(self.endpoint)
         self.store = EvidenceStore(dynamodb, TABLE)
         self.store.ensure_tables()
@@ -132,19 +106,10 @@ class Stand:
         return {n: self.store.table.get_item(Key={"instance_id": self.ids[n], "audit_date": day})["Item"]
                 for n in names}
 
-    def stop(self) -> None:
-        for stop in reversed(self.stops):
-            stop()
-        self.stops.clear()
 
-
-@pytest.fixture(scope="module")
-def stand(tmp_path_factory):
-    s = Stand(tmp_path_factory.mktemp("eic"), AUDITED + ["bystander"])
-    try:
-        yield s
-    finally:
-        s.stop()
+def make_stand(root) -> EicStand:
+    """The `stand` fixture's (tests/integration/reach/conftest.py): the audited hosts and the bystander."""
+    return EicStand(root, AUDITED + ["bystander"])
 
 
 @pytest.fixture(scope="module")
@@ -250,13 +215,10 @@ def test_a_denied_send_ssh_public_key_is_auth_failed(stand):
 
 def test_a_pushed_key_that_has_expired_does_not_authorize(tmp_path):
     """A stand-in whose pushed keys live 0 s: pushed, recorded, already expired when the host looks."""
-    s = Stand(tmp_path, ["ttl-sim", "ttl-sshd"], ttl="0")
-    try:
+    with EicStand(tmp_path, ["ttl-sim", "ttl-sshd"], ttl="0") as s:
         ssh = s.run("2026-12-05", "ssh")
         eic = s.run("2026-12-06", "eic")
         pushed = {p.parent.parent.name for p in s.key_dir.glob("*/*/*.pub")}
-    finally:
-        s.stop()
     assert {n: i["status"] for n, i in ssh.items()} == {"ttl-sim": "COMPLIANT", "ttl-sshd": "COMPLIANT"}
     assert {n: i["status"] for n, i in eic.items()} == {"ttl-sim": "AUTH_FAILED", "ttl-sshd": "AUTH_FAILED"}
     assert pushed == set(s.ids.values())  # the keys were pushed: only their age refused them

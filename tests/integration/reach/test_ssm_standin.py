@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -19,15 +18,16 @@ import asyncssh
 import boto3
 import pytest
 
-from devstack import local_aws, procs, ssm_agents
+from devstack import local_aws, ssm_agents
 from devstack.aws_seed import seed_fleet
 from devstack.fleet import generate_client_key
 from devstack.host_states import render_output
-from devstack.sshd_host import CMDLINE, LOGIN, ensure_login_user, start_sshd_host
+from devstack.sshd_host import CMDLINE, LOGIN, ensure_login_user
 from devstack.stack import wait_until
 from include.checks.catalogue import SCRIPT
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
+from tests.integration.reach.stand import Stand
 
 pytestmark = pytest.mark.needs_sshd
 PORT, AGENT_PORT = 2222, 2223
@@ -50,20 +50,12 @@ HOSTS = {
 MANAGED = [n for n, h in HOSTS.items() if h[2] is not None]
 
 
-class Stand:
+class SsmStand(Stand):
     def __init__(self, root) -> None:
-        self.root, self.stops = root, []
         self.ssm_dir = root / "ssm"
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
+        super().__init__(root, {ssm_agents.SSM_DIR_ENV: str(self.ssm_dir)})
 
-    def _start(self) -> None:
-        moto = local_aws.moto(self.root / "moto.log", {ssm_agents.SSM_DIR_ENV: str(self.ssm_dir)})
-        self.endpoint = moto.__enter__()
-        self.stops.append(lambda: moto.__exit__(None, None, None))
+    def start(self) -> None:
         self.user_public = generate_client_key(self.root / "id")
         generate_client_key(self.root / "agent")  # the agent key: only the agent listeners accept it
         entries = [{"address": a, "name": n, "profile": (spec or {}).get("profile", "compliant")}
@@ -73,18 +65,11 @@ class Stand:
         sim = [{"address": a, "port": PORT, "agent_port": AGENT_PORT, "instance_id": self.ids[n],
                 "profile": spec["profile"], "behaviour": spec.get("behaviour", "ok"), "identity": {"hostname": n}}
                for n, (a, spec, _) in HOSTS.items() if spec is not None]
-        (self.root / "spec.json").write_text(json.dumps(sim))
-        ready = self.root / "fleet.ready"
-        fleet = procs.spawn([sys.executable, "-m", "devstack.fleet", "--spec", str(self.root / "spec.json"),
-                             "--state-dir", str(self.root), "--authorized-key", str(self.root / "id.pub"),
-                             "--ssm-agent-key", str(self.root / "agent.pub"), "--ready-file", str(ready)],
-                            self.root / "fleet.log")
-        self.stops.append(lambda: procs.stop_group(fleet, timeout=10))
-        wait_until(ready.exists, 60, "simulated fleet", fleet)
+        self.start_fleet(sim, "--authorized-key", str(self.root / "id.pub"),
+                         "--ssm-agent-key", str(self.root / "agent.pub"))
         ensure_login_user()
-        sshd = start_sshd_host(self.root / "sshd", HOSTS["sshd"][0], PORT, self.user_public, "healthy",
+        sshd = self.start_sshd(self.root / "sshd", HOSTS["sshd"][0], PORT, self.user_public, "healthy",
                                self.ids["sshd"], fake_auditctl=True)
-        self.stops.append(sshd.stop)
         self.sshd = sshd
         for name, (address, spec, fields) in HOSTS.items():
             if fields is None:
@@ -98,11 +83,6 @@ class Stand:
                       aws_secret_access_key="testing")
         self.ssm, self.s3 = boto3.client("ssm", **kwargs), boto3.client("s3", **kwargs)
         self.s3.create_bucket(Bucket=BUCKET)
-
-    def stop(self) -> None:
-        for stop in reversed(self.stops):
-            stop()
-        self.stops.clear()
 
     def send(self, names, commands, **kwargs) -> str:
         return self.ssm.send_command(InstanceIds=[self.ids[n] for n in names], DocumentName="AWS-RunShellScript",
@@ -135,13 +115,7 @@ class Stand:
         return asyncio.run(run())
 
 
-@pytest.fixture(scope="module")
-def stand(tmp_path_factory):
-    s = Stand(tmp_path_factory.mktemp("ssm"))
-    try:
-        yield s
-    finally:
-        s.stop()
+make_stand = SsmStand  # the `stand` fixture (tests/integration/reach/conftest.py)
 
 
 def test_describe_instance_information_lists_the_managed_instances_with_their_ping_status(stand):

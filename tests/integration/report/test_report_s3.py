@@ -13,7 +13,6 @@ from email import policy
 import boto3
 import pytest
 
-from devstack import local_aws
 from devstack.smtp_sink import SmtpSink
 from devstack.stack import REGION, free_port
 from include.config import AuditParams
@@ -21,12 +20,6 @@ from include.evidence import EvidenceStore, instance_item
 from include.models import Host, HostOutcome, Status, Verdict
 
 DAY = "2031-03-14"
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    with local_aws.moto(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
-        yield endpoint
 
 
 def _forget_cached_s3_filesystems():

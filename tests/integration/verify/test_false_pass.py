@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from devstack import local_aws
 from devstack.aws_seed import clients, seed_fleet
 from devstack.fleet import generate_client_key
 from devstack.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
@@ -109,14 +108,14 @@ def overrides(name: str, ids: dict[str, str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory, moto_endpoint):
+def audited(tmp_path_factory, moto):
     root = tmp_path_factory.mktemp("false-pass")
     public = generate_client_key(root / "id")
     ensure_login_user()
     entries = [{"address": address, "name": name, "profile": "compliant"} for name, address in HOSTS.items()]
-    seed_fleet(moto_endpoint, entries)
+    seed_fleet(moto, entries)
     ids = {h["name"]: h["instance_id"] for h in entries}
-    ec2, logs, dynamodb = clients(moto_endpoint)
+    ec2, logs, dynamodb = clients(moto)
     logs.create_log_stream(logGroupName=AUDIT_GROUP, logStreamName="audit")  # fresh events from other hosts
     logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName="audit", logEvents=[
         {"timestamp": int(time.time() * 1000), "message": "type=USER_LOGIN msg=audit(1:1): res=success"}])
@@ -137,12 +136,6 @@ def audited(tmp_path_factory, moto_endpoint):
     finally:
         for host in started:
             host.stop()
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory):
-    with local_aws.moto(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
-        yield endpoint
 
 
 def check(item: dict, check_id: str) -> tuple[str, str]:
@@ -228,16 +221,16 @@ CLAIMS_DAY, CLAIMS_RUN, CLAIMS_TABLE = "2026-12-02", "scheduled__name-claims", "
 
 
 @pytest.fixture(scope="module")
-def named_by_hostname(tmp_path_factory, moto_endpoint):
+def named_by_hostname(tmp_path_factory, moto):
     from include import pipeline
 
     root = tmp_path_factory.mktemp("name-claims")
     public = generate_client_key(root / "id")
     ensure_login_user()
     entries = [{"address": address, "name": name, "profile": "compliant"} for name, (address, _) in NAMED.items()]
-    seed_fleet(moto_endpoint, entries)
+    seed_fleet(moto, entries)
     ids = {h["name"]: h["instance_id"] for h in entries}
-    ec2, logs, dynamodb = clients(moto_endpoint)
+    ec2, logs, dynamodb = clients(moto)
     for stream in (CLONE_NAME, UNIQUE_NAME):  # both clones' agents ship into "web-clone": it is fresh
         logs.create_log_stream(logGroupName=AUDIT_GROUP, logStreamName=stream)
         logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName=stream, logEvents=[
@@ -265,7 +258,7 @@ def named_by_hostname(tmp_path_factory, moto_endpoint):
         with pytest.MonkeyPatch.context() as mp:  # store_summary reads the evidence through aws_default
             mp.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
                 "conn_type": "aws", "login": "testing", "password": "testing",
-                "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}}))
+                "extra": {"endpoint_url": moto, "region_name": "us-east-1"}}))
             pipeline.store_summary(params, inventory, results)
         yield {"ids": ids, "judged": judged, "summary": store.run_summary(CLAIMS_DAY),
                "items": {name: store.table.get_item(Key={"instance_id": ids[name], "audit_date": CLAIMS_DAY})["Item"]
@@ -307,7 +300,7 @@ SUDO_ECHO = "127.42.4.20"
 
 
 @pytest.fixture(scope="module")
-def sudo_echo(tmp_path_factory, moto_endpoint):
+def sudo_echo(tmp_path_factory, moto):
     """canary=true on a real sshd host whose agent ships /var/log/secure into audit.log's stream, and whose
     audit record never arrives: only real sudo's log line, with the canary's command line in it, is shipped
     (by a thread here, as the agent would ship the auth log)."""
@@ -317,9 +310,9 @@ def sudo_echo(tmp_path_factory, moto_endpoint):
     public = generate_client_key(root / "id")
     ensure_login_user()
     entries = [{"address": SUDO_ECHO, "name": "sudo-echo", "profile": "compliant"}]
-    seed_fleet(moto_endpoint, entries)
+    seed_fleet(moto, entries)
     me = entries[0]["instance_id"]
-    ec2, logs, dynamodb = clients(moto_endpoint)
+    ec2, logs, dynamodb = clients(moto)
     sudo_log = root / "secure"
     stop, shipped = threading.Event(), []
 
