@@ -20,6 +20,7 @@ from include import securityhub as sh
 from include.checks.catalogue import check_meta
 from include.evidence import EvidenceStore
 from include.records import EvidenceItem
+from tests.factories import evidence_item
 
 ACCOUNT = "123456789012"  # moto's
 OTHER_ACCOUNT = "999988887777"
@@ -53,13 +54,10 @@ def stored_day(endpoint: str, day: str, items: list[EvidenceItem]) -> list[dict]
 
 
 def host(iid: str, day: str, region: str, failed=(), advisory=(), passing=(), account=ACCOUNT) -> EvidenceItem:
-    checks = {c: {"status": "FAIL", "detail": f"{c} failing on {iid}"} for c in (*failed, *advisory)}
-    checks.update({c: {"status": "PASS", "detail": "ok"} for c in passing})
-    return EvidenceItem(instance_id=iid, audit_date=day, run_id=f"scheduled__{day}", checked_at=f"{day}T06:00:10Z",
-                        status="NON_COMPLIANT" if failed else "COMPLIANT", failed_checks=list(failed),
-                        advisory_failed=list(advisory), profile="audit-trail", transport="ssh", checks=checks,
-                        region=region, account_id=account, name=f"web-{iid}", environment="prod",
-                        output_sha256=(iid.encode().hex() * 8)[:64])
+    return evidence_item(iid, failed, advisory=advisory, passing=passing, detail=lambda c: f"{c} failing on {iid}",
+                         audit_date=day, run_id=f"scheduled__{day}", checked_at=f"{day}T06:00:10Z",
+                         profile="audit-trail", transport="ssh", region=region, account_id=account,
+                         name=f"web-{iid}", environment="prod", output_sha256=(iid.encode().hex() * 8)[:64])
 
 
 def all_findings(client, **filters) -> dict[str, dict]:

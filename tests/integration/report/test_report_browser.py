@@ -16,6 +16,7 @@ from include.checks.catalogue import check_meta
 from include.report import build_report, write_report
 from include.trend import render_png, trend_points
 from tests._components import CHROMIUM
+from tests.factories import stored_item
 
 pytestmark = pytest.mark.needs_chromium
 WIDTH = 1300  # wider than the report's 1100 px column: the right margin must stay empty
@@ -34,11 +35,11 @@ def sample_items(n: int = 60) -> list[dict]:
     for i in range(n):
         status = statuses[i % len(statuses)]
         failed = ["auditd.running", "cwagent.log_stream_fresh"] if status == "NON_COMPLIANT" else []
-        items.append({"instance_id": f"i-{i:017x}", "name": f"web-{i}" if i % 7 else "<script>alert(1)</script>",
-                      "environment": ["prod", "staging", "dev"][i % 3], "region": "us-east-1",
-                      "account_id": "123456789012", "private_ip": f"10.0.{i // 250}.{i % 250}", "status": status,
-                      "failed_checks": failed, "status_detail": "connection refused" if status == "UNREACHABLE" else "",
-                      "checks": {c: {"status": "FAIL", "detail": f"{c} failed on this host"} for c in failed}})
+        items.append(stored_item(
+            f"i-{i:017x}", status, failed, detail=lambda c: f"{c} failed on this host",
+            name=f"web-{i}" if i % 7 else "<script>alert(1)</script>", environment=["prod", "staging", "dev"][i % 3],
+            region="us-east-1", account_id="123456789012", private_ip=f"10.0.{i // 250}.{i % 250}",
+            status_detail="connection refused" if status == "UNREACHABLE" else ""))
     return items
 
 

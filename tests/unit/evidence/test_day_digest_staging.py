@@ -8,14 +8,15 @@ from moto import mock_aws
 
 from include import chunks, day_digest, staging
 from include.evidence import EvidenceStore
+from tests.factories import hashed
 
 DAY = "2026-12-01"
 
 
 def _item(n: int, run: str = "r1", status: str = "COMPLIANT", sha: str | None = None) -> dict:
-    item = {"instance_id": f"i-{n:04d}", "audit_date": DAY, "item_type": "instance", "run_id": run, "status": status,
-            "output_sha256": sha if sha is not None else f"{n:064x}", "checks": {"auditd.running": {"status": "PASS"}}}
-    return {**item, day_digest.ITEM_HASH: day_digest.item_sha256(item)}  # as evidence.instance_item stores it
+    return hashed({"instance_id": f"i-{n:04d}", "audit_date": DAY, "item_type": "instance", "run_id": run,
+                   "status": status, "output_sha256": sha if sha is not None else f"{n:064x}",
+                   "checks": {"auditd.running": {"status": "PASS"}}})
 
 
 def test_the_digest_round_trips_in_chunks_and_refuses_a_missing_chunk(monkeypatch):

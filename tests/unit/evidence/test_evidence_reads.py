@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from include import day_digest, evidence, staging
 from include.evidence import EvidenceStore
+from tests.factories import hashed, stored_item
 
 DAY = "2026-12-02"
 
@@ -59,10 +60,8 @@ def test_a_read_left_with_unprocessed_keys_fails_after_backed_off_retries(monkey
 
 
 def _stored(n: int, **fields) -> dict:
-    item = {"instance_id": f"i-{n:04d}", "audit_date": DAY, "item_type": "instance", "run_id": "r1",
-            "status": "NON_COMPLIANT", "failed_checks": ["auditd.running"], "output_sha256": f"{n:064x}",
-            "checks": {"auditd.running": {"status": "FAIL", "detail": "auditd stopped"}}, **fields}
-    return {**item, day_digest.ITEM_HASH: day_digest.item_sha256(item)}
+    return hashed(stored_item(f"i-{n:04d}", "NON_COMPLIANT", ["auditd.running"], detail="auditd stopped", audit_date=DAY,
+                              item_type="instance", run_id="r1", output_sha256=f"{n:064x}", **fields))
 
 
 def test_a_host_the_digest_names_but_the_table_lacks_fails_the_report_read(tmp_path):

@@ -7,6 +7,7 @@ from botocore.exceptions import ClientError
 from include import securityhub as sh
 from include.checks.catalogue import check_meta
 from include.records import EvidenceItem
+from tests.factories import evidence_item
 
 ACCOUNT, REGION = "111122223333", "eu-west-1"
 ARN = sh.product_arn(ACCOUNT, REGION)
@@ -15,14 +16,10 @@ META = check_meta()
 
 
 def item(iid: str, failed=(), advisory=(), passing=(), errors=(), day="2025-03-01", **kw) -> EvidenceItem:
-    checks = {c: {"status": "FAIL", "detail": f"{c} failing"} for c in (*failed, *advisory)}
-    checks.update({c: {"status": "PASS", "detail": "ok"} for c in passing})
-    checks.update({c: {"status": "ERROR", "detail": "no output"} for c in errors})
-    return EvidenceItem(instance_id=iid, audit_date=day, run_id=f"scheduled__{day}", status="NON_COMPLIANT" if failed
-                        else "COMPLIANT", failed_checks=list(failed), advisory_failed=list(advisory),
-                        profile="audit-trail", transport="ssh", checks=checks, region=REGION, account_id=ACCOUNT,
-                        name=f"web-{iid}", environment="prod", output_sha256="ab" * 32,
-                        checked_at=f"{day}T06:01:02Z", private_ip="10.0.0.5", **kw)
+    return evidence_item(iid, failed, advisory=advisory, passing=passing, errors=errors, detail=lambda c: f"{c} failing",
+                         audit_date=day, run_id=f"scheduled__{day}", profile="audit-trail", transport="ssh",
+                         region=REGION, account_id=ACCOUNT, name=f"web-{iid}", environment="prod",
+                         output_sha256="ab" * 32, checked_at=f"{day}T06:01:02Z", private_ip="10.0.0.5", **kw)
 
 
 def whole(items, missing=()) -> sh.RunScope:

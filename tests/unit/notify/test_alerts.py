@@ -1,13 +1,13 @@
 """Compliance alerts: which findings alert, when they repeat, and what the email says (pure functions)."""
 from include import alerts
 from include.checks.catalogue import CATALOGUE
+from tests.factories import stored_item
 
 CRITICAL = {c.id for c in CATALOGUE if c.severity == "critical"}
 
 
 def item(iid, status, failed=(), name=""):
-    return {"instance_id": iid, "status": status, "failed_checks": list(failed), "tags": {"Name": name},
-            "checks": {c: {"status": "FAIL", "detail": f"{c} failed on {iid}"} for c in failed}}
+    return stored_item(iid, status, failed, detail=lambda c: f"{c} failed on {iid}", tags={"Name": name})
 
 
 def test_only_critical_failures_of_non_compliant_hosts_are_findings():

@@ -12,6 +12,7 @@ from include import channels, notify
 from include import security_events as se
 from include.channels import Channels
 from include.evidence import EvidenceStore
+from tests.factories import stored_item
 
 DAY, YESTERDAY = "2026-12-07", "2026-12-06"
 PINNED, OFFERED = "SHA256:pinnedAAAAbbbbCCCCdddd0123456789+/xyz", "SHA256:offeredEEEEffffGGGG0123456789+/xyz"
@@ -21,9 +22,9 @@ def obs(iid="i-0abc", day=DAY, run="run-today", status="NON_COMPLIANT", seq=0, c
     """An evidence item as stored: `checks` given as check_id=status (dots written as __)."""
     verdicts = {k.replace("__", "."): {"status": v, "detail": f"{k.replace('__', '.')} {v.lower()} on {iid}"}
                 for k, v in checks.items()}
-    item = {"instance_id": iid, "audit_date": day, "item_type": "instance", "run_id": run, "status": status,
-            "checked_at": checked_at or f"{day}T06:00:00Z", "checks": verdicts, "tags": {"Name": "web-1"},
-            "failed_checks": [c for c, v in verdicts.items() if v["status"] == "FAIL"]}
+    item = stored_item(iid, status, [c for c, v in verdicts.items() if v["status"] == "FAIL"], audit_date=day,
+                       item_type="instance", run_id=run, checked_at=checked_at or f"{day}T06:00:00Z", checks=verdicts,
+                       tags={"Name": "web-1"})
     if seq:
         item["seq"] = seq
     return item

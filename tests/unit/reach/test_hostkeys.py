@@ -7,6 +7,7 @@ from botocore.exceptions import ClientError
 
 from include.hostkeys import HostKeys, Pin, PinStore, parse_policy, trusts
 from include.models import Host, HostOutcome, Status
+from tests import factories
 
 TABLE = "ev_host_keys"
 
@@ -76,12 +77,12 @@ def store_over(fake: FakeDynamo, **kw) -> PinStore:
 
 
 def host(iid: str) -> Host:
-    return Host(iid, "us-east-1", "123", "127.42.6.9")
+    return factories.host(iid, "127.42.6.9", account="123")
 
 
 def session(iid: str, key: str, fingerprint: str) -> HostOutcome:
     """What the transport hands over after a good session."""
-    return HostOutcome(iid, None, output=b"script output", host_key=key, host_key_fingerprint=fingerprint)
+    return factories.outcome(iid, output=b"script output", host_key=key, host_key_fingerprint=fingerprint)
 
 
 def test_throttled_load_is_retried_with_backoff_until_every_pin_is_read():

@@ -12,10 +12,11 @@ from botocore.exceptions import ClientError
 from include.models import Host, Status
 from include.reach import split_for_auto, ssh_side
 from include.ssm_transport import INLINE_LIMIT, Registration, SsmSettings, SsmTransport, s3_key
+from tests import factories
 
 
 def host(n: int) -> Host:
-    return Host(f"i-{n:017x}", "us-east-1", "123456789012", f"10.0.0.{n % 250}")
+    return factories.host(f"i-{n:017x}", f"10.0.0.{n % 250}")
 
 
 def denied(op: str) -> ClientError:

@@ -21,6 +21,7 @@ from include.fix_runner import HostFixes
 from include.hostkeys import Pin
 from include.models import Host
 from include.records import EvidenceItem, FixRun
+from tests.factories import evidence_item
 
 DAY, RUN = "2026-12-01", "manual__2026-12-01T10:00:00+00:00"
 AT = datetime(2026, 12, 1, 10, 5, tzinfo=timezone.utc)
@@ -28,9 +29,9 @@ ALICE = {"id": "alice", "name": "Alice"}
 
 
 def item(iid: str, failed=("auditd.running",)) -> EvidenceItem:
-    return EvidenceItem(instance_id=iid, audit_date=DAY, status="NON_COMPLIANT", failed_checks=list(failed),
-                        run_id="scheduled__1", output_sha256="ab" * 32, name=iid, address="10.0.0.5",
-                        host_key_fingerprint="SHA256:k", checks={"auditd.immutable": {"status": "FAIL"}})
+    return evidence_item(iid, failed, status="NON_COMPLIANT", audit_date=DAY, run_id="scheduled__1",
+                         output_sha256="ab" * 32, name=iid, address="10.0.0.5", host_key_fingerprint="SHA256:k",
+                         checks={"auditd.immutable": {"status": "FAIL"}})
 
 
 def the_plan(*iids: str) -> remediation.RemediationPlan:

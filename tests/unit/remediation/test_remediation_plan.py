@@ -11,6 +11,7 @@ from include import remediation
 from include.checks import fixes
 from include.records import EvidenceItem
 from include.remediation import plan
+from tests.factories import evidence_item
 
 DAY = "2026-12-01"
 CONSTANT_COMMANDS = {s.command for f in fixes.AUTOMATIC for s in f.steps}
@@ -18,8 +19,8 @@ CONSTANT_COMMANDS = {s.command for f in fixes.AUTOMATIC for s in f.steps}
 
 def item(iid="i-0aaa", status="NON_COMPLIANT", failed=("auditd.running",), **kw) -> EvidenceItem:
     kw.setdefault("checks", {"auditd.immutable": {"status": "FAIL", "detail": "enabled=1"}})
-    return EvidenceItem(instance_id=iid, audit_date=DAY, status=status, failed_checks=list(failed),
-                        run_id="scheduled__1", output_sha256="ab" * 32, name="web-1", address="10.0.0.5", **kw)
+    return evidence_item(iid, failed, status=status, audit_date=DAY, run_id="scheduled__1", output_sha256="ab" * 32,
+                         name="web-1", address="10.0.0.5", **kw)
 
 
 def fixes_of(p, iid="i-0aaa"):

@@ -9,6 +9,7 @@ from include import dashboard
 from include.checks.catalogue import check_meta
 from include.profiles import HARDENING_CHECKS
 from include.scoring import fleet_summary
+from tests.factories import stored_item
 
 DAY = "2026-11-23"
 IMMUTABLE, BOOT = "auditd.immutable", "auditd.boot_params"
@@ -31,9 +32,8 @@ def text(page: str) -> str:
 
 def host(iid, status, failing_hardening=(), failed=(), profile="audit-trail", assessed=True):
     checks = {c: {"status": "FAIL" if c in failing_hardening else "PASS"} for c in HARDENING_CHECKS} if assessed else {}
-    return {"instance_id": iid, "audit_date": DAY, "status": status, "failed_checks": list(failed),
-            "advisory_failed": list(failing_hardening), "checks": checks, "profile": profile, "region": "us-east-1",
-            "tags": {"Name": f"web-{iid}"}}
+    return stored_item(iid, status, failed, audit_date=DAY, advisory_failed=list(failing_hardening), checks=checks,
+                       profile=profile, region="us-east-1", tags={"Name": f"web-{iid}"})
 
 
 ITEMS = [host("i-1", "COMPLIANT"), host("i-2", "COMPLIANT", [IMMUTABLE]),

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from include.checks.catalogue import CATALOGUE, CIS_AL2023, FRAMEWORKS, ISO, NIST, PCI, SOC2, check_meta, requirements_of
 from include.report import build_report, by_requirement
+from tests.factories import stored_item, verdicts
 
 NOW = datetime(2026, 11, 23, 6, 30, tzinfo=timezone.utc)
 ALLOWED = {  # the scope issue 17 names, per framework
@@ -85,9 +86,8 @@ def test_checks_md_shows_each_checks_requirements():
 
 
 def item(iid, status, failed=(), advisory=(), name=""):
-    return {"instance_id": iid, "audit_date": "2026-11-23", "run_id": "run-1", "status": status, "name": name,
-            "failed_checks": list(failed), "advisory_failed": list(advisory), "region": "us-east-1",
-            "checks": {c: {"status": "FAIL", "detail": "off"} for c in (*failed, *advisory)}}
+    return stored_item(iid, status, failed, audit_date="2026-11-23", run_id="run-1", name=name,
+                       advisory_failed=list(advisory), region="us-east-1", checks=verdicts((*failed, *advisory)))
 
 
 ITEMS = [item("i-1", "COMPLIANT"),

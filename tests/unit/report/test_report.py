@@ -9,16 +9,15 @@ from decimal import Decimal
 
 from include.checks.catalogue import check_meta
 from include.report import build_report, safe_cell, write_report
+from tests.factories import stored_item
 
 NOW = datetime(2026, 11, 23, 6, 30, tzinfo=timezone.utc)
 
 
 def item(iid, status, failed=(), name="host", env="prod", detail=""):
-    return {"instance_id": iid, "audit_date": "2026-11-23", "run_id": "run-1", "status": status,
-            "failed_checks": list(failed), "name": name, "environment": env, "region": "us-east-1",
-            "account_id": "123456789012", "private_ip": "10.0.0.1", "status_detail": detail,
-            "checks": {c: {"status": "FAIL", "detail": f"{c} is off"} for c in failed},
-            "expires_at": Decimal(1799999999)}
+    return stored_item(iid, status, failed, detail=lambda c: f"{c} is off", audit_date="2026-11-23", run_id="run-1",
+                       name=name, environment=env, region="us-east-1", account_id="123456789012",
+                       private_ip="10.0.0.1", status_detail=detail, expires_at=Decimal(1799999999))
 
 
 ITEMS = [item("i-1", "COMPLIANT"), item("i-2", "COMPLIANT"), item("i-3", "COMPLIANT"),

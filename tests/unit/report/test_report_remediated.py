@@ -12,6 +12,7 @@ from include.checks.catalogue import check_meta
 from include.models import Status
 from include.records import RemediationDecision, RemediationRecord
 from include.report import build_report, write_report
+from tests.factories import stored_item
 
 DAY = "2026-11-23"
 NOW = datetime(2026, 11, 23, 6, 30, tzinfo=timezone.utc)
@@ -79,9 +80,8 @@ def record(host_id: str, outcome: str, *, fixes=None, name="web", detail="", aft
 
 
 def item(iid: str, status: str = "NON_COMPLIANT", failed=("auditd.running",)) -> dict:
-    return {"instance_id": iid, "audit_date": DAY, "run_id": "run-1", "status": status,
-            "failed_checks": list(failed), "name": f"web-{iid}", "environment": "prod", "region": "us-east-1",
-            "account_id": "123456789012", "checks": {c: {"status": "FAIL", "detail": "off"} for c in failed}}
+    return stored_item(iid, status, failed, audit_date=DAY, run_id="run-1", name=f"web-{iid}", environment="prod",
+                       region="us-east-1", account_id="123456789012")
 
 
 ITEMS = [item("i-1"), item("i-2", failed=("cwagent.running", "auditd.running")), item("i-3"), item("i-4"),
