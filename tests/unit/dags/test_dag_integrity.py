@@ -1,20 +1,12 @@
 """The DAG imports, has the contract's shape, and every task retries."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.get_dag("ec2_audit_compliance")
+def dag(dag_bag):
+    return dag_bag.get_dag("ec2_audit_compliance")
 
 
 def test_contract_shape(dag):

@@ -130,12 +130,8 @@ def test_remediation_params_default_to_a_dry_run_and_bad_ones_are_named():
 # ---------------------------------------------------------------- the DAG
 
 @pytest.fixture(scope="module")
-def dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.get_dag("ec2_audit_remediate")
+def dag(dag_bag):
+    return dag_bag.get_dag("ec2_audit_remediate")
 
 
 def test_the_remediation_dag_is_manual_approval_gated_and_never_retries_a_change(dag):
