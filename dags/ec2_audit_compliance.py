@@ -11,14 +11,16 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from include import pipeline, queues
-from include.assets import EVIDENCE, REPORT, evidence_extra, report_extra
-from include.channels import PipelineFailureNotifier
-from include.config import AuditParams
-from include.deadline import alert as report_deadline
-from include.param_schema import dag_params
+from include.notify.channels import PipelineFailureNotifier
+from include.notify.deadline import alert as report_deadline
+from include.settings import queues
+from include.settings.params import AuditParams
+from include.settings.schema import dag_params
+from include.tasks import audit as pipeline
+from include.tasks import params as task_params
+from include.tasks.assets import EVIDENCE, REPORT, evidence_extra, report_extra
 
-# Built from include/param_schema.py PARAM_SCHEMAS, the one declared schema of the params: the trigger and
+# Built from include/settings/schema.py PARAM_SCHEMAS, the one declared schema of the params: the trigger and
 # backfill forms check these JSON schemas, and every task checks the run's params against the same ones.
 PARAMS = dag_params()
 
@@ -26,16 +28,16 @@ PARAMS = dag_params()
 # Seconds before a failed task's first retry (doubling after). Tests and impatient operators lower it.
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("EC2_AUDIT_RETRY_DELAY_SECONDS", "20")))
 # No task may hang a run: a batch's SSH is bounded per host (≤ 90 s) and its AWS judging by a budget
-# (include/verify.py: JUDGE_BUDGET_S, 15 min) plus the canary wait (≤ 10 min); every other step is AWS calls.
+# (include/verify/batch.py: JUDGE_BUDGET_S, 15 min) plus the canary wait (≤ 10 min); every other step is AWS calls.
 TASK_TIMEOUT = timedelta(minutes=20)
 BATCH_TIMEOUT = timedelta(minutes=60)
-# Deployment config read at parse time (include/queues.py): the queues of workers placed inside VPCs. A mapped
+# Deployment config read at parse time (include/settings/queues.py): the queues of workers placed inside VPCs. A mapped
 # task's queue is fixed when it is parsed, so each queue gets its own mapped verify task; none → the plain shape.
 VERIFY_QUEUES, QUEUE_EXECUTOR = queues.deployment_queues(), queues.queue_executor()
 
 
 def _params() -> AuditParams:
-    return AuditParams.from_params(dict(get_current_context()["params"]))
+    return task_params.current_audit_params()
 
 
 @dag(
@@ -79,7 +81,7 @@ def ec2_audit_compliance():
         ti = context["ti"]
         return pipeline.verify(_params(), batch, final_try=ti.try_number > ti.max_tries)
 
-    # The day's evidence and report are Assets: downstream DAGs schedule on them (include/assets.py).
+    # The day's evidence and report are Assets: downstream DAGs schedule on them (include/tasks/assets.py).
     @task(trigger_rule="none_failed", outlets=[EVIDENCE])
     def store_evidence(inventory: dict, results: list[dict]) -> dict:
         params = _params()

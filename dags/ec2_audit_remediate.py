@@ -21,10 +21,11 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowFailException
 
-from include import remediate
-from include.assets import EVIDENCE
-from include.config import RemediateParams
-from include.param_schema import REMEDIATE_SCHEMAS, dag_params
+from include.settings.params import RemediateParams
+from include.settings.schema import REMEDIATE_SCHEMAS, dag_params
+from include.tasks import params as task_params
+from include.tasks import remediate
+from include.tasks.assets import EVIDENCE
 
 APPROVERS = [{"id": u.strip(), "name": u.strip()}
              for u in os.environ.get("EC2_AUDIT_REMEDIATION_APPROVERS", "").split(",") if u.strip()]
@@ -38,7 +39,7 @@ REVERIFY_TIMEOUT = timedelta(minutes=60)
 
 
 def _params() -> RemediateParams:
-    return RemediateParams.from_params(dict(get_current_context()["params"]))
+    return task_params.current_remediate_params()
 
 
 def _plan_hash_param(sha256: str = "") -> dict:

@@ -162,7 +162,7 @@ NON_MUTATING = re.compile(r"^(Describe|List|Search|Get)")
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
 DYNAMODB_READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
 CAPACITY = "dynamodb capacity"  # report rows of request units per table and bucket kind
-DAY_KEY = "audit_date"  # the hash key of the evidence table's day index (include/tables.py: by_audit_date)
+DAY_KEY = "audit_date"  # the hash key of the evidence table's day index (include/aws/tables.py: by_audit_date)
 
 
 # --------------------------------------------------------------------------------------------- the request

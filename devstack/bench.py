@@ -5,7 +5,7 @@
 Starts one simulator process serving N hosts on 127.43.x.y (a range no test uses), each answering with a
 realistic health profile after `latency-ms` per command (a network round trip), then checks the whole fleet:
 
-1. this project's transport (`include.ssh_transport.fan_out`, asyncssh, one combined script per host,
+1. this project's transport (`include.reach.ssh.fan_out`, asyncssh, one combined script per host,
    100 sessions at once — one verify task);
 2. a 50-thread paramiko pool running the same combined script;
 3. the same pool running each probe as its own command (what SSHHook/SSHOperator would do);
@@ -18,7 +18,7 @@ realistic health profile after `latency-ms` per command (a network round trip), 
 7. this DAG under `airflow standalone` (scheduler + LocalExecutor on the embedded SQLite, as `make up`),
    batches in parallel — with every "database is locked" in its logs counted;
 8. the naive DAG (devstack/bench_dags: one mapped SSHHook task per host) under `dag.test()`, capped;
-9. `ssm`: SSM Run Command (`include.ssm_transport.SsmTransport`, one verify task's reach) over the same hosts:
+9. `ssm`: SSM Run Command (`include.reach.ssm.SsmTransport`, one verify task's reach) over the same hosts:
    the moto server runs each SendCommand on the host's SSM "agent" listener of the same simulator
    (devstack/ssm_agents.py), so moto plays both SSM and every agent — its CPU is reported beside the client's;
    with the AWS calls per host by action, counted by the transport and by the server;
@@ -53,7 +53,7 @@ from devstack.bench_airflow import BenchAws, process_cpu
 from devstack.fleet import generate_client_key
 from devstack.stack import PROJECT, REGION, SSH_LOGIN, SSM_AGENT_PORT, wait_until
 from include.checks.catalogue import HOST_PROBES, SCRIPT
-from include.models import Host
+from include.core.host import Host
 
 DONE = re.compile(rb"@@ec2audit-[0-9a-f]*-end")  # the script's end marker, whatever its nonce
 
@@ -111,7 +111,7 @@ def measure(name: str, n: int, run) -> dict:
 
 
 def ours(hosts: list[str], key: Path) -> int:
-    from include.ssh_transport import SshSettings, fan_out
+    from include.reach.ssh import SshSettings, fan_out
 
     settings = SshSettings(username=SSH_LOGIN, key_file=str(key), port=PORT, host_key_policy="insecure",
                            connect_timeout=15, command_timeout=60, host_budget=90)
@@ -206,7 +206,7 @@ def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 def ssm_transport_run(client, hosts: list[Host], settings) -> tuple[int, Counter]:
     """SsmTransport over these hosts, as one verify task runs it: (hosts whose whole output came back, calls).
     Bounded by the transport's own collect budget, plus a margin for the sends."""
-    from include.ssm_transport import SsmTransport
+    from include.reach.ssm import SsmTransport
 
     transport = SsmTransport(client, None, settings)
     done = []
@@ -222,7 +222,7 @@ def ssm_client(endpoint: str):
     import boto3
     from botocore.config import Config
 
-    from include.aws_clients import SSM_RETRIES
+    from include.aws.clients import SSM_RETRIES
 
     return boto3.client("ssm", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
                         aws_secret_access_key="testing", config=Config(**SSM_RETRIES))
@@ -232,7 +232,7 @@ def _ssm(r: Round) -> dict:
     """SSM Run Command over the same N hosts (one process, what one verify task does), the DAG's settings at
     concurrency 100: SendCommand per 50 hosts, MaxConcurrency 50, results polled every 2 s, each host's output
     by GetCommandInvocation. moto plays SSM and every host's agent: its CPU is the stand-in's, not AWS's."""
-    from include.ssm_transport import SsmSettings
+    from include.reach.ssm import SsmSettings
 
     aws, hosts = r.aws(), _targets(r)
     client = ssm_client(aws.endpoint)  # made before the clock: one client per batch, as verify_batch
@@ -256,7 +256,7 @@ def _ssm(r: Round) -> dict:
 def _dag_row(r: Round, method: str, label: str, transport: str = "ssh") -> dict:
     """This DAG end to end (discover → verify batches → evidence → report → email), on its own evidence table
     so each row is a first run (tofu pins included). transport ssm: the SSM calls the server served."""
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     aws = r.aws()
     table = f"bench_{method.replace('-', '_')}"

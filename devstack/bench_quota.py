@@ -10,18 +10,18 @@ this project's own code does a day's AWS work with every client pointed at `Quot
 (devstack/fault_proxy.py) in front of moto, enforcing devstack/aws_quotas.py at `--scale` × the published
 rates:
 
-1. discovery — `include.discovery.discover_region` (DescribeInstanceStatus, 1,000 a page), then
-   `include.batching.plan_batches`, as the DAG's discover and plan tasks;
-2. verify — `include.verify.verify_batch` for every batch, `--parallel` at a time (16: one worker slot per
+1. discovery — `include.fleet.discovery.discover_region` (DescribeInstanceStatus, 1,000 a page), then
+   `include.fleet.batching.plan_batches`, as the DAG's discover and plan tasks;
+2. verify — `include.verify.batch.verify_batch` for every batch, `--parallel` at a time (16: one worker slot per
    batch of the automatic sizing), with the DAG's clients (LOGS_RETRIES for Logs): each batch re-reads its
    instances (DescribeInstances), reads the run's records and its host-key pins (BatchGetItem), pins first
    sights (conditional PutItem), reaches every host over SSH, looks its stream up (StreamLookup: prefix
    listings, DescribeLogStreams), searches the batch's canaries (FilterLogEvents, 100 streams a call, polled
    until found or `--canary-wait`) and writes evidence every 25 hosts (BatchWriteItem);
 3. the day read back once for the report (Query on the day index, full items);
-4. Security Hub export of the day (`include.securityhub.export_day`: GetFindings, BatchImportFindings,
+4. Security Hub export of the day (`include.exports.securityhub.export_day`: GetFindings, BatchImportFindings,
    BatchUpdateFindings), unless `--no-securityhub`;
-5. SSM Run Command (`include.ssm_transport.SsmTransport`) over the first `--ssm-hosts` hosts (0: skipped).
+5. SSM Run Command (`include.reach.ssm.SsmTransport`) over the first `--ssm-hosts` hosts (0: skipped).
 
 Then every host's evidence must be in the table exactly once, under this run. Reported per API: calls,
 calls per host, throttles, request units (DynamoDB), and the projection: calls (or units) × 100,000 / N /
@@ -31,7 +31,7 @@ the quota, not this machine, sets. A markdown table goes to stdout and everythin
 window at 100,000 hosts, for the current design and for group-wide alternatives.
 
 Bounded: the fleet is capped at 10,000 hosts, every SSH host has its own budget (host_timeout), each batch's
-AWS judging its budget (include/verify.py), the canary search `--canary-wait`; the SSM run its collect budget.
+AWS judging its budget (include/verify/batch.py), the canary search `--canary-wait`; the SSM run its collect budget.
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ class Stand:
     def _start(self, addresses, cidrs, latency_ms: int, scale: float) -> None:
         from devstack.aws_seed import seed_fleet
         from devstack.fleet import generate_client_key
-        from include.evidence import EvidenceStore
+        from include.evidence.store import EvidenceStore
 
         env = {"EC2AUDIT_SSM_DIR": str(self.ssm_dir)} if self.ssm_hosts else None
         moto, self.direct = local_aws.spawn_moto(self.root / "moto.log", env)
@@ -161,11 +161,11 @@ def _session():
 
 
 def batch_clients(endpoint: str):
-    """What include/aws_clients.py gives a verify task: EC2 and DynamoDB with botocore's defaults, Logs with
+    """What include/aws/clients.py gives a verify task: EC2 and DynamoDB with botocore's defaults, Logs with
     LOGS_RETRIES (adaptive, 10 attempts)."""
     from botocore.config import Config
 
-    from include.aws_clients import LOGS_RETRIES
+    from include.aws.clients import LOGS_RETRIES
 
     s = _session()
     return (s.client("ec2", endpoint_url=endpoint), s.client("logs", endpoint_url=endpoint, config=Config(**LOGS_RETRIES)),
@@ -201,12 +201,12 @@ class Phases:
 def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_wait_s: int = 90,
                securityhub: bool = True, log: Callable[[str], None] = print) -> dict:
     """Discovery, verify, the report read, Security Hub and SSM, through the proxy (module docstring)."""
-    from include.batching import plan_batches
-    from include.config import AuditParams
-    from include.discovery import discover_region
-    from include.evidence import EvidenceStore
-    from include.ssh_transport import SshSettings
-    from include.verify import RunContext, verify_batch
+    from include.evidence.store import EvidenceStore
+    from include.fleet.batching import plan_batches
+    from include.fleet.discovery import discover_region
+    from include.reach.ssh import SshSettings
+    from include.settings.params import AuditParams
+    from include.verify.batch import RunContext, verify_batch
 
     day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     run_id = f"quota_bench__{int(time.time())}"
@@ -292,11 +292,12 @@ def _canary_outcomes(stand: Stand, items: list[dict]) -> dict:
 def _securityhub(stand: Stand, items: list[dict]) -> dict:
     from botocore.config import Config
 
-    from include import securityhub as sh
+    from include.aws.clients import SECURITYHUB_RETRIES
     from include.checks.catalogue import check_meta
+    from include.exports import securityhub as sh
 
     _session().client("securityhub", endpoint_url=stand.direct).enable_security_hub()  # setup, not the audit
-    client = _session().client("securityhub", endpoint_url=stand.endpoint, config=Config(**sh.CLIENT_RETRIES))
+    client = _session().client("securityhub", endpoint_url=stand.endpoint, config=Config(**SECURITYHUB_RETRIES))
     try:
         # The bench's run discovered every host of its one region, unfiltered: the whole day is in scope.
         scope = sh.RunScope(frozenset({REGION}), frozenset(it["instance_id"] for it in items), complete=True)
@@ -309,9 +310,9 @@ def _ssm(stand: Stand) -> dict:
     from botocore.config import Config
 
     from devstack.bench import ssm_transport_run
-    from include.aws_clients import SSM_RETRIES
-    from include.models import Host
-    from include.ssm_transport import SsmSettings
+    from include.aws.clients import SSM_RETRIES
+    from include.core.host import Host
+    from include.reach.ssm import SsmSettings
 
     hosts = [Host(instance_id=h["instance_id"], region=REGION, account_id="", address=h["address"],
                   private_ip=h["address"], public_ip=None, private_dns=None, platform="linux", tags={})
@@ -362,9 +363,9 @@ def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = W
                  wait_s: float = 90.0) -> dict:
     """Stream freshness and canary lookups at `to` hosts against Logs' quotas, within one daily window:
     the current design (measured here, scaled), its worst case, and group-wide alternatives (computed)."""
-    from include.batching import plan_batches
-    from include.cloudwatch import INDEX_AFTER
-    from include.verify import CANARY_POLL_S, JUDGE_BUDGET_S, canary_call_spacing_s
+    from include.fleet.batching import plan_batches
+    from include.logs.streams import INDEX_AFTER
+    from include.verify.batch import CANARY_POLL_S, JUDGE_BUDGET_S, canary_call_spacing_s
 
     q = aws_quotas.QUOTAS
     dls, fle = q["logs", "DescribeLogStreams"].rate, q["logs", "FilterLogEvents"].rate
@@ -374,7 +375,7 @@ def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = W
     batches = plan_batches({REGION: [f"i-{k:017x}" for k in range(to)]})
     size = max(len(b["instance_ids"]) for b in batches)
     missing = 1 - result.get("canary_found", 0) / max(1, n)  # share of canaries never found (undelivered)
-    # The tagged search (include/canary.py): a batch's poll returns its own canaries only, at most one event per
+    # The tagged search (include/logs/canary.py): a batch's poll returns its own canaries only, at most one event per
     # host, in 1 MB pages of ~EVENT_BYTES events; each request delays the batch's next poll by the spacing.
     pages = max(1, math.ceil(size * EVENT_BYTES / PAGE_BYTES))
     interval = max(CANARY_POLL_S, pages * canary_call_spacing_s(len(batches)))
@@ -399,7 +400,7 @@ def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = W
             "worst_case_per_batch_s": round(size / (dls / concurrent), 1), "judge_budget_s": JUDGE_BUDGET_S,
             "worst_case_fits_judge_budget": size / (dls / concurrent) <= JUDGE_BUDGET_S,
             "group_listing_calls": alt_listing, "group_listing_seconds": round(alt_listing / dls, 1),
-            # built (include/stream_index.py): other names past INDEX_AFTER per batch come from one listing a run
+            # built (include/logs/stream_index.py): other names past INDEX_AFTER per batch come from one listing a run
             "shared_listing_by_stale_share": {
                 f"{share:.0%}": {"calls": calls, "seconds": round(calls / dls, 1),
                                  "fits_judge_budget": calls / dls <= JUDGE_BUDGET_S} for share, calls in shared.items()}},

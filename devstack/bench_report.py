@@ -13,8 +13,8 @@ import time
 from datetime import date, datetime, timedelta, timezone
 
 from include.checks.catalogue import check_meta
-from include.report import build_report
-from include.trend import render_png, trend_points
+from include.report.build import build_report
+from include.report.trend import render_png, trend_points
 
 STATUSES = ["COMPLIANT"] * 14 + ["NON_COMPLIANT"] * 3 + ["UNREACHABLE", "ERROR", "NOT_APPLICABLE"]
 
@@ -64,7 +64,7 @@ def main() -> None:
 def dynamodb_timing(items: list[dict]) -> None:
     from devstack import local_aws
     from devstack.aws_seed import clients
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     with local_aws.moto() as endpoint:
         store = EvidenceStore(clients(endpoint)[2], "bench_evidence")

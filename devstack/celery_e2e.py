@@ -183,7 +183,7 @@ def run(root: Path, timeout_s: float = 480) -> dict:
                             f"where run_id='{run_id}' order by task_id, map_index")
         by_worker = {n: len(started_verify(root / f"worker{n}.log")) for n in (1, 2)}
         day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-        from include.evidence import EvidenceStore
+        from include.evidence.store import EvidenceStore
 
         items = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").day_items(day)
         return {"state": state, "killed_worker2": killed, "task_instances": tis, "verify_batches_started_by_worker": by_worker,

@@ -121,7 +121,7 @@ class Edge:
                 # Short polls and heartbeats for a test (defaults 5 s and 30 s); jobs kept to be read afterwards.
                 "AIRFLOW__EDGE__JOB_POLL_INTERVAL": "1", "AIRFLOW__EDGE__HEARTBEAT_INTERVAL": "2",
                 "AIRFLOW__EDGE__JOB_SUCCESS_PURGE": "120", "AIRFLOW__EDGE__JOB_FAIL_PURGE": "120",
-                # The deployment's queues: the same for the dag-processor and every worker (include/queues.py).
+                # The deployment's queues: the same for the dag-processor and every worker (include/settings/queues.py).
                 "EC2_AUDIT_QUEUES": ",".join(QUEUES),
                 "EC2_AUDIT_SCHEDULE": "none", "EC2_AUDIT_RETRY_DELAY_SECONDS": "2"}
 
@@ -277,7 +277,7 @@ def run(root: Path, central: str = "local", timeout_s: float = 240) -> dict:
                          lambda: json.dumps(edge.task_instances(run_id)) + edge.tail(), every=1)
         run_info = edge.api.get(f"dags/{DAG_ID}/dagRuns/{run_id}")
         day = (run_info.get("logical_date") or run_info["run_after"])[:10]
-        from include.evidence import EvidenceStore
+        from include.evidence.store import EvidenceStore
 
         items = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").day_items(day)
         result.update(

@@ -129,7 +129,7 @@ EXPECTED_FAILED: dict[str, tuple[str, ...]] = {
 def expected(profile: str, run_profile: str = "audit-trail") -> tuple[str, list[str], list[str]]:
     """(status, failed_checks, advisory_failed) a host of this health profile must get under a run profile,
     for hosts whose session runs normally."""
-    from include.profiles import load_profile
+    from include.verify.profiles import load_profile
 
     decides = load_profile(run_profile).decides
     failing = sorted(EXPECTED_FAILED[profile])

@@ -374,7 +374,7 @@ def _ssm_runs_commands() -> None:
             commands = parameters.get("commands") or []
             timeout = (parameters.get("executionTimeout") or ["3600"])[0]
             step, version = "0.awsrunShellScript", "$DEFAULT"
-        else:  # the audit's own document (include/ssm_document.py), or any one-step shell document
+        else:  # the audit's own document (include/reach/ssm_document.py), or any one-step shell document
             commands, timeout, step, version = custom_document(self, name, parameters)
         if self._get_param("Targets") or not ids:
             raise invalid("ValidationException", "the SSM stand-in takes InstanceIds (1 to 50), not Targets")

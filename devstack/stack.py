@@ -189,7 +189,7 @@ class LocalStack:
         return sorted(self.maildir.glob("*.eml"))
 
     def report_mail(self) -> list[Path]:
-        """The mails that are not security-event alerts (subject "SECURITY …", include/security_events.py): the
+        """The mails that are not security-event alerts (subject "SECURITY …", include/notify/security_events.py): the
         demo fleet's bastion-1 always offers a changed host key, so any run may also send one of those."""
         import email
 
@@ -222,8 +222,8 @@ def seed_pins(endpoint: str, fleet: list[dict], table: str = "ec2_audit_evidence
     import asyncssh
 
     from devstack.aws_seed import clients
-    from include.evidence import EvidenceStore
-    from include.hostkeys import PinStore
+    from include.evidence.store import EvidenceStore
+    from include.reach.hostkeys import PinStore
 
     dynamodb = clients(endpoint, REGION)[2]
     EvidenceStore(dynamodb, table).ensure_tables()

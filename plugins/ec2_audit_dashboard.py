@@ -28,31 +28,38 @@ app = FastAPI(title="EC2 audit compliance dashboard", docs_url=None, redoc_url=N
               dependencies=[Depends(requires_access_dag("GET", param_dag_id=DAG_ID))])
 
 
+def _remediations(store):
+    from include.remediation.store import RemediationStore
+
+    return RemediationStore(store)
+
+
 def _store():
-    from include.aws_clients import evidence_store
-    from include.config import DEFAULT_TABLE
+    from include.evidence.store import EvidenceStore
+    from include.settings.params import DEFAULT_TABLE
 
     # The DAG's default table (its `evidence_table` param default); a deployment that sets another one sets it here.
-    return evidence_store(os.environ.get("EC2_AUDIT_EVIDENCE_TABLE", DEFAULT_TABLE))
+    return EvidenceStore.open(os.environ.get("EC2_AUDIT_EVIDENCE_TABLE", DEFAULT_TABLE))
 
 
 def _fleet(day: str | None) -> str:
-    from include import dashboard, trend
     from include.checks.catalogue import check_meta
+    from include.report import dashboard, trend
 
     store = _store()
     day = day or store.latest_audit_day()
     if day is None:
         return dashboard.fleet_page(None, None, [], None, {})
     return dashboard.fleet_page(day, store.get_summary(day), store.day_items(day), trend.chart_for_day(store, day),
-                                check_meta(), store.day_remediations(day))
+                                check_meta(), _remediations(store).day_remediations(day))
 
 
 def _host(instance_id: str) -> str:
-    from include import dashboard
+    from include.report import dashboard
 
     store = _store()
-    return dashboard.host_page(instance_id, store.host_history(instance_id), store.host_remediations(instance_id))
+    return dashboard.host_page(instance_id, store.host_history(instance_id), 
+                               _remediations(store).host_remediations(instance_id))
 
 
 # Typed: FastAPI refuses (422) anything else, so only a date and an instance id ever reach DynamoDB.

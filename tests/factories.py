@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from include import day_digest
-from include.models import Host, HostOutcome
-from include.records import EvidenceItem
+from include.core.host import Host, HostOutcome
+from include.evidence import digest as day_digest
+from include.evidence.records import EvidenceItem
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 

@@ -1,0 +1,1 @@
+"""The check catalogue: one declarative entry per check (id, title, severity, profile, frameworks, probes, parser, remediation, fix), the probes run on hosts, the pure parsers, the fixes. Imports core and settings."""

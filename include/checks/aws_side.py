@@ -3,7 +3,7 @@
 A host can lie about itself; CloudWatch Logs cannot be made to hold events that never arrived. These judges
 get what the host printed (its usable sections and host-side verdicts), what EC2 says of it, and the batch's
 AWS view (a stream lookup, the clock), and return a Verdict — or, for the opt-in canary, a `Canary` to search
-for with the rest of the batch (include/canary.py) before its verdict is known.
+for with the rest of the batch (include/logs/canary.py) before its verdict is known.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from include.checks import parsers
-from include.models import CheckStatus, Verdict
+from include.core.status import CheckStatus, Verdict
 
 SHIPS_CHECK = "cwagent.ships_audit_log"
 
@@ -106,7 +106,7 @@ def _describe(aws: AwsView, target: parsers.StreamTarget) -> dict | None:
 def canary_delivered(host: HostFacts, aws: AwsView) -> Verdict | Canary:
     """This host's marker, written through its kernel audit, arrives in the stream its agent uses.
 
-    Returns where to look (a Canary, searched with the batch's others by include/canary.py), or the verdict
+    Returns where to look (a Canary, searched with the batch's others by include/logs/canary.py), or the verdict
     when there is nothing to look for."""
     if not aws.canary:
         return Verdict.not_applicable("opt-in: run with canary=true")

@@ -12,7 +12,7 @@ from include.checks import aws_side, fixes, parsers, probes, rulesets
 from include.checks.fixes import Fix
 from include.checks.probes import Probe
 from include.checks.sections import ScriptOutput
-from include.models import Verdict
+from include.core.status import Verdict
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ SOC2 = "SOC 2"  # AICPA Trust Services Criteria (2017, rev. 2022)
 FRAMEWORKS: tuple[str, ...] = (CIS_AL2023, NIST, PCI, ISO, SOC2)
 
 AUDIT_TRAIL = "audit-trail"  # is the audit trail recorded and delivered? (the default profile)
-CIS = "cis"  # hardening depth on top of it (include/profiles.py)
+CIS = "cis"  # hardening depth on top of it (include/verify/profiles.py)
 
 
 @dataclass(frozen=True)

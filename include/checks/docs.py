@@ -21,7 +21,7 @@ Distro variants are handled inside the commands: `auditctl` at /usr/sbin or /sbi
 (`rpm -q audit` on Amazon Linux 2/2023 and RHEL family, `dpkg-query auditd` on Ubuntu/Debian), and
 `systemctl` only where systemd runs (otherwise `auditd.enabled_on_boot` is NOT_APPLICABLE).
 
-Which checks decide a host's status is the run's `profile` (include/profiles.py): `audit-trail` (default:
+Which checks decide a host's status is the run's `profile` (include/verify/profiles.py): `audit-trail` (default:
 is the audit trail recorded and delivered?) or `cis` (adds the hardening checks). Every check runs and is
 stored whatever the profile; failures outside it are reported as `advisory_failed`, never hidden.
 

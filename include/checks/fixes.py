@@ -1,6 +1,6 @@
 """What remediation may do for each check: a fixed, idempotent list of steps, or "manual" and why.
 
-Referenced from the catalogue (`Check.fix`); planned by include/remediation.py; run (later) through the
+Referenced from the catalogue (`Check.fix`); planned by include/remediation/plan.py; run (later) through the
 remediation login, never the daily audit's read-only one (`remediation_sudoers` below, beside
 `probes.sudoers`, which stays unchanged).
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 from include.checks.sections import split_files
-from include.models import Verdict
+from include.core.status import Verdict
 
 AUDIT_LOG = "/var/log/audit/audit.log"
 SUDO_PASSWORD = re.compile(r"^sudo: (a password is required|a terminal is required|.*not allowed)", re.M)

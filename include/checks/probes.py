@@ -19,7 +19,7 @@ MARK = "@@ec2audit"
 NONCE_VAR = "EC2AUDIT_NONCE"
 NONCE_RE = re.compile(r"[0-9a-f]{32}")
 # The batch's canary tag (`frame`), written into each canary line so the batch can search CloudWatch Logs for
-# its own canaries only (include/canary.py): ours, 16 hex digits, never instance data.
+# its own canaries only (include/logs/canary.py): ours, 16 hex digits, never instance data.
 TAG_VAR = "EC2AUDIT_CANARY_TAG"
 TAG_RE = re.compile(r"[0-9a-f]{16}")
 NO_TAG = "0" * 16  # framed when no canary search follows (the tag is then never looked for)
@@ -147,7 +147,7 @@ else echo 'toml: not found'; fi""",
 # searches CloudWatch Logs for its tag.
 CANARY_TOKEN = "ec2-audit-canary"
 # The line's shape: the token, the batch's tag (ours), the host-made id. Parsed from the host's output
-# (parsers.canary_token) and found in CloudWatch Logs events (include/canary.py).
+# (parsers.canary_token) and found in CloudWatch Logs events (include/logs/canary.py).
 CANARY_RE = re.compile(rf"{re.escape(CANARY_TOKEN)} ([0-9a-f]{{16}}) ([0-9a-fA-F-]{{16,64}})")
 # Where a delivered canary stands in audit.log: the USER record `auditctl -m` makes, as one line that starts with
 # the record (an optional `node=` prefix from name_format), the marker opening its msg='…' text. The same words

@@ -51,10 +51,10 @@ BUILT_IN: dict[str, tuple[RuleGroup, ...]] = {"cis": CIS, "minimal": MINIMAL}
 def load_rule_set(name_or_path: str) -> tuple[RuleGroup, ...]:
     """A built-in name, or a JSON file: [{"name": ..., "keys": [...], "watches": [...], "syscalls": [...]}].
 
-    The file is checked against RULE_SET_SCHEMA (include/param_schema.py): a non-empty list of groups, each
+    The file is checked against RULE_SET_SCHEMA (include/settings/schema.py): a non-empty list of groups, each
     with a name and at least one non-empty list of keys, watches (absolute paths) or syscalls, names unique.
     One ValueError names the file, the entry (#n) and the field of every problem."""
-    from include.param_schema import RULE_SET_SCHEMA, file_problems, read_json_file
+    from include.settings.schema import RULE_SET_SCHEMA, file_problems, read_json_file
 
     if name_or_path in BUILT_IN:
         return BUILT_IN[name_or_path]

@@ -9,7 +9,7 @@ from moto import mock_aws
 
 
 def _day_reads_and_describes() -> str:
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     with mock_aws():
         store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "ev")

@@ -15,9 +15,9 @@ from devstack import ssm_agents
 from devstack.fleet import _padded, generate_client_key, start_fleet
 from devstack.host_states import EXPECTED_FAILED, TEST_NONCE, render_output
 from include.checks.probes import frame, new_nonce
-from include.config import AuditParams
-from include.models import Host, HostOutcome
-from include.verify import judge_host
+from include.core.host import Host, HostOutcome
+from include.settings.params import AuditParams
+from include.verify.batch import judge_host
 
 SH = {"kind": "sh"}
 IID = "i-0123456789abcdef0"

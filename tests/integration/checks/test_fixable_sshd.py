@@ -21,8 +21,9 @@ from include.checks import fixes, parsers, probes
 from include.checks.catalogue import AUDIT_TRAIL, CATALOGUE, SCRIPT, evaluate_host_checks
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
-from include.models import CheckStatus, Host
-from include.ssh_transport import SshSettings, check_host
+from include.core.host import Host
+from include.core.status import CheckStatus
+from include.reach.ssh import SshSettings, check_host
 
 pytestmark = pytest.mark.needs_sshd
 

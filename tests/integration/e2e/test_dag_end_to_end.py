@@ -24,7 +24,7 @@ from devstack.demo_fleet import demo_fleet, expected_status
 from devstack.fault_proxy import FaultProxy
 from devstack.host_states import expected
 from devstack.stack import SSH_PORT, LocalStack
-from include.hostkeys import PinStore
+from include.reach.hostkeys import PinStore
 
 ROOT = Path(__file__).resolve().parents[3]
 SSHD_HOSTS = [
@@ -97,7 +97,7 @@ def run_dag(conf: dict, logical_date: datetime):
 
 
 def day_items(stack, day: str) -> list[dict]:
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     _, _, dynamodb = clients(stack.endpoint)
     return EvidenceStore(dynamodb, "ec2_audit_evidence").day_items(day)
@@ -165,7 +165,7 @@ def test_daily_run_end_to_end(stack, tmp_path):
 
 def test_rebuild_and_backfill_never_ssh(stack, tmp_path):
     """mode=rebuild, and an old day under mode=auto (a backfill), rebuild from stored evidence only."""
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     now = datetime.now(timezone.utc).replace(microsecond=0)
     day = now.strftime("%Y-%m-%d")
@@ -201,10 +201,10 @@ def test_rebuild_and_backfill_never_ssh(stack, tmp_path):
 
 def test_task_retry_skips_hosts_already_recorded_by_the_run(stack):
     """verify_batch run twice for the same run (an Airflow task retry): the second pass redoes nothing."""
-    from include.config import AuditParams
-    from include.evidence import EvidenceStore
-    from include.ssh_transport import SshSettings
-    from include.verify import RunContext, verify_batch
+    from include.evidence.store import EvidenceStore
+    from include.reach.ssh import SshSettings
+    from include.settings.params import AuditParams
+    from include.verify.batch import RunContext, verify_batch
 
     ec2, logs, dynamodb = clients(stack.endpoint)
     store = EvidenceStore(dynamodb, "ec2_audit_evidence")
@@ -223,10 +223,10 @@ def test_task_retry_skips_hosts_already_recorded_by_the_run(stack):
 def test_accepting_a_rotated_host_key_repins_it(stack):
     """HOST_KEY_MISMATCH until an operator names the instance in accept_host_keys; then the new key holds."""
     from devstack.stack import seed_pins
-    from include.config import AuditParams
-    from include.evidence import EvidenceStore
-    from include.ssh_transport import SshSettings
-    from include.verify import RunContext, verify_batch
+    from include.evidence.store import EvidenceStore
+    from include.reach.ssh import SshSettings
+    from include.settings.params import AuditParams
+    from include.verify.batch import RunContext, verify_batch
 
     ec2, logs, dynamodb = clients(stack.endpoint)
     # Its own evidence table and pins: re-pinning the shared table's bastion would change what every later
@@ -252,10 +252,10 @@ def test_accepting_a_rotated_host_key_repins_it(stack):
 
 def test_canary_is_found_only_where_the_audit_trail_really_works(stack):
     """canary=true: each host writes a marker; the simulated agents ship it to moto; one search per batch."""
-    from include.config import AuditParams
-    from include.evidence import EvidenceStore
-    from include.ssh_transport import SshSettings
-    from include.verify import RunContext, verify_batch
+    from include.evidence.store import EvidenceStore
+    from include.reach.ssh import SshSettings
+    from include.settings.params import AuditParams
+    from include.verify.batch import RunContext, verify_batch
 
     ec2, logs, dynamodb = clients(stack.endpoint)
     store = EvidenceStore(dynamodb, "ec2_audit_evidence")
@@ -278,7 +278,7 @@ def test_thirty_days_of_history_live_day_and_backfill(stack, tmp_path):
     """Seed 30 days, run today live and rebuild an older day; check the reports' numbers independently."""
     import json as _json
 
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     _, _, dynamodb = clients(stack.endpoint)
     store = EvidenceStore(dynamodb, "history_evidence")
@@ -387,7 +387,7 @@ def mails_to(stack, address: str, security: bool = False) -> list[email.message.
 
 def test_compliance_alerts_once_then_quiet_while_open(stack, tmp_path):
     from include.checks.catalogue import CATALOGUE
-    from include.evidence import ALERTS_ID, EvidenceStore
+    from include.evidence.store import ALERTS_ID, EvidenceStore
 
     oncall = "oncall-alerts@example.test"
     first = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=10)  # days no other test uses
@@ -538,8 +538,8 @@ def test_same_day_partial_rerun_keeps_the_summary_and_report_in_step_with_the_da
     import json
     from collections import Counter
 
-    from include.evidence import EvidenceStore
-    from include.scoring import fleet_summary
+    from include.core.scoring import fleet_summary
+    from include.evidence.store import EvidenceStore
 
     when = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=50)  # a day no other test uses
     day = when.strftime("%Y-%m-%d")
@@ -723,7 +723,7 @@ def test_one_live_run_with_everything_on_puts_the_findings_where_security_teams_
     import boto3
 
     from devstack.webhook_sink import WebhookSink
-    from include.scoring import fleet_summary
+    from include.core.scoring import fleet_summary
 
     aws = dict(endpoint_url=stack.endpoint, region_name="us-east-1", aws_access_key_id="testing",
                aws_secret_access_key="testing")

@@ -19,7 +19,8 @@ import pytest
 from devstack.aws_seed import clients
 from devstack.stack import REGION, SSH_PORT, LocalStack
 from devstack.standalone import Standalone, wait_for
-from include import remediate
+from include.remediation.store import RemediationStore
+from include.tasks import remediate
 
 AUDIT, REMEDIATE = "ec2_audit_compliance", "ec2_audit_remediate"
 HOSTS = [  # profile: what the AWS side shows (a fresh stream); the sshd host's own state is FixableState
@@ -79,7 +80,7 @@ def env(tmp_path_factory):
 
 
 def _store(stack):
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     return EvidenceStore(clients(stack.endpoint, REGION)[2], "ec2_audit_evidence")
 
@@ -180,7 +181,7 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
     assert rekeyed.trap_log() == [] and rekeyed.state()["auditd"] == "stopped"  # refused: its key changed
     assert healthy.trap_log() == []  # compliant: never planned
 
-    records = {r.name: r for r in store.day_remediations(day)}
+    records = {r.name: r for r in RemediationStore(store).day_remediations(day)}
     ok = records["rem-stopped"]
     assert (ok.outcome, ok.before_status, ok.after_status) == ("fixed", "NON_COMPLIANT", "COMPLIANT"), ok
     assert ok.run_id == approved and ok.plan_sha256 == shown["params"][remediate.PLAN_HASH_PARAM]["value"]
@@ -200,9 +201,9 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
 
     # The day's evidence still says what the audit saw; the decisions say who answered what.
     assert {it["instance_id"]: it["status"] for it in store.day_items(day)}[ok.host_id] == "NON_COMPLIANT"
-    decisions = [(d.run_id, d.decision) for d in store.decisions(day)]
+    decisions = [(d.run_id, d.decision) for d in RemediationStore(store).decisions(day)]
     assert decisions == [(dry, "dry_run"), (rejected, "rejected"), (timed_out, "timed_out"), (approved, "approved")]
-    by = {d.run_id: d for d in store.decisions(day)}
+    by = {d.run_id: d for d in RemediationStore(store).decisions(day)}
     assert by[rejected].by.startswith("operator") and by[timed_out].by == ""
     assert by[approved].plan_sha256 == ok.plan_sha256
 

@@ -44,7 +44,7 @@ def fleet() -> list[dict]:
 
 def seed_backfill_days(stack: LocalStack) -> dict[str, str]:
     """Evidence for the backfill days, as an earlier live run stored it; returns day → seeding run id."""
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     store = EvidenceStore(clients(stack.endpoint, REGION)[2], "ec2_audit_evidence")
     store.ensure_tables()
@@ -165,7 +165,7 @@ def test_trigger_with_defaults_then_backfill_two_past_days_from_the_same_dialog(
             browser.close()
 
     # Both days rebuilt from stored evidence; no host was contacted (the stored items are the seed's, untouched).
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     store = EvidenceStore(clients(airflow["stack"].endpoint, REGION)[2], "ec2_audit_evidence")
     for day in BACKFILL_DAYS:
@@ -180,7 +180,7 @@ def test_trigger_with_defaults_then_backfill_two_past_days_from_the_same_dialog(
 
 def test_a_run_that_misses_its_report_deadline_sends_a_late_notice(airflow):
     """The DeadlineAlert through the real scheduler and triggerer: the run is not done 0.6 s after it was
-    queued, so its alert_recipients get the LATE email (include/deadline.py) in the SMTP sink."""
+    queued, so its alert_recipients get the LATE email (include/notify/deadline.py) in the SMTP sink."""
     api, stack = airflow["api"], airflow["stack"]
     run_id = api.trigger(DAG_ID, {"alert_recipients": ["late@example.test"], "recipients": [], "mode": "live"})
     wait_for(lambda: finished(api, {run_id}), RUN_TIMEOUT, f"run {run_id} to finish",

@@ -13,7 +13,7 @@ import pytest
 
 from devstack import local_aws
 from devstack.fault_proxy import FaultProxy
-from include.evidence import EvidenceStore
+from include.evidence.store import EvidenceStore
 
 BATCH_WRITE = "DynamoDB_20120810.BatchWriteItem"
 
@@ -102,9 +102,10 @@ class HoldingReads(FaultProxy):
 
 
 def test_evidence_reads_left_with_unprocessed_keys_fail_instead_of_dropping_hosts(tmp_path, monkeypatch):
-    from include import day_digest, evidence
-    from include.config import AuditParams
-    from include.pipeline import day_items_for_report
+    from include.evidence import digest as day_digest
+    from include.evidence import store as evidence
+    from include.settings.params import AuditParams
+    from include.tasks.audit import day_items_for_report
 
     monkeypatch.setattr(evidence, "READ_BASE_DELAY_S", 0.001)
     day = "2032-04-05"

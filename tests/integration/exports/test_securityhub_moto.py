@@ -16,10 +16,10 @@ import boto3
 import pytest
 
 from devstack import local_aws
-from include import securityhub as sh
 from include.checks.catalogue import check_meta
-from include.evidence import EvidenceStore
-from include.records import EvidenceItem
+from include.evidence.records import EvidenceItem
+from include.evidence.store import EvidenceStore
+from include.exports import securityhub as sh
 from tests.factories import evidence_item
 
 ACCOUNT = "123456789012"  # moto's

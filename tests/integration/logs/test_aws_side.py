@@ -7,11 +7,12 @@ from datetime import datetime, timezone
 import pytest
 
 from devstack.aws_seed import clients, seed_fleet
-from include.cloudwatch import StreamLookup
-from include.discovery import discover_region, hydrate
-from include.evidence import SUMMARY_ID, EvidenceStore, instance_item
-from include.hostkeys import PinStore
-from include.models import Host, HostOutcome, Status, Verdict
+from include.core.host import Host, HostOutcome
+from include.core.status import Status, Verdict
+from include.evidence.store import SUMMARY_ID, EvidenceStore, instance_item
+from include.fleet.discovery import discover_region, hydrate
+from include.logs.streams import StreamLookup
+from include.reach.hostkeys import PinStore
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_stream_lookup_lists_a_batch_in_a_few_calls(moto):
 def test_a_batch_s_canary_search_finds_its_own_tag_only_and_in_the_host_s_own_stream(moto):
     # Over HTTP against the moto server: the pattern of two quoted terms is AND, as in AWS (moto alone matched
     # nothing for it), so one batch's search never pages through the other batches' canaries.
-    from include.canary import Canary, find_canaries, pattern
+    from include.logs.canary import Canary, find_canaries, pattern
 
     _, logs, _ = clients(moto)
     group, mine, theirs = "/ec2/canary-tags", "00000000000000aa", "00000000000000bb"
@@ -139,8 +140,8 @@ def test_streams_not_named_by_instance_id_are_answered_by_one_listing_for_the_ru
     # Two batches of a run, hosts whose agents name streams by hostname: one batch lists the group's fresh
     # streams once (moto over HTTP, the listing stored in moto's DynamoDB); the other reads that listing.
     # Every answer is the one an exact lookup gives.
-    from include.cloudwatch import INDEX_AFTER
-    from include.stream_index import SharedIndex
+    from include.logs.stream_index import SharedIndex
+    from include.logs.streams import INDEX_AFTER
 
     _, logs, dynamodb = clients(moto)
     store = EvidenceStore(dynamodb, "evidence_index_test")

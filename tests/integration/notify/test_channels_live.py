@@ -19,12 +19,14 @@ import pytest
 
 from devstack.stack import REGION
 from devstack.webhook_sink import WebhookSink
-from include import alerts, channels, notify
-from include.channels import AlertNotice, Channels
 from include.checks.catalogue import CATALOGUE
-from include.evidence import EvidenceStore, instance_item
-from include.models import Host, HostOutcome, Status, Verdict
-from include.scoring import fleet_summary
+from include.core.host import Host, HostOutcome
+from include.core.scoring import fleet_summary
+from include.core.status import Status, Verdict
+from include.evidence.store import EvidenceStore, instance_item
+from include.notify import alerts, channels
+from include.notify import email as notify
+from include.notify.channels import AlertNotice, Channels
 
 DAY = "2031-05-20"
 RUN = "scheduled__2031-05-20T06:00:00+00:00"
@@ -111,7 +113,7 @@ def _store_day(moto: str) -> EvidenceStore:
 
 
 def _alert_as_the_pipeline_builds_it(store: EvidenceStore) -> AlertNotice:
-    """include/pipeline.py alert(): failing items from the store, findings, the decision, names."""
+    """include/tasks/audit.py alert(): failing items from the store, findings, the decision, names."""
     pct = fleet_summary([it["status"] for it in store.day_items(DAY, fields=["status"])], len(HOSTS)).compliance_pct
     items = store.day_items(DAY, run_id=RUN, status="NON_COMPLIANT")
     critical = {c.id for c in CATALOGUE if c.severity == "critical"}

@@ -18,10 +18,11 @@ from devstack.aws_seed import clients, seed_fleet
 from devstack.fault_proxy import FaultProxy
 from devstack.fleet import generate_client_key
 from devstack.sshd_host import LOGIN, ensure_login_user
-from include.config import AuditParams
-from include.evidence import EvidenceStore
-from include.ssh_transport import SshSettings
-from include.verify import RunContext, verify_batch
+from include.evidence.store import EvidenceStore
+from include.reach.ssh import SshSettings
+from include.settings.params import AuditParams
+from include.tasks.params import validate as validate_params
+from include.verify.batch import RunContext, verify_batch
 from tests.integration.reach.stand import Stand
 
 pytestmark = pytest.mark.needs_sshd
@@ -95,7 +96,7 @@ class EicStand(Stand):
         names = names or [n for n in self.names if n != "bystander"]
         params = AuditParams(evidence_table=TABLE, connect_timeout=5, host_timeout=30, command_timeout=20,
                              transport=transport)
-        params.validate()
+        validate_params(params)
         if transport == "eic":  # the connection holds no key at all: login, port and host-key policy only
             ssh = SshSettings(username=LOGIN, port=PORT, connect_timeout=5, backoff=0.1, transport="eic")
         else:

@@ -19,9 +19,10 @@ import pytest
 from devstack import local_aws
 from devstack.fault_proxy import FaultProxy
 from devstack.stack import free_port
-from include.hostkeys import HostKeys, Pin, PinStore
-from include.models import Host, Status
-from include.ssh_transport import SshSettings, check_host, fan_out
+from include.core.host import Host
+from include.core.status import Status
+from include.reach.hostkeys import HostKeys, Pin, PinStore
+from include.reach.ssh import SshSettings, check_host, fan_out
 
 BATCH_GET = "DynamoDB_20120810.BatchGetItem"
 EVIDENCE = "hk_evidence"

@@ -13,8 +13,9 @@ from devstack.sshd_host import LOGIN, RealAuditd, ensure_login_user, start_sshd_
 from include.checks.catalogue import SCRIPT, evaluate_host_checks
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
-from include.models import CheckStatus, Host, Status
-from include.ssh_transport import Pin, SshSettings, check_host
+from include.core.host import Host
+from include.core.status import CheckStatus, Status
+from include.reach.ssh import Pin, SshSettings, check_host
 
 pytestmark = pytest.mark.needs_sshd
 HEALTHY, FAILING, MISCONFIGURED = "127.42.2.1", "127.42.2.2", "127.42.2.3"

@@ -10,8 +10,9 @@ import pytest
 from devstack.host_states import TEST_NONCE, render_output
 from include.checks.catalogue import SCRIPT
 from include.checks.probes import end_mark
-from include.models import Host, Status
-from include.ssh_transport import JumpHostLost, Pin, SshSettings, check_host, fan_out
+from include.core.host import Host
+from include.core.status import Status
+from include.reach.ssh import JumpHostLost, Pin, SshSettings, check_host, fan_out
 
 ADDR = "127.42.8.1"
 

@@ -27,6 +27,7 @@ from devstack.stack import wait_until
 from include.checks.catalogue import SCRIPT
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
+from include.tasks.params import validate as validate_params
 from tests.integration.reach.stand import Stand
 
 pytestmark = pytest.mark.needs_sshd
@@ -309,7 +310,7 @@ def test_the_server_counts_ssm_calls_per_action(stand):
     assert after.get("ListCommandInvocations", 0) - before.get("ListCommandInvocations", 0) == 1
 
 
-# ------------------------------------------------------------------ the transport (include/ssm_transport.py)
+# ------------------------------------------------------------------ the transport (include/reach/ssm.py)
 # verify_batch with transport ssm / auto on this stand-in: the verdicts, the statuses of hosts SSM cannot run
 # on, and the evidence. Each test has its own audit day.
 
@@ -319,18 +320,18 @@ TABLE = "ssm_evidence"
 def verify(stand, day: str, transport: str, names: list[str], bucket: str | None = None,
            document: str | None = None, s3=None) -> dict[str, dict]:
     from devstack.aws_seed import clients
-    from include.config import AuditParams
-    from include.evidence import EvidenceStore
-    from include.ssh_transport import SshSettings
-    from include.ssm_transport import SsmSettings
-    from include.verify import RunContext, verify_batch
+    from include.evidence.store import EvidenceStore
+    from include.reach.ssh import SshSettings
+    from include.reach.ssm import SsmSettings
+    from include.settings.params import AuditParams
+    from include.verify.batch import RunContext, verify_batch
 
     ec2, logs, dynamodb = clients(stand.endpoint)
     store = EvidenceStore(dynamodb, TABLE)
     store.ensure_tables()
     params = AuditParams(evidence_table=TABLE, connect_timeout=3, host_timeout=20, command_timeout=5,
                          transport=transport, ssm_output_bucket=bucket, ssm_document=document)
-    params.validate()
+    validate_params(params)
     ssh = None if transport == "ssm" else SshSettings(username=LOGIN, key_file=str(stand.root / "id"), port=PORT,
                                                       connect_timeout=3, backoff=0.1, host_key_policy="insecure")
     ssm = SsmSettings(command_timeout=5, delivery_timeout=30, output_bucket=bucket, poll_s=0.2, document=document,
@@ -437,7 +438,7 @@ def create_document(stand, name: str, body: dict) -> None:
 
 
 def test_the_audit_document_runs_the_same_checks_and_a_tampered_one_runs_nowhere(stand):
-    from include import ssm_document
+    from include.reach import ssm_document
 
     create_document(stand, "EC2Audit-ReadOnlyChecks", ssm_document.content(SCRIPT))
     names = ["sim-ok", "sshd", "sim-large"]

@@ -24,7 +24,7 @@ import pytest
 
 from devstack.aws_seed import clients
 from devstack.stack import PROJECT, REGION, _http_ok, free_port, wait_until
-from include.evidence import EvidenceStore
+from include.evidence.store import EvidenceStore
 from tests._components import CHROMIUM
 
 pytestmark = pytest.mark.needs_chromium

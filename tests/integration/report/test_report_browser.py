@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from include.checks.catalogue import check_meta
-from include.report import build_report, write_report
-from include.trend import render_png, trend_points
+from include.report.build import build_report, write_report
+from include.report.trend import render_png, trend_points
 from tests._components import CHROMIUM
 from tests.factories import stored_item
 

@@ -15,9 +15,11 @@ import pytest
 
 from devstack.smtp_sink import SmtpSink
 from devstack.stack import REGION, free_port
-from include.config import AuditParams
-from include.evidence import EvidenceStore, instance_item
-from include.models import Host, HostOutcome, Status, Verdict
+from include.core.host import Host, HostOutcome
+from include.core.status import Status, Verdict
+from include.evidence.store import EvidenceStore, instance_item
+from include.settings.params import AuditParams
+from include.tasks.params import validate as validate_params
 
 DAY = "2031-03-14"
 
@@ -55,8 +57,8 @@ def _objects(s3, bucket: str, prefix: str) -> dict[str, bytes]:
 
 def _report():
     from include.checks.catalogue import check_meta
-    from include.report import build_report
-    from include.trend import render_png, trend_points
+    from include.report.build import build_report
+    from include.report.trend import render_png, trend_points
 
     items = [{"instance_id": f"i-{n:017x}", "audit_date": DAY, "run_id": "run-s3", "status": status,
               "failed_checks": ["auditd.running"] if status == "NON_COMPLIANT" else [], "name": f"web-{n}",
@@ -69,7 +71,7 @@ def _report():
 
 
 def test_write_report_puts_every_file_under_the_s3_prefix(aws, tmp_path):
-    from include.report import write_report
+    from include.report.build import write_report
 
     s3, bucket = aws
     report = _report()
@@ -97,7 +99,7 @@ def test_write_report_puts_every_file_under_the_s3_prefix(aws, tmp_path):
 
 
 def test_a_missing_bucket_fails_with_a_message_naming_report_dir(aws):
-    from include.report import write_report
+    from include.report.build import write_report
 
     with pytest.raises(FileNotFoundError, match="report_dir"):
         write_report(_report(), f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/reports", DAY)
@@ -125,7 +127,7 @@ def _seed_day(endpoint: str, table: str) -> EvidenceStore:
 
 
 def test_build_writes_to_s3_and_send_mails_what_it_reads_back_from_s3(aws, moto, monkeypatch, tmp_path):
-    from include import pipeline
+    from include.tasks import audit as pipeline
 
     s3, bucket = aws
     sink = SmtpSink("127.0.0.1", free_port(), tmp_path / "mail").start()
@@ -137,7 +139,7 @@ def test_build_writes_to_s3_and_send_mails_what_it_reads_back_from_s3(aws, moto,
         _seed_day(moto, table)
         params = AuditParams(report_dir=f"s3://{bucket}/daily", recipients=["secops@example.test"],
                              evidence_table=table)
-        params.validate()
+        validate_params(params)
         built = pipeline.build(params, {"audit_date": DAY, "run_id": "rebuild-run", "mode": "rebuild"})
         json.dumps(built)  # the XCom payload: plain strings, never file contents
         assert built["paths"]["csv"] == f"s3://{bucket}/daily/compliance-{DAY}.csv"

@@ -14,10 +14,10 @@ from devstack.aws_seed import clients, seed_fleet
 from devstack.fleet import generate_client_key
 from devstack.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
 from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
-from include.config import AuditParams
-from include.evidence import EvidenceStore
-from include.ssh_transport import SshSettings
-from include.verify import RunContext, verify_batch
+from include.evidence.store import EvidenceStore
+from include.reach.ssh import SshSettings
+from include.settings.params import AuditParams
+from include.verify.batch import RunContext, verify_batch
 
 pytestmark = pytest.mark.needs_sshd
 PORT = 2222
@@ -222,7 +222,7 @@ CLAIMS_DAY, CLAIMS_RUN, CLAIMS_TABLE = "2026-12-02", "scheduled__name-claims", "
 
 @pytest.fixture(scope="module")
 def named_by_hostname(tmp_path_factory, moto):
-    from include import pipeline
+    from include.tasks import audit as pipeline
 
     root = tmp_path_factory.mktemp("name-claims")
     public = generate_client_key(root / "id")

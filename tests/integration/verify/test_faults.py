@@ -14,10 +14,10 @@ import pytest
 
 from devstack.aws_seed import clients
 from devstack.stack import PROJECT, SSH_PORT, LocalStack
-from include.config import AuditParams
-from include.evidence import EvidenceStore
-from include.ssh_transport import SshSettings
-from include.verify import RunContext, verify_batch
+from include.evidence.store import EvidenceStore
+from include.reach.ssh import SshSettings
+from include.settings.params import AuditParams
+from include.verify.batch import RunContext, verify_batch
 
 EVIL_NAME = "$(touch /tmp/ec2audit-pwned)`id`;rm -rf / #\n<script>alert(1)</script>"
 EVIL_ENV = "=cmd|' /C calc'!A0"
@@ -113,10 +113,10 @@ def test_malicious_tags_are_stored_as_data_and_never_executed(fault_run):
 VERIFY_IN_A_SUBPROCESS = """
 import json, sys
 from devstack.aws_seed import clients
-from include.config import AuditParams
-from include.evidence import EvidenceStore
-from include.ssh_transport import SshSettings
-from include.verify import RunContext, verify_batch
+from include.settings.params import AuditParams
+from include.evidence.store import EvidenceStore
+from include.reach.ssh import SshSettings
+from include.verify.batch import RunContext, verify_batch
 endpoint, key, ids = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 ec2, logs, dynamodb = clients(endpoint)
 ssh = SshSettings(username="ec2audit", key_file=key, port=2222, connect_timeout=2)
@@ -163,7 +163,7 @@ def test_smtp_down_then_retried_sends_exactly_one_email(stack, tmp_path, monkeyp
     import json
 
     from devstack.stack import free_port
-    from include import pipeline
+    from include.tasks import audit as pipeline
 
     env = stack.airflow_env()
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", env["AIRFLOW_CONN_AWS_DEFAULT"])
@@ -197,7 +197,7 @@ def test_batch_failing_after_all_retries_still_yields_a_report_with_gaps_then_fa
                                                                                             monkeypatch):
     import json
 
-    from include import pipeline
+    from include.tasks import audit as pipeline
 
     env = stack.airflow_env()
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", env["AIRFLOW_CONN_AWS_DEFAULT"])

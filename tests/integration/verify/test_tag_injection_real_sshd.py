@@ -2,7 +2,7 @@
 
 The simulated fleet (tests/integration/verify/test_faults.py "evil-tags") never executes the script it receives, so
 it cannot notice a tag pasted into a command. Here the whole pipeline path runs for real: a moto server holds
-the instance and its evil tags, `include.verify.verify_batch` discovers them (DescribeInstances), opens a real
+the instance and its evil tags, `include.verify.batch.verify_batch` discovers them (DescribeInstances), opens a real
 OpenSSH session to a real sshd host (devstack/sshd_host.py) whose /bin/sh runs whatever it is sent, and stores
 the evidence in moto's DynamoDB. Every payload would `touch` its own marker under /tmp. The sshd host's mount
 namespace shares the real filesystem except /opt (a tmpfs per host), so a marker the host's login user writes
@@ -94,10 +94,10 @@ def test_control_a_marker_written_on_the_host_is_visible_here(real_host):
 
 
 def test_shell_injection_in_tags_never_runs_on_a_real_host_and_tags_are_kept_verbatim(real_host):
-    from include.config import AuditParams
-    from include.evidence import EvidenceStore
-    from include.ssh_transport import SshSettings
-    from include.verify import RunContext, verify_batch
+    from include.evidence.store import EvidenceStore
+    from include.reach.ssh import SshSettings
+    from include.settings.params import AuditParams
+    from include.verify.batch import RunContext, verify_batch
 
     ec2, logs, dynamodb = clients(real_host["endpoint"], REGION)
     store = EvidenceStore(dynamodb, "injection_evidence")

@@ -1,9 +1,9 @@
 """Multi-account scoping (pure): keys, labels, and which (account, region) pairs are discovered."""
 import pytest
 
-from include.accounts import account_label, audit_scopes, is_role_arn, parse_scope, scope_key
-from include.batching import plan_batches
-from include.config import AuditParams
+from include.aws.accounts import account_label, audit_scopes, is_role_arn, parse_scope, scope_key
+from include.fleet.batching import plan_batches
+from include.tasks.params import audit_params
 
 ARN = "arn:aws:iam::222222222222:role/ec2-audit-read"
 
@@ -36,14 +36,14 @@ def test_batches_never_mix_accounts():
 
 def test_accounts_param_is_validated():
     with pytest.raises(ValueError, match="accounts"):
-        AuditParams.from_params({"accounts": ["bad|name"]})
-    assert AuditParams.from_params({"accounts": [ARN]}).accounts == [ARN]
+        audit_params({"accounts": ["bad|name"]})
+    assert audit_params({"accounts": [ARN]}).accounts == [ARN]
 
 
 def test_a_role_arn_goes_through_the_providers_refreshing_assume_role(monkeypatch):
     import json
 
-    from include.aws_clients import AssumedRoleHook
+    from include.aws.clients import AssumedRoleHook
 
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
         "conn_type": "aws", "login": "AKIDEXAMPLE", "password": "secret",

@@ -9,7 +9,7 @@ from devstack.host_states import CIS_RULES, GOOD_AUDITD_CONF
 from include.checks import parsers
 from include.checks.rulesets import CIS, MINIMAL, load_rule_set, missing_groups, parse_rule
 from include.checks.sections import render_files
-from include.models import CheckStatus
+from include.core.status import CheckStatus
 
 DEBIAN_AUDITD_CONF = """#
 # This file controls the configuration of the audit daemon

@@ -6,12 +6,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from devstack.host_states import EXPECTED_FAILED, PROFILES, TEST_NONCE, render_output
-from include.batching import plan_batches
 from include.checks.catalogue import CATALOGUE, SCRIPT, evaluate_host_checks
 from include.checks.sections import render_sections, split_sections
-from include.config import MAX_BATCHES, AuditParams, audit_day, resolve_mode
-from include.models import CheckStatus, Status, Verdict
-from include.scoring import fleet_summary, host_status
+from include.core.scoring import fleet_summary, host_status
+from include.core.status import CheckStatus, Status, Verdict
+from include.fleet.batching import MAX_BATCHES, plan_batches
+from include.settings.params import audit_day, resolve_mode
+from include.tasks.params import audit_params
 
 CONTRACT_IDS = {"auditd.installed", "auditd.running", "auditd.enabled_on_boot", "auditd.rules_loaded",
                 "cwagent.installed", "cwagent.running", "cwagent.ships_audit_log", "cwagent.log_stream_fresh"}
@@ -110,13 +111,13 @@ def test_plan_empty():
 
 
 def test_params_validation():
-    assert AuditParams.from_params({"regions": ["us-east-1"], "unknown": 1}).regions == ["us-east-1"]
+    assert audit_params({"regions": ["us-east-1"], "unknown": 1}).regions == ["us-east-1"]
     with pytest.raises(ValueError, match="address"):
-        AuditParams.from_params({"address": "ipv6"})
+        audit_params({"address": "ipv6"})
     with pytest.raises(ValueError, match="connect_timeout"):
-        AuditParams.from_params({"connect_timeout": 60})
+        audit_params({"connect_timeout": 60})
     with pytest.raises(ValueError, match="tag_filters"):
-        AuditParams.from_params({"tag_filters": {"Env": "prod"}})
+        audit_params({"tag_filters": {"Env": "prod"}})
 
 
 def test_audit_day_and_mode():

@@ -46,7 +46,7 @@ def test_every_task_retries_and_verify_is_mapped(dag):
 
 
 def test_failures_notify_alert_recipients_for_tasks_and_the_run(dag):
-    from include.channels import PipelineFailureNotifier
+    from include.notify.channels import PipelineFailureNotifier
 
     assert isinstance(dag.on_failure_callback, PipelineFailureNotifier)  # run failed (dag-processor runs it)
     for task in dag.tasks:  # after the last retry only
@@ -55,7 +55,7 @@ def test_failures_notify_alert_recipients_for_tasks_and_the_run(dag):
 
 
 def test_every_task_has_an_execution_timeout_longer_than_its_own_budgets(dag):
-    from include.verify import JUDGE_BUDGET_S
+    from include.verify.batch import JUDGE_BUDGET_S
 
     for task in dag.tasks:
         assert task.execution_timeout is not None, task.task_id
@@ -64,7 +64,7 @@ def test_every_task_has_an_execution_timeout_longer_than_its_own_budgets(dag):
 
 
 def test_the_day_s_evidence_and_report_are_assets_for_downstream_dags(dag):
-    from include.assets import EVIDENCE, REPORT
+    from include.tasks.assets import EVIDENCE, REPORT
 
     assert [a.uri for a in dag.get_task("store_evidence").outlets] == [EVIDENCE.uri]
     assert [a.uri for a in dag.get_task("build_report").outlets] == [REPORT.uri]
@@ -73,7 +73,7 @@ def test_the_day_s_evidence_and_report_are_assets_for_downstream_dags(dag):
 def test_a_late_report_has_a_deadline_counted_from_when_the_run_was_queued(dag, monkeypatch):
     from airflow.sdk.definitions.deadline import DeadlineReference
 
-    from include import deadline
+    from include.notify import deadline
 
     assert dag.deadline is None  # off unless configured (Airflow 3.3.2's dag.test cannot run deadlines)
     monkeypatch.setenv("EC2_AUDIT_REPORT_DEADLINE_MINUTES", "240")
@@ -85,7 +85,7 @@ def test_a_late_report_has_a_deadline_counted_from_when_the_run_was_queued(dag, 
 
 
 def test_the_late_notice_names_the_run_and_goes_to_the_run_s_alert_recipients(monkeypatch):
-    from include import deadline
+    from include.notify import deadline
 
     context = {"dag_run": {"dag_run_id": "scheduled__2026-12-01T06:00:00+00:00", "dag_id": "ec2_audit_compliance",
                            "logical_date": "2026-12-01T06:00:00+00:00", "conf": {"alert_recipients": ["soc@x.test"]}},

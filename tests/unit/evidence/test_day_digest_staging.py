@@ -6,8 +6,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from include import chunks, day_digest, staging
-from include.evidence import EvidenceStore
+from include.evidence import chunks
+from include.evidence import digest as day_digest
+from include.evidence.store import EvidenceStore
+from include.report import staging
 from tests.factories import hashed
 
 DAY = "2026-12-01"
@@ -42,8 +44,8 @@ def test_a_staged_item_is_used_only_when_the_digest_names_the_same_run_status_an
 
 
 def test_the_report_s_items_are_the_stored_ones_staged_or_read_by_key(tmp_path):
-    from include.config import AuditParams
-    from include.pipeline import day_items_for_report
+    from include.settings.params import AuditParams
+    from include.tasks.audit import day_items_for_report
 
     with mock_aws():
         store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "digest_test")

@@ -9,8 +9,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from include import day_digest, evidence, staging
-from include.evidence import EvidenceStore
+from include.evidence import digest as day_digest
+from include.evidence import store as evidence
+from include.evidence.store import EvidenceStore
+from include.report import staging
 from tests.factories import hashed, stored_item
 
 DAY = "2026-12-02"
@@ -65,8 +67,8 @@ def _stored(n: int, **fields) -> dict:
 
 
 def test_a_host_the_digest_names_but_the_table_lacks_fails_the_report_read(tmp_path):
-    from include.config import AuditParams
-    from include.pipeline import day_items_for_report
+    from include.settings.params import AuditParams
+    from include.tasks.audit import day_items_for_report
 
     with mock_aws():
         store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "reads_test")
@@ -82,8 +84,9 @@ def _built(n: int) -> dict:
     """An item as a verify batch builds it (evidence.instance_item: tags, checks, output hash, item hash)."""
     from datetime import datetime, timezone
 
-    from include.evidence import instance_item
-    from include.models import Host, HostOutcome, Status, Verdict
+    from include.core.host import Host, HostOutcome
+    from include.core.status import Status, Verdict
+    from include.evidence.store import instance_item
 
     host = Host(f"i-{n:04d}", "us-east-1", "123456789012", "10.0.0.1", private_ip="10.0.0.1",
                 tags={"Name": f"web-{n}", "Environment": "prod", "Team": "é ünïcode"})
@@ -98,9 +101,9 @@ def _built(n: int) -> dict:
 def test_a_staged_copy_whose_failed_checks_differ_is_not_used(tmp_path, caplog, monkeypatch):
     """Same run, status and output hash, other failed_checks (or check detail): the report shows what DynamoDB
     holds; copies that are exactly what was stored are used."""
-    from include import pipeline
-    from include.config import AuditParams
-    from include.pipeline import day_items_for_report
+    from include.settings.params import AuditParams
+    from include.tasks import audit as pipeline
+    from include.tasks.audit import day_items_for_report
 
     with mock_aws():
         store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "reads_test")
@@ -117,7 +120,7 @@ def test_a_staged_copy_whose_failed_checks_differ_is_not_used(tmp_path, caplog, 
         detail = dict(stored[1], checks={**stored[1]["checks"], "auditd.running": {"status": "FAIL", "detail": "x"}})
         assert staging.matching(digest, {"i-0001": other, "i-0002": detail})[0] == []
         staging.write_batch(str(tmp_path), DAY, "r1", "b", [other, detail, *stored[2:]])
-        with caplog.at_level("INFO", logger="include.pipeline"):
+        with caplog.at_level("INFO", logger="include.tasks.audit"):
             items = day_items_for_report(store, params, DAY, "r1", "live")
         assert [it["failed_checks"] for it in items] == [["auditd.running"]] * 4
         assert items[1]["checks"]["auditd.running"]["detail"] == "auditd stopped"

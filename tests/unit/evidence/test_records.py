@@ -4,12 +4,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from include import day_digest
-from include.batching import plan_batches
-from include.evidence import instance_item
-from include.models import Host, HostOutcome, Status, Verdict
-from include.records import Batch, EvidenceItem, RunSummary
-from include.scoring import fleet_summary
+from include.core.host import Host, HostOutcome
+from include.core.scoring import fleet_summary
+from include.core.status import Status, Verdict
+from include.evidence import digest as day_digest
+from include.evidence.records import EvidenceItem, RunSummary
+from include.evidence.store import instance_item
+from include.fleet.batching import Batch, plan_batches
 
 ARN = "arn:aws:iam::222222222222:role/ec2-audit-read"
 

@@ -10,9 +10,10 @@ from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
 from py_ocsf_models.objects.cloud import Cloud
 
 from include.checks.catalogue import CANARY_CHECK, CATALOGUE, check_meta, requirements_of
-from include.evidence import instance_item
-from include.models import Host, HostOutcome, Status, Verdict
-from include.ocsf import ocsf_events, write_ocsf
+from include.core.host import Host, HostOutcome
+from include.core.status import Status, Verdict
+from include.evidence.store import instance_item
+from include.exports.ocsf import ocsf_events, write_ocsf
 
 DAY = "2026-11-23"
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=timezone.utc)
@@ -21,7 +22,7 @@ ALWAYS = sorted(c.id for c in CATALOGUE if c.id != CANARY_CHECK)  # what runs on
 
 
 def built(iid, status, verdicts, failed=(), advisory=(), waived=(), output=b"", detail=""):
-    """An item as the verify step builds it (include/evidence.py: instance_item)."""
+    """An item as the verify step builds it (include/evidence/store.py: instance_item)."""
     host = Host(iid, "eu-west-1", "222222222222", "10.1.0.9", private_ip="10.1.0.9",
                 tags={"Name": f"web-{iid}", "Environment": "prod"})
     outcome = HostOutcome(iid, None if verdicts else Status.UNREACHABLE, output=output, transport="ssm")
@@ -139,7 +140,7 @@ def test_evidence_hash_run_time_resource_and_requirements_are_carried():
 
 
 def test_write_ocsf_to_s3_goes_through_report_store(monkeypatch):
-    from include import report_store
+    from include.report import storage as report_store
 
     written = {}
     monkeypatch.setattr(report_store, "put", lambda url, data: written.update({url: data}))
@@ -149,7 +150,7 @@ def test_write_ocsf_to_s3_goes_through_report_store(monkeypatch):
 
 
 def test_the_generator_writes_the_same_file_as_the_list(tmp_path):
-    from include.ocsf import iter_ocsf_events
+    from include.exports.ocsf import iter_ocsf_events
 
     a = write_ocsf(str(tmp_path / "a"), DAY, events())
     b = write_ocsf(str(tmp_path / "b"), DAY, iter_ocsf_events(ITEMS, check_meta(), NOW))

@@ -1,12 +1,12 @@
-"""include/securityhub.py: the pure ASFF builder and the export against a fake Security Hub client."""
+"""include/exports/securityhub.py: the pure ASFF builder and the export against a fake Security Hub client."""
 from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
 
-from include import securityhub as sh
 from include.checks.catalogue import check_meta
-from include.records import EvidenceItem
+from include.evidence.records import EvidenceItem
+from include.exports import securityhub as sh
 from tests.factories import evidence_item
 
 ACCOUNT, REGION = "111122223333", "eu-west-1"
@@ -422,9 +422,10 @@ def test_timestamps():
 # -- the DAG step: the scope comes from this run's inventory
 @pytest.mark.parametrize("tag_filters,archived", [({}, True), ({"Environment": ["prod"]}, False)])
 def test_export_findings_touches_only_what_the_run_discovered(monkeypatch, tag_filters, archived):
-    from include import aws_clients, pipeline
-    from include.config import AuditParams
-    from include.records import RunSummary
+    from include.aws import clients as aws_clients
+    from include.evidence.records import RunSummary
+    from include.settings.params import AuditParams
+    from include.tasks import audit as pipeline
 
     day1 = build([item(i, failed=["auditd.running"]) for i in ("i-1", "i-2", "i-gone")])
     west_id = sh.finding_id(ACCOUNT, WEST, "i-9", "auditd.running")  # a region this run did not list

@@ -1,11 +1,11 @@
-"""The run's shared listing of a log group's fresh streams (include/stream_index.py) and its use by StreamLookup."""
+"""The run's shared listing of a log group's fresh streams (include/logs/stream_index.py) and its use by StreamLookup."""
 from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
 
-from include.cloudwatch import INDEX_AFTER, StreamLookup
-from include.stream_index import SharedIndex, list_fresh
+from include.logs.stream_index import SharedIndex, list_fresh
+from include.logs.streams import INDEX_AFTER, StreamLookup
 
 NOW_MS = 1_800_000_000_000
 MIN = 60_000
@@ -135,7 +135,8 @@ def test_a_lister_that_died_holding_the_lease_leaves_it_to_another_batch_once_it
     import boto3
     from moto import mock_aws
 
-    from include import evidence, stream_index
+    from include.evidence import store as evidence
+    from include.logs import stream_index
 
     DAY = "2026-12-01"
     t = [NOW_MS / 1000]  # one clock for the table's lease and the batches' waiting

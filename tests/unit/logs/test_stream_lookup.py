@@ -6,7 +6,7 @@ import random
 import pytest
 from botocore.exceptions import ClientError
 
-from include.cloudwatch import StreamLookup, partitions
+from include.logs.streams import StreamLookup, partitions
 
 
 class FakeLogs:

@@ -1,6 +1,6 @@
 """Compliance alerts: which findings alert, when they repeat, and what the email says (pure functions)."""
-from include import alerts
 from include.checks.catalogue import CATALOGUE
+from include.notify import alerts
 from tests.factories import stored_item
 
 CRITICAL = {c.id for c in CATALOGUE if c.severity == "critical"}
@@ -69,7 +69,7 @@ def test_subject_and_html_escape_and_cap():
 def test_failure_message_links_the_run_and_the_log_and_escapes_the_reason():
     from types import SimpleNamespace
 
-    from include.notify import failure_message
+    from include.notify.email import failure_message
 
     ti = SimpleNamespace(task_id="discover", dag_id="ec2_audit_compliance", log_url="http://af/log?x=1&y=2")
     run = SimpleNamespace(dag_id="ec2_audit_compliance", run_id="scheduled__2026-11-24")
@@ -82,8 +82,8 @@ def test_failure_message_links_the_run_and_the_log_and_escapes_the_reason():
 
 
 def test_failure_notifier_sends_nothing_without_recipients(monkeypatch):
-    from include import notify
-    from include.channels import PipelineFailureNotifier
+    from include.notify import email as notify
+    from include.notify.channels import PipelineFailureNotifier
 
     sent = []
     monkeypatch.setattr(notify, "send_report_email", lambda **kw: sent.append(kw))

@@ -1,12 +1,12 @@
-"""Slack and SNS channels (include/channels.py): which channels params turn on, the payloads built from the alert
+"""Slack and SNS channels (include/notify/channels.py): which channels params turn on, the payloads built from the alert
 decision and the failure notice, and delivery that tries every channel and then fails naming the broken ones."""
 import json
 from types import SimpleNamespace
 
 import pytest
 
-from include import alerts, channels
-from include.channels import AlertNotice, Channels
+from include.notify import alerts, channels
+from include.notify.channels import AlertNotice, Channels
 
 DAY = "2026-11-24"
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ec2-audit-alerts"
@@ -145,7 +145,7 @@ def failure_context(**kw):
 
 
 def test_failure_payloads_carry_the_email_facts():
-    from include.notify import failure_notice
+    from include.notify.email import failure_notice
 
     facts = failure_notice(failure_context())
     payload = channels.slack_failure(facts)

@@ -1,4 +1,4 @@
-"""Security events (include/security_events.py): which changes alert at once, dedup per (host, event) with a
+"""Security events (include/notify/security_events.py): which changes alert at once, dedup per (host, event) with a
 repeat after `alert_repeat_days` while it lasts, and the message naming each instance and what changed."""
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from include import channels, notify
-from include import security_events as se
-from include.channels import Channels
-from include.evidence import EvidenceStore
+from include.evidence.store import EvidenceStore
+from include.notify import channels
+from include.notify import email as notify
+from include.notify import security_events as se
+from include.notify.channels import Channels
 from tests.factories import stored_item
 
 DAY, YESTERDAY = "2026-12-07", "2026-12-06"
@@ -196,7 +197,7 @@ def test_a_retry_resends_only_to_the_channel_that_failed(store, outbox, monkeypa
 
 
 def test_alert_recipients_else_recipients():
-    from include.config import AuditParams
+    from include.settings.params import AuditParams
 
     assert se.recipients_for(AuditParams(recipients=["a@x"], alert_recipients=["soc@x"])) == ["soc@x"]
     assert se.recipients_for(AuditParams(recipients=["a@x"])) == ["a@x"]
@@ -236,8 +237,8 @@ def test_two_workers_deciding_on_the_same_state_claim_an_alert_once(store):
 
 def test_the_daily_alert_task_sends_security_events_to_recipients_even_with_compliance_above_threshold(
         store, outbox, monkeypatch):
-    from include import pipeline
-    from include.config import AuditParams
+    from include.settings.params import AuditParams
+    from include.tasks import audit as pipeline
 
     store.put_items([obs("i-0def", day=YESTERDAY, run="run-y", status="COMPLIANT")])
     store.put_items([mismatch()])
@@ -255,8 +256,8 @@ def test_the_daily_alert_task_sends_security_events_to_recipients_even_with_comp
 
 def test_a_failed_security_channel_fails_the_alert_task_after_the_compliance_alert_went_out(
         store, outbox, monkeypatch):
-    from include import pipeline
-    from include.config import AuditParams
+    from include.settings.params import AuditParams
+    from include.tasks import audit as pipeline
 
     store.put_items([obs(day=YESTERDAY, run="run-y", status="COMPLIANT", auditd__running="PASS")])
     store.put_items([obs(auditd__running="FAIL")])

@@ -9,9 +9,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from devstack import eic_keys
-from include.eic import EicBatch
-from include.models import Host, Status
-from include.ssh_transport import PreconnectFailed, SshSettings, check_host
+from include.core.host import Host
+from include.core.status import Status
+from include.reach.eic import EicBatch
+from include.reach.ssh import PreconnectFailed, SshSettings, check_host
 
 HOST = Host(instance_id="i-0123456789abcdef0", region="us-east-1", account_id="123456789012",
             address="127.42.9.250")  # nothing listens there: a host that got past its hook would be UNREACHABLE

@@ -1,12 +1,13 @@
-"""Host-key policy (include/hostkeys.py) over a fake DynamoDB client: each test is one way a key could slip by."""
+"""Host-key policy (include/reach/hostkeys.py) over a fake DynamoDB client: each test is one way a key could slip by."""
 from __future__ import annotations
 
 import asyncssh
 import pytest
 from botocore.exceptions import ClientError
 
-from include.hostkeys import HostKeys, Pin, PinStore, parse_policy, trusts
-from include.models import Host, HostOutcome, Status
+from include.core.host import Host, HostOutcome
+from include.core.status import Status
+from include.reach.hostkeys import HostKeys, Pin, PinStore, parse_policy, trusts
 from tests import factories
 
 TABLE = "ev_host_keys"

@@ -1,4 +1,4 @@
-"""Which transport takes which host, inside a batch (include/verify.py BatchRun._plan): the SSH side is
+"""Which transport takes which host, inside a batch (include/verify/batch.py BatchRun._plan): the SSH side is
 handed the pins read for the batch, so a host whose key changed is refused during key exchange — before the
 script is sent — and never judged as "first use"."""
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from include.config import AuditParams
-from include.hostkeys import Pin
-from include.models import Host
-from include.reach import SshTransport
-from include.ssh_transport import SshSettings
-from include.verify import BatchRun, RunContext
+from include.core.host import Host
+from include.reach.hostkeys import Pin
+from include.reach.ssh import SshSettings
+from include.reach.transport import SshTransport
+from include.settings.params import AuditParams
+from include.verify.batch import BatchRun, RunContext
 
 
 class FakeStore:

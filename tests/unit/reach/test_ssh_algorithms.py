@@ -1,7 +1,7 @@
 """The transport only reorders asyncssh's ciphers (AES-GCM first); it never drops one a host may require."""
 import asyncssh
 
-from include.ssh_transport import ENCRYPTION_ALGS
+from include.reach.ssh import ENCRYPTION_ALGS
 
 
 def test_aes_gcm_first_and_every_default_cipher_still_offered():

@@ -9,9 +9,10 @@ import io
 import pytest
 from botocore.exceptions import ClientError
 
-from include.models import Host, Status
-from include.reach import split_for_auto, ssh_side
-from include.ssm_transport import INLINE_LIMIT, Registration, SsmSettings, SsmTransport, s3_key
+from include.core.host import Host
+from include.core.status import Status
+from include.reach.ssm import INLINE_LIMIT, Registration, SsmSettings, SsmTransport, s3_key
+from include.reach.transport import split_for_auto, ssh_side
 from tests import factories
 
 
@@ -201,7 +202,7 @@ def test_auto_takes_online_managed_hosts_for_ssm_and_leaves_the_rest_to_ssh():
     assert ssh_side("ssm", has_key=True) is None and ssh_side("eic", has_key=True) == "eic"
 
 
-# ------------------------------------------------------------------ the audit's own document (include/ssm_document.py)
+# ------------------------------------------------------------------ the audit's own document (include/reach/ssm_document.py)
 
 class FakeSsmWithDocument(FakeSsm):
     def __init__(self, managed, document_content: str, **kw):
@@ -216,7 +217,7 @@ class FakeSsmWithDocument(FakeSsm):
 def test_with_the_audit_document_only_the_nonce_travels_and_the_checked_version_is_sent():
     import json
 
-    from include import ssm_document
+    from include.reach import ssm_document
 
     h = host(1)
     fake = FakeSsmWithDocument({h.instance_id: "Online"}, json.dumps(ssm_document.content("echo checks\n")))
@@ -232,7 +233,7 @@ def test_with_the_audit_document_only_the_nonce_travels_and_the_checked_version_
 def test_a_document_that_is_not_this_release_s_script_runs_nowhere():
     import json
 
-    from include import ssm_document
+    from include.reach import ssm_document
 
     h = host(1)
     tampered = ssm_document.content("echo checks\n")
@@ -245,9 +246,9 @@ def test_a_document_that_is_not_this_release_s_script_runs_nowhere():
 
 
 def test_the_document_holds_the_script_with_the_nonce_as_its_only_free_input():
-    from include import ssm_document
     from include.checks.catalogue import SCRIPT
     from include.checks.probes import NONCE_VAR
+    from include.reach import ssm_document
 
     doc = ssm_document.content(SCRIPT)
     step = doc["mainSteps"][0]

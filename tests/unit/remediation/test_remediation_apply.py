@@ -14,13 +14,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from include import remediate, remediation
-from include.config import RemediateParams
-from include.evidence import EvidenceStore
-from include.fix_runner import HostFixes
-from include.hostkeys import Pin
-from include.models import Host
-from include.records import EvidenceItem, FixRun
+from include.core.host import Host
+from include.evidence.records import EvidenceItem
+from include.evidence.store import EvidenceStore
+from include.reach.hostkeys import Pin
+from include.remediation import plan as remediation
+from include.remediation.records import FixRun
+from include.remediation.runner import HostFixes
+from include.remediation.store import RemediationStore
+from include.settings.params import RemediateParams
+from include.tasks import remediate
 from tests.factories import evidence_item
 
 DAY, RUN = "2026-12-01", "manual__2026-12-01T10:00:00+00:00"
@@ -58,7 +61,8 @@ def approval(sha256: str | None) -> dict:
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     """A moto store, the plan files in tmp_path, and a stand-in runner that records the hosts it was given."""
-    from include import fix_runner, hostkeys
+    from include.reach import hostkeys
+    from include.remediation import runner as fix_runner
 
     ran: list[str] = []
 
@@ -111,7 +115,7 @@ def test_the_approved_plan_runs_and_records_the_approved_hash(env):
     planned = show(env, p)
     out = remediate.apply(env.params, planned, approve(env, planned, approval(p.hash)), RUN)
     assert env.ran == ["i-0aaa"] and out["plan_sha256"] == p.hash
-    (rec,) = env.store.day_remediations(DAY)
+    (rec,) = RemediationStore(env.store).day_remediations(DAY)
     assert rec.plan_sha256 == p.hash and rec.approved_by.startswith("Alice")
 
 
@@ -134,7 +138,7 @@ def test_a_plan_file_changed_after_approval_runs_nothing(env):
     show(env, the_plan("i-0aaa", "i-0bbb"))  # rewritten with a valid hash of its own
     with pytest.raises(RuntimeError, match="not the one approved"):
         remediate.apply(env.params, planned, hitl, RUN)
-    assert env.ran == [] and env.store.day_remediations(DAY) == []
+    assert env.ran == [] and RemediationStore(env.store).day_remediations(DAY) == []
 
 
 def test_an_approval_that_carries_no_plan_hash_runs_nothing(env):
@@ -144,7 +148,7 @@ def test_an_approval_that_carries_no_plan_hash_runs_nothing(env):
     with pytest.raises(RuntimeError, match="no plan hash"):
         remediate.apply(env.params, planned, hitl, RUN)
     assert env.ran == []
-    (d,) = env.store.decisions(DAY)
+    (d,) = RemediationStore(env.store).decisions(DAY)
     assert (d.decision, d.plan_sha256) == ("approved", "") and "nothing runs" in d.detail
 
 
@@ -155,7 +159,7 @@ def test_an_approval_of_another_hash_runs_nothing_and_is_recorded_as_such(env):
     with pytest.raises(RuntimeError, match="not the one approved"):
         remediate.apply(env.params, planned, hitl, RUN)
     assert env.ran == []
-    (d,) = env.store.decisions(DAY)
+    (d,) = RemediationStore(env.store).decisions(DAY)
     assert d.plan_sha256 == "0" * 64 and "nothing runs" in d.detail  # what the approver answered, not the XCom
 
 
@@ -177,7 +181,7 @@ def test_a_command_that_is_not_the_catalogue_s_fix_is_refused_and_recorded(env, 
     planned = show(env, p)
     remediate.apply(env.params, planned, approve(env, planned, approval(p.hash)), RUN)
     assert env.ran == ["i-0aaa"]
-    recs = {r.host_id: r for r in env.store.day_remediations(DAY)}
+    recs = {r.host_id: r for r in RemediationStore(env.store).day_remediations(DAY)}
     assert recs["i-0bbb"].outcome == "refused" and "catalogue" in recs["i-0bbb"].detail
     assert recs["i-0bbb"].fixes == [] and recs["i-0aaa"].outcome == remediate.UNVERIFIED
 
@@ -202,6 +206,7 @@ def test_a_run_that_may_change_hosts_is_refused_at_its_start_with_the_audit_s_lo
     _conns(monkeypatch, "ec2-audit", "ec2-audit")
     monkeypatch.setattr(remediate, "store_of", lambda params: SimpleNamespace(day_items=lambda day: [],
                                                                               add_decision=lambda *a: None))
+    monkeypatch.setattr(remediate, "RemediationStore", lambda store: store)  # the fake answers for both owners
     with pytest.raises(ValueError, match="the audit's own"):
         remediate.build_plan(RemediateParams(dry_run=False, report_dir=str(tmp_path)), DAY, RUN)
     # a dry run changes nothing and needs no remediation login

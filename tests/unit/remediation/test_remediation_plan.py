@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from include import remediation
 from include.checks import fixes
-from include.records import EvidenceItem
-from include.remediation import plan
+from include.evidence.records import EvidenceItem
+from include.remediation import plan as remediation
+from include.remediation.plan import plan
 from tests.factories import evidence_item
 
 DAY = "2026-12-01"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from include.analysis import breakdown, drift
+from include.report.analysis import breakdown, drift
 
 
 def frame(rows):

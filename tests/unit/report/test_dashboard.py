@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from include import dashboard
 from include.checks.catalogue import check_meta
-from include.profiles import HARDENING_CHECKS
-from include.scoring import fleet_summary
+from include.core.scoring import fleet_summary
+from include.report import dashboard
+from include.verify.profiles import HARDENING_CHECKS
 from tests.factories import stored_item
 
 DAY = "2026-11-23"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from include import dashboard
-from include.records import RemediationRecord
+from include.remediation.records import RemediationRecord
+from include.report import dashboard
 from tests.unit.report.test_report_remediated import rows_of, table
 
 HOST = "i-0123456789abcdef0"
@@ -22,7 +22,7 @@ def history() -> list[dict]:
 
 
 def records() -> list[RemediationRecord]:
-    """Newest day first, as EvidenceStore.host_remediations returns them."""
+    """Newest day first, as RemediationStore.host_remediations returns them."""
     return [
         RemediationRecord(HOST, audit_date=DAY, run_id="manual__r2", ran_at="2026-11-23T09:05:00Z", name="web-1",
                           plan_sha256="ab" * 32, approved_by="alice", approved_at="2026-11-23T09:00:00Z",
@@ -112,6 +112,7 @@ def test_the_plugin_host_route_passes_the_hosts_remediation_records(monkeypatch)
             return records()
 
     monkeypatch.setattr(plugin, "_store", Store)
+    monkeypatch.setattr(plugin, "_remediations", lambda store: store)  # the fake answers for both owners
     page = plugin._host(HOST)
     assert asked == [("history", HOST), ("remediations", HOST)]
     assert list(table(page, SUMMARY)) == [DAY, EARLIER_DAY]
@@ -153,4 +154,5 @@ def test_the_plugin_fleet_route_passes_the_day_s_remediation_records(monkeypatch
             return []
 
     monkeypatch.setattr(plugin, "_store", Store)
+    monkeypatch.setattr(plugin, "_remediations", lambda store: store)  # the fake answers for both owners
     assert [r["Instance"] for r in rows_of(plugin._fleet(None), FLEET)] == [HOST]

@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timezone
 
 from include.checks.catalogue import CATALOGUE, CIS_AL2023, FRAMEWORKS, ISO, NIST, PCI, SOC2, check_meta, requirements_of
-from include.report import build_report, by_requirement
+from include.report.build import build_report, by_requirement
 from tests.factories import stored_item, verdicts
 
 NOW = datetime(2026, 11, 23, 6, 30, tzinfo=timezone.utc)

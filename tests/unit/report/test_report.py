@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from include.checks.catalogue import check_meta
-from include.report import build_report, safe_cell, write_report
+from include.report.build import build_report, safe_cell, write_report
 from tests.factories import stored_item
 
 NOW = datetime(2026, 11, 23, 6, 30, tzinfo=timezone.utc)
@@ -95,7 +95,7 @@ def test_drift_and_breakdowns_in_the_report():
 
 
 def test_trend_png_embedded_in_the_page_and_referenced_by_cid_in_the_mail(tmp_path):
-    from include.trend import render_png, trend_points
+    from include.report.trend import render_png, trend_points
 
     summaries = [{"audit_date": f"2026-11-{d:02d}", "compliance_pct": Decimal(str(80 + d / 3)),
                   "status_counts": {"NON_COMPLIANT": Decimal(30 - d)}} for d in range(1, 24) if d != 12]

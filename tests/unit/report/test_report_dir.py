@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from include.config import AuditParams
+from include.settings.params import AuditParams
+from include.tasks.params import audit_params
 
 DAY = "2031-03-15"
 NAMES = {"html": f"compliance-{DAY}.html", "csv": f"compliance-{DAY}.csv", "json": f"compliance-{DAY}.json",
@@ -17,7 +18,7 @@ NAMES = {"html": f"compliance-{DAY}.html", "csv": f"compliance-{DAY}.csv", "json
 
 
 def _report(run_id="run-local"):
-    from include.report import build_report
+    from include.report.build import build_report
 
     items = [{"instance_id": "i-0000000000000001", "audit_date": DAY, "run_id": run_id, "status": "COMPLIANT",
               "failed_checks": [], "name": "a", "environment": "prod", "region": "us-east-1"},
@@ -42,7 +43,7 @@ def replaces(monkeypatch):
 
 @pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])
 def test_local_folder_same_names_each_file_replaced_atomically(tmp_path, replaces, as_url):
-    from include.report import write_report
+    from include.report.build import write_report
 
     folder = tmp_path / "nested" / "reports"  # created, parents too
     report_dir = folder.as_uri() if as_url else str(folder)
@@ -68,7 +69,7 @@ def test_local_folder_same_names_each_file_replaced_atomically(tmp_path, replace
 
 
 def test_a_failed_write_keeps_the_previous_file_whole(tmp_path, monkeypatch):
-    from include.report import write_report
+    from include.report.build import write_report
 
     write_report(_report("run-1"), str(tmp_path), DAY, run_id="run-1")
     before = (tmp_path / NAMES["html"]).read_bytes()
@@ -87,8 +88,9 @@ def test_a_failed_write_keeps_the_previous_file_whole(tmp_path, monkeypatch):
 
 
 def test_send_reads_the_written_files_and_attaches_their_bytes(tmp_path, monkeypatch):
-    from include import notify, pipeline
-    from include.report import write_report
+    from include.notify import email as notify
+    from include.report.build import write_report
+    from include.tasks import audit as pipeline
 
     report = _report()
     paths = write_report(report, str(tmp_path), DAY, run_id="run-local")
@@ -114,7 +116,7 @@ def test_send_reads_the_written_files_and_attaches_their_bytes(tmp_path, monkeyp
 def test_send_report_email_attaches_bytes_under_their_names(monkeypatch):
     from airflow.providers.smtp.hooks import smtp
 
-    from include import notify
+    from include.notify import email as notify
 
     seen = {}
 
@@ -146,11 +148,11 @@ def test_send_report_email_attaches_bytes_under_their_names(monkeypatch):
 @pytest.mark.parametrize("value", [None, "", "/var/reports", "reports/rel", "file:///var/reports",
                                    "s3://bucket/prefix", "s3://bucket", "s3://other_conn@bucket/p"])
 def test_report_dir_accepts_local_folders_and_s3(value):
-    AuditParams.from_params({"report_dir": value})
+    audit_params({"report_dir": value})
 
 
 @pytest.mark.parametrize("value, says", [("s3:///prefix", "names no bucket"),
                                          ("nosuchfs://bucket/prefix", "no filesystem for nosuchfs://")])
 def test_a_bad_report_dir_fails_at_once_naming_the_param(value, says):
     with pytest.raises(ValueError, match=f"param report_dir: .*{says}"):
-        AuditParams.from_params({"report_dir": value})
+        audit_params({"report_dir": value})

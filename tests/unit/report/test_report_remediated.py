@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 from html.parser import HTMLParser
 
 from include.checks.catalogue import check_meta
-from include.models import Status
-from include.records import RemediationDecision, RemediationRecord
-from include.report import build_report, write_report
+from include.core.status import Status
+from include.remediation.records import RemediationDecision, RemediationRecord
+from include.report.build import build_report, write_report
 from tests.factories import stored_item
 
 DAY = "2026-11-23"

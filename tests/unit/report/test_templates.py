@@ -12,13 +12,14 @@ from types import SimpleNamespace
 import pytest
 from jinja2 import nodes
 
-from include import alerts, dashboard
 from include.checks.catalogue import check_meta
-from include.notify import failure_message
-from include.profiles import HARDENING_CHECKS
-from include.rendering import FOLDER, environment, render
-from include.report import build_report
-from include.waivers import Waiver, waiver_status
+from include.notify import alerts
+from include.notify.email import failure_message
+from include.report import dashboard
+from include.report.build import build_report
+from include.report.rendering import FOLDER, environment, render
+from include.verify.profiles import HARDENING_CHECKS
+from include.verify.waivers import Waiver, waiver_status
 
 NOW = datetime(2026, 11, 23, 6, 30, tzinfo=timezone.utc)
 LAYOUT = '<meta name="generator" content="ec2-audit-compliance">'

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from include import param_schema
 from include.checks.rulesets import CIS, load_rule_set
-from include.config import AuditParams
-from include.param_schema import PARAM_SCHEMAS, dag_params, param_defaults, param_problems
+from include.settings import schema as param_schema
+from include.settings.params import AuditParams
+from include.settings.schema import PARAM_SCHEMAS, dag_params, param_defaults, param_problems
+from include.tasks.params import audit_params
+from include.tasks.params import validate as validate_params
 
 
 def test_schema_and_auditparams_name_the_same_params():
@@ -20,8 +22,8 @@ def test_schema_and_auditparams_name_the_same_params():
 
 def test_defaults_are_all_valid_and_are_the_dataclass_defaults():
     assert param_problems(param_defaults()) == []
-    assert AuditParams.from_params(param_defaults()) == AuditParams() == AuditParams.from_params({})
-    AuditParams().validate()
+    assert audit_params(param_defaults()) == AuditParams() == audit_params({})
+    validate_params(AuditParams())
 
 
 def test_contract_params_and_defaults():
@@ -42,8 +44,8 @@ def test_optional_text_params_accept_their_default_as_the_ui_form_holds_it():
             assert default is not None or "null" in types, name
             if default is None:
                 assert param_problems({name: None}) == [] and param_problems({name: ""}) == [], name
-    assert AuditParams.from_params({"waivers_file": "", "report_dir": "", "log_group": None}).waivers_file == ""
-    assert AuditParams.from_params({"report_dir": None}).resolved_report_dir().endswith("reports/ec2_audit")
+    assert audit_params({"waivers_file": "", "report_dir": "", "log_group": None}).waivers_file == ""
+    assert audit_params({"report_dir": None}).resolved_report_dir().endswith("reports/ec2_audit")
 
 
 @pytest.mark.parametrize("params,expected", [
@@ -72,50 +74,50 @@ def test_optional_text_params_accept_their_default_as_the_ui_form_holds_it():
 def test_each_bad_param_is_refused_naming_it(params, expected):
     assert any(p.startswith(expected) for p in param_problems(params)), param_problems(params)
     with pytest.raises(ValueError, match="^invalid params: ") as caught:
-        AuditParams.from_params(params)
+        audit_params(params)
     assert expected in str(caught.value)
 
 
 def test_every_problem_is_reported_at_once_and_unknown_names_are_ignored():
     with pytest.raises(ValueError) as caught:
-        AuditParams.from_params({"batch_size": -1, "mode": "fast", "not_a_param": object()})
+        audit_params({"batch_size": -1, "mode": "fast", "not_a_param": object()})
     assert "param batch_size" in str(caught.value) and "param mode" in str(caught.value)
     assert "not_a_param" not in str(caught.value)
 
 
 def test_every_transport_is_accepted_and_a_bad_output_bucket_is_named():
     for transport in ("ssh", "ssm", "eic", "auto"):
-        assert AuditParams.from_params({"transport": transport}).transport == transport
+        assert audit_params({"transport": transport}).transport == transport
     with pytest.raises(ValueError, match="param transport"):
-        AuditParams.from_params({"transport": "telnet"})
-    assert AuditParams.from_params({"ssm_output_bucket": "audit-output.example"}).ssm_output_bucket == "audit-output.example"
+        audit_params({"transport": "telnet"})
+    assert audit_params({"ssm_output_bucket": "audit-output.example"}).ssm_output_bucket == "audit-output.example"
     with pytest.raises(ValueError, match="param ssm_output_bucket"):
-        AuditParams.from_params({"ssm_output_bucket": "s3://Not A Bucket"})
+        audit_params({"ssm_output_bucket": "s3://Not A Bucket"})
 
 
 def test_the_audit_document_without_the_canary_is_refused_naming_the_field():
-    assert AuditParams.from_params({"ssm_document": "EC2Audit-ReadOnlyChecks"}).ssm_document == "EC2Audit-ReadOnlyChecks"
+    assert audit_params({"ssm_document": "EC2Audit-ReadOnlyChecks"}).ssm_document == "EC2Audit-ReadOnlyChecks"
     with pytest.raises(ValueError, match="param ssm_document: the audit document holds the checks without the canary"):
-        AuditParams.from_params({"ssm_document": "EC2Audit-ReadOnlyChecks", "canary": True})
+        audit_params({"ssm_document": "EC2Audit-ReadOnlyChecks", "canary": True})
     with pytest.raises(ValueError, match="param ssm_document"):
-        AuditParams.from_params({"ssm_document": "no spaces allowed"})
+        audit_params({"ssm_document": "no spaces allowed"})
 
 
 def test_profile_is_checked_by_load_profile(tmp_path):
-    assert AuditParams.from_params({"profile": "cis"}).profile == "cis"
+    assert audit_params({"profile": "cis"}).profile == "cis"
     with pytest.raises(ValueError, match="profile"):
-        AuditParams.from_params({"profile": "no-such-profile"})
+        audit_params({"profile": "no-such-profile"})
     bad = tmp_path / "profile.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="profile"):
-        AuditParams.from_params({"profile": str(bad)})
+        audit_params({"profile": str(bad)})
 
 
 def test_files_named_by_params_are_checked_with_the_params(tmp_path):
     with pytest.raises(ValueError, match="waivers_file .*: no such file"):
-        AuditParams.from_params({"waivers_file": str(tmp_path / "missing.json")})
+        audit_params({"waivers_file": str(tmp_path / "missing.json")})
     with pytest.raises(ValueError, match="rule_set must be one of"):
-        AuditParams.from_params({"rule_set": "no-such-set"})
+        audit_params({"rule_set": "no-such-set"})
 
 
 def test_the_dag_params_are_built_from_the_same_schema():
@@ -132,12 +134,12 @@ def test_the_dag_params_are_built_from_the_same_schema():
 def test_changing_the_schema_changes_both_the_param_and_the_validator(monkeypatch):
     from airflow.sdk.definitions.param import ParamValidationError
 
-    assert dag_params()["batch_size"].resolve(3) == 3 and AuditParams.from_params({"batch_size": 3}).batch_size == 3
+    assert dag_params()["batch_size"].resolve(3) == 3 and audit_params({"batch_size": 3}).batch_size == 3
     monkeypatch.setitem(PARAM_SCHEMAS, "batch_size", {**PARAM_SCHEMAS["batch_size"], "minimum": 5, "default": 5})
     with pytest.raises(ParamValidationError):
         dag_params()["batch_size"].resolve(3)
     with pytest.raises(ValueError, match="param batch_size: 3 is less than the minimum of 5"):
-        AuditParams.from_params({"batch_size": 3})
+        audit_params({"batch_size": 3})
     assert AuditParams().batch_size == 5  # the dataclass default is read from the schema too
 
 
@@ -174,7 +176,7 @@ def test_bad_rule_set_files_are_refused_naming_file_entry_and_field(tmp_path, da
         load_rule_set(path)
     assert str(caught.value).startswith(f"rule_set {path}: ") and expected in str(caught.value), str(caught.value)
     with pytest.raises(ValueError, match="^invalid params: rule_set "):
-        AuditParams.from_params({"rule_set": path})
+        audit_params({"rule_set": path})
 
 
 # ------------------------------------------------------------------ where a bad input shows: discover, at once

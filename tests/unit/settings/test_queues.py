@@ -1,4 +1,4 @@
-"""Workers inside each VPC (include/queues.py): the deployment's queues, the run's queue_map, batches that never
+"""Workers inside each VPC (include/settings/queues.py): the deployment's queues, the run's queue_map, batches that never
 mix queues, and the DAG's shape with and without queues (without: exactly the contract's)."""
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from include import batching, discovery, pipeline, queues
-from include.config import AuditParams
-from include.param_schema import PARAM_SCHEMAS, param_problems
+from include.fleet import batching, discovery
+from include.settings import queues
+from include.settings.params import AuditParams
+from include.settings.schema import PARAM_SCHEMAS, param_problems
+from include.tasks import audit as pipeline
+from include.tasks.params import audit_params
 
 ROOT = Path(__file__).resolve().parents[3]
 ACCOUNT, OTHER = "123456789012", "210987654321"
@@ -75,10 +78,10 @@ def test_a_good_queue_map_and_the_default_are_accepted():
     assert param_problems({"queue_map": {}}, SCHEMA) == []
     # This test process has no EC2_AUDIT_QUEUES: only the default queue may be named.
     assert PARAM_SCHEMAS["queue_map"]["default"] == {} and AuditParams().queue_map == {}
-    assert AuditParams.from_params({"queue_map": {VPC_A: "default"}}).queue_map == {VPC_A: "default"}
+    assert audit_params({"queue_map": {VPC_A: "default"}}).queue_map == {VPC_A: "default"}
     with pytest.raises(ValueError, match=f"param queue_map.{VPC_A}: 'vpc-a' is not a queue of this deployment "
                                          r"\(EC2_AUDIT_QUEUES is empty: only 'default'\)"):
-        AuditParams.from_params({"queue_map": {VPC_A: "vpc-a"}})
+        audit_params({"queue_map": {VPC_A: "vpc-a"}})
 
 
 # ------------------------------------------------------------------ batches never mix queues

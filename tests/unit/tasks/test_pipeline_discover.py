@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from include import pipeline
-from include.config import AuditParams
+from include.settings.params import AuditParams
+from include.tasks import audit as pipeline
 
 
 class Client:
@@ -80,7 +80,7 @@ class StatusDenied:
 
 
 def test_discovery_without_describe_instance_status_falls_back_and_tag_filters_use_describe_instances():
-    from include.discovery import discover_region
+    from include.fleet.discovery import discover_region
 
     inventory = discover_region(StatusDenied(), "us-east-1", {})
     assert inventory.running == ["i-2"] and inventory.states == {"running": 1, "stopped": 1}

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from include.config import RemediateParams
-from include.fix_runner import HostFixes, precheck, settle
-from include.hostkeys import Pin
-from include.models import Host
-from include.records import FixRun
-from include.remediate import answer, outcome_of
-from include.remediation import HostPlan, PlannedFix, PlannedStep
+from include.core.host import Host
+from include.reach.hostkeys import Pin
+from include.remediation.plan import HostPlan, PlannedFix, PlannedStep
+from include.remediation.records import FixRun
+from include.remediation.runner import HostFixes, precheck, settle
+from include.settings.params import RemediateParams
+from include.tasks.remediate import answer, outcome_of
 
 ROOT = Path(__file__).resolve().parents[3]
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
@@ -152,7 +152,7 @@ def test_the_remediation_dag_is_manual_approval_gated_and_never_retries_a_change
 def test_the_day_is_the_param_else_the_triggering_evidence_event_s():
     from types import SimpleNamespace
 
-    from include.remediate import resolve_day
+    from include.tasks.remediate import resolve_day
 
     events = {"ec2_audit_evidence": [SimpleNamespace(extra={"audit_date": "2026-11-29"}),
                                      SimpleNamespace(extra={"audit_date": "2026-11-30"})]}
@@ -183,7 +183,7 @@ def test_apply_fixes_is_given_the_time_its_hosts_budgets_need(dag):
     import copy
     import math
 
-    from include.remediate import apply_timeout, remediate_ssh_settings  # noqa: F401 - the budget's owner
+    from include.tasks.remediate import apply_timeout, remediate_ssh_settings  # noqa: F401 - the budget's owner
 
     params = RemediateParams.from_params({"max_hosts": 1000, "concurrency": 3, "command_timeout": 600})
     waves = math.ceil(1000 / 3)
@@ -200,7 +200,7 @@ def test_the_approval_form_carries_the_plan_hash_and_its_answer_is_accepted(dag,
     import airflow.providers.standard.operators.hitl as hitl_module
     from airflow.sdk.exceptions import TaskAwaitingInput
 
-    from include import remediate
+    from include.tasks import remediate
 
     approve = copy.copy(dag.get_task("approve"))  # execute sets attributes: not on the module's DAG
     assert list(approve.params) == [remediate.PLAN_HASH_PARAM]  # only the hash: never the run's params

@@ -8,9 +8,10 @@ import pytest
 from devstack.host_states import TEST_NONCE, render_output
 from include.checks.catalogue import CATALOGUE
 from include.checks.probes import end_mark, section_mark
-from include.config import AuditParams
-from include.models import Host, HostOutcome, Status
-from include.verify import judge_host
+from include.core.host import Host, HostOutcome
+from include.core.status import Status
+from include.settings.params import AuditParams
+from include.verify.batch import judge_host
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
 HOST = Host("i-0abc", "us-east-1", "123", "10.0.0.5", private_ip="10.0.0.5")
@@ -145,7 +146,7 @@ def _record(token: str) -> str:
     (f"type=USER msg=audit(1.0:9): pid=1 uid=0 msg='text=hello {_token(TAG, 'a1' * 16)}'", False),  # not the text
 ])
 def test_a_canary_counts_only_as_its_own_audit_record(message, counts):
-    from include.canary import Canary, find_canaries
+    from include.logs.canary import Canary, find_canaries
 
     logs = PagedLogs([("s1", message)])
     found = find_canaries(logs, [Canary("i-1", "g", "s1", _token(TAG, "a1" * 16))], TAG, since_ms=0, wait_s=0,
@@ -154,7 +155,7 @@ def test_a_canary_counts_only_as_its_own_audit_record(message, counts):
 
 
 def test_find_canaries_polls_in_bulk_until_found_or_deadline():
-    from include.canary import Canary, find_canaries
+    from include.logs.canary import Canary, find_canaries
 
     A, B, C = "a1" * 16, "b2" * 16, "c3" * 16
     logs = PagedLogs([("s1", f"type=USER msg=audit(1.0:1): msg='{_token(TAG, A)}'"),
@@ -176,7 +177,7 @@ def test_find_canaries_polls_in_bulk_until_found_or_deadline():
 
 
 def test_a_batch_searches_only_its_own_tag_and_spaces_polls_by_the_pages_they_took():
-    from include.canary import Canary, find_canaries
+    from include.logs.canary import Canary, find_canaries
 
     other = "0123456789abcdef"
     # 30 canaries of other batches in the group, 3 of this one: this batch's search sees its own only
@@ -199,7 +200,7 @@ def test_a_batch_searches_only_its_own_tag_and_spaces_polls_by_the_pages_they_to
 
 
 def test_the_run_s_batches_together_poll_filter_log_events_within_its_quota():
-    from include.verify import CANARY_POLL_S, FILTER_LOG_EVENTS_PER_S, canary_call_spacing_s
+    from include.verify.batch import CANARY_POLL_S, FILTER_LOG_EVENTS_PER_S, canary_call_spacing_s
 
     assert canary_call_spacing_s(1) < CANARY_POLL_S  # a lone batch polls every 3 s
     for batches in (16, 48):
@@ -208,7 +209,7 @@ def test_the_run_s_batches_together_poll_filter_log_events_within_its_quota():
 
 
 def test_put_items_resends_unprocessed_with_backoff():
-    from include.evidence import EvidenceStore
+    from include.evidence.store import EvidenceStore
 
     class Resource:
         def __init__(self):
@@ -238,7 +239,7 @@ def test_put_items_resends_unprocessed_with_backoff():
 def test_a_group_aws_refuses_is_that_host_s_error_and_the_others_are_searched():
     from botocore.exceptions import ClientError
 
-    from include.canary import Canary, find_canaries
+    from include.logs.canary import Canary, find_canaries
 
     ok = PagedLogs([("s1", _record(_token(TAG, "a1" * 16)))])
     searched = []

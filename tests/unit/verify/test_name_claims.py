@@ -9,13 +9,16 @@ import pytest
 from moto import mock_aws
 
 from devstack.host_states import TEST_NONCE, render_output
-from include import day_digest, name_claims, pipeline, staging
-from include.config import AuditParams
-from include.evidence import EvidenceStore, instance_item
-from include.models import Host, HostOutcome, Verdict
-from include.profiles import load_profile
-from include.verify import judge_host
-from include.waivers import Waiver, apply_waivers
+from include.core.host import Host, HostOutcome
+from include.core.status import Verdict
+from include.evidence import digest as day_digest
+from include.evidence.store import EvidenceStore, instance_item
+from include.report import staging
+from include.settings.params import AuditParams
+from include.tasks import audit as pipeline
+from include.verify.batch import judge_host, name_claims
+from include.verify.profiles import load_profile
+from include.verify.waivers import Waiver, apply_waivers
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
 DAY, RUN = "2026-11-23", "scheduled__2026-11-23"

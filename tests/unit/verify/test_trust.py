@@ -11,11 +11,12 @@ from devstack.host_states import TEST_NONCE, render_output, sections_for, with_c
 from include.checks import parsers
 from include.checks.probes import MARK, end_mark, file_mark, frame, section_mark
 from include.checks.sections import FILE_MARK, render_sections, split_sections
-from include.config import AuditParams
-from include.models import CheckStatus, Host, HostOutcome, Status, Verdict
-from include.profiles import AUDIT_TRAIL_CHECKS, HARDENING_CHECKS, load_profile
-from include.scoring import hardening_summary, score_host
-from include.verify import Judgement, judge_host, settle_canaries
+from include.core.host import Host, HostOutcome
+from include.core.scoring import hardening_summary, score_host
+from include.core.status import CheckStatus, Status, Verdict
+from include.settings.params import AuditParams
+from include.verify.batch import Judgement, judge_host, settle_canaries
+from include.verify.profiles import AUDIT_TRAIL_CHECKS, HARDENING_CHECKS, load_profile
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 HOST = Host("i-0abc", "us-east-1", "123", "10.0.0.5", private_ip="10.0.0.5", private_dns="ip-10-0-0-5.ec2.internal")
@@ -172,7 +173,7 @@ def test_an_odd_translated_config_is_error():
 
 
 def test_judging_never_raises(monkeypatch):
-    import include.verify as verify
+    import include.verify.batch as verify
 
     monkeypatch.setattr(verify, "evaluate_host_checks", lambda *a, **k: 1 / 0)
     j = judge(output_with())
@@ -215,10 +216,11 @@ def verify_hostname_streams(monkeypatch, names: list[str]) -> tuple[list[str], d
     import boto3
     from moto import mock_aws
 
-    from include import pipeline, verify
-    from include.evidence import EvidenceStore
-    from include.records import Batch
-    from include.ssh_transport import SshSettings
+    from include.evidence.store import EvidenceStore
+    from include.fleet.batching import Batch
+    from include.reach.ssh import SshSettings
+    from include.tasks import audit as pipeline
+    from include.verify import batch as verify
 
     with mock_aws():
         ec2, logs = boto3.client("ec2", region_name="us-east-1"), boto3.client("logs", region_name="us-east-1")

@@ -14,10 +14,12 @@ import pytest
 from airflow.sdk.exceptions import AirflowTaskTimeout
 from moto import mock_aws
 
-from include import pipeline, verify
-from include.config import AuditParams
-from include.evidence import EvidenceStore
-from include.models import HostOutcome, Status
+from include.core.host import HostOutcome
+from include.core.status import Status
+from include.evidence.store import EvidenceStore
+from include.settings.params import AuditParams
+from include.tasks import audit as pipeline
+from include.verify import batch as verify
 
 DAY = "2026-12-03"
 

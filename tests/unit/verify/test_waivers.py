@@ -6,9 +6,11 @@ from datetime import date
 
 import pytest
 
-from include.models import Host, Status
-from include.report import build_report
-from include.waivers import Waiver, apply_waivers, load_waivers, waiver_status
+from include.core.host import Host
+from include.core.status import Status
+from include.report.build import build_report
+from include.tasks.params import audit_params
+from include.verify.waivers import Waiver, apply_waivers, load_waivers, waiver_status
 
 DEV = Host("i-dev", "r", "a", "10.0.0.1", tags={"Environment": "dev", "Name": "d"})
 PROD = Host("i-prod", "r", "a", "10.0.0.2", tags={"Environment": "prod", "Name": "p"})
@@ -150,8 +152,7 @@ def test_file_level_problems(tmp_path):
 
 def test_a_bad_waivers_file_fails_the_params_check_in_discover(tmp_path):
     """discover (the first task) builds AuditParams.from_params: the file's error surfaces there, whole."""
-    from include.config import AuditParams
 
     path = _file(tmp_path, [{**GOOD, "expires": "20260101"}])
     with pytest.raises(ValueError, match=r"^invalid params: waivers_file .*entry #1, field expires"):
-        AuditParams.from_params({"waivers_file": path})
+        audit_params({"waivers_file": path})

@@ -1,0 +1,1 @@
+"""Findings where security teams already look: AWS Security Hub (ASFF) and OCSF."""

@@ -1,0 +1,1 @@
+"""The AWS side of delivery: CloudWatch Logs streams, the run's shared stream index, the canary search."""

@@ -1,0 +1,432 @@
+"""Security events: alerted at once, apart from the daily report (CONTRACT "Security events and checks between
+runs").
+
+An event is, for one host:
+- `HOST_KEY_MISMATCH`: the host presented another key than its pin;
+- a watched check (`auditd.running`, `auditd.rules_loaded`, every `cwagent.*`) that FAILs now while the host's
+  latest earlier observation of that check PASSed. "Observation of a check" = a stored item (any day, an earlier
+  version of today included) where the check has a verdict, PASS or FAIL: an item where the host was not reached
+  or the check could not be judged says nothing about it and is skipped. Fail → fail, and a host whose first
+  observation fails, are no event (the daily compliance alert covers failing hosts).
+
+Each (host, event) alerts once per occurrence and again every `alert_repeat_days` while it lasts (0 = never
+again). An occurrence is anchored on the observation that was still good before it (for a check: the passing
+one; for the key: the last observation where the key was trusted, plus the key offered now), so a rerun of the
+day is the same occurrence, and a host that recovers and fails again is a new one.
+
+State, one item per occurrence, beside the evidence and never over it: partition `#security-event#<instance>`,
+sort key `<first seen day>#<kind>` (a day first, like a version's `<day>#v#<seq>`). Whoever claims an alert does
+so with a conditional write, so another worker or run of the day never sends it twice; `delivered` records, per
+channel, which alert that channel got, so a retry of the claiming run resends only to the channels that failed.
+
+Detection is pure (`detect`); `send_security_events` is the whole path and takes the observations to judge, so
+the daily run passes the hosts it checked (`candidates`) and the event-driven watch the hosts it re-checked.
+Reads: one Query per host that now fails a watched check or mismatches (its recent observations), one Query of
+its event items; hosts that pass cost nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from include.aws.tables import DAY_INDEX
+from include.checks.catalogue import CATALOGUE
+from include.core.record import plain
+from include.notify import channels as ch
+
+log = logging.getLogger(__name__)
+
+HOST_KEY = "HOST_KEY_MISMATCH"
+WATCHED: tuple[str, ...] = ("auditd.running", "auditd.rules_loaded",
+                            *sorted(c.id for c in CATALOGUE if c.id.startswith("cwagent.")))
+PARTITION_PREFIX = "#security-event#"
+HISTORY_LIMIT = 25  # a host's newest observations read (items and versions): bounded, one Query
+STATE_LIMIT = 50  # a host's newest event items read: at most one per kind matters
+MAX_LINES = 200  # a message lists at most this many events; the count is always complete
+SMTP_CONN_ID = "smtp_default"
+_FINGERPRINT = r"(SHA256:[A-Za-z0-9+/=]+)"
+
+
+# ------------------------------------------------------------------ records
+
+@dataclass(frozen=True)
+class Observation:
+    """One stored observation of a host (a current item or a version), as much as events need."""
+    instance_id: str
+    day: str
+    run_id: str = ""
+    seq: int = 0
+    checked_at: str = ""
+    status: str = ""
+    checks: dict[str, dict[str, str]] = field(default_factory=dict)
+    host_key_fingerprint: str = ""
+    status_detail: str = ""
+    name: str = ""
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> "Observation":
+        it = plain(dict(item))
+        # A version's sort key is `<day>#v#<seq>` with a `day` attribute; a current item's is the day itself.
+        day = str(it.get("day") or str(it.get("audit_date", ""))[:10])
+        return cls(str(it["instance_id"]), day, str(it.get("run_id", "")), int(it.get("seq") or 0),
+                   str(it.get("checked_at", "")), str(it.get("status", "")), dict(it.get("checks") or {}),
+                   str(it.get("host_key_fingerprint") or ""), str(it.get("status_detail") or ""),
+                   str(it.get("name") or (it.get("tags") or {}).get("Name", "")))
+
+    @property
+    def order(self) -> tuple[str, int, str]:
+        """Observation order: the day, then `seq` within it, then when it was checked."""
+        return self.day, self.seq, self.checked_at
+
+    def verdict(self, check_id: str) -> str:
+        return str((self.checks.get(check_id) or {}).get("status", ""))
+
+    def detail(self, check_id: str) -> str:
+        return str((self.checks.get(check_id) or {}).get("detail", ""))[:300]
+
+    def ref(self) -> str:
+        return f"{self.day} (run {self.run_id}{f', seq {self.seq}' if self.seq else ''})"
+
+    @property
+    def offered_key(self) -> str:
+        found = re.search(r"presented (?:\S+ )?" + _FINGERPRINT, self.status_detail)
+        return self.host_key_fingerprint or (found.group(1) if found else "")
+
+    @property
+    def pinned_key(self) -> str:
+        found = re.search(r"pinned (?:\S+ )?" + _FINGERPRINT, self.status_detail)
+        return found.group(1) if found else "(see the evidence)"
+
+
+@dataclass(frozen=True)
+class EventState:
+    """One occurrence of one (host, kind): stored as an item in the host's `#security-event#` partition."""
+    instance_id: str
+    kind: str
+    first_seen: str
+    anchor: str  # what identifies the occurrence (the good observation before it, the key offered)
+    before: str  # what the message says was true before, e.g. "passed on 2026-12-06 (run X)"
+    last_alerted: str
+    alert_id: str  # the latest alert of this occurrence; `delivered[channel] == alert_id` when that channel has it
+    alert_run: str  # the run that claimed it: only its retries resend what a channel missed
+    detail: str = ""
+    delivered: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sort_key(self) -> str:
+        return f"{self.first_seen}#{self.kind}"
+
+    @classmethod
+    def claimed(cls, event: "SecurityEvent", day: str, run_id: str, alert: str) -> "EventState":
+        first = event.first_seen if event.action == "reminder" else day
+        return cls(event.instance_id, event.kind, first, event.anchor, event.before, day, alert, run_id,
+                   event.detail)
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> "EventState":
+        it = plain(dict(item))
+        return cls(str(it["host"]), str(it["kind"]), str(it["first_seen"]), str(it.get("anchor", "")),
+                   str(it.get("before", "")), str(it.get("last_alerted", "")), str(it.get("alert_id", "")),
+                   str(it.get("alert_run", "")), str(it.get("detail", "")), dict(it.get("delivered") or {}))
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    instance_id: str
+    kind: str  # HOST_KEY_MISMATCH or a check id
+    action: str  # new | reminder | quiet (already alerted, not yet due again)
+    anchor: str
+    before: str
+    detail: str  # what is wrong now
+    first_seen: str = ""  # the occurrence's first day (reminders, quiet)
+    name: str = ""
+    state: EventState | None = None  # the stored occurrence this continues, if any
+
+    @property
+    def key(self) -> str:
+        return f"{self.instance_id}|{self.kind}"
+
+    def line(self) -> str:
+        """What every channel says about the event: the instance id and what changed."""
+        if self.kind == HOST_KEY:
+            if self.action == "reminder":
+                return f"{self.instance_id}: host key still mismatched since {self.first_seen}: {self.detail}"
+            return f"{self.instance_id}: host key changed: {self.detail}"
+        if self.action == "reminder":
+            return (f"{self.instance_id}: {self.kind} still failing since {self.first_seen} ({self.before}): "
+                    f"{self.detail}")
+        return f"{self.instance_id}: {self.kind} {self.before}, fails now: {self.detail}"
+
+
+# ------------------------------------------------------------------ detection (pure)
+
+def failing_now(current: Observation) -> dict[str, str]:
+    """kind → what is wrong now, for the kinds this observation shows."""
+    if current.status == HOST_KEY:
+        return {HOST_KEY: f"pinned {current.pinned_key}, offered {current.offered_key or '(unknown)'}"}
+    return {c: current.detail(c) for c in WATCHED if current.verdict(c) == "FAIL"}
+
+
+def _saw(observation: Observation, kind: str) -> bool:
+    """Whether this observation says anything about `kind`: the check judged, or the host key compared."""
+    if kind == HOST_KEY:
+        return observation.status == HOST_KEY or bool(observation.host_key_fingerprint)
+    return observation.verdict(kind) in ("PASS", "FAIL")
+
+
+def previous(history: Iterable[Observation], current: Observation, kind: str) -> Observation | None:
+    """The latest observation of `kind` strictly before `current` (the current one itself is skipped)."""
+    earlier = [o for o in history if o.order < current.order and _saw(o, kind)]
+    return max(earlier, key=lambda o: o.order, default=None)
+
+
+def _days(first: str, second: str) -> int:
+    return (date.fromisoformat(second) - date.fromisoformat(first)).days
+
+
+def detect(current: Observation, history: Sequence[Observation], states: Mapping[str, EventState], day: str,
+           repeat_days: int) -> list[SecurityEvent]:
+    """The host's events now, each new / reminder / quiet. `states`: kind → the host's latest stored occurrence."""
+    events = []
+    for kind, detail in failing_now(current).items():
+        prev, state = previous(history, current, kind), states.get(kind)
+        if kind == HOST_KEY:
+            offered = current.offered_key
+            if prev is not None and prev.status != HOST_KEY:  # trusted before: this change starts an occurrence
+                anchor, before = f"{prev.day}|{prev.run_id}|{prev.seq}|{offered}", f"key trusted on {prev.ref()}"
+            elif state is not None and state.anchor.endswith(f"|{offered}"):
+                anchor, before = state.anchor, state.before  # the same mismatch, lasting
+            else:  # no earlier trusted observation known: the mismatch itself is the event
+                anchor, before = f"||0|{offered}", "no earlier trusted observation"
+        else:
+            if prev is not None and prev.verdict(kind) == "PASS":
+                anchor, before = f"{prev.day}|{prev.run_id}|{prev.seq}", f"passed on {prev.ref()}"
+            elif state is not None:
+                anchor, before = state.anchor, state.before  # still failing since the stored occurrence
+            else:
+                continue  # fail → fail, or first seen failing: not an event
+        base = SecurityEvent(current.instance_id, kind, "new", anchor, before, detail, day, current.name, state)
+        if state is None or state.anchor != anchor:
+            events.append(base)
+        elif repeat_days > 0 and _days(state.last_alerted, day) >= repeat_days:
+            events.append(replace(base, action="reminder", first_seen=state.first_seen))
+        else:
+            events.append(replace(base, action="quiet", first_seen=state.first_seen))
+    return events
+
+
+def alert_id(day: str, run_id: str, event: SecurityEvent) -> str:
+    return f"{day}|{run_id}|{event.action}"
+
+
+# ------------------------------------------------------------------ messages (pure)
+
+def subject(day: str, events: Sequence[SecurityEvent]) -> str:
+    hosts = len({e.instance_id for e in events})
+    kinds = sorted({e.kind for e in events})
+    return (f"SECURITY EC2 audit {day}: {len(events)} security event{'s' if len(events) != 1 else ''} on {hosts} "
+            f"host{'s' if hosts != 1 else ''} ({', '.join(kinds)})")
+
+
+def render_html(day: str, events: Sequence[SecurityEvent], run_url: str = "") -> str:
+    from include.report.rendering import render
+
+    rows = [[e.instance_id, e.name, e.kind, "reminder" if e.action == "reminder" else "new", e.line()]
+            for e in events[:MAX_LINES]]
+    return render("security.html", day=day, total=len(events), rows=rows, more=len(events) - MAX_LINES,
+                  run_url=run_url)
+
+
+def slack_payload(day: str, events: Sequence[SecurityEvent], run_url: str = "") -> dict[str, Any]:
+    title = subject(day, events)
+    lines, used = [], 0
+    for e in events[:ch.SLACK_LINES_MAX]:
+        line = f"• {ch.slack_escape(ch._cut(e.line(), 400))}"
+        if used + len(line) + 1 > ch.SLACK_SECTION_MAX - 80:
+            break
+        lines.append(line)
+        used += len(line) + 1
+    if (more := len(events) - len(lines)) > 0:
+        lines.append(f"…and {more} more in the email")
+    blocks = [{"type": "header", "text": {"type": "plain_text", "text": ch._cut(title, ch.SLACK_HEADER_MAX)}},
+              {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]
+    if run_url:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
+                                                         "text": ch._slack_link(run_url, "the run in Airflow")}]})
+    return {"text": ch.slack_escape(title), "blocks": blocks}
+
+
+def sns_payload(day: str, events: Sequence[SecurityEvent], run_url: str = "") -> tuple[str, str]:
+    message = {"event": "security_event", "audit_date": day, "subject": subject(day, events),
+               "events_total": len(events), "hosts": sorted({e.instance_id for e in events})[:ch.SNS_HOSTS_MAX],
+               "events": [{"instance_id": e.instance_id, "name": e.name, "kind": e.kind,
+                           "state": "reminder" if e.action == "reminder" else "new", "first_seen": e.first_seen,
+                           "before": e.before, "detail": e.detail, "message": e.line()} for e in events],
+               "run_url": run_url}
+    body = json.dumps(message, ensure_ascii=False, sort_keys=True)
+    while len(body.encode()) > ch.SNS_MESSAGE_MAX - 4096 and message["events"]:
+        message["events"] = message["events"][:len(message["events"]) // 2]
+        body = json.dumps(message, ensure_ascii=False, sort_keys=True)
+    return ch.sns_subject(subject(day, events)), body
+
+
+# ------------------------------------------------------------------ DynamoDB
+
+def candidates(store, day: str, run_id: str) -> list[dict]:
+    """This run's items of the day that fail a watched check or mismatch (filtered server-side)."""
+    names = {"#checks": "checks", "#st": "status", **{f"#c{n}": check for n, check in enumerate(WATCHED)}}
+    fails = " OR ".join(f"#checks.#c{n}.#st = :fail" for n in range(len(WATCHED)))
+    # boto3's Attr cannot address a map key with a dot in it (a check id): the filter is written out by hand.
+    return store.query_all({
+        "IndexName": DAY_INDEX, "KeyConditionExpression": "audit_date = :d",
+        "FilterExpression": f"item_type = :instance AND run_id = :r AND (#st = :mismatch OR {fails})",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": {":d": day, ":instance": "instance", ":r": run_id, ":fail": "FAIL",
+                                      ":mismatch": HOST_KEY}})
+
+
+def history(store, instance_id: str, day: str) -> list[Observation]:
+    """The host's newest observations up to `day` (today's current item and versions included): one Query."""
+    names = ["instance_id", "audit_date", "day", "run_id", "seq", "checked_at", "status", "checks",
+             "host_key_fingerprint", "status_detail", "item_type"]
+    response = store.table.query(
+        KeyConditionExpression=Key("instance_id").eq(instance_id) & Key("audit_date").lt(f"{day}~"),
+        ScanIndexForward=False, Limit=HISTORY_LIMIT,
+        ProjectionExpression=", ".join(f"#p{i}" for i in range(len(names))),
+        ExpressionAttributeNames={f"#p{i}": n for i, n in enumerate(names)})
+    return [Observation.from_item(it) for it in response.get("Items", [])
+            if it.get("status") and it.get("item_type", "instance") != "run_summary"]
+
+
+def states(store, instance_id: str) -> dict[str, EventState]:
+    """kind → the host's latest stored occurrence: one Query on its event partition, newest first."""
+    response = store.table.query(KeyConditionExpression=Key("instance_id").eq(PARTITION_PREFIX + instance_id),
+                                 ScanIndexForward=False, Limit=STATE_LIMIT)
+    found: dict[str, EventState] = {}
+    for item in response.get("Items", []):
+        state = EventState.from_item(item)
+        if state.kind not in found or state.first_seen > found[state.kind].first_seen:
+            found[state.kind] = state
+    return found
+
+
+def _expires(day: str, ttl_days: int) -> int:
+    from include.evidence.store import expires_at
+
+    return expires_at(day, ttl_days)
+
+
+def claim(store, event: SecurityEvent, day: str, run_id: str, ttl_days: int) -> EventState | None:
+    """Record that this run alerts `event` now, unless another worker or run did first (conditional write)."""
+    from botocore.exceptions import ClientError
+
+    new = EventState.claimed(event, day, run_id, alert_id(day, run_id, event))
+    old = event.state
+    item = {"instance_id": PARTITION_PREFIX + event.instance_id, "audit_date": new.sort_key,
+            "item_type": "security_event", "host": new.instance_id, "day": new.first_seen,
+            "expires_at": _expires(day, ttl_days), **{k: v for k, v in asdict(new).items() if k != "instance_id"}}
+    try:
+        if old is not None and old.sort_key == new.sort_key:  # a reminder, or a new occurrence the same day
+            store.table.put_item(Item=item, ConditionExpression="alert_id = :old",
+                                 ExpressionAttributeValues={":old": old.alert_id})
+        else:
+            store.table.put_item(Item=item, ConditionExpression="attribute_not_exists(instance_id)")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        log.info("%s: claimed by another worker or run first", event.key)
+        return None
+    return new
+
+
+def mark_delivered(store, state: EventState, channel: str) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        store.table.update_item(
+            Key={"instance_id": PARTITION_PREFIX + state.instance_id, "audit_date": state.sort_key},
+            UpdateExpression="SET delivered.#ch = :id", ConditionExpression="alert_id = :id",
+            ExpressionAttributeNames={"#ch": channel}, ExpressionAttributeValues={":id": state.alert_id})
+    except ClientError as exc:  # re-armed by a newer alert meanwhile: that one's sender records it
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+
+
+# ------------------------------------------------------------------ the whole path
+
+def recipients_for(params: Any) -> list[str]:
+    """`alert_recipients`, else `recipients` (CONTRACT)."""
+    return list(getattr(params, "alert_recipients", None) or getattr(params, "recipients", None) or [])
+
+
+@dataclass
+class Outcome:
+    events: list[SecurityEvent] = field(default_factory=list)  # every event found now, quiet ones too
+    sent: dict[str, int] = field(default_factory=dict)  # channel → events it got in this call
+    results: dict[str, dict] = field(default_factory=dict)  # channel → {"ok", "target", ...} (channels.attempt)
+
+    def summary(self) -> str:
+        loud = sum(e.action != "quiet" for e in self.events)
+        return f"security events: {len(self.events)} open, {loud} due now, sent {self.sent or 'nowhere'}"
+
+
+def send_security_events(store, items: Iterable[Mapping[str, Any]], *, day: str, run_id: str,
+                         recipients: Sequence[str], chans: ch.Channels, repeat_days: int, ttl_days: int,
+                         run_url: str = "", context: Mapping | None = None,
+                         smtp_conn_id: str = SMTP_CONN_ID) -> Outcome:
+    """Judge these observations (the current items of the hosts a run checked) and alert what is due, once, to
+    email and every configured channel. Never raises for a channel: the caller raises with `results`."""
+    from include.notify import email as notify
+
+    outcome = Outcome()
+    targets = (["email"] if recipients else []) + chans.names
+    if not targets:
+        return outcome
+    due: dict[str, list[tuple[SecurityEvent, EventState]]] = {t: [] for t in targets}
+    for item in items:
+        current = Observation.from_item(item)
+        if not failing_now(current):
+            continue
+        for event in detect(current, history(store, current.instance_id, day), states(store, current.instance_id),
+                            day, repeat_days):
+            outcome.events.append(event)
+            if event.action != "quiet":
+                claimed = claim(store, event, day, run_id, ttl_days)
+            elif event.state is not None and event.state.alert_run == run_id:
+                claimed = event.state  # this run's own alert: a retry resends what a channel missed
+                event = replace(event, action="reminder" if "|reminder" in claimed.alert_id else "new")
+            else:
+                claimed = None
+            for target in targets if claimed else []:
+                if claimed.delivered.get(target) != claimed.alert_id:
+                    due[target].append((event, claimed))
+    outcome.events.sort(key=lambda e: e.key)
+    for target, pending in due.items():
+        if not pending:
+            continue
+        pending.sort(key=lambda p: p[0].key)
+        events = [e for e, _ in pending]
+        what = f"security events {day}"
+        if target == "email":
+            send = lambda ev=events: notify.send_report_email(  # noqa: E731
+                conn_id=smtp_conn_id, recipients=list(recipients), subject=subject(day, ev),
+                html=render_html(day, ev, run_url), attachments=[])
+            result = ch.attempt("email", f"connection {smtp_conn_id!r}", what, send)
+        else:
+            result = ch.deliver_payload(chans, target, what, slack=lambda ev=events: slack_payload(day, ev, run_url),
+                                        sns=lambda ev=events: sns_payload(day, ev, run_url), event="security_event",
+                                        context=context)
+        outcome.results[target] = {**result, "sent": len(events) if result["ok"] else 0}
+        if result["ok"]:
+            outcome.sent[target] = len(events)
+            for _, state in pending:
+                mark_delivered(store, state, target)
+    log.info("%s %s", day, outcome.summary())
+    return outcome

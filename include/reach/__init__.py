@@ -1,0 +1,1 @@
+"""How a batch reaches its hosts: one transport interface over SSH, EC2 Instance Connect and SSM Run Command, and the host-key pins."""

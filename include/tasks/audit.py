@@ -1,0 +1,513 @@
+"""The Airflow-facing steps of the daily audit. The DAG file wires these; the logic lives in pure modules.
+
+Each step takes the run's params and a few context values and returns only small JSON-able things (ids,
+batch descriptors, counts, file paths): per-host output never travels through XCom.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any
+
+from include import __version__
+from include.settings.params import SMTP_CONN_ID, SSH_CONN_ID, AuditParams, audit_day, resolve_mode
+
+# Heavier modules (boto3, asyncssh, pandas) are imported inside the steps: the DAG processor parses this
+# file often and should not pay for them.
+
+log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------ connections → clients (include/aws/clients.py)
+
+def evidence_store(params: AuditParams):
+    from include.evidence.store import EvidenceStore
+
+    return EvidenceStore.open(params.evidence_table)
+
+
+def ec2_client(region: str, account: str = ""):
+    from include.aws.clients import ec2_client as client
+
+    return client(region, account)
+
+
+def logs_client(region: str, account: str = ""):
+    from include.aws.clients import logs_client as client
+
+    return client(region, account)
+
+
+def transport_clients(params: AuditParams, region: str, account: str = "") -> dict[str, Any]:
+    """The AWS clients the run's transport needs for one batch (verify_batch's keyword arguments)."""
+    from include.aws import clients as aws_clients
+
+    clients: dict[str, Any] = {}
+    if params.transport in ("eic", "auto"):
+        clients["eic_client"] = aws_clients.eic_client(region, account)
+    if params.transport in ("ssm", "auto"):
+        clients["ssm_client"] = aws_clients.ssm_client(region, account)
+        if params.ssm_output_bucket:
+            clients["s3_client"] = aws_clients.s3_client(region, account)
+    return clients
+
+
+DEFAULT_SSH_LOGIN = "ec2-user"  # the audit's login when ec2_audit_ssh names none
+
+
+def ssh_settings(params: AuditParams):
+    """The `ec2_audit_ssh` connection, read with the SSH provider's extra names (private_key, key_file).
+    With transport eic it gives the login (OS user), port and host-key policy, and needs no key. Transport
+    ssm reads none (None); auto reads it when it exists and uses eic when it holds no key."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
+
+    from include.reach.hostkeys import parse_policy
+    from include.reach.ssh import SshSettings
+    from include.reach.transport import ssh_side
+
+    if params.transport == "ssm":
+        return None
+    try:
+        conn = BaseHook.get_connection(SSH_CONN_ID)
+    except AirflowNotFoundException:
+        if params.transport == "auto":
+            return None
+        raise
+    extra = conn.extra_dejson
+    return SshSettings(
+        username=conn.login or DEFAULT_SSH_LOGIN,
+        private_key=extra.get("private_key"),
+        key_file=extra.get("key_file"),
+        passphrase=extra.get("private_key_passphrase") or None,
+        port=int(conn.port or 22),
+        host_key_policy=parse_policy(extra.get("host_key_policy")),  # security state fails closed
+        known_hosts=extra.get("known_hosts"),
+        proxy_jump=extra.get("proxy_jump") or extra.get("ProxyJump") or None,
+        proxy_jump_host_key=extra.get("proxy_jump_host_key") or None,
+        connect_timeout=float(params.connect_timeout),
+        command_timeout=float(params.command_timeout),
+        host_budget=float(params.host_timeout),
+        transport=ssh_side(params.transport, bool(extra.get("private_key") or extra.get("key_file"))),
+    )
+
+
+def ssm_settings(params: AuditParams):
+    """SSM Run Command's settings from the run's params (None unless the transport is ssm or auto)."""
+    from include.reach.ssm import SsmSettings
+
+    if params.transport not in ("ssm", "auto"):
+        return None
+    owner = params.ssm_output_bucket_owner or None
+    if params.ssm_output_bucket and not owner:  # every read names the owner: the evidence account's by default
+        from include.aws.clients import default_account_id
+
+        owner = default_account_id()
+    return SsmSettings(command_timeout=params.command_timeout, delivery_timeout=max(30, params.host_timeout),
+                       output_bucket=params.ssm_output_bucket or None, output_bucket_owner=owner,
+                       max_concurrency=min(50, params.concurrency), document=params.ssm_document or None)
+
+
+# ------------------------------------------------------------------ steps
+
+def run_facts(context: dict[str, Any]) -> dict[str, str]:
+    """Audit day, run id and resolved mode of the current run."""
+    dag_run = context["dag_run"]
+    from include.tasks.params import audit_params
+
+    params = audit_params(dict(context["params"]))
+    logical = context.get("logical_date") or getattr(dag_run, "logical_date", None)
+    run_after = getattr(dag_run, "run_after", None)
+    # The wall clock, not dag_run.start_date: `dag.test()` sets start_date to the logical date, which
+    # would make every old day look "live".
+    now = datetime.now(timezone.utc)
+    return {
+        "audit_date": audit_day(logical, run_after),
+        "run_id": dag_run.run_id,
+        "mode": resolve_mode(params.mode, logical, now),
+    }
+
+
+def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
+    from include.aws.accounts import account_label, audit_scopes, scope_key
+    from include.fleet import discovery
+
+    if facts["mode"] == "rebuild":
+        log.info("rebuild mode for %s: no discovery, no SSH", facts["audit_date"])
+        return {**facts, "instances": {}, "states": {}, "discovered": 0}
+    if params.create_table:
+        evidence_store(params).ensure_tables()
+    from include.aws.clients import default_region
+
+    regions = params.regions or [default_region()]
+    instances, states, failures = {}, {}, {}
+    for account, region in audit_scopes(params.accounts, params.include_default_account, regions):
+        key, where = scope_key(account, region), f"{account_label(account)} {region}".strip()
+        try:
+            inventory = discovery.discover_region(ec2_client(region, account), region, params.tag_filters)
+        except Exception as exc:  # noqa: BLE001 - collected, then raised for all accounts and regions at once
+            failures[where] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
+        instances[key], states[key] = inventory.running, inventory.states
+        log.info("%s: %d running, states %s", where, len(inventory.running), inventory.states)
+    if failures:
+        # A smaller fleet must never read as a complete one: fail the task (it retries), naming every region.
+        raise RuntimeError("discovery failed, no report from a partial fleet: "
+                           + "; ".join(f"{r}: {e}" for r, e in failures.items()))
+    return {**facts, "instances": instances, "states": states,
+            "discovered": sum(len(v) for v in instances.values())}
+
+
+def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
+    from dataclasses import replace
+
+    from include.fleet import batching
+    from include.fleet.batching import Batch
+    from include.settings import queues
+
+    queue_of = None
+    if params.queue_map:  # hosts → the worker queue inside their VPC: needs each one's owner and VpcId
+        from include.aws.accounts import parse_scope
+        from include.fleet import discovery
+
+        queue_of = {}
+        for scope, ids in inventory["instances"].items():
+            account, region = parse_scope(scope)
+            placed = discovery.placements(ec2_client(region, account), ids, params.tag_filters) if ids else {}
+            queue_of.update(queues.assign(params.queue_map, placed, ids))
+    # Each mapped task needs the run facts (and its queue), not the whole inventory.
+    batches = [{**replace(Batch.from_xcom(b), audit_date=inventory["audit_date"], run_id=inventory["run_id"]).to_xcom(),
+                **({"queue": b["queue"]} if "queue" in b else {})}
+               for b in batching.plan_batches(inventory["instances"], params.batch_size, queue_of=queue_of)]
+    # A batch for a queue no verify task serves would never be checked: refuse the plan (a coverage gap otherwise).
+    if unserved := queues.unknown_queues(batches, queues.deployment_queues()):
+        raise ValueError(f"param queue_map: queue(s) {', '.join(unserved)} not in {queues.ENV} of this worker")
+    log.info("%d hosts in %d batches%s", inventory["discovered"], len(batches),
+             f" on queues {dict(sorted(Counter(b['queue'] for b in batches).items()))}" if queue_of is not None else "")
+    return batches
+
+
+def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
+    """Verify one batch. On the last retry a failure is returned, not raised, so the day's report is still
+    built — with this batch's hosts as coverage gaps — and `confirm_complete` then fails the run. That holds
+    for the task's execution_timeout too: Airflow raises AirflowTaskTimeout, a BaseException, from its SIGALRM
+    handler wherever the batch is; what the batch stored by then stays stored (verify_batch writes it in a
+    `finally`) and store_summary counts it from DynamoDB, the rest are gaps."""
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    from include.fleet.batching import Batch
+    from include.report import staging
+    from include.verify.batch import RunContext, verify_batch
+
+    b = Batch.from_xcom(batch)
+
+    def stage(items: list[dict]) -> None:  # what this try stored, for build_report (include/report/staging.py)
+        staging.write_batch(params.resolved_report_dir(), b.audit_date, b.run_id, b.label or b.region, items)
+
+    try:
+        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params))
+        result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
+                              evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage)
+    except (Exception, AirflowTaskTimeout) as exc:
+        if not final_try:
+            raise
+        log.exception("%s failed after all retries", b.label)
+        return {"label": b.label or b.region, "region": b.region, "hosts": len(b.instance_ids), "failed": True,
+                "error": f"{type(exc).__name__}: {exc}"[:300], "counts": {}}
+    import resource
+
+    # The bench reads this line: the task process's own high-water mark (ru_maxrss is in KiB on Linux).
+    log.info("%s: %s; peak RSS %d MB", result["label"], result["counts"],
+             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    return result
+
+
+def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[dict]) -> dict[str, Any]:
+    """Seal the day: a run-summary item computed from the evidence actually stored (not from XCom).
+
+    The summary describes the DAY, not this run: the dashboard and a rebuild read all of the day's items, so
+    it counts all of them (a same-day partial rerun, e.g. with `tag_filters`, keeps the hosts earlier runs
+    checked), and `discovered` is the union of this run's discovered ids, the ids stored earlier that day
+    and the earlier summary's missing evidence — so coverage never exceeds 100 %."""
+    from include.core.scoring import fleet_summary
+    from include.evidence.records import RunSummary
+    from include.evidence.store import iso, utc_now
+
+    facts = {k: inventory[k] for k in ("audit_date", "run_id", "mode")}
+    if facts["mode"] == "rebuild":
+        return facts
+    from include.evidence import digest as day_digest
+    from include.verify import name_claims
+
+    store = evidence_store(params)
+    earlier = store.run_summary(facts["audit_date"]) or RunSummary()
+    items = store.day_items(facts["audit_date"], fields=["status", day_digest.ITEM_HASH, *name_claims.FIELDS])
+    items = correct_name_claims(params, store, items, facts)
+    expected = {i for ids in inventory["instances"].values() for i in ids}
+    recorded_now = {it["instance_id"] for it in items if it.get("run_id") == facts["run_id"]}
+    unrecorded = sorted(expected - recorded_now)
+    gone = sum(r.get("no_longer_running", 0) for r in results or [])
+    if len(unrecorded) > gone:  # a host neither recorded nor stopped since discovery is a pipeline bug
+        log.warning("%d discovered instances have no evidence: %s", len(unrecorded), unrecorded[:20])
+    recorded = {it["instance_id"] for it in items}
+    discovered = expected | recorded | set(earlier.missing_evidence)
+    missing = sorted(discovered - recorded)
+    from_earlier = len(recorded - recorded_now)
+    if from_earlier:
+        log.info("%s: %d of %d items come from earlier runs of the day", facts["audit_date"], from_earlier, len(items))
+    summary = fleet_summary([it["status"] for it in items], len(discovered))
+    not_running = Counter()
+    for region_states in inventory["states"].values():
+        for state, n in region_states.items():
+            if state != "running":
+                not_running[state] += n
+    store.put_summary(facts["audit_date"], RunSummary(
+        run_id=facts["run_id"], mode=facts["mode"], generated_at=iso(utc_now()),
+        discovered=summary.discovered, checked=summary.checked, status_counts=summary.counts,
+        compliance_pct=summary.compliance_pct, coverage_pct=summary.coverage_pct,
+        not_running=dict(not_running), missing_evidence=missing[:1000], checked_by_earlier_runs=from_earlier,
+        regions=sorted(set(inventory["instances"]) | set(earlier.regions)), code_version=__version__,
+        failed_batches=[{"label": r["label"], "error": r["error"]} for r in results or [] if r.get("failed")],
+    ), params.ttl_days)
+    # The read above, kept: the next day's drift and this day's report use it instead of reading the day again.
+    store.put_digest(facts["audit_date"], day_digest.build(items), params.ttl_days)
+    return {**facts, "checked": summary.checked, "discovered": summary.discovered}
+
+
+def correct_name_claims(params: AuditParams, store, items: list[dict], facts: dict[str, str]) -> list[dict]:
+    """Decided once per run, after every batch: this run's hosts whose stream is theirs only by a hostname or IP
+    that another instance of the day also names fail log_stream_fresh (include/verify/name_claims.py). Returns the
+    items as read, with those corrected."""
+    from include.evidence.store import utc_now
+    from include.verify import name_claims
+    from include.verify.profiles import load_profile
+    from include.verify.waivers import load_waivers
+
+    return name_claims.settle(store, items, facts["audit_date"], facts["run_id"], load_profile(params.profile),
+                              load_waivers(params.waivers_file), utc_now())
+
+
+def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode: str) -> list[dict]:
+    """The day's items, as the summary, the dashboard and a later rebuild count them: the ones the verify
+    batches staged when the day's digest vouches for them (same run, status and item hash), the rest from
+    DynamoDB by key; without a digest (a day sealed before digests, a rebuild) the day's index is read.
+    Every host the digest names is in the answer, or this raises (the task is retried): a report never lacks
+    a host silently (keys left unprocessed raise in the read itself)."""
+    from include.report import staging
+
+    digest = store.digest(day) if mode != "rebuild" else None
+    if digest is None:
+        return store.day_items(day)
+    found, missing = staging.matching(digest, staging.read(params.resolved_report_dir(), day, run_id))
+    log.info("%s: %d items from the batches' staging, %d read from DynamoDB", day, len(found), len(missing))
+    items = found + [it for it in store.items_by_id(day, missing) if it.get("item_type") == "instance"]
+    if lacking := sorted(set(digest) - {it["instance_id"] for it in items}):
+        raise RuntimeError(f"{day}: {len(lacking)} host(s) named by the day's digest have no item in "
+                           f"{store.table_name}: {', '.join(lacking[:20])}; no report without them")
+    return sorted(items, key=lambda it: it["instance_id"])
+
+
+def previous_statuses(store, previous_day: str | None) -> list[dict]:
+    """The previous audit day's statuses for drift: its digest, else its items' statuses."""
+    if not previous_day:
+        return []
+    digest = store.digest(previous_day)
+    if digest is None:
+        return store.day_items(previous_day, fields=["status"])
+    return [{"instance_id": i, "status": e.status} for i, e in digest.items()]
+
+
+def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
+    from include.checks.catalogue import check_meta
+    from include.evidence.records import RunSummary
+    from include.evidence.store import iso, utc_now
+    from include.exports import ocsf
+    from include.remediation.store import RemediationStore
+    from include.report import build as report
+    from include.report import trend
+    from include.verify.waivers import load_waivers, waiver_status
+
+    store = evidence_store(params)
+    remediation = RemediationStore(store)
+    day, run_id, mode = sealed["audit_date"], sealed["run_id"], sealed["mode"]
+    stored = store.run_summary(day)
+    items = day_items_for_report(store, params, day, run_id, mode)
+    discovered = stored.discovered if stored else len(items)
+    notes: list[str] = []
+    if mode == "rebuild":
+        notes.append(f"Rebuilt on {iso(utc_now())} from evidence stored by run "
+                     f"{stored.run_id if stored else 'unknown'}; no host was contacted.")
+        if not items:
+            notes.append("No evidence is stored for this day: it is a gap, not a result.")
+    elif earlier := sum(it.get("run_id") != run_id for it in items):
+        notes.append(f"{earlier} of the {len(items)} hosts in this report were checked by earlier runs of "
+                     f"{day}; this run ({run_id}) checked {len(items) - earlier}.")
+    stored = stored or RunSummary()
+    for failed in stored.failed_batches:
+        notes.append(f"Verification of {failed['label']} failed after all retries ({failed['error']}): "
+                     "its hosts are coverage gaps, not results.")
+    previous_day = store.previous_audit_day(day)
+    generated_at, meta = utc_now(), check_meta()
+    built = report.build_report(
+        items, audit_date=day, discovered=discovered, run_id=run_id, mode=mode, generated_at=generated_at,
+        check_meta=meta, not_running=stored.not_running,
+        notes=notes, previous_day=previous_day,
+        previous_items=previous_statuses(store, previous_day),  # drift: statuses
+        waivers=waiver_status(load_waivers(params.waivers_file), day),
+        gaps=stored.missing_evidence,
+        trend_png=trend.chart_for_day(store, day),
+        # Beside the verdicts, never in them: what ec2_audit_remediate changed that day, and who approved it.
+        remediations=remediation.day_remediations(day), decisions=remediation.decisions(day))
+    paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
+    # OCSF Compliance Findings (class 2003), one per host and check, streamed: for the SIEM (include/exports/ocsf.py).
+    paths["ocsf"] = ocsf.write_ocsf(params.resolved_report_dir(), day,
+                                    ocsf.iter_ocsf_events(items, meta, generated_at))
+    s = built.summary
+    log.info("%s: compliance %s%%, %d checked of %d, report %s", day, s.compliance_pct, s.checked, s.discovered, paths)
+    if mode != "rebuild":
+        from include.report import staging
+
+        staging.clear(params.resolved_report_dir(), day, run_id)
+    return {**sealed, "subject": built.subject, "paths": paths, "compliance_pct": s.compliance_pct,
+            "counts": s.counts, "checked": s.checked, "discovered": s.discovered,
+            "failed_batches": len(stored.failed_batches) if mode != "rebuild" else 0}
+
+
+def export_findings(params: AuditParams, built: dict[str, Any], inventory: dict[str, Any]) -> dict[str, Any]:
+    """The day's findings to AWS Security Hub (`securityhub`), one import per audited account, in the
+    connection's region (the hub that aggregates). Live runs only: a backfill of an old day must not turn
+    today's findings back. Only what this run discovered is resolved or archived (`inventory`: its regions,
+    its running instances, and whether tag_filters / instance_ids narrowed the listing). A refused permission
+    or findings still failing fail the task, by name."""
+    from include.aws.accounts import audit_scopes
+    from include.aws.clients import default_region, securityhub_client
+    from include.checks.catalogue import check_meta
+    from include.evidence.store import utc_now
+    from include.exports.securityhub import RunScope, export_day, run_scopes
+
+    if not params.securityhub:
+        return {"skipped": "securityhub off"}
+    if built["mode"] == "rebuild":
+        return {"skipped": "rebuild of stored evidence: Security Hub keeps today's state"}
+    store = evidence_store(params)
+    day, region = built["audit_date"], default_region()
+    items, summary = store.day_items(day), store.run_summary(day)
+    missing, meta = (summary.missing_evidence if summary else []), check_meta()
+    narrowed = bool(params.tag_filters) or bool(getattr(params, "instance_ids", None))
+    scopes = run_scopes(inventory.get("instances") or {}, narrowed)
+    results = {}
+    for account, _ in audit_scopes(params.accounts, params.include_default_account, [region]):
+        client, account_id = securityhub_client(region, account)
+        results[account_id] = export_day(client, items, meta, account_id, region, utc_now(),
+                                         scope=scopes.get(account, RunScope()), missing_evidence=missing)
+        log.info("Security Hub %s %s: %s", account_id, region, results[account_id])
+    return results
+
+
+def confirm_complete(built: dict[str, Any]) -> str:
+    """The last step: a run whose report has gaps from failed batches is a failed run (after the email)."""
+    if built.get("failed_batches"):
+        raise RuntimeError(f"{built['failed_batches']} verify batch(es) failed after all retries; the report for "
+                           f"{built['audit_date']} was sent with their hosts as coverage gaps")
+    return f"{built['audit_date']}: every discovered host has evidence"
+
+
+def alert(params: AuditParams, built: dict[str, Any]) -> str:
+    """Immediate alerts, separate from the report; live runs only: security events first
+    (include/notify/security_events.py), then compliance alerts (include/notify/alerts.py). Every channel of both is tried,
+    then the task fails naming each one that failed (a retry resends only what a channel missed)."""
+    from include.notify import channels
+
+    if built["mode"] == "rebuild":
+        return "rebuild of stored evidence: history does not alert"
+    security = security_alert(params, built)
+    text, results = compliance_alert(params, built)
+    failed = {f"security events: {k}": v for k, v in security.results.items() if not v.get("ok")}
+    failed.update({f"compliance alert: {k}": v for k, v in results.items() if not v.get("ok")})
+    channels.raise_for_failures(failed, f"alerts of {built['audit_date']}")
+    return f"{security.summary()}; {text}"
+
+
+def security_alert(params: AuditParams, built: dict[str, Any]):
+    """Security events of the hosts this run checked (HOST_KEY_MISMATCH, a watched check that passed and fails
+    now), to `alert_recipients` (else `recipients`) and every channel, whatever the fleet's compliance."""
+    from include.notify import channels, security_events
+    from include.notify import email as notify
+
+    store = evidence_store(params)
+    day, run_id = built["audit_date"], built["run_id"]
+    return security_events.send_security_events(
+        store, security_events.candidates(store, day, run_id), day=day, run_id=run_id,
+        recipients=security_events.recipients_for(params), chans=channels.Channels.from_params(params),
+        repeat_days=params.alert_repeat_days, ttl_days=params.ttl_days,
+        run_url=notify.run_url("ec2_audit_compliance", run_id), smtp_conn_id=SMTP_CONN_ID)
+
+
+def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, dict[str, dict]]:
+    """Compliance alerts (include/notify/alerts.py): email to `alert_recipients`, and Slack / SNS (include/notify/channels.py)
+    when their params are set. (what was done, each channel's result); the caller raises for the failed ones."""
+    from dataclasses import replace
+
+    from include.checks.catalogue import CATALOGUE
+    from include.evidence.store import iso, utc_now
+    from include.notify import alerts, channels
+    from include.notify import email as notify
+
+    chans = channels.Channels.from_params(params)
+    if not params.alert_recipients and not chans:
+        return "no alert_recipients, slack_conn_id or sns_topic_arn: compliance alerts off", {}
+    store = evidence_store(params)
+    day = built["audit_date"]
+    # Findings come only from failing hosts: read those (filtered server-side), not the whole day.
+    items = store.day_items(day, run_id=built["run_id"], status="NON_COMPLIANT")
+    critical = {c.id for c in CATALOGUE if c.severity == "critical"}
+    findings = alerts.current_findings(items, critical, built.get("compliance_pct"), params.alert_threshold_pct)
+    decision = alerts.decide(findings, store.previous_alert_state(day), day, params.alert_repeat_days)
+    earlier = store.alert_state(day) or {}
+    already = set(earlier.get("alerted") or [])  # emailed by an earlier run or try of the day: not repeated
+    delivered_before = earlier.get("delivered") or {}  # channel → keys Slack / SNS already got
+    names = {it["instance_id"]: str((it.get("tags") or {}).get("Name", "")) for it in items}
+    notice = channels.AlertNotice(day, decision, names, built.get("compliance_pct"),
+                                  notify.run_url("ec2_audit_compliance", built["run_id"]),
+                                  built["paths"].get("html", ""))
+    to_email = replace(decision, alert=[f for f in decision.alert if f.key not in already])
+    record = {"run_id": built["run_id"], "open": decision.state, "closed": decision.closed,
+              "alerted": sorted(already), "generated_at": iso(utc_now())}
+    results: dict[str, dict] = {}
+    if to_email.alert and params.alert_recipients:
+        hint = f"The full report for {day} is in {built['paths'].get('html', '')}."
+        results["email"] = channels.attempt("email", f"connection {SMTP_CONN_ID!r}", f"compliance alert {day}",
+                                            lambda: notify.send_report_email(
+                                                conn_id=SMTP_CONN_ID, recipients=params.alert_recipients,
+                                                subject=alerts.subject(day, to_email, built.get("compliance_pct")),
+                                                html=alerts.render_html(day, to_email, names, hint), attachments=[]))
+        if results["email"]["ok"]:
+            record["alerted"] = sorted(already | {f.key for f in to_email.alert})
+            record["alerted_at"] = iso(utc_now())
+    results.update(channels.deliver_alert(chans, notice, delivered_before=delivered_before, raise_on_failure=False))
+    record["delivered"] = channels.delivered_keys(delivered_before, results)
+    record["delivered"].pop("email", None)  # the email's keys are `alerted`
+    store.put_alert_state(day, record, params.ttl_days)  # after the sends: what failed is retried, not lost
+    sent = {ch: r.get("sent", len(to_email.alert)) for ch, r in results.items() if r.get("ok")}
+    return (f"alerts sent {sent or 'nowhere (nothing new)'}, {len(decision.state)} open finding(s), "
+            f"{len(decision.closed)} closed"), results
+
+
+def send(params: AuditParams, built: dict[str, Any]) -> str:
+    from include.notify import email as notify
+    from include.report import storage as report_store
+
+    if not params.recipients:
+        return "no recipients: report written, no email sent"
+    store = evidence_store(params)
+    if store.emailed_by(built["audit_date"]) == built["run_id"]:
+        return "already emailed by this run (task retry): not sending twice"
+    # What build_report wrote, read back from report_dir (a local folder or s3://): XCom carries the URLs only.
+    paths = built["paths"]
+    html = report_store.read_bytes(paths.get("email_html", paths["html"])).decode("utf-8")
+    attachments = [(report_store.name(paths[kind]), report_store.read_bytes(paths[kind]))
+                   for kind in ("csv", "trend_png") if kind in paths]
+    notify.send_report_email(conn_id=SMTP_CONN_ID, recipients=params.recipients, subject=built["subject"],
+                             html=html, attachments=attachments)
+    store.mark_emailed(built["audit_date"], built["run_id"])
+    return f"emailed {len(params.recipients)} recipients: {built['subject']}"

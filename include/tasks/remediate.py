@@ -1,0 +1,417 @@
+"""The Airflow-facing steps of remediation (dags/ec2_audit_remediate.py): plan → approval → fixes → re-verify → records.
+
+The chain an auditor (or a change board) asks for is stored beside the day's evidence, never over it:
+- the plan is built from the day's stored items only (include/remediation/plan.py) and carried with its SHA-256;
+  the approval screen shows that hash, and the fixes run only from a plan whose hash still matches;
+- the approval is Airflow's human-in-the-loop ApprovalOperator: who answered, when, for which plan hash, is
+  kept per day (`RemediationDecision`), and so is a rejection or no answer (then nothing runs);
+- fixes run through the remediation connection (include/remediation/runner.py): pinned keys only, and only on hosts
+  whose evidence is still the one the plan was built from;
+- each touched host is re-verified through the audit's own verify path and read-only login; the result goes
+  into that host's `RemediationRecord` (the day's item keeps what the audit saw);
+- the day's report is rebuilt with its "Remediated" section.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, replace
+from datetime import timedelta
+from typing import Any
+
+from include.remediation.records import RemediationDecision, RemediationRecord
+from include.remediation.store import RemediationStore
+from include.settings.params import REMEDIATE_SSH_CONN_ID, SSH_CONN_ID, RemediateParams
+
+log = logging.getLogger(__name__)
+
+ADDRESS_KINDS = ("private_ip", "public_ip", "private_dns")
+PLAN_HASH_PARAM = "plan_sha256"  # the approval form's field: the answer carries the hash of the plan approved
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+UNVERIFIED = "unverified"  # fixes ran, re-verification has not (yet) said what they achieved
+
+
+def store_of(params: RemediateParams):
+    from include.evidence.store import EvidenceStore
+
+    return EvidenceStore.open(params.evidence_table)
+
+
+def _now() -> str:
+    from include.evidence.store import iso, utc_now
+
+    return iso(utc_now())
+
+
+# ------------------------------------------------------------------ 1. the plan
+
+def resolve_day(params: RemediateParams, triggering_events: Any = None) -> str:
+    """The param, else the day of the evidence event that triggered the run, else the latest audited day."""
+    if params.audit_date:
+        return params.audit_date
+    for events in (triggering_events or {}).values():
+        for event in reversed(list(events)):
+            day = (getattr(event, "extra", None) or {}).get("audit_date")
+            if day:
+                return day
+    day = store_of(params).latest_audit_day()
+    if not day:
+        raise ValueError(f"no audit day is stored in {params.evidence_table}: run ec2_audit_compliance first")
+    return day
+
+
+def build_plan(params: RemediateParams, day: str, run_id: str) -> dict[str, Any]:
+    """The plan for `day` as the approver will see it. A dry run (or a plan with no host) ends here, recorded."""
+    from include.remediation import plan as remediation
+
+    if not params.dry_run:
+        remediation_login(params)  # refused at the start, before anyone is asked to approve
+    store = store_of(params)
+    p = remediation.plan(store.day_items(day), params.log_group or "", include_advisory=params.include_advisory,
+                         audit_date=day, max_hosts=params.max_hosts)
+    markdown = remediation.describe(p)
+    planned = {"audit_date": day, "plan": remediation.to_json(p), "sha256": p.hash, "markdown": markdown,
+               "hosts": len(p.hosts), "fixes": sum(len(h.fixes) for h in p.hosts), "dry_run": params.dry_run,
+               "not_planned": len(p.not_planned)}
+    log.info("remediation plan for %s (sha256 %s): %d hosts, %d fixes; %d not planned\n%s", day, p.hash,
+             planned["hosts"], planned["fixes"], planned["not_planned"], markdown)
+    planned["plan_file"] = _write_plan_file(params, day, run_id, markdown)
+    # The plan itself, beside its markdown: apply_fixes re-reads this file, not the XCom, and runs it only if
+    # its hash is the one the approver's answer carries.
+    _write_plan_file(params, day, run_id, remediation.to_json(p), "json")
+    if params.dry_run or not p.hosts:
+        decision = "dry_run" if params.dry_run else "nothing_to_do"
+        RemediationStore(store).add_decision(day, RemediationDecision(
+            run_id=run_id, decision=decision, plan_sha256=p.hash, hosts=planned["hosts"], fixes=planned["fixes"],
+            at=_now(), detail="dry run: nothing was asked or run" if params.dry_run else "no host has an automatic fix"),
+            params.ttl_days)
+    return planned
+
+
+def plan_file_name(day: str, run_id: str, ext: str = "md") -> str:
+    from include.report import storage as report_store
+
+    return f"remediation-plan-{day}-{report_store.safe_name(run_id, 120)}.{ext}"
+
+
+def _plan_url(params: RemediateParams, day: str, run_id: str, ext: str) -> str:
+    from include.report import storage as report_store
+
+    return report_store.join(params.audit_params("").resolved_report_dir(), plan_file_name(day, run_id, ext))
+
+
+def _write_plan_file(params: RemediateParams, day: str, run_id: str, text: str, ext: str = "md") -> str:
+    """The plan beside the day's report, so a dry run's output outlives the task log."""
+    from include.report import storage as report_store
+
+    report_store.prepare(params.audit_params("").resolved_report_dir())
+    url = _plan_url(params, day, run_id, ext)
+    report_store.put(url, text.encode())
+    return url
+
+
+def read_plan_file(params: RemediateParams, day: str, run_id: str):
+    """The run's plan as plan_fixes wrote it (`from_json` refuses one that does not match its own hash)."""
+    from include.remediation import plan as remediation
+    from include.report import storage as report_store
+
+    url = _plan_url(params, day, run_id, "json")
+    try:
+        text = report_store.read_bytes(url).decode()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuntimeError(f"the plan file {url} could not be read ({type(exc).__name__}): nothing runs "
+                           "(report_dir must be one place every worker reads, e.g. s3://)") from None
+    try:
+        return remediation.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(f"the plan file {url} is not a valid plan ({exc}): nothing runs") from None
+
+
+def needs_approval(planned: dict[str, Any]) -> bool:
+    return not planned["dry_run"] and planned["hosts"] > 0
+
+
+# ------------------------------------------------------------------ 2. the answer
+
+def approved_plan_sha256(hitl: dict[str, Any] | None) -> str:
+    """The plan hash the answer itself carries ("" when none): the approval form's `plan_sha256` field,
+    filled with the hash on the approval screen, comes back in the answer's `params_input` and is stored with
+    who answered and when (Airflow's HITL detail). The plan's own XCom is never the witness of what was approved."""
+    value = ((hitl or {}).get("params_input") or {}).get(PLAN_HASH_PARAM)
+    return value if isinstance(value, str) and SHA256_RE.fullmatch(value) else ""
+
+
+def answer(hitl: dict[str, Any] | None) -> tuple[str, str, str]:
+    """(decision, by, at) from the approval task's result: approved | rejected | timed_out | no_answer (the
+    approval task itself failed, so it left no result)."""
+    if not hitl:
+        return "no_answer", "", ""
+    chosen = list(hitl.get("chosen_options") or [])
+    user = hitl.get("responded_by_user") or {}
+    by = (f"{user.get('name') or user.get('id')} (id {user.get('id')})" if user else "")
+    at = str(hitl.get("responded_at") or "")
+    if not user:  # the scheduler applied the default (Reject) when approval_timeout passed
+        return "timed_out", "", at
+    return ("approved" if chosen == ["Approve"] else "rejected"), by, at
+
+
+def record_decision(params: RemediateParams, planned: dict[str, Any], hitl: dict[str, Any] | None, run_id: str) -> str:
+    """The answer, stored as it arrives. An approval is recorded with the hash its answer carries (none: "")."""
+    decision, by, at = answer(hitl)
+    answered = approved_plan_sha256(hitl)
+    detail = {"approved": "approved: the fixes run only from a plan with this hash",
+              "rejected": "rejected: nothing ran on any host",
+              "timed_out": f"no answer within {params.approval_timeout} min: nothing ran on any host",
+              "no_answer": "the approval task failed without an answer: nothing ran on any host"}[decision]
+    if decision == "approved" and answered != planned["sha256"]:
+        detail = (f"approved without the shown plan's hash ({answered or 'none'} in the answer, "
+                  f"{planned['sha256']} shown): nothing runs")
+    sha = answered if decision == "approved" else (answered or planned["sha256"])
+    RemediationStore(store_of(params)).add_decision(planned["audit_date"], RemediationDecision(
+        run_id=run_id, decision=decision, plan_sha256=sha, hosts=planned["hosts"],
+        fixes=planned["fixes"], by=by, at=at or _now(), detail=detail), params.ttl_days)
+    log.info("remediation of %s, plan %s: %s", planned["audit_date"], sha, detail)
+    return decision
+
+
+def ensure_decision(params: RemediateParams, planned: dict[str, Any], run_id: str) -> str:
+    """The run's answer as recorded by the approval task, else `no_answer` (the approval failed)."""
+    for d in RemediationStore(store_of(params)).decisions(planned["audit_date"]):
+        if d.run_id == run_id:
+            return d.decision
+    return record_decision(params, planned, None, run_id)
+
+
+# ------------------------------------------------------------------ 3. the fixes
+
+def login_problem(remediation_login: str | None, audit_login: str) -> str:
+    """Why the remediation login may not be used ("" when it may): it must be its own user. The audit's login
+    is read-only by its sudoers; were it also the fixing login, the audit's key could change hosts and the
+    re-verification (which uses it) would check with the hands that just changed them."""
+    login = (remediation_login or "").strip()
+    if not login:
+        return f"connection {REMEDIATE_SSH_CONN_ID} needs a login (the remediation user)"
+    if login == audit_login.strip():
+        return (f"connection {REMEDIATE_SSH_CONN_ID} uses the login {login!r}, the audit's own ({SSH_CONN_ID}): "
+                "remediation needs a user of its own, with its own key and sudoers lines")
+    return ""
+
+
+def remediation_login(params: RemediateParams) -> str:
+    """The remediation login, refused (ValueError) when it is missing or the audit's: checked when a run that
+    may change hosts starts (plan_fixes) and again before any connection (apply_fixes)."""
+    from airflow.sdk import BaseHook
+
+    from include.tasks.audit import DEFAULT_SSH_LOGIN
+
+    login = BaseHook.get_connection(REMEDIATE_SSH_CONN_ID).login
+    audit = BaseHook.get_connection(SSH_CONN_ID).login or DEFAULT_SSH_LOGIN  # as re-verification reads it
+    if problem := login_problem(login, audit):
+        raise ValueError(problem)
+    return login.strip()
+
+
+def remediate_ssh_settings(params: RemediateParams):
+    """The `ec2_audit_remediate_ssh` connection: its own login and key (the audit's stays read-only)."""
+    from airflow.sdk import BaseHook
+
+    from include.reach.hostkeys import parse_policy
+    from include.reach.ssh import SshSettings
+
+    login = remediation_login(params)
+    conn = BaseHook.get_connection(REMEDIATE_SSH_CONN_ID)
+    extra = conn.extra_dejson
+    return SshSettings(
+        username=login, private_key=extra.get("private_key"), key_file=extra.get("key_file"),
+        passphrase=extra.get("private_key_passphrase") or None, port=int(conn.port or 22),
+        host_key_policy=parse_policy(extra.get("host_key_policy")), known_hosts=extra.get("known_hosts"),
+        connect_timeout=15.0, command_timeout=float(params.command_timeout), host_budget=host_budget(params))
+
+
+def host_budget(params: RemediateParams) -> float:
+    """Seconds one host may take (its SSH session, all its fixes' steps)."""
+    return float(params.command_timeout) * 6 + 30
+
+
+def apply_timeout(params: RemediateParams) -> timedelta:
+    """apply_fixes' execution_timeout, from the run's params: every planned host's budget in waves of
+    `concurrency`, plus a margin for the AWS reads before and the records after. Never shorter than that: a
+    cut apply would leave fixes run and unrecorded."""
+    waves = math.ceil(params.max_hosts / max(1, params.concurrency))
+    return timedelta(seconds=waves * host_budget(params) + 600)
+
+
+def _address_kind(hp, host) -> str | None:
+    """Which of the instance's addresses the evidence was gathered on (None: none of them any more)."""
+    return next((k for k in ADDRESS_KINDS if hp.address and getattr(host, k) == hp.address), None)
+
+
+def _current_hosts(p) -> tuple[dict, dict[str, str]]:
+    """The planned hosts as EC2 describes them now, at the address the evidence used; why others are not."""
+    from include.fleet.discovery import hydrate
+    from include.tasks.audit import ec2_client
+
+    found, why = {}, {}
+    by_region = defaultdict(list)
+    for hp in p.hosts:
+        by_region[hp.region].append(hp)
+    for region, plans in by_region.items():
+        hosts, _ = hydrate(ec2_client(region), region, [h.instance_id for h in plans], "private_ip")
+        current = {h.instance_id: h for h in hosts}
+        for hp in plans:
+            host = current.get(hp.instance_id)
+            kind = _address_kind(hp, host) if host else None
+            if host is None:
+                why[hp.instance_id] = "no longer running (or not in the aws_default account)"
+            elif kind is None:
+                why[hp.instance_id] = f"its address changed since the evidence ({hp.address}): audit it again"
+            else:
+                found[hp.instance_id] = (replace(host, address=hp.address), kind)
+    return found, why
+
+
+def _stale(store, p) -> dict[str, str]:
+    """Hosts whose stored evidence is no longer the one the plan was built from (the day was re-audited):
+    the planned hosts' items by key, not the whole day."""
+    now = {it["instance_id"]: it for it in store.items_by_id(p.audit_date, [h.instance_id for h in p.hosts])}
+    stale = {}
+    for hp in p.hosts:
+        it = now.get(hp.instance_id, {})
+        if (it.get("run_id"), it.get("output_sha256")) != (hp.evidence_run_id, hp.evidence_output_sha256):
+            stale[hp.instance_id] = (f"its evidence changed since the plan (now run {it.get('run_id')}, status "
+                                     f"{it.get('status')}): approve a new plan")
+    return stale
+
+
+def approved_plan(store, day: str, hitl: dict[str, Any] | None, run_id: str) -> tuple[str, str, str]:
+    """(plan hash, by, at) of this run's approval, or RuntimeError: the answer must be an Approve by a person
+    that carries a plan hash, and the decision stored for this run (by the approval task, as the answer
+    arrived) must be that same approval of that same hash."""
+    decision, by, at = answer(hitl)
+    if decision != "approved":
+        raise RuntimeError(f"not approved ({decision}): nothing runs")
+    sha = approved_plan_sha256(hitl)
+    if not sha:
+        raise RuntimeError(f"the approval carries no plan hash (its {PLAN_HASH_PARAM} field): nothing runs")
+    recorded = [d for d in RemediationStore(store).decisions(day) if d.run_id == run_id]
+    if not any(d.decision == "approved" and d.plan_sha256 == sha for d in recorded):
+        raise RuntimeError(f"no recorded approval of plan {sha} for run {run_id} "
+                           f"(recorded: {[(d.decision, d.plan_sha256) for d in recorded]}): nothing runs")
+    return sha, by, at
+
+
+def apply(params: RemediateParams, planned: dict[str, Any], hitl: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Run the approved plan. Each host's record is stored as soon as its fixes ran (outcome unverified)."""
+    from include.reach.hostkeys import PinStore
+    from include.remediation import plan as remediation
+    from include.remediation.runner import HostFixes, fix_hosts, refused
+
+    store = store_of(params)
+    approved_sha, by, at = approved_plan(store, planned["audit_date"], hitl, run_id)
+    # The plan is re-read from its file and must be the one the approver's answer names; the XCom only says
+    # which day (a wrong day's file has another hash).
+    p = read_plan_file(params, planned["audit_date"], run_id)
+    if p.hash != approved_sha:
+        raise RuntimeError(f"the plan to run (sha256 {p.hash}) is not the one approved ({approved_sha}): nothing runs")
+    settings = remediate_ssh_settings(params)
+    why = {h.instance_id: f"refused: {problem} (only the catalogue's fixes run)"
+           for h in p.hosts if (problem := remediation.catalogue_problem(h, p.log_group))}
+    why.update({k: v for k, v in _stale(store, p).items() if k not in why})
+    current, gone = _current_hosts(p)
+    why.update({k: v for k, v in gone.items() if k not in why})
+    pins = PinStore(store.resource, store.table_name).load([h.instance_id for h in p.hosts])
+    why.update({i: f"host-key pin could not be read ({r}): not connected" for i, r in pins.unread.items() if i not in why})
+    runnable = [hp for hp in p.hosts if hp.instance_id not in why]
+    results: dict[str, HostFixes] = {i: refused(i, r) for i, r in why.items()}
+    hosts = {i: h for i, (h, _) in current.items()}
+    for r in asyncio.run(fix_hosts(runnable, hosts, settings, pins.pins, params.concurrency)) if runnable else []:
+        results[r.instance_id] = r
+    approval = {"approved_by": by, "approved_at": at, "plan_sha256": p.hash, "connection": REMEDIATE_SSH_CONN_ID}
+    for hp in p.hosts:
+        r = results[hp.instance_id]
+        outcome = UNVERIFIED if r.touched else ("refused" if r.result == "refused" else "failed")
+        RemediationStore(store).put_remediation(_record(hp, r, outcome, run_id, approval), params.ttl_days)
+    log.info("remediation of %s: %s", p.audit_date, {i: r.result for i, r in results.items()})
+    return {"audit_date": p.audit_date, "profile": p.profile, **approval,
+            "hosts": {i: {"result": r.result, "detail": r.detail, "touched": r.touched,
+                          "address_kind": current.get(i, (None, None))[1],
+                          "fixes": [asdict(f) for f in r.fixes]} for i, r in results.items()}}
+
+
+def _record(hp, r, outcome: str, run_id: str, approval: dict[str, str]) -> RemediationRecord:
+    return RemediationRecord(
+        host_id=hp.instance_id, audit_date=hp.audit_date, run_id=run_id, ran_at=_now(), name=hp.name,
+        region=hp.region, account_id=hp.account_id, host_key_fingerprint=r.host_key_fingerprint,
+        fixes=[f.to_item() for f in r.fixes], outcome=outcome, detail=r.detail, before_status=hp.status,
+        before_failed=list(hp.failed_checks), before_run_id=hp.evidence_run_id,
+        before_output_sha256=hp.evidence_output_sha256, **approval)
+
+
+# ------------------------------------------------------------------ 4. the proof
+
+def outcome_of(fixes: list[dict[str, Any]], host_result: str, after: dict[str, Any]) -> tuple[str, str]:
+    """fixed only when every check a fix addressed passes on re-verification; a failed step is failed."""
+    addressed = list(dict.fromkeys(c for f in fixes for c in f.get("check_ids", [])))
+    checks = after.get("checks") or {}
+    still = [c for c in addressed if (checks.get(c) or {}).get("status") != "PASS"]
+    status = after.get("status", "")
+    if host_result == "failed":
+        return "failed", f"a fix failed; after: {status}" + (f", still failing {', '.join(still)}" if still else "")
+    if not still and addressed:
+        return "fixed", f"after: {status}; passes now: {', '.join(addressed)}"
+    return "not_fixed", (f"after: {status} ({after.get('status_detail', '')})".rstrip(" ()") +
+                         f"; still failing: {', '.join(still) or '?'}")
+
+
+def reverify(params: RemediateParams, applied: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Re-verify every touched host through the audit's verify path (its login, its checks, the day's
+    profile), keep the items aside, and complete each host's record with the after state and the outcome."""
+    from include.fleet.batching import Batch
+    from include.tasks.audit import ec2_client, logs_client, ssh_settings
+    from include.verify.batch import RunContext, verify_batch
+
+    day = applied["audit_date"]
+    audit = params.audit_params(applied.get("profile", ""))
+    touched = {i: h for i, h in applied["hosts"].items() if h["touched"]}
+    store = store_of(params)
+    seen: dict[str, dict] = {}
+    groups = defaultdict(list)
+    records = {r.host_id: r for r in RemediationStore(store).day_remediations(day) if r.run_id == run_id}
+    for iid, h in touched.items():
+        groups[(records[iid].region, h["address_kind"] or "private_ip")].append(iid)
+    for (region, kind), ids in groups.items():
+        audit_k = replace(audit, address=kind)
+        ctx = RunContext(day, run_id, audit_k, ssh_settings(audit_k))
+        verify_batch(Batch(region=region, instance_ids=ids, label=f"re-verify {region}"), ctx, ec2_client(region),
+                     logs_client(region), store, sink=lambda items: seen.update({it["instance_id"]: it for it in items}))
+    outcomes = {}
+    for iid in touched:
+        after = seen.get(iid, {"status": "ERROR", "status_detail": "not re-verified (no longer running?)"})
+        rec = records[iid]
+        outcome, detail = outcome_of(rec.fixes, applied["hosts"][iid]["result"], after)
+        RemediationStore(store).put_remediation(replace(
+            rec, outcome=outcome, detail=f"{applied['hosts'][iid]['detail']} → {detail}",
+            after_status=after.get("status", ""), after_failed=list(after.get("failed_checks") or []),
+            after_advisory_failed=list(after.get("advisory_failed") or []), after_checks=after.get("checks") or {},
+            after_checked_at=str(after.get("checked_at", "")), after_output_sha256=after.get("output_sha256", ""),
+            after_host_key_fingerprint=after.get("host_key_fingerprint", "")), params.ttl_days)
+        outcomes[iid] = outcome
+    log.info("re-verified %d hosts: %s", len(outcomes), outcomes)
+    return {"audit_date": day, "outcomes": outcomes}
+
+
+def publish(params: RemediateParams, day: str) -> dict[str, Any]:
+    """Rebuild the day's report (files only, no email) so it carries the Remediated section."""
+    from include.tasks import audit as pipeline
+
+    store = store_of(params)
+    summary = store.run_summary(day)
+    if summary is None:
+        return {"audit_date": day, "paths": {}}
+    built = pipeline.build(params.audit_params(""), {"audit_date": day, "run_id": summary.run_id,
+                                                      "mode": summary.mode or "live"})
+    return {"audit_date": day, "paths": built["paths"],
+            "outcomes": dict(Counter(r.outcome for r in RemediationStore(store).day_remediations(day)))}
