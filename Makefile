@@ -23,8 +23,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -p randomly --durations=15 tests
 
+## Unit tests: the packages' (tests/unit) and the local stack modules' (tests/devstack).
 test-unit: $(STAMP)
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit tests/devstack
 
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration
