@@ -28,7 +28,7 @@ PARAMS = dag_params()
 # Seconds before a failed task's first retry (doubling after). Tests and impatient operators lower it.
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("EC2_AUDIT_RETRY_DELAY_SECONDS", "20")))
 # No task may hang a run: a batch's SSH is bounded per host (≤ 90 s) and its AWS judging by a budget
-# (include/verify/batch.py: JUDGE_BUDGET_S, 15 min) plus the canary wait (≤ 10 min); every other step is AWS calls.
+# (include/verify/judge.py: JUDGE_BUDGET_S, 15 min) plus the canary wait (≤ 10 min); every other step is AWS calls.
 TASK_TIMEOUT = timedelta(minutes=20)
 BATCH_TIMEOUT = timedelta(minutes=60)
 # Deployment config read at parse time (include/settings/queues.py): the queues of workers placed inside VPCs. A mapped

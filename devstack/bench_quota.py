@@ -31,7 +31,7 @@ the quota, not this machine, sets. A markdown table goes to stdout and everythin
 window at 100,000 hosts, for the current design and for group-wide alternatives.
 
 Bounded: the fleet is capped at 10,000 hosts, every SSH host has its own budget (host_timeout), each batch's
-AWS judging its budget (include/verify/batch.py), the canary search `--canary-wait`; the SSM run its collect budget.
+AWS judging its budget (include/verify/judge.py), the canary search `--canary-wait`; the SSM run its collect budget.
 """
 from __future__ import annotations
 
@@ -365,8 +365,9 @@ def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = W
     """Stream freshness and canary lookups at `to` hosts against Logs' quotas, within one daily window:
     the current design (measured here, scaled), its worst case, and group-wide alternatives (computed)."""
     from include.fleet.batching import plan_batches
+    from include.logs.canary import CANARY_POLL_S, canary_call_spacing_s
     from include.logs.streams import INDEX_AFTER
-    from include.verify.batch import CANARY_POLL_S, JUDGE_BUDGET_S, canary_call_spacing_s
+    from include.verify.judge import JUDGE_BUDGET_S
 
     q = aws_quotas.QUOTAS
     dls, fle = q["logs", "DescribeLogStreams"].rate, q["logs", "FilterLogEvents"].rate

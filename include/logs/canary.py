@@ -21,6 +21,16 @@ from include.aws.errors import aws_reason
 from include.checks.aws_side import AwsRefused, Canary, refuse_invalid_group
 from include.checks.probes import CANARY_TOKEN, TAG_RE, audit_record_canary
 
+# FilterLogEvents: 5 requests/s per account and Region, not adjustable. Each request a batch makes (a search or
+# one of its pages) delays its next poll by this much, so the run's batches together stay under the quota with
+# 25 % headroom.
+FILTER_LOG_EVENTS_PER_S = 5.0
+CANARY_POLL_S = 3.0
+
+
+def canary_call_spacing_s(batches_in_run: int) -> float:
+    return 1.25 * max(1, batches_in_run) / FILTER_LOG_EVENTS_PER_S
+
 
 def pattern(tag: str) -> str:
     """Both terms must appear (a space between quoted terms is AND); the hyphenated one must be quoted."""

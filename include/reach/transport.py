@@ -3,7 +3,8 @@
 Every transport has `name` and `async run(hosts, script, on_outcome)`: each host gets exactly one
 HostOutcome (output, or a status with its reason; `transport`, host identity evidence), handed over as soon
 as it is ready; one host never costs the batch. The checks, the judging and the evidence are the same
-whatever reached the host (include/verify/batch.py).
+whatever reached the host (include/verify/batch.py). Which transport a batch uses is decided in
+include/reach/choice.py.
 
   ssh  the connection's key (include/reach/ssh.py)
   eic  the SSH path with a per-batch key pushed by SendSSHPublicKey (include/reach/eic.py)

@@ -41,73 +41,41 @@ def logs_client(region: str, account: str = ""):
 
 
 def transport_clients(params: AuditParams, region: str, account: str = "") -> dict[str, Any]:
-    """The AWS clients the run's transport needs for one batch (verify_batch's keyword arguments)."""
-    from include.aws import clients as aws_clients
+    """The AWS clients the run's transport needs for one batch (include/reach/choice.py)."""
+    from include.reach import choice
 
-    clients: dict[str, Any] = {}
-    if params.transport in ("eic", "auto"):
-        clients["eic_client"] = aws_clients.eic_client(region, account)
-    if params.transport in ("ssm", "auto"):
-        clients["ssm_client"] = aws_clients.ssm_client(region, account)
-        if params.ssm_output_bucket:
-            clients["s3_client"] = aws_clients.s3_client(region, account)
-    return clients
+    return choice.transport_clients(params, region, account)
 
 
-DEFAULT_SSH_LOGIN = "ec2-user"  # the audit's login when ec2_audit_ssh names none
-
-
-def ssh_settings(params: AuditParams):
-    """The `ec2_audit_ssh` connection, read with the SSH provider's extra names (private_key, key_file).
-    With transport eic it gives the login (OS user), port and host-key policy, and needs no key. Transport
-    ssm reads none (None); auto reads it when it exists and uses eic when it holds no key."""
+def ssh_connection(required: bool):
+    """The `ec2_audit_ssh` connection's fields for include/reach/choice.py (None: there is none, and the run's
+    transport does without it)."""
     from airflow.exceptions import AirflowNotFoundException
     from airflow.sdk import BaseHook
 
-    from include.reach.hostkeys import parse_policy
-    from include.reach.ssh import SshSettings
-    from include.reach.transport import ssh_side
+    from include.reach.choice import SshConnection
 
-    if params.transport == "ssm":
-        return None
     try:
         conn = BaseHook.get_connection(SSH_CONN_ID)
     except AirflowNotFoundException:
-        if params.transport == "auto":
-            return None
-        raise
-    extra = conn.extra_dejson
-    return SshSettings(
-        username=conn.login or DEFAULT_SSH_LOGIN,
-        private_key=extra.get("private_key"),
-        key_file=extra.get("key_file"),
-        passphrase=extra.get("private_key_passphrase") or None,
-        port=int(conn.port or 22),
-        host_key_policy=parse_policy(extra.get("host_key_policy")),  # security state fails closed
-        known_hosts=extra.get("known_hosts"),
-        proxy_jump=extra.get("proxy_jump") or extra.get("ProxyJump") or None,
-        proxy_jump_host_key=extra.get("proxy_jump_host_key") or None,
-        connect_timeout=float(params.connect_timeout),
-        command_timeout=float(params.command_timeout),
-        host_budget=float(params.host_timeout),
-        transport=ssh_side(params.transport, bool(extra.get("private_key") or extra.get("key_file"))),
-    )
+        if required:
+            raise
+        return None
+    return SshConnection(login=conn.login, port=conn.port, extra=conn.extra_dejson)
+
+
+def ssh_settings(params: AuditParams):
+    """The run's SSH settings, from the `ec2_audit_ssh` connection as the transport needs it (include/reach/choice.py)."""
+    from include.reach import choice
+
+    return choice.ssh_settings(params, ssh_connection)
 
 
 def ssm_settings(params: AuditParams):
     """SSM Run Command's settings from the run's params (None unless the transport is ssm or auto)."""
-    from include.reach.ssm import SsmSettings
+    from include.reach import choice
 
-    if params.transport not in ("ssm", "auto"):
-        return None
-    owner = params.ssm_output_bucket_owner or None
-    if params.ssm_output_bucket and not owner:  # every read names the owner: the evidence account's by default
-        from include.aws.clients import default_account_id
-
-        owner = default_account_id()
-    return SsmSettings(command_timeout=params.command_timeout, delivery_timeout=max(30, params.host_timeout),
-                       output_bucket=params.ssm_output_bucket or None, output_bucket_owner=owner,
-                       max_concurrency=min(50, params.concurrency), document=params.ssm_document or None)
+    return choice.ssm_settings(params)
 
 
 # ------------------------------------------------------------------ steps

@@ -206,7 +206,7 @@ def remediation_login(params: RemediateParams) -> str:
     may change hosts starts (plan_fixes) and again before any connection (apply_fixes)."""
     from airflow.sdk import BaseHook
 
-    from include.tasks.audit import DEFAULT_SSH_LOGIN
+    from include.reach.choice import DEFAULT_SSH_LOGIN
 
     login = BaseHook.get_connection(REMEDIATE_SSH_CONN_ID).login
     audit = BaseHook.get_connection(SSH_CONN_ID).login or DEFAULT_SSH_LOGIN  # as re-verification reads it

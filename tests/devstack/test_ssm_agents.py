@@ -17,7 +17,7 @@ from devstack.host_states import EXPECTED_FAILED, TEST_NONCE, render_output
 from include.checks.probes import frame, new_nonce
 from include.core.host import Host, HostOutcome
 from include.settings.params import AuditParams
-from include.verify.batch import judge_host
+from include.verify.judge import judge_host
 
 SH = {"kind": "sh"}
 IID = "i-0123456789abcdef0"

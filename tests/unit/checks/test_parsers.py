@@ -193,7 +193,7 @@ def test_stream_names_unknown_placeholder_is_a_reason():
 
 def test_the_judge_resolves_hostname_as_ec2_metadata_and_local_hostname_as_the_os_hostname():
     from include.core.host import Host
-    from include.verify.batch import _identity
+    from include.verify.judge import _identity
 
     host = Host("i-0abc", "us-east-1", "111122223333", "10.0.0.5", private_ip="10.0.0.5",
                 private_dns="ip-10-0-0-5.ec2.internal")

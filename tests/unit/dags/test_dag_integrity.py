@@ -55,7 +55,7 @@ def test_failures_notify_alert_recipients_for_tasks_and_the_run(dag):
 
 
 def test_every_task_has_an_execution_timeout_longer_than_its_own_budgets(dag):
-    from include.verify.batch import JUDGE_BUDGET_S
+    from include.verify.judge import JUDGE_BUDGET_S
 
     for task in dag.tasks:
         assert task.execution_timeout is not None, task.task_id

@@ -1,4 +1,4 @@
-"""Which transport takes which host, inside a batch (include/verify/batch.py BatchRun._plan): the SSH side is
+"""Which transport takes which host, inside a batch (include/reach/choice.py BatchTransports.plan): the SSH side is
 handed the pins read for the batch, so a host whose key changed is refused during key exchange — before the
 script is sent — and never judged as "first use"."""
 from __future__ import annotations
@@ -25,6 +25,6 @@ def test_the_ssh_side_gets_the_pins_read_for_the_batch():
     ctx = RunContext("2026-12-01", "run-1", AuditParams(), SshSettings(username="ec2-user", private_key="unused"))
     run = BatchRun(ctx, FakeStore(), None, [host])
     run.keys.store.load = lambda ids: SimpleNamespace(pins={host.instance_id: pin}, unread={})
-    [(transport, chosen)] = asyncio.run(run._plan([host]))
+    [(transport, chosen)] = asyncio.run(run.transports.plan([host], run.keys)).legs
     assert isinstance(transport, SshTransport) and chosen == [host]
     assert transport.pins[host.instance_id] == pin

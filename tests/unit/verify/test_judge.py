@@ -11,7 +11,7 @@ from include.checks.probes import end_mark, section_mark
 from include.core.host import Host, HostOutcome
 from include.core.status import Status
 from include.settings.params import AuditParams
-from include.verify.batch import judge_host
+from include.verify.judge import judge_host
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
 HOST = Host("i-0abc", "us-east-1", "123", "10.0.0.5", private_ip="10.0.0.5")
@@ -200,7 +200,7 @@ def test_a_batch_searches_only_its_own_tag_and_spaces_polls_by_the_pages_they_to
 
 
 def test_the_run_s_batches_together_poll_filter_log_events_within_its_quota():
-    from include.verify.batch import CANARY_POLL_S, FILTER_LOG_EVENTS_PER_S, canary_call_spacing_s
+    from include.logs.canary import CANARY_POLL_S, FILTER_LOG_EVENTS_PER_S, canary_call_spacing_s
 
     assert canary_call_spacing_s(1) < CANARY_POLL_S  # a lone batch polls every 3 s
     for batches in (16, 48):

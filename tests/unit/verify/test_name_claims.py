@@ -17,7 +17,7 @@ from include.evidence.store import EvidenceStore, instance_item
 from include.report import staging
 from include.settings.params import AuditParams
 from include.tasks import audit as pipeline
-from include.verify.batch import judge_host, name_claims
+from include.verify.judge import judge_host, name_claims
 from include.verify.profiles import load_profile
 from include.verify.waivers import Waiver, apply_waivers
 

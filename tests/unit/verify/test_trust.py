@@ -15,7 +15,7 @@ from include.core.host import Host, HostOutcome
 from include.core.scoring import hardening_summary, score_host
 from include.core.status import CheckStatus, Status, Verdict
 from include.settings.params import AuditParams
-from include.verify.batch import Judgement, judge_host, settle_canaries
+from include.verify.judge import Judgement, judge_host, settle_canaries
 from include.verify.profiles import AUDIT_TRAIL_CHECKS, HARDENING_CHECKS, load_profile
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
@@ -175,7 +175,7 @@ def test_an_odd_translated_config_is_error():
 
 
 def test_judging_never_raises(monkeypatch):
-    import include.verify.batch as verify
+    import include.verify.judge as verify
 
     monkeypatch.setattr(verify, "evaluate_host_checks", lambda *a, **k: 1 / 0)
     j = judge(output_with())
@@ -220,6 +220,7 @@ def verify_hostname_streams(monkeypatch, names: list[str]) -> tuple[list[str], d
 
     from include.evidence.store import EvidenceStore
     from include.fleet.batching import Batch
+    from include.reach import choice
     from include.reach.ssh import SshSettings
     from include.tasks import audit as pipeline
     from include.verify import batch as verify
@@ -251,7 +252,7 @@ def verify_hostname_streams(monkeypatch, names: list[str]) -> tuple[list[str], d
                     text = render_sections({**sections, "cwagent_toml": toml(name)}, TEST_NONCE)
                     await on_outcome(h, HostOutcome(h.instance_id, None, output=text.encode(), nonce=TEST_NONCE))
 
-        monkeypatch.setattr(verify, "SshTransport", Transport)
+        monkeypatch.setattr(choice, "SshTransport", Transport)
         monkeypatch.setattr(pipeline, "evidence_store", lambda params: store)
         day, run_id, params = "2026-12-01", "run-hostnames", AuditParams(evidence_table="trust_hostnames")
         ctx = verify.RunContext(day, run_id, params, SshSettings(username="ec2-user", private_key="unused"))

@@ -17,9 +17,9 @@ from moto import mock_aws
 from include.core.host import HostOutcome
 from include.core.status import Status
 from include.evidence.store import EvidenceStore
+from include.reach import choice
 from include.settings.params import AuditParams
 from include.tasks import audit as pipeline
-from include.verify import batch as verify
 
 DAY = "2026-12-03"
 
@@ -78,7 +78,7 @@ def aws(monkeypatch, tmp_path):
         monkeypatch.setattr(pipeline, "ec2_client", lambda region, account="": ec2)
         monkeypatch.setattr(pipeline, "logs_client", lambda region, account="": boto3.client("logs", region_name=region))
         monkeypatch.setattr(pipeline, "ssh_settings", lambda params: None)
-        monkeypatch.setattr(verify.BatchRun, "_ssh_transport", lambda self: TimesOutAfterTwo())
+        monkeypatch.setattr(choice.BatchTransports, "ssh_transport", lambda self, keys: TimesOutAfterTwo())
         yield store, ids
 
 
@@ -106,7 +106,7 @@ def test_a_batch_timing_out_on_its_last_try_still_gives_the_report_with_gaps(aws
 
 def test_the_real_alarm_mid_batch_on_the_last_try_keeps_what_was_stored(aws, tmp_path, monkeypatch, real_alarm):
     store, ids = aws
-    monkeypatch.setattr(verify.BatchRun, "_ssh_transport", lambda self: AlarmAfterTwo())
+    monkeypatch.setattr(choice.BatchTransports, "ssh_transport", lambda self, keys: AlarmAfterTwo())
     params = AuditParams(report_dir=str(tmp_path), create_table=False)
     inventory = {"audit_date": DAY, "run_id": "alarm-run", "mode": "live", "instances": {"us-east-1": ids},
                  "states": {"us-east-1": {"running": 5}}, "discovered": 5}
