@@ -33,6 +33,7 @@ class RemediationStore:
                                                               "plan_sha256", "after_status")})
         fields = {**record.to_item(), "earlier": earlier}
         fields.pop("audit_date")
+        fields.pop("expires_at")  # the day's TTL, as its evidence has (the record's default 0 would never expire)
         self.table.put_day_item(partition, "remediation", record.audit_date, fields, ttl_days)
         # The day's list of remediated hosts: the report reads it instead of filtering the whole day's index.
         self.table.table.update_item(
@@ -40,7 +41,8 @@ class RemediationStore:
             UpdateExpression="ADD hosts :h SET item_type = :t, expires_at = :e",
             ExpressionAttributeValues={":h": {record.host_id}, ":t": "remediation_hosts",
                                        ":e": expires_at(record.audit_date, ttl_days)})
-        return RemediationRecord.from_item({**fields, "audit_date": record.audit_date})
+        return RemediationRecord.from_item({**fields, "audit_date": record.audit_date,
+                                            "expires_at": expires_at(record.audit_date, ttl_days)})
 
     def day_remediations(self, audit_date: str) -> list[RemediationRecord]:
         """The day's remediation records, by host id: one GetItem for the day's list, then BatchGetItem —

@@ -59,7 +59,7 @@ SNAPSHOT = [
     ("#alerts", DAY, "alert_state", EXPIRES, ("audit_date", "expires_at", "instance_id", "item_type", "open", "sent")),
     ("#day-digest#0", DAY, "day_digest", EXPIRES,
      ("audit_date", "chunks", "data", "expires_at", "hosts", "instance_id", "item_type", "sha256")),
-    ("#remediation#i-1", DAY, "remediation", 0, None),  # the record's own expires_at (its writer sets it)
+    ("#remediation#i-1", DAY, "remediation", EXPIRES, None),  # the day's TTL, as its evidence
     ("#remediation-decisions", DAY, "remediation_decisions", EXPIRES,
      ("answered", "audit_date", "decisions", "expires_at", "instance_id", "item_type")),
     ("#remediation-hosts", DAY, "remediation_hosts", EXPIRES,

@@ -60,3 +60,12 @@ def test_the_day_s_records_are_read_without_querying_the_whole_day(store, monkey
     monkeypatch.setattr(store.table, "query", no_query)
     assert [r.host_id for r in RemediationStore(store).day_remediations(DAY)] == ["i-7"]
     assert RemediationStore(store).day_remediations("2026-11-30") == []
+
+
+def test_a_record_expires_with_the_day_s_evidence(store):
+    """The record's own default (0) must not stand in for the day's TTL: it would never expire, unlike its evidence."""
+    from include.core.clock import expires_at
+
+    (rec,) = [RemediationStore(store).put_remediation(RemediationRecord(host_id="i-1", audit_date=DAY, run_id="r1"), 400)]
+    stored = store.get_day_item("#remediation#i-1", DAY)
+    assert int(stored["expires_at"]) == expires_at(DAY, 400) == rec.expires_at
