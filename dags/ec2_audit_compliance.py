@@ -114,7 +114,7 @@ def ec2_audit_compliance():
     @task(trigger_rule="none_failed")
     def export_findings(built: dict, inventory: dict) -> dict:
         # The inventory says what this run re-checked: only those findings are its to resolve or archive.
-        return pipeline.export_findings(_params(), Built.from_xcom(built), Inventory.from_xcom(inventory))
+        return pipeline.export_findings(_params(), Built.from_xcom(built), Inventory.from_xcom(inventory)).to_xcom()
 
     @task(trigger_rule="none_failed")
     def confirm_complete(built: dict, sent: str, alerted: str, exported: dict) -> str:

@@ -17,6 +17,7 @@ from include.settings.params import SMTP_CONN_ID, SSH_CONN_ID, AuditParams, audi
 # file often and should not pay for them.
 if TYPE_CHECKING:  # the typed records the steps pass through XCom (each with to_xcom / from_xcom)
     from include.evidence.sealed import Sealed
+    from include.exports.exported import Exported
     from include.fleet.batching import Batch
     from include.fleet.inventory import Inventory, RunFacts
     from include.report.built import Built
@@ -376,7 +377,7 @@ def build(params: AuditParams, sealed: Sealed) -> Built:
                  failed_batches=len(stored.failed_batches) if mode != "rebuild" else 0)
 
 
-def export_findings(params: AuditParams, built: Built, inventory: Inventory) -> dict[str, Any]:
+def export_findings(params: AuditParams, built: Built, inventory: Inventory) -> Exported:
     """The day's findings to AWS Security Hub (`securityhub`), one import per audited account, in the
     connection's region (the hub that aggregates). Live runs only: a backfill of an old day must not turn
     today's findings back. Only what this run discovered is resolved or archived (`inventory`: its regions,
@@ -386,12 +387,13 @@ def export_findings(params: AuditParams, built: Built, inventory: Inventory) -> 
     from include.aws.clients import default_region, securityhub_client
     from include.checks.catalogue import check_meta
     from include.evidence.store import utc_now
+    from include.exports.exported import Exported
     from include.exports.securityhub import RunScope, export_day, run_scopes
 
     if not params.securityhub:
-        return {"skipped": "securityhub off"}
+        return Exported(skipped="securityhub off")
     if built.mode == "rebuild":
-        return {"skipped": "rebuild of stored evidence: Security Hub keeps today's state"}
+        return Exported(skipped="rebuild of stored evidence: Security Hub keeps today's state")
     store = evidence_store(params)
     day, region = built.audit_date, default_region()
     items, summary = store.day_items(day), store.run_summary(day)
@@ -404,7 +406,7 @@ def export_findings(params: AuditParams, built: Built, inventory: Inventory) -> 
         results[account_id] = export_day(client, items, meta, account_id, region, utc_now(),
                                          scope=scopes.get(account, RunScope()), missing_evidence=missing)
         log.info("Security Hub %s %s: %s", account_id, region, results[account_id])
-    return results
+    return Exported(accounts=results)
 
 
 def confirm_complete(built: Built) -> str:
