@@ -120,3 +120,28 @@ def test_the_export_s_xcom_keeps_its_shape():
     assert Exported(accounts={"111111111111": {"sent": 1}}).to_xcom() == {"111111111111": {"sent": 1}}
     assert pipeline.export_findings(AuditParams(securityhub=False), Built(DAY, RUN, "live"),
                                     Inventory(DAY, RUN, "live")).to_xcom() == {"skipped": "securityhub off"}
+
+
+def test_remediation_s_publish_rebuilds_the_day_from_a_sealed_record(monkeypatch):
+    """publish hands the audit's build step a Sealed (the day, the sealing run, its mode) and reads the paths
+    off the Built it returns."""
+    from include.evidence.records import RunSummary
+    from include.settings.params import RemediateParams
+    from include.tasks import remediate
+
+    seen = []
+
+    class Store:
+        def run_summary(self, day):
+            return RunSummary(run_id="sealing-run", mode="")
+
+    def build(params, sealed):
+        seen.append(sealed)
+        return Built(sealed.audit_date, sealed.run_id, sealed.mode, paths={"html": "/r.html"})
+
+    monkeypatch.setattr(remediate, "store_of", lambda params: Store())
+    monkeypatch.setattr(pipeline, "build", build)
+    monkeypatch.setattr(remediate.RemediationStore, "day_remediations", lambda self, day: [])
+    assert remediate.publish(RemediateParams(), DAY) == {"audit_date": DAY, "paths": {"html": "/r.html"},
+                                                         "outcomes": {}}
+    assert seen == [Sealed(DAY, "sealing-run", "live")]
