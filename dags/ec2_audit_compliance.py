@@ -11,14 +11,19 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from include.evidence.sealed import Sealed
+from include.fleet.batching import Batch
+from include.fleet.inventory import Inventory
 from include.notify.channels import PipelineFailureNotifier
 from include.notify.deadline import alert as report_deadline
+from include.report.built import Built
 from include.settings import queues
 from include.settings.params import AuditParams
 from include.settings.schema import dag_params
 from include.tasks import audit as pipeline
 from include.tasks import params as task_params
 from include.tasks.assets import EVIDENCE, REPORT, evidence_extra, report_extra
+from include.verify.result import BatchResult
 
 # Built from include/settings/schema.py PARAM_SCHEMAS, the one declared schema of the params: the trigger and
 # backfill forms check these JSON schemas, and every task checks the run's params against the same ones.
@@ -59,6 +64,8 @@ def _params() -> AuditParams:
     doc_md=__doc__,
 )
 def ec2_audit_compliance():
+    # XCom carries plain dicts (the UI shows them); each task reads them back as the typed records the steps
+    # take (X.from_xcom) and returns what its step returns as X.to_xcom().
     @task
     def discover() -> dict:
         # First task: every param and the files they name are checked here, before any host is contacted.
@@ -68,49 +75,50 @@ def ec2_audit_compliance():
             params = _params()
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
-        return pipeline.discover(params, pipeline.run_facts(get_current_context()))
+        return pipeline.discover(params, pipeline.run_facts(get_current_context())).to_xcom()
 
     @task
     def plan_batches(inventory: dict) -> list[dict]:
-        return pipeline.plan(_params(), inventory)
+        return [b.to_xcom() for b in pipeline.plan(_params(), Inventory.from_xcom(inventory))]
 
     @task(map_index_template="{{ batch_label }}", retries=3, execution_timeout=BATCH_TIMEOUT)
     def verify_batch(batch: dict) -> dict:
         context = get_current_context()
         context["batch_label"] = batch["label"]
         ti = context["ti"]
-        return pipeline.verify(_params(), batch, final_try=ti.try_number > ti.max_tries)
+        return pipeline.verify(_params(), Batch.from_xcom(batch), final_try=ti.try_number > ti.max_tries).to_xcom()
 
     # The day's evidence and report are Assets: downstream DAGs schedule on them (include/tasks/assets.py).
     @task(trigger_rule="none_failed", outlets=[EVIDENCE])
     def store_evidence(inventory: dict, results: list[dict]) -> dict:
         params = _params()
-        sealed = pipeline.store_summary(params, inventory, list(results or []))
+        sealed = pipeline.store_summary(params, Inventory.from_xcom(inventory),
+                                        [BatchResult.from_xcom(r) for r in results or []])
         get_current_context()["outlet_events"][EVIDENCE].extra = evidence_extra(params.evidence_table, sealed)
-        return sealed
+        return sealed.to_xcom()
 
     @task(trigger_rule="none_failed", outlets=[REPORT])
     def build_report(sealed: dict) -> dict:
-        built = pipeline.build(_params(), sealed)
+        built = pipeline.build(_params(), Sealed.from_xcom(sealed))
         get_current_context()["outlet_events"][REPORT].extra = report_extra(built)
-        return built
+        return built.to_xcom()
 
     @task(trigger_rule="none_failed")
     def send_report(built: dict) -> str:
-        return pipeline.send(_params(), built)
+        return pipeline.send(_params(), Built.from_xcom(built))
 
     @task(trigger_rule="none_failed")
     def send_alerts(built: dict) -> str:
-        return pipeline.alert(_params(), built)
+        return pipeline.alert(_params(), Built.from_xcom(built))
 
     @task(trigger_rule="none_failed")
     def export_findings(built: dict, inventory: dict) -> dict:
         # The inventory says what this run re-checked: only those findings are its to resolve or archive.
-        return pipeline.export_findings(_params(), built, inventory)
+        return pipeline.export_findings(_params(), Built.from_xcom(built), Inventory.from_xcom(inventory)).to_xcom()
 
     @task(trigger_rule="none_failed")
     def confirm_complete(built: dict, sent: str, alerted: str, exported: dict) -> str:
-        return pipeline.confirm_complete(built)
+        return pipeline.confirm_complete(Built.from_xcom(built))
 
     inventory = discover()
     planned = plan_batches(inventory)
@@ -119,7 +127,7 @@ def ec2_audit_compliance():
     else:
         @task
         def batches_for(planned: list[dict], queue: str) -> list[dict]:
-            return queues.select(planned, queue)
+            return [b.to_xcom() for b in queues.select([Batch.from_xcom(b) for b in planned], queue)]
 
         # verify_batch on the default queue, verify_batch__<queue> on each other, each over its own batches.
         mapped = [(verify_batch if q == queues.DEFAULT else verify_batch.override(**queues.verify_overrides(q, QUEUE_EXECUTOR)))

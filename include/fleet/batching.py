@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from include.aws.accounts import account_label, parse_scope
+from include.core.xcom import known_fields
 from include.settings.queues import DEFAULT as DEFAULT_QUEUE
 
 MAX_BATCHES = 48  # keeps mapped task instances to "a few dozen" whatever batch_size says
@@ -30,14 +31,19 @@ class Batch:
     label: str = ""  # what the Airflow UI shows for the mapped task, e.g. "222222222222 us-east-1 batch 1/3 (50 hosts)"
     audit_date: str = ""
     run_id: str = ""
+    # The worker queue whose verify task maps over it (include/settings/queues.py); "" = the plain DAG shape
+    # without queues, and then XCom carries no `queue` key, as before queues existed.
+    queue: str = ""
 
     def to_xcom(self) -> dict[str, Any]:
-        return asdict(self)
+        value = asdict(self)
+        if not self.queue:
+            del value["queue"]
+        return value
 
     @classmethod
     def from_xcom(cls, value: Mapping[str, Any]) -> "Batch":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in value.items() if k in names})
+        return cls(**known_fields(cls, value))
 
 
 def auto_batch_size(total: int, target_batches: int = AUTO_TARGET_BATCHES) -> int:
@@ -45,12 +51,12 @@ def auto_batch_size(total: int, target_batches: int = AUTO_TARGET_BATCHES) -> in
 
 
 def plan_batches(instances_by_region: Mapping[str, list[str]], batch_size: int = 0,
-                 max_batches: int = MAX_BATCHES, queue_of: Mapping[str, str] | None = None) -> list[dict]:
+                 max_batches: int = MAX_BATCHES, queue_of: Mapping[str, str] | None = None) -> list[Batch]:
     """Batches of one account and region each (keys: include/aws/accounts.py scopes), balanced in size; never more
-    than `max_batches` in all. Returns Batch records as XCom dicts.
+    than `max_batches` in all.
 
     With `queue_of` (instance id → worker queue, include/settings/queues.py) a batch also holds hosts of one queue only,
-    and its dict carries `queue` (the verify task that maps over it); an id it lacks is the default queue's.
+    and its `queue` names the verify task that maps over it; an id it lacks is the default queue's.
     Without it the batches are exactly what they always were.
 
     A requested batch_size that would exceed max_batches is raised: thousands of mapped task instances
@@ -83,6 +89,5 @@ def plan_batches(instances_by_region: Mapping[str, list[str]], batch_size: int =
         same = [i for i, (g, _) in enumerate(planned) if g == (scope, queue)]
         where = " ".join(p for p in (account_label(account), region, f"[{queue}]" if queue else "") if p)
         label = f"{where} batch {same.index(number - 1) + 1}/{len(same)} ({len(ids)} hosts)"
-        batch = Batch(region, ids, account, number, len(planned), label).to_xcom()
-        batches.append({**batch, "queue": queue} if queue_of is not None else batch)
+        batches.append(Batch(region, ids, account, number, len(planned), label, queue=queue))
     return batches

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 ENV = "EC2_AUDIT_QUEUES"
 EXECUTOR_ENV = "EC2_AUDIT_QUEUE_EXECUTOR"
@@ -114,15 +114,24 @@ def assign(queue_map: Mapping[str, str], placement: Mapping[str, tuple[str, str]
     return {i: queue_for(queue_map, *placement.get(i, ("", ""))) for i in instance_ids}
 
 
-def unknown_queues(batches: Iterable[Mapping[str, Any]], queues: Iterable[str]) -> list[str]:
+class Queued(Protocol):
+    """A planned batch as this module reads it (include/fleet/batching.py Batch, which sits above settings)."""
+
+    queue: str  # "" = planned without queues: the default queue's
+
+
+Q = TypeVar("Q", bound=Queued)
+
+
+def unknown_queues(batches: Iterable[Queued], queues: Iterable[str]) -> list[str]:
     """Queues batches were planned for that no verify task serves (their hosts would never be checked)."""
     allowed = set(allowed_queues(queues))
-    return sorted({b.get("queue", DEFAULT) for b in batches} - allowed)
+    return sorted({b.queue or DEFAULT for b in batches} - allowed)
 
 
-def select(batches: Iterable[Mapping[str, Any]], queue: str) -> list[dict]:
+def select(batches: Iterable[Q], queue: str) -> list[Q]:
     """The planned batches one queue's verify task maps over."""
-    return [dict(b) for b in batches if b.get("queue", DEFAULT) == queue]
+    return [b for b in batches if (b.queue or DEFAULT) == queue]
 
 
 def verify_task_id(queue: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include import __version__
 from include.core.clock import utc_now
@@ -17,6 +17,13 @@ from include.settings.params import SMTP_CONN_ID, SSH_CONN_ID, AuditParams, audi
 
 # Heavier modules (boto3, asyncssh, pandas) are imported inside the steps: the DAG processor parses this
 # file often and should not pay for them.
+if TYPE_CHECKING:  # the typed records the steps pass through XCom (each with to_xcom / from_xcom)
+    from include.evidence.sealed import Sealed
+    from include.exports.exported import Exported
+    from include.fleet.batching import Batch
+    from include.fleet.inventory import Inventory, RunFacts
+    from include.report.built import Built
+    from include.verify.result import BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +87,10 @@ def ssm_settings(params: AuditParams):
 
 # ------------------------------------------------------------------ steps
 
-def run_facts(context: dict[str, Any]) -> dict[str, str]:
+def run_facts(context: dict[str, Any]) -> RunFacts:
     """Audit day, run id and resolved mode of the current run."""
     dag_run = context["dag_run"]
+    from include.fleet.inventory import RunFacts
     from include.tasks.params import audit_params
 
     params = audit_params(dict(context["params"]))
@@ -91,20 +99,18 @@ def run_facts(context: dict[str, Any]) -> dict[str, str]:
     # The wall clock, not dag_run.start_date: `dag.test()` sets start_date to the logical date, which
     # would make every old day look "live".
     now = utc_now()
-    return {
-        "audit_date": audit_day(logical, run_after),
-        "run_id": dag_run.run_id,
-        "mode": resolve_mode(params.mode, logical, now),
-    }
+    return RunFacts(audit_date=audit_day(logical, run_after), run_id=dag_run.run_id,
+                    mode=resolve_mode(params.mode, logical, now))
 
 
-def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
+def discover(params: AuditParams, facts: RunFacts) -> Inventory:
     from include.aws.accounts import account_label, audit_scopes, scope_key
     from include.fleet import discovery
+    from include.fleet.inventory import Inventory
 
-    if facts["mode"] == "rebuild":
-        log.info("rebuild mode for %s: no discovery, no SSH", facts["audit_date"])
-        return {**facts, "instances": {}, "states": {}, "discovered": 0}
+    if facts.mode == "rebuild":
+        log.info("rebuild mode for %s: no discovery, no SSH", facts.audit_date)
+        return Inventory(facts.audit_date, facts.run_id, facts.mode)
     if params.create_table:
         evidence_store(params).ensure_tables()
     from include.aws.clients import default_region
@@ -124,15 +130,14 @@ def discover(params: AuditParams, facts: dict[str, str]) -> dict[str, Any]:
         # A smaller fleet must never read as a complete one: fail the task (it retries), naming every region.
         raise RuntimeError("discovery failed, no report from a partial fleet: "
                            + "; ".join(f"{r}: {e}" for r, e in failures.items()))
-    return {**facts, "instances": instances, "states": states,
-            "discovered": sum(len(v) for v in instances.values())}
+    return Inventory(facts.audit_date, facts.run_id, facts.mode, instances=instances, states=states,
+                     discovered=sum(len(v) for v in instances.values()))
 
 
-def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
+def plan(params: AuditParams, inventory: Inventory) -> list[Batch]:
     from dataclasses import replace
 
     from include.fleet import batching
-    from include.fleet.batching import Batch
     from include.settings import queues
 
     queue_of = None
@@ -141,23 +146,22 @@ def plan(params: AuditParams, inventory: dict[str, Any]) -> list[dict]:
         from include.fleet import discovery
 
         queue_of = {}
-        for scope, ids in inventory["instances"].items():
+        for scope, ids in inventory.instances.items():
             account, region = parse_scope(scope)
             placed = discovery.placements(ec2_client(region, account), ids, params.tag_filters) if ids else {}
             queue_of.update(queues.assign(params.queue_map, placed, ids))
     # Each mapped task needs the run facts (and its queue), not the whole inventory.
-    batches = [{**replace(Batch.from_xcom(b), audit_date=inventory["audit_date"], run_id=inventory["run_id"]).to_xcom(),
-                **({"queue": b["queue"]} if "queue" in b else {})}
-               for b in batching.plan_batches(inventory["instances"], params.batch_size, queue_of=queue_of)]
+    batches = [replace(b, audit_date=inventory.audit_date, run_id=inventory.run_id)
+               for b in batching.plan_batches(inventory.instances, params.batch_size, queue_of=queue_of)]
     # A batch for a queue no verify task serves would never be checked: refuse the plan (a coverage gap otherwise).
     if unserved := queues.unknown_queues(batches, queues.deployment_queues()):
         raise ValueError(f"param queue_map: queue(s) {', '.join(unserved)} not in {queues.ENV} of this worker")
-    log.info("%d hosts in %d batches%s", inventory["discovered"], len(batches),
-             f" on queues {dict(sorted(Counter(b['queue'] for b in batches).items()))}" if queue_of is not None else "")
+    log.info("%d hosts in %d batches%s", inventory.discovered, len(batches),
+             f" on queues {dict(sorted(Counter(b.queue for b in batches).items()))}" if queue_of is not None else "")
     return batches
 
 
-def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
+def verify(params: AuditParams, b: Batch, final_try: bool = False) -> BatchResult:
     """Verify one batch. On the last retry a failure is returned, not raised, so the day's report is still
     built — with this batch's hosts as coverage gaps — and `confirm_complete` then fails the run. That holds
     for the task's execution_timeout too: Airflow raises AirflowTaskTimeout, a BaseException, from its SIGALRM
@@ -165,34 +169,32 @@ def verify(params: AuditParams, batch: dict, final_try: bool = False) -> dict:
     `finally`) and store_summary counts it from DynamoDB, the rest are gaps."""
     from airflow.sdk.exceptions import AirflowTaskTimeout
 
-    from include.fleet.batching import Batch
     from include.report import staging
     from include.verify.batch import RunContext, verify_batch
-
-    b = Batch.from_xcom(batch)
+    from include.verify.result import BatchResult
 
     def stage(items: list[dict]) -> None:  # what this try stored, for build_report (include/report/staging.py)
         staging.write_batch(params.resolved_report_dir(), b.audit_date, b.run_id, b.label or b.region, items)
 
     try:
         ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params))
-        result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
-                              evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage)
+        # verify_batch returns the result's dict form.
+        result = BatchResult.from_xcom(verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
+                              evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage))
     except (Exception, AirflowTaskTimeout) as exc:
         if not final_try:
             raise
         log.exception("%s failed after all retries", b.label)
-        return {"label": b.label or b.region, "region": b.region, "hosts": len(b.instance_ids), "failed": True,
-                "error": f"{type(exc).__name__}: {exc}"[:300], "counts": {}}
+        return BatchResult.failure(b.label or b.region, b.region, len(b.instance_ids), f"{type(exc).__name__}: {exc}")
     import resource
 
     # The bench reads this line: the task process's own high-water mark (ru_maxrss is in KiB on Linux).
-    log.info("%s: %s; peak RSS %d MB", result["label"], result["counts"],
+    log.info("%s: %s; peak RSS %d MB", result.label, result.counts,
              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     return result
 
 
-def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[dict]) -> dict[str, Any]:
+def store_summary(params: AuditParams, inventory: Inventory, results: list[BatchResult]) -> Sealed:
     """Seal the day: a run-summary item computed from the evidence actually stored (not from XCom).
 
     The summary describes the DAY, not this run: the dashboard and a rebuild read all of the day's items, so
@@ -202,21 +204,22 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     from include.core.clock import iso
     from include.core.scoring import fleet_summary
     from include.evidence.records import RunSummary
+    from include.evidence.sealed import Sealed
 
-    facts = {k: inventory[k] for k in ("audit_date", "run_id", "mode")}
-    if facts["mode"] == "rebuild":
-        return facts
+    facts = inventory.facts
+    if facts.mode == "rebuild":
+        return Sealed(facts.audit_date, facts.run_id, facts.mode)
     from include.evidence import digest as day_digest
     from include.verify import name_claims
 
     store = evidence_store(params)
-    earlier = store.run_summary(facts["audit_date"]) or RunSummary()
-    items = store.day_items(facts["audit_date"], fields=["status", day_digest.ITEM_HASH, *name_claims.FIELDS])
+    earlier = store.run_summary(facts.audit_date) or RunSummary()
+    items = store.day_items(facts.audit_date, fields=["status", day_digest.ITEM_HASH, *name_claims.FIELDS])
     items = correct_name_claims(params, store, items, facts)
-    expected = {i for ids in inventory["instances"].values() for i in ids}
-    recorded_now = {it.instance_id for it in items if it.run_id == facts["run_id"]}
+    expected = {i for ids in inventory.instances.values() for i in ids}
+    recorded_now = {it.instance_id for it in items if it.run_id == facts.run_id}
     unrecorded = sorted(expected - recorded_now)
-    gone = sum(r.get("no_longer_running", 0) for r in results or [])
+    gone = sum(r.no_longer_running for r in results or [])
     if len(unrecorded) > gone:  # a host neither recorded nor stopped since discovery is a pipeline bug
         log.warning("%d discovered instances have no evidence: %s", len(unrecorded), unrecorded[:20])
     recorded = {it.instance_id for it in items}
@@ -224,27 +227,27 @@ def store_summary(params: AuditParams, inventory: dict[str, Any], results: list[
     missing = sorted(discovered - recorded)
     from_earlier = len(recorded - recorded_now)
     if from_earlier:
-        log.info("%s: %d of %d items come from earlier runs of the day", facts["audit_date"], from_earlier, len(items))
+        log.info("%s: %d of %d items come from earlier runs of the day", facts.audit_date, from_earlier, len(items))
     summary = fleet_summary([it.status for it in items], len(discovered))
     not_running = Counter()
-    for region_states in inventory["states"].values():
+    for region_states in inventory.states.values():
         for state, n in region_states.items():
             if state != "running":
                 not_running[state] += n
-    store.put_summary(facts["audit_date"], RunSummary(
-        run_id=facts["run_id"], mode=facts["mode"], generated_at=iso(utc_now()),
+    store.put_summary(facts.audit_date, RunSummary(
+        run_id=facts.run_id, mode=facts.mode, generated_at=iso(utc_now()),
         discovered=summary.discovered, checked=summary.checked, status_counts=summary.counts,
         compliance_pct=summary.compliance_pct, coverage_pct=summary.coverage_pct,
         not_running=dict(not_running), missing_evidence=missing[:1000], checked_by_earlier_runs=from_earlier,
-        regions=sorted(set(inventory["instances"]) | set(earlier.regions)), code_version=__version__,
-        failed_batches=[{"label": r["label"], "error": r["error"]} for r in results or [] if r.get("failed")],
+        regions=sorted(set(inventory.instances) | set(earlier.regions)), code_version=__version__,
+        failed_batches=[{"label": r.label, "error": r.error} for r in results or [] if r.failed],
     ), params.ttl_days)
     # The read above, kept: the next day's drift and this day's report use it instead of reading the day again.
-    store.put_digest(facts["audit_date"], day_digest.build(items), params.ttl_days)
-    return {**facts, "checked": summary.checked, "discovered": summary.discovered}
+    store.put_digest(facts.audit_date, day_digest.build(items), params.ttl_days)
+    return Sealed(facts.audit_date, facts.run_id, facts.mode, checked=summary.checked, discovered=summary.discovered)
 
 
-def correct_name_claims(params: AuditParams, store, items: list[EvidenceItem], facts: dict[str, str],
+def correct_name_claims(params: AuditParams, store, items: list[EvidenceItem], facts: RunFacts,
                         ) -> list[EvidenceItem]:
     """Decided once per run, after every batch: this run's hosts whose stream is theirs only by a hostname or IP
     that another instance of the day also names fail log_stream_fresh (include/verify/name_claims.py). Returns the
@@ -253,7 +256,7 @@ def correct_name_claims(params: AuditParams, store, items: list[EvidenceItem], f
     from include.verify.profiles import load_profile
     from include.verify.waivers import load_waivers
 
-    return name_claims.settle(store, items, facts["audit_date"], facts["run_id"], load_profile(params.profile),
+    return name_claims.settle(store, items, facts.audit_date, facts.run_id, load_profile(params.profile),
                               load_waivers(params.waivers_file), utc_now())
 
 
@@ -288,7 +291,7 @@ def previous_statuses(store, previous_day: str | None) -> list[EvidenceItem]:
     return [EvidenceItem(i, previous_day, status=e.status) for i, e in digest.items()]
 
 
-def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
+def build(params: AuditParams, sealed: Sealed) -> Built:
     from include.checks.catalogue import check_meta
     from include.core.clock import iso
     from include.evidence.records import RunSummary
@@ -296,11 +299,12 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
     from include.remediation.store import RemediationStore
     from include.report import build as report
     from include.report import trend
+    from include.report.built import Built
     from include.verify.waivers import load_waivers, waiver_status
 
     store = evidence_store(params)
     remediation = RemediationStore(store)
-    day, run_id, mode = sealed["audit_date"], sealed["run_id"], sealed["mode"]
+    day, run_id, mode = sealed.audit_date, sealed.run_id, sealed.mode
     stored = store.run_summary(day)
     items = day_items_for_report(store, params, day, run_id, mode)
     discovered = stored.discovered if stored else len(items)
@@ -339,12 +343,12 @@ def build(params: AuditParams, sealed: dict[str, Any]) -> dict[str, Any]:
         from include.report import staging
 
         staging.clear(params.resolved_report_dir(), day, run_id)
-    return {**sealed, "subject": built.subject, "paths": paths, "compliance_pct": s.compliance_pct,
-            "counts": s.counts, "checked": s.checked, "discovered": s.discovered,
-            "failed_batches": len(stored.failed_batches) if mode != "rebuild" else 0}
+    return Built(day, run_id, mode, subject=built.subject, paths=paths, compliance_pct=s.compliance_pct,
+                 counts=s.counts, checked=s.checked, discovered=s.discovered,
+                 failed_batches=len(stored.failed_batches) if mode != "rebuild" else 0)
 
 
-def export_findings(params: AuditParams, built: dict[str, Any], inventory: dict[str, Any]) -> dict[str, Any]:
+def export_findings(params: AuditParams, built: Built, inventory: Inventory) -> Exported:
     """The day's findings to AWS Security Hub (`securityhub`), one import per audited account, in the
     connection's region (the hub that aggregates). Live runs only: a backfill of an old day must not turn
     today's findings back. Only what this run discovered is resolved or archived (`inventory`: its regions,
@@ -353,59 +357,60 @@ def export_findings(params: AuditParams, built: dict[str, Any], inventory: dict[
     from include.aws.accounts import audit_scopes
     from include.aws.clients import default_region, securityhub_client
     from include.checks.catalogue import check_meta
+    from include.exports.exported import Exported
     from include.exports.securityhub import RunScope, export_day, run_scopes
 
     if not params.securityhub:
-        return {"skipped": "securityhub off"}
-    if built["mode"] == "rebuild":
-        return {"skipped": "rebuild of stored evidence: Security Hub keeps today's state"}
+        return Exported(skipped="securityhub off")
+    if built.mode == "rebuild":
+        return Exported(skipped="rebuild of stored evidence: Security Hub keeps today's state")
     store = evidence_store(params)
-    day, region = built["audit_date"], default_region()
+    day, region = built.audit_date, default_region()
     items, summary = store.day_items(day), store.run_summary(day)
     missing, meta = (summary.missing_evidence if summary else []), check_meta()
     narrowed = bool(params.tag_filters) or bool(getattr(params, "instance_ids", None))
-    scopes = run_scopes(inventory.get("instances") or {}, narrowed)
+    scopes = run_scopes(inventory.instances, narrowed)
     results = {}
     for account, _ in audit_scopes(params.accounts, params.include_default_account, [region]):
         client, account_id = securityhub_client(region, account)
         results[account_id] = export_day(client, items, meta, account_id, region, utc_now(),
                                          scope=scopes.get(account, RunScope()), missing_evidence=missing)
         log.info("Security Hub %s %s: %s", account_id, region, results[account_id])
-    return results
+    return Exported(accounts=results)
 
 
-def confirm_complete(built: dict[str, Any]) -> str:
+def confirm_complete(built: Built) -> str:
     """The last step: a run whose report has gaps from failed batches is a failed run (after the email)."""
-    if built.get("failed_batches"):
-        raise RuntimeError(f"{built['failed_batches']} verify batch(es) failed after all retries; the report for "
-                           f"{built['audit_date']} was sent with their hosts as coverage gaps")
-    return f"{built['audit_date']}: every discovered host has evidence"
+    if built.failed_batches:
+        raise RuntimeError(f"{built.failed_batches} verify batch(es) failed after all retries; the report for "
+                           f"{built.audit_date} was sent with their hosts as coverage gaps")
+    return f"{built.audit_date}: every discovered host has evidence"
 
 
-def alert(params: AuditParams, built: dict[str, Any]) -> str:
+def alert(params: AuditParams, built: Built) -> str:
     """Immediate alerts, separate from the report; live runs only: security events first
     (include/notify/security_events.py), then compliance alerts (include/notify/alerts.py). Every channel of both is tried,
     then the task fails naming each one that failed (a retry resends only what a channel missed)."""
     from include.notify import channels
 
-    if built["mode"] == "rebuild":
+    if built.mode == "rebuild":
         return "rebuild of stored evidence: history does not alert"
     security = security_alert(params, built)
     text, results = compliance_alert(params, built)
     failed = {f"security events: {k}": v for k, v in security.results.items() if not v.get("ok")}
     failed.update({f"compliance alert: {k}": v for k, v in results.items() if not v.get("ok")})
-    channels.raise_for_failures(failed, f"alerts of {built['audit_date']}")
+    channels.raise_for_failures(failed, f"alerts of {built.audit_date}")
     return f"{security.summary()}; {text}"
 
 
-def security_alert(params: AuditParams, built: dict[str, Any]):
+def security_alert(params: AuditParams, built: Built):
     """Security events of the hosts this run checked (HOST_KEY_MISMATCH, a watched check that passed and fails
     now), to `alert_recipients` (else `recipients`) and every channel, whatever the fleet's compliance."""
     from include.notify import channels, security_events
     from include.notify import email as notify
 
     store = evidence_store(params)
-    day, run_id = built["audit_date"], built["run_id"]
+    day, run_id = built.audit_date, built.run_id
     return security_events.send_security_events(
         store, security_events.candidates(store, day, run_id), day=day, run_id=run_id,
         recipients=security_events.recipients_for(params), chans=channels.Channels.from_params(params),
@@ -413,7 +418,7 @@ def security_alert(params: AuditParams, built: dict[str, Any]):
         run_url=notify.run_url("ec2_audit_compliance", run_id), smtp_conn_id=SMTP_CONN_ID)
 
 
-def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, dict[str, dict]]:
+def compliance_alert(params: AuditParams, built: Built) -> tuple[str, dict[str, dict]]:
     """Compliance alerts (include/notify/alerts.py): email to `alert_recipients`, and Slack / SNS (include/notify/channels.py)
     when their params are set. (what was done, each channel's result); the caller raises for the failed ones."""
     from dataclasses import replace
@@ -428,30 +433,30 @@ def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, d
     if not params.alert_recipients and not chans:
         return "no alert_recipients, slack_conn_id or sns_topic_arn: compliance alerts off", {}
     store = evidence_store(params)
-    day = built["audit_date"]
+    day = built.audit_date
     # Findings come only from failing hosts: read those (filtered server-side), not the whole day.
-    items = store.day_items(day, run_id=built["run_id"], status=Status.NON_COMPLIANT)
+    items = store.day_items(day, run_id=built.run_id, status=Status.NON_COMPLIANT)
     critical = {c.id for c in CATALOGUE if c.severity == "critical"}
-    findings = alerts.current_findings(items, critical, built.get("compliance_pct"), params.alert_threshold_pct)
+    findings = alerts.current_findings(items, critical, built.compliance_pct, params.alert_threshold_pct)
     alert_states = AlertStateStore(store)
     decision = alerts.decide(findings, alert_states.previous_alert_state(day), day, params.alert_repeat_days)
     earlier = alert_states.alert_state(day) or {}
     already = set(earlier.get("alerted") or [])  # emailed by an earlier run or try of the day: not repeated
     delivered_before = earlier.get("delivered") or {}  # channel → keys Slack / SNS already got
     names = {it.instance_id: str(it.tags.get("Name", "")) for it in items}
-    notice = channels.AlertNotice(day, decision, names, built.get("compliance_pct"),
-                                  notify.run_url("ec2_audit_compliance", built["run_id"]),
-                                  built["paths"].get("html", ""))
+    notice = channels.AlertNotice(day, decision, names, built.compliance_pct,
+                                  notify.run_url("ec2_audit_compliance", built.run_id),
+                                  built.paths.get("html", ""))
     to_email = replace(decision, alert=[f for f in decision.alert if f.key not in already])
-    record = {"run_id": built["run_id"], "open": decision.state, "closed": decision.closed,
+    record = {"run_id": built.run_id, "open": decision.state, "closed": decision.closed,
               "alerted": sorted(already), "generated_at": iso(utc_now())}
     results: dict[str, dict] = {}
     if to_email.alert and params.alert_recipients:
-        hint = f"The full report for {day} is in {built['paths'].get('html', '')}."
+        hint = f"The full report for {day} is in {built.paths.get('html', '')}."
         results["email"] = channels.attempt("email", f"connection {SMTP_CONN_ID!r}", f"compliance alert {day}",
                                             lambda: notify.send_report_email(
                                                 conn_id=SMTP_CONN_ID, recipients=params.alert_recipients,
-                                                subject=alerts.subject(day, to_email, built.get("compliance_pct")),
+                                                subject=alerts.subject(day, to_email, built.compliance_pct),
                                                 html=alerts.render_html(day, to_email, names, hint), attachments=[]))
         if results["email"]["ok"]:
             record["alerted"] = sorted(already | {f.key for f in to_email.alert})
@@ -465,21 +470,21 @@ def compliance_alert(params: AuditParams, built: dict[str, Any]) -> tuple[str, d
             f"{len(decision.closed)} closed"), results
 
 
-def send(params: AuditParams, built: dict[str, Any]) -> str:
+def send(params: AuditParams, built: Built) -> str:
     from include.notify import email as notify
     from include.report import storage as report_store
 
     if not params.recipients:
         return "no recipients: report written, no email sent"
     store = evidence_store(params)
-    if store.emailed_by(built["audit_date"]) == built["run_id"]:
+    if store.emailed_by(built.audit_date) == built.run_id:
         return "already emailed by this run (task retry): not sending twice"
     # What build_report wrote, read back from report_dir (a local folder or s3://): XCom carries the URLs only.
-    paths = built["paths"]
+    paths = built.paths
     html = report_store.read_bytes(paths.get("email_html", paths["html"])).decode("utf-8")
     attachments = [(report_store.name(paths[kind]), report_store.read_bytes(paths[kind]))
                    for kind in ("csv", "trend_png") if kind in paths]
-    notify.send_report_email(conn_id=SMTP_CONN_ID, recipients=params.recipients, subject=built["subject"],
+    notify.send_report_email(conn_id=SMTP_CONN_ID, recipients=params.recipients, subject=built.subject,
                              html=html, attachments=attachments)
-    store.mark_emailed(built["audit_date"], built["run_id"])
-    return f"emailed {len(params.recipients)} recipients: {built['subject']}"
+    store.mark_emailed(built.audit_date, built.run_id)
+    return f"emailed {len(params.recipients)} recipients: {built.subject}"

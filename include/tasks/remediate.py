@@ -407,13 +407,13 @@ def reverify(params: RemediateParams, applied: dict[str, Any], run_id: str) -> d
 
 def publish(params: RemediateParams, day: str) -> dict[str, Any]:
     """Rebuild the day's report (files only, no email) so it carries the Remediated section."""
+    from include.evidence.sealed import Sealed
     from include.tasks import audit as pipeline
 
     store = store_of(params)
     summary = store.run_summary(day)
     if summary is None:
         return {"audit_date": day, "paths": {}}
-    built = pipeline.build(params.audit_params(""), {"audit_date": day, "run_id": summary.run_id,
-                                                      "mode": summary.mode or "live"})
-    return {"audit_date": day, "paths": built["paths"],
+    built = pipeline.build(params.audit_params(""), Sealed(day, summary.run_id, summary.mode or "live"))
+    return {"audit_date": day, "paths": built.paths,
             "outcomes": dict(Counter(r.outcome for r in RemediationStore(store).day_remediations(day)))}

@@ -17,6 +17,7 @@ from devstack.smtp_sink import SmtpSink
 from devstack.stack import REGION, free_port
 from include.core.host import Host, HostOutcome
 from include.core.status import Status, Verdict
+from include.evidence.sealed import Sealed
 from include.evidence.store import EvidenceStore, instance_item
 from include.settings.params import AuditParams
 from include.tasks.params import validate as validate_params
@@ -140,10 +141,11 @@ def test_build_writes_to_s3_and_send_mails_what_it_reads_back_from_s3(aws, moto,
         params = AuditParams(report_dir=f"s3://{bucket}/daily", recipients=["secops@example.test"],
                              evidence_table=table)
         validate_params(params)
-        built = pipeline.build(params, {"audit_date": DAY, "run_id": "rebuild-run", "mode": "rebuild"})
-        json.dumps(built)  # the XCom payload: plain strings, never file contents
-        assert built["paths"]["csv"] == f"s3://{bucket}/daily/compliance-{DAY}.csv"
-        assert all(isinstance(v, str) and v.startswith(f"s3://{bucket}/daily/") for v in built["paths"].values())
+        built = pipeline.build(params, Sealed(DAY, "rebuild-run", "rebuild"))
+        payload = built.to_xcom()
+        json.dumps(payload)  # the XCom payload: plain strings, never file contents
+        assert payload["paths"]["csv"] == f"s3://{bucket}/daily/compliance-{DAY}.csv"
+        assert all(isinstance(v, str) and v.startswith(f"s3://{bucket}/daily/") for v in payload["paths"].values())
         objects = _objects(s3, bucket, "daily/")
         assert set(objects) == {f"daily/compliance-{DAY}{suffix}" for suffix in
                                 (".html", ".csv", ".json", "-trend.png", ".email.html", ".ocsf.jsonl")}

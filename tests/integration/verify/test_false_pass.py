@@ -15,9 +15,11 @@ from devstack.fleet import generate_client_key
 from devstack.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
 from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 from include.evidence.store import EvidenceStore
+from include.fleet.inventory import Inventory
 from include.reach.ssh import SshSettings
 from include.settings.params import AuditParams
 from include.verify.batch import RunContext, verify_batch
+from include.verify.result import BatchResult
 
 pytestmark = pytest.mark.needs_sshd
 PORT = 2222
@@ -259,7 +261,7 @@ def named_by_hostname(tmp_path_factory, moto):
             mp.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
                 "conn_type": "aws", "login": "testing", "password": "testing",
                 "extra": {"endpoint_url": moto, "region_name": "us-east-1"}}))
-            pipeline.store_summary(params, inventory, results)
+            pipeline.store_summary(params, Inventory.from_xcom(inventory), [BatchResult.from_xcom(r) for r in results])
         yield {"ids": ids, "judged": judged, "summary": store.run_summary(CLAIMS_DAY),
                "items": {name: store.table.get_item(Key={"instance_id": ids[name], "audit_date": CLAIMS_DAY})["Item"]
                          for name in NAMED}}

@@ -163,6 +163,7 @@ def test_smtp_down_then_retried_sends_exactly_one_email(stack, tmp_path, monkeyp
     import json
 
     from devstack.stack import free_port
+    from include.report.built import Built
     from include.tasks import audit as pipeline
 
     env = stack.airflow_env()
@@ -170,8 +171,9 @@ def test_smtp_down_then_retried_sends_exactly_one_email(stack, tmp_path, monkeyp
     html, csv_path = tmp_path / "r.html", tmp_path / "r.csv"
     html.write_text("<html><body>report</body></html>")
     csv_path.write_text("instance_id,status\ni-1,COMPLIANT\n")
-    built = {"audit_date": "2032-03-03", "run_id": "smtp-run", "subject": "EC2 audit compliance 2032-03-03: 100.0% (0 failing)",
-             "paths": {"html": str(html), "csv": str(csv_path)}}
+    built = Built.from_xcom({"audit_date": "2032-03-03", "run_id": "smtp-run", "mode": "live",
+                             "subject": "EC2 audit compliance 2032-03-03: 100.0% (0 failing)",
+                             "paths": {"html": str(html), "csv": str(csv_path)}})
     params = AuditParams(recipients=["secops@example.test"])
     EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").ensure_tables()
     before = len(stack.received_mail())
@@ -197,6 +199,7 @@ def test_batch_failing_after_all_retries_still_yields_a_report_with_gaps_then_fa
                                                                                             monkeypatch):
     import json
 
+    from include.fleet.inventory import Inventory
     from include.tasks import audit as pipeline
 
     env = stack.airflow_env()
@@ -206,16 +209,16 @@ def test_batch_failing_after_all_retries_still_yields_a_report_with_gaps_then_fa
     monkeypatch.setenv("AIRFLOW_CONN_EC2_AUDIT_SSH", json.dumps(broken))
     ids = sorted(h["instance_id"] for h in stack.fleet if h["behaviour"] == "ok")[:3]
     params = AuditParams(report_dir=str(tmp_path))
-    inventory = {"audit_date": "2032-05-05", "run_id": "gap-run", "mode": "live", "instances": {"us-east-1": ids},
-                 "states": {"us-east-1": {"running": 3}}, "discovered": 3}
+    inventory = Inventory.from_xcom({"audit_date": "2032-05-05", "run_id": "gap-run", "mode": "live", "discovered": 3,
+                                     "instances": {"us-east-1": ids}, "states": {"us-east-1": {"running": 3}}})
     batch = pipeline.plan(params, inventory)[0]
     with pytest.raises(FileNotFoundError):
         pipeline.verify(params, batch, final_try=False)  # early tries raise: Airflow retries them
     result = pipeline.verify(params, batch, final_try=True)
-    assert result["failed"] and "FileNotFoundError" in result["error"]
+    assert result.failed and "FileNotFoundError" in result.error
     built = pipeline.build(params, pipeline.store_summary(params, inventory, [result]))
-    summary = json.loads(Path(built["paths"]["json"]).read_text())
+    summary = json.loads(Path(built.paths["json"]).read_text())
     assert summary["coverage_gaps"] == ids and summary["checked"] == 0 and summary["compliance_pct"] is None
-    assert "failed after all retries" in Path(built["paths"]["html"]).read_text()
+    assert "failed after all retries" in Path(built.paths["html"]).read_text()
     with pytest.raises(RuntimeError, match="coverage gaps"):
         pipeline.confirm_complete(built)

@@ -31,7 +31,7 @@ def test_scopes_cover_every_account_and_region_once():
 
 def test_batches_never_mix_accounts():
     batches = plan_batches({"us-east-1": ["i-1", "i-2"], scope_key(ARN, "us-east-1"): ["i-3"]}, batch_size=10)
-    assert sorted(tuple(b["instance_ids"]) for b in batches) == [("i-1", "i-2"), ("i-3",)]
+    assert sorted(tuple(b.instance_ids) for b in batches) == [("i-1", "i-2"), ("i-3",)]
 
 
 def test_accounts_param_is_validated():

@@ -84,7 +84,7 @@ def test_fleet_summary_math():
 
 def test_batches_are_per_region_balanced_and_few():
     ids = {"us-east-1": [f"i-{n:05d}" for n in range(10_000)], "eu-west-1": [f"i-e{n}" for n in range(7)]}
-    batches = plan_batches(ids)
+    batches = [b.to_xcom() for b in plan_batches(ids)]
     assert len(batches) <= MAX_BATCHES
     assert sorted(i for b in batches for i in b["instance_ids"]) == sorted(ids["us-east-1"] + ids["eu-west-1"])
     sizes = [len(b["instance_ids"]) for b in batches if b["region"] == "us-east-1"]

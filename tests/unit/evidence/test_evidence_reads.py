@@ -13,6 +13,7 @@ from include.aws import day_table
 from include.evidence import digest as day_digest
 from include.evidence.records import EvidenceItem
 from include.evidence.store import EvidenceStore
+from include.fleet.inventory import Inventory
 from include.report import staging
 from tests.factories import hashed, stored_item
 
@@ -114,8 +115,8 @@ def test_a_staged_copy_whose_failed_checks_differ_is_not_used(tmp_path, caplog, 
         store.put_items(stored)
         params = AuditParams(report_dir=str(tmp_path))
         ids = [it["instance_id"] for it in stored]
-        pipeline.store_summary(params, {"audit_date": DAY, "run_id": "r1", "mode": "live", "states": {},
-                                        "instances": {"us-east-1": ids}}, [])  # seals the day: the digest
+        pipeline.store_summary(params, Inventory.from_xcom({"audit_date": DAY, "run_id": "r1", "mode": "live",
+                                                            "states": {}, "instances": {"us-east-1": ids}}), [])  # seals the day: the digest
         digest = store.digest(DAY)
         other = dict(stored[0], failed_checks=["cwagent.running"])  # a copy that is not what was stored
         detail = dict(stored[1], checks={**stored[1]["checks"], "auditd.running": {"status": "FAIL", "detail": "x"}})

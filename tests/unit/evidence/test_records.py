@@ -53,7 +53,7 @@ def test_status_says_once_what_counts_and_what_is_unverified():
 
 
 def test_batches_carry_account_and_region_and_a_readable_label():
-    batches = [Batch.from_xcom(b) for b in plan_batches({"us-east-1": ["i-1"], f"{ARN}|us-east-1": ["i-2"]})]
+    batches = [Batch.from_xcom(b.to_xcom()) for b in plan_batches({"us-east-1": ["i-1"], f"{ARN}|us-east-1": ["i-2"]})]
     by_account = {b.account: b for b in batches}
     assert by_account[""].region == by_account[ARN].region == "us-east-1"
     assert by_account[ARN].label == "222222222222 us-east-1 batch 1/1 (1 hosts)"

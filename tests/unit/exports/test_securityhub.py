@@ -425,6 +425,8 @@ def test_timestamps():
 def test_export_findings_touches_only_what_the_run_discovered(monkeypatch, tag_filters, archived):
     from include.aws import clients as aws_clients
     from include.evidence.records import RunSummary
+    from include.fleet.inventory import Inventory
+    from include.report.built import Built
     from include.settings.params import AuditParams
     from include.tasks import audit as pipeline
 
@@ -451,7 +453,8 @@ def test_export_findings_touches_only_what_the_run_discovered(monkeypatch, tag_f
     monkeypatch.setattr(sh.time, "sleep", no_sleep)
     params = AuditParams(securityhub=True, regions=[REGION], tag_filters=tag_filters, create_table=False)
     built = {"audit_date": "2025-03-02", "run_id": "r2", "mode": "live"}
-    pipeline.export_findings(params, built, {**built, "instances": {REGION: ["i-1"]}, "states": {}})
+    pipeline.export_findings(params, Built.from_xcom(built),
+                             Inventory.from_xcom({**built, "instances": {REGION: ["i-1"]}, "states": {}}))
     sent = {f["Id"]: (f["Compliance"]["Status"], f["RecordState"]) for batch in hub.imports for f in batch}
     expected = {fid("i-1", "auditd.running"): ("PASSED", "ACTIVE")}
     if archived:  # an unfiltered listing of REGION did not find them running: gone

@@ -13,6 +13,7 @@ from include.notify import channels
 from include.notify import email as notify
 from include.notify import security_events as se
 from include.notify.channels import Channels
+from include.report.built import Built
 from tests.factories import stored_item
 
 DAY, YESTERDAY = "2026-12-07", "2026-12-06"
@@ -246,11 +247,11 @@ def test_the_daily_alert_task_sends_security_events_to_recipients_even_with_comp
     params = AuditParams(recipients=["team@example.test"], alert_threshold_pct=50.0)  # no alert_recipients
     built = {"mode": "live", "audit_date": DAY, "run_id": "run-today", "paths": {"html": "/r.html"},
              "compliance_pct": 100.0}
-    pipeline.alert(params, built)
+    pipeline.alert(params, Built.from_xcom(built))
     (mail,) = outbox["email"]  # only the security event: compliance is above the threshold
     assert mail["recipients"] == ["team@example.test"] and mail["subject"].startswith("SECURITY EC2 audit")
     assert "i-0def: host key changed" in mail["html"]
-    assert "rebuild" in pipeline.alert(params, {**built, "mode": "rebuild"})
+    assert "rebuild" in pipeline.alert(params, Built.from_xcom({**built, "mode": "rebuild"}))
     assert len(outbox["email"]) == 1
 
 
@@ -273,5 +274,5 @@ def test_a_failed_security_channel_fails_the_alert_task_after_the_compliance_ale
     built = {"mode": "live", "audit_date": DAY, "run_id": "run-today", "paths": {"html": "/r.html"},
              "compliance_pct": 0.0}
     with pytest.raises(channels.ChannelDeliveryError, match="security events"):
-        pipeline.alert(params, built)
+        pipeline.alert(params, Built.from_xcom(built))
     assert [m["subject"][:5] for m in outbox["email"]] == ["ALERT"]  # the compliance alert was still sent

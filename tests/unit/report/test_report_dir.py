@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from include.report.built import Built
 from include.settings.params import AuditParams
 from include.tasks.params import audit_params
 
@@ -107,7 +108,7 @@ def test_send_reads_the_written_files_and_attaches_their_bytes(tmp_path, monkeyp
     sent = []
     monkeypatch.setattr(pipeline, "evidence_store", lambda params: Store())
     monkeypatch.setattr(notify, "send_report_email", lambda **kw: sent.append(kw))
-    built = {"audit_date": DAY, "run_id": "run-local", "subject": report.subject, "paths": paths}
+    built = Built(DAY, "run-local", "live", subject=report.subject, paths=paths)
     pipeline.send(AuditParams(recipients=["a@example.test"], report_dir=str(tmp_path)), built)
     [mail] = sent
     assert mail["html"] == report.email_html

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from include.fleet import batching, discovery
+from include.fleet.inventory import Inventory
 from include.settings import queues
 from include.settings.params import AuditParams
 from include.settings.schema import PARAM_SCHEMAS, param_problems
@@ -97,7 +98,8 @@ def test_batches_hold_one_queue_each_and_every_host_once():
     # Interleaved, as instance ids sort: a batch cut by id alone would mix VPCs.
     scope = sorted(i for vpc_ids in ids.values() for i in vpc_ids)
     queue_of = queues.assign({VPC_A: "vpc-a", VPC_B: "vpc-b"}, placement, scope)
-    batches = batching.plan_batches({"us-east-1": scope}, batch_size=50, queue_of=queue_of)
+    planned = batching.plan_batches({"us-east-1": scope}, batch_size=50, queue_of=queue_of)
+    batches = [b.to_xcom() for b in planned]  # as XCom carries them
     assert sorted(i for b in batches for i in b["instance_ids"]) == sorted(scope)  # nothing lost or doubled
     for b in batches:
         assert {queue_of[i] for i in b["instance_ids"]} == {b["queue"]}, b["label"]
@@ -106,23 +108,24 @@ def test_batches_hold_one_queue_each_and_every_host_once():
     assert [b["number"] for b in batches] == list(range(1, len(batches) + 1))
     assert {b["of"] for b in batches} == {len(batches)}
     assert len(batches) == 9  # 3 queues × ceil(130 / 50)
-    by_queue = {q: queues.select(batches, q) for q in queues.allowed_queues(("vpc-a", "vpc-b"))}
+    by_queue = {q: queues.select(planned, q) for q in queues.allowed_queues(("vpc-a", "vpc-b"))}
     assert sum(len(v) for v in by_queue.values()) == len(batches)  # each batch to exactly one verify task
-    assert queues.unknown_queues(batches, ("vpc-a", "vpc-b")) == []
-    assert queues.unknown_queues(batches, ("vpc-a",)) == ["vpc-b"]
+    assert queues.unknown_queues(planned, ("vpc-a", "vpc-b")) == []
+    assert queues.unknown_queues(planned, ("vpc-a",)) == ["vpc-b"]
 
 
 def test_queues_still_keep_the_batch_count_bounded():
     ids, placement = _fleet(2000)
     scope = sorted(placement)
     queue_of = queues.assign({VPC_A: "vpc-a", VPC_B: "vpc-b"}, placement, scope)
-    batches = batching.plan_batches({"us-east-1": scope}, batch_size=1, queue_of=queue_of, max_batches=48)
+    batches = [b.to_xcom() for b in batching.plan_batches({"us-east-1": scope}, batch_size=1, queue_of=queue_of,
+                                                           max_batches=48)]
     assert len(batches) <= 48
     assert all(len({queue_of[i] for i in b["instance_ids"]}) == 1 for b in batches)
 
 
 def test_without_queue_of_the_batches_are_as_they_always_were():
-    batches = batching.plan_batches({"us-east-1": ["i-2", "i-1", "i-3"]}, batch_size=2)
+    batches = [b.to_xcom() for b in batching.plan_batches({"us-east-1": ["i-2", "i-1", "i-3"]}, batch_size=2)]
     assert batches == [
         {"region": "us-east-1", "instance_ids": ["i-1", "i-2"], "account": "", "number": 1, "of": 2,
          "label": "us-east-1 batch 1/2 (2 hosts)", "audit_date": "", "run_id": ""},
@@ -161,8 +164,8 @@ def test_placements_list_running_instances_once_with_the_run_s_tag_filters():
                           "PaginationConfig": {"PageSize": 1000}}]
 
 
-INVENTORY = {"audit_date": "2026-11-30", "run_id": "manual__x", "mode": "live", "discovered": 4,
-             "instances": {"us-east-1": ["i-a1", "i-b1", "i-b2", "i-gone"]}, "states": {}}
+INVENTORY = Inventory.from_xcom({"audit_date": "2026-11-30", "run_id": "manual__x", "mode": "live", "discovered": 4,
+                                 "instances": {"us-east-1": ["i-a1", "i-b1", "i-b2", "i-gone"]}, "states": {}})
 
 
 def test_plan_routes_each_host_to_its_vpc_s_queue(monkeypatch):
@@ -170,7 +173,7 @@ def test_plan_routes_each_host_to_its_vpc_s_queue(monkeypatch):
     ec2 = Ec2()
     monkeypatch.setattr(pipeline, "ec2_client", lambda region, account="": ec2)
     queue_map = {VPC_A: "vpc-a", f"{ACCOUNT}/{VPC_B}": "vpc-b"}  # OTHER's host in VPC B: not mapped
-    batches = pipeline.plan(AuditParams(queue_map=queue_map, batch_size=10), INVENTORY)
+    batches = [b.to_xcom() for b in pipeline.plan(AuditParams(queue_map=queue_map, batch_size=10), INVENTORY)]
     assert {b["queue"]: b["instance_ids"] for b in batches} == {
         "vpc-a": ["i-a1"], "vpc-b": ["i-b1"], "default": ["i-b2", "i-gone"]}
     assert all(b["audit_date"] == "2026-11-30" and b["run_id"] == "manual__x" for b in batches)
@@ -182,7 +185,7 @@ def test_without_a_queue_map_the_plan_asks_aws_nothing_and_carries_no_queue(monk
         raise AssertionError("no DescribeInstances without a queue_map")
 
     monkeypatch.setattr(pipeline, "ec2_client", no_aws)
-    batches = pipeline.plan(AuditParams(batch_size=10), INVENTORY)
+    batches = [b.to_xcom() for b in pipeline.plan(AuditParams(batch_size=10), INVENTORY)]
     assert len(batches) == 1 and "queue" not in batches[0]
     assert batches[0]["label"] == "us-east-1 batch 1/1 (4 hosts)"
 

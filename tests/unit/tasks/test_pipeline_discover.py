@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from include.fleet.inventory import RunFacts
 from include.settings.params import AuditParams
 from include.tasks import audit as pipeline
 
@@ -30,14 +31,14 @@ class Client:
 
 def test_one_failing_region_fails_discovery_with_every_reason(monkeypatch):
     monkeypatch.setattr(pipeline, "ec2_client", Client)
-    facts = {"audit_date": "2026-11-23", "run_id": "r", "mode": "live"}
+    facts = RunFacts("2026-11-23", "r", "live")
     params = AuditParams(regions=["us-east-1", "eu-west-1", "ap-south-1"], create_table=False)
     with pytest.raises(RuntimeError) as failure:
         pipeline.discover(params, facts)
     message = str(failure.value)
     assert "eu-west-1" in message and "ap-south-1" in message and "ExpiredToken" in message
     assert "us-east-1" not in message
-    ok = pipeline.discover(AuditParams(regions=["us-east-1"], create_table=False), facts)
+    ok = pipeline.discover(AuditParams(regions=["us-east-1"], create_table=False), facts).to_xcom()
     assert ok["instances"] == {"us-east-1": ["i-1"]} and ok["discovered"] == 1
 
 
@@ -50,12 +51,12 @@ def test_accounts_are_discovered_per_region_and_batches_carry_their_account(monk
         return Client(region)
 
     monkeypatch.setattr(pipeline, "ec2_client", client)
-    facts = {"audit_date": "2026-11-23", "run_id": "r", "mode": "live"}
+    facts = RunFacts("2026-11-23", "r", "live")
     params = AuditParams(regions=["us-east-1"], accounts=[arn], create_table=False)
     inventory = pipeline.discover(params, facts)
     assert seen == [("", "us-east-1"), (arn, "us-east-1")]
-    assert inventory["instances"] == {"us-east-1": ["i-1"], f"{arn}|us-east-1": ["i-1"]}
-    batches = pipeline.plan(params, inventory)
+    assert inventory.to_xcom()["instances"] == {"us-east-1": ["i-1"], f"{arn}|us-east-1": ["i-1"]}
+    batches = [b.to_xcom() for b in pipeline.plan(params, inventory)]
     assert sorted((b["account"], b["region"]) for b in batches) == [("", "us-east-1"), (arn, "us-east-1")]
     assert {b["label"] for b in batches} == {"us-east-1 batch 1/1 (1 hosts)",
                                              "222222222222 us-east-1 batch 1/1 (1 hosts)"}

@@ -14,6 +14,7 @@ from include.core.status import Verdict
 from include.evidence import digest as day_digest
 from include.evidence.records import EvidenceItem
 from include.evidence.store import EvidenceStore, instance_item
+from include.fleet.inventory import Inventory
 from include.report import staging
 from include.settings.params import AuditParams
 from include.tasks import audit as pipeline
@@ -159,8 +160,9 @@ def test_the_run_step_corrects_clones_across_batches_and_leaves_a_unique_hostnam
     store.put_items([clone_a, unique])
     store.put_items([clone_b])
     params = AuditParams(evidence_table="claims_test", report_dir=str(tmp_path))
-    inventory = {"audit_date": DAY, "run_id": RUN, "mode": "live", "states": {"us-east-1": {"running": 3}},
-                 "instances": {"us-east-1": [clone_a["instance_id"], clone_b["instance_id"], unique["instance_id"]]}}
+    inventory = Inventory.from_xcom({
+        "audit_date": DAY, "run_id": RUN, "mode": "live", "states": {"us-east-1": {"running": 3}},
+        "instances": {"us-east-1": [clone_a["instance_id"], clone_b["instance_id"], unique["instance_id"]]}})
     sealed = pipeline.store_summary(params, inventory, [])
     stored = {it.instance_id: it.to_item() for it in store.day_items(DAY)}  # as stored (optional fields if set)
     for clone, twin in ((clone_a, clone_b), (clone_b, clone_a)):
@@ -186,7 +188,7 @@ def test_the_run_step_corrects_clones_across_batches_and_leaves_a_unique_hostnam
     # A retried step corrects nothing twice.
     pipeline.store_summary(params, inventory, [])
     again = store.table.get_item(Key={"instance_id": clone_a["instance_id"], "audit_date": DAY})["Item"]
-    assert again["amended"] == stored[clone_a["instance_id"]]["amended"] and sealed["checked"] == 3
+    assert again["amended"] == stored[clone_a["instance_id"]]["amended"] and sealed.checked == 3
 
 
 @pytest.mark.parametrize("when", ["before the read by key", "between the read by key and the write"])

@@ -17,6 +17,7 @@ from moto import mock_aws
 from include.core.host import HostOutcome
 from include.core.status import Status
 from include.evidence.store import EvidenceStore
+from include.fleet.inventory import Inventory
 from include.reach import choice
 from include.settings.params import AuditParams
 from include.tasks import audit as pipeline
@@ -85,21 +86,21 @@ def aws(monkeypatch, tmp_path):
 def test_a_batch_timing_out_on_its_last_try_still_gives_the_report_with_gaps(aws, tmp_path):
     store, ids = aws
     params = AuditParams(report_dir=str(tmp_path), create_table=False)
-    inventory = {"audit_date": DAY, "run_id": "timeout-run", "mode": "live", "instances": {"us-east-1": ids},
-                 "states": {"us-east-1": {"running": 5}}, "discovered": 5}
+    inventory = Inventory.from_xcom({"audit_date": DAY, "run_id": "timeout-run", "mode": "live", "discovered": 5,
+                                     "instances": {"us-east-1": ids}, "states": {"us-east-1": {"running": 5}}})
     (batch,) = pipeline.plan(params, inventory)
     with pytest.raises(AirflowTaskTimeout):
         pipeline.verify(params, batch, final_try=False)  # an early try: Airflow retries it
     result = pipeline.verify(params, batch, final_try=True)  # skips the two stored, stores two more, times out
-    assert result["failed"] and "AirflowTaskTimeout" in result["error"]
+    assert result.failed and "AirflowTaskTimeout" in result.error
     stored = sorted(it.instance_id for it in store.day_items(DAY))
     assert stored == ids[:4]  # each stored host once, none lost
     sealed = pipeline.store_summary(params, inventory, [result])
-    assert (sealed["checked"], sealed["discovered"]) == (4, 5)
+    assert (sealed.checked, sealed.discovered) == (4, 5)
     built = pipeline.build(params, sealed)
-    summary = json.loads(Path(built["paths"]["json"]).read_text())
+    summary = json.loads(Path(built.paths["json"]).read_text())
     assert summary["coverage_gaps"] == ids[4:] and summary["checked"] == 4
-    assert "AirflowTaskTimeout" in Path(built["paths"]["html"]).read_text()
+    assert "AirflowTaskTimeout" in Path(built.paths["html"]).read_text()
     with pytest.raises(RuntimeError, match="coverage gaps"):
         pipeline.confirm_complete(built)
 
@@ -108,11 +109,11 @@ def test_the_real_alarm_mid_batch_on_the_last_try_keeps_what_was_stored(aws, tmp
     store, ids = aws
     monkeypatch.setattr(choice.BatchTransports, "ssh_transport", lambda self, keys: AlarmAfterTwo())
     params = AuditParams(report_dir=str(tmp_path), create_table=False)
-    inventory = {"audit_date": DAY, "run_id": "alarm-run", "mode": "live", "instances": {"us-east-1": ids},
-                 "states": {"us-east-1": {"running": 5}}, "discovered": 5}
+    inventory = Inventory.from_xcom({"audit_date": DAY, "run_id": "alarm-run", "mode": "live", "discovered": 5,
+                                     "instances": {"us-east-1": ids}, "states": {"us-east-1": {"running": 5}}})
     (batch,) = pipeline.plan(params, inventory)
     result = pipeline.verify(params, batch, final_try=True)
-    assert result["failed"] and "AirflowTaskTimeout" in result["error"]
+    assert result.failed and "AirflowTaskTimeout" in result.error
     assert sorted(it.instance_id for it in store.day_items(DAY)) == ids[:2]
     sealed = pipeline.store_summary(params, inventory, [result])
-    assert (sealed["checked"], sealed["discovered"]) == (2, 5)
+    assert (sealed.checked, sealed.discovered) == (2, 5)
