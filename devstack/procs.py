@@ -1,4 +1,5 @@
-"""Start a command in its own process group, and stop that group: the one way devstack does both.
+"""Start a command in its own process group, wait for it to be ready, and stop that group: the one way
+devstack does all three.
 
 Every helper process (moto, the simulated fleet, the SMTP sink, Airflow components) is started in a new
 session so it and its children can be stopped together — by the PID we were given, never by name.
@@ -7,11 +8,52 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    """Poll a started process's readiness (every 0.1 s): TimeoutError after `timeout`, RuntimeError if `proc`
+    exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{what}: not ready after {timeout:g}s")
+
+
+def wait_for(predicate, timeout: float, what: str, diagnose=lambda: "", every: float = 0.5):
+    """Poll until predicate() returns something truthy (returned); bounded in time, fails with a diagnosis
+    (AssertionError: the tests' and e2e drivers' waits on what a running stack did)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout:g}s. {diagnose()}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
 
 
 def spawn(args: list[str], log: Path | None = None, env: dict | None = None,

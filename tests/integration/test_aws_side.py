@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from devstack import local_aws
-from devstack.aws_seed import clients, seed_fleet
+from devstack.stack import local_aws
+from devstack.standins.aws.seed import clients, seed_fleet
 from include.cloudwatch import StreamLookup
 from include.discovery import discover_region, hydrate
 from include.evidence import SUMMARY_ID, EvidenceStore, instance_item

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_seed import clients
-from devstack.demo_fleet import demo_fleet, expected_status
-from devstack.fault_proxy import FaultProxy
-from devstack.host_states import expected
-from devstack.stack import SSH_PORT, LocalStack
+from devstack.stack.local_stack import LocalStack
+from devstack.standins.aws.fault_proxy import FaultProxy
+from devstack.standins.aws.seed import clients
+from devstack.standins.hosts.demo_fleet import demo_fleet, expected_status
+from devstack.standins.hosts.fleet import SSH_PORT
+from devstack.standins.hosts.host_states import expected
 from include.hostkeys import PinStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,9 +41,9 @@ SSHD_HOSTS = [
 
 def _sshd_support():
     try:
-        from devstack.sshd_host import sshd_available
+        from devstack.standins.hosts.sshd_host import sshd_available
     except ImportError as exc:  # pragma: no cover
-        return False, f"devstack.sshd_host unavailable: {exc}"
+        return False, f"devstack.standins.hosts.sshd_host unavailable: {exc}"
     return sshd_available()
 
 
@@ -55,7 +56,7 @@ def stack(tmp_path_factory, airflow_db):
     started = []
     try:
         if use_sshd:
-            from devstack.sshd_host import RealAuditd, ensure_login_user, start_sshd_host
+            from devstack.standins.hosts.sshd_host import RealAuditd, ensure_login_user, start_sshd_host
 
             ensure_login_user()
             auditd = RealAuditd()
@@ -222,7 +223,7 @@ def test_task_retry_skips_hosts_already_recorded_by_the_run(stack):
 
 def test_accepting_a_rotated_host_key_repins_it(stack):
     """HOST_KEY_MISMATCH until an operator names the instance in accept_host_keys; then the new key holds."""
-    from devstack.stack import seed_pins
+    from devstack.standins.aws.seed import seed_pins
     from include.config import AuditParams
     from include.evidence import EvidenceStore
     from include.ssh_transport import SshSettings
@@ -501,7 +502,7 @@ def test_expired_credentials_fail_the_run_loudly_and_alert_with_the_run_link(sta
 
 
 def test_a_second_account_by_role_arn_is_discovered_checked_and_reported(stack, tmp_path):
-    from devstack.aws_seed import seed_fleet
+    from devstack.standins.aws.seed import seed_fleet
 
     arn = "arn:aws:iam::222222222222:role/ec2-audit-read"
     twins = [dict(h) for h in stack.fleet_entries
@@ -715,14 +716,14 @@ def test_the_day_s_evidence_and_report_are_published_as_asset_events(stack, tmp_
 
 
 def test_one_live_run_with_everything_on_puts_the_findings_where_security_teams_look(stack, tmp_path, monkeypatch):
-    """Email alert, Security Hub (moto's, made to behave as AWS: devstack/moto_server.py), the OCSF file, a
+    """Email alert, Security Hub (moto's, made to behave as AWS: devstack/standins/aws/server.py), the OCSF file, a
     Slack webhook (loopback receiver) and an SNS message (read back from a subscribed SQS queue), each checked
     against what the stored evidence says; the next day a check that passes again resolves its finding."""
     import uuid
 
     import boto3
 
-    from devstack.webhook_sink import WebhookSink
+    from devstack.standins.sinks.webhook import WebhookSink
     from include.scoring import fleet_summary
 
     aws = dict(endpoint_url=stack.endpoint, region_name="us-east-1", aws_access_key_id="testing",

@@ -1,5 +1,5 @@
 """transport=eic through `verify_batch` on real components: a real moto server process whose
-SendSSHPublicKey records the key for 60 s (devstack/moto_server.py), the simulated fleet process and real
+SendSSHPublicKey records the key for 60 s (devstack/standins/aws/server.py), the simulated fleet process and real
 OpenSSH sshd hosts that authorize those keys (AuthorizedKeysCommand) — no standing key in the connection.
 
 Each test has its own audit day (or its own stand-in); none changes what another reads, so any order works.
@@ -14,12 +14,14 @@ import asyncssh
 import boto3
 import pytest
 
-from devstack import eic_keys, local_aws, procs
-from devstack.aws_seed import clients, seed_fleet
-from devstack.fault_proxy import FaultProxy
-from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
-from devstack.stack import wait_until
+from devstack import procs
+from devstack.procs import wait_until
+from devstack.stack import local_aws
+from devstack.standins.aws.fault_proxy import FaultProxy
+from devstack.standins.aws.seed import clients, seed_fleet
+from devstack.standins.hosts import eic_keys
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 from include.config import AuditParams
 from include.evidence import EvidenceStore
 from include.ssh_transport import SshSettings
@@ -54,7 +56,7 @@ def start_fleet_process(root, entries: list[dict], public_key_file, key_dir):
     spec = root / "spec.json"
     spec.write_text(json.dumps(entries))
     ready = root / "fleet.ready"
-    proc = procs.spawn([sys.executable, "-m", "devstack.fleet", "--spec", str(spec), "--state-dir", str(root),
+    proc = procs.spawn([sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(spec), "--state-dir", str(root),
                         "--authorized-key", str(public_key_file), "--ready-file", str(ready),
                         "--eic-key-dir", str(key_dir)], root / "fleet.log")
     try:

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from devstack import local_aws
-from devstack.aws_seed import clients, seed_fleet
-from devstack.fleet import generate_client_key
-from devstack.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
-from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
+from devstack.stack import local_aws
+from devstack.standins.aws.seed import clients, seed_fleet
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
+from devstack.standins.hosts.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 from include.config import AuditParams
 from include.evidence import EvidenceStore
 from include.ssh_transport import SshSettings

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_seed import clients
-from devstack.stack import PROJECT, SSH_PORT, LocalStack
+from devstack.procs import PROJECT
+from devstack.stack.local_stack import LocalStack
+from devstack.standins.aws.seed import clients
+from devstack.standins.hosts.fleet import SSH_PORT
 from include.config import AuditParams
 from include.evidence import EvidenceStore
 from include.ssh_transport import SshSettings
@@ -112,7 +114,7 @@ def test_malicious_tags_are_stored_as_data_and_never_executed(fault_run):
 
 VERIFY_IN_A_SUBPROCESS = """
 import json, sys
-from devstack.aws_seed import clients
+from devstack.standins.aws.seed import clients
 from include.config import AuditParams
 from include.evidence import EvidenceStore
 from include.ssh_transport import SshSettings
@@ -162,7 +164,7 @@ def test_verify_killed_mid_batch_then_retried_loses_and_duplicates_nothing(tmp_p
 def test_smtp_down_then_retried_sends_exactly_one_email(stack, tmp_path, monkeypatch):
     import json
 
-    from devstack.stack import free_port
+    from devstack.procs import free_port
     from include import pipeline
 
     env = stack.airflow_env()

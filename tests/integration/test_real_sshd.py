@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, RealAuditd, ensure_login_user, start_sshd_host
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.sshd_host import LOGIN, RealAuditd, ensure_login_user, start_sshd_host
 from include.checks.catalogue import SCRIPT, evaluate_host_checks
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections

@@ -13,9 +13,10 @@ from email import policy
 import boto3
 import pytest
 
-from devstack import local_aws
-from devstack.smtp_sink import SmtpSink
-from devstack.stack import REGION, free_port
+from devstack.procs import free_port
+from devstack.stack import local_aws
+from devstack.standins.aws.seed import REGION
+from devstack.standins.sinks.smtp import SmtpSink
 from include.config import AuditParams
 from include.evidence import EvidenceStore, instance_item
 from include.models import Host, HostOutcome, Status, Verdict

@@ -1,6 +1,6 @@
 """The SSM Run Command stand-in through the real boto3 SSM API: a moto server process with EC2AUDIT_SSM_DIR
-(devstack/moto_server.py), the simulated fleet process with its agent listeners and a real OpenSSH sshd host
-reached with nsenter (devstack/ssm_agents.py). What SSM runs is compared with what the same host answers
+(devstack/standins/aws/server.py), the simulated fleet process with its agent listeners and a real OpenSSH sshd host
+reached with nsenter (devstack/standins/hosts/ssm_agents.py). What SSM runs is compared with what the same host answers
 over SSH.
 
 Every test sends its own commands and reads back only those; none changes what another reads (the registry
@@ -19,12 +19,14 @@ import asyncssh
 import boto3
 import pytest
 
-from devstack import local_aws, procs, ssm_agents
-from devstack.aws_seed import seed_fleet
-from devstack.fleet import generate_client_key
-from devstack.host_states import render_output
-from devstack.sshd_host import CMDLINE, LOGIN, ensure_login_user, start_sshd_host
-from devstack.stack import wait_until
+from devstack import procs
+from devstack.procs import wait_until
+from devstack.stack import local_aws
+from devstack.standins.aws.seed import seed_fleet
+from devstack.standins.hosts import ssm_agents
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.host_states import render_output
+from devstack.standins.hosts.sshd_host import CMDLINE, LOGIN, ensure_login_user, start_sshd_host
 from include.checks.catalogue import SCRIPT
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
@@ -75,7 +77,7 @@ class Stand:
                for n, (a, spec, _) in HOSTS.items() if spec is not None]
         (self.root / "spec.json").write_text(json.dumps(sim))
         ready = self.root / "fleet.ready"
-        fleet = procs.spawn([sys.executable, "-m", "devstack.fleet", "--spec", str(self.root / "spec.json"),
+        fleet = procs.spawn([sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(self.root / "spec.json"),
                              "--state-dir", str(self.root), "--authorized-key", str(self.root / "id.pub"),
                              "--ssm-agent-key", str(self.root / "agent.pub"), "--ready-file", str(ready)],
                             self.root / "fleet.log")
@@ -344,7 +346,7 @@ TABLE = "ssm_evidence"
 
 def verify(stand, day: str, transport: str, names: list[str], bucket: str | None = None,
            document: str | None = None, s3=None) -> dict[str, dict]:
-    from devstack.aws_seed import clients
+    from devstack.standins.aws.seed import clients
     from include.config import AuditParams
     from include.evidence import EvidenceStore
     from include.ssh_transport import SshSettings

@@ -3,7 +3,7 @@
 The simulated fleet (tests/integration/test_faults.py "evil-tags") never executes the script it receives, so
 it cannot notice a tag pasted into a command. Here the whole pipeline path runs for real: a moto server holds
 the instance and its evil tags, `include.verify.verify_batch` discovers them (DescribeInstances), opens a real
-OpenSSH session to a real sshd host (devstack/sshd_host.py) whose /bin/sh runs whatever it is sent, and stores
+OpenSSH session to a real sshd host (devstack/standins/hosts/sshd_host.py) whose /bin/sh runs whatever it is sent, and stores
 the evidence in moto's DynamoDB. Every payload would `touch` its own marker under /tmp. The sshd host's mount
 namespace shares the real filesystem except /opt (a tmpfs per host), so a marker the host's login user writes
 under /tmp is visible here — which the control step proves by writing one over the same kind of session.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_seed import clients, seed_fleet
-from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
-from devstack.stack import PROJECT, REGION, _http_ok, free_port, wait_until
+from devstack.procs import PROJECT, free_port, http_ok, wait_until
+from devstack.standins.aws.seed import REGION, clients, seed_fleet
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 
 pytestmark = pytest.mark.needs_sshd
 ADDRESS, PORT = "127.42.8.1", 2222
@@ -53,9 +53,9 @@ def real_host(tmp_path_factory):
     try:
         port = free_port()
         endpoint = f"http://127.0.0.1:{port}"
-        procs.append(subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        procs.append(subprocess.Popen([sys.executable, "-m", "devstack.standins.aws.server", "-H", "127.0.0.1", "-p", str(port)],
                                       cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto server", procs[0])
+        wait_until(lambda: http_ok(f"{endpoint}/moto-api/"), 30, "moto server", procs[0])
         tags = payloads()
         entry = {"address": ADDRESS, "name": tags["Name"], "environment": tags["Environment"], "profile": "compliant"}
         instance_id = seed_fleet(endpoint, [entry], REGION)[ADDRESS]

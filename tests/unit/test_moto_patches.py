@@ -1,4 +1,4 @@
-"""devstack/moto_server's fleet-scale patches answer exactly as moto does (in-process moto, before and after)."""
+"""devstack/standins/aws/server's fleet-scale patches answer exactly as moto does (in-process moto, before and after)."""
 from __future__ import annotations
 
 import json
@@ -38,7 +38,7 @@ def test_the_lookup_and_query_patches_change_no_answer(monkeypatch):
     from moto.dynamodb.models.dynamo_type import Item
     from moto.ec2.models import instances
 
-    from devstack import moto_server
+    from devstack.standins.aws import server as moto_server
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.host_states import TEST_NONCE, render_output
+from devstack.standins.hosts.host_states import TEST_NONCE, render_output
 from include import day_digest, name_claims, pipeline, staging
 from include.config import AuditParams
 from include.evidence import EvidenceStore, instance_item

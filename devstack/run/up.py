@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from devstack import procs
-from devstack.demo_fleet import demo_fleet
-from devstack.stack import PROJECT, LocalStack
+from devstack.procs import PROJECT
+from devstack.stack.local_stack import LocalStack
+from devstack.standins.hosts.demo_fleet import demo_fleet
 
 
 def _interrupt(signum, frame):

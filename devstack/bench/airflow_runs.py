@@ -26,8 +26,11 @@ from pathlib import Path
 
 import psutil
 
-from devstack import local_aws, procs
-from devstack.stack import PROJECT, REGION, connections_env, free_port, wait_until
+from devstack import procs
+from devstack.procs import PROJECT, free_port, wait_until
+from devstack.stack import local_aws
+from devstack.stack.local_stack import connections_env
+from devstack.standins.aws.seed import REGION
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 LOCKED = "database is locked"
@@ -86,14 +89,14 @@ class BenchAws:
     def start(self, hosts: list[dict], ssm_agent_key: Path | None = None, agent_port: int = 0) -> "BenchAws":
         """With `ssm_agent_key`, moto runs SSM commands (EC2AUDIT_SSM_DIR) and every seeded instance is
         registered as SSM-managed, Online, its agent on (address, agent_port) of the simulated fleet."""
-        from devstack.aws_seed import seed_fleet
+        from devstack.standins.aws.seed import seed_fleet
 
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True)
         env = {"EC2AUDIT_SSM_DIR": str(self.ssm_dir)} if ssm_agent_key else None
         moto, self.endpoint = local_aws.spawn_moto(env=env)
         self.smtp_port = free_port()
-        self.procs = [moto, _spawn([sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1", "--port",
+        self.procs = [moto, _spawn([sys.executable, "-m", "devstack.standins.sinks.smtp", "--host", "127.0.0.1", "--port",
                                     str(self.smtp_port), "--maildir", str(self.maildir)])]
         try:
             started = time.perf_counter()
@@ -103,7 +106,7 @@ class BenchAws:
             raise
         print(f"  moto seeded with {len(hosts)} instances in {time.perf_counter() - started:.0f}s", flush=True)
         if ssm_agent_key:
-            from devstack.ssm_agents import register_fleet_host
+            from devstack.standins.hosts.ssm_agents import register_fleet_host
 
             for host in hosts:
                 register_fleet_host(self.ssm_dir, host["instance_id"], host["address"], agent_port, ssm_agent_key,
@@ -113,7 +116,7 @@ class BenchAws:
 
     @property
     def ssm_dir(self) -> Path:
-        """The SSM stand-in's registry (devstack/ssm_agents.py): which instances it manages, and how."""
+        """The SSM stand-in's registry (devstack/standins/hosts/ssm_agents.py): which instances it manages, and how."""
         return self.root / "ssm"
 
     def ssm_calls(self) -> dict[str, int]:

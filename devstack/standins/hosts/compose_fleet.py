@@ -9,11 +9,10 @@ import argparse
 import json
 from pathlib import Path
 
-from devstack.aws_seed import seed_fleet
-from devstack.demo_fleet import demo_fleet
-from devstack.fleet import generate_client_key
-from devstack.fleet import main as serve
-from devstack.stack import REGION, seed_pins
+from devstack.standins.aws.seed import REGION, seed_fleet, seed_pins
+from devstack.standins.hosts.demo_fleet import demo_fleet
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.fleet import main as serve
 
 
 def main() -> None:

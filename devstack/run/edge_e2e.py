@@ -23,7 +23,7 @@ batch ran on the worker of its queue (the task instance's hostname and the edge 
 VPCs, every running instance has exactly one evidence item for the day, from this run. Everything started
 here is stopped by PID. No root needed.
 
-    .venv/bin/python -m devstack.edge_e2e [--central edge]
+    .venv/bin/python -m devstack.run.edge_e2e [--central edge]
 """
 from __future__ import annotations
 
@@ -38,9 +38,11 @@ import uuid
 from pathlib import Path
 
 from devstack import procs
-from devstack.aws_seed import clients
-from devstack.stack import PROJECT, SSH_PORT, LocalStack, _http_ok, free_port, wait_until
-from devstack.standalone import Api, wait_for
+from devstack.procs import PROJECT, free_port, http_ok, wait_for, wait_until
+from devstack.stack.local_stack import LocalStack
+from devstack.stack.standalone import Api
+from devstack.standins.aws.seed import clients
+from devstack.standins.hosts.fleet import SSH_PORT
 
 DAG_ID = "ec2_audit_compliance"
 EDGE = "airflow.providers.edge3.executors.EdgeExecutor"
@@ -147,7 +149,7 @@ class Edge:
         api = self._start("api-server", [airflow, "api-server"], env)
         self._start("scheduler", [airflow, "scheduler"], env)
         self._start("dag-processor", [airflow, "dag-processor"], env)
-        wait_until(lambda: _http_ok(f"{self.base}/api/v2/monitor/health"), 180, "api-server", api)
+        wait_until(lambda: http_ok(f"{self.base}/api/v2/monitor/health"), 180, "api-server", api)
         self.api = Api(self.base, self.user, self.password)
         for name in self.workers_started:
             self.start_worker(name)

@@ -1,10 +1,10 @@
 """What each check costs on a real host: per-probe time inside one session on a real OpenSSH sshd host.
 
-    sudo .venv/bin/python -m devstack.probe_cost [--runs 15]
+    sudo .venv/bin/python -m devstack.bench.probe_cost [--runs 15]
 
 Starts the "healthy" real sshd host (mount namespace, real kernel audit where available), then times:
 the SSH connection, an empty script (prelude only), each probe alone, and the whole combined script.
-A probe's cost = median(probe alone) − median(empty script). Needs root (see devstack/sshd_host.py).
+A probe's cost = median(probe alone) − median(empty script). Needs root (see devstack/standins/hosts/sshd_host.py).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import asyncssh
 
-from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, RealAuditd, ensure_login_user, sshd_available, start_sshd_host
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.sshd_host import LOGIN, RealAuditd, ensure_login_user, sshd_available, start_sshd_host
 from include.checks import probes
 from include.checks.catalogue import CATALOGUE, HOST_PROBES, SCRIPT
 

@@ -5,7 +5,7 @@ Subclass `FaultProxy`, override `answer(body)` to return a made-up reply or to c
 (POST for the query and JSON protocols; GET, PUT, PATCH, DELETE and HEAD for REST ones: S3 objects, Security
 Hub's PATCH /findings/batchupdate and GET /accounts).
 
-`QuotaProxy` is the quota mode: each API's published per-account-and-Region rate (devstack/aws_quotas.py)
+`QuotaProxy` is the quota mode: each API's published per-account-and-Region rate (devstack/standins/aws/quotas.py)
 enforced with a token bucket per (access key, Region, service, API) — DynamoDB's as request units per table
 and per day-index key — and an empty bucket answered exactly as that service answers (EC2 503
 RequestLimitExceeded XML; Logs and SSM 400 ThrottlingException; DynamoDB 400
@@ -28,8 +28,8 @@ import urllib.request
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from devstack import aws_quotas
-from devstack.aws_quotas import Call, Ledger
+from devstack.standins.aws import quotas as aws_quotas
+from devstack.standins.aws.quotas import Call, Ledger
 
 HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "x-amz-crc32", "server", "date")
 

@@ -6,7 +6,7 @@ the DAG, SIGKILLs one worker while it runs a verify batch, and checks that the r
 running instance stored exactly once, batches spread over both workers, and the email sent. Everything it
 started is stopped by PID. Needs root (PostgreSQL runs as the postgres user).
 
-    .venv/bin/python -m devstack.celery_e2e
+    .venv/bin/python -m devstack.run.celery_e2e
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from devstack import procs
-from devstack.aws_seed import clients
-from devstack.demo_fleet import demo_fleet
-from devstack.stack import PROJECT, LocalStack, free_port, wait_until
+from devstack.procs import PROJECT, free_port, wait_until
+from devstack.stack.local_stack import LocalStack
+from devstack.standins.aws.seed import clients
+from devstack.standins.hosts.demo_fleet import demo_fleet
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), Path("/usr/lib/postgresql/15/bin"))
 DAG_ID = "ec2_audit_compliance"
@@ -140,7 +141,7 @@ def run(root: Path, timeout_s: float = 480) -> dict:
                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "10",
                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
                # The killed batch's retry starts seconds after it is failed, not the DAG's default 20-40 s
-               # (retry_delay with exponential backoff), as in the other scheduler tests (devstack/standalone.py).
+               # (retry_delay with exponential backoff), as in the other scheduler tests (devstack/stack/standalone.py).
                "EC2_AUDIT_RETRY_DELAY_SECONDS": "2",
                # The scheduler looks again after 0.2 s when idle, not 1 s: each task hand-off is quicker.
                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",

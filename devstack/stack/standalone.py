@@ -9,25 +9,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 
 from devstack import procs
-from devstack.stack import PROJECT, _http_ok, free_port, wait_until
-
-
-def wait_for(predicate, timeout: float, what: str, diagnose=lambda: "", every: float = 0.5):
-    """Poll until predicate() returns something truthy (returned); bounded in time, fails with a diagnosis."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what}: not within {timeout:g}s. {diagnose()}")
+from devstack.procs import PROJECT, free_port, http_ok, wait_for, wait_until
 
 
 class Api:
@@ -124,7 +112,7 @@ class Standalone:
             self.proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env,
                                          cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_until(lambda: _http_ok(f"{self.base}/api/v2/monitor/health"), 180, "airflow standalone", self.proc)
+            wait_until(lambda: http_ok(f"{self.base}/api/v2/monitor/health"), 180, "airflow standalone", self.proc)
             self.api = Api(self.base, self.user, self.password)
             for dag_id in self.dag_ids:
                 wait_for(lambda d=dag_id: self.api.dag_parsed(d), 180, f"{dag_id} parsed by the dag-processor", self.tail)

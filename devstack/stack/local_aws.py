@@ -1,4 +1,4 @@
-"""One way to start the local AWS stand-in (the moto server process, devstack/moto_server.py) and stop it.
+"""One way to start the local AWS stand-in (the moto server process, devstack/standins/aws/server.py) and stop it.
 
 Tests, the bench and the local stack all use it, so the command, the readiness wait and the clean stop are
 written once. The process is ours (its own session), stopped by PID, never by name.
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from devstack import procs
-from devstack.stack import _http_ok, free_port, wait_until
+from devstack.procs import free_port, http_ok, wait_until
 
 
 def spawn_moto(log: Path | None = None, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
@@ -21,11 +21,11 @@ def spawn_moto(log: Path | None = None, env: dict[str, str] | None = None) -> tu
 
     `env`: variables added to this process's environment for the server (e.g. EC2AUDIT_EIC_KEY_DIR)."""
     port = free_port()
-    proc = procs.spawn([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)], log,
+    proc = procs.spawn([sys.executable, "-m", "devstack.standins.aws.server", "-H", "127.0.0.1", "-p", str(port)], log,
                        {**os.environ, **env} if env else None)
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto server", proc)
+        wait_until(lambda: http_ok(f"{endpoint}/moto-api/"), 30, "moto server", proc)
     except BaseException:
         stop(proc)
         raise
@@ -49,7 +49,7 @@ def moto(log: Path | None = None, env: dict[str, str] | None = None) -> Iterator
 
 @contextmanager
 def moto_behind(proxy) -> Iterator[tuple[str, str]]:
-    """A fresh moto server and a devstack.fault_proxy.FaultProxy subclass in front of it:
+    """A fresh moto server and a devstack.standins.aws.fault_proxy.FaultProxy subclass in front of it:
     yields (direct endpoint, proxied endpoint)."""
     with moto() as direct:
         server, proxied = proxy.start(direct)

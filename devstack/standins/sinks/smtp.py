@@ -1,6 +1,6 @@
 """A local SMTP server (aiosmtpd) that stores every message it receives as an .eml file.
 
-    python -m devstack.smtp_sink --host 127.0.0.1 --port 8025 --maildir DIR [--ready-file F]
+    python -m devstack.standins.sinks.smtp --host 127.0.0.1 --port 8025 --maildir DIR [--ready-file F]
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """A loopback HTTP receiver that stores the body of every POST it gets as a file (a Slack webhook stand-in).
 
-    python -m devstack.webhook_sink --host 127.0.0.1 --port 8026 --dir DIR [--ready-file F]
+    python -m devstack.standins.sinks.webhook --host 127.0.0.1 --port 8026 --dir DIR [--ready-file F]
 
 Each request becomes `NNNN.body` (the bytes as sent) and `NNNN.json` (method path, content type, length),
 written to a temp file and renamed, so a reader never sees half a request. It answers `200 ok` as Slack's
 incoming webhooks do, or — for tests of a rejecting endpoint — the status and text set for a path in
-`responses` (`sink.responses["/services/T/B/revoked"] = (404, "invalid_token")`). Like devstack/smtp_sink.py
+`responses` (`sink.responses["/services/T/B/revoked"] = (404, "invalid_token")`). Like devstack/standins/sinks/smtp.py
 it listens on loopback only, for tests and the demo.
 """
 from __future__ import annotations

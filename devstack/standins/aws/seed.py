@@ -10,10 +10,11 @@ from collections.abc import Iterable
 
 import boto3
 
-from devstack.host_states import AUDIT_GROUP, PROFILES
+from devstack.standins.hosts.host_states import AUDIT_GROUP, PROFILES
 
 LINUX_AMI = "ami-760aaa0f"  # amzn-ami-hvm in moto's default catalogue
 WINDOWS_AMI = "ami-03cf127a"  # Windows Server 2016 in moto's catalogue (platform: windows)
+REGION = "us-east-1"  # the local stack's one region
 VPC_CIDR, SUBNET_CIDR = "127.42.0.0/16", "127.42.0.0/20"
 
 
@@ -77,3 +78,20 @@ def seed_fleet(endpoint: str, hosts: Iterable[dict], region: str = "us-east-1", 
 
 def age_streams(endpoint: str, region: str = "us-east-1") -> None:
     """moto sets lastIngestionTime to the write time; nothing to do for lastEventTimestamp-based ages."""
+
+
+def seed_pins(endpoint: str, fleet: list[dict], table: str = "ec2_audit_evidence") -> None:
+    """Hosts marked `pinned_other_key` get a pin for a key they do not have: HOST_KEY_MISMATCH."""
+    import asyncssh
+
+    from include.evidence import EvidenceStore
+    from include.hostkeys import PinStore
+
+    dynamodb = clients(endpoint, REGION)[2]
+    EvidenceStore(dynamodb, table).ensure_tables()
+    pins = PinStore(dynamodb, table)
+    for host in fleet:
+        if host.get("pinned_other_key"):
+            other = asyncssh.generate_private_key("ssh-ed25519")
+            pins.pin(host["instance_id"], other.export_public_key("openssh").decode().strip(),
+                     other.get_fingerprint("sha256"), host["address"])

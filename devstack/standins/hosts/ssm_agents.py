@@ -1,5 +1,5 @@
 """Which instances the SSM Run Command stand-in manages, and how its "SSM agent" runs a script on each: one
-registry directory shared by the tests/devstack (write) and the moto server (read, devstack/moto_server.py).
+registry directory shared by the tests/devstack (write) and the moto server (read, devstack/standins/aws/server.py).
 
 Layout: `<dir>/<instance_id>.json`, one managed instance a file, written whole then renamed (a reader never
 sees half a file). An instance without a file is not SSM-managed. Fields: `ping_status` (Online |
@@ -8,8 +8,8 @@ ConnectionLost | Inactive), `agent_version`, `platform_name`, `platform_version`
 would) and `channel`, how a script reaches the host:
 
   {"kind": "ssh", "address", "port", "user", "key_file"}  the simulated fleet's agent listener for that host
-      (devstack/fleet.py `agent_port`): `/bin/sh -s`, script on stdin, answered like its normal listener;
-  {"kind": "nsenter", "pid"}  a real sshd host (devstack/sshd_host.py) in its own mount namespace:
+      (devstack/standins/hosts/fleet.py `agent_port`): `/bin/sh -s`, script on stdin, answered like its normal listener;
+  {"kind": "nsenter", "pid"}  a real sshd host (devstack/standins/hosts/sshd_host.py) in its own mount namespace:
       `nsenter -t PID -m -- /bin/sh -s` as root — really on that host, as root, as the SSM agent runs it;
   {"kind": "sh"}  this machine's own `/bin/sh -s` (unit tests only: a host that is just a local shell).
 
@@ -117,7 +117,7 @@ def set_ping_status(ssm_dir: str | Path, instance_id: str, status: str) -> None:
 
 
 def register_sshd_host(ssm_dir: str | Path, instance_id: str, sshd_host, **fields) -> Path:
-    """A devstack.sshd_host.SshdHost. Its pid is the `unshare` process, which execs (the wrapper, then sshd)
+    """A devstack.standins.hosts.sshd_host.SshdHost. Its pid is the `unshare` process, which execs (the wrapper, then sshd)
     inside the new mount namespace, so nsenter into that pid enters the host's namespace."""
     fields.setdefault("ip_address", sshd_host.address)
     return register(ssm_dir, instance_id, {"kind": "nsenter", "pid": sshd_host.pid}, **fields)

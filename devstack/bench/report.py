@@ -1,6 +1,6 @@
 """Report build time at fleet scale: 10,000 hosts × 30 days of history (in memory; no AWS).
 
-    .venv/bin/python -m devstack.bench_report [--hosts 10000] [--days 30]
+    .venv/bin/python -m devstack.bench.report [--hosts 10000] [--days 30]
 
 Times the pure pipeline build_report does after its reads: frame, breakdowns, drift against the previous
 day, HTML + CSV, and the 30-day trend PNG. DynamoDB reads are measured separately (see PERFORMANCE.md).
@@ -62,8 +62,8 @@ def main() -> None:
 
 
 def dynamodb_timing(items: list[dict]) -> None:
-    from devstack import local_aws
-    from devstack.aws_seed import clients
+    from devstack.stack import local_aws
+    from devstack.standins.aws.seed import clients
     from include.evidence import EvidenceStore
 
     with local_aws.moto() as endpoint:

@@ -16,12 +16,12 @@ copies one level and serializes only what the projection names. Nothing else in 
 
 EC2 Instance Connect: moto's `SendSSHPublicKey` answers success and authorizes nothing. Here it also records
 the key for that instance and OS user, expiring after 60 s (`EC2AUDIT_EIC_KEY_TTL`), in the key directory
-`EC2AUDIT_EIC_KEY_DIR` that the simulated fleet and the real sshd hosts read (devstack/eic_keys.py); an
+`EC2AUDIT_EIC_KEY_DIR` that the simulated fleet and the real sshd hosts read (devstack/standins/hosts/eic_keys.py); an
 unknown instance is EC2InstanceNotFoundException, one not running EC2InstanceStateInvalidException. Without
 the variable it behaves as moto does.
 
 SSM Run Command: moto's SendCommand answers success and runs nothing, and it has no ListCommandInvocations
-or DescribeInstanceInformation. With `EC2AUDIT_SSM_DIR` (the registry of devstack/ssm_agents.py: which
+or DescribeInstanceInformation. With `EC2AUDIT_SSM_DIR` (the registry of devstack/standins/hosts/ssm_agents.py: which
 instances are managed, their ping status, and how the stand-in "agent" reaches each) the server has all
 four: DescribeInstanceInformation lists the registered instances that exist in EC2 (InstanceIds/PingStatus
 filters, pages); SendCommand (AWS-RunShellScript, or a one-step aws:runShellScript document created in this
@@ -53,7 +53,7 @@ Criticality; unknown findings come back in UnprocessedFindings. Faults on demand
 "InternalException", "times": 1}` makes those findings fail that many times; calls per action and the largest
 batch seen: `GET /moto-api/ec2audit/securityhub-calls`.
 
-    python -m devstack.moto_server -H 127.0.0.1 -p 5055
+    python -m devstack.standins.aws.server -H 127.0.0.1 -p 5055
 """
 from __future__ import annotations
 
@@ -201,7 +201,7 @@ def _instance_connect_authorizes() -> None:
     from moto.ec2.models import ec2_backends
     from moto.ec2instanceconnect.responses import Ec2InstanceConnectResponse
 
-    from devstack import eic_keys
+    from devstack.standins.hosts import eic_keys
 
     original = Ec2InstanceConnectResponse.send_ssh_public_key
 
@@ -246,7 +246,7 @@ def _ssm_runs_commands() -> None:
     from moto.ssm.exceptions import SSMException
     from moto.ssm.responses import SimpleSystemManagerResponse as SSM
 
-    from devstack import ssm_agents
+    from devstack.standins.hosts import ssm_agents
 
     ssm_dir = ssm_agents.ssm_dir_from_env()
     if ssm_dir is None:

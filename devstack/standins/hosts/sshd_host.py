@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.host_states import CIS_RULES, GOOD_AUDITD_CONF, WEAK_AUDITD_CONF
+from devstack.standins.hosts.host_states import CIS_RULES, GOOD_AUDITD_CONF, WEAK_AUDITD_CONF
 from include.checks.fixes import remediation_sudoers
 from include.checks.probes import CWA_DIR, sudoers
 
@@ -310,7 +310,7 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     rules: what the (fake) `auditctl -l` lists, with the healthy `auditctl -s` answer.
     eic_key_dir: also authorize, through sshd's AuthorizedKeysCommand (run as root, like EC2's
     eic_run_authorized_keys), the unexpired keys the EC2 Instance Connect stand-in received for this
-    instance and the connecting user (devstack/eic_keys.py). None: authorized_keys only, as before.
+    instance and the connecting user (devstack/standins/hosts/eic_keys.py). None: authorized_keys only, as before.
     remediation_key: also let REMEDIATION_LOGIN in with this key, with exactly `remediation_sudoers` (the
     caller creates the user: ensure_login_user(REMEDIATION_LOGIN)). Only with `fixable`: elsewhere those sudo
     lines would act on this machine.
@@ -359,7 +359,7 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     for login, public in logins.items():
         (workdir / "authorized_keys" / login).write_text(public.strip() + "\n")
     if eic_key_dir:
-        from devstack.eic_keys import authorized_keys_command
+        from devstack.standins.hosts.eic_keys import authorized_keys_command
 
         (workdir / "eic_run_authorized_keys").write_text(authorized_keys_command(Path(eic_key_dir), instance_id))
     (workdir / "sshd_config").write_text(f"""\

@@ -7,53 +7,22 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack import procs
-
-PROJECT = Path(__file__).resolve().parent.parent
-REGION = "us-east-1"
-SSH_PORT = 2222
-SSH_LOGIN = "ec2audit"
-SSM_AGENT_PORT = 2299  # a simulated host's SSM "agent" listener (devstack/fleet.py, devstack/ssm_agents.py)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
-        time.sleep(0.1)
-    raise TimeoutError(f"{what}: not ready after {timeout:g}s")
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except Exception:  # noqa: BLE001 - not up yet
-        return False
+from devstack.procs import PROJECT, free_port, http_ok, wait_until
+from devstack.standins.aws.seed import REGION, seed_pins
+from devstack.standins.hosts.fleet import SSH_LOGIN, SSH_PORT, SSM_AGENT_PORT
 
 
 @dataclass
 class LocalStack:
     root: Path
-    fleet: list[dict]  # host entries (see devstack/demo_fleet.py)
+    fleet: list[dict]  # host entries (see devstack/standins/hosts/demo_fleet.py)
     latency_ms: int = 0
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     moto_port: int = 0
@@ -95,8 +64,8 @@ class LocalStack:
 
     # -- lifecycle
     def start(self) -> "LocalStack":
-        from devstack.aws_seed import seed_fleet
-        from devstack.fleet import generate_client_key
+        from devstack.standins.aws.seed import seed_fleet
+        from devstack.standins.hosts.fleet import generate_client_key
 
         for sub in ("logs", "keys", "fleet", "mail", "eic", "ssm"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -105,10 +74,10 @@ class LocalStack:
                 generate_client_key(key)
         try:
             self.moto_port = free_port()
-            moto = self._spawn("moto", [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1",
+            moto = self._spawn("moto", [sys.executable, "-m", "devstack.standins.aws.server", "-H", "127.0.0.1",
                                         "-p", str(self.moto_port)], {"EC2AUDIT_EIC_KEY_DIR": str(self.eic_key_dir),
                                                                      "EC2AUDIT_SSM_DIR": str(self.ssm_dir)})
-            wait_until(lambda: _http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", moto)
+            wait_until(lambda: http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", moto)
             seed_fleet(self.endpoint, self.fleet, REGION)
             self._seed_pins()
 
@@ -118,7 +87,7 @@ class LocalStack:
             ready = self.root / "fleet" / "ready"
             ready.unlink(missing_ok=True)
             fleet = self._spawn("fleet", [
-                sys.executable, "-m", "devstack.fleet", "--spec", str(spec), "--state-dir", str(self.root / "fleet"),
+                sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(spec), "--state-dir", str(self.root / "fleet"),
                 "--authorized-key", str(self.client_key) + ".pub", "--latency-ms", str(self.latency_ms),
                 "--ready-file", str(ready), "--aws-endpoint", self.endpoint, "--eic-key-dir", str(self.eic_key_dir),
                 "--ssm-agent-key", str(self.ssm_agent_key) + ".pub"])
@@ -128,7 +97,7 @@ class LocalStack:
             self.smtp_port = free_port()
             smtp_ready = self.root / "mail" / ".ready"
             smtp_ready.unlink(missing_ok=True)
-            smtp = self._spawn("smtp", [sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1",
+            smtp = self._spawn("smtp", [sys.executable, "-m", "devstack.standins.sinks.smtp", "--host", "127.0.0.1",
                                         "--port", str(self.smtp_port), "--maildir", str(self.maildir),
                                         "--ready-file", str(smtp_ready)])
             wait_until(smtp_ready.exists, 30, "smtp sink", smtp)
@@ -142,7 +111,7 @@ class LocalStack:
     def _register_ssm(self) -> None:
         """Simulated hosts with `ssm` (a ping status) are SSM-managed; real sshd hosts register when started
         (register_sshd)."""
-        from devstack.ssm_agents import register_fleet_host
+        from devstack.standins.hosts.ssm_agents import register_fleet_host
 
         for host in self.fleet:
             if host.get("ssm") and host.get("simulated", True):
@@ -151,9 +120,9 @@ class LocalStack:
                                     computer_name=host.get("identity", {}).get("hostname", ""))
 
     def register_sshd(self, host: dict, sshd) -> None:
-        """A real sshd host of this stack (devstack/sshd_host.py) with `ssm` set: its agent runs the script
+        """A real sshd host of this stack (devstack/standins/hosts/sshd_host.py) with `ssm` set: its agent runs the script
         inside the host's own mount namespace, as root."""
-        from devstack.ssm_agents import register_sshd_host
+        from devstack.standins.hosts.ssm_agents import register_sshd_host
 
         if host.get("ssm"):
             register_sshd_host(self.ssm_dir, host["instance_id"], sshd, ping_status=host["ssm"])
@@ -215,24 +184,6 @@ def connections_env(endpoint: str, aws_secret: str, client_key: Path, smtp_port:
             "conn_type": "smtp", "host": "127.0.0.1", "port": smtp_port,
             "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "ec2-audit@localhost"}}),
     }
-
-
-def seed_pins(endpoint: str, fleet: list[dict], table: str = "ec2_audit_evidence") -> None:
-    """Hosts marked `pinned_other_key` get a pin for a key they do not have: HOST_KEY_MISMATCH."""
-    import asyncssh
-
-    from devstack.aws_seed import clients
-    from include.evidence import EvidenceStore
-    from include.hostkeys import PinStore
-
-    dynamodb = clients(endpoint, REGION)[2]
-    EvidenceStore(dynamodb, table).ensure_tables()
-    pins = PinStore(dynamodb, table)
-    for host in fleet:
-        if host.get("pinned_other_key"):
-            other = asyncssh.generate_private_key("ssh-ed25519")
-            pins.pin(host["instance_id"], other.export_public_key("openssh").decode().strip(),
-                     other.get_fingerprint("sha256"), host["address"])
 
 
 def _shell_quote(value: str) -> str:

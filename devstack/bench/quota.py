@@ -1,13 +1,13 @@
 """The AWS side of a daily audit through the quota proxy: API calls per host and per API, throttles, and the
 time that API work takes at 100,000 hosts when each API's published rate is the limit.
 
-    .venv/bin/python -m devstack.bench_quota --hosts 10000 [--parallel 16] [--scale 1] [--ssm-hosts 500]
+    .venv/bin/python -m devstack.bench.quota --hosts 10000 [--parallel 16] [--scale 1] [--ssm-hosts 500]
 
-Like devstack/bench.py it starts a moto server, seeds N simulated instances (127.43.x.y; not through the
+Like devstack/bench/side_by_side.py it starts a moto server, seeds N simulated instances (127.43.x.y; not through the
 proxy: that is setup, not the audit) and one simulator process serving their SSH (and, for `--ssm-hosts`,
 SSM agent) listeners, whose agents also ship each host's canary to moto as a CloudWatch agent would. Then
 this project's own code does a day's AWS work with every client pointed at `QuotaProxy`
-(devstack/fault_proxy.py) in front of moto, enforcing devstack/aws_quotas.py at `--scale` × the published
+(devstack/standins/aws/fault_proxy.py) in front of moto, enforcing devstack/standins/aws/quotas.py at `--scale` × the published
 rates:
 
 1. discovery — `include.discovery.discover_region` (DescribeInstanceStatus, 1,000 a page), then
@@ -46,9 +46,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from devstack import aws_quotas, local_aws, procs
-from devstack.fault_proxy import QuotaProxy
-from devstack.stack import PROJECT, REGION, SSH_LOGIN, SSM_AGENT_PORT, wait_until
+from devstack import procs
+from devstack.procs import PROJECT, wait_until
+from devstack.stack import local_aws
+from devstack.standins.aws import quotas as aws_quotas
+from devstack.standins.aws.fault_proxy import QuotaProxy
+from devstack.standins.aws.seed import REGION
+from devstack.standins.hosts.fleet import SSH_LOGIN, SSM_AGENT_PORT
 
 MAX_HOSTS = 10_000
 PORT = 2222
@@ -61,7 +65,7 @@ CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 def bench_addresses(n: int) -> list[str]:
-    """127.43.x.y: the bench's range (devstack/bench.py), no test uses it."""
+    """127.43.x.y: the bench's range (devstack/bench/side_by_side.py), no test uses it."""
     return [f"127.43.{i // 250}.{i % 250 + 1}" for i in range(min(n, MAX_HOSTS))]
 
 
@@ -91,8 +95,8 @@ class Stand:
         return self.root / "ssm"
 
     def _start(self, addresses, cidrs, latency_ms: int, scale: float) -> None:
-        from devstack.aws_seed import seed_fleet
-        from devstack.fleet import generate_client_key
+        from devstack.standins.aws.seed import seed_fleet
+        from devstack.standins.hosts.fleet import generate_client_key
         from include.evidence import EvidenceStore
 
         env = {"EC2AUDIT_SSM_DIR": str(self.ssm_dir)} if self.ssm_hosts else None
@@ -123,7 +127,7 @@ class Stand:
         ready = self.root / "ready"
         ready.unlink(missing_ok=True)
         fleet = subprocess.Popen(
-            [sys.executable, "-m", "devstack.fleet", "--spec", str(self.root / "spec.json"), "--state-dir",
+            [sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(self.root / "spec.json"), "--state-dir",
              str(self.root / "state"), "--authorized-key", f"{self.key}.pub", "--latency-ms", str(latency_ms),
              "--ready-file", str(ready), "--aws-endpoint", self.direct,
              *(["--ssm-agent-key", f"{agent_key}.pub"] if self.ssm_hosts else [])],
@@ -131,7 +135,7 @@ class Stand:
         self.procs.append(fleet)
         wait_until(ready.exists, 600, "quota bench fleet", fleet)
         if self.ssm_hosts:
-            from devstack.ssm_agents import register_fleet_host
+            from devstack.standins.hosts.ssm_agents import register_fleet_host
 
             for h in self.hosts[: self.ssm_hosts]:
                 register_fleet_host(self.ssm_dir, h["instance_id"], h["address"], SSM_AGENT_PORT, agent_key,
@@ -270,10 +274,10 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
 
 
 def _canary_outcomes(stand: Stand, items: list[dict]) -> dict:
-    """Of the reached hosts whose simulated agent delivers the canary (devstack/host_states.delivers_canary),
+    """Of the reached hosts whose simulated agent delivers the canary (devstack/standins/hosts/host_states.delivers_canary),
     how many the batch's search found within the wait: the others were missed — throttled polls, a window
     spent waiting on FilterLogEvents — not undelivered."""
-    from devstack.host_states import delivers_canary
+    from devstack.standins.hosts.host_states import delivers_canary
 
     profile = {h["instance_id"]: h["profile"] for h in stand.hosts}
     out = {"delivering": 0, "found": 0, "missed": 0, "undelivered_found": 0}
@@ -308,7 +312,7 @@ def _securityhub(stand: Stand, items: list[dict]) -> dict:
 def _ssm(stand: Stand) -> dict:
     from botocore.config import Config
 
-    from devstack.bench import ssm_transport_run
+    from devstack.bench.side_by_side import ssm_transport_run
     from include.aws_clients import SSM_RETRIES
     from include.models import Host
     from include.ssm_transport import SsmSettings

@@ -1,6 +1,6 @@
 """`make bench-quick`: SSH fan-out side by side, in ONE run, on the same simulated fleet and the same checks.
 
-    .venv/bin/python -m devstack.bench [--hosts 100,1000] [--latency-ms 20] [--naive-sample 20]
+    .venv/bin/python -m devstack.bench.side_by_side [--hosts 100,1000] [--latency-ms 20] [--naive-sample 20]
 
 Starts one simulator process serving N hosts on 127.43.x.y (a range no test uses), each answering with a
 realistic health profile after `latency-ms` per command (a network round trip), then checks the whole fleet:
@@ -17,10 +17,10 @@ realistic health profile after `latency-ms` per command (a network round trip), 
 6. this DAG end to end under `dag.test()`, discovering the same N instances from a moto server;
 7. this DAG under `airflow standalone` (scheduler + LocalExecutor on the embedded SQLite, as `make up`),
    batches in parallel — with every "database is locked" in its logs counted;
-8. the naive DAG (devstack/bench_dags: one mapped SSHHook task per host) under `dag.test()`, capped;
+8. the naive DAG (devstack/bench/dags: one mapped SSHHook task per host) under `dag.test()`, capped;
 9. `ssm`: SSM Run Command (`include.ssm_transport.SsmTransport`, one verify task's reach) over the same hosts:
    the moto server runs each SendCommand on the host's SSM "agent" listener of the same simulator
-   (devstack/ssm_agents.py), so moto plays both SSM and every agent — its CPU is reported beside the client's;
+   (devstack/standins/hosts/ssm_agents.py), so moto plays both SSM and every agent — its CPU is reported beside the client's;
    with the AWS calls per host by action, counted by the transport and by the server;
 10. `dag-ssm`: this DAG under `dag.test()` with `transport=ssm`, with the server's SSM call counts.
    Both SSM methods run only up to SSM_MAX_HOSTS (the stand-in's agents are one SSH session each in moto).
@@ -47,11 +47,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack import bench_airflow, procs
-from devstack.aws_seed import clients
-from devstack.bench_airflow import BenchAws, process_cpu
-from devstack.fleet import generate_client_key
-from devstack.stack import PROJECT, REGION, SSH_LOGIN, SSM_AGENT_PORT, wait_until
+from devstack import procs
+from devstack.bench import airflow_runs as bench_airflow
+from devstack.bench.airflow_runs import BenchAws, process_cpu
+from devstack.procs import PROJECT, wait_until
+from devstack.standins.aws.seed import REGION, clients
+from devstack.standins.hosts.fleet import SSH_LOGIN, SSM_AGENT_PORT, generate_client_key
 from include.checks.catalogue import HOST_PROBES, SCRIPT
 from include.models import Host
 
@@ -88,7 +89,7 @@ def start_fleet(root: Path, n: int, latency_ms: int, agent_hosts: int = 0) -> tu
     (root / "spec.json").write_text(json.dumps(spec))
     ready = root / "ready"
     ready.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.fleet", "--spec", str(root / "spec.json"),
+    proc = subprocess.Popen([sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(root / "spec.json"),
                              "--state-dir", str(root / "state"), "--authorized-key", f"{key}.pub",
                              "--latency-ms", str(latency_ms), "--ready-file", str(ready),
                              *(["--ssm-agent-key", f"{agent_key(root)}.pub"] if agent_hosts else [])],
@@ -330,13 +331,13 @@ def _ansible(r: Round) -> dict:
 
 
 def naive_dag(r: Round) -> dict:
-    """The naive DAG (devstack/bench_dags): one mapped SSHHook task per host, under `dag.test()`, capped at
+    """The naive DAG (devstack/bench/dags): one mapped SSHHook task per host, under `dag.test()`, capped at
     --naive-cap seconds; if the cap stops it, the finished task count gives the rate and the total is
     extrapolated (marked so)."""
     run_root = r.root / f"naive-dag-{r.n}"
     shutil.rmtree(run_root, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "AIRFLOW_HOME": str(run_root / "airflow"),
-           "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "devstack" / "bench_dags"),
+           "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "devstack" / "bench" / "dags"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "BENCH_NAIVE_HOSTS": json.dumps(r.hosts),
            "AIRFLOW_CONN_BENCH_SSH": json.dumps({"conn_type": "ssh", "login": SSH_LOGIN, "port": PORT, "extra": {
                "key_file": str(r.key), "no_host_key_check": True, "look_for_keys": False, "allow_host_key_change": True}})}

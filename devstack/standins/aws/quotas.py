@@ -1,8 +1,8 @@
 """AWS API request quotas, as published, per account and Region — and how each service answers when one is hit.
 
-The quota mode of the loopback fault proxy (devstack/fault_proxy.py, `QuotaProxy`) enforces this table with
+The quota mode of the loopback fault proxy (devstack/standins/aws/fault_proxy.py, `QuotaProxy`) enforces this table with
 one token bucket per (access key, Region, service, API), and answers an empty bucket exactly as the service
-does (`throttle_reply`); the quota bench (devstack/bench_quota.py) projects the API time of a 100,000-host run
+does (`throttle_reply`); the quota bench (devstack/bench/quota.py) projects the API time of a 100,000-host run
 from it. Every number names where it was read; a number the stored documentation did not give is a
 **stand-in** (`published=False`), chosen low on purpose, and says so wherever it is shown.
 

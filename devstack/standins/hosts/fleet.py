@@ -1,7 +1,7 @@
 """A simulated SSH fleet in one process: a real asyncssh SSH server on each host's loopback address.
 
 Each host answers the audit script (`/bin/sh -s`, script on stdin) with the output its health profile
-implies (devstack/host_states.py), or misbehaves as its `behaviour` says:
+implies (devstack/standins/hosts/host_states.py), or misbehaves as its `behaviour` says:
 
   ok · down (no listener) · auth_reject (no client key accepted) · hang_banner (TCP accepted, never a byte)
   hang_command (session opens, command never answers) · drop (half the output, then the connection dies)
@@ -10,12 +10,12 @@ implies (devstack/host_states.py), or misbehaves as its `behaviour` says:
   ssm_only (no SSH listener, like down, but its SSM agent listener runs: a host with no inbound SSH)
 
 A host with `"agent_port": N` also listens on (address, N) for the SSM Run Command stand-in's "agent"
-(devstack/ssm_agents.py): that listener accepts only the agent key (`--ssm-agent-key`) and answers the script
+(devstack/standins/hosts/ssm_agents.py): that listener accepts only the agent key (`--ssm-agent-key`) and answers the script
 exactly as the host's normal listener does (same profile, behaviour, nonce and canary handling).
 
 Host keys persist in the state dir (one per address) so tofu pins stay valid across restarts.
 
-    python -m devstack.fleet --spec spec.json --state-dir DIR --authorized-key id.pub [--latency-ms 20] [--ready-file F]
+    python -m devstack.standins.hosts.fleet --spec spec.json --state-dir DIR --authorized-key id.pub [--latency-ms 20] [--ready-file F]
                              [--ssm-agent-key agent.pub]
 """
 from __future__ import annotations
@@ -34,6 +34,9 @@ import asyncssh
 from include.checks.probes import CANARY_TOKEN, NONCE_VAR, SCRIPT_END, TAG_VAR, end_mark, section_mark
 
 Responder = Callable[[str, dict], "str | bytes"]
+SSH_PORT = 2222  # every simulated (and real sshd) host listens on its own address, this port
+SSH_LOGIN = "ec2audit"
+SSM_AGENT_PORT = 2299  # a simulated host's SSM "agent" listener (ssm_agents.py)
 HUGE_BYTES = 50 * 1024 * 1024
 LARGE_PAD_RULES = 1600  # ~40 KB of `-w /etc/ec2audit-padN -p wa -k pad` lines
 
@@ -63,7 +66,7 @@ def host_key(state_dir: Path, address: str, rotated: bool = False) -> asyncssh.S
 
 
 def _default_responder(profile: str, identity: dict) -> str:
-    from devstack.host_states import render_output
+    from devstack.standins.hosts.host_states import render_output
 
     return render_output(profile, identity)
 
@@ -71,7 +74,7 @@ def _default_responder(profile: str, identity: dict) -> str:
 class _Server(asyncssh.SSHServer):
     """Public-key auth against a set of fingerprints; None accepts no key at all (auth_reject).
 
-    With an EC2 Instance Connect key directory (devstack/eic_keys.py) it also accepts, like an instance with
+    With an EC2 Instance Connect key directory (devstack/standins/hosts/eic_keys.py) it also accepts, like an instance with
     eic_run_authorized_keys, a key the stand-in received for this host's instance id and the login user and
     that has not expired — looked up at each authentication."""
 
@@ -92,7 +95,7 @@ class _Server(asyncssh.SSHServer):
         fingerprint = key.get_fingerprint("sha256")
         if fingerprint in self.allowed:
             return True
-        from devstack.eic_keys import valid_keys
+        from devstack.standins.hosts.eic_keys import valid_keys
 
         pushed = valid_keys(self.eic_key_dir, self.instance_id, username)
         return any(asyncssh.import_public_key(k).get_fingerprint("sha256") == fingerprint for k in pushed)
@@ -201,7 +204,7 @@ def _padded(text: str, nonce: str) -> str:
 
 
 def _with_canary(text: str, host: dict, shipper: "CanaryShipper | None", nonce: str, tag: str) -> str:
-    from devstack.host_states import canary_line, delivers_canary
+    from devstack.standins.hosts.host_states import canary_line, delivers_canary
 
     profile = host.get("profile", "compliant")
     token = f"{CANARY_TOKEN} {tag} {uuid.uuid4()}"
@@ -309,9 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ready-file")
     parser.add_argument("--aws-endpoint", help="moto server URL: simulated agents ship canaries there")
     parser.add_argument("--eic-key-dir", help="where the EC2 Instance Connect stand-in records pushed keys "
-                                              "(devstack/eic_keys.py): hosts also accept those")
+                                              "(devstack/standins/hosts/eic_keys.py): hosts also accept those")
     parser.add_argument("--ssm-agent-key", help="the SSM stand-in agent's public key file: hosts with an "
-                                                "agent_port accept it (only it) there (devstack/ssm_agents.py)")
+                                                "agent_port accept it (only it) there (devstack/standins/hosts/ssm_agents.py)")
     args = parser.parse_args(argv)
     try:
         import uvloop

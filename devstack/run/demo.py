@@ -2,9 +2,9 @@
 
 Two runs: today over SSH (the default), then yesterday with `transport=auto` and an SSH connection that holds
 no key — SSM Run Command for the hosts whose SSM agent is Online, EC2 Instance Connect for the rest — so all
-three transports reach the same fleet (devstack/demo_fleet.py says what each host must end up as).
+three transports reach the same fleet (devstack/standins/hosts/demo_fleet.py says what each host must end up as).
 
-    python -m devstack.demo [--root .local/demo] [--keep]
+    python -m devstack.run.demo [--root .local/demo] [--keep]
 """
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from devstack.demo_fleet import demo_fleet, expected_status
-from devstack.stack import PROJECT, SSH_LOGIN, SSH_PORT, LocalStack
+from devstack.procs import PROJECT
+from devstack.stack.local_stack import LocalStack
+from devstack.standins.hosts.demo_fleet import demo_fleet, expected_status
+from devstack.standins.hosts.fleet import SSH_LOGIN, SSH_PORT
 
 DAG_ID = "ec2_audit_compliance"
 

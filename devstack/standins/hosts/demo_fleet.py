@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from devstack.stack import SSH_PORT
+from devstack.standins.hosts.fleet import SSH_PORT
 
 # (last octet, name, environment, profile, behaviour, expected status under the default audit-trail profile,
 # extras). Hosts failing only CIS hardening checks (db-3, db-4, log-2) are COMPLIANT: their gaps are advisory.
