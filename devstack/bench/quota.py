@@ -43,10 +43,9 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
-from devstack import procs
+from devstack import clock, procs
 from devstack.procs import PROJECT, wait_until
 from devstack.stack import local_aws
 from devstack.standins.aws import quotas as aws_quotas
@@ -212,7 +211,7 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
     from include.ssh_transport import SshSettings
     from include.verify import RunContext, verify_batch
 
-    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    day = clock.today()
     run_id = f"quota_bench__{int(time.time())}"
     phases = Phases(stand.ledger)
     params = AuditParams(evidence_table=TABLE, canary=canary, canary_wait_seconds=canary_wait_s,
@@ -304,7 +303,7 @@ def _securityhub(stand: Stand, items: list[dict]) -> dict:
     try:
         # The bench's run discovered every host of its one region, unfiltered: the whole day is in scope.
         scope = sh.RunScope(frozenset({REGION}), frozenset(it["instance_id"] for it in items), complete=True)
-        return sh.export_day(client, items, check_meta(), ACCOUNT, REGION, datetime.now(timezone.utc), scope=scope)
+        return sh.export_day(client, items, check_meta(), ACCOUNT, REGION, clock.now(), scope=scope)
     except sh.SecurityHubError as exc:
         return {"error": str(exc)[:300]}
 

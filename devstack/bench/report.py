@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
+from devstack import clock
 from include.checks.catalogue import check_meta
 from include.report import build_report
 from include.trend import render_png, trend_points
@@ -50,7 +51,7 @@ def main() -> None:
     chart = time.perf_counter() - start
     start = time.perf_counter()
     report = build_report(current, audit_date=day, discovered=args.hosts, run_id="bench", mode="live",
-                          generated_at=datetime.now(timezone.utc), check_meta=check_meta(), previous_items=before,
+                          generated_at=clock.now(), check_meta=check_meta(), previous_items=before,
                           previous_day=previous, trend_png=png)
     build = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack import procs
+from devstack import clock, procs
 from devstack.bench import airflow_runs as bench_airflow
 from devstack.bench.airflow_runs import BenchAws, process_cpu
 from devstack.procs import PROJECT, wait_until
@@ -274,7 +274,7 @@ def _dag_row(r: Round, method: str, label: str, transport: str = "ssh") -> dict:
     else:
         run = bench_airflow.scheduler(env, DAG_ID, conf, r.args.dag_timeout, r.args.parallelism, r.sim_pid,
                                       aws.moto_pid)
-    day = time.strftime("%Y-%m-%d", time.gmtime())
+    day = clock.today()
     items = EvidenceStore(clients(aws.endpoint, REGION)[2], table).day_items(day, fields=["status"])
     row = {"method": label, "hosts": r.n, "ok": f"{run['state']}, {len(items)} items, {aws.mails() - mails} email",
            "wall_s": round(run["wall_s"], 1), "hosts_per_s": round(r.n / run["wall_s"], 1),

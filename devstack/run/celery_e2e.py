@@ -20,10 +20,9 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
-from devstack import procs
+from devstack import clock, procs
 from devstack.procs import PROJECT, free_port, wait_until
 from devstack.stack.local_stack import LocalStack
 from devstack.standins.aws.seed import clients
@@ -157,7 +156,7 @@ def run(root: Path, timeout_s: float = 480) -> dict:
         wait_until(lambda: psql(pg_port, f"select count(*) from dag where dag_id='{DAG_ID}'") == "1", 120, "DAG parsed")
         conf = {"recipients": ["secops@example.test"], "batch_size": 4, "concurrency": 2, "connect_timeout": 3,
                 "host_timeout": 30, "command_timeout": 15, "report_dir": str(root / "reports")}
-        run_id = f"celery_e2e__{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+        run_id = f"celery_e2e__{clock.now():%Y%m%dT%H%M%S}"
         subprocess.run([airflow, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf)],
                        env=env, check=True, capture_output=True)
 
@@ -183,7 +182,7 @@ def run(root: Path, timeout_s: float = 480) -> dict:
         tis = psql(pg_port, "select task_id, map_index, state, try_number from task_instance "
                             f"where run_id='{run_id}' order by task_id, map_index")
         by_worker = {n: len(started_verify(root / f"worker{n}.log")) for n in (1, 2)}
-        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        day = clock.today()
         from include.evidence import EvidenceStore
 
         items = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").day_items(day)

@@ -17,9 +17,9 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from devstack import clock
 from devstack.procs import PROJECT
 from devstack.stack.local_stack import LocalStack
 from devstack.standins.hosts.demo_fleet import demo_fleet, expected_status
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local stack up: moto {stack.endpoint}, {len(fleet)} instances on 127.42.0.x, "
               f"SMTP sink 127.0.0.1:{stack.smtp_port}")
         airflow(["db", "migrate"], env, log)
-        day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        day = clock.today()
         report_dir = root / "reports"
         # batch_size 8 → three mapped verify_batch tasks, to show the mapping on a small fleet.
         conf = {"recipients": ["secops@example.test"], "report_dir": str(report_dir), "batch_size": 8,
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = compare(report_dir / f"compliance-{day}.csv", fleet)
         mail = stack.received_mail()
         # Yesterday, through SSM where the agent is Online and EC2 Instance Connect elsewhere (no key anywhere).
-        other = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+        other = clock.today(days_ago=1)
         print(f"running DAG {DAG_ID} for {other} with transport=auto and no SSH key (SSM + EC2 Instance Connect)")
         airflow(["dags", "test", DAG_ID, other, "--conf", json.dumps({**conf, "recipients": [], "mode": "live",
                                                                       "transport": "auto"})],

@@ -716,7 +716,7 @@ def test_the_day_s_evidence_and_report_are_published_as_asset_events(stack, tmp_
 
 
 def test_one_live_run_with_everything_on_puts_the_findings_where_security_teams_look(stack, tmp_path, monkeypatch):
-    """Email alert, Security Hub (moto's, made to behave as AWS: devstack/standins/aws/server.py), the OCSF file, a
+    """Email alert, Security Hub (moto's, made to behave as AWS: devstack/standins/aws/securityhub.py), the OCSF file, a
     Slack webhook (loopback receiver) and an SNS message (read back from a subscribed SQS queue), each checked
     against what the stored evidence says; the next day a check that passes again resolves its finding."""
     import uuid

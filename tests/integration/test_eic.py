@@ -1,5 +1,5 @@
 """transport=eic through `verify_batch` on real components: a real moto server process whose
-SendSSHPublicKey records the key for 60 s (devstack/standins/aws/server.py), the simulated fleet process and real
+SendSSHPublicKey records the key for 60 s (devstack/standins/aws/ec2.py), the simulated fleet process and real
 OpenSSH sshd hosts that authorize those keys (AuthorizedKeysCommand) — no standing key in the connection.
 
 Each test has its own audit day (or its own stand-in); none changes what another reads, so any order works.

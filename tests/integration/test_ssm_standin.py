@@ -1,5 +1,5 @@
 """The SSM Run Command stand-in through the real boto3 SSM API: a moto server process with EC2AUDIT_SSM_DIR
-(devstack/standins/aws/server.py), the simulated fleet process with its agent listeners and a real OpenSSH sshd host
+(devstack/standins/aws/ssm.py), the simulated fleet process with its agent listeners and a real OpenSSH sshd host
 reached with nsenter (devstack/standins/hosts/ssm_agents.py). What SSM runs is compared with what the same host answers
 over SSH.
 

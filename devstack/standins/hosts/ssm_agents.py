@@ -1,5 +1,5 @@
 """Which instances the SSM Run Command stand-in manages, and how its "SSM agent" runs a script on each: one
-registry directory shared by the tests/devstack (write) and the moto server (read, devstack/standins/aws/server.py).
+registry directory shared by the tests/devstack (write) and the moto server (read, devstack/standins/aws/ssm.py).
 
 Layout: `<dir>/<instance_id>.json`, one managed instance a file, written whole then renamed (a reader never
 sees half a file). An instance without a file is not SSM-managed. Fields: `ping_status` (Online |
