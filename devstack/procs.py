@@ -56,10 +56,13 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def spawn(args: list[str], log: Path | None = None, env: dict | None = None,
-          cwd: Path = PROJECT) -> subprocess.Popen:
-    """Run `args` in a new process group; output appended to `log` (else discarded)."""
-    out = open(log, "ab") if log else subprocess.DEVNULL
+def spawn(args: list[str], log: Path | None = None, env: dict | None = None, cwd: Path = PROJECT, *,
+          log_mode: str = "ab", inherit_output: bool = False) -> subprocess.Popen:
+    """Run `args` in a new process group; output appended to `log` (`log_mode="wb"`: the log starts empty),
+    else discarded, or with `inherit_output` left on our own terminal (`make up` shows Airflow's login)."""
+    if inherit_output:
+        return subprocess.Popen(args, cwd=cwd, env=env, start_new_session=True)
+    out = open(log, log_mode) if log else subprocess.DEVNULL
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
 

@@ -67,15 +67,6 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _spawn(args: list[str], log: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    return procs.spawn(args, log, env)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a process group this module started (by its PID), firmly if it does not go."""
-    procs.stop_group(proc)
-
-
 @dataclass
 class BenchAws:
     """moto server + SMTP sink on loopback, seeded once with the N bench instances (shared by the DAG rows)."""
@@ -96,7 +87,7 @@ class BenchAws:
         env = {"EC2AUDIT_SSM_DIR": str(self.ssm_dir)} if ssm_agent_key else None
         moto, self.endpoint = local_aws.spawn_moto(env=env)
         self.smtp_port = free_port()
-        self.procs = [moto, _spawn([sys.executable, "-m", "devstack.standins.sinks.smtp", "--host", "127.0.0.1", "--port",
+        self.procs = [moto, procs.spawn([sys.executable, "-m", "devstack.standins.sinks.smtp", "--host", "127.0.0.1", "--port",
                                     str(self.smtp_port), "--maildir", str(self.maildir)])]
         try:
             started = time.perf_counter()
@@ -146,7 +137,7 @@ class BenchAws:
 
     def stop(self) -> None:
         for proc in self.procs:
-            stop(proc)
+            procs.stop_group(proc)
 
     def airflow_env(self, home: Path, key: Path, dags_folder: Path = PROJECT / "dags") -> dict[str, str]:
         """Environment of an Airflow that audits the bench fleet; its metadata DB is migrated here."""
@@ -256,7 +247,7 @@ def scheduler(env: dict, dag_id: str, conf: dict, timeout_s: float, parallelism:
            "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(free_port()),
            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex}
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}/execution/"
-    proc = _spawn([AIRFLOW, "standalone"], home / "standalone.log", env)
+    proc = procs.spawn([AIRFLOW, "standalone"], home / "standalone.log", env)
     try:
         wait_until(lambda: bool(_ro(db, "select 1 from serialized_dag where dag_id=?", dag_id)) if db.exists() else False,
                    180, "DAG parsed by the dag-processor", proc)
@@ -277,7 +268,7 @@ def scheduler(env: dict, dag_id: str, conf: dict, timeout_s: float, parallelism:
                              "group by task_id", run_id))
         parallel = max_parallel(db, run_id, "verify_batch")
     finally:
-        stop(proc)
+        procs.stop_group(proc)
     return {"state": state if state in ("success", "failed") else f"timed out ({state})", "wall_s": wall,
             "airflow_cpu_s": airflow_cpu,
             "moto_cpu_s": moto_cpu, "sim_cpu_s": sim_cpu, "task_peak_rss_mb": peak_task_rss_mb(home / "logs"),

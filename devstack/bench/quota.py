@@ -125,12 +125,11 @@ class Stand:
         (self.root / "spec.json").write_text(json.dumps(spec))
         ready = self.root / "ready"
         ready.unlink(missing_ok=True)
-        fleet = subprocess.Popen(
+        fleet = procs.spawn(
             [sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(self.root / "spec.json"), "--state-dir",
              str(self.root / "state"), "--authorized-key", f"{self.key}.pub", "--latency-ms", str(latency_ms),
              "--ready-file", str(ready), "--aws-endpoint", self.direct,
-             *(["--ssm-agent-key", f"{agent_key}.pub"] if self.ssm_hosts else [])],
-            cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+             *(["--ssm-agent-key", f"{agent_key}.pub"] if self.ssm_hosts else [])])
         self.procs.append(fleet)
         wait_until(ready.exists, 600, "quota bench fleet", fleet)
         if self.ssm_hosts:

@@ -89,11 +89,10 @@ def start_fleet(root: Path, n: int, latency_ms: int, agent_hosts: int = 0) -> tu
     (root / "spec.json").write_text(json.dumps(spec))
     ready = root / "ready"
     ready.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(root / "spec.json"),
-                             "--state-dir", str(root / "state"), "--authorized-key", f"{key}.pub",
-                             "--latency-ms", str(latency_ms), "--ready-file", str(ready),
-                             *(["--ssm-agent-key", f"{agent_key(root)}.pub"] if agent_hosts else [])],
-                            cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = procs.spawn([sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(root / "spec.json"),
+                        "--state-dir", str(root / "state"), "--authorized-key", f"{key}.pub",
+                        "--latency-ms", str(latency_ms), "--ready-file", str(ready),
+                        *(["--ssm-agent-key", f"{agent_key(root)}.pub"] if agent_hosts else [])])
     wait_until(ready.exists, 600, "bench fleet", proc)
     return proc, key
 
@@ -344,15 +343,14 @@ def naive_dag(r: Round) -> dict:
     (run_root / "airflow").mkdir(parents=True)
     bench_airflow.migrate(env)
     start, capped = time.perf_counter(), False
-    proc = subprocess.Popen([sys.executable, "-c", bench_airflow.DAG_TEST_CHILD, env["AIRFLOW__CORE__DAGS_FOLDER"],
-                             "naive_ssh_per_host", "{}"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = procs.spawn([sys.executable, "-c", bench_airflow.DAG_TEST_CHILD, env["AIRFLOW__CORE__DAGS_FOLDER"],
+                        "naive_ssh_per_host", "{}"], env=env)
     try:
         proc.wait(timeout=r.args.naive_cap)
     except subprocess.TimeoutExpired:
         capped = True
     finally:
-        bench_airflow.stop(proc)
+        procs.stop_group(proc)
     wall = time.perf_counter() - start
     with sqlite3.connect(run_root / "airflow" / "airflow.db") as db:
         done = db.execute("select count(*) from task_instance where task_id='check' and state='success'").fetchone()[0]

@@ -37,11 +37,9 @@ class Processes:
         self.root, self.procs = root, {}
 
     def start(self, name: str, args: list[str], env: dict | None = None, user: str | None = None) -> subprocess.Popen:
-        log = open(self.root / f"{name}.log", "ab")
         if user:
             args = ["runuser", "-u", user, "--", *args]
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT,
-                                start_new_session=True)
+        proc = procs.spawn(args, self.root / f"{name}.log", env)
         self.procs[name] = proc
         return proc
 

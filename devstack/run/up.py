@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def main() -> int:
         print(f"environment for other shells: source {root / 'stack.env'}")
         print("starting airflow standalone: the UI is on http://127.0.0.1:8080 (login details are printed below)")
         airflow = str(Path(sys.executable).with_name("airflow"))
-        proc = subprocess.Popen([airflow, "standalone"], env=env, cwd=PROJECT, start_new_session=True)
+        proc = procs.spawn([airflow, "standalone"], env=env, inherit_output=True)
         try:
             return proc.wait()
         except KeyboardInterrupt:

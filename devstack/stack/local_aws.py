@@ -27,14 +27,9 @@ def spawn_moto(log: Path | None = None, env: dict[str, str] | None = None) -> tu
     try:
         wait_until(lambda: http_ok(f"{endpoint}/moto-api/"), 30, "moto server", proc)
     except BaseException:
-        stop(proc)
+        procs.stop_group(proc, timeout=10)
         raise
     return proc, endpoint
-
-
-def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
-    """SIGTERM, then SIGKILL after `timeout` — only the process group we started."""
-    procs.stop_group(proc, timeout=timeout)
 
 
 @contextmanager
@@ -44,7 +39,7 @@ def moto(log: Path | None = None, env: dict[str, str] | None = None) -> Iterator
     try:
         yield endpoint
     finally:
-        stop(proc)
+        procs.stop_group(proc, timeout=10)
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from devstack import procs
-from devstack.procs import PROJECT, free_port, http_ok, wait_for, wait_until
+from devstack.procs import free_port, http_ok, wait_for, wait_until
 
 
 class Api:
@@ -108,9 +108,8 @@ class Standalone:
         env = self.env
         if "EC2_AUDIT_SCHEDULE" not in self.extra_env:  # unless asked: the daily schedule, backfills need one
             env.pop("EC2_AUDIT_SCHEDULE", None)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env,
-                                         cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = procs.spawn([str(Path(sys.executable).with_name("airflow")), "standalone"], self.log, env,
+                                log_mode="wb")
         try:
             wait_until(lambda: http_ok(f"{self.base}/api/v2/monitor/health"), 180, "airflow standalone", self.proc)
             self.api = Api(self.base, self.user, self.password)

@@ -2,7 +2,7 @@
 import json
 
 from devstack import procs
-from devstack.bench.side_by_side import side_by_side as bench
+from devstack.bench import side_by_side as bench
 from include.checks.catalogue import HOST_PROBES
 
 

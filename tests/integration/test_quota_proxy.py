@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from devstack.bench.side_by_side import quota as bench_quota
+from devstack.bench import quota as bench_quota
 
 HOSTS = 200
 SSM_HOSTS = 2  # GetCommandInvocation at 0.5/s: each host ~2 s; two show it is one per host

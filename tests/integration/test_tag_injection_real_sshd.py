@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from devstack.procs import PROJECT, free_port, http_ok, wait_until
+from devstack import procs
+from devstack.stack import local_aws
 from devstack.standins.aws.seed import REGION, clients, seed_fleet
 from devstack.standins.hosts.fleet import generate_client_key
 from devstack.standins.hosts.sshd_host import LOGIN, ensure_login_user, start_sshd_host
@@ -49,13 +48,10 @@ def real_host(tmp_path_factory):
     root = tmp_path_factory.mktemp("injection")
     public = generate_client_key(root / "id")
     ensure_login_user()
-    procs, hosts = [], []
+    started, hosts = [], []
     try:
-        port = free_port()
-        endpoint = f"http://127.0.0.1:{port}"
-        procs.append(subprocess.Popen([sys.executable, "-m", "devstack.standins.aws.server", "-H", "127.0.0.1", "-p", str(port)],
-                                      cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_until(lambda: http_ok(f"{endpoint}/moto-api/"), 30, "moto server", procs[0])
+        moto, endpoint = local_aws.spawn_moto()
+        started.append(moto)
         tags = payloads()
         entry = {"address": ADDRESS, "name": tags["Name"], "environment": tags["Environment"], "profile": "compliant"}
         instance_id = seed_fleet(endpoint, [entry], REGION)[ADDRESS]
@@ -68,12 +64,7 @@ def real_host(tmp_path_factory):
     finally:
         for host in hosts:
             host.stop()
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        procs.stop_groups(started)
         for leftover in glob.glob(f"{MARK}*") + glob.glob(f"/tmp/ec2audit-control-{RUN}"):
             Path(leftover).unlink()
 

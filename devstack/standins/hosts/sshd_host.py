@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import procs
 from devstack.standins.hosts.host_states import CIS_RULES, GOOD_AUDITD_CONF, WEAK_AUDITD_CONF
 from include.checks.fixes import remediation_sudoers
 from include.checks.probes import CWA_DIR, sudoers
@@ -240,13 +241,7 @@ class SshdHost:
         return (self.state_dir / "trap.log").read_text().splitlines()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        procs.stop_group(self.proc, timeout=10)
 
 
 def _private_audit_log(workdir: Path, dir_mode: int, file_mode: int) -> Path:
@@ -412,8 +407,7 @@ LogLevel VERBOSE
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
     log = workdir / "sshd.log"
     namespaces = ["-m", *(["-u"] if hostname is not None else [])]  # -u: its own hostname
-    proc = subprocess.Popen(["unshare", *namespaces, "--propagation", "private", "sh", "-c", wrapper],
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    proc = procs.spawn(["unshare", *namespaces, "--propagation", "private", "sh", "-c", wrapper], log, log_mode="wb")
     host = SshdHost(address, port, proc, fingerprint, log, workdir / "state" if fixable else None)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
