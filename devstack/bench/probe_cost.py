@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python -m devstack.bench.probe_cost [--runs 15]
 
-Starts the "healthy" real sshd host (mount namespace, real kernel audit where available), then times:
+Starts the "compliant" real sshd host (mount namespace, real kernel audit where available), then times:
 the SSH connection, an empty script (prelude only), each probe alone, and the whole combined script.
 A probe's cost = median(probe alone) − median(empty script). Needs root (see devstack/standins/hosts/sshd_host.py).
 """
@@ -63,7 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, RealAuditd() as auditd:
         root = Path(tmp)
         public = generate_client_key(root / "id")
-        host = start_sshd_host(root / "host", ADDRESS, PORT, public, "healthy", "i-cost",
+        host = start_sshd_host(root / "host", ADDRESS, PORT, public, "compliant", "i-cost",
                                fake_auditctl=not auditd.available)
         try:
             results = asyncio.run(measure(root / "id", args.runs))

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SSHD_HOSTS = [
     # The real kernel audit is never locked with -e 2 by a test, so the healthy real host fails exactly that.
     {"address": "127.42.1.1", "port": SSH_PORT, "name": "real-sshd-healthy", "environment": "prod",
-     "profile": "compliant", "sshd_profile": "healthy", "simulated": False, "expected": "COMPLIANT",
+     "profile": "compliant", "sshd_profile": "compliant", "simulated": False, "expected": "COMPLIANT",
      "expected_failed": [], "expected_advisory": ["auditd.immutable"], "ssm": "Online"},
     {"address": "127.42.1.2", "port": SSH_PORT, "name": "real-sshd-failing", "environment": "prod",
      "profile": "agent_not_shipping", "sshd_profile": "failing", "simulated": False, "expected": "NON_COMPLIANT",
@@ -70,7 +70,7 @@ def stack(tmp_path_factory, airflow_db):
                                            fake_auditctl=host["sshd_profile"] == "failing" or not auditd.available,
                                            eic_key_dir=local.eic_key_dir)  # also EC2 Instance Connect keys
                     local.register_sshd(host, sshd)  # its SSM agent runs the script in the host's namespace
-                    if not auditd.available and host["sshd_profile"] == "healthy":  # fake answers say enabled 2
+                    if not auditd.available and host["sshd_profile"] == "compliant":  # fake answers say enabled 2
                         host["expected"], host["expected_failed"], host["expected_advisory"] = "COMPLIANT", [], []
                     started.append(lambda *a, s=sshd: s.stop())
         else:

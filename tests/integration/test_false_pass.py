@@ -123,7 +123,7 @@ def audited(tmp_path_factory, moto_endpoint):
     started = []
     try:
         for name, address in HOSTS.items():
-            started.append(start_sshd_host(root / name, address, PORT, public, "healthy", ids[name],
+            started.append(start_sshd_host(root / name, address, PORT, public, "compliant", ids[name],
                                            fake_auditctl=True, **overrides(name, ids)))
         store = EvidenceStore(dynamodb, "false_pass_evidence")
         store.ensure_tables()
@@ -247,7 +247,7 @@ def named_by_hostname(tmp_path_factory, moto_endpoint):
         for name, (address, hostname) in NAMED.items():
             # The image's config names the stream by the OS hostname; fetch-config resolved it into the TOML.
             files = {f"{ETC}.json": agent_json("{local_hostname}"), f"{ETC}.toml": agent_toml(hostname)}
-            started.append(start_sshd_host(root / name, address, PORT, public, "healthy", ids[name],
+            started.append(start_sshd_host(root / name, address, PORT, public, "compliant", ids[name],
                                            fake_auditctl=True, agent_files=files, hostname=hostname))
         store = EvidenceStore(dynamodb, CLAIMS_TABLE)
         store.ensure_tables()
@@ -333,7 +333,7 @@ def sudo_echo(tmp_path_factory, moto_endpoint):
                 shipped.append(line)
             done = len(lines)
 
-    host = start_sshd_host(root / "host", SUDO_ECHO, PORT, public, "healthy", me, fake_auditctl=True,
+    host = start_sshd_host(root / "host", SUDO_ECHO, PORT, public, "compliant", me, fake_auditctl=True,
                            agent_files=secure_in_audit_stream(me), sudo_logfile=sudo_log)
     shipper = threading.Thread(target=ship, daemon=True)
     shipper.start()

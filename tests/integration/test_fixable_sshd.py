@@ -46,7 +46,7 @@ def make_host(keys, tmp_path):
 
     def make(state: FixableState, instance_id: str = "i-0fix0000000000001"):
         host = start_sshd_host(tmp_path / f"host{len(started)}", next(ADDRESSES), PORT,
-                               keys[LOGIN].export_public_key().decode(), "healthy", instance_id,
+                               keys[LOGIN].export_public_key().decode(), "compliant", instance_id,
                                remediation_key=keys[REMEDIATION_LOGIN].export_public_key().decode(), fixable=state)
         started.append(host)
         return host

@@ -46,7 +46,7 @@ def rsa_only_sshd(tmp_path_factory):
     root = tmp_path_factory.mktemp("hk-sshd")
     client_public = generate_client_key(root / "id")
     ensure_login_user()
-    sshd = start_sshd_host(root / "rsa", "127.42.6.1", 2222, client_public, "healthy", "i-switched",
+    sshd = start_sshd_host(root / "rsa", "127.42.6.1", 2222, client_public, "compliant", "i-switched",
                            fake_auditctl=True, host_key_type="rsa")
     try:
         yield root, sshd

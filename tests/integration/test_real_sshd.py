@@ -28,7 +28,7 @@ def hosts(tmp_path_factory):
     ensure_login_user()
     with RealAuditd() as auditd:
         started = {
-            HEALTHY: start_sshd_host(root / "healthy", HEALTHY, PORT, public, "healthy", "i-healthy",
+            HEALTHY: start_sshd_host(root / "healthy", HEALTHY, PORT, public, "compliant", "i-healthy",
                                      fake_auditctl=not auditd.available),
             FAILING: start_sshd_host(root / "failing", FAILING, PORT, public, "failing", "i-failing"),
             MISCONFIGURED: start_sshd_host(root / "misconfigured", MISCONFIGURED, PORT, public, "misconfigured",

@@ -58,7 +58,7 @@ def env(tmp_path_factory):
 
         def start(h):
             entry = next(f for f in fleet if f["name"] == h["name"])
-            sshd[h["name"]] = start_sshd_host(root / h["name"], h["address"], SSH_PORT, audit_pub, "healthy",
+            sshd[h["name"]] = start_sshd_host(root / h["name"], h["address"], SSH_PORT, audit_pub, "compliant",
                                               entry["instance_id"], remediation_key=fix_pub,
                                               fixable=FixableState(**h["fixable"]))
 

@@ -84,7 +84,7 @@ class Stand:
         self.stops.append(lambda: procs.stop_group(fleet, timeout=10))
         wait_until(ready.exists, 60, "simulated fleet", fleet)
         ensure_login_user()
-        sshd = start_sshd_host(self.root / "sshd", HOSTS["sshd"][0], PORT, self.user_public, "healthy",
+        sshd = start_sshd_host(self.root / "sshd", HOSTS["sshd"][0], PORT, self.user_public, "compliant",
                                self.ids["sshd"], fake_auditctl=True)
         self.stops.append(sshd.stop)
         self.sshd = sshd
@@ -210,7 +210,7 @@ def test_the_nsenter_channel_runs_on_that_host_as_root(stand):
     got = stand.ssm.get_command_invocation(CommandId=command_id, InstanceId=stand.ids["sshd"])
     assert (inv["Status"], got["Status"], got["StatusDetails"], got["ResponseCode"]) == ("Failed", "Failed", "Failed", 5)
     # The host's own /proc/cmdline and /opt, bind-mounted in its namespace only.
-    assert got["StandardOutputContent"].split("\n")[:3] == ["0", CMDLINE["healthy"], "authorized_keys"]
+    assert got["StandardOutputContent"].split("\n")[:3] == ["0", CMDLINE["compliant"], "authorized_keys"]
     assert stand.ssm.list_commands(CommandId=command_id)["Commands"][0]["Status"] == "Failed"
 
 

@@ -59,7 +59,7 @@ def real_host(tmp_path_factory):
         ec2.create_tags(Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()
                                                         if k not in ("Name", "Environment")])
         # fake_auditctl: the kernel's audit state is not this test's subject (and is left untouched).
-        hosts.append(start_sshd_host(root / "host", ADDRESS, PORT, public, "healthy", instance_id, fake_auditctl=True))
+        hosts.append(start_sshd_host(root / "host", ADDRESS, PORT, public, "compliant", instance_id, fake_auditctl=True))
         yield {"endpoint": endpoint, "instance_id": instance_id, "key": root / "id", "tags": tags, "sshd": hosts[0]}
     finally:
         for host in hosts:

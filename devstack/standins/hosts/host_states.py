@@ -97,6 +97,14 @@ PROFILES: dict[str, HostState] = {
     "agent_cannot_read": HostState(run_as_user="cwagent"),
 }
 
+# The real sshd hosts (sshd_host.py) speak this same vocabulary: "compliant" is PROFILES["compliant"] on a
+# real OpenSSH host. Two more states exist only there, each many faults on one real host at once:
+SSHD_ONLY_PROFILES: dict[str, str] = {
+    "failing": "kernel audit off (enabled 0, no rules, no audit=1 boot parameter); agent stopped, not shipping",
+    "misconfigured": "running and shipping, but partial rules, lost events, the agent as cwagent, stream i-UNKNOWN",
+}
+SSHD_PROFILES: tuple[str, ...] = ("compliant", *SSHD_ONLY_PROFILES)
+
 # What each profile must end up as, for the demo's self-check and the integration tests.
 EXPECTED_FAILED: dict[str, tuple[str, ...]] = {
     "compliant": (),

@@ -5,6 +5,7 @@ Inside the namespace (`unshare -m`, private propagation) a wrapper bind-mounts:
     installed from Debian's registry, its ctl is a shell script anyway, and only its answers matter here;
   - a sudoers.d directory granting the login user exactly the check commands (the real /etc is untouched);
   - for the "failing" profile (or where the kernel audit cannot be used), fake auditctl answers.
+Profiles are host_states' names (SSHD_PROFILES): "compliant", "failing", "misconfigured".
 Then it execs the real /usr/sbin/sshd. The transport, auth, sudo and shell are all real. Needs root.
 
 Remediation (issue 18) adds a second login, REMEDIATION_LOGIN, with its own key and exactly
@@ -25,19 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import procs
-from devstack.standins.hosts.host_states import CIS_RULES, GOOD_AUDITD_CONF, WEAK_AUDITD_CONF
+from devstack.standins.hosts.fleet import SSH_LOGIN
+from devstack.standins.hosts.host_states import CIS_RULES, GOOD_AUDITD_CONF, SSHD_PROFILES, WEAK_AUDITD_CONF
 from include.checks.fixes import remediation_sudoers
 from include.checks.probes import CWA_DIR, sudoers
 
-LOGIN = "ec2audit"
+LOGIN = SSH_LOGIN  # the audit's login, the same on simulated and real hosts
 REMEDIATION_LOGIN = "ec2fix"  # the fixes' own login: the audit's stays read-only
 STATE_DIR = "/opt/.state"  # a fixable host's state in its namespace (workdir/state outside)
 EIC_COMMAND = "/opt/.sshd-test/eic_run_authorized_keys"  # in the namespace's root-owned /opt tmpfs, as sshd requires
 # The same allowlist the README gives for real hosts.
 SUDO_RULE = sudoers(LOGIN)
-CMDLINE = {"healthy": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet audit=1 audit_backlog_limit=8192",
+CMDLINE = {"compliant": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet audit=1 audit_backlog_limit=8192",
            "failing": "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1f2e ro quiet"}
-CMDLINE["misconfigured"] = CMDLINE["healthy"]
+CMDLINE["misconfigured"] = CMDLINE["compliant"]
 # "misconfigured": running and shipping, but each deeper check has something wrong. Its auditctl reports a
 # `lost` counter that grows on every call (the kernel dropping events), kept in the namespace's /opt.
 MISCONFIGURED_AUDITCTL = """case "$1" in
@@ -61,7 +63,7 @@ esac
 """
 
 FAKE_AUDITCTL = {
-    "healthy": ('enabled 2\nfailure 1\npid 4242\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0',
+    "compliant": ('enabled 2\nfailure 1\npid 4242\nrate_limit 0\nbacklog_limit 8192\nlost 0\nbacklog 0',
                 "\n".join(CIS_RULES)),
     "failing": ("enabled 0\nfailure 1\npid 0\nrate_limit 0\nbacklog_limit 64\nlost 0\nbacklog 0", "No rules"),
 }
@@ -100,7 +102,7 @@ def _agent_tree(root: Path, profile: str, instance_id: str, ships: bool | None =
     cwa = root / "aws" / "amazon-cloudwatch-agent"
     (cwa / "bin").mkdir(parents=True)
     (cwa / "etc" / "amazon-cloudwatch-agent.d").mkdir(parents=True)
-    running = profile in ("healthy", "misconfigured")
+    running = profile in ("compliant", "misconfigured")
     ships = running if ships is None else ships
     status = {"status": "running" if running else "stopped", "starttime": "2026-11-23T06:00:00+00:00" if running else "",
               "configstatus": "configured", "version": "1.300057.0b1207"}
@@ -124,7 +126,7 @@ def _agent_tree(root: Path, profile: str, instance_id: str, ships: bool | None =
 
 @dataclass(frozen=True)
 class FixableState:
-    """The starting state of a fixable host; everything else is the healthy profile's."""
+    """The starting state of a fixable host; everything else is the compliant profile's."""
 
     auditd_running: bool = False
     rules_loaded: bool = True
@@ -296,20 +298,21 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
                     eic_key_dir: Path | None = None, remediation_key: str | None = None,
                     fixable: FixableState | None = None, auditd_conf: str | None = None,
                     hostname: str | None = None, sudo_logfile: Path | None = None) -> SshdHost:
-    """profile: "healthy" or "failing". fake_auditctl defaults to True for failing, False for healthy.
+    """profile: one of host_states.SSHD_PROFILES ("compliant", "failing", "misconfigured"). fake_auditctl
+    defaults to True for failing, False for compliant.
 
     host_key_type: the one host key sshd offers ("ed25519", "rsa", "ecdsa"), e.g. to play a host whose key
     type changed since it was pinned.
     agent_files: files to write (or replace) under the agent's etc/ (e.g. "amazon-cloudwatch-agent.toml",
     "amazon-cloudwatch-agent.d/x.json"): crafted configs a lying or odd host would have.
-    rules: what the (fake) `auditctl -l` lists, with the healthy `auditctl -s` answer.
+    rules: what the (fake) `auditctl -l` lists, with the compliant `auditctl -s` answer.
     eic_key_dir: also authorize, through sshd's AuthorizedKeysCommand (run as root, like EC2's
     eic_run_authorized_keys), the unexpired keys the EC2 Instance Connect stand-in received for this
     instance and the connecting user (devstack/standins/hosts/eic_keys.py). None: authorized_keys only, as before.
     remediation_key: also let REMEDIATION_LOGIN in with this key, with exactly `remediation_sudoers` (the
     caller creates the user: ensure_login_user(REMEDIATION_LOGIN)). Only with `fixable`: elsewhere those sudo
     lines would act on this machine.
-    fixable: a healthy host whose auditd / rules / agent state (this starting state) the fixes can change,
+    fixable: a compliant host whose auditd / rules / agent state (this starting state) the fixes can change,
     with fake auditctl, service, augenrules and agent ctl, a private /var/log/audit and auditd.conf;
     SshdHost.state() and trap_log() read it.
     auditd_conf: the host's /etc/audit/auditd.conf (not with fixable, which has its own).
@@ -319,8 +322,10 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     test host (e.g. to play AMI clones with a baked hostname, or a host with a unique one)."""
     if remediation_key and not fixable:  # its sudo lines would start, chmod and chown this machine's real auditd
         raise ValueError("remediation_key needs a fixable host")
-    if fixable and (profile != "healthy" or rules is not None):
-        raise ValueError("a fixable host is the healthy profile with its own fakes: no other profile or rules")
+    if profile not in SSHD_PROFILES:
+        raise ValueError(f"sshd host profile {profile!r} is not one of host_states.SSHD_PROFILES {SSHD_PROFILES}")
+    if fixable and (profile != "compliant" or rules is not None):
+        raise ValueError("a fixable host is the compliant profile with its own fakes: no other profile or rules")
     if hostname is not None and not re.fullmatch(r"[A-Za-z0-9.-]{1,63}", hostname):
         raise ValueError(f"hostname {hostname!r} goes into the namespace's shell: letters, digits, . and - only")
     if fixable and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", instance_id):
@@ -394,8 +399,8 @@ LogLevel VERBOSE
         mounts += [f"mount --bind {workdir / 'auditctl'} /usr/sbin/auditctl",
                    f"mount --bind {workdir / 'auditd.conf'} /etc/audit/auditd.conf",
                    f"mount --bind {loose} /var/log/audit"]
-    elif rules is not None or (fake_auditctl if fake_auditctl is not None else profile != "healthy"):
-        status, listed = FAKE_AUDITCTL["healthy" if rules is not None else profile]
+    elif rules is not None or (fake_auditctl if fake_auditctl is not None else profile != "compliant"):
+        status, listed = FAKE_AUDITCTL["compliant" if rules is not None else profile]
         rules = listed if rules is None else rules
         # -m: the kernel takes a user message (the canary) and says nothing, as the real auditctl does.
         _script(workdir / "auditctl", f'case "$1" in -s) cat <<EOF\n{status}\nEOF\n;; -l) cat <<EOF\n{rules}\nEOF\n;; '
@@ -423,7 +428,7 @@ LogLevel VERBOSE
 
 
 class RealAuditd:
-    """Start the real auditd (kernel audit) with the CIS rule set for the healthy host; undo it afterwards.
+    """Start the real auditd (kernel audit) with the CIS rule set for the compliant host; undo it afterwards.
 
     `available` is False (and nothing is changed) where the kernel audit cannot be used; callers then fall
     back to fake auditctl answers.
