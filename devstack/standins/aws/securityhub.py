@@ -25,6 +25,7 @@ import threading
 from datetime import datetime
 
 from devstack.clock import aws_millis, now
+from devstack.standins.aws.patching import answer_with, count_calls
 
 SECURITYHUB_CALLS: dict[str, int] = {}  # Security Hub action → calls served (GET /moto-api/ec2audit/securityhub-calls)
 SECURITYHUB_LARGEST: dict[str, int] = {}  # action → most findings in one request
@@ -324,19 +325,9 @@ def security_hub_as_aws() -> None:
     from moto.securityhub.responses import SecurityHubResponse as SH
 
     hub = FindingsHub()
-    call_action = SH.call_action
-
-    def counted_call_action(self):
-        with hub.lock:
-            action = self._get_action()
-            SECURITYHUB_CALLS[action] = SECURITYHUB_CALLS.get(action, 0) + 1
-        return call_action(self)
-
-    SH.call_action = counted_call_action
-    # functions, not bound methods: moto calls them on its response object, which they get as `response`
-    SH.get_findings = lambda response: hub.get_findings(response)
-    SH.batch_import_findings = lambda response: hub.batch_import_findings(response)
-    SH.batch_update_findings = lambda response: hub.batch_update_findings(response)
+    count_calls(SH, SECURITYHUB_CALLS, hub.lock)
+    answer_with(SH, {"get_findings": hub.get_findings, "batch_import_findings": hub.batch_import_findings,
+                     "batch_update_findings": hub.batch_update_findings})
     securityhub_urls.url_paths["{0}/findings/batchupdate$"] = SH.dispatch
     moto_api_urls.url_paths["{0}/moto-api/ec2audit/securityhub-faults"] = hub.set_faults
     moto_api_urls.url_paths["{0}/moto-api/ec2audit/securityhub-calls"] = hub.calls

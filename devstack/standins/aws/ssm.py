@@ -26,6 +26,7 @@ from datetime import timedelta, timezone
 from pathlib import Path
 
 from devstack.clock import aws_millis, now
+from devstack.standins.aws.patching import answer_with, count_calls
 from devstack.standins.hosts import ssm_agents
 
 SSM_CALLS: dict[str, int] = {}  # SSM action → calls served (GET /moto-api/ec2audit/ssm-calls)
@@ -385,18 +386,8 @@ def ssm_runs_commands() -> None:
     if ssm_dir is None:
         return
     standin = RunCommand(ssm_dir)
-    call_action = SSM.call_action
-
-    def counted_call_action(self):
-        with standin.lock:
-            action = self._get_action()
-            SSM_CALLS[action] = SSM_CALLS.get(action, 0) + 1
-        return call_action(self)
-
-    SSM.call_action = counted_call_action
-    # functions, not bound methods: moto calls them on its response object, which they get as `response`
-    SSM.describe_instance_information = lambda response: standin.describe_instance_information(response)
-    SSM.send_command = lambda response: standin.send_command(response)
-    SSM.get_command_invocation = lambda response: standin.get_command_invocation(response)
-    SSM.list_command_invocations = lambda response: standin.list_command_invocations(response)
+    count_calls(SSM, SSM_CALLS, standin.lock)
+    answer_with(SSM, {"describe_instance_information": standin.describe_instance_information,
+                      "send_command": standin.send_command, "get_command_invocation": standin.get_command_invocation,
+                      "list_command_invocations": standin.list_command_invocations})
     moto_api_urls.url_paths["{0}/moto-api/ec2audit/ssm-calls"] = standin.calls
