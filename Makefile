@@ -16,7 +16,7 @@ venv: $(STAMP)
 
 ## Start the local stack (moto, simulated fleet, SMTP sink), run the daily audit once, show the results.
 demo: $(STAMP)
-	$(BIN)/python -m devstack.demo
+	$(BIN)/python -m devstack.run.demo
 
 ## Unit, DAG-integrity and integration tests (real moto server, SSH fleet, sshd where available, SMTP), in a
 ## random order (pytest-randomly prints the seed; replay it with `$(BIN)/pytest -p randomly --randomly-seed=N tests`).
@@ -32,7 +32,7 @@ test-integration: $(STAMP)
 
 ## CeleryExecutor on real PostgreSQL + Redis (apt), two workers, one SIGKILLed mid-run (root; ~3 min).
 e2e-celery: $(STAMP)
-	$(BIN)/python -m devstack.celery_e2e
+	$(BIN)/python -m devstack.run.celery_e2e
 
 ## SSH fan-out side by side on one simulated fleet + this DAG end to end (docs/PERFORMANCE.md). `make bench`:
 ## every method at 100/1,000/10,000 (SSM Run Command, `ssm` and `dag-ssm`, at 100 and 1,000 only, with AWS
@@ -42,15 +42,15 @@ bench-tools:
 	  .local/ansible-venv/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt)
 
 bench-quick: $(STAMP) bench-tools
-	$(BIN)/python -m devstack.bench --hosts 100,1000 --methods ours,pool,pool-commands,naive,ansible,ssm --naive-sample 10
+	$(BIN)/python -m devstack.bench.side_by_side --hosts 100,1000 --methods ours,pool,pool-commands,naive,ansible,ssm --naive-sample 10
 
 bench: $(STAMP) bench-tools
-	$(BIN)/python -m devstack.bench --hosts 100,1000,10000 --dag-only-hosts 2000
-	$(BIN)/python -m devstack.bench_quota --hosts 10000   # AWS quotas: calls per API, throttles, 100,000-host time
+	$(BIN)/python -m devstack.bench.side_by_side --hosts 100,1000,10000 --dag-only-hosts 2000
+	$(BIN)/python -m devstack.bench.quota --hosts 10000   # AWS quotas: calls per API, throttles, 100,000-host time
 
 ## Airflow UI (standalone) on the local stack: trigger runs and backfills from the browser.
 up: $(STAMP)
-	$(BIN)/python -m devstack.up
+	$(BIN)/python -m devstack.run.up
 
 ## Refresh the lock from the current venv (after a verified install and a green `make test`).
 lock:

@@ -1,4 +1,5 @@
-"""Start a command in its own process group, and stop that group: the one way devstack does both.
+"""Start a command in its own process group, wait for it to be ready, and stop that group: the one way
+devstack does all three.
 
 Every helper process (moto, the simulated fleet, the SMTP sink, Airflow components) is started in a new
 session so it and its children can be stopped together — by the PID we were given, never by name.
@@ -7,17 +8,61 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def spawn(args: list[str], log: Path | None = None, env: dict | None = None,
-          cwd: Path = PROJECT) -> subprocess.Popen:
-    """Run `args` in a new process group; output appended to `log` (else discarded)."""
-    out = open(log, "ab") if log else subprocess.DEVNULL
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    """Poll a started process's readiness (every 0.1 s): TimeoutError after `timeout`, RuntimeError if `proc`
+    exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{what}: not ready after {timeout:g}s")
+
+
+def wait_for(predicate, timeout: float, what: str, diagnose=lambda: "", every: float = 0.5):
+    """Poll until predicate() returns something truthy (returned); bounded in time, fails with a diagnosis
+    (AssertionError: the tests' and e2e drivers' waits on what a running stack did)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout:g}s. {diagnose()}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+def spawn(args: list[str], log: Path | None = None, env: dict | None = None, cwd: Path = PROJECT, *,
+          log_mode: str = "ab", inherit_output: bool = False) -> subprocess.Popen:
+    """Run `args` in a new process group; output appended to `log` (`log_mode="wb"`: the log starts empty),
+    else discarded, or with `inherit_output` left on our own terminal (`make up` shows Airflow's login)."""
+    if inherit_output:
+        return subprocess.Popen(args, cwd=cwd, env=env, start_new_session=True)
+    out = open(log, log_mode) if log else subprocess.DEVNULL
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
 

@@ -38,7 +38,7 @@ CHROMIUM = chromium_path()
 
 @functools.cache
 def _sshd() -> tuple[bool, str]:
-    from devstack.sshd_host import sshd_available
+    from devstack.standins.hosts.sshd_host import sshd_available
 
     return sshd_available()
 
@@ -49,7 +49,7 @@ def _chromium() -> tuple[bool, str]:
 
 @functools.cache
 def _postgres_redis() -> tuple[bool, str]:
-    from devstack import celery_e2e
+    from devstack.run import celery_e2e
 
     if celery_e2e.available():
         return True, ""
@@ -59,7 +59,7 @@ def _postgres_redis() -> tuple[bool, str]:
 
 
 def _edge_provider() -> tuple[bool, str]:
-    from devstack import edge_e2e
+    from devstack.run import edge_e2e
 
     return edge_e2e.available()
 
@@ -75,7 +75,7 @@ def _auditd() -> tuple[bool, str]:
 
 @functools.cache
 def _kernel_audit() -> tuple[bool, str]:
-    """The kernel audit answers `auditctl -s` with its status (devstack.sshd_host.RealAuditd reads the same);
+    """The kernel audit answers `auditctl -s` with its status (devstack.standins.hosts.sshd_host.RealAuditd reads the same);
     in a container without CAP_AUDIT_CONTROL, or a kernel built without audit, it does not."""
     if not os.path.exists(AUDITCTL):
         return False, f"{AUDITCTL} missing"

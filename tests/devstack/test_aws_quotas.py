@@ -20,8 +20,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.retries.standard import ThrottledRetryableChecker
 
-from devstack import aws_quotas as aq
-from devstack.fault_proxy import FaultProxy, QuotaProxy
+from devstack.standins.aws import quotas as aq
+from devstack.standins.aws.fault_proxy import FaultProxy, QuotaProxy
 
 FINDING = {"SchemaVersion": "2018-10-08", "Id": "f", "ProductArn": "p", "GeneratorId": "g",
            "AwsAccountId": "123456789012", "CreatedAt": "2030-01-01T00:00:00Z", "UpdatedAt": "2030-01-01T00:00:00Z",

@@ -1,4 +1,4 @@
-"""devstack/moto_server's fleet-scale patches answer exactly as moto does (in-process moto, before and after)."""
+"""devstack/standins/aws's fleet-scale patches (ec2.py, dynamodb.py) answer exactly as moto does (in-process moto, before and after)."""
 from __future__ import annotations
 
 import json
@@ -38,7 +38,7 @@ def test_the_lookup_and_query_patches_change_no_answer(monkeypatch):
     from moto.dynamodb.models.dynamo_type import Item
     from moto.ec2.models import instances
 
-    from devstack import moto_server
+    from devstack.standins.aws import dynamodb, ec2
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -49,7 +49,7 @@ def test_the_lookup_and_query_patches_change_no_answer(monkeypatch):
         monkeypatch.setattr(owner, name, getattr(owner, name))
     from moto.ec2.models import tags
     monkeypatch.setattr(tags.TagBackend, "describe_tags", tags.TagBackend.describe_tags)
-    moto_server._direct_lookups()
-    moto_server._query_copies_what_it_returns()
+    ec2.direct_lookups()
+    dynamodb.query_copies_what_it_returns()
     assert table.copy is not __import__("copy")  # the patch is in place
     assert _day_reads_and_describes() == before

@@ -1,5 +1,5 @@
-"""The SSM stand-in's registry and its "agent" (devstack/ssm_agents.py), the fleet's `large` output and its
-agent listener (devstack/fleet.py). No AWS: a local `sh` channel and an in-process fleet."""
+"""The SSM stand-in's registry and its "agent" (devstack/standins/hosts/ssm_agents.py), the fleet's `large` output and its
+agent listener (devstack/standins/hosts/fleet.py). No AWS: a local `sh` channel and an in-process fleet."""
 from __future__ import annotations
 
 import asyncio
@@ -11,9 +11,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from devstack import ssm_agents
-from devstack.fleet import _padded, generate_client_key, start_fleet
-from devstack.host_states import EXPECTED_FAILED, TEST_NONCE, render_output
+from devstack.standins.hosts import ssm_agents
+from devstack.standins.hosts.fleet import _padded, generate_client_key, start_fleet
+from devstack.standins.hosts.host_states import EXPECTED_FAILED, TEST_NONCE, render_output
 from include.checks.probes import frame, new_nonce
 from include.core.host import Host, HostOutcome
 from include.settings.params import AuditParams

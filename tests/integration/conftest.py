@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from devstack import local_aws
+from devstack.stack import local_aws
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The benchmark's methods all work on a tiny simulated fleet (no timing asserted: that is `make bench`)."""
 import json
 
-from devstack import bench, procs
+from devstack import procs
+from devstack.bench import side_by_side as bench
 from include.checks.catalogue import HOST_PROBES
 
 

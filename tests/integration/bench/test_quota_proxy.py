@@ -1,7 +1,7 @@
 """A small fleet's whole AWS day through the quota proxy at a tenth of AWS's published rates.
 
 200 simulated hosts on 127.42.13.x (their SSH and, for 2 of them, SSM agent listeners), a real moto server,
-and `devstack.bench_quota.run`: discovery, `verify_batch` for 4 batches at once (stream lookups, canaries,
+and `devstack.bench.quota.run`: discovery, `verify_batch` for 4 batches at once (stream lookups, canaries,
 pins, evidence), the report read, the Security Hub export and SSM Run Command — every client pointed at a
 `QuotaProxy` enforcing every quota × 0.1 (the day-index key: 100 WRU a second for 600 WRU of evidence), so
 calls are throttled as AWS throttles them. Our code must still finish with every host's evidence stored
@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from devstack import bench_quota
+from devstack.bench import quota as bench_quota
 
 HOSTS = 200
 SSM_HOSTS = 2  # GetCommandInvocation at 0.5/s: each host ~2 s; two show it is one per host

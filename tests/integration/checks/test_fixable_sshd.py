@@ -1,6 +1,6 @@
 """The remediation fixes (include/checks/fixes.py) against real OpenSSH sshd "fixable" hosts.
 
-Each test starts its own host (devstack.sshd_host.start_sshd_host with `fixable=` and `remediation_key=`), runs
+Each test starts its own host (devstack.standins.hosts.sshd_host.start_sshd_host with `fixable=` and `remediation_key=`), runs
 fix steps over the separate remediation login exactly as they are written, and reads the host's state and trap
 log from outside (SshdHost.state(), trap_log()): the fixes really change the host, only through the fix
 login's sudo lines, and the audit login sees the result. Loopback 127.42.11.x only; like the other
@@ -16,7 +16,7 @@ import pwd
 import asyncssh
 import pytest
 
-from devstack.sshd_host import LOGIN, REMEDIATION_LOGIN, FixableState, ensure_login_user, start_sshd_host
+from devstack.standins.hosts.sshd_host import LOGIN, REMEDIATION_LOGIN, FixableState, ensure_login_user, start_sshd_host
 from include.checks import fixes, parsers, probes
 from include.checks.catalogue import AUDIT_TRAIL, CATALOGUE, SCRIPT, evaluate_host_checks
 from include.checks.probes import frame, new_nonce
@@ -47,7 +47,7 @@ def make_host(keys, tmp_path):
 
     def make(state: FixableState, instance_id: str = "i-0fix0000000000001"):
         host = start_sshd_host(tmp_path / f"host{len(started)}", next(ADDRESSES), PORT,
-                               keys[LOGIN].export_public_key().decode(), "healthy", instance_id,
+                               keys[LOGIN].export_public_key().decode(), "compliant", instance_id,
                                remediation_key=keys[REMEDIATION_LOGIN].export_public_key().decode(), fixable=state)
         started.append(host)
         return host

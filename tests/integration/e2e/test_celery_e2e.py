@@ -1,8 +1,8 @@
 """A real distributed run: CeleryExecutor on PostgreSQL + Redis, two workers, one SIGKILLed mid-batch."""
 import pytest
 
-from devstack import celery_e2e
-from devstack.stack import PROJECT
+from devstack.procs import PROJECT
+from devstack.run import celery_e2e
 
 pytestmark = pytest.mark.needs_postgres_redis
 

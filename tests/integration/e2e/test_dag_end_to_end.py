@@ -19,18 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_seed import clients
-from devstack.demo_fleet import demo_fleet, expected_status
-from devstack.fault_proxy import FaultProxy
-from devstack.host_states import expected
-from devstack.stack import SSH_PORT, LocalStack
+from devstack.stack.local_stack import LocalStack
+from devstack.standins.aws.fault_proxy import FaultProxy
+from devstack.standins.aws.seed import clients
+from devstack.standins.hosts.demo_fleet import demo_fleet, expected_status
+from devstack.standins.hosts.fleet import SSH_PORT
+from devstack.standins.hosts.host_states import expected
 from include.reach.hostkeys import PinStore
 
 ROOT = Path(__file__).resolve().parents[3]
 SSHD_HOSTS = [
     # The real kernel audit is never locked with -e 2 by a test, so the healthy real host fails exactly that.
     {"address": "127.42.1.1", "port": SSH_PORT, "name": "real-sshd-healthy", "environment": "prod",
-     "profile": "compliant", "sshd_profile": "healthy", "simulated": False, "expected": "COMPLIANT",
+     "profile": "compliant", "sshd_profile": "compliant", "simulated": False, "expected": "COMPLIANT",
      "expected_failed": [], "expected_advisory": ["auditd.immutable"], "ssm": "Online"},
     {"address": "127.42.1.2", "port": SSH_PORT, "name": "real-sshd-failing", "environment": "prod",
      "profile": "agent_not_shipping", "sshd_profile": "failing", "simulated": False, "expected": "NON_COMPLIANT",
@@ -40,9 +41,9 @@ SSHD_HOSTS = [
 
 def _sshd_support():
     try:
-        from devstack.sshd_host import sshd_available
+        from devstack.standins.hosts.sshd_host import sshd_available
     except ImportError as exc:  # pragma: no cover
-        return False, f"devstack.sshd_host unavailable: {exc}"
+        return False, f"devstack.standins.hosts.sshd_host unavailable: {exc}"
     return sshd_available()
 
 
@@ -55,7 +56,7 @@ def stack(tmp_path_factory, airflow_db):
     started = []
     try:
         if use_sshd:
-            from devstack.sshd_host import RealAuditd, ensure_login_user, start_sshd_host
+            from devstack.standins.hosts.sshd_host import RealAuditd, ensure_login_user, start_sshd_host
 
             ensure_login_user()
             auditd = RealAuditd()
@@ -69,7 +70,7 @@ def stack(tmp_path_factory, airflow_db):
                                            fake_auditctl=host["sshd_profile"] == "failing" or not auditd.available,
                                            eic_key_dir=local.eic_key_dir)  # also EC2 Instance Connect keys
                     local.register_sshd(host, sshd)  # its SSM agent runs the script in the host's namespace
-                    if not auditd.available and host["sshd_profile"] == "healthy":  # fake answers say enabled 2
+                    if not auditd.available and host["sshd_profile"] == "compliant":  # fake answers say enabled 2
                         host["expected"], host["expected_failed"], host["expected_advisory"] = "COMPLIANT", [], []
                     started.append(lambda *a, s=sshd: s.stop())
         else:
@@ -223,7 +224,7 @@ def test_task_retry_skips_hosts_already_recorded_by_the_run(stack):
 
 def test_accepting_a_rotated_host_key_repins_it(stack):
     """HOST_KEY_MISMATCH until an operator names the instance in accept_host_keys; then the new key holds."""
-    from devstack.stack import seed_pins
+    from devstack.standins.aws.seed import seed_pins
     from include.evidence.store import EvidenceStore
     from include.reach.ssh import SshSettings
     from include.settings.params import AuditParams
@@ -503,7 +504,7 @@ def test_expired_credentials_fail_the_run_loudly_and_alert_with_the_run_link(sta
 
 
 def test_a_second_account_by_role_arn_is_discovered_checked_and_reported(stack, tmp_path):
-    from devstack.aws_seed import seed_fleet
+    from devstack.standins.aws.seed import seed_fleet
 
     arn = "arn:aws:iam::222222222222:role/ec2-audit-read"
     twins = [dict(h) for h in stack.fleet_entries
@@ -717,14 +718,14 @@ def test_the_day_s_evidence_and_report_are_published_as_asset_events(stack, tmp_
 
 
 def test_one_live_run_with_everything_on_puts_the_findings_where_security_teams_look(stack, tmp_path, monkeypatch):
-    """Email alert, Security Hub (moto's, made to behave as AWS: devstack/moto_server.py), the OCSF file, a
+    """Email alert, Security Hub (moto's, made to behave as AWS: devstack/standins/aws/securityhub.py), the OCSF file, a
     Slack webhook (loopback receiver) and an SNS message (read back from a subscribed SQS queue), each checked
     against what the stored evidence says; the next day a check that passes again resolves its finding."""
     import uuid
 
     import boto3
 
-    from devstack.webhook_sink import WebhookSink
+    from devstack.standins.sinks.webhook import WebhookSink
     from include.core.scoring import fleet_summary
 
     aws = dict(endpoint_url=stack.endpoint, region_name="us-east-1", aws_access_key_id="testing",

@@ -1,10 +1,10 @@
 """Workers inside each VPC for real: the EdgeExecutor beside the default executor, an Edge worker per VPC queue
-(devstack/edge_e2e.py), one stopped by SIGTERM while it runs a batch and started again. Loopback 127.42.14.x;
+(devstack/run/edge_e2e.py), one stopped by SIGTERM while it runs a batch and started again. Loopback 127.42.14.x;
 like the other server-starting tests, run under `flock /tmp/ec2audit-e2e.lock`."""
 import pytest
 
-from devstack import edge_e2e
-from devstack.stack import PROJECT
+from devstack.procs import PROJECT
+from devstack.run import edge_e2e
 
 pytestmark = pytest.mark.needs_edge_provider
 

@@ -1,7 +1,7 @@
 """Remediation end to end on real sshd hosts, through the real scheduler and the HITL REST API.
 
 `airflow standalone` on a local stack (moto, SMTP sink) with real sshd hosts on 127.42.12.x whose auditd and
-agent state can really be fixed (devstack/sshd_host.py FixableState: state files and a trap log of every
+agent state can really be fixed (devstack/standins/hosts/sshd_host.py FixableState: state files and a trap log of every
 privileged change, read from outside the host). The audit DAG runs first (it pins the keys and stores the
 day's evidence); then ec2_audit_remediate runs four times on that day:
 dry run → rejected through the HITL API → no answer within approval_timeout → approved through the HITL API.
@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_seed import clients
-from devstack.stack import REGION, SSH_PORT, LocalStack
-from devstack.standalone import Standalone, wait_for
+from devstack.procs import wait_for
+from devstack.stack.local_stack import LocalStack
+from devstack.stack.standalone import Standalone
+from devstack.standins.aws.seed import REGION, clients
+from devstack.standins.hosts.fleet import SSH_PORT
 from include.remediation.store import RemediationStore
 from include.tasks import remediate
 
@@ -39,7 +41,7 @@ pytestmark = pytest.mark.needs_sshd
 def env(tmp_path_factory):
     import asyncssh
 
-    from devstack.sshd_host import REMEDIATION_LOGIN, FixableState, ensure_login_user, start_sshd_host
+    from devstack.standins.hosts.sshd_host import REMEDIATION_LOGIN, FixableState, ensure_login_user, start_sshd_host
 
     root = tmp_path_factory.mktemp("remediation")
     fleet = [{"address": h["address"], "port": SSH_PORT, "name": h["name"], "environment": "prod",
@@ -57,7 +59,7 @@ def env(tmp_path_factory):
 
         def start(h):
             entry = next(f for f in fleet if f["name"] == h["name"])
-            sshd[h["name"]] = start_sshd_host(root / h["name"], h["address"], SSH_PORT, audit_pub, "healthy",
+            sshd[h["name"]] = start_sshd_host(root / h["name"], h["address"], SSH_PORT, audit_pub, "compliant",
                                               entry["instance_id"], remediation_key=fix_pub,
                                               fixable=FixableState(**h["fixable"]))
 

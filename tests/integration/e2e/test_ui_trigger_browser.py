@@ -15,9 +15,11 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from devstack.aws_seed import clients
-from devstack.stack import PROJECT, REGION, SSH_PORT, LocalStack
-from devstack.standalone import Api, Standalone, wait_for
+from devstack.procs import PROJECT, wait_for
+from devstack.stack.local_stack import LocalStack
+from devstack.stack.standalone import Api, Standalone
+from devstack.standins.aws.seed import REGION, clients
+from devstack.standins.hosts.fleet import SSH_PORT
 from tests._components import CHROMIUM
 
 pytestmark = pytest.mark.needs_chromium

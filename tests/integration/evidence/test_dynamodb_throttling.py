@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from devstack import local_aws
-from devstack.fault_proxy import FaultProxy
+from devstack.stack import local_aws
+from devstack.standins.aws.fault_proxy import FaultProxy
 from include.evidence.store import EvidenceStore
 
 BATCH_WRITE = "DynamoDB_20120810.BatchWriteItem"

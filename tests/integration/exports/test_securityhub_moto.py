@@ -1,4 +1,4 @@
-"""Security Hub export against a real moto server process (devstack/moto_server.py: GetFindings filters,
+"""Security Hub export against a real moto server process (devstack/standins/aws/securityhub.py: GetFindings filters,
 BatchImportFindings validation and update by Id keeping the customer's Workflow, BatchUpdateFindings, faults
 on demand), over real HTTP with boto3's `securityhub` client. The day's items are stored in DynamoDB and read
 back with `EvidenceStore.day_items`, as the DAG reads them; every count is checked against a computation
@@ -15,7 +15,7 @@ import urllib.request
 import boto3
 import pytest
 
-from devstack import local_aws
+from devstack.stack import local_aws
 from include.checks.catalogue import check_meta
 from include.evidence.records import EvidenceItem
 from include.evidence.store import EvidenceStore

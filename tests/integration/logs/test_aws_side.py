@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from devstack.aws_seed import clients, seed_fleet
+from devstack.standins.aws.seed import clients, seed_fleet
 from include.core.host import Host, HostOutcome
 from include.core.status import Status, Verdict
 from include.evidence.store import SUMMARY_ID, EvidenceStore, instance_item

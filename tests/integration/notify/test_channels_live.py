@@ -1,5 +1,5 @@
 """Slack and SNS delivery for real: the Slack provider's webhook notifier posting to a loopback receiver
-(devstack/webhook_sink.py) through an Airflow `slackwebhook` connection, and the Amazon provider's SNS notifier
+(devstack/standins/sinks/webhook.py) through an Airflow `slackwebhook` connection, and the Amazon provider's SNS notifier
 publishing to a topic in a moto server process, read back from an SQS queue subscribed to it.
 
 The alert is computed the way the pipeline computes it, from evidence stored in (moto's) DynamoDB; each payload
@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
-from devstack.stack import REGION
-from devstack.webhook_sink import WebhookSink
+from devstack.standins.aws.seed import REGION
+from devstack.standins.sinks.webhook import WebhookSink
 from include.checks.catalogue import CATALOGUE
 from include.core.host import Host, HostOutcome
 from include.core.scoring import fleet_summary

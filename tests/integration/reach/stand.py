@@ -8,9 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-from devstack import local_aws, procs
-from devstack.sshd_host import start_sshd_host
-from devstack.stack import wait_until
+from devstack import procs
+from devstack.procs import wait_until
+from devstack.stack import local_aws
+from devstack.standins.hosts.sshd_host import start_sshd_host
 
 
 class Stand:
@@ -29,18 +30,18 @@ class Stand:
         """The module's hosts, on top of moto (self.endpoint)."""
 
     def start_fleet(self, entries: list[dict], *args: str):
-        """The simulated fleet process for `entries` (devstack/fleet.py --spec), with its further arguments;
+        """The simulated fleet process for `entries` (devstack/standins/hosts/fleet.py --spec), with its further arguments;
         returns once it is ready."""
         spec, ready = self.root / "spec.json", self.root / "fleet.ready"
         spec.write_text(json.dumps(entries))
-        fleet = procs.spawn([sys.executable, "-m", "devstack.fleet", "--spec", str(spec), "--state-dir", str(self.root),
+        fleet = procs.spawn([sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(spec), "--state-dir", str(self.root),
                              "--ready-file", str(ready), *args], self.root / "fleet.log")
         self.stops.append(lambda: procs.stop_group(fleet, timeout=10))
         wait_until(ready.exists, 60, "simulated fleet", fleet)
         return fleet
 
     def start_sshd(self, *args, **kwargs):
-        """A real sshd host (devstack/sshd_host.py start_sshd_host), stopped with the stand."""
+        """A real sshd host (devstack/standins/hosts/sshd_host.py start_sshd_host), stopped with the stand."""
         host = start_sshd_host(*args, **kwargs)
         self.stops.append(host.stop)
         return host

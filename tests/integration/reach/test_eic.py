@@ -1,5 +1,5 @@
 """transport=eic through `verify_batch` on real components: a real moto server process whose
-SendSSHPublicKey records the key for 60 s (devstack/moto_server.py), the simulated fleet process and real
+SendSSHPublicKey records the key for 60 s (devstack/standins/aws/ec2.py), the simulated fleet process and real
 OpenSSH sshd hosts that authorize those keys (AuthorizedKeysCommand) — no standing key in the connection.
 
 Each test has its own audit day (or its own stand-in); none changes what another reads, so any order works.
@@ -13,11 +13,11 @@ import asyncssh
 import boto3
 import pytest
 
-from devstack import eic_keys
-from devstack.aws_seed import clients, seed_fleet
-from devstack.fault_proxy import FaultProxy
-from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, ensure_login_user
+from devstack.standins.aws.fault_proxy import FaultProxy
+from devstack.standins.aws.seed import clients, seed_fleet
+from devstack.standins.hosts import eic_keys
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.sshd_host import LOGIN, ensure_login_user
 from include.evidence.store import EvidenceStore
 from include.reach.ssh import SshSettings
 from include.settings.params import AuditParams
@@ -82,7 +82,7 @@ class EicStand(Stand):
             if FLEET[name][1] is None:
                 claimed = self.ids.get(CLAIMS.get(name, ""), self.ids[name])
                 self.start_sshd(self.root / name, FLEET[name][0], PORT,
-                                "" if name == "sshd-nokey" else self.public, "healthy", claimed,
+                                "" if name == "sshd-nokey" else self.public, "compliant", claimed,
                                 fake_auditctl=True, eic_key_dir=self.key_dir)
         self.ec2, self.logs, dynamodb = clients(self.endpoint)
         self.store = EvidenceStore(dynamodb, TABLE)

@@ -16,9 +16,9 @@ from collections import Counter
 import asyncssh
 import pytest
 
-from devstack import local_aws
-from devstack.fault_proxy import FaultProxy
-from devstack.stack import free_port
+from devstack.procs import free_port
+from devstack.stack import local_aws
+from devstack.standins.aws.fault_proxy import FaultProxy
 from include.core.host import Host
 from include.core.status import Status
 from include.reach.hostkeys import HostKeys, Pin, PinStore
@@ -41,13 +41,13 @@ def pin_of(key: asyncssh.SSHKey) -> Pin:
 
 @pytest.fixture(scope="module")
 def rsa_only_sshd(tmp_path_factory):
-    from devstack.fleet import generate_client_key
-    from devstack.sshd_host import ensure_login_user, start_sshd_host
+    from devstack.standins.hosts.fleet import generate_client_key
+    from devstack.standins.hosts.sshd_host import ensure_login_user, start_sshd_host
 
     root = tmp_path_factory.mktemp("hk-sshd")
     client_public = generate_client_key(root / "id")
     ensure_login_user()
-    sshd = start_sshd_host(root / "rsa", "127.42.6.1", 2222, client_public, "healthy", "i-switched",
+    sshd = start_sshd_host(root / "rsa", "127.42.6.1", 2222, client_public, "compliant", "i-switched",
                            fake_auditctl=True, host_key_type="rsa")
     try:
         yield root, sshd
@@ -57,7 +57,7 @@ def rsa_only_sshd(tmp_path_factory):
 
 @pytest.mark.needs_sshd
 def test_pinned_ed25519_host_now_offering_only_rsa_is_mismatch(rsa_only_sshd, tmp_path):
-    from devstack.sshd_host import LOGIN
+    from devstack.standins.hosts.sshd_host import LOGIN
 
     root, sshd = rsa_only_sshd
     ed25519 = asyncssh.generate_private_key("ssh-ed25519")

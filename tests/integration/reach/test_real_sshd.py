@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, RealAuditd, ensure_login_user, start_sshd_host
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.sshd_host import LOGIN, RealAuditd, ensure_login_user, start_sshd_host
 from include.checks.catalogue import SCRIPT, evaluate_host_checks
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
@@ -29,7 +29,7 @@ def hosts(tmp_path_factory):
     ensure_login_user()
     with RealAuditd() as auditd:
         started = {
-            HEALTHY: start_sshd_host(root / "healthy", HEALTHY, PORT, public, "healthy", "i-healthy",
+            HEALTHY: start_sshd_host(root / "healthy", HEALTHY, PORT, public, "compliant", "i-healthy",
                                      fake_auditctl=not auditd.available),
             FAILING: start_sshd_host(root / "failing", FAILING, PORT, public, "failing", "i-failing"),
             MISCONFIGURED: start_sshd_host(root / "misconfigured", MISCONFIGURED, PORT, public, "misconfigured",

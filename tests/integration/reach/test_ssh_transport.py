@@ -7,7 +7,7 @@ import os
 import asyncssh
 import pytest
 
-from devstack.host_states import TEST_NONCE, render_output
+from devstack.standins.hosts.host_states import TEST_NONCE, render_output
 from include.checks.catalogue import SCRIPT
 from include.checks.probes import end_mark
 from include.core.host import Host
@@ -18,7 +18,7 @@ ADDR = "127.42.8.1"
 
 
 def free_port() -> int:
-    from devstack.stack import free_port as fp
+    from devstack.procs import free_port as fp
 
     return fp()
 

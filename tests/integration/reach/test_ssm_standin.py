@@ -1,6 +1,6 @@
 """The SSM Run Command stand-in through the real boto3 SSM API: a moto server process with EC2AUDIT_SSM_DIR
-(devstack/moto_server.py), the simulated fleet process with its agent listeners and a real OpenSSH sshd host
-reached with nsenter (devstack/ssm_agents.py). What SSM runs is compared with what the same host answers
+(devstack/standins/aws/ssm.py), the simulated fleet process with its agent listeners and a real OpenSSH sshd host
+reached with nsenter (devstack/standins/hosts/ssm_agents.py). What SSM runs is compared with what the same host answers
 over SSH.
 
 Every test sends its own commands and reads back only those; none changes what another reads (the registry
@@ -18,12 +18,13 @@ import asyncssh
 import boto3
 import pytest
 
-from devstack import local_aws, ssm_agents
-from devstack.aws_seed import seed_fleet
-from devstack.fleet import generate_client_key
-from devstack.host_states import render_output
-from devstack.sshd_host import CMDLINE, LOGIN, ensure_login_user
-from devstack.stack import wait_until
+from devstack.procs import wait_until
+from devstack.stack import local_aws
+from devstack.standins.aws.seed import seed_fleet
+from devstack.standins.hosts import ssm_agents
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.host_states import render_output
+from devstack.standins.hosts.sshd_host import CMDLINE, LOGIN, ensure_login_user
 from include.checks.catalogue import SCRIPT
 from include.checks.probes import frame, new_nonce
 from include.checks.sections import split_sections
@@ -69,7 +70,7 @@ class SsmStand(Stand):
         self.start_fleet(sim, "--authorized-key", str(self.root / "id.pub"),
                          "--ssm-agent-key", str(self.root / "agent.pub"))
         ensure_login_user()
-        sshd = self.start_sshd(self.root / "sshd", HOSTS["sshd"][0], PORT, self.user_public, "healthy",
+        sshd = self.start_sshd(self.root / "sshd", HOSTS["sshd"][0], PORT, self.user_public, "compliant",
                                self.ids["sshd"], fake_auditctl=True)
         self.sshd = sshd
         for name, (address, spec, fields) in HOSTS.items():
@@ -183,7 +184,7 @@ def test_the_nsenter_channel_runs_on_that_host_as_root(stand):
     got = stand.ssm.get_command_invocation(CommandId=command_id, InstanceId=stand.ids["sshd"])
     assert (inv["Status"], got["Status"], got["StatusDetails"], got["ResponseCode"]) == ("Failed", "Failed", "Failed", 5)
     # The host's own /proc/cmdline and /opt, bind-mounted in its namespace only.
-    assert got["StandardOutputContent"].split("\n")[:3] == ["0", CMDLINE["healthy"], "authorized_keys"]
+    assert got["StandardOutputContent"].split("\n")[:3] == ["0", CMDLINE["compliant"], "authorized_keys"]
     assert stand.ssm.list_commands(CommandId=command_id)["Commands"][0]["Status"] == "Failed"
 
 
@@ -319,7 +320,7 @@ TABLE = "ssm_evidence"
 
 def verify(stand, day: str, transport: str, names: list[str], bucket: str | None = None,
            document: str | None = None, s3=None) -> dict[str, dict]:
-    from devstack.aws_seed import clients
+    from devstack.standins.aws.seed import clients
     from include.evidence.store import EvidenceStore
     from include.reach.ssh import SshSettings
     from include.reach.ssm import SsmSettings

@@ -1,7 +1,7 @@
 """The compliance dashboard plugin in a real Airflow API server, seen through a real headless Chromium.
 
 A moto server process holds 30 days of evidence; `airflow api-server` loads plugins/ec2_audit_dashboard.py
-(the simple auth manager's login and roles, through devstack/dag_denying_auth_manager.py: "auditor" may read
+(the simple auth manager's login and roles, through devstack/stack/dag_denying_auth_manager.py: "auditor" may read
 the DAG, "outsider" is signed in but may not). Anonymous requests are refused (401, and 403 for a forged
 token); FastAPI's /docs, /redoc and /openapi.json are not served at all; a signed-in user without read access
 to the DAG gets 403 on every page; after signing in on Airflow's own login page the auditor's browser sees
@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_seed import clients
-from devstack.stack import PROJECT, REGION, _http_ok, free_port, wait_until
+from devstack import procs
+from devstack.procs import PROJECT, free_port, http_ok, wait_until
+from devstack.stack import local_aws
+from devstack.standins.aws.seed import REGION, clients
 from include.evidence.store import EvidenceStore
 from tests._components import CHROMIUM
 
@@ -61,13 +63,10 @@ def seed(endpoint: str) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def airflow_ui(tmp_path_factory):
     root = tmp_path_factory.mktemp("dashboard")
-    procs = []
+    started = []
     try:
-        moto_port = free_port()
-        endpoint = f"http://127.0.0.1:{moto_port}"
-        procs.append(subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p",
-                                       str(moto_port)], cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto server", procs[0])
+        moto, endpoint = local_aws.spawn_moto()
+        started.append(moto)
         seeded = seed(endpoint)
         (root / "passwords.json").write_text(json.dumps({"auditor": PASSWORD, "outsider": OUTSIDER_PASSWORD}))
         port = free_port()
@@ -75,7 +74,7 @@ def airflow_ui(tmp_path_factory):
                "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
                "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                # Every simple-auth role may read every DAG: the denying subclass takes DAG access from "outsider".
-               "AIRFLOW__CORE__AUTH_MANAGER": "devstack.dag_denying_auth_manager.DagDenyingAuthManager",
+               "AIRFLOW__CORE__AUTH_MANAGER": "devstack.stack.dag_denying_auth_manager.DagDenyingAuthManager",
                "EC2_AUDIT_NO_DAG_USERS": "outsider",
                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "auditor:viewer,outsider:viewer",
                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(root / "passwords.json"),
@@ -84,19 +83,14 @@ def airflow_ui(tmp_path_factory):
                                                        "extra": {"endpoint_url": endpoint, "region_name": REGION}})}
         airflow = str(Path(sys.executable).with_name("airflow"))
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-        log = open(root / "api-server.log", "wb")
-        procs.append(subprocess.Popen([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                      cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        started.append(procs.spawn([airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)],
+                                   root / "api-server.log", env, log_mode="wb"))
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _http_ok(f"{base}/api/v2/monitor/health"), 120, "airflow api-server", procs[1])
+        wait_until(lambda: http_ok(f"{base}/api/v2/monitor/health"), 120, "airflow api-server", started[1])
         yield {"base": base, **seeded, "log": root / "api-server.log"}
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for proc in reversed(started):
+            procs.stop_group(proc)
 
 
 def status_of(url: str, headers: dict | None = None) -> int:

@@ -13,8 +13,9 @@ from email import policy
 import boto3
 import pytest
 
-from devstack.smtp_sink import SmtpSink
-from devstack.stack import REGION, free_port
+from devstack.procs import free_port
+from devstack.standins.aws.seed import REGION
+from devstack.standins.sinks.smtp import SmtpSink
 from include.core.host import Host, HostOutcome
 from include.core.status import Status, Verdict
 from include.evidence.sealed import Sealed

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from devstack.aws_seed import clients, seed_fleet
-from devstack.fleet import generate_client_key
-from devstack.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
-from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
+from devstack.standins.aws.seed import clients, seed_fleet
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
+from devstack.standins.hosts.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 from include.evidence.store import EvidenceStore
 from include.fleet.inventory import Inventory
 from include.reach.ssh import SshSettings
@@ -124,7 +124,7 @@ def audited(tmp_path_factory, moto):
     started = []
     try:
         for name, address in HOSTS.items():
-            started.append(start_sshd_host(root / name, address, PORT, public, "healthy", ids[name],
+            started.append(start_sshd_host(root / name, address, PORT, public, "compliant", ids[name],
                                            fake_auditctl=True, **overrides(name, ids)))
         store = EvidenceStore(dynamodb, "false_pass_evidence")
         store.ensure_tables()
@@ -242,7 +242,7 @@ def named_by_hostname(tmp_path_factory, moto):
         for name, (address, hostname) in NAMED.items():
             # The image's config names the stream by the OS hostname; fetch-config resolved it into the TOML.
             files = {f"{ETC}.json": agent_json("{local_hostname}"), f"{ETC}.toml": agent_toml(hostname)}
-            started.append(start_sshd_host(root / name, address, PORT, public, "healthy", ids[name],
+            started.append(start_sshd_host(root / name, address, PORT, public, "compliant", ids[name],
                                            fake_auditctl=True, agent_files=files, hostname=hostname))
         store = EvidenceStore(dynamodb, CLAIMS_TABLE)
         store.ensure_tables()
@@ -328,7 +328,7 @@ def sudo_echo(tmp_path_factory, moto):
                 shipped.append(line)
             done = len(lines)
 
-    host = start_sshd_host(root / "host", SUDO_ECHO, PORT, public, "healthy", me, fake_auditctl=True,
+    host = start_sshd_host(root / "host", SUDO_ECHO, PORT, public, "compliant", me, fake_auditctl=True,
                            agent_files=secure_in_audit_stream(me), sudo_logfile=sudo_log)
     shipper = threading.Thread(target=ship, daemon=True)
     shipper.start()

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from devstack.aws_seed import clients
-from devstack.stack import PROJECT, SSH_PORT, LocalStack
+from devstack.procs import PROJECT
+from devstack.stack.local_stack import LocalStack
+from devstack.standins.aws.seed import clients
+from devstack.standins.hosts.fleet import SSH_PORT
 from include.evidence.store import EvidenceStore
 from include.reach.ssh import SshSettings
 from include.settings.params import AuditParams
@@ -112,11 +114,11 @@ def test_malicious_tags_are_stored_as_data_and_never_executed(fault_run):
 
 VERIFY_IN_A_SUBPROCESS = """
 import json, sys
-from devstack.aws_seed import clients
 from include.settings.params import AuditParams
 from include.evidence.store import EvidenceStore
 from include.reach.ssh import SshSettings
 from include.verify.batch import RunContext, verify_batch
+from devstack.standins.aws.seed import clients
 endpoint, key, ids = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 ec2, logs, dynamodb = clients(endpoint)
 ssh = SshSettings(username="ec2audit", key_file=key, port=2222, connect_timeout=2)
@@ -162,7 +164,7 @@ def test_verify_killed_mid_batch_then_retried_loses_and_duplicates_nothing(tmp_p
 def test_smtp_down_then_retried_sends_exactly_one_email(stack, tmp_path, monkeypatch):
     import json
 
-    from devstack.stack import free_port
+    from devstack.procs import free_port
     from include.report.built import Built
     from include.tasks import audit as pipeline
 

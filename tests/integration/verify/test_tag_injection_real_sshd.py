@@ -3,7 +3,7 @@
 The simulated fleet (tests/integration/verify/test_faults.py "evil-tags") never executes the script it receives, so
 it cannot notice a tag pasted into a command. Here the whole pipeline path runs for real: a moto server holds
 the instance and its evil tags, `include.verify.batch.verify_batch` discovers them (DescribeInstances), opens a real
-OpenSSH session to a real sshd host (devstack/sshd_host.py) whose /bin/sh runs whatever it is sent, and stores
+OpenSSH session to a real sshd host (devstack/standins/hosts/sshd_host.py) whose /bin/sh runs whatever it is sent, and stores
 the evidence in moto's DynamoDB. Every payload would `touch` its own marker under /tmp. The sshd host's mount
 namespace shares the real filesystem except /opt (a tmpfs per host), so a marker the host's login user writes
 under /tmp is visible here — which the control step proves by writing one over the same kind of session.
@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from devstack.aws_seed import clients, seed_fleet
-from devstack.fleet import generate_client_key
-from devstack.sshd_host import LOGIN, ensure_login_user, start_sshd_host
-from devstack.stack import PROJECT, REGION, _http_ok, free_port, wait_until
+from devstack import procs
+from devstack.stack import local_aws
+from devstack.standins.aws.seed import REGION, clients, seed_fleet
+from devstack.standins.hosts.fleet import generate_client_key
+from devstack.standins.hosts.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 
 pytestmark = pytest.mark.needs_sshd
 ADDRESS, PORT = "127.42.8.1", 2222
@@ -49,13 +48,10 @@ def real_host(tmp_path_factory):
     root = tmp_path_factory.mktemp("injection")
     public = generate_client_key(root / "id")
     ensure_login_user()
-    procs, hosts = [], []
+    started, hosts = [], []
     try:
-        port = free_port()
-        endpoint = f"http://127.0.0.1:{port}"
-        procs.append(subprocess.Popen([sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                                      cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_until(lambda: _http_ok(f"{endpoint}/moto-api/"), 30, "moto server", procs[0])
+        moto, endpoint = local_aws.spawn_moto()
+        started.append(moto)
         tags = payloads()
         entry = {"address": ADDRESS, "name": tags["Name"], "environment": tags["Environment"], "profile": "compliant"}
         instance_id = seed_fleet(endpoint, [entry], REGION)[ADDRESS]
@@ -63,17 +59,12 @@ def real_host(tmp_path_factory):
         ec2.create_tags(Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()
                                                         if k not in ("Name", "Environment")])
         # fake_auditctl: the kernel's audit state is not this test's subject (and is left untouched).
-        hosts.append(start_sshd_host(root / "host", ADDRESS, PORT, public, "healthy", instance_id, fake_auditctl=True))
+        hosts.append(start_sshd_host(root / "host", ADDRESS, PORT, public, "compliant", instance_id, fake_auditctl=True))
         yield {"endpoint": endpoint, "instance_id": instance_id, "key": root / "id", "tags": tags, "sshd": hosts[0]}
     finally:
         for host in hosts:
             host.stop()
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        procs.stop_groups(started)
         for leftover in glob.glob(f"{MARK}*") + glob.glob(f"/tmp/ec2audit-control-{RUN}"):
             Path(leftover).unlink()
 

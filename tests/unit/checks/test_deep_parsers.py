@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from devstack.host_states import CIS_RULES, GOOD_AUDITD_CONF
+from devstack.standins.hosts.host_states import CIS_RULES, GOOD_AUDITD_CONF
 from include.checks import parsers
 from include.checks.rulesets import CIS, MINIMAL, load_rule_set, missing_groups, parse_rule
 from include.checks.sections import render_files

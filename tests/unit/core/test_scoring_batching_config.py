@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from devstack.host_states import EXPECTED_FAILED, PROFILES, TEST_NONCE, render_output
+from devstack.standins.hosts.host_states import EXPECTED_FAILED, PROFILES, TEST_NONCE, render_output
 from include.checks.catalogue import CATALOGUE, SCRIPT, evaluate_host_checks
 from include.checks.sections import render_sections, split_sections
 from include.core.scoring import fleet_summary, host_status

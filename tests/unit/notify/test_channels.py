@@ -102,7 +102,7 @@ def test_sns_alert_subject_is_short_ascii_and_the_message_json_has_the_same_fact
 
 
 def test_the_webhook_sink_listens_on_loopback_only(tmp_path):
-    from devstack.webhook_sink import WebhookSink
+    from devstack.standins.sinks.webhook import WebhookSink
 
     with pytest.raises(ValueError, match="loopback only"):
         WebhookSink("0.0.0.0", 0, tmp_path)

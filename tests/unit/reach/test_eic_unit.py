@@ -1,5 +1,5 @@
 """EC2 Instance Connect transport, without AWS or hosts: the push hook, its error mapping, the settings, the
-param, and the stand-in's key directory (devstack/eic_keys.py)."""
+param, and the stand-in's key directory (devstack/standins/hosts/eic_keys.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from devstack import eic_keys
+from devstack.standins.hosts import eic_keys
 from include.core.host import Host
 from include.core.status import Status
 from include.reach.eic import EicBatch

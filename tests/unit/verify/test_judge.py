@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from devstack.host_states import TEST_NONCE, render_output
+from devstack.standins.hosts.host_states import TEST_NONCE, render_output
 from include.checks.catalogue import CATALOGUE
 from include.checks.probes import end_mark, section_mark
 from include.core.host import Host, HostOutcome

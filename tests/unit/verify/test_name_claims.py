@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.host_states import TEST_NONCE, render_output
+from devstack.standins.hosts.host_states import TEST_NONCE, render_output
 from include.core.host import Host, HostOutcome
 from include.core.status import Verdict
 from include.evidence import digest as day_digest

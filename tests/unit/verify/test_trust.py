@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from devstack.host_states import TEST_NONCE, render_output, sections_for, with_changes
+from devstack.standins.hosts.host_states import TEST_NONCE, render_output, sections_for, with_changes
 from include.checks import parsers
 from include.checks.probes import MARK, end_mark, file_mark, frame, section_mark
 from include.checks.sections import FILE_MARK, render_sections, split_sections

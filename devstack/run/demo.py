@@ -1,0 +1,117 @@
+"""`make demo`: start the local stack, run the daily audit through real Airflow, show what happened.
+
+Two runs: today over SSH (the default), then yesterday with `transport=auto` and an SSH connection that holds
+no key — SSM Run Command for the hosts whose SSM agent is Online, EC2 Instance Connect for the rest — so all
+three transports reach the same fleet (devstack/standins/hosts/demo_fleet.py says what each host must end up as).
+
+    python -m devstack.run.demo [--root .local/demo] [--keep]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import email
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devstack import clock
+from devstack.procs import PROJECT
+from devstack.stack.local_stack import LocalStack
+from devstack.standins.hosts.demo_fleet import demo_fleet, expected_status
+from devstack.standins.hosts.fleet import SSH_LOGIN, SSH_PORT
+
+DAG_ID = "ec2_audit_compliance"
+
+
+def airflow(args: list[str], env: dict[str, str], log: Path) -> None:
+    binary = str(Path(sys.executable).with_name("airflow"))
+    with open(log, "ab") as fh:
+        result = subprocess.run([binary, *args], env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=PROJECT)
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        raise SystemExit(f"airflow {args[0]} {args[1] if len(args) > 1 else ''} failed; last log lines:\n"
+                         + "\n".join(tail))
+
+
+def compare(csv_path: Path, fleet: list[dict], transport: str = "ssh") -> list[tuple[str, str, str, str]]:
+    """(name, expected, actual, ok) for every host that should have a row."""
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        actual = {row["instance_id"]: row for row in csv.DictReader(fh)}
+    rows = []
+    for host in fleet:
+        want = expected_status(host, transport)
+        if want is None:
+            continue
+        got = actual.get(host["instance_id"], {}).get("status", "(missing)")
+        rows.append((host["name"], want, got, "ok" if got == want else "MISMATCH"))
+    return rows
+
+
+def keyless_ssh_connection() -> str:
+    """The SSH connection with login, port and host-key policy only: auto falls back to EC2 Instance Connect."""
+    return json.dumps({"conn_type": "ssh", "login": SSH_LOGIN, "port": SSH_PORT, "extra": {"host_key_policy": "tofu"}})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--root", default=str(PROJECT / ".local" / "demo"))
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    shutil.rmtree(root, ignore_errors=True)  # a demo starts from nothing: fresh moto, fresh pins
+    root.mkdir(parents=True)
+    fleet = demo_fleet()
+    started = time.monotonic()
+    with LocalStack(root, fleet) as stack:
+        env = {**os.environ, **stack.airflow_env()}
+        log = root / "logs" / "airflow.log"
+        print(f"local stack up: moto {stack.endpoint}, {len(fleet)} instances on 127.42.0.x, "
+              f"SMTP sink 127.0.0.1:{stack.smtp_port}")
+        airflow(["db", "migrate"], env, log)
+        day = clock.today()
+        report_dir = root / "reports"
+        # batch_size 8 → three mapped verify_batch tasks, to show the mapping on a small fleet.
+        conf = {"recipients": ["secops@example.test"], "report_dir": str(report_dir), "batch_size": 8,
+                "connect_timeout": 3, "host_timeout": 20, "command_timeout": 15}
+        print(f"running DAG {DAG_ID} for {day} (airflow dags test; log: {log})")
+        airflow(["dags", "test", DAG_ID, day, "--conf", json.dumps(conf)], env, log)
+        summary = json.loads((report_dir / f"compliance-{day}.json").read_text())
+        rows = compare(report_dir / f"compliance-{day}.csv", fleet)
+        mail = stack.received_mail()
+        # Yesterday, through SSM where the agent is Online and EC2 Instance Connect elsewhere (no key anywhere).
+        other = clock.today(days_ago=1)
+        print(f"running DAG {DAG_ID} for {other} with transport=auto and no SSH key (SSM + EC2 Instance Connect)")
+        airflow(["dags", "test", DAG_ID, other, "--conf", json.dumps({**conf, "recipients": [], "mode": "live",
+                                                                      "transport": "auto"})],
+                {**env, "AIRFLOW_CONN_EC2_AUDIT_SSH": keyless_ssh_connection()}, log)
+        auto_summary = json.loads((report_dir / f"compliance-{other}.json").read_text())
+        auto_rows = compare(report_dir / f"compliance-{other}.csv", fleet, "auto")
+
+    print("\nhost          expected            actual")
+    for name, expected, actual, ok in rows:
+        print(f"{name:<13} {expected:<19} {actual:<19} {'' if ok == 'ok' else ok}")
+    print(f"\ncompliance {summary.get('compliance_pct')}% · checked {summary.get('checked')} of "
+          f"{summary.get('discovered')} discovered · {summary.get('counts')}")
+    print(f"hosts per transport: {summary.get('transports')} (transport=ssh, {day}); "
+          f"{auto_summary.get('transports')} (transport=auto, {other}: "
+          f"{sum(r[3] == 'ok' for r in auto_rows)}/{len(auto_rows)} as expected)")
+    for name, expected, actual, ok in auto_rows:
+        if ok != "ok":
+            print(f"  auto: {name:<13} expected {expected:<19} got {actual}  MISMATCH")
+    print(f"report: {report_dir / f'compliance-{day}.html'}\n        {report_dir / f'compliance-{day}.csv'}")
+    for path in mail:
+        message = email.message_from_bytes(path.read_bytes())
+        print(f"email:  {path}\n        subject: {message['Subject']}")
+    if not mail:
+        print("email:  none received")
+    print(f"demo finished in {time.monotonic() - started:.0f}s; everything it started is stopped")
+    mismatches = [r for r in rows + auto_rows if r[3] != "ok"]
+    return 1 if mismatches or not mail else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""Run moto's HTTP server as the local AWS stand-in (EC2, DynamoDB, CloudWatch Logs, SSM, Security Hub).
+
+moto as it is, with one module of patches per service where the project needs AWS's behaviour (each module says
+what it changes and why): logs.py (ingestion time follows event time; FilterLogEvents' term lists), ec2.py
+(fleet-scale lookups; EC2 Instance Connect records pushed keys), dynamodb.py (fleet-scale copies, same
+responses), ssm.py (Run Command really runs the script on the hosts), securityhub.py (filters, validation,
+BatchUpdateFindings, faults) and cpu.py (CPU per action, for the bench). Nothing else in moto is changed.
+
+    python -m devstack.standins.aws.server -H 127.0.0.1 -p 5055
+"""
+from __future__ import annotations
+
+import sys
+
+from devstack.standins.aws import cpu, dynamodb, ec2, logs, securityhub, ssm
+
+
+def main(argv: list[str] | None = None) -> None:
+    from moto.server import main as moto_main
+
+    cpu.cpu_by_action()
+    logs.ingestion_follows_events()
+    logs.filter_terms_as_aws()
+    ec2.direct_lookups()
+    dynamodb.query_copies_what_it_returns()
+    dynamodb.copy_each_level_once()
+    ec2.instance_connect_authorizes()
+    ssm.ssm_runs_commands()
+    securityhub.security_hub_as_aws()
+    moto_main(argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
