@@ -205,7 +205,7 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
                securityhub: bool = True, log: Callable[[str], None] = print) -> dict:
     """Discovery, verify, the report read, Security Hub and SSM, through the proxy (module docstring)."""
     from include.evidence.store import EvidenceStore
-    from include.fleet.batching import plan_batches
+    from include.fleet.batching import Batch, plan_batches
     from include.fleet.discovery import discover_region
     from include.reach.ssh import SshSettings
     from include.settings.params import AuditParams
@@ -225,14 +225,14 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
         return plan_batches({REGION: discover_region(ec2, REGION, {}).running})
 
     batches = phases.run("discovery", discover)
-    log(f"  discovered {sum(len(b['instance_ids']) for b in batches)} running in {len(batches)} batches")
+    log(f"  discovered {sum(len(b.instance_ids) for b in batches)} running in {len(batches)} batches")
 
-    def one(batch: dict) -> dict:
+    def one(batch: Batch) -> dict:
         ec2, logs, ddb = batch_clients(stand.endpoint)
         try:
             return verify_batch(batch, ctx, ec2, logs, EvidenceStore(ddb, TABLE))
         except Exception as exc:  # noqa: BLE001 - a failed batch is reported (the DAG would retry it)
-            return {"label": batch.get("label"), "error": f"{type(exc).__name__}: {exc}"[:300]}
+            return {"label": batch.label, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
     def verify():
         with ThreadPoolExecutor(max(1, parallel)) as pool:
@@ -377,7 +377,7 @@ def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = W
     measured_dls = rows.get("logs:DescribeLogStreams", {}).get("calls", 0)
     measured_fle = rows.get("logs:FilterLogEvents", {}).get("calls", 0)
     batches = plan_batches({REGION: [f"i-{k:017x}" for k in range(to)]})
-    size = max(len(b["instance_ids"]) for b in batches)
+    size = max(len(b.instance_ids) for b in batches)
     missing = 1 - result.get("canary_found", 0) / max(1, n)  # share of canaries never found (undelivered)
     # The tagged search (include/logs/canary.py): a batch's poll returns its own canaries only, at most one event per
     # host, in 1 MB pages of ~EVENT_BYTES events; each request delays the batch's next poll by the spacing.

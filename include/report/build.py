@@ -1,6 +1,6 @@
 """The daily report: pandas frame → HTML for mail clients, formula-safe CSV, JSON summary.
 
-All numbers come from include.core.scoring; the HTML comes from include/templates/report.html, autoescaped (tags and
+All numbers come from include.core.scoring; the HTML comes from include/report/templates/report.html, autoescaped (tags and
 names are attacker-controllable), and CSV cells cannot start a spreadsheet formula.
 
 Remediation (issue 18) is reported beside the day's verdicts, never in them: the "Remediated" section and the

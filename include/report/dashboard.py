@@ -3,7 +3,7 @@
 Pure rendering from evidence already read: fleet compliance over time, one day's audit-trail compliance beside
 the CIS hardening score and its gaps, the failing hosts with their failed checks and remediation, and one
 host's history with its remediation records (what ran, step by step). Relative links only, so the pages work under any URL prefix and inside the Airflow UI's
-iframe. The HTML comes from include/templates/dashboard_*.html, autoescaped: tags are user data.
+iframe. The HTML comes from include/report/templates/dashboard_*.html, autoescaped: tags are user data.
 """
 from __future__ import annotations
 

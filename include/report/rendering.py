@@ -1,4 +1,4 @@
-"""Every HTML page and email comes from the Jinja2 templates in include/templates/, loaded here.
+"""Every HTML page and email comes from the Jinja2 templates in include/report/templates/, loaded here.
 
 Autoescape is on for .html templates: whatever evidence carries (tags, names, details, exception texts) is
 escaped where it is written into the page, never by hand. Undefined names raise instead of printing nothing.

@@ -140,6 +140,7 @@ def test_streams_not_named_by_instance_id_are_answered_by_one_listing_for_the_ru
     # Two batches of a run, hosts whose agents name streams by hostname: one batch lists the group's fresh
     # streams once (moto over HTTP, the listing stored in moto's DynamoDB); the other reads that listing.
     # Every answer is the one an exact lookup gives.
+    from include.logs.index_store import StreamIndexStore
     from include.logs.stream_index import SharedIndex
     from include.logs.streams import INDEX_AFTER
 
@@ -165,7 +166,7 @@ def test_streams_not_named_by_instance_id_are_answered_by_one_listing_for_the_ru
 
     counted = Counting(logs)
     batches = [StreamLookup(counted, likely_names=[f"i-{k:017x}" for k in range(40)],
-                            index=SharedIndex(store, counted, "2026-12-01", "run-index", 120)) for _ in range(2)]
+                            index=SharedIndex(StreamIndexStore(store), counted, "2026-12-01", "run-index", 120)) for _ in range(2)]
     answers = {}
     for n, name in enumerate(names):
         answers[name] = batches[n % 2].describe(group, name)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from include.checks.catalogue import check_meta
+from include.evidence.records import EvidenceItem
 from include.report.build import build_report, write_report
 from include.report.trend import render_png, trend_points
 from tests._components import CHROMIUM
@@ -29,17 +30,17 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, timeout=60)
 
 
-def sample_items(n: int = 60) -> list[dict]:
+def sample_items(n: int = 60) -> list[EvidenceItem]:
     statuses = ["COMPLIANT"] * 6 + ["NON_COMPLIANT"] * 3 + ["UNREACHABLE", "AUTH_FAILED"]
     items = []
     for i in range(n):
         status = statuses[i % len(statuses)]
         failed = ["auditd.running", "cwagent.log_stream_fresh"] if status == "NON_COMPLIANT" else []
-        items.append(stored_item(
+        items.append(EvidenceItem.from_item(stored_item(
             f"i-{i:017x}", status, failed, detail=lambda c: f"{c} failed on this host",
             name=f"web-{i}" if i % 7 else "<script>alert(1)</script>", environment=["prod", "staging", "dev"][i % 3],
             region="us-east-1", account_id="123456789012", private_ip=f"10.0.{i // 250}.{i % 250}",
-            status_detail="connection refused" if status == "UNREACHABLE" else ""))
+            status_detail="connection refused" if status == "UNREACHABLE" else "")))
     return items
 
 

@@ -59,12 +59,13 @@ def _objects(s3, bucket: str, prefix: str) -> dict[str, bytes]:
 
 def _report():
     from include.checks.catalogue import check_meta
+    from include.evidence.records import EvidenceItem
     from include.report.build import build_report
     from include.report.trend import render_png, trend_points
 
-    items = [{"instance_id": f"i-{n:017x}", "audit_date": DAY, "run_id": "run-s3", "status": status,
+    items = [EvidenceItem.from_item({"instance_id": f"i-{n:017x}", "audit_date": DAY, "run_id": "run-s3", "status": status,
               "failed_checks": ["auditd.running"] if status == "NON_COMPLIANT" else [], "name": f"web-{n}",
-              "environment": "prod", "region": REGION, "account_id": "123456789012", "private_ip": f"10.0.0.{n}"}
+              "environment": "prod", "region": REGION, "account_id": "123456789012", "private_ip": f"10.0.0.{n}"})
              for n, status in enumerate(["COMPLIANT", "COMPLIANT", "NON_COMPLIANT", "UNREACHABLE"], start=1)]
     png = render_png(trend_points([{"audit_date": DAY, "compliance_pct": 66.7, "coverage_pct": 100.0}], DAY), "t")
     return build_report(items, audit_date=DAY, discovered=4, run_id="run-s3", mode="live",
