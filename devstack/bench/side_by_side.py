@@ -230,7 +230,7 @@ def ssm_client(endpoint: str):
 
 def _ssm(r: Round) -> dict:
     """SSM Run Command over the same N hosts (one process, what one verify task does), the DAG's settings at
-    concurrency 100: SendCommand per 50 hosts, MaxConcurrency 50, results polled every 2 s, each host's output
+    concurrency 100: one SendCommand per host (its own nonce), results polled every 2 s, each host's output
     by GetCommandInvocation. moto plays SSM and every host's agent: its CPU is the stand-in's, not AWS's."""
     from include.reach.ssm import SsmSettings
 
@@ -245,7 +245,7 @@ def _ssm(r: Round) -> dict:
         calls.update(counted)
         return f"{ok}/{len(hosts)}"
 
-    row = measure("SSM Run Command (SsmTransport, SendCommand per 50 hosts, one process)", r.n, run)
+    row = measure("SSM Run Command (SsmTransport, one SendCommand per host, one process)", r.n, run)
     server = _diff(aws.ssm_calls(), server0)
     row.update(moto_cpu_s=round(process_cpu(aws.moto_pid) - moto0, 1), sim_cpu_s=round(process_cpu(r.sim_pid) - sim0, 1),
                api_calls=dict(sorted(calls.items())), server_calls=server, calls_per_host=_per_host(server, r.n),
