@@ -108,14 +108,15 @@ class BatchRun:
         """Waivers, then the evidence item; returns whether a flush is due."""
         status, failed, waived = apply_waivers(host, j.status, j.failed, self.waivers, self.ctx.audit_date)
         self.counts[status.value] += 1
+        # Decided once per run, after every batch (include/verify/name_claims.py): a name unique only in this batch
+        # may be a clone's too. Read before the item is built, so the host's result only goes down from here.
+        attributed = name_claims.attributed_by_name(host.instance_id, j.verdicts)
         return self.writer.add(instance_item(
             host=host, outcome=outcome, status=status, failed=failed, verdicts=j.verdicts, detail=j.detail,
             audit_date=self.ctx.audit_date, run_id=self.ctx.run_id, checked_at=utc_now(),
             ttl_days=self.ctx.params.ttl_days, profile=self.profile.name, advisory=j.advisory,
             transport=outcome.transport if outcome else self.ctx.params.transport, waived=waived,
-            # Decided once per run, after every batch (include/verify/name_claims.py): a name unique only in this batch
-            # may be a clone's too.
-            stream_names=j.claims, attributed=name_claims.attributed_by_name(host.instance_id, j.verdicts)))
+            stream_names=j.claims, attributed=attributed))
 
     def skip_recorded(self, hosts: list[Host]) -> list[Host]:
         """A retried task skips every host its run already stored: nothing is checked or stored twice."""
