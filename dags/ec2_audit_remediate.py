@@ -21,6 +21,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowFailException
 
+from include.remediation.results import Answer, Applied, Planned, Reverified
 from include.settings.params import RemediateParams
 from include.settings.schema import REMEDIATE_SCHEMAS, dag_params
 from include.tasks import params as task_params
@@ -51,6 +52,10 @@ def _plan_hash_param(sha256: str = "") -> dict:
                                                          "is: the fixes run only from the plan with this hash.")}
 
 
+def _planned(context) -> Planned:
+    return Planned.from_xcom(context["ti"].xcom_pull(task_ids="plan_fixes"))
+
+
 class PlanApproval(ApprovalOperator):
     """The approval, waiting `approval_timeout` (a run param) and then defaulting to Reject: no answer
     never means yes. The answer is recorded here, as it arrives: a Reject skips every task after this one
@@ -58,15 +63,14 @@ class PlanApproval(ApprovalOperator):
 
     def execute(self, context):
         self.response_timeout = timedelta(minutes=float(context["params"]["approval_timeout"]))
-        self.params = ParamsDict(_plan_hash_param(context["ti"].xcom_pull(task_ids="plan_fixes")["sha256"]))
+        self.params = ParamsDict(_plan_hash_param(_planned(context).sha256))
         return super().execute(context)
 
     def execute_complete(self, context, event):
         self.params = ParamsDict(_plan_hash_param())  # the form's fields, to check the answer's against
         if "error" not in event:
-            remediate.record_decision(RemediateParams.from_params(dict(context["params"])),
-                                      context["ti"].xcom_pull(task_ids="plan_fixes"), event,
-                                      context["dag_run"].run_id)
+            remediate.record_decision(RemediateParams.from_params(dict(context["params"])), _planned(context),
+                                      Answer.from_xcom(event), context["dag_run"].run_id)
         return super().execute_complete(context, event)
 
 
@@ -89,13 +93,14 @@ def ec2_audit_remediate():
         try:
             params = _params()
             day = remediate.resolve_day(params, context.get("triggering_asset_events"))
-            return remediate.build_plan(params, day, context["dag_run"].run_id)
+            # XCom keeps the record's dict: the approval's templates read its keys (hosts, sha256, markdown)
+            return remediate.build_plan(params, day, context["dag_run"].run_id).to_xcom()
         except ValueError as exc:  # bad params, or a remediation login that is the audit's: refused at start
             raise AirflowFailException(str(exc)) from None
 
     @task.short_circuit
     def needs_approval(planned: dict) -> bool:
-        return remediate.needs_approval(planned)
+        return remediate.needs_approval(Planned.from_xcom(planned))
 
     approve = PlanApproval(
         task_id="approve",
@@ -117,21 +122,22 @@ def ec2_audit_remediate():
     @task(pre_execute=size_apply_timeout)
     def apply_fixes(planned: dict) -> dict:
         context = get_current_context()
-        return remediate.apply(_params(), planned, context["ti"].xcom_pull(task_ids="approve"),
-                               context["dag_run"].run_id)
+        return remediate.apply(_params(), Planned.from_xcom(planned),
+                               Answer.from_xcom(context["ti"].xcom_pull(task_ids="approve")),
+                               context["dag_run"].run_id).to_xcom()
 
     @task(retries=2, retry_delay=timedelta(seconds=30), execution_timeout=REVERIFY_TIMEOUT)  # reading: retry is safe
     def reverify(applied: dict) -> dict:
-        return remediate.reverify(_params(), applied, get_current_context()["dag_run"].run_id)
+        return remediate.reverify(_params(), Applied.from_xcom(applied), get_current_context()["dag_run"].run_id).to_xcom()
 
     @task(retries=2, retry_delay=timedelta(seconds=30))
     def publish(verified: dict) -> dict:
-        return remediate.publish(_params(), verified["audit_date"])
+        return remediate.publish(_params(), Reverified.from_xcom(verified)).to_xcom()
 
     @task(trigger_rule="all_done")
     def record_decision(planned: dict) -> str:
         # The approval recorded its answer; an approval task that failed before one is recorded here.
-        return remediate.ensure_decision(_params(), planned, get_current_context()["dag_run"].run_id)
+        return remediate.ensure_decision(_params(), Planned.from_xcom(planned), get_current_context()["dag_run"].run_id)
 
     planned = plan_fixes()
     applied = apply_fixes(planned)

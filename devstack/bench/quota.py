@@ -210,6 +210,7 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
     from include.reach.ssh import SshSettings
     from include.settings.params import AuditParams
     from include.verify.batch import RunContext, verify_batch
+    from include.verify.result import BatchResult
 
     day = clock.today()
     run_id = f"quota_bench__{int(time.time())}"
@@ -227,19 +228,19 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
     batches = phases.run("discovery", discover)
     log(f"  discovered {sum(len(b.instance_ids) for b in batches)} running in {len(batches)} batches")
 
-    def one(batch: Batch) -> dict:
+    def one(batch: Batch) -> BatchResult:
         ec2, logs, ddb = batch_clients(stand.endpoint)
         try:
             return verify_batch(batch, ctx, ec2, logs, EvidenceStore(ddb, TABLE))
         except Exception as exc:  # noqa: BLE001 - a failed batch is reported (the DAG would retry it)
-            return {"label": batch.label, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            return BatchResult.failure(batch.label, batch.region, len(batch.instance_ids), f"{type(exc).__name__}: {exc}")
 
     def verify():
         with ThreadPoolExecutor(max(1, parallel)) as pool:
             return list(pool.map(one, batches))
 
     results = phases.run("verify", verify)
-    failed = [r for r in results if "error" in r]
+    failed = [{"label": r.label, "error": r.error} for r in results if r.failed]
     for r in failed:
         log(f"  batch failed: {r['label']}: {r['error']}")
 

@@ -178,9 +178,8 @@ def verify(params: AuditParams, b: Batch, final_try: bool = False) -> BatchResul
 
     try:
         ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params))
-        # verify_batch returns the result's dict form.
-        result = BatchResult.from_xcom(verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
-                              evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage))
+        result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
+                              evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage)
     except (Exception, AirflowTaskTimeout) as exc:
         if not final_try:
             raise

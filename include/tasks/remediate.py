@@ -16,22 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 from collections import Counter, defaultdict
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from include.core.status import CheckStatus
+from include.evidence.records import EvidenceItem
 from include.remediation.records import RemediationDecision, RemediationRecord
+from include.remediation.results import PLAN_HASH_PARAM, Answer, Applied, AppliedHost, Planned, Published, Reverified
 from include.remediation.store import RemediationStore
 from include.settings.params import REMEDIATE_SSH_CONN_ID, SSH_CONN_ID, RemediateParams
 
 log = logging.getLogger(__name__)
 
 ADDRESS_KINDS = ("private_ip", "public_ip", "private_dns")
-PLAN_HASH_PARAM = "plan_sha256"  # the approval form's field: the answer carries the hash of the plan approved
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
 UNVERIFIED = "unverified"  # fixes ran, re-verification has not (yet) said what they achieved
 
 
@@ -64,7 +63,7 @@ def resolve_day(params: RemediateParams, triggering_events: Any = None) -> str:
     return day
 
 
-def build_plan(params: RemediateParams, day: str, run_id: str) -> dict[str, Any]:
+def build_plan(params: RemediateParams, day: str, run_id: str) -> Planned:
     """The plan for `day` as the approver will see it. A dry run (or a plan with no host) ends here, recorded."""
     from include.remediation import plan as remediation
 
@@ -74,19 +73,18 @@ def build_plan(params: RemediateParams, day: str, run_id: str) -> dict[str, Any]
     p = remediation.plan(store.day_items(day), params.log_group or "", include_advisory=params.include_advisory,
                          audit_date=day, max_hosts=params.max_hosts)
     markdown = remediation.describe(p)
-    planned = {"audit_date": day, "plan": remediation.to_json(p), "sha256": p.hash, "markdown": markdown,
-               "hosts": len(p.hosts), "fixes": sum(len(h.fixes) for h in p.hosts), "dry_run": params.dry_run,
-               "not_planned": len(p.not_planned)}
+    planned = Planned(day, remediation.to_json(p), p.hash, markdown, hosts=len(p.hosts),
+                      fixes=sum(len(h.fixes) for h in p.hosts), dry_run=params.dry_run, not_planned=len(p.not_planned))
     log.info("remediation plan for %s (sha256 %s): %d hosts, %d fixes; %d not planned\n%s", day, p.hash,
-             planned["hosts"], planned["fixes"], planned["not_planned"], markdown)
-    planned["plan_file"] = _write_plan_file(params, day, run_id, markdown)
+             planned.hosts, planned.fixes, planned.not_planned, markdown)
+    planned = replace(planned, plan_file=_write_plan_file(params, day, run_id, markdown))
     # The plan itself, beside its markdown: apply_fixes re-reads this file, not the XCom, and runs it only if
     # its hash is the one the approver's answer carries.
     _write_plan_file(params, day, run_id, remediation.to_json(p), "json")
     if params.dry_run or not p.hosts:
         decision = "dry_run" if params.dry_run else "nothing_to_do"
         RemediationStore(store).add_decision(day, RemediationDecision(
-            run_id=run_id, decision=decision, plan_sha256=p.hash, hosts=planned["hosts"], fixes=planned["fixes"],
+            run_id=run_id, decision=decision, plan_sha256=p.hash, hosts=planned.hosts, fixes=planned.fixes,
             at=_now(), detail="dry run: nothing was asked or run" if params.dry_run else "no host has an automatic fix"),
             params.ttl_days)
     return planned
@@ -131,59 +129,39 @@ def read_plan_file(params: RemediateParams, day: str, run_id: str):
         raise RuntimeError(f"the plan file {url} is not a valid plan ({exc}): nothing runs") from None
 
 
-def needs_approval(planned: dict[str, Any]) -> bool:
-    return not planned["dry_run"] and planned["hosts"] > 0
+def needs_approval(planned: Planned) -> bool:
+    return planned.needs_approval
 
 
 # ------------------------------------------------------------------ 2. the answer
+# The answer (include/remediation/results.py Answer) carries the plan hash itself: the approval form's
+# `plan_sha256` field, filled with the hash on the approval screen, comes back in its `params_input` and is stored
+# with who answered and when (Airflow's HITL detail). The plan's own XCom is never the witness of what was approved.
 
-def approved_plan_sha256(hitl: dict[str, Any] | None) -> str:
-    """The plan hash the answer itself carries ("" when none): the approval form's `plan_sha256` field,
-    filled with the hash on the approval screen, comes back in the answer's `params_input` and is stored with
-    who answered and when (Airflow's HITL detail). The plan's own XCom is never the witness of what was approved."""
-    value = ((hitl or {}).get("params_input") or {}).get(PLAN_HASH_PARAM)
-    return value if isinstance(value, str) and SHA256_RE.fullmatch(value) else ""
-
-
-def answer(hitl: dict[str, Any] | None) -> tuple[str, str, str]:
-    """(decision, by, at) from the approval task's result: approved | rejected | timed_out | no_answer (the
-    approval task itself failed, so it left no result)."""
-    if not hitl:
-        return "no_answer", "", ""
-    chosen = list(hitl.get("chosen_options") or [])
-    user = hitl.get("responded_by_user") or {}
-    by = (f"{user.get('name') or user.get('id')} (id {user.get('id')})" if user else "")
-    at = str(hitl.get("responded_at") or "")
-    if not user:  # the scheduler applied the default (Reject) when approval_timeout passed
-        return "timed_out", "", at
-    return ("approved" if chosen == ["Approve"] else "rejected"), by, at
-
-
-def record_decision(params: RemediateParams, planned: dict[str, Any], hitl: dict[str, Any] | None, run_id: str) -> str:
+def record_decision(params: RemediateParams, planned: Planned, answer: Answer, run_id: str) -> str:
     """The answer, stored as it arrives. An approval is recorded with the hash its answer carries (none: "")."""
-    decision, by, at = answer(hitl)
-    answered = approved_plan_sha256(hitl)
+    decision, by, at, answered = answer.decision, answer.by, answer.at, answer.plan_sha256
     detail = {"approved": "approved: the fixes run only from a plan with this hash",
               "rejected": "rejected: nothing ran on any host",
               "timed_out": f"no answer within {params.approval_timeout} min: nothing ran on any host",
               "no_answer": "the approval task failed without an answer: nothing ran on any host"}[decision]
-    if decision == "approved" and answered != planned["sha256"]:
+    if decision == "approved" and answered != planned.sha256:
         detail = (f"approved without the shown plan's hash ({answered or 'none'} in the answer, "
-                  f"{planned['sha256']} shown): nothing runs")
-    sha = answered if decision == "approved" else (answered or planned["sha256"])
-    RemediationStore(store_of(params)).add_decision(planned["audit_date"], RemediationDecision(
-        run_id=run_id, decision=decision, plan_sha256=sha, hosts=planned["hosts"],
-        fixes=planned["fixes"], by=by, at=at or _now(), detail=detail), params.ttl_days)
-    log.info("remediation of %s, plan %s: %s", planned["audit_date"], sha, detail)
+                  f"{planned.sha256} shown): nothing runs")
+    sha = answered if decision == "approved" else (answered or planned.sha256)
+    RemediationStore(store_of(params)).add_decision(planned.audit_date, RemediationDecision(
+        run_id=run_id, decision=decision, plan_sha256=sha, hosts=planned.hosts,
+        fixes=planned.fixes, by=by, at=at or _now(), detail=detail), params.ttl_days)
+    log.info("remediation of %s, plan %s: %s", planned.audit_date, sha, detail)
     return decision
 
 
-def ensure_decision(params: RemediateParams, planned: dict[str, Any], run_id: str) -> str:
+def ensure_decision(params: RemediateParams, planned: Planned, run_id: str) -> str:
     """The run's answer as recorded by the approval task, else `no_answer` (the approval failed)."""
-    for d in RemediationStore(store_of(params)).decisions(planned["audit_date"]):
+    for d in RemediationStore(store_of(params)).decisions(planned.audit_date):
         if d.run_id == run_id:
             return d.decision
-    return record_decision(params, planned, None, run_id)
+    return record_decision(params, planned, Answer(), run_id)
 
 
 # ------------------------------------------------------------------ 3. the fixes
@@ -288,14 +266,14 @@ def _stale(store, p) -> dict[str, str]:
     return stale
 
 
-def approved_plan(store, day: str, hitl: dict[str, Any] | None, run_id: str) -> tuple[str, str, str]:
+def approved_plan(store, day: str, answer: Answer, run_id: str) -> tuple[str, str, str]:
     """(plan hash, by, at) of this run's approval, or RuntimeError: the answer must be an Approve by a person
     that carries a plan hash, and the decision stored for this run (by the approval task, as the answer
     arrived) must be that same approval of that same hash."""
-    decision, by, at = answer(hitl)
+    decision, by, at = answer.decision, answer.by, answer.at
     if decision != "approved":
         raise RuntimeError(f"not approved ({decision}): nothing runs")
-    sha = approved_plan_sha256(hitl)
+    sha = answer.plan_sha256
     if not sha:
         raise RuntimeError(f"the approval carries no plan hash (its {PLAN_HASH_PARAM} field): nothing runs")
     recorded = [d for d in RemediationStore(store).decisions(day) if d.run_id == run_id]
@@ -305,17 +283,17 @@ def approved_plan(store, day: str, hitl: dict[str, Any] | None, run_id: str) -> 
     return sha, by, at
 
 
-def apply(params: RemediateParams, planned: dict[str, Any], hitl: dict[str, Any], run_id: str) -> dict[str, Any]:
+def apply(params: RemediateParams, planned: Planned, answer: Answer, run_id: str) -> Applied:
     """Run the approved plan. Each host's record is stored as soon as its fixes ran (outcome unverified)."""
     from include.reach.hostkeys import PinStore
     from include.remediation import plan as remediation
     from include.remediation.runner import HostFixes, fix_hosts, refused
 
     store = store_of(params)
-    approved_sha, by, at = approved_plan(store, planned["audit_date"], hitl, run_id)
+    approved_sha, by, at = approved_plan(store, planned.audit_date, answer, run_id)
     # The plan is re-read from its file and must be the one the approver's answer names; the XCom only says
     # which day (a wrong day's file has another hash).
-    p = read_plan_file(params, planned["audit_date"], run_id)
+    p = read_plan_file(params, planned.audit_date, run_id)
     if p.hash != approved_sha:
         raise RuntimeError(f"the plan to run (sha256 {p.hash}) is not the one approved ({approved_sha}): nothing runs")
     settings = remediate_ssh_settings(params)
@@ -337,10 +315,9 @@ def apply(params: RemediateParams, planned: dict[str, Any], hitl: dict[str, Any]
         outcome = UNVERIFIED if r.touched else ("refused" if r.result == "refused" else "failed")
         RemediationStore(store).put_remediation(_record(hp, r, outcome, run_id, approval), params.ttl_days)
     log.info("remediation of %s: %s", p.audit_date, {i: r.result for i, r in results.items()})
-    return {"audit_date": p.audit_date, "profile": p.profile, **approval,
-            "hosts": {i: {"result": r.result, "detail": r.detail, "touched": r.touched,
-                          "address_kind": current.get(i, (None, None))[1],
-                          "fixes": [asdict(f) for f in r.fixes]} for i, r in results.items()}}
+    return Applied(p.audit_date, p.profile, **approval, hosts={
+        i: AppliedHost(r.result, r.detail, r.touched, current.get(i, (None, None))[1], list(r.fixes))
+        for i, r in results.items()})
 
 
 def _record(hp, r, outcome: str, run_id: str, approval: dict[str, str]) -> RemediationRecord:
@@ -354,66 +331,69 @@ def _record(hp, r, outcome: str, run_id: str, approval: dict[str, str]) -> Remed
 
 # ------------------------------------------------------------------ 4. the proof
 
-def outcome_of(fixes: list[dict[str, Any]], host_result: str, after: dict[str, Any]) -> tuple[str, str]:
+def outcome_of(fixes: list[dict[str, Any]], host_result: str, after: EvidenceItem) -> tuple[str, str]:
     """fixed only when every check a fix addressed passes on re-verification; a failed step is failed."""
     addressed = list(dict.fromkeys(c for f in fixes for c in f.get("check_ids", [])))
-    checks = after.get("checks") or {}
+    checks = after.checks or {}
     still = [c for c in addressed if (checks.get(c) or {}).get("status") != CheckStatus.PASS]
-    status = after.get("status", "")
+    status = after.status
     if host_result == "failed":
         return "failed", f"a fix failed; after: {status}" + (f", still failing {', '.join(still)}" if still else "")
     if not still and addressed:
         return "fixed", f"after: {status}; passes now: {', '.join(addressed)}"
-    return "not_fixed", (f"after: {status} ({after.get('status_detail', '')})".rstrip(" ()") +
+    return "not_fixed", (f"after: {status} ({after.status_detail})".rstrip(" ()") +
                          f"; still failing: {', '.join(still) or '?'}")
 
 
-def reverify(params: RemediateParams, applied: dict[str, Any], run_id: str) -> dict[str, Any]:
+def reverify(params: RemediateParams, applied: Applied, run_id: str) -> Reverified:
     """Re-verify every touched host through the audit's verify path (its login, its checks, the day's
     profile), keep the items aside, and complete each host's record with the after state and the outcome."""
     from include.fleet.batching import Batch
     from include.tasks.audit import ec2_client, logs_client, ssh_settings
     from include.verify.batch import RunContext, verify_batch
 
-    day = applied["audit_date"]
-    audit = params.audit_params(applied.get("profile", ""))
-    touched = {i: h for i, h in applied["hosts"].items() if h["touched"]}
+    day = applied.audit_date
+    audit = params.audit_params(applied.profile)
+    touched = applied.touched()
     store = store_of(params)
-    seen: dict[str, dict] = {}
+    seen: dict[str, EvidenceItem] = {}
     groups = defaultdict(list)
     records = {r.host_id: r for r in RemediationStore(store).day_remediations(day) if r.run_id == run_id}
     for iid, h in touched.items():
-        groups[(records[iid].region, h["address_kind"] or "private_ip")].append(iid)
+        groups[(records[iid].region, h.address_kind or "private_ip")].append(iid)
     for (region, kind), ids in groups.items():
         audit_k = replace(audit, address=kind)
         ctx = RunContext(day, run_id, audit_k, ssh_settings(audit_k))
         verify_batch(Batch(region=region, instance_ids=ids, label=f"re-verify {region}"), ctx, ec2_client(region),
-                     logs_client(region), store, sink=lambda items: seen.update({it["instance_id"]: it for it in items}))
+                     logs_client(region), store,
+                     sink=lambda items: seen.update({it["instance_id"]: EvidenceItem.from_item(it) for it in items}))
     outcomes = {}
     for iid in touched:
-        after = seen.get(iid, {"status": "ERROR", "status_detail": "not re-verified (no longer running?)"})
+        after = seen.get(iid) or EvidenceItem(iid, day, status="ERROR",
+                                              status_detail="not re-verified (no longer running?)")
         rec = records[iid]
-        outcome, detail = outcome_of(rec.fixes, applied["hosts"][iid]["result"], after)
+        outcome, detail = outcome_of(rec.fixes, touched[iid].result, after)
         RemediationStore(store).put_remediation(replace(
-            rec, outcome=outcome, detail=f"{applied['hosts'][iid]['detail']} → {detail}",
-            after_status=after.get("status", ""), after_failed=list(after.get("failed_checks") or []),
-            after_advisory_failed=list(after.get("advisory_failed") or []), after_checks=after.get("checks") or {},
-            after_checked_at=str(after.get("checked_at", "")), after_output_sha256=after.get("output_sha256", ""),
-            after_host_key_fingerprint=after.get("host_key_fingerprint", "")), params.ttl_days)
+            rec, outcome=outcome, detail=f"{touched[iid].detail} → {detail}",
+            after_status=after.status, after_failed=list(after.failed_checks),
+            after_advisory_failed=list(after.advisory_failed), after_checks=after.checks,
+            after_checked_at=after.checked_at, after_output_sha256=after.output_sha256,
+            after_host_key_fingerprint=after.host_key_fingerprint), params.ttl_days)
         outcomes[iid] = outcome
     log.info("re-verified %d hosts: %s", len(outcomes), outcomes)
-    return {"audit_date": day, "outcomes": outcomes}
+    return Reverified(day, outcomes)
 
 
-def publish(params: RemediateParams, day: str) -> dict[str, Any]:
+def publish(params: RemediateParams, verified: Reverified) -> Published:
     """Rebuild the day's report (files only, no email) so it carries the Remediated section."""
     from include.evidence.sealed import Sealed
     from include.tasks import audit as pipeline
 
+    day = verified.audit_date
     store = store_of(params)
     summary = store.run_summary(day)
     if summary is None:
-        return {"audit_date": day, "paths": {}}
+        return Published(day)
     built = pipeline.build(params.audit_params(""), Sealed(day, summary.run_id, summary.mode or "live"))
-    return {"audit_date": day, "paths": built.paths,
-            "outcomes": dict(Counter(r.outcome for r in RemediationStore(store).day_remediations(day)))}
+    return Published(day, built.paths,
+                     dict(Counter(r.outcome for r in RemediationStore(store).day_remediations(day))))

@@ -34,6 +34,7 @@ from include.settings.params import AuditParams
 from include.verify import name_claims
 from include.verify.judge import JUDGE_BUDGET_S, Budget, Judgement, judge_host, settle_canaries
 from include.verify.profiles import load_profile
+from include.verify.result import BatchResult
 from include.verify.waivers import apply_waivers, load_waivers
 from include.verify.writer import EvidenceWriter
 
@@ -49,16 +50,15 @@ class RunContext:
     ssm: SsmSettings | None = None  # transport ssm and auto
 
 
-def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore,
+def verify_batch(batch: Batch, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore,
                  eic_client=None, ssm_client=None, s3_client=None,
                  sink: Callable[[list[dict]], None] | None = None,
-                 stage: Callable[[list[dict]], object] | None = None) -> dict:
+                 stage: Callable[[list[dict]], object] | None = None) -> BatchResult:
     """Check every host of one batch and store its evidence. Returns only counts (XCom stays small).
     The batch's account-and-region clients: `eic_client` (ec2-instance-connect) for eic and auto without a
     key, `ssm_client` for ssm and auto, `s3_client` for ssm_output_bucket. `sink` receives the evidence items
     instead of the day's table (re-verification after a fix must not overwrite what the audit saw). `stage`
     receives every item stored, once, at the end (even when the batch fails: include/report/staging.py)."""
-    batch = batch if isinstance(batch, Batch) else Batch.from_xcom(batch)
     hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
     run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client, sink, keep=stage is not None)
     todo = run.skip_recorded(hosts)
@@ -71,9 +71,9 @@ def verify_batch(batch: Batch | dict, ctx: RunContext, ec2_client, logs_client, 
         run.writer.close()  # what was judged is stored even when the batch fails (e.g. its bastion dropped)
         if stage is not None and run.writer.written:
             stage(run.writer.written)
-    return {"label": batch.label or batch.region, "region": batch.region, "hosts": len(batch.instance_ids),
-            "already_recorded": len(hosts) - len(todo), "no_longer_running": len(gone), "counts": dict(run.counts),
-            "transports": dict(run.reached), "api_calls": dict(run.transports.calls)}
+    return BatchResult(batch.label or batch.region, batch.region, len(batch.instance_ids), counts=dict(run.counts),
+                       already_recorded=len(hosts) - len(todo), no_longer_running=len(gone),
+                       transports=dict(run.reached), api_calls=dict(run.transports.calls))
 
 
 class BatchRun:

@@ -12,6 +12,8 @@ from include.evidence.sealed import Sealed
 from include.exports.exported import Exported
 from include.fleet.batching import Batch
 from include.fleet.inventory import Inventory, RunFacts
+from include.remediation.records import FixRun
+from include.remediation.results import Answer, Applied, AppliedHost, Planned, Published, Reverified
 from include.report.built import Built
 from include.settings import queues
 from include.settings.params import AuditParams
@@ -40,6 +42,20 @@ RECORDS = [
     Exported(skipped="securityhub off"),
     Exported(accounts={"111111111111": {"product_arn": "arn:aws:securityhub:us-east-1:111111111111:product/x",
                                         "sent": 3, "failed": 0}}),
+    Planned(DAY, '{"hosts": []}', "ab" * 32, "# Plan\n- i-1: auditd.start", hosts=1, fixes=2, dry_run=False,
+            not_planned=3, plan_file="/r/remediation-plan.md"),
+    Planned(DAY, "{}", "cd" * 32, "", hosts=0, fixes=0, dry_run=True),
+    Answer(received=True, chosen_options=["Approve"], responded_by_user={"id": "alice", "name": "Alice"},
+           responded_at="2026-12-01 10:05:00+00:00", plan_sha256="ab" * 32),
+    Answer(received=True, chosen_options=["Reject"], responded_at="2026-12-01 10:05:00+00:00"),
+    Answer(),  # the approval failed: no answer, XCom null
+    Applied(DAY, "audit-trail", "Alice (id alice)", "2026-12-01 10:05:00+00:00", "ab" * 32, "ec2_audit_remediate_ssh",
+            hosts={"i-1": AppliedHost("ran", "ran", True, "private_ip", [FixRun("auditd.start", ["auditd.running"], "ran",
+                                                                               steps=[{"command": "true", "exit": 0}])]),
+                   "i-2": AppliedHost("refused", "refused: stale evidence")}),
+    Reverified(DAY, {"i-1": "fixed", "i-2": "not_fixed"}),
+    Published(DAY, {"html": "/r/compliance.html"}, {"fixed": 1}),
+    Published(DAY),
 ]
 
 
@@ -47,7 +63,7 @@ RECORDS = [
 def test_each_record_survives_xcom_s_json_and_reads_back_equal(record):
     payload = json.loads(json.dumps(record.to_xcom()))  # XCom stores JSON: plain dicts, lists, str, numbers
     assert type(record).from_xcom(payload) == record
-    if not isinstance(record, Exported):  # its XCom shape is account id → counts, as before the record
+    if not isinstance(record, (Exported, Answer)):  # Exported: account id → counts; Answer: Airflow's HITL result
         assert set(payload) <= {f.name for f in fields(type(record))}
 
 
@@ -142,6 +158,6 @@ def test_remediation_s_publish_rebuilds_the_day_from_a_sealed_record(monkeypatch
     monkeypatch.setattr(remediate, "store_of", lambda params: Store())
     monkeypatch.setattr(pipeline, "build", build)
     monkeypatch.setattr(remediate.RemediationStore, "day_remediations", lambda self, day: [])
-    assert remediate.publish(RemediateParams(), DAY) == {"audit_date": DAY, "paths": {"html": "/r.html"},
-                                                         "outcomes": {}}
+    assert remediate.publish(RemediateParams(), Reverified(DAY)).to_xcom() == {
+        "audit_date": DAY, "paths": {"html": "/r.html"}, "outcomes": {}}
     assert seen == [Sealed(DAY, "sealing-run", "live")]

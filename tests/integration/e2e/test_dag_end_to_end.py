@@ -204,6 +204,7 @@ def test_rebuild_and_backfill_never_ssh(stack, tmp_path):
 def test_task_retry_skips_hosts_already_recorded_by_the_run(stack):
     """verify_batch run twice for the same run (an Airflow task retry): the second pass redoes nothing."""
     from include.evidence.store import EvidenceStore
+    from include.fleet.batching import Batch
     from include.reach.ssh import SshSettings
     from include.settings.params import AuditParams
     from include.verify.batch import RunContext, verify_batch
@@ -212,13 +213,13 @@ def test_task_retry_skips_hosts_already_recorded_by_the_run(stack):
     store = EvidenceStore(dynamodb, "ec2_audit_evidence")
     ids = sorted(h["instance_id"] for h in stack.fleet_entries
                  if h.get("expected") in ("COMPLIANT", "NON_COMPLIANT") and h.get("simulated", True))[:6]
-    batch = {"region": "us-east-1", "instance_ids": ids, "label": "retry test"}
+    batch = Batch("us-east-1", ids, label="retry test")
     ssh = SshSettings(username="ec2audit", key_file=str(stack.client_key), port=SSH_PORT, connect_timeout=2)
     ctx = RunContext("2031-01-01", "retry-run", AuditParams(), ssh)
     first = verify_batch(batch, ctx, ec2, logs, store)
-    assert first["already_recorded"] == 0 and sum(first["counts"].values()) == len(ids)
+    assert first.already_recorded == 0 and sum(first.counts.values()) == len(ids)
     second = verify_batch(batch, ctx, ec2, logs, store)
-    assert second["already_recorded"] == len(ids) and second["counts"] == {}
+    assert second.already_recorded == len(ids) and second.counts == {}
     assert len(store.day_items("2031-01-01")) == len(ids)
 
 
@@ -226,6 +227,7 @@ def test_accepting_a_rotated_host_key_repins_it(stack):
     """HOST_KEY_MISMATCH until an operator names the instance in accept_host_keys; then the new key holds."""
     from devstack.standins.aws.seed import seed_pins
     from include.evidence.store import EvidenceStore
+    from include.fleet.batching import Batch
     from include.reach.ssh import SshSettings
     from include.settings.params import AuditParams
     from include.verify.batch import RunContext, verify_batch
@@ -238,7 +240,7 @@ def test_accepting_a_rotated_host_key_repins_it(stack):
     store = EvidenceStore(dynamodb, "rotation_evidence")
     bastion = entry["instance_id"]
     old = PinStore(store.resource, store.table_name).load([bastion]).pins[bastion].fingerprint
-    batch = {"region": "us-east-1", "instance_ids": [bastion], "label": "rotation"}
+    batch = Batch("us-east-1", [bastion], label="rotation")
     ssh = SshSettings(username="ec2audit", key_file=str(stack.client_key), port=SSH_PORT, connect_timeout=2)
 
     def status(day: str, **params) -> dict:
@@ -255,6 +257,7 @@ def test_accepting_a_rotated_host_key_repins_it(stack):
 def test_canary_is_found_only_where_the_audit_trail_really_works(stack):
     """canary=true: each host writes a marker; the simulated agents ship it to moto; one search per batch."""
     from include.evidence.store import EvidenceStore
+    from include.fleet.batching import Batch
     from include.reach.ssh import SshSettings
     from include.settings.params import AuditParams
     from include.verify.batch import RunContext, verify_batch
@@ -266,7 +269,7 @@ def test_canary_is_found_only_where_the_audit_trail_really_works(stack):
                   if h.get("behaviour") == "ok" and h.get("simulated", True) and not h.get("pinned_other_key")}
     expected = {"compliant": "PASS", "agent_stopped": "FAIL", "agent_not_shipping": "FAIL",
                 "sudo_password": "ERROR", "auditd_stopped": "FAIL"}
-    batch = {"region": "us-east-1", "instance_ids": [by_profile[p] for p in expected], "label": "canary"}
+    batch = Batch("us-east-1", [by_profile[p] for p in expected], label="canary")
     ssh = SshSettings(username="ec2audit", key_file=str(stack.client_key), port=SSH_PORT, connect_timeout=2)
     params = AuditParams(canary=True, canary_wait_seconds=12)
     verify_batch(batch, RunContext("2031-03-01", "canary-run", params, ssh), ec2, logs, store)

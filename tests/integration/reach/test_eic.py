@@ -19,6 +19,7 @@ from devstack.standins.hosts import eic_keys
 from devstack.standins.hosts.fleet import generate_client_key
 from devstack.standins.hosts.sshd_host import LOGIN, ensure_login_user
 from include.evidence.store import EvidenceStore
+from include.fleet.batching import Batch
 from include.reach.ssh import SshSettings
 from include.settings.params import AuditParams
 from include.tasks.params import validate as validate_params
@@ -101,7 +102,7 @@ class EicStand(Stand):
             ssh = SshSettings(username=LOGIN, port=PORT, connect_timeout=5, backoff=0.1, transport="eic")
         else:
             ssh = SshSettings(username=LOGIN, key_file=str(self.root / "id"), port=PORT, connect_timeout=5, backoff=0.1)
-        batch = {"region": "us-east-1", "instance_ids": sorted(self.ids[n] for n in names), "label": f"eic-{day}"}
+        batch = Batch("us-east-1", sorted(self.ids[n] for n in names), label=f"eic-{day}")
         verify_batch(batch, RunContext(day, f"manual__{transport}-{day}", params, ssh), self.ec2, self.logs,
                      self.store, self.eic_client(eic_endpoint) if transport == "eic" else None)
         return {n: self.store.table.get_item(Key={"instance_id": self.ids[n], "audit_date": day})["Item"]

@@ -322,6 +322,7 @@ def verify(stand, day: str, transport: str, names: list[str], bucket: str | None
            document: str | None = None, s3=None) -> dict[str, dict]:
     from devstack.standins.aws.seed import clients
     from include.evidence.store import EvidenceStore
+    from include.fleet.batching import Batch
     from include.reach.ssh import SshSettings
     from include.reach.ssm import SsmSettings
     from include.settings.params import AuditParams
@@ -337,7 +338,7 @@ def verify(stand, day: str, transport: str, names: list[str], bucket: str | None
                                                       connect_timeout=3, backoff=0.1, host_key_policy="insecure")
     ssm = SsmSettings(command_timeout=5, delivery_timeout=30, output_bucket=bucket, poll_s=0.2, document=document,
                       output_bucket_owner=ACCOUNT if bucket else None)
-    batch = {"region": "us-east-1", "instance_ids": sorted(stand.ids[n] for n in names), "label": f"ssm-{day}"}
+    batch = Batch("us-east-1", sorted(stand.ids[n] for n in names), label=f"ssm-{day}")
     verify_batch(batch, RunContext(day, f"manual__{transport}-{day}", params, ssh, ssm), ec2, logs, store,
                  ssm_client=stand.ssm, s3_client=(s3 or stand.s3) if bucket else None)
     return {n: store.table.get_item(Key={"instance_id": stand.ids[n], "audit_date": day})["Item"] for n in names}

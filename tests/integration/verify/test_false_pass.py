@@ -15,11 +15,11 @@ from devstack.standins.hosts.fleet import generate_client_key
 from devstack.standins.hosts.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF
 from devstack.standins.hosts.sshd_host import LOGIN, ensure_login_user, start_sshd_host
 from include.evidence.store import EvidenceStore
+from include.fleet.batching import Batch
 from include.fleet.inventory import Inventory
 from include.reach.ssh import SshSettings
 from include.settings.params import AuditParams
 from include.verify.batch import RunContext, verify_batch
-from include.verify.result import BatchResult
 
 pytestmark = pytest.mark.needs_sshd
 PORT = 2222
@@ -251,7 +251,7 @@ def named_by_hostname(tmp_path_factory, moto):
         ssh = SshSettings(username=LOGIN, key_file=str(root / "id"), port=PORT, connect_timeout=5)
         ctx = RunContext(CLAIMS_DAY, CLAIMS_RUN, params, ssh)
         batches = [[ids["clone-a"], ids["unique"]], [ids["clone-b"]]]  # the clones in two batches
-        results = [verify_batch({"region": "us-east-1", "instance_ids": b, "label": f"batch {n}/2", "of": 2},
+        results = [verify_batch(Batch("us-east-1", b, label=f"batch {n}/2", of=2),
                                 ctx, ec2, logs, store) for n, b in enumerate(batches, 1)]
         judged = {name: store.table.get_item(Key={"instance_id": ids[name], "audit_date": CLAIMS_DAY})["Item"]
                   for name in NAMED}
@@ -261,7 +261,7 @@ def named_by_hostname(tmp_path_factory, moto):
             mp.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
                 "conn_type": "aws", "login": "testing", "password": "testing",
                 "extra": {"endpoint_url": moto, "region_name": "us-east-1"}}))
-            pipeline.store_summary(params, Inventory.from_xcom(inventory), [BatchResult.from_xcom(r) for r in results])
+            pipeline.store_summary(params, Inventory.from_xcom(inventory), results)
         yield {"ids": ids, "judged": judged, "summary": store.run_summary(CLAIMS_DAY),
                "items": {name: store.table.get_item(Key={"instance_id": ids[name], "audit_date": CLAIMS_DAY})["Item"]
                          for name in NAMED}}
@@ -338,7 +338,7 @@ def sudo_echo(tmp_path_factory, moto):
         params = AuditParams(evidence_table="sudo_echo_evidence", connect_timeout=5, host_timeout=30,
                              command_timeout=20, canary=True, canary_wait_seconds=5)
         ssh = SshSettings(username=LOGIN, key_file=str(root / "id"), port=PORT, connect_timeout=5)
-        verify_batch({"region": "us-east-1", "instance_ids": [me], "label": "sudo-echo"},
+        verify_batch(Batch("us-east-1", [me], label="sudo-echo"),
                      RunContext(DAY, RUN, params, ssh), ec2, logs, store)
         yield store.table.get_item(Key={"instance_id": me, "audit_date": DAY})["Item"], shipped
     finally:

@@ -17,6 +17,7 @@ from devstack.stack.local_stack import LocalStack
 from devstack.standins.aws.seed import clients
 from devstack.standins.hosts.fleet import SSH_PORT
 from include.evidence.store import EvidenceStore
+from include.fleet.batching import Batch
 from include.reach.ssh import SshSettings
 from include.settings.params import AuditParams
 from include.verify.batch import RunContext, verify_batch
@@ -69,7 +70,7 @@ def fault_run(stack):
     ec2, logs, dynamodb = clients(stack.endpoint)
     store = EvidenceStore(dynamodb, "ec2_audit_evidence")
     ids = [h["instance_id"] for h in stack.fleet]
-    batch = {"region": "us-east-1", "instance_ids": ids, "label": "faults"}
+    batch = Batch("us-east-1", ids, label="faults")
     result = verify_batch(batch, RunContext("2032-01-01", "faults", AuditParams(), ssh(stack)), ec2, logs, store)
     items = [it.to_item() for it in store.day_items("2032-01-01")]
     label = {h["instance_id"]: h["label"] for h in stack.fleet}
@@ -79,7 +80,7 @@ def fault_run(stack):
 def test_the_fault_batch_stores_exactly_one_item_per_instance(fault_run):
     items, ids = fault_run["items"], fault_run["ids"]
     assert len(items) == len({it["instance_id"] for it in items}) == len(ids)  # counted: one each, none missing
-    assert sum(fault_run["result"]["counts"].values()) == len(ids)
+    assert sum(fault_run["result"].counts.values()) == len(ids)
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
@@ -117,12 +118,13 @@ import json, sys
 from include.settings.params import AuditParams
 from include.evidence.store import EvidenceStore
 from include.reach.ssh import SshSettings
+from include.fleet.batching import Batch
 from include.verify.batch import RunContext, verify_batch
 from devstack.standins.aws.seed import clients
 endpoint, key, ids = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 ec2, logs, dynamodb = clients(endpoint)
 ssh = SshSettings(username="ec2audit", key_file=key, port=2222, connect_timeout=2)
-verify_batch({"region": "us-east-1", "instance_ids": ids, "label": "kill"},
+verify_batch(Batch("us-east-1", ids, label="kill"),
              RunContext("2032-02-02", "killed-run", AuditParams(concurrency=4), ssh), ec2, logs,
              EvidenceStore(dynamodb, "ec2_audit_evidence"))
 """
@@ -151,12 +153,12 @@ def test_verify_killed_mid_batch_then_retried_loses_and_duplicates_nothing(tmp_p
         assert 25 <= recorded < len(ids), "the kill should land mid-batch"
 
         ssh_settings = SshSettings(username="ec2audit", key_file=str(local.client_key), port=SSH_PORT, connect_timeout=2)
-        retry = verify_batch({"region": "us-east-1", "instance_ids": ids, "label": "kill"},
+        retry = verify_batch(Batch("us-east-1", ids, label="kill"),
                              RunContext("2032-02-02", "killed-run", AuditParams(concurrency=20), ssh_settings),
                              ec2, logs, store)
         items = [it.to_item() for it in store.day_items("2032-02-02")]
-        assert retry["already_recorded"] == recorded
-        assert sum(retry["counts"].values()) == len(ids) - recorded
+        assert retry.already_recorded == recorded
+        assert sum(retry.counts.values()) == len(ids) - recorded
         assert sorted(it["instance_id"] for it in items) == sorted(ids)  # all there, each once
         assert {it["status"] for it in items} == {"COMPLIANT"}
 

@@ -86,6 +86,7 @@ def test_control_a_marker_written_on_the_host_is_visible_here(real_host):
 
 def test_shell_injection_in_tags_never_runs_on_a_real_host_and_tags_are_kept_verbatim(real_host):
     from include.evidence.store import EvidenceStore
+    from include.fleet.batching import Batch
     from include.reach.ssh import SshSettings
     from include.settings.params import AuditParams
     from include.verify.batch import RunContext, verify_batch
@@ -95,10 +96,10 @@ def test_shell_injection_in_tags_never_runs_on_a_real_host_and_tags_are_kept_ver
     store.ensure_tables()
     instance_id = real_host["instance_id"]
     ssh = SshSettings(username=LOGIN, key_file=str(real_host["key"]), port=PORT, connect_timeout=5)
-    result = verify_batch({"region": REGION, "instance_ids": [instance_id], "label": "evil tags"},
+    result = verify_batch(Batch(REGION, [instance_id], label="evil tags"),
                           RunContext("2031-05-05", f"injection-{RUN}", AuditParams(), ssh), ec2, logs, store)
     items = [it.to_item() for it in store.day_items("2031-05-05")]
-    assert len(items) == 1 and sum(result["counts"].values()) == 1
+    assert len(items) == 1 and sum(result.counts.values()) == 1
     item = items[0]
     # The session really ran the combined script on the real host (else nothing could have been injected).
     assert item["status"] in ("COMPLIANT", "NON_COMPLIANT"), (item["status"], item.get("status_detail"))

@@ -20,6 +20,7 @@ from include.evidence.store import EvidenceStore
 from include.reach.hostkeys import Pin
 from include.remediation import plan as remediation
 from include.remediation.records import FixRun
+from include.remediation.results import Answer, Planned
 from include.remediation.runner import HostFixes
 from include.remediation.store import RemediationStore
 from include.settings.params import RemediateParams
@@ -53,9 +54,9 @@ def with_command(p: remediation.RemediationPlan, iid: str, command: str) -> reme
     return dataclasses.replace(p, hosts=tuple(hosts))
 
 
-def approval(sha256: str | None) -> dict:
-    return {"chosen_options": ["Approve"], "responded_by_user": ALICE, "responded_at": AT,
-            "params_input": {} if sha256 is None else {"plan_sha256": sha256}}
+def approval(sha256: str | None) -> Answer:
+    return Answer.from_xcom({"chosen_options": ["Approve"], "responded_by_user": ALICE, "responded_at": AT,
+                             "params_input": {} if sha256 is None else {"plan_sha256": sha256}})
 
 
 @pytest.fixture
@@ -97,14 +98,14 @@ def env(tmp_path, monkeypatch):
         yield SimpleNamespace(store=store, ran=ran, params=params, dir=Path(tmp_path))
 
 
-def show(env, p: remediation.RemediationPlan) -> dict:
+def show(env, p: remediation.RemediationPlan) -> Planned:
     """What plan_fixes leaves: the plan file beside its markdown, and the XCom."""
     (env.dir / (remediate.plan_file_name(DAY, RUN).removesuffix(".md") + ".json")).write_text(remediation.to_json(p))
-    return {"audit_date": DAY, "plan": remediation.to_json(p), "sha256": p.hash, "hosts": len(p.hosts),
-            "fixes": sum(len(h.fixes) for h in p.hosts)}
+    return Planned(DAY, remediation.to_json(p), p.hash, "", hosts=len(p.hosts),
+                   fixes=sum(len(h.fixes) for h in p.hosts), dry_run=False)
 
 
-def approve(env, planned: dict, hitl: dict) -> dict:
+def approve(env, planned: Planned, hitl: Answer) -> Answer:
     """The approval task's own record of the answer (PlanApproval.execute_complete), then the answer."""
     remediate.record_decision(env.params, planned, hitl, RUN)
     return hitl
@@ -114,7 +115,7 @@ def test_the_approved_plan_runs_and_records_the_approved_hash(env):
     p = the_plan("i-0aaa")
     planned = show(env, p)
     out = remediate.apply(env.params, planned, approve(env, planned, approval(p.hash)), RUN)
-    assert env.ran == ["i-0aaa"] and out["plan_sha256"] == p.hash
+    assert env.ran == ["i-0aaa"] and out.plan_sha256 == p.hash
     (rec,) = RemediationStore(env.store).day_remediations(DAY)
     assert rec.plan_sha256 == p.hash and rec.approved_by.startswith("Alice")
 
@@ -126,7 +127,7 @@ def test_a_plan_xcom_changed_after_approval_is_not_what_runs(env):
     planned = show(env, approved)
     hitl = approve(env, planned, approval(approved.hash))
     other = the_plan("i-0bbb")
-    planned = {**planned, "plan": remediation.to_json(other), "sha256": other.hash}
+    planned = dataclasses.replace(planned, plan=remediation.to_json(other), sha256=other.hash)
     remediate.apply(env.params, planned, hitl, RUN)
     assert env.ran == ["i-0aaa"]
 
@@ -211,7 +212,7 @@ def test_a_run_that_may_change_hosts_is_refused_at_its_start_with_the_audit_s_lo
         remediate.build_plan(RemediateParams(dry_run=False, report_dir=str(tmp_path)), DAY, RUN)
     # a dry run changes nothing and needs no remediation login
     dry = remediate.build_plan(RemediateParams(dry_run=True, report_dir=str(tmp_path)), DAY, RUN)
-    assert dry["hosts"] == 0
+    assert dry.hosts == 0
 
 
 def test_a_remediation_login_of_its_own_is_used(monkeypatch):

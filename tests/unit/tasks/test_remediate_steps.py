@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from include.core.host import Host
+from include.evidence.records import EvidenceItem
 from include.reach.hostkeys import Pin
 from include.remediation.plan import HostPlan, PlannedFix, PlannedStep
 from include.remediation.records import FixRun
+from include.remediation.results import Answer, Planned
 from include.remediation.runner import HostFixes, precheck, settle
 from include.settings.params import RemediateParams
-from include.tasks.remediate import answer, outcome_of
+from include.tasks.remediate import outcome_of
 
 ROOT = Path(__file__).resolve().parents[3]
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
@@ -32,6 +34,12 @@ HOST = Host(instance_id="i-0123456789abcdef0", region="us-east-1", account_id="1
 
 
 # ---------------------------------------------------------------- the answer
+
+def answer(hitl) -> tuple[str, str, str]:
+    """(decision, by, at) of the approval task's result as the DAG reads it."""
+    a = Answer.from_xcom(hitl)
+    return a.decision, a.by, a.at
+
 
 def test_an_approval_names_the_person_and_the_time():
     hitl = {"chosen_options": ["Approve"], "responded_by_user": {"id": "alice", "name": "Alice"}, "responded_at": AT}
@@ -87,16 +95,21 @@ def test_a_fix_cut_short_is_failed_and_still_reverified():
 FIXES = [{"fix": "auditd.start", "check_ids": ["auditd.running", "auditd.enabled_on_boot"]}]
 
 
+def outcome_after(fixes, host_result: str, after: dict) -> tuple[str, str]:
+    """outcome_of over the re-verified item built from `after`'s fields."""
+    return outcome_of(fixes, host_result, EvidenceItem("i-0123456789abcdef0", **after))
+
+
 def test_fixed_only_when_every_addressed_check_passes():
     after = {"status": "COMPLIANT", "checks": {"auditd.running": {"status": "PASS"},
                                                 "auditd.enabled_on_boot": {"status": "PASS"}}}
-    assert outcome_of(FIXES, "ran", after)[0] == "fixed"
+    assert outcome_after(FIXES, "ran", after)[0] == "fixed"
 
 
 def test_a_fix_that_did_not_make_its_check_pass_is_not_fixed_and_names_it():
     after = {"status": "NON_COMPLIANT", "checks": {"auditd.running": {"status": "FAIL"},
                                                     "auditd.enabled_on_boot": {"status": "PASS"}}}
-    outcome, detail = outcome_of(FIXES, "ran", after)
+    outcome, detail = outcome_after(FIXES, "ran", after)
     assert outcome == "not_fixed" and "auditd.running" in detail
 
 
@@ -104,14 +117,14 @@ def test_what_re_verification_could_not_see_is_never_fixed():
     for after in ({"status": "UNREACHABLE", "checks": {}}, {"status": "ERROR"},
                   {"status": "COMPLIANT", "checks": {"auditd.running": {"status": "ERROR"},
                                                      "auditd.enabled_on_boot": {"status": "PASS"}}}):
-        assert outcome_of(FIXES, "ran", after)[0] == "not_fixed", after
-    assert outcome_of([], "ran", {"status": "COMPLIANT"})[0] == "not_fixed"  # nothing addressed, nothing proven
+        assert outcome_after(FIXES, "ran", after)[0] == "not_fixed", after
+    assert outcome_after([], "ran", {"status": "COMPLIANT"})[0] == "not_fixed"  # nothing addressed, nothing proven
 
 
 def test_a_failed_step_stays_failed_even_if_the_host_passes_later():
     after = {"status": "COMPLIANT", "checks": {"auditd.running": {"status": "PASS"},
                                                 "auditd.enabled_on_boot": {"status": "PASS"}}}
-    assert outcome_of(FIXES, "failed", after)[0] == "failed"
+    assert outcome_after(FIXES, "failed", after)[0] == "failed"
 
 
 # ---------------------------------------------------------------- params
@@ -208,7 +221,8 @@ def test_the_approval_form_carries_the_plan_hash_and_its_answer_is_accepted(dag,
     monkeypatch.setattr(remediate, "record_decision", lambda params, planned, hitl, run_id: seen.update(hitl=hitl))
     monkeypatch.setattr(hitl_module, "upsert_hitl_detail", lambda **kw: seen.update(request=kw))
     sha = "ab" * 32
-    ti = SimpleNamespace(xcom_pull=lambda task_ids: {"sha256": sha}, task_id="approve", id="ti-1")
+    planned = Planned("2026-12-01", "{}", sha, "", hosts=1, fixes=1, dry_run=False).to_xcom()
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: planned, task_id="approve", id="ti-1")
     with pytest.raises(TaskAwaitingInput):  # the request is written, then the task waits for an answer
         approve.execute({"params": dict(dag.params), "ti": ti, "task_instance": ti})
     assert seen["request"]["params"][remediate.PLAN_HASH_PARAM]["value"] == sha  # the form, filled with the hash
@@ -216,7 +230,7 @@ def test_the_approval_form_carries_the_plan_hash_and_its_answer_is_accepted(dag,
              "responded_by_user": {"id": "alice", "name": "alice"}}
     ret = approve.execute_complete({"params": dict(dag.params), "ti": ti, "dag_run": SimpleNamespace(run_id="r")},
                                    event)
-    assert ret["params_input"] == {remediate.PLAN_HASH_PARAM: sha} and seen["hitl"] is event
+    assert ret["params_input"] == {remediate.PLAN_HASH_PARAM: sha} and seen["hitl"] == Answer.from_xcom(event)
 
 
 def test_approvers_come_from_the_deployment_s_config_only(monkeypatch, airflow_db):
@@ -229,3 +243,35 @@ def test_approvers_come_from_the_deployment_s_config_only(monkeypatch, airflow_d
     approve = module.ec2_audit_remediate().get_task("approve")
     assert approve.assigned_users == [{"id": "alice", "name": "alice"}, {"id": "bob", "name": "bob"}]
     assert "approvers" not in " ".join(module.ec2_audit_remediate().params)  # never a run param
+
+
+def test_the_plan_s_xcom_has_every_key_the_approval_s_templates_read(dag, monkeypatch, tmp_path):
+    """The approval's subject and body are Jinja over plan_fixes' XCom (`planned['hosts']`, `['sha256']`, ...):
+    Airflow renders a missing key as an empty string, so an approver would be asked about a plan with no hash
+    shown. Rendered here strictly over what the plan_fixes task itself returns."""
+    import json
+    import re
+    from types import SimpleNamespace
+
+    import jinja2
+
+    from include.tasks import remediate
+
+    monkeypatch.setattr(remediate, "store_of", lambda params: SimpleNamespace(day_items=lambda day: [],
+                                                                              add_decision=lambda *a: None))
+    monkeypatch.setattr(remediate, "RemediationStore", lambda store: store)
+    plan_fixes = dag.get_task("plan_fixes").python_callable
+    params = RemediateParams(dry_run=True, report_dir=str(tmp_path), audit_date="2026-12-01")
+    monkeypatch.setitem(plan_fixes.__globals__, "_params", lambda: params)
+    monkeypatch.setitem(plan_fixes.__globals__, "get_current_context",
+                        lambda: {"dag_run": SimpleNamespace(run_id="manual__r")})
+    payload = json.loads(json.dumps(plan_fixes()))  # as XCom stores it
+    approve = dag.get_task("approve")
+    templates = [approve.subject, approve.body]
+    read = {k for t in templates for k in re.findall(r"xcom_pull\(task_ids='plan_fixes'\)\['(\w+)'\]", t)}
+    assert read >= {"hosts", "audit_date", "sha256", "markdown"}, read  # the pattern still finds what they read
+    assert read <= set(payload), read - set(payload)
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: payload)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    subject, body = (env.from_string(t).render(ti=ti) for t in templates)
+    assert subject == f"Remediate 0 hosts of 2026-12-01 (plan {payload['sha256'][:12]})" and body == payload["markdown"]

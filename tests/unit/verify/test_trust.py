@@ -18,7 +18,6 @@ from include.fleet.inventory import Inventory
 from include.settings.params import AuditParams
 from include.verify.judge import Judgement, judge_host, settle_canaries
 from include.verify.profiles import AUDIT_TRAIL_CHECKS, HARDENING_CHECKS, load_profile
-from include.verify.result import BatchResult
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 HOST = Host("i-0abc", "us-east-1", "123", "10.0.0.5", private_ip="10.0.0.5", private_dns="ip-10-0-0-5.ec2.internal")
@@ -261,7 +260,7 @@ def verify_hostname_streams(monkeypatch, names: list[str]) -> tuple[list[str], d
         result = verify.verify_batch(Batch("us-east-1", ids), ctx, ec2, logs, store)
         pipeline.store_summary(params, Inventory.from_xcom({
             "audit_date": day, "run_id": run_id, "mode": "live", "instances": {"us-east-1": ids},
-            "states": {"us-east-1": {"running": len(ids)}}}), [BatchResult.from_xcom(result)])
+            "states": {"us-east-1": {"running": len(ids)}}}), [result])
         items = store.day_items(day)
     stream = {it.instance_id: it.checks["cwagent.log_stream_fresh"] for it in items}
     assert set(stream) == set(ids)
