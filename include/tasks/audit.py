@@ -408,11 +408,12 @@ def security_alert(params: AuditParams, built: Built):
     now), to `alert_recipients` (else `recipients`) and every channel, whatever the fleet's compliance."""
     from include.notify import channels, security_events
     from include.notify import email as notify
+    from include.notify.event_store import SecurityEventStore
 
-    store = evidence_store(params)
+    store = SecurityEventStore(evidence_store(params))
     day, run_id = built.audit_date, built.run_id
     return security_events.send_security_events(
-        store, security_events.candidates(store, day, run_id), day=day, run_id=run_id,
+        store, store.candidates(day, run_id), day=day, run_id=run_id,
         recipients=security_events.recipients_for(params), chans=channels.Channels.from_params(params),
         repeat_days=params.alert_repeat_days, ttl_days=params.ttl_days,
         run_url=notify.run_url("ec2_audit_compliance", run_id), smtp_conn_id=SMTP_CONN_ID)
