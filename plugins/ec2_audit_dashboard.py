@@ -50,7 +50,7 @@ def _fleet(day: str | None) -> str:
     day = day or store.latest_audit_day()
     if day is None:
         return dashboard.fleet_page(None, None, [], None, {})
-    return dashboard.fleet_page(day, store.get_summary(day), store.day_items(day), trend.chart_for_day(store, day),
+    return dashboard.fleet_page(day, store.run_summary(day), store.day_items(day), trend.chart_for_day(store, day),
                                 check_meta(), _remediations(store).day_remediations(day))
 
 

@@ -4,11 +4,12 @@ it (`stored_item`, a dict) or as the typed record (`evidence_item`). A test name
 test file keeps a short preset (its `item(...)`) when many of its tests share the same ones."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from include.core.host import Host, HostOutcome
 from include.evidence import digest as day_digest
-from include.evidence.records import EvidenceItem
+from include.evidence.records import EvidenceItem, RunSummary
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 
@@ -57,3 +58,8 @@ def host(iid: str = "i-0abc", address: str = "10.0.0.5", *, region: str = REGION
 def outcome(iid: str = "i-0abc", status=None, *, output: bytes = b"out", **fields) -> HostOutcome:
     """What reaching a host gave: its output (status None: it answered), or the status that stopped it."""
     return HostOutcome(iid, status, output=output, **fields)
+
+
+def run_summaries(rows: Iterable[Mapping[str, Any]]) -> dict[str, RunSummary]:
+    """Audit day → run summary, as EvidenceStore.summaries returns them, from stored-shape rows with `audit_date`."""
+    return {str(row["audit_date"]): RunSummary.from_item(row) for row in rows}

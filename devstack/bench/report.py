@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 from devstack import clock
 from include.checks.catalogue import check_meta
+from include.evidence.records import EvidenceItem, RunSummary
 from include.report.build import build_report
 from include.report.trend import render_png, trend_points
 
@@ -47,11 +48,14 @@ def main() -> None:
                   "status_counts": {"NON_COMPLIANT": 1500 + k}} for k in range(args.days)]
     current, before = items_for(day, args.hosts, 0), items_for(previous, args.hosts, 1)
     start = time.perf_counter()
-    png = render_png(trend_points(summaries, day, args.days), "trend")
+    png = render_png(trend_points({s["audit_date"]: RunSummary.from_item(s) for s in summaries}, day, args.days),
+                     "trend")
     chart = time.perf_counter() - start
     start = time.perf_counter()
-    report = build_report(current, audit_date=day, discovered=args.hosts, run_id="bench", mode="live",
-                          generated_at=clock.now(), check_meta=check_meta(), previous_items=before,
+    # The report reads typed records, as the store returns them; the moto timing writes the stored shape.
+    report = build_report([EvidenceItem.from_item(it) for it in current], audit_date=day, discovered=args.hosts,
+                          run_id="bench", mode="live", generated_at=clock.now(), check_meta=check_meta(),
+                          previous_items=[EvidenceItem.from_item(it) for it in before],
                           previous_day=previous, trend_png=png)
     build = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

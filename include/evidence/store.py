@@ -101,22 +101,20 @@ class EvidenceStore(DayTable):
         return [EvidenceItem.from_item(it) for it in self.query_all(kwargs)]
 
     # -- run summary
-    def put_summary(self, audit_date: str, summary: RunSummary | Mapping[str, Any], ttl_days: int) -> None:
-        fields = summary.to_item() if isinstance(summary, RunSummary) else summary
-        self.put_day_item(SUMMARY_ID, "run_summary", audit_date, fields, ttl_days)
-
-    def get_summary(self, audit_date: str) -> dict | None:
-        return self.get_day_item(SUMMARY_ID, audit_date)
+    def put_summary(self, audit_date: str, summary: RunSummary, ttl_days: int) -> None:
+        self.put_day_item(SUMMARY_ID, "run_summary", audit_date, summary.to_item(), ttl_days)
 
     def run_summary(self, audit_date: str) -> RunSummary | None:
-        item = self.get_summary(audit_date)
+        """The day's run summary (its email mark included), or None when the day has none."""
+        item = self.get_day_item(SUMMARY_ID, audit_date)
         return RunSummary.from_item(item) if item else None
 
-    def summaries(self, first_day: str, last_day: str) -> list[dict]:
-        """Run-summary items between two days (inclusive), oldest first: one Query on the summary partition."""
+    def summaries(self, first_day: str, last_day: str) -> dict[str, RunSummary]:
+        """Audit day → its run summary, between two days (inclusive), oldest first: one Query on the summary
+        partition."""
         kwargs: dict = {"KeyConditionExpression": Key("instance_id").eq(SUMMARY_ID)
                         & Key("audit_date").between(first_day, last_day)}
-        return self.query_all(kwargs)
+        return {it["audit_date"]: RunSummary.from_item(it) for it in self.query_all(kwargs)}
 
     def previous_audit_day(self, audit_date: str) -> str | None:
         """The latest day before `audit_date` that has a run summary (days can be skipped)."""
@@ -125,7 +123,8 @@ class EvidenceStore(DayTable):
 
     def emailed_by(self, audit_date: str) -> str | None:
         """The run id whose report email for this day went out, if any."""
-        return (self.get_summary(audit_date) or {}).get("emailed_run_id")
+        summary = self.run_summary(audit_date)
+        return (summary.emailed_run_id or None) if summary else None
 
     def mark_emailed(self, audit_date: str, run_id: str) -> None:
         """Called right after a successful send, so a retried send task does not mail twice."""

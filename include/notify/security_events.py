@@ -19,124 +19,34 @@ sort key `<first seen day>#<kind>` (a day first, like a version's `<day>#v#<seq>
 so with a conditional write, so another worker or run of the day never sends it twice; `delivered` records, per
 channel, which alert that channel got, so a retry of the claiming run resends only to the channels that failed.
 
-Detection is pure (`detect`); `send_security_events` is the whole path and takes the observations to judge, so
-the daily run passes the hosts it checked (`candidates`) and the event-driven watch the hosts it re-checked.
-Reads: one Query per host that now fails a watched check or mismatches (its recent observations), one Query of
+Detection is pure (`detect`); `send_security_events` is the whole path and takes the evidence items to judge
+(EvidenceItem records), so the daily run passes the hosts it checked (SecurityEventStore.candidates) and the
+event-driven watch the hosts it re-checked. Every read and write goes through SecurityEventStore
+(include/notify/event_store.py), which returns records. Reads: one Query per host that now fails a watched check or mismatches (its recent observations), one Query of
 its event items; hosts that pass cost nothing.
 """
 from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
-
-from include.aws.tables import DAY_INDEX
-from include.checks.catalogue import CATALOGUE
-from include.core.record import plain
-from include.core.status import CheckStatus, Status
+from include.core.status import CheckStatus
+from include.evidence.records import EvidenceItem
 from include.notify import channels as ch
+from include.notify.event_store import HOST_KEY, WATCHED, EventState, Observation, SecurityEventStore
 
 log = logging.getLogger(__name__)
 
-HOST_KEY = Status.HOST_KEY_MISMATCH.value
-WATCHED: tuple[str, ...] = ("auditd.running", "auditd.rules_loaded",
-                            *sorted(c.id for c in CATALOGUE if c.id.startswith("cwagent.")))
-PARTITION_PREFIX = "#security-event#"
-HISTORY_LIMIT = 25  # a host's newest observations read (items and versions): bounded, one Query
-STATE_LIMIT = 50  # a host's newest event items read: at most one per kind matters
 MAX_LINES = 200  # a message lists at most this many events; the count is always complete
 SMTP_CONN_ID = "smtp_default"
-_FINGERPRINT = r"(SHA256:[A-Za-z0-9+/=]+)"
 
 
 # ------------------------------------------------------------------ records
-
-@dataclass(frozen=True)
-class Observation:
-    """One stored observation of a host (a current item or a version), as much as events need."""
-    instance_id: str
-    day: str
-    run_id: str = ""
-    seq: int = 0
-    checked_at: str = ""
-    status: str = ""
-    checks: dict[str, dict[str, str]] = field(default_factory=dict)
-    host_key_fingerprint: str = ""
-    status_detail: str = ""
-    name: str = ""
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> "Observation":
-        it = plain(dict(item))
-        # A version's sort key is `<day>#v#<seq>` with a `day` attribute; a current item's is the day itself.
-        day = str(it.get("day") or str(it.get("audit_date", ""))[:10])
-        return cls(str(it["instance_id"]), day, str(it.get("run_id", "")), int(it.get("seq") or 0),
-                   str(it.get("checked_at", "")), str(it.get("status", "")), dict(it.get("checks") or {}),
-                   str(it.get("host_key_fingerprint") or ""), str(it.get("status_detail") or ""),
-                   str(it.get("name") or (it.get("tags") or {}).get("Name", "")))
-
-    @property
-    def order(self) -> tuple[str, int, str]:
-        """Observation order: the day, then `seq` within it, then when it was checked."""
-        return self.day, self.seq, self.checked_at
-
-    def verdict(self, check_id: str) -> str:
-        return str((self.checks.get(check_id) or {}).get("status", ""))
-
-    def detail(self, check_id: str) -> str:
-        return str((self.checks.get(check_id) or {}).get("detail", ""))[:300]
-
-    def ref(self) -> str:
-        return f"{self.day} (run {self.run_id}{f', seq {self.seq}' if self.seq else ''})"
-
-    @property
-    def offered_key(self) -> str:
-        found = re.search(r"presented (?:\S+ )?" + _FINGERPRINT, self.status_detail)
-        return self.host_key_fingerprint or (found.group(1) if found else "")
-
-    @property
-    def pinned_key(self) -> str:
-        found = re.search(r"pinned (?:\S+ )?" + _FINGERPRINT, self.status_detail)
-        return found.group(1) if found else "(see the evidence)"
-
-
-@dataclass(frozen=True)
-class EventState:
-    """One occurrence of one (host, kind): stored as an item in the host's `#security-event#` partition."""
-    instance_id: str
-    kind: str
-    first_seen: str
-    anchor: str  # what identifies the occurrence (the good observation before it, the key offered)
-    before: str  # what the message says was true before, e.g. "passed on 2026-12-06 (run X)"
-    last_alerted: str
-    alert_id: str  # the latest alert of this occurrence; `delivered[channel] == alert_id` when that channel has it
-    alert_run: str  # the run that claimed it: only its retries resend what a channel missed
-    detail: str = ""
-    delivered: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def sort_key(self) -> str:
-        return f"{self.first_seen}#{self.kind}"
-
-    @classmethod
-    def claimed(cls, event: "SecurityEvent", day: str, run_id: str, alert: str) -> "EventState":
-        first = event.first_seen if event.action == "reminder" else day
-        return cls(event.instance_id, event.kind, first, event.anchor, event.before, day, alert, run_id,
-                   event.detail)
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> "EventState":
-        it = plain(dict(item))
-        return cls(str(it["host"]), str(it["kind"]), str(it["first_seen"]), str(it.get("anchor", "")),
-                   str(it.get("before", "")), str(it.get("last_alerted", "")), str(it.get("alert_id", "")),
-                   str(it.get("alert_run", "")), str(it.get("detail", "")), dict(it.get("delivered") or {}))
-
+# Observation and EventState, what the store reads, live with it (include/notify/event_store.py).
 
 @dataclass(frozen=True)
 class SecurityEvent:
@@ -278,86 +188,16 @@ def sns_payload(day: str, events: Sequence[SecurityEvent], run_url: str = "") ->
     return ch.sns_subject(subject(day, events)), body
 
 
-# ------------------------------------------------------------------ DynamoDB
+# ------------------------------------------------------------------ claims (include/notify/event_store.py)
 
-def candidates(store, day: str, run_id: str) -> list[dict]:
-    """This run's items of the day that fail a watched check or mismatch (filtered server-side)."""
-    names = {"#checks": "checks", "#st": "status", **{f"#c{n}": check for n, check in enumerate(WATCHED)}}
-    fails = " OR ".join(f"#checks.#c{n}.#st = :fail" for n in range(len(WATCHED)))
-    # boto3's Attr cannot address a map key with a dot in it (a check id): the filter is written out by hand.
-    return store.query_all({
-        "IndexName": DAY_INDEX, "KeyConditionExpression": "audit_date = :d",
-        "FilterExpression": f"item_type = :instance AND run_id = :r AND (#st = :mismatch OR {fails})",
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": {":d": day, ":instance": "instance", ":r": run_id, ":fail": CheckStatus.FAIL.value,
-                                      ":mismatch": HOST_KEY}})
-
-
-def history(store, instance_id: str, day: str) -> list[Observation]:
-    """The host's newest observations up to `day` (today's current item and versions included): one Query."""
-    names = ["instance_id", "audit_date", "day", "run_id", "seq", "checked_at", "status", "checks",
-             "host_key_fingerprint", "status_detail", "item_type"]
-    response = store.table.query(
-        KeyConditionExpression=Key("instance_id").eq(instance_id) & Key("audit_date").lt(f"{day}~"),
-        ScanIndexForward=False, Limit=HISTORY_LIMIT,
-        ProjectionExpression=", ".join(f"#p{i}" for i in range(len(names))),
-        ExpressionAttributeNames={f"#p{i}": n for i, n in enumerate(names)})
-    return [Observation.from_item(it) for it in response.get("Items", [])
-            if it.get("status") and it.get("item_type", "instance") != "run_summary"]
-
-
-def states(store, instance_id: str) -> dict[str, EventState]:
-    """kind → the host's latest stored occurrence: one Query on its event partition, newest first."""
-    response = store.table.query(KeyConditionExpression=Key("instance_id").eq(PARTITION_PREFIX + instance_id),
-                                 ScanIndexForward=False, Limit=STATE_LIMIT)
-    found: dict[str, EventState] = {}
-    for item in response.get("Items", []):
-        state = EventState.from_item(item)
-        if state.kind not in found or state.first_seen > found[state.kind].first_seen:
-            found[state.kind] = state
-    return found
-
-
-def _expires(day: str, ttl_days: int) -> int:
-    from include.core.clock import expires_at
-
-    return expires_at(day, ttl_days)
-
-
-def claim(store, event: SecurityEvent, day: str, run_id: str, ttl_days: int) -> EventState | None:
+def claim(store: SecurityEventStore, event: SecurityEvent, day: str, run_id: str,
+          ttl_days: int) -> EventState | None:
     """Record that this run alerts `event` now, unless another worker or run did first (conditional write)."""
-    from botocore.exceptions import ClientError
-
     new = EventState.claimed(event, day, run_id, alert_id(day, run_id, event))
-    old = event.state
-    item = {"instance_id": PARTITION_PREFIX + event.instance_id, "audit_date": new.sort_key,
-            "item_type": "security_event", "host": new.instance_id, "day": new.first_seen,
-            "expires_at": _expires(day, ttl_days), **{k: v for k, v in asdict(new).items() if k != "instance_id"}}
-    try:
-        if old is not None and old.sort_key == new.sort_key:  # a reminder, or a new occurrence the same day
-            store.table.put_item(Item=item, ConditionExpression="alert_id = :old",
-                                 ExpressionAttributeValues={":old": old.alert_id})
-        else:
-            store.table.put_item(Item=item, ConditionExpression="attribute_not_exists(instance_id)")
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        log.info("%s: claimed by another worker or run first", event.key)
-        return None
-    return new
-
-
-def mark_delivered(store, state: EventState, channel: str) -> None:
-    from botocore.exceptions import ClientError
-
-    try:
-        store.table.update_item(
-            Key={"instance_id": PARTITION_PREFIX + state.instance_id, "audit_date": state.sort_key},
-            UpdateExpression="SET delivered.#ch = :id", ConditionExpression="alert_id = :id",
-            ExpressionAttributeNames={"#ch": channel}, ExpressionAttributeValues={":id": state.alert_id})
-    except ClientError as exc:  # re-armed by a newer alert meanwhile: that one's sender records it
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
+    if store.claim(new, event.state, ttl_days):
+        return new
+    log.info("%s: claimed by another worker or run first", event.key)
+    return None
 
 
 # ------------------------------------------------------------------ the whole path
@@ -378,7 +218,7 @@ class Outcome:
         return f"security events: {len(self.events)} open, {loud} due now, sent {self.sent or 'nowhere'}"
 
 
-def send_security_events(store, items: Iterable[Mapping[str, Any]], *, day: str, run_id: str,
+def send_security_events(store: SecurityEventStore, items: Iterable[EvidenceItem], *, day: str, run_id: str,
                          recipients: Sequence[str], chans: ch.Channels, repeat_days: int, ttl_days: int,
                          run_url: str = "", context: Mapping | None = None,
                          smtp_conn_id: str = SMTP_CONN_ID) -> Outcome:
@@ -392,10 +232,10 @@ def send_security_events(store, items: Iterable[Mapping[str, Any]], *, day: str,
         return outcome
     due: dict[str, list[tuple[SecurityEvent, EventState]]] = {t: [] for t in targets}
     for item in items:
-        current = Observation.from_item(item)
+        current = Observation.from_evidence(item)
         if not failing_now(current):
             continue
-        for event in detect(current, history(store, current.instance_id, day), states(store, current.instance_id),
+        for event in detect(current, store.history(current.instance_id, day), store.states(current.instance_id),
                             day, repeat_days):
             outcome.events.append(event)
             if event.action != "quiet":
@@ -428,6 +268,6 @@ def send_security_events(store, items: Iterable[Mapping[str, Any]], *, day: str,
         if result["ok"]:
             outcome.sent[target] = len(events)
             for _, state in pending:
-                mark_delivered(store, state, target)
+                store.mark_delivered(state, target)
     log.info("%s %s", day, outcome.summary())
     return outcome

@@ -25,14 +25,14 @@ def _unverified(item: EvidenceItem) -> bool:
     return status is None or status.unverified
 
 
-def fleet_page(day: str | None, summary: dict | None, items: list[EvidenceItem], trend_png: bytes | None,
+def fleet_page(day: str | None, stored: RunSummary | None, items: list[EvidenceItem], trend_png: bytes | None,
                check_meta: dict[str, dict], remediations: Iterable[RemediationRecord] = ()) -> str:
-    """`remediations`: RemediationStore.day_remediations(day), shown as the day's "Remediated" section."""
+    """`stored`: the day's run summary (EvidenceStore.run_summary); `remediations`:
+    RemediationStore.day_remediations(day), shown as the day's "Remediated" section."""
     from include.report.build import remediation_rows
 
     if day is None:
         return render("dashboard_fleet.html", day=None)
-    stored = RunSummary.from_item(summary) if summary else None
     failing = sorted((it for it in items if it.status == Status.NON_COMPLIANT),
                      key=lambda it: (-len(it.failed_checks), it.instance_id))
     other = sorted((it for it in items if _unverified(it)), key=lambda it: it.instance_id)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from datetime import date, timedelta
+
+from include.evidence.records import RunSummary
 
 TREND_DAYS = 30
 
@@ -12,17 +15,16 @@ def trend_window(audit_date: str, days: int = TREND_DAYS) -> tuple[str, str]:
     return (last - timedelta(days=days - 1)).isoformat(), last.isoformat()
 
 
-def trend_points(summaries: list[dict], audit_date: str, days: int = TREND_DAYS) -> list[dict]:
-    """One point per calendar day of the window; days without a summary are gaps (None), never zeros."""
+def trend_points(summaries: Mapping[str, RunSummary], audit_date: str, days: int = TREND_DAYS) -> list[dict]:
+    """One point per calendar day of the window (`summaries`: audit day → its run summary, as
+    EvidenceStore.summaries reads them); days without a summary are gaps (None), never zeros."""
     from include.core.status import Status
-    from include.evidence.records import RunSummary
 
     first, _ = trend_window(audit_date, days)
-    by_day = {s["audit_date"]: RunSummary.from_item(s) for s in summaries}
     points = []
     for n in range(days):
         day = (date.fromisoformat(first) + timedelta(days=n)).isoformat()
-        s = by_day.get(day)
+        s = summaries.get(day)
         pct = s.compliance_pct if s else None
         failing = s.status_counts.get(Status.NON_COMPLIANT.value) if s else None
         points.append({"day": day, "compliance_pct": None if pct is None else float(pct),

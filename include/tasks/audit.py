@@ -407,11 +407,12 @@ def security_alert(params: AuditParams, built: Built):
     now), to `alert_recipients` (else `recipients`) and every channel, whatever the fleet's compliance."""
     from include.notify import channels, security_events
     from include.notify import email as notify
+    from include.notify.event_store import SecurityEventStore
 
-    store = evidence_store(params)
+    store = SecurityEventStore(evidence_store(params))
     day, run_id = built.audit_date, built.run_id
     return security_events.send_security_events(
-        store, security_events.candidates(store, day, run_id), day=day, run_id=run_id,
+        store, store.candidates(day, run_id), day=day, run_id=run_id,
         recipients=security_events.recipients_for(params), chans=channels.Channels.from_params(params),
         repeat_days=params.alert_repeat_days, ttl_days=params.ttl_days,
         run_url=notify.run_url("ec2_audit_compliance", run_id), smtp_conn_id=SMTP_CONN_ID)
@@ -426,7 +427,7 @@ def compliance_alert(params: AuditParams, built: Built) -> tuple[str, dict[str, 
     from include.core.clock import iso
     from include.notify import alerts, channels
     from include.notify import email as notify
-    from include.notify.alert_store import AlertStateStore
+    from include.notify.alert_store import AlertState, AlertStateStore
 
     chans = channels.Channels.from_params(params)
     if not params.alert_recipients and not chans:
@@ -439,16 +440,16 @@ def compliance_alert(params: AuditParams, built: Built) -> tuple[str, dict[str, 
     findings = alerts.current_findings(items, critical, built.compliance_pct, params.alert_threshold_pct)
     alert_states = AlertStateStore(store)
     decision = alerts.decide(findings, alert_states.previous_alert_state(day), day, params.alert_repeat_days)
-    earlier = alert_states.alert_state(day) or {}
-    already = set(earlier.get("alerted") or [])  # emailed by an earlier run or try of the day: not repeated
-    delivered_before = earlier.get("delivered") or {}  # channel → keys Slack / SNS already got
+    earlier = alert_states.alert_state(day) or AlertState()
+    already = set(earlier.alerted)  # emailed by an earlier run or try of the day: not repeated
+    delivered_before = earlier.delivered  # channel → keys Slack / SNS already got
     names = {it.instance_id: str(it.tags.get("Name", "")) for it in items}
     notice = channels.AlertNotice(day, decision, names, built.compliance_pct,
                                   notify.run_url("ec2_audit_compliance", built.run_id),
                                   built.paths.get("html", ""))
     to_email = replace(decision, alert=[f for f in decision.alert if f.key not in already])
-    record = {"run_id": built.run_id, "open": decision.state, "closed": decision.closed,
-              "alerted": sorted(already), "generated_at": iso(utc_now())}
+    record = AlertState(run_id=built.run_id, open=decision.state, closed=decision.closed, alerted=sorted(already),
+                        generated_at=iso(utc_now()))
     results: dict[str, dict] = {}
     if to_email.alert and params.alert_recipients:
         hint = f"The full report for {day} is in {built.paths.get('html', '')}."
@@ -458,11 +459,12 @@ def compliance_alert(params: AuditParams, built: Built) -> tuple[str, dict[str, 
                                                 subject=alerts.subject(day, to_email, built.compliance_pct),
                                                 html=alerts.render_html(day, to_email, names, hint), attachments=[]))
         if results["email"]["ok"]:
-            record["alerted"] = sorted(already | {f.key for f in to_email.alert})
-            record["alerted_at"] = iso(utc_now())
+            record = replace(record, alerted=sorted(already | {f.key for f in to_email.alert}),
+                             alerted_at=iso(utc_now()))
     results.update(channels.deliver_alert(chans, notice, delivered_before=delivered_before, raise_on_failure=False))
-    record["delivered"] = channels.delivered_keys(delivered_before, results)
-    record["delivered"].pop("email", None)  # the email's keys are `alerted`
+    delivered = channels.delivered_keys(delivered_before, results)
+    delivered.pop("email", None)  # the email's keys are `alerted`
+    record = replace(record, delivered=delivered)
     alert_states.put_alert_state(day, record, params.ttl_days)  # after the sends: what failed is retried, not lost
     sent = {ch: r.get("sent", len(to_email.alert)) for ch, r in results.items() if r.get("ok")}
     return (f"alerts sent {sent or 'nowhere (nothing new)'}, {len(decision.state)} open finding(s), "

@@ -19,9 +19,10 @@ def _write_every_kind(resource) -> None:
     """One write of each kind, through the owners' own calls."""
     from include.core.host import Host
     from include.core.status import Status
+    from include.evidence.records import RunSummary
     from include.evidence.store import EvidenceStore, instance_item
     from include.logs.index_store import StreamIndexStore
-    from include.notify.alert_store import AlertStateStore
+    from include.notify.alert_store import AlertState, AlertStateStore
     from include.remediation.records import RemediationDecision, RemediationRecord
     from include.remediation.store import RemediationStore
 
@@ -32,13 +33,14 @@ def _write_every_kind(resource) -> None:
     evidence.put_items([instance_item(host=host, outcome=None, status=Status.ERROR, failed=[], verdicts={},
                                       detail="unreachable", audit_date=DAY, run_id="r1",
                                       checked_at=datetime(2026, 12, 1, 6, tzinfo=timezone.utc), ttl_days=TTL)])
-    evidence.put_summary(DAY, {"run_id": "r1", "hosts_total": 1}, TTL)
+    evidence.put_summary(DAY, RunSummary.from_item({"run_id": "r1", "hosts_total": 1}), TTL)
     evidence.mark_emailed(DAY, "r1")
     evidence.put_digest(DAY, {}, TTL)
     streams = StreamIndexStore(evidence)
     assert streams.claim_stream_index(DAY, "r1", "/audit/group", "r1/owner", 900.0)
     streams.put_stream_index(DAY, "r1", "/audit/group", {"i-1": {"lastEventTimestamp": 1}}, True)
-    AlertStateStore(evidence).put_alert_state(DAY, {"open": {"i-1": {"since": DAY}}, "sent": []}, TTL)
+    AlertStateStore(evidence).put_alert_state(DAY, AlertState.from_item({"open": {"i-1": {"since": DAY}}, "sent": []}),
+                                              TTL)
     remediation = RemediationStore(evidence)
     remediation.put_remediation(RemediationRecord(host_id="i-1", audit_date=DAY, run_id="r1", outcome="fixed"), TTL)
     remediation.add_decision(DAY, RemediationDecision(run_id="r1", decision="approved", by="alice"), TTL)
@@ -56,7 +58,10 @@ INSTANCE_ATTRS = ("account_id", "address", "advisory_failed", "audit_date", "che
                   "private_ip", "profile", "region", "run_id", "ssh_attempts", "status", "status_detail", "tags",
                   "transport", "transport_evidence", "waived_checks")  # empty stream names are not stored
 SNAPSHOT = [
-    ("#alerts", DAY, "alert_state", EXPIRES, ("audit_date", "expires_at", "instance_id", "item_type", "open", "sent")),
+    # Written from the records (AlertState, RunSummary): each of their fields, `alerted_at` and the email mark
+    # only once set (as the alert task and put_summary always wrote them).
+    ("#alerts", DAY, "alert_state", EXPIRES, ("alerted", "audit_date", "closed", "delivered", "expires_at",
+                                              "generated_at", "instance_id", "item_type", "open", "run_id")),
     ("#day-digest#0", DAY, "day_digest", EXPIRES,
      ("audit_date", "chunks", "data", "expires_at", "hosts", "instance_id", "item_type", "sha256")),
     ("#remediation#i-1", DAY, "remediation", EXPIRES, None),  # the day's TTL, as its evidence
@@ -65,7 +70,9 @@ SNAPSHOT = [
     ("#remediation-hosts", DAY, "remediation_hosts", EXPIRES,
      ("audit_date", "expires_at", "hosts", "instance_id", "item_type")),
     ("#run-summary", DAY, "run_summary", EXPIRES,
-     ("audit_date", "emailed_at", "emailed_run_id", "expires_at", "hosts_total", "instance_id", "item_type", "run_id")),
+     ("audit_date", "checked", "checked_by_earlier_runs", "code_version", "compliance_pct", "coverage_pct", "discovered",
+      "emailed_at", "emailed_run_id", "expires_at", "failed_batches", "generated_at", "instance_id", "item_type",
+      "missing_evidence", "mode", "not_running", "regions", "run_id", "status_counts")),
     (f"#stream-index#r1#{GROUP_HASH}#0", DAY, "stream_index", INDEX_EXPIRES,
      ("audit_date", "chunks", "complete", "data", "expires_at", "instance_id", "item_type", "listed_at", "sha256",
       "streams_listed")),
@@ -100,6 +107,29 @@ def test_the_owners_read_back_what_they_wrote(resource):
     assert evidence.emailed_by(DAY) == "r1" and evidence.latest_audit_day() == DAY and evidence.digest(DAY) == {}
     assert StreamIndexStore(evidence).stream_index(DAY, "r1", "/audit/group") == {"i-1": {"lastEventTimestamp": 1}}
     alerts = AlertStateStore(evidence)
-    assert alerts.alert_state(DAY)["open"] == {"i-1": {"since": DAY}}
+    assert alerts.alert_state(DAY).open == {"i-1": {"since": DAY}}
     assert alerts.previous_alert_state("2026-12-02") == {"i-1": {"since": DAY}}
     assert alerts.previous_alert_state(DAY) == {}
+
+
+def test_the_summary_reads_are_run_summary_records(resource):
+    from include.evidence.records import RunSummary
+    from include.evidence.store import EvidenceStore
+
+    _write_every_kind(resource)
+    evidence = EvidenceStore(resource, "owners")
+    summary = evidence.run_summary(DAY)
+    assert isinstance(summary, RunSummary) and (summary.run_id, summary.emailed_run_id) == ("r1", "r1")
+    assert not hasattr(evidence, "get_summary")  # one read of the summary: the record
+    assert evidence.summaries("2026-11-01", DAY) == {DAY: summary}  # the trend's read: day → record
+
+
+def test_the_alert_state_read_is_an_alert_state_record(resource):
+    from include.evidence.store import EvidenceStore
+    from include.notify.alert_store import AlertState, AlertStateStore
+
+    _write_every_kind(resource)
+    alerts = AlertStateStore(EvidenceStore(resource, "owners"))
+    state = alerts.alert_state(DAY)
+    assert isinstance(state, AlertState) and state.open == {"i-1": {"since": DAY}}
+    assert alerts.alert_state("2026-12-02") is None

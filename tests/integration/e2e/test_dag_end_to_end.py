@@ -25,6 +25,7 @@ from devstack.standins.aws.seed import clients
 from devstack.standins.hosts.demo_fleet import demo_fleet, expected_status
 from devstack.standins.hosts.fleet import SSH_PORT
 from devstack.standins.hosts.host_states import expected
+from include.evidence.records import RunSummary
 from include.reach.hostkeys import PinStore
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -179,7 +180,7 @@ def test_rebuild_and_backfill_never_ssh(stack, tmp_path):
                       "run_id": f"earlier-{day}", "status": h["expected"], "failed_checks": [], "name": h["name"],
                       "region": "us-east-1", "account_id": "123456789012", "checks": {}, "expires_at": 2000000000}
                      for h in running])
-    store.put_summary(day, {"run_id": f"earlier-{day}", "discovered": len(running), "checked": len(running)}, 400)
+    store.put_summary(day, RunSummary(run_id=f"earlier-{day}", discovered=len(running), checked=len(running)), 400)
     before = {it.instance_id: it.run_id for it in store.day_items(day)}
     assert len(before) == len(running)
     conf = {"report_dir": str(tmp_path), "recipients": [], "evidence_table": "rebuild_evidence"}
@@ -306,10 +307,11 @@ def test_thirty_days_of_history_live_day_and_backfill(stack, tmp_path):
                  for j, i in enumerate(ids) if not (day == gap_day and i == gap_id)]
         store.put_items(items)
         compliant = sum(it["status"] == "COMPLIANT" for it in items)
-        store.put_summary(day, {"run_id": f"seed-{day}", "discovered": len(ids), "checked": len(items),
-                                "status_counts": {"COMPLIANT": compliant, "NON_COMPLIANT": len(items) - compliant},
-                                "compliance_pct": round(100 * compliant / len(items), 1),
-                                "missing_evidence": [gap_id] if day == gap_day else []}, 400)
+        store.put_summary(day, RunSummary(run_id=f"seed-{day}", discovered=len(ids), checked=len(items),
+                                          status_counts={"COMPLIANT": compliant,
+                                                         "NON_COMPLIANT": len(items) - compliant},
+                                          compliance_pct=round(100 * compliant / len(items), 1),
+                                          missing_evidence=[gap_id] if day == gap_day else []), 400)
 
     by_name = {h["name"]: h["instance_id"] for h in running}
     waivers = tmp_path / "waivers.json"
@@ -410,8 +412,8 @@ def test_compliance_alerts_once_then_quiet_while_open(stack, tmp_path):
                 for c in set(it["failed_checks"]) & critical}
     hosts = {k.split("|")[0] for k in expected}
     assert expected, "the demo fleet has hosts failing critical checks"
-    summary = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").get_summary(day)
-    pct = float(summary["compliance_pct"])
+    summary = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").run_summary(day)
+    pct = float(summary.compliance_pct)
     assert pct < 95.0
     alerts = mails_to(stack, oncall)
     assert len(alerts) == 1
@@ -564,17 +566,17 @@ def test_same_day_partial_rerun_keeps_the_summary_and_report_in_step_with_the_da
     by_run = Counter(it["run_id"] for it in items)
     assert by_run == {rerun.run_id: 2, full.run_id: len(running) - 2}  # the rerun re-checked exactly its two
     want = fleet_summary([it["status"] for it in items], len(running))
-    summary = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").get_summary(day)
-    assert summary["run_id"] == rerun.run_id
-    assert int(summary["checked"]) == len(items) == want.checked
-    assert {k: int(v) for k, v in summary["status_counts"].items()} == want.counts
-    assert float(summary["compliance_pct"]) == want.compliance_pct
-    assert int(summary["discovered"]) == len(running)  # the union: this run's 2 and the day's earlier hosts
-    assert float(summary["coverage_pct"]) == 100.0 and summary["missing_evidence"] == []
+    summary = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").run_summary(day)
+    assert summary.run_id == rerun.run_id
+    assert int(summary.checked) == len(items) == want.checked
+    assert {k: int(v) for k, v in summary.status_counts.items()} == want.counts
+    assert float(summary.compliance_pct) == want.compliance_pct
+    assert int(summary.discovered) == len(running)  # the union: this run's 2 and the day's earlier hosts
+    assert float(summary.coverage_pct) == 100.0 and summary.missing_evidence == []
 
     report = json.loads((tmp_path / "rerun" / f"compliance-{day}.json").read_text())
     assert (report["discovered"], report["checked"], report["compliance_pct"]) == (
-        int(summary["discovered"]), int(summary["checked"]), float(summary["compliance_pct"]))
+        int(summary.discovered), int(summary.checked), float(summary.compliance_pct))
     assert report["counts"] == want.counts and report["coverage_pct"] == 100.0
     with open(tmp_path / "rerun" / f"compliance-{day}.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == len(items)

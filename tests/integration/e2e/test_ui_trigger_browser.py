@@ -20,6 +20,7 @@ from devstack.stack.local_stack import LocalStack
 from devstack.stack.standalone import Api, Standalone
 from devstack.standins.aws.seed import REGION, clients
 from devstack.standins.hosts.fleet import SSH_PORT
+from include.evidence.records import RunSummary
 from tests._components import CHROMIUM
 
 pytestmark = pytest.mark.needs_chromium
@@ -58,8 +59,8 @@ def seed_backfill_days(stack: LocalStack) -> dict[str, str]:
                   "checked_at": f"{iso}T06:01:00Z", "output_sha256": "ab" * 32,
                   "tags": {"Name": h["name"], "Environment": "prod"}} for h in stack.fleet]
         store.put_items(items)
-        store.put_summary(iso, {"run_id": run_id, "discovered": len(items), "checked": len(items),
-                                "status_counts": {"COMPLIANT": len(items)}, "compliance_pct": 100.0}, 400)
+        store.put_summary(iso, RunSummary(run_id=run_id, discovered=len(items), checked=len(items),
+                                          status_counts={"COMPLIANT": len(items)}, compliance_pct=100.0), 400)
         seeded[iso] = run_id
     return seeded
 

@@ -9,6 +9,7 @@ import pytest
 from devstack.standins.aws.seed import clients, seed_fleet
 from include.core.host import Host, HostOutcome
 from include.core.status import Status, Verdict
+from include.evidence.records import RunSummary
 from include.evidence.store import SUMMARY_ID, EvidenceStore, instance_item
 from include.fleet.discovery import discover_region, hydrate
 from include.logs.streams import StreamLookup
@@ -67,8 +68,8 @@ def test_evidence_is_one_item_per_instance_and_day(moto):
     assert store.recorded_by_run("2026-11-23", [f"i-{n}" for n in range(15)], "run-2") == {f"i-{n}" for n in range(10)}
     assert len(store.day_items("2026-11-23", run_id="run-1")) == 20
 
-    store.put_summary("2026-11-23", {"run_id": "run-2", "compliance_pct": 66.7}, 400)
-    assert store.get_summary("2026-11-23")["instance_id"] == SUMMARY_ID
+    store.put_summary("2026-11-23", RunSummary(run_id="run-2", compliance_pct=66.7), 400)
+    assert store.get_day_item(SUMMARY_ID, "2026-11-23")["instance_id"] == SUMMARY_ID
     assert len(store.day_items("2026-11-23")) == 30  # the summary is not an instance
     assert store.emailed_by("2026-11-23") is None
     store.mark_emailed("2026-11-23", "run-2")

@@ -26,6 +26,7 @@ from devstack import procs
 from devstack.procs import PROJECT, free_port, http_ok, wait_until
 from devstack.stack import local_aws
 from devstack.standins.aws.seed import REGION, clients
+from include.evidence.records import RunSummary
 from include.evidence.store import EvidenceStore
 from tests._components import CHROMIUM
 
@@ -52,9 +53,9 @@ def seed(endpoint: str) -> dict[str, list[str]]:
                   "tags": {"Name": "<script>alert(1)</script>" if i == ids[0] else f"web-{i[-2:]}"}} for i in ids]
         store.put_items(items)
         compliant = len(ids) - len(failing)
-        store.put_summary(day, {"run_id": f"scheduled__{day}", "discovered": len(ids), "checked": len(ids),
-                                "status_counts": {"COMPLIANT": compliant, "NON_COMPLIANT": len(failing)},
-                                "compliance_pct": round(100 * compliant / len(ids), 1)}, 400)
+        store.put_summary(day, RunSummary(run_id=f"scheduled__{day}", discovered=len(ids), checked=len(ids),
+                                          status_counts={"COMPLIANT": compliant, "NON_COMPLIANT": len(failing)},
+                                          compliance_pct=round(100 * compliant / len(ids), 1)), 400)
         if back == 0:
             failing_today = sorted(failing)
     return {"ids": ids, "failing_today": failing_today}

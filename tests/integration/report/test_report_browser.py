@@ -17,7 +17,7 @@ from include.evidence.records import EvidenceItem
 from include.report.build import build_report, write_report
 from include.report.trend import render_png, trend_points
 from tests._components import CHROMIUM
-from tests.factories import stored_item
+from tests.factories import run_summaries, stored_item
 
 pytestmark = pytest.mark.needs_chromium
 WIDTH = 1300  # wider than the report's 1100 px column: the right margin must stay empty
@@ -48,7 +48,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     day = "2026-11-23"
     summaries = [{"audit_date": f"2026-11-{d:02d}", "compliance_pct": Decimal(50 + d),
                   "status_counts": {"NON_COMPLIANT": 20 - d // 2}} for d in range(1, 24)]
-    png = render_png(trend_points(summaries, day), "trend")
+    png = render_png(trend_points(run_summaries(summaries), day), "trend")
     report = build_report(sample_items(), audit_date=day, discovered=62, run_id="run-1", mode="live",
                           generated_at=datetime(2026, 11, 23, 6, tzinfo=timezone.utc), check_meta=check_meta(),
                           trend_png=png)

@@ -18,6 +18,7 @@ from devstack.standins.aws.seed import REGION
 from devstack.standins.sinks.smtp import SmtpSink
 from include.core.host import Host, HostOutcome
 from include.core.status import Status, Verdict
+from include.evidence.records import RunSummary
 from include.evidence.sealed import Sealed
 from include.evidence.store import EvidenceStore, instance_item
 from include.settings.params import AuditParams
@@ -62,12 +63,14 @@ def _report():
     from include.evidence.records import EvidenceItem
     from include.report.build import build_report
     from include.report.trend import render_png, trend_points
+    from tests.factories import run_summaries
 
     items = [EvidenceItem.from_item({"instance_id": f"i-{n:017x}", "audit_date": DAY, "run_id": "run-s3", "status": status,
               "failed_checks": ["auditd.running"] if status == "NON_COMPLIANT" else [], "name": f"web-{n}",
               "environment": "prod", "region": REGION, "account_id": "123456789012", "private_ip": f"10.0.0.{n}"})
              for n, status in enumerate(["COMPLIANT", "COMPLIANT", "NON_COMPLIANT", "UNREACHABLE"], start=1)]
-    png = render_png(trend_points([{"audit_date": DAY, "compliance_pct": 66.7, "coverage_pct": 100.0}], DAY), "t")
+    png = render_png(trend_points(run_summaries([{"audit_date": DAY, "compliance_pct": 66.7, "coverage_pct": 100.0}]),
+                                  DAY), "t")
     return build_report(items, audit_date=DAY, discovered=4, run_id="run-s3", mode="live",
                         generated_at=datetime(2031, 3, 14, 6, tzinfo=timezone.utc), check_meta=check_meta(),
                         trend_png=png)
@@ -125,7 +128,7 @@ def _seed_day(endpoint: str, table: str) -> EvidenceStore:
             verdicts={"auditd.running": Verdict.passed("ok")}, detail="", audit_date=DAY, run_id="stored-run",
             checked_at=now, ttl_days=400))
     store.put_items(items)
-    store.put_summary(DAY, {"run_id": "stored-run", "discovered": 3}, 400)
+    store.put_summary(DAY, RunSummary(run_id="stored-run", discovered=3), 400)
     return store
 
 

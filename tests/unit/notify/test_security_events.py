@@ -8,11 +8,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from include.evidence.records import EvidenceItem
 from include.evidence.store import EvidenceStore
 from include.notify import channels
 from include.notify import email as notify
 from include.notify import security_events as se
 from include.notify.channels import Channels
+from include.notify.event_store import SecurityEventStore
 from include.report.built import Built
 from tests.factories import stored_item
 
@@ -154,8 +156,9 @@ CHANS = Channels(slack_conn_id="slack_alerts", sns_topic_arn="arn:aws:sns:us-eas
 
 
 def send(store, items, run="run-today", day=DAY, recipients=("soc@example.test",), chans=CHANS, repeat=7):
-    return se.send_security_events(store, items, day=day, run_id=run, recipients=list(recipients), chans=chans,
-                                   repeat_days=repeat, ttl_days=400)
+    return se.send_security_events(SecurityEventStore(store), [EvidenceItem.from_item(it) for it in items], day=day,
+                                   run_id=run, recipients=list(recipients), chans=chans, repeat_days=repeat,
+                                   ttl_days=400)
 
 
 def test_events_go_once_to_email_slack_and_sns_then_a_rerun_and_another_worker_are_quiet(store, outbox):
@@ -219,15 +222,17 @@ def test_candidates_are_this_run_s_hosts_failing_a_watched_check_or_mismatched(s
     store.put_items([obs("i-1", auditd__running="FAIL"), obs("i-2", status="COMPLIANT", auditd__running="PASS"),
                      obs("i-3", auditd__config="FAIL"), mismatch("i-4"), obs("i-5", run="other", auditd__running="FAIL"),
                      obs("i-6", status="COMPLIANT", cwagent__canary_delivered="FAIL")])
-    assert sorted(it["instance_id"] for it in se.candidates(store, DAY, "run-today")) == ["i-1", "i-4", "i-6"]
+    candidates = SecurityEventStore(store).candidates(DAY, "run-today")
+    assert sorted(it.instance_id for it in candidates) == ["i-1", "i-4", "i-6"]
 
 
 def test_two_workers_deciding_on_the_same_state_claim_an_alert_once(store):
     store.put_items([mismatch(day=YESTERDAY, run="run-y")])
     (event,) = detect(mismatch(), [])
+    store = SecurityEventStore(store)
     assert se.claim(store, event, DAY, "run-a", 400) is not None
     assert se.claim(store, event, DAY, "run-b", 400) is None  # decided on the same (absent) state: lost the race
-    (stored,) = se.states(store, "i-0def").values()
+    (stored,) = store.states("i-0def").values()
     assert stored.alert_run == "run-a" and stored.first_seen == DAY
     due = replace(detect(mismatch(day="2026-12-14", run="r14"), [mismatch()], {stored.kind: stored},
                          day="2026-12-14")[0])
@@ -276,3 +281,18 @@ def test_a_failed_security_channel_fails_the_alert_task_after_the_compliance_ale
     with pytest.raises(channels.ChannelDeliveryError, match="security events"):
         pipeline.alert(params, Built.from_xcom(built))
     assert [m["subject"][:5] for m in outbox["email"]] == ["ALERT"]  # the compliance alert was still sent
+
+
+def test_the_event_store_reads_typed_records(store):
+    store.put_items([obs("i-1", day=YESTERDAY, run="run-y", status="COMPLIANT", auditd__running="PASS"),
+                     obs("i-1", auditd__running="FAIL")])
+    events = SecurityEventStore(store)
+    (candidate,) = events.candidates(DAY, "run-today")
+    assert isinstance(candidate, EvidenceItem) and candidate.instance_id == "i-1"
+    history = events.history("i-1", DAY)
+    assert all(isinstance(o, se.Observation) for o in history) and [o.day for o in history] == [DAY, YESTERDAY]
+    assert se.Observation.from_evidence(candidate) == se.Observation.from_item(obs("i-1", auditd__running="FAIL"))
+    (event,) = se.detect(se.Observation.from_evidence(candidate), history, {}, DAY, 7)
+    assert se.claim(events, event, DAY, "run-today", 400) is not None
+    (state,) = events.states("i-1").values()
+    assert isinstance(state, se.EventState) and (state.kind, state.alert_run) == ("auditd.running", "run-today")

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 from include.checks.catalogue import check_meta
 from include.core.scoring import fleet_summary
-from include.evidence.records import EvidenceItem
+from include.evidence.records import EvidenceItem, RunSummary
 from include.report import dashboard
 from include.verify.profiles import HARDENING_CHECKS
 from tests.factories import stored_item
@@ -46,7 +46,7 @@ ITEMS = [host("i-1", "COMPLIANT"), host("i-2", "COMPLIANT", [IMMUTABLE]),
 
 def summary_of(items):
     s = fleet_summary([i.status for i in items], len(items))
-    return {"compliance_pct": s.compliance_pct, "checked": s.checked, "discovered": s.discovered}
+    return RunSummary(compliance_pct=s.compliance_pct, checked=s.checked, discovered=s.discovered)
 
 
 def test_fleet_page_shows_audit_trail_compliance_beside_the_hardening_score_and_its_gaps():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.evidence.records import EvidenceItem
+from include.evidence.records import EvidenceItem, RunSummary
 from include.remediation.records import RemediationRecord
 from include.report import dashboard
 from tests.unit.report.test_report_remediated import rows_of, table
@@ -126,12 +126,13 @@ def test_fleet_page_shows_the_day_s_remediations_and_a_not_fixed_as_a_failure():
     from include.checks.catalogue import check_meta
 
     items = history()
-    page = dashboard.fleet_page(DAY, {"discovered": 1, "checked": 1}, items, None, check_meta(), records()[:1])
+    page = dashboard.fleet_page(DAY, RunSummary(discovered=1, checked=1), items, None, check_meta(), records()[:1])
     (row,) = rows_of(page, FLEET)
     assert row["Instance"] == HOST and row["Approved by"] == "alice"
     assert row["Outcome"].startswith("fix failed") and "cwagent.ships_audit_log" in row["Outcome"]
     assert "Remediated (1)" in page
-    assert "Remediated" not in dashboard.fleet_page(DAY, {"discovered": 1, "checked": 1}, items, None, check_meta())
+    assert "Remediated" not in dashboard.fleet_page(DAY, RunSummary(discovered=1, checked=1), items, None,
+                                                    check_meta())
 
 
 def test_the_plugin_fleet_route_passes_the_day_s_remediation_records(monkeypatch):
@@ -141,8 +142,8 @@ def test_the_plugin_fleet_route_passes_the_day_s_remediation_records(monkeypatch
         def latest_audit_day(self):
             return DAY
 
-        def get_summary(self, day):
-            return {"discovered": 1, "checked": 1}
+        def run_summary(self, day):
+            return RunSummary(discovered=1, checked=1)
 
         def day_items(self, day):
             return history()
@@ -152,7 +153,7 @@ def test_the_plugin_fleet_route_passes_the_day_s_remediation_records(monkeypatch
             return records()[:1]
 
         def summaries(self, first, last):
-            return []
+            return {}
 
     monkeypatch.setattr(plugin, "_store", Store)
     monkeypatch.setattr(plugin, "_remediations", lambda store: store)  # the fake answers for both owners

@@ -99,10 +99,11 @@ def test_drift_and_breakdowns_in_the_report():
 
 def test_trend_png_embedded_in_the_page_and_referenced_by_cid_in_the_mail(tmp_path):
     from include.report.trend import render_png, trend_points
+    from tests.factories import run_summaries
 
     summaries = [{"audit_date": f"2026-11-{d:02d}", "compliance_pct": Decimal(str(80 + d / 3)),
                   "status_counts": {"NON_COMPLIANT": Decimal(30 - d)}} for d in range(1, 24) if d != 12]
-    points = trend_points(summaries, "2026-11-23")
+    points = trend_points(run_summaries(summaries), "2026-11-23")
     assert len(points) == 30 and abs(points[-1]["compliance_pct"] - (80 + 23 / 3)) < 1e-6
     assert next(p for p in points if p["day"] == "2026-11-12")["compliance_pct"] is None  # a gap, not a zero
     png = render_png(points, "trend")

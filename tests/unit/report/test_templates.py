@@ -13,7 +13,7 @@ import pytest
 from jinja2 import nodes
 
 from include.checks.catalogue import check_meta
-from include.evidence.records import EvidenceItem
+from include.evidence.records import EvidenceItem, RunSummary
 from include.notify import alerts
 from include.notify.email import failure_message
 from include.report import dashboard
@@ -89,7 +89,7 @@ def dashboard_item(**extra) -> EvidenceItem:
 
 def test_dashboard_fleet_page_escapes_host_ids_tags_and_details():
     items = [dashboard_item(), dashboard_item(instance_id=evil("unverified id"), status="ERROR")]
-    page = dashboard.fleet_page("2026-11-23", {"compliance_pct": 0.0, "checked": 2, "discovered": 2}, items, None,
+    page = dashboard.fleet_page("2026-11-23", RunSummary(compliance_pct=0.0, checked=2, discovered=2), items, None,
                                 check_meta())
     assert_escaped(page, "instance_id", "region", "Name tag", "profile", "unverified id", "status_detail")
     assert 'href="host/%3Cscript%3Ealert%28%22instance_id%22%29' in page  # a link, not markup
@@ -107,7 +107,7 @@ def every_page() -> dict[str, str]:
     report = build_report(report_items(), audit_date="2026-11-23", discovered=3, run_id="r1", mode="live",
                           generated_at=NOW, check_meta=check_meta())
     return {"report": report.html, "report email": report.email_html,
-            "fleet": dashboard.fleet_page("2026-11-23", {}, [dashboard_item()], None, check_meta()),
+            "fleet": dashboard.fleet_page("2026-11-23", None, [dashboard_item()], None, check_meta()),
             "fleet before any audit": dashboard.fleet_page(None, None, [], None, {}),
             "host": dashboard.host_page("i-1", [dashboard_item()]), "unknown host": dashboard.host_page("i-1", []),
             "alert": alerts.render_html("2026-11-24", decision, {}, "see the report"),
