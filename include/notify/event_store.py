@@ -8,7 +8,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
@@ -19,9 +19,6 @@ from include.core.clock import expires_at
 from include.core.record import plain
 from include.core.status import CheckStatus, Status
 from include.evidence.records import EvidenceItem
-
-if TYPE_CHECKING:
-    from include.notify.security_events import SecurityEvent
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +123,34 @@ class EventState:
                 "item_type": "security_event", "host": self.instance_id, "day": self.first_seen,
                 "expires_at": expires_at(self.last_alerted, ttl_days),  # ttl_days after the alert it records
                 **{k: v for k, v in asdict(self).items() if k != "instance_id"}}
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    instance_id: str
+    kind: str  # HOST_KEY_MISMATCH or a check id
+    action: str  # new | reminder | quiet (already alerted, not yet due again)
+    anchor: str
+    before: str
+    detail: str  # what is wrong now
+    first_seen: str = ""  # the occurrence's first day (reminders, quiet)
+    name: str = ""
+    state: EventState | None = None  # the stored occurrence this continues, if any
+
+    @property
+    def key(self) -> str:
+        return f"{self.instance_id}|{self.kind}"
+
+    def line(self) -> str:
+        """What every channel says about the event: the instance id and what changed."""
+        if self.kind == HOST_KEY:
+            if self.action == "reminder":
+                return f"{self.instance_id}: host key still mismatched since {self.first_seen}: {self.detail}"
+            return f"{self.instance_id}: host key changed: {self.detail}"
+        if self.action == "reminder":
+            return (f"{self.instance_id}: {self.kind} still failing since {self.first_seen} ({self.before}): "
+                    f"{self.detail}")
+        return f"{self.instance_id}: {self.kind} {self.before}, fails now: {self.detail}"
 
 
 class SecurityEventStore:

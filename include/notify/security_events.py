@@ -37,7 +37,7 @@ from typing import Any
 from include.core.status import CheckStatus
 from include.evidence.records import EvidenceItem
 from include.notify import channels as ch
-from include.notify.event_store import HOST_KEY, WATCHED, EventState, Observation, SecurityEventStore
+from include.notify.event_store import HOST_KEY, WATCHED, EventState, Observation, SecurityEvent, SecurityEventStore
 
 log = logging.getLogger(__name__)
 
@@ -46,35 +46,8 @@ SMTP_CONN_ID = "smtp_default"
 
 
 # ------------------------------------------------------------------ records
-# Observation and EventState, what the store reads, live with it (include/notify/event_store.py).
-
-@dataclass(frozen=True)
-class SecurityEvent:
-    instance_id: str
-    kind: str  # HOST_KEY_MISMATCH or a check id
-    action: str  # new | reminder | quiet (already alerted, not yet due again)
-    anchor: str
-    before: str
-    detail: str  # what is wrong now
-    first_seen: str = ""  # the occurrence's first day (reminders, quiet)
-    name: str = ""
-    state: EventState | None = None  # the stored occurrence this continues, if any
-
-    @property
-    def key(self) -> str:
-        return f"{self.instance_id}|{self.kind}"
-
-    def line(self) -> str:
-        """What every channel says about the event: the instance id and what changed."""
-        if self.kind == HOST_KEY:
-            if self.action == "reminder":
-                return f"{self.instance_id}: host key still mismatched since {self.first_seen}: {self.detail}"
-            return f"{self.instance_id}: host key changed: {self.detail}"
-        if self.action == "reminder":
-            return (f"{self.instance_id}: {self.kind} still failing since {self.first_seen} ({self.before}): "
-                    f"{self.detail}")
-        return f"{self.instance_id}: {self.kind} {self.before}, fails now: {self.detail}"
-
+# Observation, EventState and SecurityEvent, what the store reads and writes, live with it
+# (include/notify/event_store.py).
 
 # ------------------------------------------------------------------ detection (pure)
 
