@@ -4,7 +4,7 @@ Every simple-auth role (viewer, user, op, admin) can read every DAG in Airflow 3
 (`SimpleAuthManager.is_authorized_dag` allows GET from VIEWER up), so a signed-in user *without* DAG access
 needs another auth manager. This one is a real auth manager, loaded by the real `airflow api-server` through
 `AIRFLOW__CORE__AUTH_MANAGER=devstack.stack.dag_denying_auth_manager.DagDenyingAuthManager`; login, tokens and
-every other permission stay the simple auth manager's. Used by tests/integration/test_dashboard_browser.py.
+every other permission stay the simple auth manager's. Used by tests/integration/report/test_dashboard_browser.py.
 """
 from __future__ import annotations
 

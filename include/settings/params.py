@@ -25,7 +25,7 @@ def _default(name: str):
 class AuditParams:
     """The run's params. Their types, ranges, defaults and descriptions are declared once, in
     include/settings/schema.py (PARAM_SCHEMAS, which also builds the DAG's Params); the defaults here are read
-    from it, and tests/unit/test_params_schema.py keeps these fields and PARAM_SCHEMAS' names the same."""
+    from it, and tests/unit/settings/test_params_schema.py keeps these fields and PARAM_SCHEMAS' names the same."""
 
     regions: list[str] = _default("regions")  # [] → the AWS connection's region
     tag_filters: dict[str, list[str]] = _default("tag_filters")

@@ -6,7 +6,7 @@ instance id is unique by construction. AMI clones share a baked hostname (and in
 private IP), so two agents ship into one stream and each host's PASS rests on the other's events.
 
 A batch judges each host as its output arrives and cannot wait for the run's other batches, so it cannot know
-a clone checked later, elsewhere. Each evidence item therefore records (include/records.py, only when
+a clone checked later, elsewhere. Each evidence item therefore records (include/evidence/records.py, only when
 non-empty) `stream_names`: every (group, stream) the host's agent ships audit.log to that does not name its
 instance id (its claims), and `stream_attributed_by_name`: the (group, stream) its log_stream_fresh PASS rests
 on by such a name, unless its canary proved delivery. The run-level step (include/tasks/audit.py: store_summary),

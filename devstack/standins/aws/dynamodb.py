@@ -1,4 +1,4 @@
-"""DynamoDB fleet-scale fixes, same responses (tests/unit/test_moto_patches.py): moto rendered each nested
+"""DynamoDB fleet-scale fixes, same responses (tests/devstack/test_moto_patches.py): moto rendered each nested
 attribute by deep-copying its whole subtree at every level (an evidence item's `checks` map is three deep);
 here each level is copied once. And a Query deep-copied each full item of a page and serialized it whole to
 pick the projected attributes; here it copies one level and serializes only what the projection names.

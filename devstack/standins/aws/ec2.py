@@ -1,6 +1,6 @@
 """EC2 and EC2 Instance Connect.
 
-Fleet-scale fixes, same responses (tests/unit/test_moto_patches.py): moto finds an instance's tags by scanning
+Fleet-scale fixes, same responses (tests/devstack/test_moto_patches.py): moto finds an instance's tags by scanning
 every tag in the region, and an instance by id by copying every reservation, once per instance served —
 O(fleet) per instance, so seeding and describing 10,000 instances took minutes of the stand-in's own CPU; here
 they are direct lookups.

@@ -1,5 +1,5 @@
 """The SSM transport's decisions against a fake SSM API (unit level: the real stand-in is in
-tests/integration/test_ssm_transport.py): who is reachable, how calls are chunked and split, what a finished,
+tests/integration/reach/test_ssm_standin.py): who is reachable, how calls are chunked and split, what a finished,
 timed-out, cut or never-finishing invocation becomes."""
 from __future__ import annotations
 
