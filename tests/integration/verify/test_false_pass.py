@@ -131,7 +131,7 @@ def audited(tmp_path_factory, moto):
         params = AuditParams(evidence_table="false_pass_evidence", connect_timeout=5, host_timeout=30,
                              command_timeout=20)
         ssh = SshSettings(username=LOGIN, key_file=str(root / "id"), port=PORT, connect_timeout=5)
-        batch = {"region": "us-east-1", "instance_ids": sorted(ids.values()), "label": "false-pass"}
+        batch = Batch("us-east-1", sorted(ids.values()), label="false-pass")
         verify_batch(batch, RunContext(DAY, RUN, params, ssh), ec2, logs, store)
         yield {name: store.table.get_item(Key={"instance_id": ids[name], "audit_date": DAY})["Item"]
                for name in HOSTS}
