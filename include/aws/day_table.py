@@ -19,7 +19,6 @@ from boto3.dynamodb.conditions import Key
 from include.aws.tables import ensure_tables
 from include.core.clock import expires_at
 
-KEYS = ["instance_id", "audit_date"]
 # BatchGetItem: keys DynamoDB hands back unprocessed (throttling) are asked again, backed off, this many times in
 # all; then the read fails (IncompleteRead) rather than return part of what was asked.
 READ_ATTEMPTS = 8

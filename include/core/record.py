@@ -6,9 +6,11 @@ ints and floats (`plain`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
+
+from include.core.xcom import known_fields
 
 
 def plain(value: Any) -> Any:
@@ -29,5 +31,4 @@ class Record:
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]):
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: plain(v) for k, v in item.items() if k in names})
+        return cls(**{k: plain(v) for k, v in known_fields(cls, item).items()})
