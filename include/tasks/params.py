@@ -44,8 +44,9 @@ def validate(params: AuditParams) -> None:
 
 def audit_params(raw: Mapping[str, Any]) -> AuditParams:
     """A run's params, checked whole: one ValueError lists every problem, each naming its param."""
-    params = AuditParams.from_params(raw)
-    validate(params)
+    params = AuditParams.from_params(raw)  # the schema, on what was given (a default is valid by construction)
+    if problems := semantic_problems(params):
+        raise ValueError("invalid params: " + "; ".join(problems))
     return params
 
 
