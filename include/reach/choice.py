@@ -38,6 +38,15 @@ class SshConnection:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def key_fields(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """An SSH connection's key and host-key fields, under the SSH provider's extra names (private_key, key_file,
+    private_key_passphrase): what the audit's and the remediation's connections both hand to SshSettings."""
+    return {"private_key": extra.get("private_key"), "key_file": extra.get("key_file"),
+            "passphrase": extra.get("private_key_passphrase") or None,
+            "host_key_policy": parse_policy(extra.get("host_key_policy")),  # security state fails closed
+            "known_hosts": extra.get("known_hosts")}
+
+
 def ssh_settings(params: AuditParams, connection: Callable[[bool], SshConnection | None]) -> SshSettings | None:
     """The run's SSH settings from the connection, read with the SSH provider's extra names (private_key,
     key_file). With transport eic it gives the login (OS user), port and host-key policy, and needs no key.
@@ -51,12 +60,8 @@ def ssh_settings(params: AuditParams, connection: Callable[[bool], SshConnection
     extra = conn.extra
     return SshSettings(
         username=conn.login or DEFAULT_SSH_LOGIN,
-        private_key=extra.get("private_key"),
-        key_file=extra.get("key_file"),
-        passphrase=extra.get("private_key_passphrase") or None,
+        **key_fields(extra),
         port=int(conn.port or 22),
-        host_key_policy=parse_policy(extra.get("host_key_policy")),  # security state fails closed
-        known_hosts=extra.get("known_hosts"),
         proxy_jump=extra.get("proxy_jump") or extra.get("ProxyJump") or None,
         proxy_jump_host_key=extra.get("proxy_jump_host_key") or None,
         connect_timeout=float(params.connect_timeout),

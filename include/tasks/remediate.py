@@ -197,17 +197,14 @@ def remediate_ssh_settings(params: RemediateParams):
     """The `ec2_audit_remediate_ssh` connection: its own login and key (the audit's stays read-only)."""
     from airflow.sdk import BaseHook
 
-    from include.reach.hostkeys import parse_policy
+    from include.reach.choice import key_fields
     from include.reach.ssh import SshSettings
 
     login = remediation_login(params)
     conn = BaseHook.get_connection(REMEDIATE_SSH_CONN_ID)
-    extra = conn.extra_dejson
     return SshSettings(
-        username=login, private_key=extra.get("private_key"), key_file=extra.get("key_file"),
-        passphrase=extra.get("private_key_passphrase") or None, port=int(conn.port or 22),
-        host_key_policy=parse_policy(extra.get("host_key_policy")), known_hosts=extra.get("known_hosts"),
-        connect_timeout=15.0, command_timeout=float(params.command_timeout), host_budget=host_budget(params))
+        username=login, **key_fields(conn.extra_dejson), port=int(conn.port or 22), connect_timeout=15.0,
+        command_timeout=float(params.command_timeout), host_budget=host_budget(params))
 
 
 def host_budget(params: RemediateParams) -> float:
