@@ -1,7 +1,8 @@
-"""The one clock helper: the wall clock in UTC, its stored text form, and an item's TTL from its audit day."""
+"""The one clock helper: the wall clock in UTC, its stored text form, an item's TTL from its audit day, and the
+days between two audit days."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 
 def utc_now() -> datetime:
@@ -17,3 +18,8 @@ def expires_at(audit_date: str, ttl_days: int) -> int:
     """Epoch seconds `ttl_days` after the audit day's midnight UTC: DynamoDB TTL's `expires_at`."""
     day = datetime.strptime(audit_date, "%Y-%m-%d").replace(tzinfo=timezone.utc)
     return int((day + timedelta(days=ttl_days)).timestamp())
+
+
+def days_between(first: str, second: str) -> int:
+    """Whole days from audit day `first` to audit day `second` (YYYY-MM-DD): how long a finding has been open."""
+    return (date.fromisoformat(second) - date.fromisoformat(first)).days

@@ -13,8 +13,8 @@ evidence table (item `#alerts`), so the decision survives workers, reruns and re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 
+from include.core.clock import days_between
 from include.core.status import Status
 from include.evidence.records import EvidenceItem
 from include.report.rendering import render
@@ -54,9 +54,6 @@ def current_findings(items: list[EvidenceItem], critical_checks: set[str], compl
     return found
 
 
-def _days(first: str, second: str) -> int:
-    return (date.fromisoformat(second) - date.fromisoformat(first)).days
-
 
 def decide(findings: list[Finding], previous_state: dict[str, dict[str, str]], day: str,
            repeat_after_days: int) -> AlertDecision:
@@ -66,7 +63,7 @@ def decide(findings: list[Finding], previous_state: dict[str, dict[str, str]], d
         if before is None:
             decision.alert.append(f)
             decision.state[f.key] = {"first_seen": day, "last_alerted": day}
-        elif repeat_after_days > 0 and _days(before["last_alerted"], day) >= repeat_after_days:
+        elif repeat_after_days > 0 and days_between(before["last_alerted"], day) >= repeat_after_days:
             decision.alert.append(f)
             decision.reminders.add(f.key)
             decision.state[f.key] = {"first_seen": before["first_seen"], "last_alerted": day}

@@ -31,9 +31,9 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
 from typing import Any
 
+from include.core.clock import days_between
 from include.core.status import CheckStatus
 from include.evidence.records import EvidenceItem
 from include.notify import channels as ch
@@ -71,9 +71,6 @@ def previous(history: Iterable[Observation], current: Observation, kind: str) ->
     return max(earlier, key=lambda o: o.order, default=None)
 
 
-def _days(first: str, second: str) -> int:
-    return (date.fromisoformat(second) - date.fromisoformat(first)).days
-
 
 def detect(current: Observation, history: Sequence[Observation], states: Mapping[str, EventState], day: str,
            repeat_days: int) -> list[SecurityEvent]:
@@ -99,7 +96,7 @@ def detect(current: Observation, history: Sequence[Observation], states: Mapping
         base = SecurityEvent(current.instance_id, kind, "new", anchor, before, detail, day, current.name, state)
         if state is None or state.anchor != anchor:
             events.append(base)
-        elif repeat_days > 0 and _days(state.last_alerted, day) >= repeat_days:
+        elif repeat_days > 0 and days_between(state.last_alerted, day) >= repeat_days:
             events.append(replace(base, action="reminder", first_seen=state.first_seen))
         else:
             events.append(replace(base, action="quiet", first_seen=state.first_seen))
