@@ -131,10 +131,17 @@ def audit_day(logical_date: datetime | None, run_after: datetime | None) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d")
 
 
+class StaleLiveCheck(ValueError):
+    """`mode=live` asked of a day long past: a check observes the moment it runs, so it cannot be day D's."""
+
+
 def resolve_mode(mode: str, logical_date: datetime | None, run_start: datetime) -> str:
-    """`auto` is live unless the logical date is more than 36 h before the run starts (backfill/old rerun)."""
+    """`auto` is live unless the logical date is more than 36 h before the run starts (backfill/old rerun).
+    `live` for such a day is refused: what it saw would be recorded as evidence of a day it never observed."""
+    old = logical_date is not None and run_start - logical_date > REBUILD_AFTER
+    if mode == "live" and old:
+        today, day = run_start.astimezone(timezone.utc).strftime("%Y-%m-%d"), audit_day(logical_date, None)
+        raise StaleLiveCheck(f"param mode: a live check observes {today}, not {day}: use mode=rebuild")
     if mode in ("live", "rebuild"):
         return mode
-    if logical_date is not None and run_start - logical_date > REBUILD_AFTER:
-        return "rebuild"
-    return "live"
+    return "rebuild" if old else "live"

@@ -202,6 +202,21 @@ def test_rebuild_and_backfill_never_ssh(stack, tmp_path):
     assert "Rebuilt from stored evidence" in html and "gap, not a result" in html
 
 
+def test_a_live_check_of_a_day_three_days_old_fails_in_discover_and_writes_nothing(stack, tmp_path):
+    """A live check observes today: asked for a day long past it is refused at the start, not recorded as that day."""
+    from airflow.utils.state import TaskInstanceState
+
+    table = "stale_live_evidence"  # its own table: created only if the run got past its start
+    old = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
+    run = run_dag({"report_dir": str(tmp_path), "recipients": [], "evidence_table": table, "mode": "live"}, old)
+    assert run.state == "failed"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["discover"] == TaskInstanceState.FAILED
+    assert states["verify_batch"] != TaskInstanceState.SUCCESS
+    assert table not in clients(stack.endpoint)[2].meta.client.list_tables()["TableNames"]
+    assert not list(tmp_path.iterdir())  # no report either
+
+
 def test_task_retry_skips_hosts_already_recorded_by_the_run(stack):
     """verify_batch run twice for the same run (an Airflow task retry): the second pass redoes nothing."""
     from include.evidence.store import EvidenceStore

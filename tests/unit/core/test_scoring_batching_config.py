@@ -128,7 +128,15 @@ def test_audit_day_and_mode():
     assert resolve_mode("auto", start - timedelta(hours=24), start) == "live"
     assert resolve_mode("auto", start - timedelta(hours=37), start) == "rebuild"
     assert resolve_mode("auto", None, start) == "live"
-    assert resolve_mode("live", start - timedelta(days=30), start) == "live"
+    assert resolve_mode("live", start - timedelta(hours=30), start) == "live"
+    assert resolve_mode("rebuild", start - timedelta(days=30), start) == "rebuild"
+
+
+def test_a_live_check_of_a_day_long_past_is_refused_naming_mode():
+    start = datetime(2026, 3, 10, 6, 0, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match=r"^param mode: a live check observes 2026-03-10, not 2026-02-08: "
+                                         r"use mode=rebuild$"):
+        resolve_mode("live", start - timedelta(days=30), start)
 
 
 def test_checks_doc_is_generated_from_the_catalogue():
