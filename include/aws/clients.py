@@ -95,6 +95,14 @@ def s3_client(region: str, account: str = ""):
     return _hook(account, region, client_type="s3").conn
 
 
+def kms_client(key_id: str):
+    """KMS of the evidence account (`aws_default`) where the key lives: a key ARN names its region, an id or
+    alias is the connection's region. The seals are signed with it (include/evidence/signing.py)."""
+    parts = key_id.split(":")
+    region = parts[3] if key_id.startswith("arn:") and len(parts) > 3 and parts[3] else None
+    return AwsBaseHook(aws_conn_id=AWS_CONN_ID, region_name=region, client_type="kms").conn
+
+
 def securityhub_client(region: str, account: str = ""):
     """(Security Hub client, its 12-digit account id) of the account and region: the findings export
     (include/exports/securityhub.py) imports only the caller's own findings, so each account gets its own client."""

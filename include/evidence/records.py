@@ -103,6 +103,11 @@ class RunSummary(Record):
     regions: list[str] = field(default_factory=list)
     code_version: str = ""
     failed_batches: list[dict[str, str]] = field(default_factory=list)
+    # The day's latest seal (include/evidence/seals.py): its manifest, the manifest of the day's seal before it
+    # ("" when none) and its number in the chain; the report and its email show the manifest.
+    manifest_sha256: str = ""
+    previous_manifest_sha256: str = ""
+    seal_seq: int = 0
     emailed_run_id: str = ""
     emailed_at: str = ""
 

@@ -40,6 +40,22 @@ EMAIL_DETAIL_CHARS = 300  # a remediation's detail in the email (the file report
 REMEDIATION_OUTCOMES = ("not_fixed", "failed", "refused", "fixed")
 
 
+@dataclass(frozen=True)
+class Sealing:
+    """The manifest a report is built from: the day's latest seal, as the day's run summary stores it."""
+
+    manifest_sha256: str
+    seal_seq: int
+    previous_manifest_sha256: str = ""
+
+    @classmethod
+    def of(cls, summary) -> "Sealing | None":
+        """From a RunSummary (include/evidence/records.py); None for a day never sealed."""
+        if not summary or not summary.manifest_sha256:
+            return None
+        return cls(summary.manifest_sha256, summary.seal_seq, summary.previous_manifest_sha256)
+
+
 @dataclass
 class Report:
     summary: FleetSummary
@@ -54,6 +70,7 @@ class Report:
     hardening: HardeningSummary | None = None  # CIS depth beside the audit-trail answer (never in the status)
     profiles: tuple[str, ...] = ()  # the profile(s) the day's statuses were judged under
     remediated: dict = field(default_factory=dict)  # remediation_counts(): the JSON's `remediated`
+    seal: Sealing | None = None  # the day's latest seal as its run summary names it; None: not sealed
 
 
 def _text(value) -> str:
@@ -260,7 +277,8 @@ def render_html(frame: pd.DataFrame, items: list[EvidenceItem], summary: FleetSu
                 notes: list[str], drift_: Drift | None = None, waivers: Mapping[str, list] | None = None,
                 trend_src: str | None = None, gaps: list[str] | None = None, max_rows: int | None = None,
                 hardening: HardeningSummary | None = None, profiles: tuple[str, ...] = (),
-                remediations: Iterable[RemediationRecord] = (), decisions: Iterable[RemediationDecision] = ()) -> str:
+                remediations: Iterable[RemediationRecord] = (), decisions: Iterable[RemediationDecision] = (),
+                seal: Sealing | None = None) -> str:
     unverified = frame[frame["status"].isin(UNVERIFIED)]
     shown = frame if not max_rows or len(frame) <= max_rows else frame.iloc[0:0]
     requirements = by_requirement(items, check_meta)
@@ -283,7 +301,8 @@ def render_html(frame: pd.DataFrame, items: list[EvidenceItem], summary: FleetSu
                                               for w in waivers.get(state, [])],
         requirements=requirements, host_limit=10 if max_rows else 40, breakdowns=_breakdowns(frame), instances=list(shown.itertuples()), instances_total=len(frame),
         remediated=remediated, remediated_counts=remediation_counts(remediations, decisions), decisions=answers,
-        run_id=run_id, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
+        run_id=run_id, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        manifest_sha256=seal.manifest_sha256 if seal else "", seal_seq=seal.seal_seq if seal else 0)
 
 
 def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int, run_id: str, mode: str,
@@ -292,9 +311,10 @@ def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int,
                  previous_items: list[EvidenceItem] | None = None, previous_day: str | None = None,
                  waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None,
                  gaps: list[str] | None = None, remediations: Iterable[RemediationRecord] = (),
-                 decisions: Iterable[RemediationDecision] = ()) -> Report:
+                 decisions: Iterable[RemediationDecision] = (), seal: Sealing | None = None) -> Report:
     """`remediations` (RemediationStore.day_remediations) and `decisions` (RemediationStore.decisions) are reported
-    in their own section and the JSON's `remediated`; they change no status, number or CSV row."""
+    in their own section and the JSON's `remediated`; they change no status, number or CSV row. `seal`: the
+    manifest the day's run summary names (Sealing.of), shown in the HTML, the email and the JSON."""
     from include.verify.profiles import HARDENING_CHECKS
 
     remediations, decisions = list(remediations), list(decisions)
@@ -310,12 +330,12 @@ def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int,
                            generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
                            notes=notes or [], drift_=changes, waivers=waivers, trend_src=trend_src, gaps=gaps,
                            max_rows=max_rows, hardening=hardening, profiles=profiles,
-                           remediations=remediations, decisions=decisions)
+                           remediations=remediations, decisions=decisions, seal=seal)
 
     inline = f"data:image/png;base64,{base64.b64encode(trend_png).decode()}" if trend_png else None
     return Report(summary, frame, page(inline), csv_text, subject_line(audit_date, summary, mode), changes,
                   trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None, EMAIL_MAX_ROWS),
-                  list(gaps or []), hardening, profiles, remediation_counts(remediations, decisions))
+                  list(gaps or []), hardening, profiles, remediation_counts(remediations, decisions), seal)
 
 
 def trend_name(audit_date: str) -> str:
@@ -342,6 +362,10 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
         h = report.hardening
         machine["hardening"] = {"pct": h.pct, "assessed": h.assessed, "hardened": h.hardened, "gaps": h.gaps}
     machine["remediated"] = report.remediated or remediation_counts(())  # beside the counts above, never in them
+    # The manifest the report was built from ("" and 0: the day is not sealed).
+    seal = report.seal or Sealing("", 0)
+    machine["manifest_sha256"], machine["seal_seq"] = seal.manifest_sha256, seal.seal_seq
+    machine["previous_manifest_sha256"] = seal.previous_manifest_sha256
     if report.drift is not None:
         d = report.drift
         machine["drift"] = {"previous_day": d.previous_day, "newly_failing": d.newly_failing, "fixed": d.fixed,

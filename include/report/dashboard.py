@@ -48,7 +48,8 @@ def fleet_page(day: str | None, stored: RunSummary | None, items: list[EvidenceI
                              for c in it.failed_checks]} for it in failing],
         unverified=[{"instance_id": it.instance_id, "name": it.display_name, "status": it.status,
                      "detail": it.status_detail[:200]} for it in other],
-        remediated=remediation_rows(remediations, detail_chars=300))
+        remediated=remediation_rows(remediations, detail_chars=300),
+        manifest_sha256=stored.manifest_sha256 if stored else "", seal_seq=stored.seal_seq if stored else 0)
 
 
 def _remediation(record: RemediationRecord) -> dict:

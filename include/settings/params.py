@@ -48,6 +48,7 @@ class AuditParams:
     host_timeout: int = _default("host_timeout")
     command_timeout: int = _default("command_timeout")
     ttl_days: int = _default("ttl_days")
+    kms_key_id: str | None = _default("kms_key_id")  # signs the seals (include/evidence/signing.py); None = unsigned
     rule_set: str = _default("rule_set")  # built-in rule group set (cis, minimal) or a JSON file path
     waivers_file: str | None = _default("waivers_file")  # JSON list (include/verify/waivers.py); None/"" = none
     canary: bool = _default("canary")  # opt-in end-to-end delivery proof (cwagent.canary_delivered)

@@ -75,6 +75,9 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "command_timeout": {"type": "integer", "minimum": 5, "maximum": 85, "default": 60,
                         "description": "Seconds for the combined check script on one host"},
     "ttl_days": {"type": "integer", "minimum": 1, "default": 400, "description": "Evidence expiry (DynamoDB TTL)"},
+    "kms_key_id": {"type": ["null", "string"], "default": None, "pattern": "^$|^[A-Za-z0-9:/_.-]{1,2048}$",
+                   "description": "Asymmetric KMS key (id, ARN or alias/...; RSA, SIGN_VERIFY) that signs each seal "
+                                  "of the day's evidence (RSASSA_PSS_SHA_256); empty = seals unsigned"},
     "rule_set": {"type": "string", "minLength": 1, "default": "cis",
                  "description": "Audit rule groups required: cis, minimal, or a JSON file path"},
     "waivers_file": {"type": ["null", "string"], "default": None,

@@ -111,6 +111,10 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
     if facts.mode == "rebuild":
         log.info("rebuild mode for %s: no discovery, no SSH", facts.audit_date)
         return Inventory(facts.audit_date, facts.run_id, facts.mode)
+    if params.kms_key_id:  # a key that cannot sign the day's seal fails the run here, naming kms_key_id
+        from include.evidence.signing import open_signer
+
+        open_signer(params.kms_key_id)
     if params.create_table:
         evidence_store(params).ensure_tables()
     from include.aws.clients import default_region
@@ -215,6 +219,8 @@ def store_summary(params: AuditParams, inventory: Inventory, results: list[Batch
     earlier = store.run_summary(facts.audit_date) or RunSummary()
     items = store.day_items(facts.audit_date, fields=["status", day_digest.ITEM_HASH, *name_claims.FIELDS])
     items = correct_name_claims(params, store, items, facts)
+    # The day as now stored, sealed before its summary names the seal: a failure fails the task (retried).
+    sealed = seal_day(params, store, facts.audit_date, facts.run_id, getattr(facts, "trigger", "") or "schedule")
     expected = {i for ids in inventory.instances.values() for i in ids}
     recorded_now = {it.instance_id for it in items if it.run_id == facts.run_id}
     unrecorded = sorted(expected - recorded_now)
@@ -240,10 +246,21 @@ def store_summary(params: AuditParams, inventory: Inventory, results: list[Batch
         not_running=dict(not_running), missing_evidence=missing[:1000], checked_by_earlier_runs=from_earlier,
         regions=sorted(set(inventory.instances) | set(earlier.regions)), code_version=__version__,
         failed_batches=[{"label": r.label, "error": r.error} for r in results or [] if r.failed],
+        manifest_sha256=sealed.manifest_sha256, previous_manifest_sha256=sealed.previous_manifest_sha256,
+        seal_seq=sealed.seq,
     ), params.ttl_days)
     # The read above, kept: the next day's drift and this day's report use it instead of reading the day again.
     store.put_digest(facts.audit_date, day_digest.build(items), params.ttl_days)
     return Sealed(facts.audit_date, facts.run_id, facts.mode, checked=summary.checked, discovered=summary.discovered)
+
+
+def seal_day(params: AuditParams, store, day: str, run_id: str, trigger: str):
+    """Seal `day` as stored now (include/evidence/seals.py), signed with `kms_key_id` when set: the store step,
+    and the remediation's re-check for its day (trigger "remediation"). Returns the SealRecord; raises on any
+    failure (the task's retry seals the day), never leaves the day silently unsealed."""
+    from include.evidence import seals
+
+    return seals.seal(store, day, run_id, trigger, params.ttl_days, params.kms_key_id or None)
 
 
 def correct_name_claims(params: AuditParams, store, items: list[EvidenceItem], facts: RunFacts,
@@ -331,7 +348,8 @@ def build(params: AuditParams, sealed: Sealed) -> Built:
         gaps=stored.missing_evidence,
         trend_png=trend.chart_for_day(store, day),
         # Beside the verdicts, never in them: what ec2_audit_remediate changed that day, and who approved it.
-        remediations=remediation.day_remediations(day), decisions=remediation.decisions(day))
+        remediations=remediation.day_remediations(day), decisions=remediation.decisions(day),
+        seal=report.Sealing.of(stored))  # the manifest the stored summary names (a rebuild shows the stored one)
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     # OCSF Compliance Findings (class 2003), one per host and check, streamed: for the SIEM (include/exports/ocsf.py).
     paths["ocsf"] = ocsf.write_ocsf(params.resolved_report_dir(), day,

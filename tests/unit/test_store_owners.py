@@ -72,7 +72,8 @@ SNAPSHOT = [
     ("#run-summary", DAY, "run_summary", EXPIRES,
      ("audit_date", "checked", "checked_by_earlier_runs", "code_version", "compliance_pct", "coverage_pct", "discovered",
       "emailed_at", "emailed_run_id", "expires_at", "failed_batches", "generated_at", "instance_id", "item_type",
-      "missing_evidence", "mode", "not_running", "regions", "run_id", "status_counts")),
+      "manifest_sha256", "missing_evidence", "mode", "not_running", "previous_manifest_sha256", "regions", "run_id",
+      "seal_seq", "status_counts")),  # the seal's fields: issue 27
     (f"#stream-index#r1#{GROUP_HASH}#0", DAY, "stream_index", INDEX_EXPIRES,
      ("audit_date", "chunks", "complete", "data", "expires_at", "instance_id", "item_type", "listed_at", "sha256",
       "streams_listed")),

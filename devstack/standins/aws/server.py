@@ -1,10 +1,12 @@
-"""Run moto's HTTP server as the local AWS stand-in (EC2, DynamoDB, CloudWatch Logs, SSM, Security Hub).
+"""Run moto's HTTP server as the local AWS stand-in (EC2, DynamoDB, CloudWatch Logs, SSM, Security Hub,
+KMS).
 
 moto as it is, with one module of patches per service where the project needs AWS's behaviour (each module says
 what it changes and why): logs.py (ingestion time follows event time; FilterLogEvents' term lists), ec2.py
 (fleet-scale lookups; EC2 Instance Connect records pushed keys), dynamodb.py (fleet-scale copies, same
 responses), ssm.py (Run Command really runs the script on the hosts), securityhub.py (filters, validation,
-BatchUpdateFindings, faults) and cpu.py (CPU per action, for the bench). Nothing else in moto is changed.
+BatchUpdateFindings, faults), kms.py (PSS signatures with AWS's salt length) and cpu.py (CPU per action, for
+the bench). Nothing else in moto is changed.
 
     python -m devstack.standins.aws.server -H 127.0.0.1 -p 5055
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from devstack.standins.aws import cpu, dynamodb, ec2, logs, securityhub, ssm
+from devstack.standins.aws import cpu, dynamodb, ec2, kms, logs, securityhub, ssm
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     ec2.instance_connect_authorizes()
     ssm.ssm_runs_commands()
     securityhub.security_hub_as_aws()
+    kms.pss_salt_as_aws()
     moto_main(argv if argv is not None else sys.argv[1:])
 
 
