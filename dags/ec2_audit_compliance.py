@@ -71,13 +71,13 @@ def ec2_audit_compliance():
         # First task: every param and the files they name are checked here, before any host is contacted.
         # A bad input fails the run at once with one error naming each problem (a retry cannot fix it).
         # Later tasks re-parse the same params.
-        # So does mode=live for a day long past (nothing is written): a live check observes today.
+        # So do mode=live for a day long past (nothing is written: a live check observes today) and a
+        # kms_key_id or evidence_bucket that cannot be used (discover probes them before any host).
         try:
             params = _params()
-            facts = pipeline.run_facts(get_current_context())
+            return pipeline.discover(params, pipeline.run_facts(get_current_context())).to_xcom()
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
-        return pipeline.discover(params, facts).to_xcom()
 
     @task
     def plan_batches(inventory: dict) -> list[dict]:
