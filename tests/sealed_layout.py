@@ -37,6 +37,7 @@ from include.evidence.store import SUMMARY_ID
 from include.integrity.verify import DayRead, SealRead
 
 TTL = 400
+D1, D2, D3 = "2031-03-01", "2031-03-02", "2031-03-03"
 
 
 def raw_for(instance_id: str, seq: int, text: str = "") -> bytes:
@@ -136,3 +137,19 @@ class Ledger:
     def seal_reads(self) -> list[SealRead]:
         return [SealRead(n, item, self.members.get(n), True if item.get("signature") else None)
                 for n, item in sorted(self.seals.items())]
+
+
+def three_days(ledger: Ledger | None = None) -> Ledger:
+    """Three sealed days of i-1, i-2, i-3 (i-3 NON_COMPLIANT); D2 rerun twice for i-2 (versions 1 and 2, current
+    3) and resealed; then i-1 of D1 re-checked after a remediation and D1 resealed: seals 1..5."""
+    ledger = ledger or Ledger()
+    for day in (D1, D2, D3):
+        for host in ("i-1", "i-2", "i-3"):
+            ledger.observe(host, day, status="NON_COMPLIANT" if host == "i-3" else "COMPLIANT")
+        ledger.seal(day)
+    for _ in range(2):
+        ledger.observe("i-2", D2, trigger="manual")
+    ledger.seal(D2)
+    ledger.observe("i-1", D1, trigger="remediation")
+    ledger.seal(D1)
+    return ledger

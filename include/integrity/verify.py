@@ -242,6 +242,10 @@ def check_chain(chain: list[SealRead], first: str, last: str, now: int, require_
             earlier = latest_of_day.get(statement.day)
             if sound and earlier is not None and earlier.statement is not None:
                 sound = statement.previous_manifest_sha256 == earlier.statement.manifest_sha256
+            elif sound and earlier is None and statement.previous_manifest_sha256:
+                # it names an earlier seal of its day that is not there: only TTL (same day, same expiry) may
+                # have taken it
+                sound = expired(seal.item, now)
         linked_in = previous is not None and first <= previous.day <= last
         if not sound and (first <= seal.day <= last or linked_in):
             problems.append(Problem(CHAIN_BROKEN, seal.day, SEAL_ID, seal.n))

@@ -10,25 +10,9 @@ from include.core.clock import expires_at
 from include.evidence.manifest import Member, manifest_sha256, pack_members, seal_item_fields, seal_sha256, statement_of
 from include.evidence.observation import observation_sha256, version_key
 from include.integrity.verify import DayRead, Problem, SealRead, verify
-from tests.sealed_layout import Ledger
+from tests.sealed_layout import D1, D2, D3, Ledger, three_days
 
-D1, D2, D3 = "2031-03-01", "2031-03-02", "2031-03-03"
 NOW = expires_at(D1, 30)  # a month after the days: nothing has expired under a 400-day TTL
-
-
-def three_days() -> Ledger:
-    """Three sealed days; D2 rerun (i-2 has versions 1 and 2), then i-1 of D1 re-checked and D1 resealed."""
-    ledger = Ledger()
-    for day in (D1, D2, D3):
-        for host in ("i-1", "i-2", "i-3"):
-            ledger.observe(host, day, status="NON_COMPLIANT" if host == "i-3" else "COMPLIANT")
-        ledger.seal(day)
-    for _ in range(2):
-        ledger.observe("i-2", D2)
-    ledger.seal(D2)
-    ledger.observe("i-1", D1, trigger="remediation")
-    ledger.seal(D1)
-    return ledger
 
 
 def run(ledger: Ledger, first: str = D1, last: str = D3, now: int = NOW, seals: list[SealRead] | None = None,
@@ -165,8 +149,10 @@ def test_a_seal_whose_attributes_or_own_hash_were_edited_breaks_the_chain():
 
 def test_a_deleted_seal_breaks_the_link_of_the_next_one():
     ledger = three_days()
-    del ledger.seals[2]
-    assert "chain broken 2031-03-03 #seal seq=3" in lines(ledger)
+    del ledger.seals[2]  # D2's first seal: seal 3 links to it, D2's reseal (seal 4) names its manifest
+    assert lines(ledger) == ["chain broken 2031-03-02 #seal seq=4", "chain broken 2031-03-03 #seal seq=3"]
+    # seen from D2 alone, the day's reseal still says a seal of the day is gone
+    assert lines(ledger, first=D2, last=D2) == ["chain broken 2031-03-02 #seal seq=4"]
 
 
 def test_a_rewritten_seal_breaks_the_next_link_even_when_itself_consistent():
