@@ -1,5 +1,6 @@
 """Checking a seal's signature: with KMS (kms:Verify on the key the statement names) or offline with the key's
-public half (PEM, from kms:GetPublicKey), RSASSA-PSS with SHA-256 as KMS signs (salt length = digest length)."""
+public half (PEM, from kms:GetPublicKey), RSASSA-PSS with SHA-256 and MGF1-SHA-256. KMS uses a salt as long as the
+digest; the salt length is read from the signature (PSS.AUTO), as `openssl pkeyutl -verify` does by default."""
 from __future__ import annotations
 
 import base64
@@ -53,7 +54,7 @@ def pem_verifier(pem: bytes) -> Verifier:
             return False
         try:
             key.verify(signature, statement_text.encode("utf-8"),
-                       padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH),
+                       padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO),
                        hashes.SHA256())
         except InvalidSignature:
             return False

@@ -149,3 +149,44 @@ def test_raw_output_in_s3_is_checked_too(aws_conn):
     key = item["output_ref"].split("/", 3)[3]
     s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(b"edited", mtime=0))
     assert cli("verify", "--table", table, "--from", D1, "--to", D1) == (1, ["altered 2031-03-01 i-2 seq=1"])
+
+
+def test_signed_seals_verify_with_kms_and_offline_and_a_forged_signature_breaks_the_chain(aws_conn, tmp_path):
+    import base64
+
+    import boto3
+
+    kms = boto3.client("kms", endpoint_url=aws_conn, region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    key_id = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+
+    def sign(text: str) -> str:
+        signature = kms.sign(KeyId=key_id, Message=text.encode(), MessageType="RAW",
+                             SigningAlgorithm="RSASSA_PSS_SHA_256")["Signature"]
+        return base64.b64encode(signature).decode()
+
+    table = "signed"
+    ledger = Ledger()
+    for day in (D1, D2):
+        ledger.observe("i-1", day)
+        ledger.seal(day, sign=sign, kms_key_id=key_id)
+    stored(aws_conn, table, ledger)
+    public = tmp_path / "seal-key.pem"
+    der = kms.get_public_key(KeyId=key_id)["PublicKey"]
+    public.write_text("-----BEGIN PUBLIC KEY-----\n" + base64.encodebytes(der).decode() + "-----END PUBLIC KEY-----\n")
+    assert cli("verify", "--table", table, "--from", D1, "--to", D2) == (0, ["intact: 2 days, 2 items"])
+    assert cli("verify", "--table", table, "--from", D1, "--to", D2, "--public-key", str(public)) == \
+        (0, ["intact: 2 days, 2 items"])
+
+    # the last seal re-signed with another key (its hash recomputed: it ends the chain, no link names it)
+    other = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    seal = ledger.seals[2]
+    forged = base64.b64encode(kms.sign(KeyId=other, Message=seal["statement"].encode(), MessageType="RAW",
+                                       SigningAlgorithm="RSASSA_PSS_SHA_256")["Signature"]).decode()
+    from include.evidence.manifest import seal_sha256
+    local_aws.dynamodb(aws_conn).Table(table).update_item(
+        Key={"instance_id": SEAL_ID, "audit_date": seal_key(2)}, UpdateExpression="SET signature = :s, seal_sha256 = :h",
+        ExpressionAttributeValues={":s": forged, ":h": seal_sha256(seal["statement"], forged)})
+    assert cli("verify", "--table", table, "--from", D1, "--to", D2) == (1, ["chain broken 2031-03-02 #seal seq=2"])
+    assert cli("verify", "--table", table, "--from", D1, "--to", D2, "--public-key", str(public)) == \
+        (1, ["chain broken 2031-03-02 #seal seq=2"])
