@@ -151,9 +151,10 @@ class BatchRun:
                 await asyncio.to_thread(self.keys.settle, host, outcome)
             judged = await asyncio.to_thread(judge_host, host, outcome, self.lookup, self.ctx.params, utc_now,
                                              self.profile, self.options)
-            # What the transport returned (up to its cap) is kept, compressed, until the writer stores it.
+            # What the transport returned (up to its cap) is kept, compressed (off the event loop: up to 1 MiB
+            # each), until the writer stores it.
             output = outcome.drop_output()
-            raw = RawOutput.of(output) if output else None
+            raw = await asyncio.to_thread(RawOutput.of, output) if output else None
             if judged.canary is not None:  # stored once the batch's canaries have been searched
                 self.awaiting.append((host, outcome, judged, raw))
             elif self.record(host, outcome, judged, raw):
