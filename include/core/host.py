@@ -42,10 +42,10 @@ class HostOutcome:
     instance_id: str
     transport_status: Status | None  # None = session ran; else UNREACHABLE/AUTH_FAILED/...
     transport_detail: str = ""
-    output: bytes = b""  # raw combined-script stdout (capped); dropped once the host is judged
+    output: bytes = b""  # raw combined-script stdout (capped); handed on (drop_output) once the host is judged
     truncated: bool = False
     nonce: str = ""  # the random marker nonce this host's script was framed with (probes.frame)
-    output_sha256: str = ""  # kept as evidence when `output` is dropped
+    output_sha256: str = ""  # kept as evidence when `output` is handed on
     output_bytes: int = 0
     host_key_fingerprint: str | None = None
     host_key: str | None = None  # OpenSSH public key text, for tofu pinning
@@ -63,8 +63,10 @@ class HostOutcome:
             return hashlib.sha256(self.output).hexdigest(), len(self.output)
         return self.output_sha256, self.output_bytes
 
-    def drop_output(self) -> None:
-        """A batch keeps no host's command output once judged: only its digest, as evidence."""
-        self.output_sha256, self.output_bytes = self.digest()
+    def drop_output(self) -> bytes:
+        """A judged host's output leaves the outcome: returned, for the batch to keep compressed until its
+        evidence is written (include/verify/batch.py); the outcome keeps its digest, `output_sha256`."""
+        output, (self.output_sha256, self.output_bytes) = self.output, self.digest()
         self.output = b""
+        return output
 

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+# The raw-output table is created beside the evidence table (include/aws/tables.py): its name is defined there.
+from include.aws.tables import RAW_TABLE_SUFFIX, raw_table_name  # noqa: F401 - part of the layout, re-exported
+
 VERSION_MARK = "#v#"
 CURRENT, VERSION = "instance", "version"  # item_type of a current observation, of a replaced one
 
@@ -32,7 +35,6 @@ TRIGGERS = ("schedule", "backfill", "manual", "request", "launch", "tamper", "si
 # observation hashes the same while current and once kept as a version. `item_sha256` is the hash itself.
 LAYOUT_FIELDS = ("item_type", "day", "item_sha256")
 
-RAW_TABLE_SUFFIX = "_raw"
 RAW_CHUNK_BYTES = 300_000  # raw-output chunk items stay under 350 KB with their keys and attributes
 OUTPUT_IN_DYNAMODB = "dynamodb"  # `output_ref` when the raw output is in T_raw; else an s3:// URL; "" = none kept
 
@@ -45,10 +47,6 @@ def parse_key(audit_date: str) -> tuple[str, int | None]:
     """(day, seq of the version) from a sort key; seq None for a current item's key (the day itself)."""
     day, mark, seq = audit_date.partition(VERSION_MARK)
     return (day, int(seq)) if mark and seq.isdigit() else (audit_date, None)
-
-
-def raw_table_name(evidence_table: str) -> str:
-    return f"{evidence_table}{RAW_TABLE_SUFFIX}"
 
 
 def raw_chunk_key(day: str, sha256: str, part: int) -> str:

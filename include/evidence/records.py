@@ -42,6 +42,7 @@ class EvidenceItem(Record):
     host_key_note: str = ""
     output_sha256: str = ""
     output_bytes: int = 0
+    output_ref: str = ""  # where the raw output is kept: "dynamodb" (T_raw), "s3://bucket/key", "" = none kept
     output_truncated: bool = False
     ssh_attempts: int = 0
     transport_evidence: dict[str, str] = field(default_factory=dict)  # e.g. SSM ping status, agent, command id

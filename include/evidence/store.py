@@ -31,8 +31,9 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
                   checked_at: datetime, ttl_days: int, mode: str = "live", profile: str = "audit-trail",
                   advisory: list[str] | None = None, transport: str = "ssh",
                   waived: list[str] | None = None, stream_names: Iterable[tuple[str, str]] = (),
-                  attributed: tuple[str, str] | None = None) -> dict[str, Any]:
-    """The evidence item for one instance on one day (pure): the one place an EvidenceItem is built."""
+                  attributed: tuple[str, str] | None = None, output_ref: str = "") -> dict[str, Any]:
+    """The evidence item for one instance on one day (pure): the one place an EvidenceItem is built.
+    `output_ref`: where the raw output whose SHA-256 is the outcome's digest is kept (include/evidence/raw_store.py)."""
     from include.evidence.digest import ITEM_HASH, item_sha256
 
     digest, size = outcome.digest() if outcome else ("", 0)
@@ -48,6 +49,7 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         tags={k[:128]: v[:256] for k, v in list(host.tags.items())[:50]},
         host_key_fingerprint=(outcome.host_key_fingerprint if outcome else None) or "",
         host_key_note=outcome.host_key_note if outcome else "", output_sha256=digest, output_bytes=size,
+        output_ref=output_ref if digest else "",
         output_truncated=bool(outcome and outcome.truncated), ssh_attempts=outcome.attempts if outcome else 0,
         transport_evidence=dict(outcome.transport_evidence) if outcome else {},
         expires_at=expires_at(audit_date, ttl_days),

@@ -43,6 +43,7 @@ class AuditParams:
     transport: str = _default("transport")  # ssh | ssm | eic | auto (include/reach/transport.py)
     ssm_output_bucket: str | None = _default("ssm_output_bucket")  # full SSM output from S3 (include/reach/ssm.py)
     ssm_output_bucket_owner: str | None = _default("ssm_output_bucket_owner")  # "" → aws_default's own account
+    evidence_bucket: str | None = _default("evidence_bucket")  # raw output in S3 (include/evidence/raw_store.py)
     ssm_document: str | None = _default("ssm_document")  # the audit's own SSM document (include/reach/ssm_document.py)
     connect_timeout: int = _default("connect_timeout")
     host_timeout: int = _default("host_timeout")

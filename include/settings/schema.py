@@ -68,6 +68,10 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
     "ssm_document": {"type": ["null", "string"], "default": None, "pattern": "^$|^[A-Za-z0-9_.-]{3,128}$",
                      "description": "The audit's own SSM document (python -m include.reach.ssm_document) instead of "
                                     "AWS-RunShellScript, so the role may send only it; empty = AWS-RunShellScript"},
+    "evidence_bucket": {"type": ["null", "string"], "default": None, "pattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                        "description": "S3 bucket (the evidence account's) that keeps each host's raw output, locked "
+                                       "until the item expires when the bucket has Object Lock; written by the "
+                                       "Airflow worker's role only; empty = chunk items in DynamoDB (<table>_raw)"},
     "connect_timeout": {"type": "integer", "minimum": 1, "maximum": 15, "default": 15,
                         "description": "Seconds to open one SSH connection"},
     "host_timeout": {"type": "integer", "minimum": 5, "maximum": 90, "default": 90,

@@ -35,6 +35,13 @@ def evidence_store(params: AuditParams):
     return EvidenceStore.open(params.evidence_table)
 
 
+def evidence_s3_client():
+    """S3 of the evidence account (`aws_default`): the `evidence_bucket`, which only the worker's role writes."""
+    from include.aws.clients import s3_client
+
+    return s3_client(None)
+
+
 def ec2_client(region: str, account: str = ""):
     from include.aws.clients import ec2_client as client
 
@@ -117,6 +124,11 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
         open_signer(params.kms_key_id)
     if params.create_table:
         evidence_store(params).ensure_tables()
+    if params.evidence_bucket:  # every host's raw output goes there: one that cannot be read fails the run now
+        from include.evidence.raw_store import bucket_problem
+
+        if problem := bucket_problem(evidence_s3_client(), params.evidence_bucket):
+            raise ValueError(problem)
     from include.aws.clients import default_region
 
     regions = params.regions or [default_region()]

@@ -22,6 +22,9 @@ def semantic_problems(params: AuditParams) -> list[str]:
     if params.ssm_document and params.canary:
         problems.append("param ssm_document: the audit document holds the checks without the canary: run "
                         "canary=true with ssm_document empty (AWS-RunShellScript)")
+    if params.evidence_bucket and params.evidence_bucket == params.ssm_output_bucket:
+        problems.append("param evidence_bucket: must not be ssm_output_bucket (every instance role may write that "
+                        "bucket; the evidence bucket is written by the Airflow worker's role only)")
     problems += Channels.from_params(params).problems()
     if bad_dir := report_dir_problem(params.report_dir):  # a scheme nothing can write, an s3:// with no bucket
         problems.append(bad_dir)

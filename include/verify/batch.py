@@ -19,6 +19,8 @@ from include.checks.rulesets import load_rule_set
 from include.core.clock import utc_now
 from include.core.host import Host, HostOutcome
 from include.core.status import Status
+from include.evidence.observation import RawOutput
+from include.evidence.raw_store import RawOutputStore
 from include.evidence.store import EvidenceStore, instance_item
 from include.fleet.batching import Batch
 from include.fleet.discovery import hydrate
@@ -53,14 +55,17 @@ class RunContext:
 def verify_batch(batch: Batch, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore,
                  eic_client=None, ssm_client=None, s3_client=None,
                  sink: Callable[[list[dict]], None] | None = None,
-                 stage: Callable[[list[dict]], object] | None = None) -> BatchResult:
+                 stage: Callable[[list[dict]], object] | None = None,
+                 raws: RawOutputStore | None = None) -> BatchResult:
     """Check every host of one batch and store its evidence. Returns only counts (XCom stays small).
     The batch's account-and-region clients: `eic_client` (ec2-instance-connect) for eic and auto without a
     key, `ssm_client` for ssm and auto, `s3_client` for ssm_output_bucket. `sink` receives the evidence items
     instead of the day's table (re-verification after a fix must not overwrite what the audit saw). `stage`
-    receives every item stored, once, at the end (even when the batch fails: include/report/staging.py)."""
+    receives every item stored, once, at the end (even when the batch fails: include/report/staging.py). `raws`
+    keeps each host's raw output (default: the run's `evidence_bucket`, else T_raw beside `store`)."""
     hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
-    run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client, sink, keep=stage is not None)
+    run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client, sink, keep=stage is not None,
+                   raws=raws)
     todo = run.skip_recorded(hosts)
     linux = run.record_not_applicable(todo)
     try:
@@ -81,13 +86,15 @@ class BatchRun:
     the judging budget), the canaries still to search, the evidence writer and the counts."""
 
     def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host],
-                 eic_client=None, ssm_client=None, s3_client=None, sink=None, keep: bool = False) -> None:
+                 eic_client=None, ssm_client=None, s3_client=None, sink=None, keep: bool = False,
+                 raws: RawOutputStore | None = None) -> None:
         self.ctx, self.store, self.logs_client = ctx, store, logs_client
         self.reached: Counter[str] = Counter()  # hosts per transport that reached (or tried) them
         self.profile = load_profile(ctx.params.profile)
         self.options = CheckOptions(rule_groups=load_rule_set(ctx.params.rule_set))
         self.waivers = load_waivers(ctx.params.waivers_file)
-        self.writer = EvidenceWriter(store, sink=sink, keep=keep)
+        self.raws = raws or RawOutputStore.open(store.resource, store.table_name, ctx.params.evidence_bucket)
+        self.writer = EvidenceWriter(store, sink=sink, keep=keep, raws=self.raws)
         self.counts: Counter[str] = Counter()
         budget = Budget(JUDGE_BUDGET_S)
         # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one;
@@ -99,13 +106,13 @@ class BatchRun:
         policy, known_hosts = (ctx.ssh.host_key_policy, ctx.ssh.known_hosts) if ctx.ssh else ("strict", None)
         self.keys = HostKeys(policy, PinStore(store.resource, store.table_name),
                              accept=ctx.params.accept_host_keys, run_id=ctx.run_id, known_hosts=known_hosts)
-        self.awaiting: list[tuple[Host, HostOutcome, Judgement]] = []
+        self.awaiting: list[tuple[Host, HostOutcome, Judgement, RawOutput | None]] = []
         self.since_ms = int(utc_now().timestamp() * 1000) - 60_000  # canaries are searched from here
         self.tag = new_tag()  # framed into every host's script; the canary search looks for it
         self.transports = BatchTransports(ctx.params, ctx.ssh, ctx.ssm, self.tag, eic_client, ssm_client, s3_client)
 
-    def record(self, host: Host, outcome: HostOutcome | None, j: Judgement) -> bool:
-        """Waivers, then the evidence item; returns whether a flush is due."""
+    def record(self, host: Host, outcome: HostOutcome | None, j: Judgement, raw: RawOutput | None = None) -> bool:
+        """Waivers, then the evidence item (and `raw`, the host's output it names); returns whether a flush is due."""
         status, failed, waived = apply_waivers(host, j.status, j.failed, self.waivers, self.ctx.audit_date)
         self.counts[status.value] += 1
         # Decided once per run, after every batch (include/verify/name_claims.py): a name unique only in this batch
@@ -116,7 +123,8 @@ class BatchRun:
             audit_date=self.ctx.audit_date, run_id=self.ctx.run_id, checked_at=utc_now(),
             ttl_days=self.ctx.params.ttl_days, profile=self.profile.name, advisory=j.advisory,
             transport=outcome.transport if outcome else self.ctx.params.transport, waived=waived,
-            stream_names=j.claims, attributed=attributed))
+            stream_names=j.claims, attributed=attributed,
+            output_ref=self.raws.ref(host.instance_id, self.ctx.audit_date, raw.sha256) if raw else ""), raw)
 
     def skip_recorded(self, hosts: list[Host]) -> list[Host]:
         """A retried task skips every host its run already stored: nothing is checked or stored twice."""
@@ -143,10 +151,13 @@ class BatchRun:
                 await asyncio.to_thread(self.keys.settle, host, outcome)
             judged = await asyncio.to_thread(judge_host, host, outcome, self.lookup, self.ctx.params, utc_now,
                                              self.profile, self.options)
-            outcome.drop_output()
+            # What the transport returned (up to its cap) is kept, compressed (off the event loop: up to 1 MiB
+            # each), until the writer stores it.
+            output = outcome.drop_output()
+            raw = await asyncio.to_thread(RawOutput.of, output) if output else None
             if judged.canary is not None:  # stored once the batch's canaries have been searched
-                self.awaiting.append((host, outcome, judged))
-            elif self.record(host, outcome, judged):
+                self.awaiting.append((host, outcome, judged, raw))
+            elif self.record(host, outcome, judged, raw):
                 async with lock:  # one writer at a time: boto3 resources are not thread-safe
                     # Taken once the lock is held: a coroutine cancelled while it waits (the task's timeout
                     # ends the loop) leaves its items pending, and the writer's close() stores them.
@@ -161,7 +172,7 @@ class BatchRun:
     def settle_canaries(self, per_call_s: float = 0.0) -> None:
         if not self.awaiting:
             return
-        settle_canaries([j for _, _, j in self.awaiting], self.logs_client, self.tag, self.since_ms,
+        settle_canaries([j for _, _, j, _ in self.awaiting], self.logs_client, self.tag, self.since_ms,
                         self.ctx.params.canary_wait_seconds, self.profile, per_call_s)
-        for host, outcome, judged in self.awaiting:
-            self.record(host, outcome, judged)
+        for host, outcome, judged, raw in self.awaiting:
+            self.record(host, outcome, judged, raw)

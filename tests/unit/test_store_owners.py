@@ -54,7 +54,7 @@ def _stored(resource) -> list[tuple]:
 
 INSTANCE_ATTRS = ("account_id", "address", "advisory_failed", "audit_date", "checked_at", "checks", "environment",
                   "expires_at", "failed_checks", "host_key_fingerprint", "host_key_note", "instance_id", "item_sha256",
-                  "item_type", "mode", "name", "output_bytes", "output_sha256", "output_truncated", "platform",
+                  "item_type", "mode", "name", "output_bytes", "output_ref", "output_sha256", "output_truncated", "platform",
                   "private_ip", "profile", "region", "run_id", "ssh_attempts", "status", "status_detail", "tags",
                   "transport", "transport_evidence", "waived_checks")  # empty stream names are not stored
 SNAPSHOT = [

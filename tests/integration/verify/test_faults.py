@@ -98,6 +98,21 @@ def test_50mb_of_output_is_capped_not_read_whole(fault_run):
     assert item["output_truncated"] and int(item["output_bytes"]) == 256 * 1024
 
 
+def test_the_capped_output_is_kept_whole_up_to_the_cap_and_nothing_of_an_untrusted_session(stack, fault_run):
+    import hashlib
+
+    from include.evidence.raw_store import RawOutputStore
+
+    raws = RawOutputStore(clients(stack.endpoint)[2], "ec2_audit_evidence")
+    capped = fault_run["by_name"]["50mb-output"]
+    kept = raws.get(capped["instance_id"], "2032-01-01", capped["output_sha256"], capped["output_ref"])
+    assert kept is not None and len(kept) == 256 * 1024 == int(capped["output_bytes"])
+    assert hashlib.sha256(kept).hexdigest() == capped["output_sha256"]
+    untrusted = fault_run["by_name"]["changed-host-key"]
+    assert untrusted["output_ref"] == "" and raws.get(untrusted["instance_id"], "2032-01-01", "ab" * 32,
+                                                      untrusted["output_ref"]) is None
+
+
 def test_sudo_asking_for_a_password_is_named(fault_run):
     assert "sudo -n refused" in fault_run["by_name"]["sudo-wants-password"]["status_detail"]
 

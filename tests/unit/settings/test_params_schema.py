@@ -196,3 +196,12 @@ def test_a_bad_waivers_file_fails_the_run_in_discover_before_anything_else(airfl
     assert not list(tmp_path.glob("compliance-*"))
     logged = caplog.text + "".join(capfd.readouterr())
     assert f"waivers_file {waivers}: entry #1, field expires: '20260101' is not a date written YYYY-MM-DD" in logged
+
+
+def test_the_evidence_bucket_is_a_bucket_name_and_never_the_ssm_output_bucket():
+    assert audit_params({"evidence_bucket": "audit-evidence.example"}).evidence_bucket == "audit-evidence.example"
+    assert audit_params({}).evidence_bucket is None
+    with pytest.raises(ValueError, match="param evidence_bucket"):
+        audit_params({"evidence_bucket": "s3://Not A Bucket"})
+    with pytest.raises(ValueError, match="param evidence_bucket: must not be ssm_output_bucket"):
+        audit_params({"evidence_bucket": "shared-output", "ssm_output_bucket": "shared-output"})

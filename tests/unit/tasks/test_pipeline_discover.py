@@ -90,3 +90,22 @@ def test_discovery_without_describe_instance_status_falls_back_and_tag_filters_u
     discover_region(StatusDenied(), "us-east-1", {"Environment": ["prod"]})
     assert StatusDenied.calls == ["describe_instances"]
 
+
+
+def test_an_evidence_bucket_that_cannot_be_read_fails_discover_naming_the_param(monkeypatch):
+    class S3:
+        def __init__(self, exists):
+            self.exists = exists
+
+        def head_bucket(self, Bucket):
+            if not self.exists:
+                raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadBucket")
+
+    monkeypatch.setattr(pipeline, "ec2_client", Client)
+    facts = RunFacts("2026-11-23", "r", "live")
+    params = AuditParams(regions=["us-east-1"], create_table=False, evidence_bucket="no-such-evidence")
+    monkeypatch.setattr(pipeline, "evidence_s3_client", lambda: S3(False))
+    with pytest.raises(ValueError, match="param evidence_bucket: bucket 'no-such-evidence' does not exist"):
+        pipeline.discover(params, facts)
+    monkeypatch.setattr(pipeline, "evidence_s3_client", lambda: S3(True))
+    assert pipeline.discover(params, facts).discovered == 1
