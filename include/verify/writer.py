@@ -1,8 +1,7 @@
 """A batch's evidence writer: items buffered as hosts are judged, written every few hosts and at close, so a
-worker killed mid-batch loses little (include/verify/batch.py)."""
+worker killed mid-batch loses little (include/verify/batch.py). Every item is an observation: stored through
+EvidenceStore.put_observations, which keeps whatever it replaces as a version."""
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from include.evidence.store import EvidenceStore
 
@@ -12,10 +11,8 @@ FLUSH_EVERY = 25
 class EvidenceWriter:
     """Buffers a batch's items and writes them every `every` hosts (and at close), one writer at a time."""
 
-    def __init__(self, store: EvidenceStore, every: int = FLUSH_EVERY,
-                 sink: Callable[[list[dict]], None] | None = None, keep: bool = False) -> None:
+    def __init__(self, store: EvidenceStore, every: int = FLUSH_EVERY, keep: bool = False) -> None:
         self.store, self.every, self.pending = store, every, []
-        self.sink = sink  # None: the day's table; re-verification (include/tasks/remediate.py) keeps its items aside
         self.written: list[dict] | None = [] if keep else None  # what was stored, for staging (include/report/staging.py)
 
     def add(self, item: dict) -> bool:
@@ -31,9 +28,9 @@ class EvidenceWriter:
 
     def write(self, items: list[dict]) -> None:
         if items:
-            (self.sink or self.store.put_items)(items)
-            if self.written is not None:
-                self.written.extend(items)
+            stored = self.store.put_observations(items)
+            if self.written is not None:  # exactly what was stored (seq, item_sha256): the staging matches on it
+                self.written.extend(stored)
 
     def close(self) -> None:
         self.write(self.take())
