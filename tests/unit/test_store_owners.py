@@ -64,11 +64,11 @@ SNAPSHOT = [
                                               "generated_at", "instance_id", "item_type", "open", "run_id")),
     ("#day-digest#0", DAY, "day_digest", EXPIRES,
      ("audit_date", "chunks", "data", "expires_at", "hosts", "instance_id", "item_type", "sha256")),
-    ("#remediation#i-1", DAY, "remediation", EXPIRES, None),  # the day's TTL, as its evidence
+    ("#remediation#i-1", f"{DAY}#r1", "remediation", EXPIRES, None),  # one item per attempt; the day's TTL
     ("#remediation-decisions", DAY, "remediation_decisions", EXPIRES,
      ("answered", "audit_date", "decisions", "expires_at", "instance_id", "item_type")),
     ("#remediation-hosts", DAY, "remediation_hosts", EXPIRES,
-     ("audit_date", "expires_at", "hosts", "instance_id", "item_type")),
+     ("attempts", "audit_date", "expires_at", "hosts", "instance_id", "item_type")),
     ("#run-summary", DAY, "run_summary", EXPIRES,
      ("audit_date", "checked", "checked_by_earlier_runs", "code_version", "compliance_pct", "coverage_pct", "discovered",
       "emailed_at", "emailed_run_id", "expires_at", "failed_batches", "generated_at", "instance_id", "item_type",
