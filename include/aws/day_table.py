@@ -68,6 +68,9 @@ class DayTable:
     def put_items(self, items: Iterable[dict], max_attempts: int = 8, base_delay: float = 0.05) -> int:
         """Batched upsert (25 a call); unprocessed items (throttling) are resent with exponential backoff.
 
+        Unconditional: it overwrites. Never how an observation is stored (include/evidence/store.py:
+        EvidenceStore.put_observations keeps what it replaces); for seeding fake history in tests and the bench.
+
         Duplicate keys in one call are rejected by DynamoDB, so the last item per key wins locally first.
         Raises if anything is still unprocessed after max_attempts: evidence is never dropped silently.
         """
@@ -86,10 +89,11 @@ class DayTable:
                 raise RuntimeError(f"{left} evidence items still unprocessed after {max_attempts} attempts")
         return len(unique)
 
-    def batch_get(self, table: str, keys: list[dict], projection: str | None = None) -> list[dict]:
+    def batch_get(self, table: str, keys: list[dict], projection: str | None = None,
+                  consistent: bool = False) -> list[dict]:
         found: list[dict] = []
         for start in range(0, len(keys), 100):
-            request: dict = {"Keys": keys[start:start + 100]}
+            request: dict = {"Keys": keys[start:start + 100], **({"ConsistentRead": True} if consistent else {})}
             if projection:
                 request["ProjectionExpression"] = projection
                 request["ExpressionAttributeNames"] = {f"#{p}": p for p in projection.replace("#", "").split(", ")}

@@ -14,13 +14,11 @@ still read (drift needs only the statuses) but vouches for no staged item.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from include.aws import chunks
+from include.evidence.observation import observation_sha256
 from include.evidence.records import EvidenceItem
 
 ITEM_HASH = "item_sha256"  # the attribute every instance item carries: item_sha256() of the item as written
@@ -29,15 +27,9 @@ ITEM_HASH = "item_sha256"  # the attribute every instance item carries: item_sha
 ITEM_HASH_HEX = 32
 
 
-def item_sha256(item: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of everything a reader of the item sees: the EvidenceItem fields (the
-    report, the CSV, OCSF and the dashboard read items through EvidenceItem.from_item) but this hash itself,
-    sorted keys, compact separators, UTF-8. Attributes outside EvidenceItem are left out; DynamoDB's Decimals
-    read as the ints they were written as, so the item read back hashes as the item written."""
-    record = EvidenceItem.from_item(item).to_item()
-    record.pop(ITEM_HASH)
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+# The one definition of an item's hash (include/evidence/observation.py): of every stored attribute but where it is
+# stored, seq included, so the digest, the staging match and the seals vouch for the same thing.
+item_sha256 = observation_sha256
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,12 @@ class EvidenceItem(Record):
     ssh_attempts: int = 0
     transport_evidence: dict[str, str] = field(default_factory=dict)  # e.g. SSM ping status, agent, command id
     expires_at: int = 0
-    item_sha256: str = ""  # include/evidence/digest.py: item_sha256 of every other field, set when the item is built
+    # include/evidence/observation.py: observation_sha256 of the item as stored (seq included), set by the store
+    # when it writes the observation (EvidenceStore.put_observations).
+    item_sha256: str = ""
+    seq: int = 0  # 1, 2, ... per instance and day: set by the store (0 = not yet written)
+    trigger: str = ""  # what asked for this check (observation.TRIGGERS); "" = an item written before triggers
+    output_ref: str = ""  # where the raw output is kept: "" none, "dynamodb" (T_raw) or an s3:// URL
     # Names that identify a host only while unique (include/verify/name_claims.py), stored only when non-empty: each
     # [group, stream] the agent ships audit.log to that does not name the instance id, and the [group, stream]
     # a log_stream_fresh PASS rests on by such a name (a hostname, an IP, a DNS name) without a canary proof.

@@ -31,14 +31,16 @@ class Batch:
     label: str = ""  # what the Airflow UI shows for the mapped task, e.g. "222222222222 us-east-1 batch 1/3 (50 hosts)"
     audit_date: str = ""
     run_id: str = ""
+    trigger: str = ""  # what asked for the run (include/fleet/inventory.py trigger_of): every item of the batch carries it
     # The worker queue whose verify task maps over it (include/settings/queues.py); "" = the plain DAG shape
     # without queues, and then XCom carries no `queue` key, as before queues existed.
     queue: str = ""
 
     def to_xcom(self) -> dict[str, Any]:
         value = asdict(self)
-        if not self.queue:
-            del value["queue"]
+        for key in ("queue", "trigger"):  # unset: the XCom is exactly what it was before these existed
+            if not value[key]:
+                del value[key]
         return value
 
     @classmethod

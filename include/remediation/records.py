@@ -31,14 +31,16 @@ class FixRun(Record):
 
 @dataclass(frozen=True)
 class RemediationRecord(Record):
-    """One host's remediation for one audit day (partition "#remediation#<host_id>", item_type "remediation").
+    """One attempt (one run) of a host's remediation for one audit day (partition "#remediation#<host_id>", sort
+    key "<audit_date>#<run_id>", item_type "remediation").
 
     Keeps the chain an auditor asks for: the plan (its hash) and who approved it when, what ran (each step's
     constant command, exit status and output hash), the status before (the day's evidence) and after (the
-    re-verify through the audit's own verify path and read-only login). `outcome`: fixed (every check the fixes
+    re-verify: an observation of the UTC day it ran, `trigger` remediation, through the audit's own verify path and
+    read-only login; `after_day` and `after_seq` name it). `outcome`: fixed (every check the fixes
     addressed passes now) | not_fixed (a fix ran, the check still fails: reported as failed) | refused (nothing
     was changed: host key, stale evidence, a guard on the host) | failed (a step failed or the host was lost).
-    A later attempt the same day replaces the fields and keeps the earlier ones' summaries in `earlier`."""
+    Every attempt is its own item; read back, the day's latest carries the earlier ones' summaries in `earlier`."""
 
     host_id: str
     audit_date: str = ""
@@ -67,7 +69,10 @@ class RemediationRecord(Record):
     after_checked_at: str = ""
     after_output_sha256: str = ""
     after_host_key_fingerprint: str = ""
-    earlier: list[dict[str, Any]] = field(default_factory=list)  # earlier attempts that day: run, outcome, when, who
+    after_day: str = ""  # the re-check's observation: its day (the UTC day it ran) and seq in the evidence table
+    after_seq: int = 0
+    # Earlier attempts that day (run, outcome, when, who): derived when read (RemediationStore), never stored.
+    earlier: list[dict[str, Any]] = field(default_factory=list)
     expires_at: int = 0
 
 

@@ -1,9 +1,15 @@
 """Remediation records and decisions: stored beside the day's evidence in the evidence table, never over it.
 
-One partition per host (`#remediation#<host id>`, one item per audit day), the day's list of remediated hosts
-(read without a scan), and the day's answers to remediation plans.
+Append-only: one partition per host (`#remediation#<host id>`), one item per attempt (sort key
+"<day>#<run id>", attribute `day`): a later attempt never replaces an earlier one, and a retried task of the
+same run writes its own attempt again (the same key), never a second one. The day's list of remediated hosts
+and of their attempts (read without a scan), and the day's answers to remediation plans.
 """
 from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
 
 from boto3.dynamodb.conditions import Key
 
@@ -11,9 +17,36 @@ from include.aws.day_table import DayTable, to_dynamo
 from include.core.clock import expires_at
 from include.remediation.records import RemediationDecision, RemediationRecord
 
-REMEDIATION_PREFIX = "#remediation#"  # + host id: one partition per host, one item per audit day
+REMEDIATION_PREFIX = "#remediation#"  # + host id: one partition per host, one item per attempt
 DECISIONS_ID = "#remediation-decisions"  # per day: every answer given to a remediation plan
 REMEDIATED_ID = "#remediation-hosts"  # per day: the ids that have a remediation record (read them without a scan)
+ATTEMPT_SEP = "|"  # `attempts` of the day's list: "<host id>|<run id>" (an instance id has no "|")
+# What a record shows of the other attempts of its day (the report's and the dashboard's "earlier that day").
+EARLIER_FIELDS = ("run_id", "ran_at", "outcome", "approved_by", "plan_sha256", "after_status")
+
+
+def attempt_key(audit_date: str, run_id: str) -> str:
+    return f"{audit_date}#{run_id}"
+
+
+def _record(item: dict) -> RemediationRecord:
+    """A stored attempt (or a record from before attempts: sort key the day itself) as its record."""
+    return RemediationRecord.from_item({**item, "audit_date": item.get("day") or item["audit_date"]})
+
+
+def latest_attempts(records: Iterable[RemediationRecord]) -> list[RemediationRecord]:
+    """Pure. Per (host, day) the latest attempt (by ran_at, then run id), its `earlier` the day's other attempts'
+    summaries, oldest first (after what a record from before attempts kept in it). Sorted by host, newest day first."""
+    by_day: dict[tuple[str, str], list[RemediationRecord]] = defaultdict(list)
+    for r in records:
+        by_day[(r.host_id, r.audit_date)].append(r)
+    latest = []
+    for attempts in by_day.values():
+        attempts.sort(key=lambda r: (r.ran_at, r.run_id))
+        *before, last = attempts
+        kept = [e for r in before for e in r.earlier] + [e for e in last.earlier]
+        latest.append(replace(last, earlier=kept + [{k: getattr(r, k) for k in EARLIER_FIELDS} for r in before]))
+    return sorted(sorted(latest, key=lambda r: r.audit_date, reverse=True), key=lambda r: r.host_id)
 
 
 class RemediationStore:
@@ -23,40 +56,49 @@ class RemediationStore:
         self.table = table
 
     def put_remediation(self, record: RemediationRecord, ttl_days: int) -> RemediationRecord:
-        """Store one host's remediation for the day; an earlier attempt that day is kept as a summary in
-        `earlier` (a retried task of the same run replaces its own attempt instead of adding one)."""
+        """Store one attempt (one run) of one host's remediation of the day as its own item: the run's later
+        steps (the re-verification's outcome) and a retried task complete the same attempt; another run's
+        attempt is never touched."""
         partition = REMEDIATION_PREFIX + record.host_id
-        previous = self.table.get_day_item(partition, record.audit_date)
-        earlier = list(previous.get("earlier") or []) if previous else []
-        if previous and previous.get("run_id") != record.run_id:
-            earlier.append({k: previous.get(k, "") for k in ("run_id", "ran_at", "outcome", "approved_by",
-                                                              "plan_sha256", "after_status")})
-        fields = {**record.to_item(), "earlier": earlier}
-        fields.pop("audit_date")
-        fields.pop("expires_at")  # the day's TTL, as its evidence has (the record's default 0 would never expire)
-        self.table.put_day_item(partition, "remediation", record.audit_date, fields, ttl_days)
-        # The day's list of remediated hosts: the report reads it instead of filtering the whole day's index.
+        ttl = expires_at(record.audit_date, ttl_days)  # the day's TTL, as its evidence has (never the record's 0)
+        fields = {**record.to_item(), "instance_id": partition, "audit_date": attempt_key(record.audit_date, record.run_id),
+                  "item_type": "remediation", "day": record.audit_date, "expires_at": ttl}
+        fields.pop("earlier")  # derived when read (latest_attempts): every attempt is its own item
+        self.table.table.put_item(Item=to_dynamo(fields))
+        # The day's list of remediated hosts and their attempts: the report reads it instead of the day's index.
         self.table.table.update_item(
             Key={"instance_id": REMEDIATED_ID, "audit_date": record.audit_date},
-            UpdateExpression="ADD hosts :h SET item_type = :t, expires_at = :e",
-            ExpressionAttributeValues={":h": {record.host_id}, ":t": "remediation_hosts",
-                                       ":e": expires_at(record.audit_date, ttl_days)})
-        return RemediationRecord.from_item({**fields, "audit_date": record.audit_date,
-                                            "expires_at": expires_at(record.audit_date, ttl_days)})
+            UpdateExpression="ADD hosts :h, attempts :a SET item_type = :t, expires_at = :e",
+            ExpressionAttributeValues={":h": {record.host_id}, ":a": {f"{record.host_id}{ATTEMPT_SEP}{record.run_id}"},
+                                       ":t": "remediation_hosts", ":e": ttl})
+        return replace(record, earlier=[], expires_at=ttl)
 
     def day_remediations(self, audit_date: str) -> list[RemediationRecord]:
-        """The day's remediation records, by host id: one GetItem for the day's list, then BatchGetItem —
-        never a read of the whole day (on a day without remediation, one GetItem)."""
-        hosts = sorted((self.table.get_day_item(REMEDIATED_ID, audit_date) or {}).get("hosts") or [])
-        keys = [{"instance_id": REMEDIATION_PREFIX + h, "audit_date": audit_date} for h in hosts]
+        """The day's latest attempt per host, by host id, the earlier ones summarised in `earlier`: one GetItem
+        for the day's list, then BatchGetItem — never a read of the whole day (on a day without remediation,
+        one GetItem)."""
+        listed = self.table.get_day_item(REMEDIATED_ID, audit_date) or {}
+        hosts = sorted(listed.get("hosts") or [])
+        attempts = sorted(str(a).partition(ATTEMPT_SEP) for a in listed.get("attempts") or [])
+        keys = [{"instance_id": REMEDIATION_PREFIX + h, "audit_date": audit_date} for h in hosts]  # before attempts
+        keys += [{"instance_id": REMEDIATION_PREFIX + h, "audit_date": attempt_key(audit_date, run)}
+                 for h, _, run in attempts]
         found = self.table.batch_get(self.table.table_name, keys) if keys else []
-        return sorted((RemediationRecord.from_item(it) for it in found), key=lambda r: r.host_id)
+        return latest_attempts(_record(it) for it in found)
+
+    def attempts(self, host_id: str, audit_date: str) -> list[RemediationRecord]:
+        """Every attempt of one host's remediation of the day, oldest first: one Query on its partition."""
+        kwargs = {"KeyConditionExpression": Key("instance_id").eq(REMEDIATION_PREFIX + host_id)
+                  & Key("audit_date").begins_with(audit_date), "ConsistentRead": True}
+        found = [_record(it) for it in self.table.query_all(kwargs)]
+        return sorted((r for r in found if r.audit_date == audit_date), key=lambda r: (r.ran_at, r.run_id))
 
     def host_remediations(self, host_id: str, limit: int = 90) -> list[RemediationRecord]:
-        """One host's remediation records, newest day first."""
+        """One host's remediation records, newest day first: per day its latest attempt, the earlier ones in
+        `earlier`."""
         response = self.table.table.query(KeyConditionExpression=Key("instance_id").eq(REMEDIATION_PREFIX + host_id),
                                           ScanIndexForward=False, Limit=limit)
-        return [RemediationRecord.from_item(it) for it in response.get("Items", [])]
+        return latest_attempts(_record(it) for it in response.get("Items", []))
 
     def add_decision(self, audit_date: str, decision: RemediationDecision, ttl_days: int) -> None:
         """Append one answer to the day's list (a retry of the same run and decision is not added twice)."""

@@ -97,7 +97,7 @@ def ssm_settings(params: AuditParams):
 def run_facts(context: dict[str, Any]) -> RunFacts:
     """Audit day, run id and resolved mode of the current run."""
     dag_run = context["dag_run"]
-    from include.fleet.inventory import RunFacts
+    from include.fleet.inventory import RunFacts, trigger_of
     from include.tasks.params import audit_params
 
     params = audit_params(dict(context["params"]))
@@ -106,8 +106,12 @@ def run_facts(context: dict[str, Any]) -> RunFacts:
     # The wall clock, not dag_run.start_date: `dag.test()` sets start_date to the logical date, which
     # would make every old day look "live".
     now = utc_now()
+    # `instance_ids` (a targeted run) is not a param of every deployment: read it raw, from the params or the conf.
+    targeted = dict(context["params"]).get("instance_ids") or (getattr(dag_run, "conf", None) or {}).get("instance_ids")
     return RunFacts(audit_date=audit_day(logical, run_after), run_id=dag_run.run_id,
-                    mode=resolve_mode(params.mode, logical, now))
+                    mode=resolve_mode(params.mode, logical, now),
+                    trigger=trigger_of(getattr(dag_run, "run_type", None), targeted,
+                                       getattr(dag_run, "triggered_by", None)))
 
 
 def discover(params: AuditParams, facts: RunFacts) -> Inventory:
@@ -117,7 +121,7 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
 
     if facts.mode == "rebuild":
         log.info("rebuild mode for %s: no discovery, no SSH", facts.audit_date)
-        return Inventory(facts.audit_date, facts.run_id, facts.mode)
+        return Inventory(facts.audit_date, facts.run_id, facts.mode, trigger=facts.trigger)
     if params.kms_key_id:  # a key that cannot sign the day's seal fails the run here, naming kms_key_id
         from include.evidence.signing import open_signer
 
@@ -147,7 +151,7 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
         raise RuntimeError("discovery failed, no report from a partial fleet: "
                            + "; ".join(f"{r}: {e}" for r, e in failures.items()))
     return Inventory(facts.audit_date, facts.run_id, facts.mode, instances=instances, states=states,
-                     discovered=sum(len(v) for v in instances.values()))
+                     discovered=sum(len(v) for v in instances.values()), trigger=facts.trigger)
 
 
 def plan(params: AuditParams, inventory: Inventory) -> list[Batch]:
@@ -167,7 +171,7 @@ def plan(params: AuditParams, inventory: Inventory) -> list[Batch]:
             placed = discovery.placements(ec2_client(region, account), ids, params.tag_filters) if ids else {}
             queue_of.update(queues.assign(params.queue_map, placed, ids))
     # Each mapped task needs the run facts (and its queue), not the whole inventory.
-    batches = [replace(b, audit_date=inventory.audit_date, run_id=inventory.run_id)
+    batches = [replace(b, audit_date=inventory.audit_date, run_id=inventory.run_id, trigger=inventory.trigger)
                for b in batching.plan_batches(inventory.instances, params.batch_size, queue_of=queue_of)]
     # A batch for a queue no verify task serves would never be checked: refuse the plan (a coverage gap otherwise).
     if unserved := queues.unknown_queues(batches, queues.deployment_queues()):
@@ -193,7 +197,7 @@ def verify(params: AuditParams, b: Batch, final_try: bool = False) -> BatchResul
         staging.write_batch(params.resolved_report_dir(), b.audit_date, b.run_id, b.label or b.region, items)
 
     try:
-        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params))
+        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params), b.trigger)
         result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
                               evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage)
     except (Exception, AirflowTaskTimeout) as exc:

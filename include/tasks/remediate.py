@@ -7,8 +7,9 @@ The chain an auditor (or a change board) asks for is stored beside the day's evi
   kept per day (`RemediationDecision`), and so is a rejection or no answer (then nothing runs);
 - fixes run through the remediation connection (include/remediation/runner.py): pinned keys only, and only on hosts
   whose evidence is still the one the plan was built from;
-- each touched host is re-verified through the audit's own verify path and read-only login; the result goes
-  into that host's `RemediationRecord` (the day's item keeps what the audit saw);
+- each touched host is re-verified through the audit's own verify path and read-only login: an observation of
+  the UTC day the re-check starts (`trigger` remediation; what it replaces is kept as a version), whose result
+  goes into that host's `RemediationRecord`, one per attempt;
 - the day's report is rebuilt with its "Remediated" section.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ADDRESS_KINDS = ("private_ip", "public_ip", "private_dns")
 UNVERIFIED = "unverified"  # fixes ran, re-verification has not (yet) said what they achieved
+RECHECK_TRIGGER = "remediation"  # the re-check's `trigger` (include/evidence/observation.py TRIGGERS)
 
 
 def store_of(params: RemediateParams):
@@ -342,32 +344,43 @@ def outcome_of(fixes: list[dict[str, Any]], host_result: str, after: EvidenceIte
                          f"; still failing: {', '.join(still) or '?'}")
 
 
+def recheck_of(observations: list[dict], run_id: str) -> EvidenceItem | None:
+    """Pure. The re-check this run stored, from a host's observations of the day (oldest first): its latest
+    observation with this run id and trigger remediation (a later check of the host may be current by now)."""
+    for item in reversed(observations):
+        if item.get("run_id") == run_id and item.get("trigger") == RECHECK_TRIGGER:
+            return EvidenceItem.from_item(item)
+    return None
+
+
 def reverify(params: RemediateParams, applied: Applied, run_id: str) -> Reverified:
     """Re-verify every touched host through the audit's verify path (its login, its checks, the day's
-    profile), keep the items aside, and complete each host's record with the after state and the outcome."""
+    profile). The re-check is an observation like any other, of the UTC day it starts (not the remediated day),
+    `trigger` remediation, stored through the same path (what it replaces is kept as a version); each host's
+    record gets the after state read back from that observation, and the outcome."""
+    from include.core.clock import utc_now
     from include.fleet.batching import Batch
     from include.tasks.audit import ec2_client, logs_client, ssh_settings
     from include.verify.batch import RunContext, verify_batch
 
     day = applied.audit_date
+    today = utc_now().strftime("%Y-%m-%d")  # contract: a re-check belongs to the UTC day it starts
     audit = params.audit_params(applied.profile)
     touched = applied.touched()
     store = store_of(params)
-    seen: dict[str, EvidenceItem] = {}
     groups = defaultdict(list)
     records = {r.host_id: r for r in RemediationStore(store).day_remediations(day) if r.run_id == run_id}
     for iid, h in touched.items():
         groups[(records[iid].region, h.address_kind or "private_ip")].append(iid)
     for (region, kind), ids in groups.items():
         audit_k = replace(audit, address=kind)
-        ctx = RunContext(day, run_id, audit_k, ssh_settings(audit_k))
+        ctx = RunContext(today, run_id, audit_k, ssh_settings(audit_k), trigger=RECHECK_TRIGGER)
         verify_batch(Batch(region=region, instance_ids=ids, label=f"re-verify {region}"), ctx, ec2_client(region),
-                     logs_client(region), store,
-                     sink=lambda items: seen.update({it["instance_id"]: EvidenceItem.from_item(it) for it in items}))
+                     logs_client(region), store)
     outcomes = {}
     for iid in touched:
-        after = seen.get(iid) or EvidenceItem(iid, day, status="ERROR",
-                                              status_detail="not re-verified (no longer running?)")
+        after = recheck_of(store.observations(iid, today), run_id) or EvidenceItem(
+            iid, today, status="ERROR", status_detail="not re-verified (no longer running?)")
         rec = records[iid]
         outcome, detail = outcome_of(rec.fixes, touched[iid].result, after)
         RemediationStore(store).put_remediation(replace(
@@ -375,9 +388,10 @@ def reverify(params: RemediateParams, applied: Applied, run_id: str) -> Reverifi
             after_status=after.status, after_failed=list(after.failed_checks),
             after_advisory_failed=list(after.advisory_failed), after_checks=after.checks,
             after_checked_at=after.checked_at, after_output_sha256=after.output_sha256,
-            after_host_key_fingerprint=after.host_key_fingerprint), params.ttl_days)
+            after_host_key_fingerprint=after.host_key_fingerprint, after_day=today, after_seq=after.seq),
+            params.ttl_days)
         outcomes[iid] = outcome
-    log.info("re-verified %d hosts: %s", len(outcomes), outcomes)
+    log.info("re-verified %d hosts on %s: %s", len(outcomes), today, outcomes)
     return Reverified(day, outcomes)
 
 

@@ -50,21 +50,21 @@ class RunContext:
     params: AuditParams
     ssh: SshSettings | None  # None: no SSH connection (transport ssm, or auto without one)
     ssm: SsmSettings | None = None  # transport ssm and auto
+    trigger: str = ""  # what asked for these checks (include/fleet/inventory.py trigger_of, or "remediation")
 
 
 def verify_batch(batch: Batch, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore,
                  eic_client=None, ssm_client=None, s3_client=None,
-                 sink: Callable[[list[dict]], None] | None = None,
                  stage: Callable[[list[dict]], object] | None = None,
                  raws: RawOutputStore | None = None) -> BatchResult:
     """Check every host of one batch and store its evidence. Returns only counts (XCom stays small).
     The batch's account-and-region clients: `eic_client` (ec2-instance-connect) for eic and auto without a
-    key, `ssm_client` for ssm and auto, `s3_client` for ssm_output_bucket. `sink` receives the evidence items
-    instead of the day's table (re-verification after a fix must not overwrite what the audit saw). `stage`
-    receives every item stored, once, at the end (even when the batch fails: include/report/staging.py). `raws`
-    keeps each host's raw output (default: the run's `evidence_bucket`, else T_raw beside `store`)."""
+    key, `ssm_client` for ssm and auto, `s3_client` for ssm_output_bucket. Every item is stored as an
+    observation of `ctx.audit_date` (what it replaces is kept). `stage` receives every item as stored, once, at
+    the end (even when the batch fails: include/report/staging.py). `raws` keeps each host's raw output
+    (default: the run's `evidence_bucket`, else T_raw beside `store`)."""
     hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
-    run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client, sink, keep=stage is not None,
+    run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client, keep=stage is not None,
                    raws=raws)
     todo = run.skip_recorded(hosts)
     linux = run.record_not_applicable(todo)
@@ -86,7 +86,7 @@ class BatchRun:
     the judging budget), the canaries still to search, the evidence writer and the counts."""
 
     def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host],
-                 eic_client=None, ssm_client=None, s3_client=None, sink=None, keep: bool = False,
+                 eic_client=None, ssm_client=None, s3_client=None, keep: bool = False,
                  raws: RawOutputStore | None = None) -> None:
         self.ctx, self.store, self.logs_client = ctx, store, logs_client
         self.reached: Counter[str] = Counter()  # hosts per transport that reached (or tried) them
@@ -94,7 +94,7 @@ class BatchRun:
         self.options = CheckOptions(rule_groups=load_rule_set(ctx.params.rule_set))
         self.waivers = load_waivers(ctx.params.waivers_file)
         self.raws = raws or RawOutputStore.open(store.resource, store.table_name, ctx.params.evidence_bucket)
-        self.writer = EvidenceWriter(store, sink=sink, keep=keep, raws=self.raws)
+        self.writer = EvidenceWriter(store, keep=keep, raws=self.raws)
         self.counts: Counter[str] = Counter()
         budget = Budget(JUDGE_BUDGET_S)
         # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one;
@@ -123,7 +123,7 @@ class BatchRun:
             audit_date=self.ctx.audit_date, run_id=self.ctx.run_id, checked_at=utc_now(),
             ttl_days=self.ctx.params.ttl_days, profile=self.profile.name, advisory=j.advisory,
             transport=outcome.transport if outcome else self.ctx.params.transport, waived=waived,
-            stream_names=j.claims, attributed=attributed,
+            stream_names=j.claims, attributed=attributed, trigger=self.ctx.trigger,
             output_ref=self.raws.ref(host.instance_id, self.ctx.audit_date, raw.sha256) if raw else ""), raw)
 
     def skip_recorded(self, hosts: list[Host]) -> list[Host]:

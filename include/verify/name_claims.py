@@ -12,7 +12,9 @@ instance id (its claims), and `stream_attributed_by_name`: the (group, stream) i
 on by such a name, unless its canary proved delivery. The run-level step (include/tasks/audit.py: store_summary),
 which runs after every batch and reads the day's items anyway, finds the names another instance of the day
 also claims and corrects the verdicts of this run's hosts that rest on them: log_stream_fresh FAIL naming the
-other instance(s), re-scored under the run's profile and waivers, the original verdict kept in `amended`.
+other instance(s), re-scored under the run's profile and waivers, the original verdict kept in `amended`. The
+correction is a new observation of the host's day (seq + 1), written only while the one it corrects is still
+current; the corrected observation stays readable as a version (include/evidence/store.py).
 """
 from __future__ import annotations
 
@@ -24,9 +26,9 @@ from datetime import datetime
 
 from include.checks.parsers import StreamTarget, _names
 from include.core.host import Host
+from include.core.record import plain
 from include.core.scoring import INCOMPLETE_DETAIL, scored
 from include.core.status import CheckStatus, Status, Verdict
-from include.evidence.digest import ITEM_HASH, item_sha256
 from include.evidence.records import EvidenceItem
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ def amend(item: EvidenceItem, collision: Collision, decides: Callable[[str], boo
           run_id: str, at: str) -> dict:
     """Pure. The corrected item: log_stream_fresh FAIL, re-scored as the batch scores (scoring.scored, then the
     waivers), with what was observed before kept in `amended` (evidence is never dropped). The item to write
-    back (a DynamoDB item, as instance_item's)."""
+    as the host's next observation (a DynamoDB item, as instance_item's): the store sets its seq and hash."""
     checks = {cid: dict(c) for cid, c in (item.checks or {}).items()}
     before = checks.get(STREAM_CHECK)
     checks[STREAM_CHECK] = {"status": CheckStatus.FAIL.value, "detail": collision.detail()[:300]}
@@ -133,8 +135,9 @@ def amend(item: EvidenceItem, collision: Collision, decides: Callable[[str], boo
                                 "advisory_failed": list(item.advisory_failed or []),
                                 "waived_checks": list(item.waived_checks or []),
                                 "checks": {STREAM_CHECK: before} if before else {}}}}
-    # The item's own hash covers the corrected verdict: the digest then vouches for no staged (older) copy.
-    return {**corrected, ITEM_HASH: item_sha256(corrected)}
+    # Not the corrected observation's hash: the store sets it over the stored item (seq included), so the digest
+    # vouches for no staged (older) copy.
+    return {**corrected, "item_sha256": ""}
 
 
 def settle(store, items: list[EvidenceItem], audit_date: str, run_id: str, profile, waivers: list, at: datetime,
@@ -142,9 +145,10 @@ def settle(store, items: list[EvidenceItem], audit_date: str, run_id: str, profi
     """The run-level step: correct this run's hosts whose stream rests on a name another instance also claims.
 
     `items` are the day's current items as store_summary read them (projected with FIELDS); the full items of
-    the hosts to correct are read by key and written back only if they are still the observation this run made
-    (a conditional write: a newer check of the host is never overwritten). Returns `items` with the corrected
-    ones' status and amendment, for the summary and the digest."""
+    the hosts to correct are read by key (consistent) and corrected only if they are still the observation this
+    run made: the correction is the host's next observation, written on condition that the seq read is still
+    current (a newer check of the host is never replaced), the corrected one kept as a version. Returns `items`
+    with the corrected ones' status and amendment, for the summary and the digest."""
     from include.core.clock import iso
     from include.verify.waivers import apply_waivers
 
@@ -153,15 +157,17 @@ def settle(store, items: list[EvidenceItem], audit_date: str, run_id: str, profi
         return items
     read = {it.instance_id: it for it in items}
     corrected: dict[str, EvidenceItem] = {}
-    for full in store.items_by_id(audit_date, sorted(found)):
-        iid, seen = full.instance_id, read[full.instance_id]
+    for iid, stored in sorted(store.current_items(audit_date, sorted(found)).items()):
+        full, seen = EvidenceItem.from_item(stored), read[iid]
         if full.item_type != "instance" or full.amended or (full.run_id, full.checked_at) != (seen.run_id,
                                                                                            seen.checked_at):
             continue  # replaced or corrected since the read: that observation decides
         new = amend(full, found[iid], profile.decides, profile.name,
                     lambda host, status, failed: apply_waivers(host, status, failed, waivers, audit_date),
                     run_id, iso(at))
-        if store.replace_item(new, expected={"run_id": seen.run_id, "checked_at": seen.checked_at}):
-            corrected[iid] = EvidenceItem.from_item(new)  # whole: it holds every attribute the read projected
+        # Every stored attribute carried over (also those EvidenceItem does not name), the correction on top.
+        written = store.replace_observation({**plain(stored), **new}, seen=stored)
+        if written is not None:
+            corrected[iid] = EvidenceItem.from_item(written)  # whole: it holds every attribute the read projected
             log.warning("%s: %s", iid, found[iid].detail())
     return [corrected.get(it.instance_id, it) for it in items]

@@ -1,9 +1,9 @@
 """A batch's evidence writer: items buffered as hosts are judged, written every few hosts and at close, so a
-worker killed mid-batch loses little (include/verify/batch.py). Each item's raw output (compressed) waits with it
-and is stored first: an item never names raw output that is not there (include/evidence/raw_store.py)."""
+worker killed mid-batch loses little (include/verify/batch.py). Every item is an observation: stored through
+EvidenceStore.put_observations, which keeps whatever it replaces as a version. Each item's raw output
+(compressed) waits with it and is stored first: an item never names raw output that is not there
+(include/evidence/raw_store.py)."""
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from include.evidence.observation import RawOutput
 from include.evidence.raw_store import RawOutputStore
@@ -15,14 +15,12 @@ FLUSH_EVERY = 25
 class EvidenceWriter:
     """Buffers a batch's items and writes them every `every` hosts (and at close), one writer at a time."""
 
-    def __init__(self, store: EvidenceStore, every: int = FLUSH_EVERY,
-                 sink: Callable[[list[dict]], None] | None = None, keep: bool = False,
+    def __init__(self, store: EvidenceStore, every: int = FLUSH_EVERY, keep: bool = False,
                  raws: RawOutputStore | None = None) -> None:
         self.store, self.every, self.pending = store, every, []
         # Raw output of the pending items, by (instance_id, audit_date, output_sha256): at most a batch's hosts'
         # compressed outputs (each capped by its transport), released as they are stored.
         self.raws, self.raw_pending = raws, {}
-        self.sink = sink  # None: the day's table; re-verification (include/tasks/remediate.py) keeps its items aside
         self.written: list[dict] | None = [] if keep else None  # what was stored, for staging (include/report/staging.py)
 
     def add(self, item: dict, raw: RawOutput | None = None) -> bool:
@@ -43,9 +41,9 @@ class EvidenceWriter:
             raws = [(it, self.raw_pending.pop(key)) for it in items if (key := _raw_key(it)) in self.raw_pending]
             if raws:  # before the items that name them (content-addressed: a retry rewrites the same bytes)
                 self.raws.put(raws)
-            (self.sink or self.store.put_items)(items)
-            if self.written is not None:
-                self.written.extend(items)
+            stored = self.store.put_observations(items)
+            if self.written is not None:  # exactly what was stored (seq, item_sha256): the staging matches on it
+                self.written.extend(stored)
 
     def close(self) -> None:
         self.write(self.take())

@@ -30,7 +30,7 @@ def _write_every_kind(resource) -> None:
     evidence.ensure_tables()
     host = Host(instance_id="i-1", region="us-east-1", account_id="111111111111", address="10.0.0.1",
                 tags={"Name": "web-1"})
-    evidence.put_items([instance_item(host=host, outcome=None, status=Status.ERROR, failed=[], verdicts={},
+    evidence.put_observations([instance_item(host=host, outcome=None, status=Status.ERROR, failed=[], verdicts={},
                                       detail="unreachable", audit_date=DAY, run_id="r1",
                                       checked_at=datetime(2026, 12, 1, 6, tzinfo=timezone.utc), ttl_days=TTL)])
     evidence.put_summary(DAY, RunSummary.from_item({"run_id": "r1", "hosts_total": 1}), TTL)
@@ -54,9 +54,9 @@ def _stored(resource) -> list[tuple]:
 
 INSTANCE_ATTRS = ("account_id", "address", "advisory_failed", "audit_date", "checked_at", "checks", "environment",
                   "expires_at", "failed_checks", "host_key_fingerprint", "host_key_note", "instance_id", "item_sha256",
-                  "item_type", "mode", "name", "output_bytes", "output_ref", "output_sha256", "output_truncated", "platform",
-                  "private_ip", "profile", "region", "run_id", "ssh_attempts", "status", "status_detail", "tags",
-                  "transport", "transport_evidence", "waived_checks")  # empty stream names are not stored
+                  "item_type", "mode", "name", "output_bytes", "output_ref", "output_sha256", "output_truncated",
+                  "platform", "private_ip", "profile", "region", "run_id", "seq", "ssh_attempts", "status",
+                  "status_detail", "tags", "transport", "transport_evidence", "trigger", "waived_checks")  # empty stream names are not stored
 SNAPSHOT = [
     # Written from the records (AlertState, RunSummary): each of their fields, `alerted_at` and the email mark
     # only once set (as the alert task and put_summary always wrote them).
@@ -64,11 +64,11 @@ SNAPSHOT = [
                                               "generated_at", "instance_id", "item_type", "open", "run_id")),
     ("#day-digest#0", DAY, "day_digest", EXPIRES,
      ("audit_date", "chunks", "data", "expires_at", "hosts", "instance_id", "item_type", "sha256")),
-    ("#remediation#i-1", DAY, "remediation", EXPIRES, None),  # the day's TTL, as its evidence
+    ("#remediation#i-1", f"{DAY}#r1", "remediation", EXPIRES, None),  # one item per attempt; the day's TTL
     ("#remediation-decisions", DAY, "remediation_decisions", EXPIRES,
      ("answered", "audit_date", "decisions", "expires_at", "instance_id", "item_type")),
     ("#remediation-hosts", DAY, "remediation_hosts", EXPIRES,
-     ("audit_date", "expires_at", "hosts", "instance_id", "item_type")),
+     ("attempts", "audit_date", "expires_at", "hosts", "instance_id", "item_type")),
     ("#run-summary", DAY, "run_summary", EXPIRES,
      ("audit_date", "checked", "checked_by_earlier_runs", "code_version", "compliance_pct", "coverage_pct", "discovered",
       "emailed_at", "emailed_run_id", "expires_at", "failed_batches", "generated_at", "instance_id", "item_type",

@@ -156,13 +156,20 @@ def test_daily_run_end_to_end(stack, tmp_path):
     attachments = [p.get_filename() for p in message.walk() if p.get_filename()]
     assert f"compliance-{day}.csv" in attachments
 
-    # Rerunning the same day overwrites that day's items: same count, new run id, no duplicates.
+    # Rerunning the same day makes new current items (same count, new run id, no duplicates) and keeps the
+    # ones they replace as versions, every attribute and its seq.
     rerun = run_dag({**conf, "recipients": []}, now)
     assert rerun.state == "success"
     again = day_items(stack, day)
     assert len(again) == len(running)
     assert {it["run_id"] for it in again} == {rerun.run_id}
     assert {it["instance_id"]: it["status"] for it in again} == {i: it["status"] for i, it in by_id.items()}
+    assert {it["seq"] for it in again} == {2} and {it["trigger"] for it in by_id.values()} <= {"manual", "schedule"}
+    from include.evidence.store import EvidenceStore
+
+    versions = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence").day_versions(day)
+    assert {(v["instance_id"], v["run_id"], v["seq"]) for v in versions} == {(i, run.run_id, 1) for i in by_id}
+    assert {v["instance_id"]: v["status"] for v in versions} == {i: it["status"] for i, it in by_id.items()}
     assert len(mails_to(stack, secops)) == 1  # no recipients → no second email
 
 

@@ -201,8 +201,12 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
     assert dies.fixes[0]["steps"][0]["exit_status"] == 0 and "auditd.running" in dies.detail
     assert len(env["sshd"]["rem-dies"].trap_log()) == 1
 
-    # The day's evidence still says what the audit saw; the decisions say who answered what.
-    assert {it.instance_id: it.status for it in store.day_items(day)}[ok.host_id] == "NON_COMPLIANT"
+    # The re-check is an observation of the day it ran (today, here: the audited day), trigger remediation; what
+    # the audit saw is kept as a version of it. The decisions say who answered what.
+    *before, after = store.observations(ok.host_id, day)
+    assert (after["run_id"], after["trigger"], after["status"], after["seq"]) == (approved, "remediation", "COMPLIANT",
+                                                                                   ok.after_seq)
+    assert ok.after_day == day and "NON_COMPLIANT" in [o["status"] for o in before if o["trigger"] != "remediation"]
     decisions = [(d.run_id, d.decision) for d in RemediationStore(store).decisions(day)]
     assert decisions == [(dry, "dry_run"), (rejected, "rejected"), (timed_out, "timed_out"), (approved, "approved")]
     by = {d.run_id: d for d in RemediationStore(store).decisions(day)}

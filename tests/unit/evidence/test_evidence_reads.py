@@ -83,7 +83,8 @@ def test_a_host_the_digest_names_but_the_table_lacks_fails_the_report_read(tmp_p
 
 
 def _built(n: int) -> dict:
-    """An item as a verify batch builds it (evidence.instance_item: tags, checks, output hash, item hash)."""
+    """An item as a verify batch builds it (evidence.instance_item: tags, checks, output hash; the store adds
+    seq and the item hash)."""
     from datetime import datetime, timezone
 
     from include.core.host import Host, HostOutcome
@@ -111,8 +112,7 @@ def test_a_staged_copy_whose_failed_checks_differ_is_not_used(tmp_path, caplog, 
         store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "reads_test")
         store.ensure_tables()
         monkeypatch.setattr(pipeline, "evidence_store", lambda params: store)
-        stored = [_built(n) for n in range(1, 5)]
-        store.put_items(stored)
+        stored = store.put_observations([_built(n) for n in range(1, 5)])  # as stored: seq and item hash set
         params = AuditParams(report_dir=str(tmp_path))
         ids = [it["instance_id"] for it in stored]
         pipeline.store_summary(params, Inventory.from_xcom({"audit_date": DAY, "run_id": "r1", "mode": "live",
@@ -136,8 +136,7 @@ def test_the_store_reads_return_evidence_records():
     with mock_aws():
         store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "reads_test")
         store.ensure_tables()
-        written = [_built(n) for n in range(1, 3)]
-        store.put_items(written)
+        written = store.put_observations([_built(n) for n in range(1, 3)])
         reads = [store.day_items(DAY), store.day_items(DAY, fields=["status"]), store.items_by_id(DAY, ["i-0001"]),
                  store.host_history("i-0002")]
         for read in reads:

@@ -218,3 +218,75 @@ def test_a_run_that_may_change_hosts_is_refused_at_its_start_with_the_audit_s_lo
 def test_a_remediation_login_of_its_own_is_used(monkeypatch):
     _conns(monkeypatch, "ec2-audit", "ec2-fix")
     assert remediate.remediate_ssh_settings(RemediateParams()).username == "ec2-fix"
+
+
+# ------------------------------------------------------------------ the re-check is an observation of its own day
+
+def _recheck(env, monkeypatch, today: str, status: str = "COMPLIANT") -> list:
+    """reverify with the verify path's batch standing in: it stores one observation per host through the
+    store's real write (put_observations), as verify_batch's writer does, and records the contexts it got."""
+    from include.core import clock
+    from include.core.status import Status
+    from include.evidence.store import instance_item
+    from include.tasks import audit as pipeline
+    from include.verify import batch as verify
+
+    seen = []
+
+    def fake_verify_batch(batch, ctx, ec2, logs, store, **kwargs):
+        assert set(kwargs) <= {"eic_client", "ssm_client", "s3_client", "stage"}  # no sink: stored like any check
+        seen.append(ctx)
+        store.put_observations([instance_item(
+            host=Host(i, batch.region, "123456789012", "10.0.0.5"), outcome=None, status=Status(status), failed=[],
+            verdicts={}, detail="re-checked", audit_date=ctx.audit_date, run_id=ctx.run_id, trigger=ctx.trigger,
+            checked_at=datetime.fromisoformat(f"{today}T12:00:00+00:00"), ttl_days=400) for i in batch.instance_ids])
+
+    monkeypatch.setattr(clock, "utc_now", lambda: datetime.fromisoformat(f"{today}T12:00:00+00:00"))
+    monkeypatch.setattr(verify, "verify_batch", fake_verify_batch)
+    for name in ("ec2_client", "logs_client", "ssh_settings"):
+        monkeypatch.setattr(pipeline, name, lambda *a, **k: None)
+    return seen
+
+
+def _applied(env):
+    p = the_plan("i-0aaa")
+    planned = show(env, p)
+    return remediate.apply(env.params, planned, approve(env, planned, approval(p.hash)), RUN)
+
+
+def test_the_re_check_is_an_observation_of_the_day_it_runs_read_back_for_the_outcome(env, monkeypatch):
+    audited = env.store.put_observations([{**item("i-0aaa").to_item(), "trigger": "schedule"}])
+    applied = _applied(env)
+    seen = _recheck(env, monkeypatch, "2026-12-04")
+    verified = remediate.reverify(env.params, applied, RUN)
+    assert [(c.audit_date, c.trigger) for c in seen] == [("2026-12-04", "remediation")]
+    (after,) = env.store.observations("i-0aaa", "2026-12-04")
+    assert (after["run_id"], after["trigger"], after["status"], after["seq"]) == (RUN, "remediation", "COMPLIANT", 1)
+    assert env.store.observations("i-0aaa", DAY) == audited  # the remediated day's evidence is what the audit saw
+    (rec,) = RemediationStore(env.store).day_remediations(DAY)
+    assert (rec.after_status, rec.after_day, rec.after_seq, rec.after_checked_at) == (
+        "COMPLIANT", "2026-12-04", 1, after["checked_at"])
+    assert verified.outcomes == {"i-0aaa": rec.outcome}
+
+
+def test_a_re_check_on_the_remediated_day_keeps_the_audit_s_observation_as_a_version(env, monkeypatch):
+    env.store.put_observations([{**item("i-0aaa").to_item(), "trigger": "schedule"}])
+    applied = _applied(env)
+    _recheck(env, monkeypatch, DAY, status="NON_COMPLIANT")
+    remediate.reverify(env.params, applied, RUN)
+    audit, recheck = env.store.observations("i-0aaa", DAY)
+    assert (audit["item_type"], audit["run_id"], audit["status"]) == ("version", "scheduled__1", "NON_COMPLIANT")
+    assert (recheck["item_type"], recheck["run_id"], recheck["trigger"], recheck["seq"]) == (
+        "instance", RUN, "remediation", 2)
+    (rec,) = RemediationStore(env.store).day_remediations(DAY)
+    assert (rec.after_day, rec.after_seq, rec.after_status) == (DAY, 2, "NON_COMPLIANT")
+
+
+def test_the_re_check_read_back_is_this_run_s_even_when_a_later_check_is_current():
+    from include.tasks.remediate import recheck_of
+
+    history = [{"instance_id": "i-1", "run_id": "daily", "trigger": "schedule", "seq": 1, "status": "NON_COMPLIANT"},
+               {"instance_id": "i-1", "run_id": RUN, "trigger": "remediation", "seq": 2, "status": "COMPLIANT"},
+               {"instance_id": "i-1", "run_id": "watch", "trigger": "tamper", "seq": 3, "status": "NON_COMPLIANT"}]
+    assert (recheck_of(history, RUN).seq, recheck_of(history, RUN).status) == (2, "COMPLIANT")
+    assert recheck_of(history[:1], RUN) is None

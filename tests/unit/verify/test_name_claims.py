@@ -157,8 +157,8 @@ def test_the_run_step_corrects_clones_across_batches_and_leaves_a_unique_hostnam
     clone_a = judged_item("i-0aaa0000000000001", "10.0.0.5", "web-01", stream="web-01")  # batch 1
     unique = judged_item("i-0ccc0000000000003", "10.0.0.7", "db-07", stream="db-07")  # batch 1
     clone_b = judged_item("i-0bbb0000000000002", "10.1.0.5", "web-01", stream="web-01")  # batch 2, later
-    store.put_items([clone_a, unique])
-    store.put_items([clone_b])
+    batch_a = store.put_observations([clone_a, unique])
+    store.put_observations([clone_b])
     params = AuditParams(evidence_table="claims_test", report_dir=str(tmp_path))
     inventory = Inventory.from_xcom({
         "audit_date": DAY, "run_id": RUN, "mode": "live", "states": {"us-east-1": {"running": 3}},
@@ -185,34 +185,44 @@ def test_the_run_step_corrects_clones_across_batches_and_leaves_a_unique_hostnam
     assert {it.instance_id: it.status for it in report_items} == {
         clone_a["instance_id"]: "NON_COMPLIANT", clone_b["instance_id"]: "NON_COMPLIANT",
         unique["instance_id"]: "COMPLIANT"}
+    # The correction is the host's next observation; the batch's own is kept as a version, unchanged.
+    first, current = store.observations(clone_a["instance_id"], DAY)
+    assert (first["item_type"], first["seq"], first["status"], "amended" in first) == ("version", 1, "COMPLIANT", False)
+    assert first == {**batch_a[0], "audit_date": f"{DAY}#v#1", "item_type": "version", "day": DAY}  # every attribute
+    assert first["item_sha256"] == day_digest.item_sha256(first) == batch_a[0]["item_sha256"]
+    assert (current["seq"], current["status"], current["checked_at"]) == (2, "NON_COMPLIANT", clone_a["checked_at"])
     # A retried step corrects nothing twice.
     pipeline.store_summary(params, inventory, [])
     again = store.table.get_item(Key={"instance_id": clone_a["instance_id"], "audit_date": DAY})["Item"]
     assert again["amended"] == stored[clone_a["instance_id"]]["amended"] and sealed.checked == 3
+    assert len(store.observations(clone_a["instance_id"], DAY)) == 2
 
 
 @pytest.mark.parametrize("when", ["before the read by key", "between the read by key and the write"])
 def test_a_newer_observation_of_the_host_is_never_overwritten_by_the_correction(store, monkeypatch, when):
     clone_a = judged_item("i-0aaa0000000000001", "10.0.0.5", "web-01", stream="web-01")
     clone_b = judged_item("i-0bbb0000000000002", "10.1.0.5", "web-01", stream="web-01")
-    store.put_items([clone_a, clone_b])
+    store.put_observations([clone_a, clone_b])
     read = store.day_items(DAY, fields=["status", *name_claims.FIELDS])
     # e.g. the watch DAG re-checked i-a after the day was read
     newer = dict(clone_a, run_id="manual__recheck", checked_at="2026-11-23T12:30:00Z", status_detail="a re-check")
     if when == "before the read by key":
-        store.put_items([newer])
+        store.put_observations([newer])
     else:
-        by_key = store.items_by_id
+        by_key = store.current_items
 
         def then_recheck(day, ids):
             found = by_key(day, ids)
-            store.put_items([newer])
+            store.put_observations([newer])
             return found
 
-        monkeypatch.setattr(store, "items_by_id", then_recheck)
+        monkeypatch.setattr(store, "current_items", then_recheck)
     out = name_claims.settle(store, read, DAY, RUN, load_profile("audit-trail"), [], NOW)
     kept = store.table.get_item(Key={"instance_id": clone_a["instance_id"], "audit_date": DAY})["Item"]
     assert kept["status_detail"] == "a re-check" and "amended" not in kept
+    # Both observations kept, no correction among them: the batch's (a version) and the re-check (current).
+    history = store.observations(clone_a["instance_id"], DAY)
+    assert [(h["seq"], h["run_id"], "amended" in h) for h in history] == [(1, RUN, False), (2, "manual__recheck", False)]
     assert {it.instance_id: it.status for it in out} == {clone_a["instance_id"]: "COMPLIANT",
                                                                clone_b["instance_id"]: "NON_COMPLIANT"}
 

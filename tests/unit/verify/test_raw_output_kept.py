@@ -45,9 +45,9 @@ class FakeStore:
     def __init__(self, log: Log | None = None):
         self.log = log or Log()
 
-    def put_items(self, items):
+    def put_observations(self, items):
         self.log.calls.append(("items", [it["instance_id"] for it in items]))
-        return len(items)
+        return items
 
 
 def item(iid: str, sha: str) -> dict:
