@@ -148,6 +148,12 @@ class SealStore:
                     return Heads(latest, item)
         return Heads(latest, None)
 
+    def signing_key(self) -> str | None:
+        """The KMS key the chain's latest seal was signed with (None: unsigned, or no seal yet): a reseal by a
+        check outside the day's run keeps a signed chain signed, with the same key."""
+        page = next(self._pages(("kms_key_id",)), [])
+        return str(page[0].get("kms_key_id") or "") or None if page else None
+
     def chain(self, first: int | None = None) -> list[dict]:
         """Every seal item, oldest first (from seal number `first` on when given)."""
         kwargs: dict = {"KeyConditionExpression": Key("instance_id").eq(SEAL_ID), "ConsistentRead": True,

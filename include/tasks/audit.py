@@ -279,6 +279,35 @@ def seal_day(params: AuditParams, store, day: str, run_id: str, trigger: str):
     return seals.seal(store, day, run_id, trigger, params.ttl_days, params.kms_key_id or None)
 
 
+def reseal_day(store, day: str, run_id: str, trigger: str, ttl_days: int):
+    """A check outside the day's own run (a remediation's re-check, an event-driven one) added observations to
+    `day`: seal the day again and bring its run summary and digest in step with its current items — the
+    counts recomputed, the manifest the new seal's (contract: the summary carries the latest seal). Signed
+    with the key the chain's latest seal names, so a signed chain stays signed. Returns the SealRecord."""
+    from dataclasses import replace
+
+    from include.core.clock import iso
+    from include.core.scoring import fleet_summary
+    from include.evidence import digest as day_digest
+    from include.evidence import seals
+    from include.evidence.records import RunSummary
+
+    sealed = seals.seal(store, day, run_id, trigger, ttl_days, seals.SealStore(store).signing_key())
+    earlier = store.run_summary(day)
+    items = store.day_items(day, fields=["status", day_digest.ITEM_HASH])
+    recorded = {it.instance_id for it in items}
+    missing = sorted(set(earlier.missing_evidence if earlier else []) - recorded)
+    summary = fleet_summary([it.status for it in items], len(recorded) + len(missing))
+    base = earlier or RunSummary(run_id=run_id, mode="live", code_version=__version__)
+    store.put_summary(day, replace(
+        base, generated_at=iso(utc_now()), discovered=summary.discovered, checked=summary.checked,
+        status_counts=summary.counts, compliance_pct=summary.compliance_pct, coverage_pct=summary.coverage_pct,
+        missing_evidence=missing[:1000], manifest_sha256=sealed.manifest_sha256,
+        previous_manifest_sha256=sealed.previous_manifest_sha256, seal_seq=sealed.seq), ttl_days)
+    store.put_digest(day, day_digest.build(items), ttl_days)
+    return sealed
+
+
 def correct_name_claims(params: AuditParams, store, items: list[EvidenceItem], facts: RunFacts,
                         ) -> list[EvidenceItem]:
     """Decided once per run, after every batch: this run's hosts whose stream is theirs only by a hostname or IP

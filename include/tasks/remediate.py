@@ -360,7 +360,7 @@ def reverify(params: RemediateParams, applied: Applied, run_id: str) -> Reverifi
     record gets the after state read back from that observation, and the outcome."""
     from include.core.clock import utc_now
     from include.fleet.batching import Batch
-    from include.tasks.audit import ec2_client, logs_client, ssh_settings
+    from include.tasks.audit import ec2_client, logs_client, reseal_day, ssh_settings
     from include.verify.batch import RunContext, verify_batch
 
     day = applied.audit_date
@@ -377,6 +377,8 @@ def reverify(params: RemediateParams, applied: Applied, run_id: str) -> Reverifi
         ctx = RunContext(today, run_id, audit_k, ssh_settings(audit_k), trigger=RECHECK_TRIGGER)
         verify_batch(Batch(region=region, instance_ids=ids, label=f"re-verify {region}"), ctx, ec2_client(region),
                      logs_client(region), store)
+    if groups:  # the re-checks are the day's observations now: sealed, and its summary in step (a retry reseals)
+        reseal_day(store, today, run_id, RECHECK_TRIGGER, params.ttl_days)
     outcomes = {}
     for iid in touched:
         after = recheck_of(store.observations(iid, today), run_id) or EvidenceItem(

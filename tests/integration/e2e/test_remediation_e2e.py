@@ -10,6 +10,9 @@ Only the last changes anything, and only on the approved host whose key is still
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +26,8 @@ from devstack.standins.aws.seed import REGION, clients
 from devstack.standins.hosts.fleet import SSH_PORT
 from include.remediation.store import RemediationStore
 from include.tasks import remediate
+
+ROOT = Path(__file__).resolve().parents[3]
 
 AUDIT, REMEDIATE = "ec2_audit_compliance", "ec2_audit_remediate"
 HOSTS = [  # profile: what the AWS side shows (a fresh stream); the sshd host's own state is FixableState
@@ -212,6 +217,17 @@ def test_plan_then_dry_run_reject_timeout_change_nothing_and_approval_fixes_and_
     by = {d.run_id: d for d in RemediationStore(store).decisions(day)}
     assert by[rejected].by.startswith("operator") and by[timed_out].by == ""
     assert by[approved].plan_sha256 == ok.plan_sha256
+
+    # The re-check resealed the day and brought its summary in step: the auditors' command line finds every
+    # observation (the audit's, the reruns', the re-checks') sealed and the chain whole.
+    summary = store.run_summary(day)
+    assert summary.manifest_sha256 and summary.seal_seq >= 2
+    verified = subprocess.run([sys.executable, "-m", "include.integrity", "verify", "--table", "ec2_audit_evidence",
+                               "--from", day, "--to", day], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                              env={**os.environ, "AIRFLOW_CONN_AWS_DEFAULT":
+                                   env["stack"].airflow_env()["AIRFLOW_CONN_AWS_DEFAULT"]})
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.splitlines()[-1].startswith("intact: 1 days, ")
 
     # The day's report, rebuilt, carries the Remediated section.
     html = Path(report_dir, f"compliance-{day}.html").read_text()
