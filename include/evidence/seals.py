@@ -24,7 +24,7 @@ from include.aws.tables import DAY_INDEX
 from include.core.clock import expires_at, iso, utc_now
 from include.evidence import manifest
 from include.evidence.manifest import SEAL_ID, Member, Statement
-from include.evidence.observation import CURRENT, VERSION, observation_sha256, version_key
+from include.evidence.observation import CURRENT, observation_sha256
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +101,10 @@ class SealStore:
         return self.table.query_all(kwargs)
 
     def day_versions(self, day: str) -> list[dict]:
-        """The day's versions, projected: the index partitions "<day>#v#1", "<day>#v#2", ... up to the first
-        empty one (a version of seq s > 1 implies one of s-1 for that host). A small reader of our own until
-        the store's day_versions (helper "versions") is merged."""
-        found: list[dict] = []
-        seq = 1
-        while page := self._day_partition(version_key(day, seq), VERSION):
-            found += page
-            seq += 1
-        return found
+        """The day's versions, projected to what a member needs (the evidence store's reader of them)."""
+        from include.evidence.store import EvidenceStore
+
+        return EvidenceStore(self.table.resource, self.table.table_name).day_versions(day, fields=MEMBER_FIELDS)
 
     def day_members(self, day: str) -> list[Member]:
         """Every observation of the day now: the current items (the day index) and the versions."""
