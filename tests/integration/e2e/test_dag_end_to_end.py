@@ -789,12 +789,29 @@ def test_one_live_run_with_everything_on_puts_the_findings_where_security_teams_
     with WebhookSink("127.0.0.1", 0, tmp_path / "webhooks") as sink:
         monkeypatch.setenv("AIRFLOW_CONN_SLACK_SECOPS", json.dumps({
             "conn_type": "slackwebhook", "host": f"http://127.0.0.1:{sink.port}/services", "password": "T0/B0/x"}))
+        # Evidence at its strongest: raw output in an Object Lock bucket (compliance mode), seals signed by KMS.
+        s3, kms = boto3.client("s3", **aws), boto3.client("kms", **aws)
+        s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}})
+        key = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")["KeyMetadata"]["Arn"]
         everything = {"securityhub": True, "slack_conn_id": "slack_secops", "sns_topic_arn": topic,
-                      "alert_recipients": ["oncall@example.test"]}
+                      "alert_recipients": ["oncall@example.test"], "evidence_bucket": name, "kms_key_id": key}
         day, items = run_with_transport(stack, tmp_path / "d1", "ssh", 100, **everything)
         bodies = [json.loads(p.read_text()) for p in sorted((tmp_path / "webhooks").glob("*.body"))]
     messages = [json.loads(json.loads(m["Body"])["Message"])
                 for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=2)["Messages"]]
+
+    reached = [it for it in items.values() if it["output_bytes"]]
+    assert reached and all(it["output_ref"].startswith(f"s3://{name}/raw/") for it in reached)
+    locked = s3.head_object(Bucket=name, Key=reached[0]["output_ref"].split("/", 3)[3])
+    assert locked["ObjectLockMode"] == "COMPLIANCE"
+    assert int(locked["ObjectLockRetainUntilDate"].timestamp()) == reached[0]["expires_at"]
+    from include.integrity.cli import main as integrity
+
+    out = io.StringIO()  # every raw output read back from S3, every seal's signature checked with kms:Verify
+    assert integrity(["verify", "--table", "ec2_audit_evidence", "--from", day, "--to", day], out=out) == 0, \
+        out.getvalue()
 
     pct = fleet_summary([it["status"] for it in items.values()], len(items)).compliance_pct
     # Beside the compliance alert, each channel may carry a security-event message (bastion-1's key): apart.
