@@ -146,13 +146,14 @@ class QuotaProxy(FaultProxy):
         return status, data, headers
 
     def _transact_write(self, call: Call, request: dict, body: bytes) -> tuple[int, bytes, dict]:
-        """All or nothing: forwarded when the buckets take every action (2 write units per KB each), else
+        """All or nothing: forwarded when the buckets take every action (quotas.TRANSACT_FACTOR), else
         cancelled as DynamoDB cancels it, nothing written. The size charged is the Put's item, or the key of an
         Update, Delete or ConditionCheck (the stored item, which DynamoDB would size, is not read here)."""
         actions = []
         for entry in request.get("TransactItems", []):
             (kind, action), = entry.items()
-            actions.append((action.get("TableName", ""), action.get("Item") if kind == "Put" else action.get("Key", {})))
+            actions.append((kind, action.get("TableName", ""),
+                            action.get("Item") if kind == "Put" else action.get("Key", {})))
         reasons = self.ledger.admit_transaction(call, actions)
         if any(r["Code"] != "None" for r in reasons):
             return aws_quotas.transaction_cancelled(reasons)

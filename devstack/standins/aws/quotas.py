@@ -31,7 +31,8 @@ Sources, as read for this table (stored copies of the public documentation):
   `ThrottlingReasons` such as `IndexWriteKeyRangeThroughputExceeded` (API Reference, ThrottlingReason;
   botocore's DynamoDB model); BatchWriteItem returns what it could not write as UnprocessedItems and fails
   only when it wrote nothing (API Reference, BatchWriteItem). TransactWriteItems writes each item twice
-  (prepare and commit: two write units per KB per item, a ConditionCheck too) and is cancelled whole —
+  (prepare and commit: two write units per KB per item on the table, a ConditionCheck too; its index updates
+  once, see TRANSACT_FACTOR) and is cancelled whole —
   `TransactionCanceledException` with CancellationReasons, "ThrottlingError" for the throttled actions and
   "None" for the others (API Reference, TransactionCanceledException). BatchGetItem reads each key as a
   GetItem: every item rounded up to 4 KB, a key not found at the minimum, `ConsistentRead` per table.
@@ -167,9 +168,11 @@ DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "Tra
 DYNAMODB_READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
 CAPACITY = "dynamodb capacity"  # report rows of request units per table and bucket kind
 DAY_KEY = "audit_date"  # the hash key of the evidence table's day index (include/aws/tables.py: by_audit_date)
-# TransactWriteItems: DynamoDB writes every item twice (prepare, commit), so each action costs two write units
-# per KB. Charged twice on the day index as well: the stored docs do not say whether an index update of a
-# transaction is doubled; the higher cost is the one that throttles first (the quota table's low-end rule).
+# TransactWriteItems: DynamoDB writes every item of the table twice (prepare, commit), so each action costs two
+# write units per KB, a ConditionCheck too. The index update that follows a committed Put, Update or Delete is an
+# ordinary one (1×; a ConditionCheck changes nothing in it): "Transactional writes: 2× multiplier applies to BASE
+# TABLE ONLY. GSI and LSI writes remain 1×", verified against ReturnConsumedCapacity (aws/agent-toolkit-for-aws,
+# amazon-dynamodb skill, scripts/calculate_costs.py); the Developer Guide pages stored here do not say.
 TRANSACT_FACTOR = 2
 
 
@@ -541,24 +544,26 @@ class Ledger:
                 done += 1
             return done, ""
 
-    def admit_transaction(self, call: Call, actions: list[tuple[str, dict]]) -> list[dict]:
-        """TransactWriteItems, all or nothing: each (table, item) costs TRANSACT_FACTOR × its write units on the
-        table and (an item with a day key) that day-index key. Returns one CancellationReason per action:
+    def admit_transaction(self, call: Call, actions: list[tuple[str, str, dict]]) -> list[dict]:
+        """TransactWriteItems, all or nothing: each (kind, table, item) costs TRANSACT_FACTOR × its write units on
+        the table and, unless a ConditionCheck, its write units once on the day-index key of an item with one
+        (see TRANSACT_FACTOR). Returns one CancellationReason per action:
         all {"Code": "None"} when every bucket can take the whole (then debited), else ThrottlingError on each
         action that no longer fits, and nothing is debited (a cancelled transaction writes nothing)."""
         with self.lock:
             need: dict[int, float] = {}  # id(bucket) → units this transaction asks of it so far
             plan, reasons = [], []
-            for table, item in actions:
-                units = TRANSACT_FACTOR * write_units(item)
+            for kind, table, item in actions:
+                units = write_units(item)
                 day = item.get(DAY_KEY, {}).get("S") if isinstance(item.get(DAY_KEY), dict) else None
                 table_bucket = self._ddb(call, table, "write")
-                day_bucket = self._day_key(call, table, day, "write") if day else None
+                day_bucket = self._day_key(call, table, day, "write") if day and kind != "ConditionCheck" else None
                 reason = {"Code": "None"}
-                for bucket, message in ((table_bucket, TABLE_THROTTLED), (day_bucket, INDEX_THROTTLED)):
+                for bucket, cost, message in ((table_bucket, TRANSACT_FACTOR * units, TABLE_THROTTLED),
+                                              (day_bucket, units, INDEX_THROTTLED)):
                     if bucket is None:
                         continue
-                    need[id(bucket)] = need.get(id(bucket), 0) + units
+                    need[id(bucket)] = need.get(id(bucket), 0) + cost
                     if self.enforce and bucket.level() < need[id(bucket)] and reason["Code"] == "None":
                         reason = {"Code": "ThrottlingError", "Message": message}
                 reasons.append(reason)
@@ -567,12 +572,13 @@ class Ledger:
                 self._stats(call).throttled += 1
                 return reasons
             for table, units, table_bucket, day_bucket in plan:
-                table_bucket.debit(units)
-                self._spend(table, "write", units)
+                table_bucket.debit(TRANSACT_FACTOR * units)
+                self._spend(table, "write", TRANSACT_FACTOR * units)
+                self._stats(call).units += TRANSACT_FACTOR * units
                 if day_bucket:
                     day_bucket.debit(units)
                     self._spend(table, "day-index write", units)
-                self._stats(call).units += units * (2 if day_bucket else 1)
+                    self._stats(call).units += units
             return reasons
 
     def admit_read(self, call: Call, table: str, day: str | None = None) -> bool:
