@@ -362,9 +362,11 @@ def test_a_transaction_costs_two_write_units_per_kb_of_each_item_on_the_table_an
 def test_a_transaction_the_capacity_cannot_take_is_cancelled_whole_as_dynamodb_does(proxy_of):
     from include.evidence.store import _passes
 
-    quotas = {**aq.QUOTAS, ("dynamodb", "table-write"): replace(aq.QUOTAS["dynamodb", "table-write"], rate=0, burst=3)}
+    quotas = {**aq.QUOTAS, ("dynamodb", "table-write"): replace(aq.QUOTAS["dynamodb", "table-write"], rate=0, burst=5)}
     server, endpoint = proxy_of(quotas=quotas, min_burst=0)
     ddb = client("dynamodb", endpoint, attempts=1)
+    ddb.transact_write_items(TransactItems=[_put("ev", "i-0")])  # 2 of the 5 units: 3 left
+    Canned.seen.clear()
     with pytest.raises(ClientError) as caught:  # 2 + 2 units: the second does not fit in 3
         ddb.transact_write_items(TransactItems=[_put("ev", "i-1"), _put("ev", "i-2")])
     response = caught.value.response
@@ -376,10 +378,23 @@ def test_a_transaction_the_capacity_cannot_take_is_cancelled_whole_as_dynamodb_d
     assert reasons[1]["Code"] == "ThrottlingError" and "Throughput exceeds the current capacity" in reasons[1]["Message"]
     assert _passes(caught.value)  # the evidence store reads it as throttling: backs off and resends
     assert Canned.seen == []  # nothing written
-    assert "dynamodb capacity:ev write" not in server.ledger.report()  # nothing charged
+    assert server.ledger.report()["dynamodb capacity:ev write"]["units"] == 2  # nothing charged
     ddb.transact_write_items(TransactItems=[_put("ev", "i-1")])  # the 3 units are all still there
     row = server.ledger.report()["dynamodb:TransactWriteItems"]
-    assert (row["calls"], row["throttled"], row["units"]) == (2, 1, 2 + 1)
+    assert (row["calls"], row["throttled"], row["units"]) == (3, 1, 2 * (2 + 1))
+
+
+def test_a_transaction_larger_than_a_second_of_capacity_goes_through_a_full_bucket_into_debt(proxy_of):
+    quotas = {**aq.QUOTAS, ("dynamodb", "key-range-write"): replace(aq.QUOTAS["dynamodb", "key-range-write"],
+                                                                    rate=0, burst=2)}
+    server, endpoint = proxy_of(quotas=quotas, min_burst=0)
+    ddb = client("dynamodb", endpoint, attempts=1)
+    # 3 units on a day key that holds 2: DynamoDB's burst capacity serves it (never refused forever)
+    ddb.transact_write_items(TransactItems=[_put("ev", f"i-{n}") for n in range(3)])
+    with pytest.raises(ClientError) as caught:  # the key is in debt now: the next waits until it is repaid
+        ddb.transact_write_items(TransactItems=[_put("ev", "i-9")])
+    assert caught.value.response["CancellationReasons"][0]["Code"] == "ThrottlingError"
+    assert server.ledger.report()["dynamodb capacity:ev day-index write"]["units"] == 3
 
 
 def test_a_transaction_refused_by_the_day_index_key_names_the_index(proxy_of):

@@ -547,7 +547,8 @@ class Ledger:
     def admit_transaction(self, call: Call, actions: list[tuple[str, str, dict]]) -> list[dict]:
         """TransactWriteItems, all or nothing: each (kind, table, item) costs TRANSACT_FACTOR × its write units on
         the table and, unless a ConditionCheck, its write units once on the day-index key of an item with one
-        (see TRANSACT_FACTOR). Returns one CancellationReason per action:
+        (see TRANSACT_FACTOR); more than a bucket holds goes through a full one, into debt. Returns one
+        CancellationReason per action:
         all {"Code": "None"} when every bucket can take the whole (then debited), else ThrottlingError on each
         action that no longer fits, and nothing is debited (a cancelled transaction writes nothing)."""
         with self.lock:
@@ -564,7 +565,11 @@ class Ledger:
                     if bucket is None:
                         continue
                     need[id(bucket)] = need.get(id(bucket), 0) + cost
-                    if self.enforce and bucket.level() < need[id(bucket)] and reason["Code"] == "None":
+                    # A transaction may ask more than a bucket holds (one second's rate): DynamoDB's burst
+                    # capacity serves it, so a full bucket takes it into debt rather than refuse it forever.
+                    level = bucket.level()
+                    if (self.enforce and level < need[id(bucket)] and not level >= bucket.burst > 0
+                            and reason["Code"] == "None"):
                         reason = {"Code": "ThrottlingError", "Message": message}
                 reasons.append(reason)
                 plan.append((table, units, table_bucket, day_bucket))
