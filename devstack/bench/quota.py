@@ -17,7 +17,9 @@ rates:
    instances (DescribeInstances), reads the run's records and its host-key pins (BatchGetItem), pins first
    sights (conditional PutItem), reaches every host over SSH, looks its stream up (StreamLookup: prefix
    listings, DescribeLogStreams), searches the batch's canaries (FilterLogEvents, 100 streams a call, polled
-   until found or `--canary-wait`) and writes evidence every 25 hosts (BatchWriteItem);
+   until found or `--canary-wait`) and writes evidence every 25 hosts: each host's raw output first
+   (BatchWriteItem to T_raw), then the observations (BatchGetItem, consistent, of the current items; then
+   TransactWriteItems: a first observation one Put, a replacement two — the version kept and the new current);
 3. seal — the day sealed as the store step seals it (`include.evidence.seals.seal`: the day index and the version
    partitions read for the members, the chain's head read consistently, the seal put conditionally, its
    member chunks put);
@@ -26,7 +28,10 @@ rates:
    BatchUpdateFindings), unless `--no-securityhub`;
 6. SSM Run Command (`include.reach.ssm.SsmTransport`) over the first `--ssm-hosts` hosts (0: skipped).
 
-Then every host's evidence must be in the table exactly once, under this run. What the day keeps is measured
+`--reruns k` runs the verify phase k more times the same day (new run ids, trigger manual), so each host's
+observation is replaced k times: the versions' transactions and bytes are in the rows (which then count the
+whole day, 1 + k runs; the per-phase rows give each run's own). Then every host's evidence must be in the table
+exactly once, under the last run. What the day keeps is measured
 on moto directly (not through the proxy): the size DynamoDB counts (attribute names + values) of the day's
 current items and versions, its raw output chunks in T_raw, its seals and their member chunks, per host, and
 what that costs to store at 100,000 hosts (`storage`). Reported per API: calls,
@@ -214,8 +219,10 @@ class Phases:
 
 
 def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_wait_s: int = 90,
-               securityhub: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Discovery, verify, the report read, Security Hub and SSM, through the proxy (module docstring)."""
+               securityhub: bool = True, reruns: int = 0, log: Callable[[str], None] = print) -> dict:
+    """Discovery, verify (then `reruns` more runs of the day: each observation replaces the current one, which
+    is kept as a version), the seal, the report read, Security Hub and SSM, through the proxy (module
+    docstring)."""
     from include.evidence.store import EvidenceStore
     from include.fleet.batching import Batch, plan_batches
     from include.fleet.discovery import discover_region
@@ -231,7 +238,7 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
                          connect_timeout=15, host_timeout=90, command_timeout=60)
     ssh = SshSettings(username=SSH_LOGIN, key_file=str(stand.key), port=PORT, host_key_policy="tofu",
                       connect_timeout=15, command_timeout=60, host_budget=90)
-    ctx = RunContext(day, run_id, params, ssh)
+    ctx = RunContext(day, run_id, params, ssh, trigger="schedule")
 
     def discover():
         ec2, _, _ = batch_clients(stand.endpoint)
@@ -240,18 +247,22 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
     batches = phases.run("discovery", discover)
     log(f"  discovered {sum(len(b.instance_ids) for b in batches)} running in {len(batches)} batches")
 
-    def one(batch: Batch) -> BatchResult:
+    def one(batch: Batch, ctx: RunContext = ctx) -> BatchResult:
         ec2, logs, ddb = batch_clients(stand.endpoint)
         try:
             return verify_batch(batch, ctx, ec2, logs, EvidenceStore(ddb, TABLE))
         except Exception as exc:  # noqa: BLE001 - a failed batch is reported (the DAG would retry it)
             return BatchResult.failure(batch.label, batch.region, len(batch.instance_ids), f"{type(exc).__name__}: {exc}")
 
-    def verify():
+    def verify(ctx: RunContext = ctx):
         with ThreadPoolExecutor(max(1, parallel)) as pool:
-            return list(pool.map(one, batches))
+            return list(pool.map(lambda b: one(b, ctx), batches))
 
     results = phases.run("verify", verify)
+    for k in range(1, reruns + 1):  # a same-day rerun (manual): every host observed again, the first kept
+        run_id = f"{run_id.split('__rerun')[0]}__rerun{k}"
+        rerun = RunContext(day, run_id, params, ssh, trigger="manual")
+        results += phases.run(f"verify rerun {k}", lambda rerun=rerun: verify(rerun))
     failed = [{"label": r.label, "error": r.error} for r in results if r.failed]
     for r in failed:
         log(f"  batch failed: {r['label']}: {r['error']}")
@@ -296,7 +307,8 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
     ssm = phases.run("ssm", lambda: _ssm(stand)) if stand.ssm_hosts else None
     direct = _session().client("dynamodb", endpoint_url=stand.direct)  # low-level: DynamoDB JSON as stored
     kept = storage(day_storage(direct, TABLE, day), stand.n, params.ttl_days)
-    return {"day": day, "run_id": run_id, "batches": len(batches), "batch_failures": failed, "evidence": evidence,
+    return {"day": day, "run_id": run_id, "reruns": reruns, "batches": len(batches), "batch_failures": failed,
+            "evidence": evidence,
             "seal": sealed, "storage": kept,
             "statuses": statuses, "canary_found": canary_found, "canaries": canaries,
             "not_reached": dict(sorted(unreachable.items(), key=lambda kv: -kv[1])[:5]), "securityhub": hub, "ssm": ssm,
@@ -563,7 +575,7 @@ def markdown(rows: list[dict], n: int, to: int = PROJECT_TO, window_h: float = W
 
 
 def run(hosts: int, out: Path, *, parallel: int = 16, scale: float = 1.0, canary: bool = True,
-        canary_wait_s: int = 90, securityhub: bool = True, ssm_hosts: int = 0, latency_ms: int = 20,
+        canary_wait_s: int = 90, securityhub: bool = True, ssm_hosts: int = 0, latency_ms: int = 20, reruns: int = 0,
         addresses: Callable[[int], list[str]] = bench_addresses,
         cidrs: tuple[str, str] = ("127.43.0.0/16", "127.43.0.0/16"), log: Callable[[str], None] = print,
         stream_names: str = "instance-id") -> dict:
@@ -573,7 +585,7 @@ def run(hosts: int, out: Path, *, parallel: int = 16, scale: float = 1.0, canary
     stand = Stand(out / f"quota-{n}", n, addresses, cidrs, ssm_hosts, latency_ms, scale, log, stream_names)
     try:
         result = daily_work(stand, parallel=parallel, canary=canary, canary_wait_s=canary_wait_s,
-                            securityhub=securityhub, log=log)
+                            securityhub=securityhub, reruns=reruns, log=log)
         result["seed_s"] = round(stand.seed_s, 1)
     finally:
         stand.stop()
@@ -601,14 +613,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-securityhub", action="store_true")
     parser.add_argument("--ssm-hosts", type=int, default=200, help="hosts also reached by SSM Run Command (0: none)")
     parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument("--reruns", type=int, default=0,
+                        help="same-day reruns after the first run: each keeps the replaced observations as versions "
+                             "(the API rows then count the whole day: 1 + reruns runs)")
     parser.add_argument("--out", type=Path, default=PROJECT / ".local" / "bench")
     parser.add_argument("--stream-names", choices=("instance-id", "hostname"), default="instance-id",
                         help="how the agents name the audit stream (hostname: the run's shared listing answers)")
     args = parser.parse_args(argv)
     doc = run(args.hosts, args.out, parallel=args.parallel, scale=args.scale, canary=not args.no_canary,
               canary_wait_s=args.canary_wait, securityhub=not args.no_securityhub, ssm_hosts=args.ssm_hosts,
-              latency_ms=args.latency_ms, stream_names=args.stream_names)
-    print(f"\n{doc['hosts']:,} hosts, {doc['batches']} batches, {doc['parallel']} at a time, rates × {doc['scale']:g}; "
+              latency_ms=args.latency_ms, stream_names=args.stream_names, reruns=args.reruns)
+    print(f"\n{doc['hosts']:,} hosts, {doc['batches']} batches, {doc['parallel']} at a time, rates × {doc['scale']:g}, "
+          f"{doc['reruns']} same-day rerun(s); "
           f"evidence {doc['evidence']}; wall {doc['wall_s']} s (phases {doc['walls_s']})\n")
     print(markdown(doc["apis"], doc["hosts"]))
     print(f"\nseal: {doc['seal']}\n")
