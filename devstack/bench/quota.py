@@ -17,13 +17,24 @@ rates:
    instances (DescribeInstances), reads the run's records and its host-key pins (BatchGetItem), pins first
    sights (conditional PutItem), reaches every host over SSH, looks its stream up (StreamLookup: prefix
    listings, DescribeLogStreams), searches the batch's canaries (FilterLogEvents, 100 streams a call, polled
-   until found or `--canary-wait`) and writes evidence every 25 hosts (BatchWriteItem);
-3. the day read back once for the report (Query on the day index, full items);
-4. Security Hub export of the day (`include.exports.securityhub.export_day`: GetFindings, BatchImportFindings,
+   until found or `--canary-wait`) and writes evidence every 25 hosts: each host's raw output first
+   (BatchWriteItem to T_raw), then the observations (BatchGetItem, consistent, of the current items; then
+   TransactWriteItems: a first observation one Put, a replacement two — the version kept and the new current);
+3. seal — the day sealed as the store step seals it (`include.evidence.seals.seal`: the day index and the version
+   partitions read for the members, the chain's head read consistently, the seal put conditionally, its
+   member chunks put);
+4. the day read back once for the report (Query on the day index, full items);
+5. Security Hub export of the day (`include.exports.securityhub.export_day`: GetFindings, BatchImportFindings,
    BatchUpdateFindings), unless `--no-securityhub`;
-5. SSM Run Command (`include.reach.ssm.SsmTransport`) over the first `--ssm-hosts` hosts (0: skipped).
+6. SSM Run Command (`include.reach.ssm.SsmTransport`) over the first `--ssm-hosts` hosts (0: skipped).
 
-Then every host's evidence must be in the table exactly once, under this run. Reported per API: calls,
+`--reruns k` runs the verify phase k more times the same day (new run ids, trigger manual), so each host's
+observation is replaced k times: the versions' transactions and bytes are in the rows (which then count the
+whole day, 1 + k runs; the per-phase rows give each run's own). Then every host's evidence must be in the table
+exactly once, under the last run. What the day keeps is measured
+on moto directly (not through the proxy): the size DynamoDB counts (attribute names + values) of the day's
+current items and versions, its raw output chunks in T_raw, its seals and their member chunks, per host, and
+what that costs to store at 100,000 hosts (`storage`). Reported per API: calls,
 calls per host, throttles, request units (DynamoDB), and the projection: calls (or units) × 100,000 / N /
 the quota's rate — seconds of that API's account-and-Region budget the work takes at 100,000 hosts, which
 the quota, not this machine, sets. A markdown table goes to stdout and everything to
@@ -61,6 +72,12 @@ TABLE = "quota_bench_evidence"
 PROJECT_TO = 100_000
 WINDOW_H = 6.0
 ACCOUNT = "123456789012"  # moto's
+# DynamoDB Standard table class storage, per GB-month (us-east-1; https://aws.amazon.com/dynamodb/pricing/
+# on-demand, "Data storage"): the price the projection uses. A GB here is 10^9 bytes.
+STORAGE_USD_PER_GB_MONTH = 0.25
+ITEM_OVERHEAD_BYTES = 100  # "every item in DynamoDB requires 100 bytes of storage overhead for indexing" (storage
+#                            billing, Developer Guide "DynamoDB item sizes and formats"); an index entry too
+DAYS_PER_MONTH = 30
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
@@ -202,8 +219,10 @@ class Phases:
 
 
 def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_wait_s: int = 90,
-               securityhub: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Discovery, verify, the report read, Security Hub and SSM, through the proxy (module docstring)."""
+               securityhub: bool = True, reruns: int = 0, log: Callable[[str], None] = print) -> dict:
+    """Discovery, verify (then `reruns` more runs of the day: each observation replaces the current one, which
+    is kept as a version), the seal, the report read, Security Hub and SSM, through the proxy (module
+    docstring)."""
     from include.evidence.store import EvidenceStore
     from include.fleet.batching import Batch, plan_batches
     from include.fleet.discovery import discover_region
@@ -219,7 +238,7 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
                          connect_timeout=15, host_timeout=90, command_timeout=60)
     ssh = SshSettings(username=SSH_LOGIN, key_file=str(stand.key), port=PORT, host_key_policy="tofu",
                       connect_timeout=15, command_timeout=60, host_budget=90)
-    ctx = RunContext(day, run_id, params, ssh)
+    ctx = RunContext(day, run_id, params, ssh, trigger="schedule")
 
     def discover():
         ec2, _, _ = batch_clients(stand.endpoint)
@@ -228,21 +247,40 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
     batches = phases.run("discovery", discover)
     log(f"  discovered {sum(len(b.instance_ids) for b in batches)} running in {len(batches)} batches")
 
-    def one(batch: Batch) -> BatchResult:
+    def one(batch: Batch, ctx: RunContext = ctx) -> BatchResult:
         ec2, logs, ddb = batch_clients(stand.endpoint)
         try:
             return verify_batch(batch, ctx, ec2, logs, EvidenceStore(ddb, TABLE))
         except Exception as exc:  # noqa: BLE001 - a failed batch is reported (the DAG would retry it)
             return BatchResult.failure(batch.label, batch.region, len(batch.instance_ids), f"{type(exc).__name__}: {exc}")
 
-    def verify():
+    def verify(ctx: RunContext = ctx):
         with ThreadPoolExecutor(max(1, parallel)) as pool:
-            return list(pool.map(one, batches))
+            return list(pool.map(lambda b: one(b, ctx), batches))
 
     results = phases.run("verify", verify)
+    for k in range(1, reruns + 1):  # a same-day rerun (manual): every host observed again, the first kept
+        run_id = f"{run_id.split('__rerun')[0]}__rerun{k}"
+        rerun = RunContext(day, run_id, params, ssh, trigger="manual")
+        results += phases.run(f"verify rerun {k}", lambda rerun=rerun: verify(rerun))
     failed = [{"label": r.label, "error": r.error} for r in results if r.failed]
     for r in failed:
         log(f"  batch failed: {r['label']}: {r['error']}")
+
+    def seal():
+        from include.evidence import seals
+
+        _, _, ddb = batch_clients(stand.endpoint)
+        record = seals.seal(EvidenceStore(ddb, TABLE), day, run_id, "schedule", params.ttl_days,
+                            params.kms_key_id or None)
+        return {"seq": record.seq, "items": record.items, "manifest_sha256": record.manifest_sha256,
+                "signed": record.signed}
+
+    try:
+        sealed = phases.run("seal", seal)
+    except Exception as exc:  # noqa: BLE001 - reported (the store step would fail and be retried)
+        sealed = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    log(f"  sealed: {sealed}")
 
     def report_read():
         _, _, ddb = batch_clients(stand.endpoint)
@@ -267,7 +305,11 @@ def daily_work(stand: Stand, *, parallel: int = 16, canary: bool = True, canary_
             unreachable[detail] = unreachable.get(detail, 0) + 1
     hub = phases.run("securityhub", lambda: _securityhub(stand, items)) if securityhub else None
     ssm = phases.run("ssm", lambda: _ssm(stand)) if stand.ssm_hosts else None
-    return {"day": day, "run_id": run_id, "batches": len(batches), "batch_failures": failed, "evidence": evidence,
+    direct = _session().client("dynamodb", endpoint_url=stand.direct)  # low-level: DynamoDB JSON as stored
+    kept = storage(day_storage(direct, TABLE, day), stand.n, params.ttl_days)
+    return {"day": day, "run_id": run_id, "reruns": reruns, "batches": len(batches), "batch_failures": failed,
+            "evidence": evidence,
+            "seal": sealed, "storage": kept,
             "statuses": statuses, "canary_found": canary_found, "canaries": canaries,
             "not_reached": dict(sorted(unreachable.items(), key=lambda kv: -kv[1])[:5]), "securityhub": hub, "ssm": ssm,
             "phases": phases.rows, "walls_s": phases.walls, "totals": stand.ledger.report()}
@@ -325,6 +367,101 @@ def _ssm(stand: Stand) -> dict:
     ok, calls = ssm_transport_run(client, hosts, SsmSettings(command_timeout=60, delivery_timeout=90,
                                                              max_concurrency=50))
     return {"hosts": len(hosts), "complete": ok, "transport_calls": dict(sorted(calls.items()))}
+
+
+# ----------------------------------------------------------------------------------------- stored bytes
+
+def _pages(client, operation: str, **kwargs) -> list[dict]:
+    return [it for page in client.get_paginator(operation).paginate(**kwargs) for it in page.get("Items", [])]
+
+
+def day_storage(client, table: str, day: str) -> dict[str, list[dict]]:
+    """Every item the day keeps, as stored, by kind (`client`: a low-level DynamoDB client — not a resource's,
+    which would translate values — so items come as DynamoDB JSON): "current" and
+    "versions" (the observations), "raw" (T_raw chunks), "seals" (the chain's seals of the day) and
+    "seal_members" (their member chunks), "other" (run summary, digest, ... of the day)."""
+    from include.aws.tables import DAY_INDEX
+    from include.evidence.manifest import SEAL_ID
+    from include.evidence.observation import CURRENT, raw_table_name, version_key
+    from include.evidence.seals import MEMBERS_TYPE
+
+    def partition(key: str) -> list[dict]:
+        return _pages(client, "query", TableName=table, IndexName=DAY_INDEX,
+                      KeyConditionExpression="audit_date = :d", ExpressionAttributeValues={":d": {"S": key}})
+
+    out: dict[str, list[dict]] = {"current": [], "versions": [], "raw": [], "seals": [], "seal_members": [],
+                                  "other": []}
+    for item in partition(day):
+        kind = item.get("item_type", {}).get("S")
+        out["current" if kind == CURRENT else "seal_members" if kind == MEMBERS_TYPE else "other"].append(item)
+    for seq in range(1, 1_000_000):  # "<day>#v#1", "#v#2", ... to the first empty one (store.day_versions)
+        found = partition(version_key(day, seq))
+        if not found:
+            break
+        out["versions"] += found
+    out["seals"] = _pages(client, "query", TableName=table, KeyConditionExpression="instance_id = :s",
+                          FilterExpression="#day = :d", ExpressionAttributeNames={"#day": "day"},
+                          ExpressionAttributeValues={":s": {"S": SEAL_ID}, ":d": {"S": day}})
+    # T_raw has no index (raw bytes are not copied into one): its day is a prefix of every sort key.
+    out["raw"] = _pages(client, "scan", TableName=raw_table_name(table),
+                        FilterExpression="begins_with(output_key, :d)", ExpressionAttributeValues={":d": {"S": f"{day}#"}})
+    return out
+
+
+def storage(groups: dict[str, list[dict]], hosts: int, ttl_days: int, to: int = PROJECT_TO,
+            usd_per_gb_month: float = STORAGE_USD_PER_GB_MONTH) -> dict:
+    """Bytes the day keeps per host (pure), as DynamoDB sizes an item (attribute names + values:
+    quotas.item_size), split into the observations (current items + versions), raw output (T_raw) and seals
+    (seal items + member chunks); and what storing it costs at `to` hosts. Billed bytes add 100 bytes per item,
+    and the day index (by_audit_date, projection ALL) stores a second copy of every evidence-table item —
+    observations, seals, members, not T_raw, which has no index."""
+    size = {kind: sum(aws_quotas.item_size(it) for it in items) for kind, items in groups.items()}
+    count = {kind: len(items) for kind, items in groups.items()}
+    split = {"items": size.get("current", 0) + size.get("versions", 0), "raw_output": size.get("raw", 0),
+             "seals": size.get("seals", 0) + size.get("seal_members", 0), "other": size.get("other", 0)}
+    raw_items = count.get("raw", 0)
+    table_items = sum(count.values()) - raw_items
+    table_bytes = sum(split.values()) - split["raw_output"]
+    # billed: the table's items + their index copies (each with its overhead) + T_raw's items
+    billed = 2 * (table_bytes + ITEM_OVERHEAD_BYTES * table_items) + split["raw_output"] + ITEM_OVERHEAD_BYTES * raw_items
+    per_host = billed / max(1, hosts)
+    day_gb = per_host * to / 1e9
+    return {
+        "hosts": hosts, "bytes": split, "counts": count,
+        "bytes_per_host": {k: round(v / max(1, hosts), 1) for k, v in split.items()},
+        "stored_bytes_per_host": round(sum(split.values()) / max(1, hosts), 1),
+        "billed_bytes_per_host_per_day": round(per_host, 1),
+        "price": {"usd_per_gb_month": usd_per_gb_month, "table_class": "DynamoDB Standard", "gb": "10^9 bytes",
+                  "item_overhead_bytes": ITEM_OVERHEAD_BYTES,
+                  "note": "billed = 2 × (evidence-table items + 100 B each): the by_audit_date index (projection ALL) "
+                          "keeps a copy of the observations, seals and their members; + T_raw (no index) + 100 B "
+                          "an item. Free tier (25 GB) ignored."},
+        f"at_{to}": {
+            "gb_per_day": round(day_gb, 3),
+            "usd_per_month_per_day_kept": round(day_gb * usd_per_gb_month, 4),
+            f"gb_after_{DAYS_PER_MONTH}_days": round(day_gb * DAYS_PER_MONTH, 2),
+            f"usd_per_month_after_{DAYS_PER_MONTH}_days": round(day_gb * DAYS_PER_MONTH * usd_per_gb_month, 2),
+            "ttl_days": ttl_days, "gb_steady_state": round(day_gb * ttl_days, 1),
+            "usd_per_month_steady_state": round(day_gb * ttl_days * usd_per_gb_month, 2)}}
+
+
+def storage_markdown(kept: dict, to: int = PROJECT_TO) -> str:
+    """The stored-bytes table: per host per day, by kind, and the monthly cost at `to` hosts."""
+    at = kept[f"at_{to}"]
+    per = kept["bytes_per_host"]
+    lines = ["| kept per host per day | bytes (attribute names + values) |", "| --- | ---: |",
+             *[f"| {name} | {per[key]:,.0f} |" for key, name in (
+                 ("items", "observations (current items + versions)"), ("raw_output", "raw output (T_raw, gzip)"),
+                 ("seals", "seals (seal items + member chunks)"), ("other", "other (summary, digest)"))],
+             f"| **stored** | **{kept['stored_bytes_per_host']:,.0f}** |",
+             f"| billed (× 2 for the by_audit_date index copy of all but T_raw, + 100 B an item) | "
+             f"{kept['billed_bytes_per_host_per_day']:,.0f} |",
+             "",
+             f"At {to:,} hosts, DynamoDB Standard storage at ${kept['price']['usd_per_gb_month']} per GB-month: "
+             f"{at['gb_per_day']:,.2f} GB a day; after {DAYS_PER_MONTH} days {at[f'gb_after_{DAYS_PER_MONTH}_days']:,.1f} GB, "
+             f"${at[f'usd_per_month_after_{DAYS_PER_MONTH}_days']:,.2f} a month; at ttl_days={at['ttl_days']} "
+             f"(steady state) {at['gb_steady_state']:,.0f} GB, ${at['usd_per_month_steady_state']:,.2f} a month."]
+    return "\n".join(lines)
 
 
 # -------------------------------------------------------------------------------------------- projections
@@ -438,7 +575,7 @@ def markdown(rows: list[dict], n: int, to: int = PROJECT_TO, window_h: float = W
 
 
 def run(hosts: int, out: Path, *, parallel: int = 16, scale: float = 1.0, canary: bool = True,
-        canary_wait_s: int = 90, securityhub: bool = True, ssm_hosts: int = 0, latency_ms: int = 20,
+        canary_wait_s: int = 90, securityhub: bool = True, ssm_hosts: int = 0, latency_ms: int = 20, reruns: int = 0,
         addresses: Callable[[int], list[str]] = bench_addresses,
         cidrs: tuple[str, str] = ("127.43.0.0/16", "127.43.0.0/16"), log: Callable[[str], None] = print,
         stream_names: str = "instance-id") -> dict:
@@ -448,7 +585,7 @@ def run(hosts: int, out: Path, *, parallel: int = 16, scale: float = 1.0, canary
     stand = Stand(out / f"quota-{n}", n, addresses, cidrs, ssm_hosts, latency_ms, scale, log, stream_names)
     try:
         result = daily_work(stand, parallel=parallel, canary=canary, canary_wait_s=canary_wait_s,
-                            securityhub=securityhub, log=log)
+                            securityhub=securityhub, reruns=reruns, log=log)
         result["seed_s"] = round(stand.seed_s, 1)
     finally:
         stand.stop()
@@ -476,19 +613,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-securityhub", action="store_true")
     parser.add_argument("--ssm-hosts", type=int, default=200, help="hosts also reached by SSM Run Command (0: none)")
     parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument("--reruns", type=int, default=0,
+                        help="same-day reruns after the first run: each keeps the replaced observations as versions "
+                             "(the API rows then count the whole day: 1 + reruns runs)")
     parser.add_argument("--out", type=Path, default=PROJECT / ".local" / "bench")
     parser.add_argument("--stream-names", choices=("instance-id", "hostname"), default="instance-id",
                         help="how the agents name the audit stream (hostname: the run's shared listing answers)")
     args = parser.parse_args(argv)
     doc = run(args.hosts, args.out, parallel=args.parallel, scale=args.scale, canary=not args.no_canary,
               canary_wait_s=args.canary_wait, securityhub=not args.no_securityhub, ssm_hosts=args.ssm_hosts,
-              latency_ms=args.latency_ms, stream_names=args.stream_names)
-    print(f"\n{doc['hosts']:,} hosts, {doc['batches']} batches, {doc['parallel']} at a time, rates × {doc['scale']:g}; "
+              latency_ms=args.latency_ms, stream_names=args.stream_names, reruns=args.reruns)
+    print(f"\n{doc['hosts']:,} hosts, {doc['batches']} batches, {doc['parallel']} at a time, rates × {doc['scale']:g}, "
+          f"{doc['reruns']} same-day rerun(s); "
           f"evidence {doc['evidence']}; wall {doc['wall_s']} s (phases {doc['walls_s']})\n")
     print(markdown(doc["apis"], doc["hosts"]))
+    print(f"\nseal: {doc['seal']}\n")
+    print(storage_markdown(doc["storage"]))
     print("\nwindow check at 100,000 hosts:", json.dumps(doc["window_check"], indent=2))
     print(f"\nresults: {args.out / 'quota.json'}")
-    ok = doc["evidence"]["this_run"] == doc["hosts"] and doc["evidence"]["unique"] == doc["hosts"]
+    ok = (doc["evidence"]["this_run"] == doc["hosts"] and doc["evidence"]["unique"] == doc["hosts"]
+          and doc["seal"].get("items", 0) >= doc["hosts"])
     return 0 if ok else 1
 
 

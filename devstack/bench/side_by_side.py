@@ -255,7 +255,10 @@ def _ssm(r: Round) -> dict:
 
 def _dag_row(r: Round, method: str, label: str, transport: str = "ssh") -> dict:
     """This DAG end to end (discover → verify batches → evidence → report → email), on its own evidence table
-    so each row is a first run (tofu pins included). transport ssm: the SSM calls the server served."""
+    so each row is a first run (tofu pins included). Its evidence goes through the run's own writers — raw
+    output to T_raw, observations by transaction, the day sealed in the store step — so their cost is in the
+    wall and CPU; a first run keeps no versions (a same-day rerun would add one Put per host to each
+    transaction). transport ssm: the SSM calls the server served."""
     from include.evidence.store import EvidenceStore
 
     aws = r.aws()

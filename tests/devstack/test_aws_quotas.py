@@ -134,6 +134,8 @@ def test_item_sizes_and_request_units_follow_the_developer_guide_rules():
     assert aq.write_units({"k": {"S": "x" * 1024}}) == 2
     assert aq.read_units([{"k": {"S": "x" * 5000}}]) == 1.0  # 2 × 4 KB, eventually consistent: half
     assert aq.read_units([{"k": {"S": "x" * 5000}}], consistent=True) == 2
+    assert aq.item_size({"d": {"B": b"\x00" * 10}}) == 1 + 10  # a low-level client's bytes: their length
+    assert aq.item_size({"d": {"B": "AAAAAAAAAAAAAA=="}}) == 1 + 10  # on the wire, base64 (padding not counted)
 
 
 # ------------------------------------------------------------------------ a canned upstream and proxies
@@ -149,7 +151,12 @@ class Canned(BaseHTTPRequestHandler):
     def _serve(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
         self.seen.append((self.command, self.path, body))
-        if self.headers.get("X-Amz-Target"):
+        if self.headers.get("X-Amz-Target", "").endswith("BatchGetItem"):  # every key found, ~5 KB each
+            asked = json.loads(body)["RequestItems"]
+            data = json.dumps({"Responses": {t: [{**k, "pad": {"S": "x" * 5000}} for k in spec["Keys"]]
+                                             for t, spec in asked.items()}}).encode()
+            kind = "application/x-amz-json-1.0"
+        elif self.headers.get("X-Amz-Target"):
             data, kind = b"{}", "application/x-amz-json-1.1"
         elif b"Action=" in body:
             data, kind = b'<R xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"></R>', "text/xml"
@@ -318,6 +325,89 @@ def test_reads_are_charged_by_what_they_return_and_wait_while_in_debt(proxy_of):
     with pytest.raises(ClientError):
         ddb.get_item(TableName="t", Key={"k": {"S": "v"}})
     assert server.ledger.report()["dynamodb:GetItem"]["throttled"] == 1
+
+
+def test_a_consistent_batch_get_is_charged_at_the_consistent_rate_each_item_rounded_up(proxy_of):
+    server, endpoint = proxy_of(enforce=False)
+    ddb = client("dynamodb", endpoint, attempts=1)
+    keys = [{"instance_id": {"S": f"i-{n}"}, "audit_date": {"S": "2030-01-01"}} for n in range(2)]
+    ddb.batch_get_item(RequestItems={"ev": {"Keys": keys, "ConsistentRead": True}})  # per table, not top-level
+    assert server.ledger.report()["dynamodb capacity:ev read"]["units"] == 4  # 2 items × 8 KB, consistent
+    ddb.batch_get_item(RequestItems={"ev": {"Keys": keys}})
+    assert server.ledger.report()["dynamodb capacity:ev read"]["units"] == 4 + 2  # eventually: half
+
+
+def _put(table: str, key: str, pad: int = 0, day: str | None = "2030-01-01") -> dict:
+    item = {"instance_id": {"S": key}, **({"audit_date": {"S": day}} if day else {}),
+            **({"pad": {"S": "x" * pad}} if pad else {})}
+    return {"Put": {"TableName": table, "Item": item}}
+
+
+def test_a_transaction_costs_two_write_units_per_kb_of_each_item_on_the_table_and_one_on_the_day_index(proxy_of):
+    server, endpoint = proxy_of(enforce=False)
+    actions = [_put("ev", "i-1", pad=1500),  # 2 KB: 4 units on the table, 2 on the day index
+               _put("ev_raw", "i-1", day=None),  # T_raw: no day index, 2 units
+               {"ConditionCheck": {"TableName": "ev", "ConditionExpression": "attribute_exists(instance_id)",
+                                   "Key": {"instance_id": {"S": "i-2"}, "audit_date": {"S": "2030-01-01#v#1"}}}}]
+    client("dynamodb", endpoint, attempts=1).transact_write_items(TransactItems=actions)
+    report = server.ledger.report()
+    assert report["dynamodb capacity:ev write"]["units"] == 4 + 2  # a ConditionCheck is a write, twice
+    assert report["dynamodb capacity:ev day-index write"]["units"] == 2  # once; a check changes no index entry
+    assert report["dynamodb capacity:ev_raw write"]["units"] == 2
+    row = report["dynamodb:TransactWriteItems"]
+    assert (row["calls"], row["throttled"], row["units"]) == (1, 0, 6 + 2 + 2)
+    assert [json.loads(b)["TransactItems"] for _, _, b in Canned.seen] == [actions]  # forwarded as sent
+
+
+def test_a_transaction_the_capacity_cannot_take_is_cancelled_whole_as_dynamodb_does(proxy_of):
+    from include.evidence.store import _passes
+
+    quotas = {**aq.QUOTAS, ("dynamodb", "table-write"): replace(aq.QUOTAS["dynamodb", "table-write"], rate=0, burst=5)}
+    server, endpoint = proxy_of(quotas=quotas, min_burst=0)
+    ddb = client("dynamodb", endpoint, attempts=1)
+    ddb.transact_write_items(TransactItems=[_put("ev", "i-0")])  # 2 of the 5 units: 3 left
+    Canned.seen.clear()
+    with pytest.raises(ClientError) as caught:  # 2 + 2 units: the second does not fit in 3
+        ddb.transact_write_items(TransactItems=[_put("ev", "i-1"), _put("ev", "i-2")])
+    response = caught.value.response
+    assert response["Error"]["Code"] == "TransactionCanceledException"
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "[None, ThrottlingError]" in response["Error"]["Message"]
+    reasons = response["CancellationReasons"]
+    assert reasons[0] == {"Code": "None"}
+    assert reasons[1]["Code"] == "ThrottlingError" and "Throughput exceeds the current capacity" in reasons[1]["Message"]
+    assert _passes(caught.value)  # the evidence store reads it as throttling: backs off and resends
+    assert Canned.seen == []  # nothing written
+    assert server.ledger.report()["dynamodb capacity:ev write"]["units"] == 2  # nothing charged
+    ddb.transact_write_items(TransactItems=[_put("ev", "i-1")])  # the 3 units are all still there
+    row = server.ledger.report()["dynamodb:TransactWriteItems"]
+    assert (row["calls"], row["throttled"], row["units"]) == (3, 1, 2 * (2 + 1))
+
+
+def test_a_transaction_larger_than_a_second_of_capacity_goes_through_a_full_bucket_into_debt(proxy_of):
+    quotas = {**aq.QUOTAS, ("dynamodb", "key-range-write"): replace(aq.QUOTAS["dynamodb", "key-range-write"],
+                                                                    rate=0, burst=2)}
+    server, endpoint = proxy_of(quotas=quotas, min_burst=0)
+    ddb = client("dynamodb", endpoint, attempts=1)
+    # 3 units on a day key that holds 2: DynamoDB's burst capacity serves it (never refused forever)
+    ddb.transact_write_items(TransactItems=[_put("ev", f"i-{n}") for n in range(3)])
+    with pytest.raises(ClientError) as caught:  # the key is in debt now: the next waits until it is repaid
+        ddb.transact_write_items(TransactItems=[_put("ev", "i-9")])
+    assert caught.value.response["CancellationReasons"][0]["Code"] == "ThrottlingError"
+    assert server.ledger.report()["dynamodb capacity:ev day-index write"]["units"] == 3
+
+
+def test_a_transaction_refused_by_the_day_index_key_names_the_index(proxy_of):
+    quotas = {**aq.QUOTAS, ("dynamodb", "key-range-write"): replace(aq.QUOTAS["dynamodb", "key-range-write"],
+                                                                    rate=0, burst=0)}
+    _, endpoint = proxy_of(quotas=quotas, min_burst=0)
+    with pytest.raises(ClientError) as caught:
+        client("dynamodb", endpoint, attempts=1).transact_write_items(
+            TransactItems=[_put("ev_raw", "i-1", day=None), _put("ev", "i-1")])
+    reasons = caught.value.response["CancellationReasons"]
+    assert reasons[0] == {"Code": "None"}
+    assert reasons[1]["Code"] == "ThrottlingError" and "global secondary index" in reasons[1]["Message"]
+    assert Canned.seen == []
 
 
 # ------------------------------------------------------------------------- the fault proxy's methods

@@ -10,7 +10,9 @@ enforced with a token bucket per (access key, Region, service, API) — DynamoDB
 and per day-index key — and an empty bucket answered exactly as that service answers (EC2 503
 RequestLimitExceeded XML; Logs and SSM 400 ThrottlingException; DynamoDB 400
 ProvisionedThroughputExceededException with ThrottlingReasons, or a BatchWriteItem that writes what it can and
-hands back the rest as UnprocessedItems; Security Hub 429 TooManyRequestsException). Every call and every
+hands back the rest as UnprocessedItems, or a TransactWriteItems cancelled whole — 400
+TransactionCanceledException, CancellationReasons "ThrottlingError" on the actions that did not fit, "None" on
+the others; Security Hub 429 TooManyRequestsException). Every call and every
 throttle is counted per API:
 
     server, endpoint = QuotaProxy.start(moto_endpoint)            # published rates
@@ -109,6 +111,8 @@ class QuotaProxy(FaultProxy):
         request = json.loads(body or b"{}")
         if call.action == "BatchWriteItem":
             return self._batch_write(call, request)
+        if call.action == "TransactWriteItems":
+            return self._transact_write(call, request, body)
         if call.action in ("PutItem", "UpdateItem", "DeleteItem"):
             item = request.get("Item") or request.get("Key") or {}
             done, reason = self.ledger.admit_writes(call, request.get("TableName", ""), [item])
@@ -141,6 +145,20 @@ class QuotaProxy(FaultProxy):
             data = json.dumps(reply).encode()
         return status, data, headers
 
+    def _transact_write(self, call: Call, request: dict, body: bytes) -> tuple[int, bytes, dict]:
+        """All or nothing: forwarded when the buckets take every action (quotas.TRANSACT_FACTOR), else
+        cancelled as DynamoDB cancels it, nothing written. The size charged is the Put's item, or the key of an
+        Update, Delete or ConditionCheck (the stored item, which DynamoDB would size, is not read here)."""
+        actions = []
+        for entry in request.get("TransactItems", []):
+            (kind, action), = entry.items()
+            actions.append((kind, action.get("TableName", ""),
+                            action.get("Item") if kind == "Put" else action.get("Key", {})))
+        reasons = self.ledger.admit_transaction(call, actions)
+        if any(r["Code"] != "None" for r in reasons):
+            return aws_quotas.transaction_cancelled(reasons)
+        return self.forward(body)
+
     @staticmethod
     def _day(request: dict) -> str | None:
         """The day-index key a Query on an index reads (the values its key condition names)."""
@@ -164,9 +182,12 @@ class QuotaProxy(FaultProxy):
         if status == 200:
             reply = json.loads(data or b"{}")
             consistent = bool(request.get("ConsistentRead"))
-            if call.action == "BatchGetItem":
-                for table, items in reply.get("Responses", {}).items():
-                    self.ledger.charge_read(call, table, aws_quotas.read_units(items, consistent))
+            if call.action == "BatchGetItem":  # ConsistentRead is per table here, inside RequestItems
+                left = reply.get("UnprocessedKeys") or {}
+                for table, spec in request.get("RequestItems", {}).items():
+                    asked = len(spec.get("Keys", [])) - len(left.get(table, {}).get("Keys", []))
+                    self.ledger.charge_read(call, table, aws_quotas.batch_read_units(
+                        reply.get("Responses", {}).get(table, []), asked, bool(spec.get("ConsistentRead"))))
             else:
                 items = reply.get("Items") or ([reply["Item"]] if reply.get("Item") else [])
                 self.ledger.charge_read(call, tables[0], aws_quotas.read_units(items, consistent), day)

@@ -30,7 +30,12 @@ Sources, as read for this table (stored copies of the public documentation):
   Throttled data-plane calls: `ProvisionedThroughputExceededException` (or `ThrottlingException`) carrying
   `ThrottlingReasons` such as `IndexWriteKeyRangeThroughputExceeded` (API Reference, ThrottlingReason;
   botocore's DynamoDB model); BatchWriteItem returns what it could not write as UnprocessedItems and fails
-  only when it wrote nothing (API Reference, BatchWriteItem).
+  only when it wrote nothing (API Reference, BatchWriteItem). TransactWriteItems writes each item twice
+  (prepare and commit: two write units per KB per item on the table, a ConditionCheck too; its index updates
+  once, see TRANSACT_FACTOR) and is cancelled whole —
+  `TransactionCanceledException` with CancellationReasons, "ThrottlingError" for the throttled actions and
+  "None" for the others (API Reference, TransactionCanceledException). BatchGetItem reads each key as a
+  GetItem: every item rounded up to 4 KB, a key not found at the minimum, `ConsistentRead` per table.
 * Systems Manager — **not found**: no stored copy of the SSM endpoints-and-quotas page
   (https://docs.aws.amazon.com/general/latest/gr/ssm.html) or of any page giving the SendCommand,
   ListCommandInvocations, GetCommandInvocation or DescribeInstanceInformation request rates was found
@@ -159,10 +164,16 @@ EC2_UNFILTERED_SUBSET = frozenset({"DescribeInstances", "DescribeInstanceStatus"
                                    "DescribeSecurityGroups", "DescribeSnapshots", "DescribeSpotInstanceRequests",
                                    "DescribeVolumes"})
 NON_MUTATING = re.compile(r"^(Describe|List|Search|Get)")
-DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 DYNAMODB_READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
 CAPACITY = "dynamodb capacity"  # report rows of request units per table and bucket kind
 DAY_KEY = "audit_date"  # the hash key of the evidence table's day index (include/aws/tables.py: by_audit_date)
+# TransactWriteItems: DynamoDB writes every item of the table twice (prepare, commit), so each action costs two
+# write units per KB, a ConditionCheck too. The index update that follows a committed Put, Update or Delete is an
+# ordinary one (1×; a ConditionCheck changes nothing in it): "Transactional writes: 2× multiplier applies to BASE
+# TABLE ONLY. GSI and LSI writes remain 1×", verified against ReturnConsumedCapacity (aws/agent-toolkit-for-aws,
+# amazon-dynamodb skill, scripts/calculate_costs.py); the Developer Guide pages stored here do not say.
+TRANSACT_FACTOR = 2
 
 
 # --------------------------------------------------------------------------------------------- the request
@@ -345,7 +356,9 @@ def _value_size(value: dict) -> int:
         digits = len(str(Decimal(v).normalize()).replace("-", "").replace(".", "").lstrip("0")) or 1
         return math.ceil(digits / 2) + 1
     if kind == "B":
-        return math.ceil(len(v) * 3 / 4)  # base64 on the wire
+        if isinstance(v, (bytes, bytearray)):  # a low-level client's answer: the bytes themselves
+            return len(v)
+        return len(v) * 3 // 4 - (len(v) - len(v.rstrip("=")))  # base64 on the wire
     if kind in ("BOOL", "NULL"):
         return 1
     if kind in ("SS", "NS", "BS"):
@@ -371,6 +384,14 @@ def read_units(items: Iterable[dict], consistent: bool = False) -> float:
     """Read request units for returning these items: 1 per 4 KB strongly consistent, half eventually."""
     total = sum(item_size(i) for i in items)
     units = max(1, math.ceil(total / 4096))
+    return units if consistent else units / 2
+
+
+def batch_read_units(found: Iterable[dict], asked: int, consistent: bool = False) -> float:
+    """BatchGetItem: each key is read as one GetItem, so each item is rounded up to 4 KB on its own, and a key
+    not found still costs the minimum (API Reference, BatchGetItem); half of it eventually consistent."""
+    found = list(found)
+    units = sum(max(1, math.ceil(item_size(i) / 4096)) for i in found) + max(0, asked - len(found))
     return units if consistent else units / 2
 
 
@@ -406,6 +427,27 @@ def throttle_reply(call: Call, reason: str = "", resource: str = "") -> tuple[in
     # JSON 1.1 services: CloudWatch Logs, SSM (and the rest)
     return 400, json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode(), {
         "Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": rid}
+
+
+# What DynamoDB says of a transaction action it cancelled for throughput (on-demand table, or its index),
+# API Reference, TransactionCanceledException (botocore's DynamoDB model).
+TABLE_THROTTLED = ("Throughput exceeds the current capacity of your table or index. DynamoDB is automatically "
+                   "scaling your table or index so please try again shortly. If exceptions persist, check if you "
+                   "have a hot key: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
+                   "bp-partition-key-design.html.")
+INDEX_THROTTLED = ("Throughput exceeds the current capacity for one or more global secondary indexes. DynamoDB is "
+                   "automatically scaling your index so please try again shortly.")
+
+
+def transaction_cancelled(reasons: list[dict]) -> tuple[int, bytes, dict]:
+    """A TransactWriteItems DynamoDB cancelled: HTTP 400 TransactionCanceledException, one CancellationReason
+    per action in request order — {"Code": "None"} (no Message) for an action that was not the cause."""
+    codes = ", ".join(r["Code"] for r in reasons)
+    error = {"__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+             "Message": f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+             "CancellationReasons": reasons}
+    return 400, json.dumps(error).encode(), {"Content-Type": "application/x-amz-json-1.0",
+                                             "x-amzn-RequestId": _request_id()}
 
 
 # ------------------------------------------------------------------------------------------------ the ledger
@@ -501,6 +543,48 @@ class Ledger:
                 self._stats(call).units += units * (2 if day_bucket else 1)
                 done += 1
             return done, ""
+
+    def admit_transaction(self, call: Call, actions: list[tuple[str, str, dict]]) -> list[dict]:
+        """TransactWriteItems, all or nothing: each (kind, table, item) costs TRANSACT_FACTOR × its write units on
+        the table and, unless a ConditionCheck, its write units once on the day-index key of an item with one
+        (see TRANSACT_FACTOR); more than a bucket holds goes through a full one, into debt. Returns one
+        CancellationReason per action:
+        all {"Code": "None"} when every bucket can take the whole (then debited), else ThrottlingError on each
+        action that no longer fits, and nothing is debited (a cancelled transaction writes nothing)."""
+        with self.lock:
+            need: dict[int, float] = {}  # id(bucket) → units this transaction asks of it so far
+            plan, reasons = [], []
+            for kind, table, item in actions:
+                units = write_units(item)
+                day = item.get(DAY_KEY, {}).get("S") if isinstance(item.get(DAY_KEY), dict) else None
+                table_bucket = self._ddb(call, table, "write")
+                day_bucket = self._day_key(call, table, day, "write") if day and kind != "ConditionCheck" else None
+                reason = {"Code": "None"}
+                for bucket, cost, message in ((table_bucket, TRANSACT_FACTOR * units, TABLE_THROTTLED),
+                                              (day_bucket, units, INDEX_THROTTLED)):
+                    if bucket is None:
+                        continue
+                    need[id(bucket)] = need.get(id(bucket), 0) + cost
+                    # A transaction may ask more than a bucket holds (one second's rate): DynamoDB's burst
+                    # capacity serves it, so a full bucket takes it into debt rather than refuse it forever.
+                    level = bucket.level()
+                    if (self.enforce and level < need[id(bucket)] and not level >= bucket.burst > 0
+                            and reason["Code"] == "None"):
+                        reason = {"Code": "ThrottlingError", "Message": message}
+                reasons.append(reason)
+                plan.append((table, units, table_bucket, day_bucket))
+            if any(r["Code"] != "None" for r in reasons):
+                self._stats(call).throttled += 1
+                return reasons
+            for table, units, table_bucket, day_bucket in plan:
+                table_bucket.debit(TRANSACT_FACTOR * units)
+                self._spend(table, "write", TRANSACT_FACTOR * units)
+                self._stats(call).units += TRANSACT_FACTOR * units
+                if day_bucket:
+                    day_bucket.debit(units)
+                    self._spend(table, "day-index write", units)
+                    self._stats(call).units += units
+            return reasons
 
     def admit_read(self, call: Call, table: str, day: str | None = None) -> bool:
         """A read goes while the table's (and the day key's) read bucket is not in debt."""
