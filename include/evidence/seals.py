@@ -13,7 +13,7 @@ A day sealed again chains its new manifest after the old one; nothing here repla
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from include.aws.tables import DAY_INDEX
 from include.core.clock import expires_at, iso, utc_now
 from include.evidence import manifest
 from include.evidence.manifest import SEAL_ID, Member, Statement
-from include.evidence.observation import CURRENT, observation_sha256
+from include.evidence.observation import CURRENT, observation_sha256, version_key
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +100,25 @@ class SealStore:
                         "ExpressionAttributeNames": {f"#p{i}": f for i, f in enumerate(MEMBER_FIELDS)}}
         return self.table.query_all(kwargs)
 
-    def day_versions(self, day: str) -> list[dict]:
-        """The day's versions, projected to what a member needs (the evidence store's reader of them)."""
-        from include.evidence.store import EvidenceStore
-
-        return EvidenceStore(self.table.resource, self.table.table_name).day_versions(day, fields=MEMBER_FIELDS)
-
-    def day_members(self, day: str) -> list[Member]:
-        """Every observation of the day now: the current items (the day index) and the versions."""
-        items = self._day_partition(day, CURRENT) + self.day_versions(day)
+    def day_members(self, day: str, hosts: Iterable[str] = ()) -> list[Member]:
+        """Every observation of the day now. The day index only lists the day's hosts (plus `hosts`, which the
+        caller just wrote): it lags writes, so each host's current item is read by key, consistently, and its
+        versions 1 .. seq-1 by key too (every replaced observation is kept, so all of them exist). A correction
+        or a re-check stored a moment before the seal is covered, never missed as an index lag would."""
+        ids = sorted({str(it["instance_id"]) for it in self._day_partition(day, CURRENT)} | set(hosts))
+        projection = ", ".join(f"#{f}" for f in MEMBER_FIELDS)
+        currents = [it for it in self.table.batch_get(self.table.table_name, [
+            {"instance_id": i, "audit_date": day} for i in ids], projection, consistent=True)
+            if it.get("item_type", CURRENT) == CURRENT]
+        version_keys = [{"instance_id": it["instance_id"], "audit_date": version_key(day, s)}
+                        for it in currents for s in range(1, int(it.get("seq") or 1))]
+        items = currents + (self.table.batch_get(self.table.table_name, version_keys, projection, consistent=True)
+                            if version_keys else [])
         legacy = [it for it in items if not it.get("item_sha256")]
         if legacy:  # stored before items carried their hash: hash the whole stored item, as a verifier does
             keys = [{"instance_id": it["instance_id"], "audit_date": it["audit_date"]} for it in legacy]
-            full = {(f["instance_id"], f["audit_date"]): f for f in self.table.batch_get(self.table.table_name, keys)}
+            full = {(f["instance_id"], f["audit_date"]): f
+                    for f in self.table.batch_get(self.table.table_name, keys, consistent=True)}
             for it in legacy:
                 it["item_sha256"] = observation_sha256(full.get((it["instance_id"], it["audit_date"]), it))
         return sorted(_member(it) for it in items)
@@ -174,10 +180,12 @@ class SealStore:
         return manifest.unpack_members(found[0], str(found[1]["sha256"]))
 
     # -- sealing
-    def seal_day(self, day: str, run_id: str, trigger: str, ttl_days: int, signer=None) -> SealRecord:
+    def seal_day(self, day: str, run_id: str, trigger: str, ttl_days: int, signer=None,
+                 hosts: Iterable[str] = ()) -> SealRecord:
         """Seal the day as stored now: a new seal appended to the chain (never replacing one), its members
-        written after it. `signer`: include/evidence/signing.Signer, or None for an unsigned seal."""
-        members = self.day_members(day)
+        written after it. `signer`: include/evidence/signing.Signer, or None for an unsigned seal. `hosts`: ids
+        the caller has just written that day (the index may not list them yet)."""
+        members = self.day_members(day, hosts)
         digest = manifest.manifest_sha256(members)
         parts, members_sha = manifest.pack_members(members)
         for _ in range(APPEND_ATTEMPTS):
@@ -210,10 +218,10 @@ class SealStore:
 
 
 def seal(table: DayTable, day: str, run_id: str, trigger: str, ttl_days: int, kms_key_id: str | None = None,
-         ) -> SealRecord:
+         hosts: Iterable[str] = ()) -> SealRecord:
     """Seal a day (the store step, and a remediation's re-check for its day), signed when `kms_key_id` is set.
     A failure raises: the calling task fails and its retry seals the day; a day is never left silently unsealed."""
     from include.evidence.signing import open_signer
 
     signer = open_signer(kms_key_id) if kms_key_id else None
-    return SealStore(table).seal_day(day, run_id, trigger, ttl_days, signer)
+    return SealStore(table).seal_day(day, run_id, trigger, ttl_days, signer, hosts)

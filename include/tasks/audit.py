@@ -279,11 +279,12 @@ def seal_day(params: AuditParams, store, day: str, run_id: str, trigger: str):
     return seals.seal(store, day, run_id, trigger, params.ttl_days, params.kms_key_id or None)
 
 
-def reseal_day(store, day: str, run_id: str, trigger: str, ttl_days: int):
+def reseal_day(store, day: str, run_id: str, trigger: str, ttl_days: int, hosts=()):
     """A check outside the day's own run (a remediation's re-check, an event-driven one) added observations to
     `day`: seal the day again and bring its run summary and digest in step with its current items — the
     counts recomputed, the manifest the new seal's (contract: the summary carries the latest seal). Signed
-    with the key the chain's latest seal names, so a signed chain stays signed. Returns the SealRecord."""
+    with the key the chain's latest seal names, so a signed chain stays signed. `hosts`: the ids just
+    checked (the day index may not list them yet). Returns the SealRecord."""
     from dataclasses import replace
 
     from include.core.clock import iso
@@ -292,7 +293,7 @@ def reseal_day(store, day: str, run_id: str, trigger: str, ttl_days: int):
     from include.evidence import seals
     from include.evidence.records import RunSummary
 
-    sealed = seals.seal(store, day, run_id, trigger, ttl_days, seals.SealStore(store).signing_key())
+    sealed = seals.seal(store, day, run_id, trigger, ttl_days, seals.SealStore(store).signing_key(), hosts)
     earlier = store.run_summary(day)
     items = store.day_items(day, fields=["status", day_digest.ITEM_HASH])
     recorded = {it.instance_id for it in items}

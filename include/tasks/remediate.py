@@ -378,7 +378,7 @@ def reverify(params: RemediateParams, applied: Applied, run_id: str) -> Reverifi
         verify_batch(Batch(region=region, instance_ids=ids, label=f"re-verify {region}"), ctx, ec2_client(region),
                      logs_client(region), store)
     if groups:  # the re-checks are the day's observations now: sealed, and its summary in step (a retry reseals)
-        reseal_day(store, today, run_id, RECHECK_TRIGGER, params.ttl_days)
+        reseal_day(store, today, run_id, RECHECK_TRIGGER, params.ttl_days, hosts=list(touched))
     outcomes = {}
     for iid in touched:
         after = recheck_of(store.observations(iid, today), run_id) or EvidenceItem(
