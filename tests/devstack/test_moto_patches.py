@@ -53,3 +53,49 @@ def test_the_lookup_and_query_patches_change_no_answer(monkeypatch):
     dynamodb.query_copies_what_it_returns()
     assert table.copy is not __import__("copy")  # the patch is in place
     assert _day_reads_and_describes() == before
+
+
+def _transactions() -> str:
+    """Observations appended through transactions, one of them cancelled halfway (a lost race): what is stored
+    and what each call answered."""
+    from botocore.exceptions import ClientError
+
+    from include.evidence.store import EvidenceStore
+
+    with mock_aws():
+        resource = boto3.resource("dynamodb", region_name="us-east-1")
+        store = EvidenceStore(resource, "ev")
+        store.ensure_tables()
+        client = resource.meta.client
+        item = {"instance_id": "i-1", "audit_date": "2026-12-01", "seq": 1}  # the resource's client serializes
+        answers = [client.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "ev", "Item": item, "ConditionExpression": "attribute_not_exists(instance_id)"}},
+            {"Put": {"TableName": "ev", "Item": {**item, "instance_id": "i-2"}}}])["ResponseMetadata"]["HTTPStatusCode"]]
+        try:  # the new i-3 and the replaced i-2 go through, i-1's condition fails: all of it is undone
+            client.transact_write_items(TransactItems=[
+                {"Put": {"TableName": "ev", "Item": {**item, "instance_id": "i-3"}}},
+                {"Put": {"TableName": "ev", "Item": {**item, "instance_id": "i-2", "seq": 2}}},
+                {"Put": {"TableName": "ev", "Item": {**item, "seq": 2},
+                         "ConditionExpression": "seq = :s", "ExpressionAttributeValues": {":s": 7}}}])
+        except ClientError as exc:
+            answers.append([r.get("Code") for r in exc.response.get("CancellationReasons", [])])
+        stored = sorted((it["instance_id"], int(it["seq"])) for it in resource.Table("ev").scan()["Items"])
+        return json.dumps([answers, stored])
+
+
+def test_the_transaction_patch_changes_no_answer_and_a_cancelled_one_writes_nothing(monkeypatch):
+    from moto.dynamodb import models
+
+    from devstack.standins.aws import dynamodb
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    before = _transactions()
+    assert json.loads(before) == [[200, ["None", "None", "ConditionalCheckFailed"]], [["i-1", 1], ["i-2", 1]]]
+    for name in ("copy",):  # undone after the test
+        monkeypatch.setattr(models, name, getattr(models, name))
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", models.DynamoDBBackend.transact_write_items)
+    dynamodb.transactions_snapshot_their_items()
+    assert models.copy is not __import__("copy")  # the patch is in place
+    assert _transactions() == before
