@@ -236,7 +236,7 @@ def store_summary(params: AuditParams, inventory: Inventory, results: list[Batch
     items = store.day_items(facts.audit_date, fields=["status", day_digest.ITEM_HASH, *name_claims.FIELDS])
     items = correct_name_claims(params, store, items, facts)
     # The day as now stored, sealed before its summary names the seal: a failure fails the task (retried).
-    sealed = seal_day(params, store, facts.audit_date, facts.run_id, getattr(facts, "trigger", "") or "schedule")
+    sealed = seal_day(params, store, facts.audit_date, facts.run_id, facts.trigger or "manual")  # unknown: never "schedule"
     expected = {i for ids in inventory.instances.values() for i in ids}
     recorded_now = {it.instance_id for it in items if it.run_id == facts.run_id}
     unrecorded = sorted(expected - recorded_now)
