@@ -8,7 +8,7 @@ import pytest
 
 INCLUDE = Path(__file__).resolve().parents[2] / "include"
 # Low to high, as include/README.md lists them: a package may import only those before it.
-LAYERS = ["core", "settings", "aws", "checks", "fleet", "reach", "logs", "evidence", "integrity", "remediation", "verify",
+LAYERS = ["core", "settings", "aws", "checks", "fleet", "reach", "logs", "watch", "evidence", "integrity", "remediation", "verify",
           "report", "notify", "exports", "tasks"]
 
 
