@@ -114,3 +114,14 @@ def dynamodb_resource():
     """The evidence account's DynamoDB (always `aws_default`: evidence is written centrally)."""
     return AwsBaseHook(aws_conn_id=AWS_CONN_ID, resource_type="dynamodb").conn
 
+
+
+def sqs_client(queue_url: str = ""):
+    """SQS of the evidence account (`aws_default`), in the events queue's region (its URL names it on AWS):
+    the watch sends its deferred re-checks there, the silence sweep its messages (include/tasks/watch.py)."""
+    import re
+
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    match = re.match(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com", queue_url or "")
+    return SqsHook(aws_conn_id=AWS_CONN_ID, region_name=match.group(1) if match else None).conn

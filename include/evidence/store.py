@@ -388,8 +388,9 @@ class EvidenceStore(DayTable):
         found = self.get_chunks(DIGEST_PREFIX, audit_date)
         return day_digest.decode(found[0], found[1]["sha256"]) if found else None
 
-    def items_by_id(self, audit_date: str, instance_ids: Iterable[str]) -> list[EvidenceItem]:
-        """Full instance items of these instances on the day (BatchGetItem, 100 a call)."""
+    def items_by_id(self, audit_date: str, instance_ids: Iterable[str], consistent: bool = False) -> list[EvidenceItem]:
+        """Full instance items of these instances on the day (BatchGetItem, 100 a call); `consistent` for what
+        this run has just written (the watch reads its re-checks back)."""
         keys = [{"instance_id": i, "audit_date": audit_date} for i in dict.fromkeys(instance_ids)]
-        found = self.batch_get(self.table_name, keys) if keys else []
+        found = self.batch_get(self.table_name, keys, consistent=consistent) if keys else []
         return [EvidenceItem.from_item(it) for it in found if it.get("item_type") == "instance"]

@@ -76,10 +76,12 @@ class Recheck:
     trigger: str  # the most serious of its events' triggers (PRIORITY)
     account: str = ""
     first_at: str = ""  # the earliest event's moment
+    last_at: str = ""  # the latest event's moment: an observation started after it already answers the events
     not_before: str = ""  # ISO-8601 UTC: a launch waits launch_grace_minutes for the host to boot
     events: int = 0  # how many events folded into it
     tamper: list[str] = field(default_factory=list)  # the tamper kinds seen, in PRIORITY order of TAMPER_KINDS
     records: list[str] = field(default_factory=list)  # up to 5 distinct records (the alert quotes the first)
+    look: int = 1  # 1 = the re-check the events asked for; 2 = the second look after tamper_grace_minutes
 
     def to_xcom(self) -> dict[str, Any]:
         return plain(self)
@@ -87,3 +89,29 @@ class Recheck:
     @classmethod
     def from_xcom(cls, value: Mapping[str, Any]) -> "Recheck":
         return cls(**{k: value[k] for k in cls.__dataclass_fields__ if k in value})
+
+
+@dataclass(frozen=True)
+class WatchPlan:
+    """What one watch run was given and what it will do (include/tasks/watch.py: collect)."""
+
+    audit_date: str  # the UTC day the re-checks start: they belong to it (CONTRACT, Evidence)
+    run_id: str
+    due: list[Recheck] = field(default_factory=list)  # checked by this run
+    deferred: list[Recheck] = field(default_factory=list)  # sent back to the queue until their not_before
+    folded: list[str] = field(default_factory=list)  # "<id>: already observed at <checked_at>, after its events"
+    messages: int = 0
+    events: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # reason → count (logged, never retried)
+    alerted: str = ""  # what alert_at_once said
+    wait_until: str = ""  # ISO-8601 UTC: when the due re-checks may start (a replayed launch's boot), else now
+
+    def to_xcom(self) -> dict[str, Any]:
+        return plain(self)
+
+    @classmethod
+    def from_xcom(cls, value: Mapping[str, Any]) -> "WatchPlan":
+        known = {k: value[k] for k in cls.__dataclass_fields__ if k in value}
+        for key in ("due", "deferred"):
+            known[key] = [Recheck.from_xcom(r) for r in known.get(key, [])]
+        return cls(**known)
