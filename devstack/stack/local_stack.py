@@ -12,11 +12,15 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devstack import procs
 from devstack.procs import PROJECT, free_port, http_ok, wait_until
 from devstack.standins.aws.seed import REGION, seed_pins
 from devstack.standins.hosts.fleet import SSH_LOGIN, SSH_PORT, SSM_AGENT_PORT
+
+if TYPE_CHECKING:
+    from devstack.stack.events import Events
 
 
 @dataclass
@@ -29,6 +33,12 @@ class LocalStack:
     smtp_port: int = 0
     # moto ignores credentials; a unique secret lets tests prove it never leaks into logs, XCom or reports.
     aws_secret: str = field(default_factory=lambda: f"local-secret-{uuid.uuid4().hex}")
+    # The watch's event sources (devstack/stack/events.py): the events queue, the state-change rule, the forwarder
+    # and the audit group's subscription filter. Off by default: without them Airflow gets no
+    # EC2_AUDIT_EVENTS_QUEUE_URL, so runs that do not use the watch behave as before.
+    events: bool = False
+    forwarder: Path | None = None  # the forwarder's handler file; None: deploy/forwarder/handler.py
+    queues: "Events | None" = None  # devstack.stack.events.Events once started with events
 
     @property
     def endpoint(self) -> str:
@@ -80,6 +90,10 @@ class LocalStack:
             wait_until(lambda: http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", moto)
             seed_fleet(self.endpoint, self.fleet, REGION)
             self._seed_pins()
+            if self.events:
+                from devstack.stack import events
+
+                self.queues = events.set_up(self.endpoint, REGION, self.forwarder or events.FORWARDER)
 
             spec = self.root / "fleet" / "spec.json"
             spec.write_text(json.dumps([{**h, **({"agent_port": SSM_AGENT_PORT} if h.get("ssm") else {})}
@@ -152,6 +166,7 @@ class LocalStack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "PYTHONPATH": str(PROJECT),
             **connections_env(self.endpoint, self.aws_secret, self.client_key, self.smtp_port),
+            **({"EC2_AUDIT_EVENTS_QUEUE_URL": self.queues.queue_url} if self.queues is not None else {}),
         }
 
     def received_mail(self) -> list[Path]:
