@@ -4,7 +4,8 @@ Ingestion time: moto stamps lastIngestionTime with the wall clock of the write, 
 event from 10 hours ago would still look fresh. Here ingestion follows the newest event's own timestamp, as it
 does for a real agent that ships events as they happen; that lets the demo hold a genuinely stale stream.
 FilterLogEvents reads a pattern of several quoted terms as AWS does (all must appear), where moto matches
-nothing.
+nothing. Subscription filters with a Lambda destination deliver what their pattern matches, asynchronously,
+to the function's own code (subscriptions_deliver), as CloudWatch Logs does.
 """
 from __future__ import annotations
 
