@@ -12,11 +12,16 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devstack import procs
 from devstack.procs import PROJECT, free_port, http_ok, wait_until
 from devstack.standins.aws.seed import REGION, seed_pins
 from devstack.standins.hosts.fleet import SSH_LOGIN, SSH_PORT, SSM_AGENT_PORT
+from devstack.standins.hosts.host_states import AUDIT_GROUP
+
+if TYPE_CHECKING:
+    from devstack.stack.events import Events
 
 
 @dataclass
@@ -29,6 +34,12 @@ class LocalStack:
     smtp_port: int = 0
     # moto ignores credentials; a unique secret lets tests prove it never leaks into logs, XCom or reports.
     aws_secret: str = field(default_factory=lambda: f"local-secret-{uuid.uuid4().hex}")
+    # The watch's event sources (devstack/stack/events.py): the events queue, the state-change rule, the forwarder
+    # and the audit group's subscription filter. Off by default: without them Airflow gets no
+    # EC2_AUDIT_EVENTS_QUEUE_URL, so runs that do not use the watch behave as before.
+    events: bool = False
+    forwarder: Path | None = None  # the forwarder's handler file; None: deploy/forwarder/handler.py
+    queues: "Events | None" = None  # devstack.stack.events.Events once started with events
 
     @property
     def endpoint(self) -> str:
@@ -80,18 +91,12 @@ class LocalStack:
             wait_until(lambda: http_ok(f"{self.endpoint}/moto-api/"), 30, "moto server", moto)
             seed_fleet(self.endpoint, self.fleet, REGION)
             self._seed_pins()
+            if self.events:
+                from devstack.stack import events
 
-            spec = self.root / "fleet" / "spec.json"
-            spec.write_text(json.dumps([{**h, **({"agent_port": SSM_AGENT_PORT} if h.get("ssm") else {})}
-                                        for h in self.fleet if h.get("simulated", True)], indent=1))
-            ready = self.root / "fleet" / "ready"
-            ready.unlink(missing_ok=True)
-            fleet = self._spawn("fleet", [
-                sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(spec), "--state-dir", str(self.root / "fleet"),
-                "--authorized-key", str(self.client_key) + ".pub", "--latency-ms", str(self.latency_ms),
-                "--ready-file", str(ready), "--aws-endpoint", self.endpoint, "--eic-key-dir", str(self.eic_key_dir),
-                "--ssm-agent-key", str(self.ssm_agent_key) + ".pub"])
-            wait_until(ready.exists, 60, "simulated fleet", fleet)
+                self.queues = events.set_up(self.endpoint, REGION, self.forwarder or events.FORWARDER)
+
+            self._spawn_fleet("fleet", [h for h in self.fleet if h.get("simulated", True)])
             self._register_ssm()
 
             self.smtp_port = free_port()
@@ -107,6 +112,20 @@ class LocalStack:
         (self.root / "stack.env").write_text(
             "".join(f"export {k}={_shell_quote(v)}\n" for k, v in self.airflow_env().items()))
         return self
+
+    def _spawn_fleet(self, name: str, hosts: list[dict]) -> None:
+        """A simulated fleet process for `hosts` (state in root/fleet: host keys, profile controls)."""
+        spec = self.root / "fleet" / ("spec.json" if name == "fleet" else f"{name}.spec.json")
+        spec.write_text(json.dumps([{**h, **({"agent_port": SSM_AGENT_PORT} if h.get("ssm") else {})}
+                                    for h in hosts], indent=1))
+        ready = self.root / "fleet" / ("ready" if name == "fleet" else f"{name}.ready")
+        ready.unlink(missing_ok=True)
+        fleet = self._spawn(name, [
+            sys.executable, "-m", "devstack.standins.hosts.fleet", "--spec", str(spec), "--state-dir", str(self.root / "fleet"),
+            "--authorized-key", str(self.client_key) + ".pub", "--latency-ms", str(self.latency_ms),
+            "--ready-file", str(ready), "--aws-endpoint", self.endpoint, "--eic-key-dir", str(self.eic_key_dir),
+            "--ssm-agent-key", str(self.ssm_agent_key) + ".pub"])
+        wait_until(ready.exists, 60, "simulated fleet", fleet)
 
     def _register_ssm(self) -> None:
         """Simulated hosts with `ssm` (a ping status) are SSM-managed; real sshd hosts register when started
@@ -126,6 +145,85 @@ class LocalStack:
 
         if host.get("ssm"):
             register_sshd_host(self.ssm_dir, host["instance_id"], sshd, ping_status=host["ssm"])
+
+    # -- the watch's events (issue 28): what happens to hosts between runs
+    def host(self, instance_id: str) -> dict:
+        return next(h for h in self.fleet if h.get("instance_id") == instance_id)
+
+    def put_state_change(self, instance_id: str, state: str = "running", account: str | None = None) -> str:
+        """EventBridge's "EC2 Instance State-change Notification" for the instance (moto's EC2 emits none)."""
+        from devstack.stack import events
+
+        return events.put_state_change(self.endpoint, instance_id, REGION, account or events.DEFAULT_ACCOUNT, state)
+
+    def launch_host(self, host: dict) -> str:
+        """A new instance: running in moto (in the fleet's subnet, at host["address"]), a simulated host answering
+        for it (its own fleet process), its audit stream, and the state-change event. Returns its instance id."""
+        import time
+
+        import boto3
+
+        from devstack.standins.aws.seed import LINUX_AMI
+
+        kwargs = dict(endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+        ec2, logs = boto3.client("ec2", **kwargs), boto3.client("logs", **kwargs)
+        vpc = self.fleet[0]["vpc_id"] if self.fleet else ec2.describe_vpcs()["Vpcs"][-1]["VpcId"]
+        subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+        instance_id = ec2.run_instances(
+            ImageId=LINUX_AMI, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnet,
+            PrivateIpAddress=host["address"], TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                {"Key": "Name", "Value": host.get("name", host["address"])},
+                {"Key": "Environment", "Value": host.get("environment", "prod")}]}])["Instances"][0]["InstanceId"]
+        host.setdefault("port", SSH_PORT)
+        host.update(instance_id=instance_id, vpc_id=vpc)
+        self.fleet.append(host)
+        self._spawn_fleet(f"fleet-{instance_id}", [host])
+        logs.create_log_stream(logGroupName=AUDIT_GROUP, logStreamName=host.get("stream") or instance_id)
+        logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName=host.get("stream") or instance_id, logEvents=[
+            {"timestamp": int(time.time() * 1000), "message": "type=DAEMON_START msg=audit(%.3f:1): op=start "
+                                                              "auid=4294967295 pid=1 res=success" % time.time()}])
+        self.put_state_change(instance_id)
+        return instance_id
+
+    def tamper_sim_host(self, instance_id: str, profile: str = "auditd_stopped") -> str:
+        """A simulated host's auditd is stopped: from now on it answers `profile`, and its agent ships the
+        DAEMON_END record to its stream. Returns the record."""
+        import time
+
+        from devstack.standins.hosts.fleet import set_profile
+
+        host = self.host(instance_id)
+        set_profile(self.root / "fleet", host["address"], profile)
+        now = time.time()
+        record = (f"type=DAEMON_END msg=audit({now:.3f}:{int(now) % 100000}): op=terminate auid=0 uid=0 "
+                  "ses=4294967295 pid=1 res=success")
+        self._logs().put_log_events(logGroupName=AUDIT_GROUP, logStreamName=host.get("stream") or instance_id,
+                                    logEvents=[{"timestamp": int(now * 1000), "message": record}])
+        return record
+
+    def silence_stream(self, instance_id: str, minutes: float) -> None:
+        """The host's audit stream goes silent: its last event (and ingestion) `minutes` ago. The host still
+        answers its profile, and a canary it is asked for still lands in the stream (making it fresh again)."""
+        import time
+
+        host = self.host(instance_id)
+        stream = host.get("stream") or instance_id
+        logs = self._logs()
+        try:
+            logs.delete_log_stream(logGroupName=AUDIT_GROUP, logStreamName=stream)
+        except logs.exceptions.ResourceNotFoundException:
+            pass
+        logs.create_log_stream(logGroupName=AUDIT_GROUP, logStreamName=stream)
+        then = time.time() - minutes * 60
+        logs.put_log_events(logGroupName=AUDIT_GROUP, logStreamName=stream, logEvents=[{
+            "timestamp": int(then * 1000), "message": f"type=USER_LOGIN msg=audit({then:.3f}:7): pid=1 uid=0 res=success"}])
+
+    def _logs(self):
+        import boto3
+
+        return boto3.client("logs", endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
 
     def _seed_pins(self) -> None:
         seed_pins(self.endpoint, self.fleet)
@@ -152,6 +250,7 @@ class LocalStack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "PYTHONPATH": str(PROJECT),
             **connections_env(self.endpoint, self.aws_secret, self.client_key, self.smtp_port),
+            **({"EC2_AUDIT_EVENTS_QUEUE_URL": self.queues.queue_url} if self.queues is not None else {}),
         }
 
     def received_mail(self) -> list[Path]:

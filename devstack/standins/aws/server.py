@@ -2,7 +2,8 @@
 KMS).
 
 moto as it is, with one module of patches per service where the project needs AWS's behaviour (each module says
-what it changes and why): logs.py (ingestion time follows event time; FilterLogEvents' term lists), ec2.py
+what it changes and why): logs.py (ingestion time follows event time; FilterLogEvents' term lists; subscription filters
+delivered to their Lambda as AWS does), ec2.py
 (fleet-scale lookups; EC2 Instance Connect records pushed keys), dynamodb.py (fleet-scale copies, same
 responses), ssm.py (Run Command really runs the script on the hosts), securityhub.py (filters, validation,
 BatchUpdateFindings, faults), kms.py (PSS signatures with AWS's salt length) and cpu.py (CPU per action, for
@@ -17,12 +18,27 @@ import sys
 from devstack.standins.aws import cpu, dynamodb, ec2, kms, logs, securityhub, ssm
 
 
+def own_endpoint(argv: list[str]) -> str:
+    """This server's URL, from its -H/-p arguments (moto's defaults otherwise): where the Lambda runs that
+    subscription deliveries start point boto3."""
+    host, port = "127.0.0.1", "5000"
+    for i, arg in enumerate(argv[:-1]):
+        if arg in ("-H", "--host"):
+            host = argv[i + 1]
+        elif arg in ("-p", "--port"):
+            port = argv[i + 1]
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
 def main(argv: list[str] | None = None) -> None:
     from moto.server import main as moto_main
+
+    argv = argv if argv is not None else sys.argv[1:]
 
     cpu.cpu_by_action()
     logs.ingestion_follows_events()
     logs.filter_terms_as_aws()
+    logs.subscriptions_deliver(own_endpoint(argv))
     ec2.direct_lookups()
     dynamodb.query_copies_what_it_returns()
     dynamodb.copy_each_level_once()
@@ -31,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     ssm.ssm_runs_commands()
     securityhub.security_hub_as_aws()
     kms.pss_salt_as_aws()
-    moto_main(argv if argv is not None else sys.argv[1:])
+    moto_main(argv)
 
 
 if __name__ == "__main__":

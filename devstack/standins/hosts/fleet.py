@@ -15,6 +15,9 @@ exactly as the host's normal listener does (same profile, behaviour, nonce and c
 
 Host keys persist in the state dir (one per address) so tofu pins stay valid across restarts.
 
+A host's profile can change while the fleet runs (issue 28: a host tampered with answers auditd stopped from
+then on): `set_profile(state_dir, address, profile)` writes control/<address>.json, read at each session.
+
     python -m devstack.standins.hosts.fleet --spec spec.json --state-dir DIR --authorized-key id.pub [--latency-ms 20] [--ready-file F]
                              [--ssm-agent-key agent.pub]
 """
@@ -143,7 +146,39 @@ class CanaryShipper:
                                 logEvents=[{"timestamp": int(time.time() * 1000), "message": message}])
 
 
-def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "CanaryShipper | None" = None):
+def control_path(state_dir: Path, address: str) -> Path:
+    return Path(state_dir) / "control" / f"{address}.json"
+
+
+def set_profile(state_dir: str | Path, address: str, profile: str) -> None:
+    """From now on the host at `address` answers as `profile` (host_states.PROFILES), e.g. auditd_stopped."""
+    import json
+
+    from devstack.standins.hosts.host_states import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}")
+    path = control_path(Path(state_dir), address)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"profile": profile}))
+    temporary.replace(path)  # a session reads the old or the new control, never half of one
+
+
+def current_profile(host: dict, state_dir: Path | None) -> str:
+    """The host's profile: its control file's, else the spec's."""
+    import json
+
+    if state_dir is not None:
+        try:
+            return json.loads(control_path(state_dir, host["address"]).read_text())["profile"]
+        except FileNotFoundError:
+            pass
+    return host.get("profile", "compliant")
+
+
+def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "CanaryShipper | None" = None,
+                  state_dir: Path | None = None):
     behaviour = host.get("behaviour", "ok")
 
     async def handle(proc: asyncssh.SSHServerProcess) -> None:
@@ -169,12 +204,13 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
                     await proc.stdout.drain()
             else:
                 identity = {"instance_id": host.get("instance_id"), **host.get("identity", {}), "nonce": nonce}
-                text = responder(host.get("profile", "compliant"), identity)
+                profile = current_profile(host, state_dir)
+                text = responder(profile, identity)
                 text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
                 if behaviour == "large":
                     text = _padded(text, nonce)
                 if canary:
-                    text = _with_canary(text, host, shipper, nonce, tag)
+                    text = _with_canary(text, {**host, "profile": profile}, shipper, nonce, tag)
                 if behaviour == "drop":
                     proc.stdout.write(text[: len(text) // 2])
                     await proc.stdout.drain()
@@ -253,7 +289,7 @@ async def start_fleet(hosts: list[dict], state_dir: str | Path, authorized_keys:
         behaviour = host.get("behaviour", "ok")
         if behaviour == "down":
             continue
-        handler = _make_handler(host, latency_ms / 1000, respond, shipper)
+        handler = _make_handler(host, latency_ms / 1000, respond, shipper, state_dir)
         key = host_key(state_dir, host["address"], rotated=host.get("host_key_seed") == "rotated")
         if host.get("agent_port") and agent_allowed:
             # The agent runs on the host: the same handler, so the same output as an SSH session gets.

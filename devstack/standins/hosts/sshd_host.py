@@ -22,12 +22,12 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack import procs
 from devstack.standins.hosts.fleet import SSH_LOGIN
-from devstack.standins.hosts.host_states import CIS_RULES, GOOD_AUDITD_CONF, SSHD_PROFILES, WEAK_AUDITD_CONF
+from devstack.standins.hosts.host_states import AUDIT_GROUP, CIS_RULES, GOOD_AUDITD_CONF, SSHD_PROFILES, WEAK_AUDITD_CONF
 from include.checks.fixes import remediation_sudoers
 from include.checks.probes import CWA_DIR, sudoers
 
@@ -144,12 +144,18 @@ _FAKE_PRELUDE = f"""set -e
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 S={STATE_DIR}
 record() {{ printf '%s uid=%s sudo_uid=%s %s\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(id -u)" "${{SUDO_UID:--}}" "$*" >> $S/trap.log; }}
+# What the kernel / auditd write to the audit log when the audit is tampered with (issue 28): one record,
+# msg=audit(<epoch>.<ms>:<serial>), the serial counting up per host. The host's agent ships the file
+# (devstack/standins/hosts/log_agent.py).
+audit_record() {{ n=$(( $(cat $S/serial 2>/dev/null || echo 900) + 1 )); echo $n > $S/serial
+  printf 'type=%s msg=audit(%s:%s): %s\\n' "$1" "$(date +%s.%3N)" "$n" "$2" >> /var/log/audit/audit.log; }}
 """
 
-# Reads never write the trap log; enabled stays 1 (never immutable), so `augenrules --load` is allowed.
-FIXABLE_AUDITCTL = _FAKE_PRELUDE + """case "$1" in
+# Reads never write the trap log; enabled stays 1 (never immutable), so `augenrules --load` is allowed, until
+# `-e 0` turns it off. `-D` writes one CONFIG_CHANGE per loaded rule, as the kernel does.
+FIXABLE_AUDITCTL = _FAKE_PRELUDE + f"RULE_KEYS='{' '.join(dict.fromkeys(r.rsplit('=', 1)[-1].rsplit(' ', 1)[-1] for r in CIS_RULES))}'\n" + """case "$1" in
 -s) pid=0; if [ "$(cat $S/auditd)" = running ]; then pid=4242; fi; cat <<EOF
-enabled 1
+enabled $(cat $S/enabled 2>/dev/null || echo 1)
 failure 1
 pid $pid
 rate_limit 0
@@ -163,15 +169,34 @@ EOF
 EOF
 else echo "No rules"; fi;;
 -m) exit 0;;
+-D) [ $# = 1 ] || { echo unsupported >&2; exit 1; }
+  record "$0" "$@"
+  if [ "$(cat $S/rules)" = loaded ]; then for key in $RULE_KEYS; do
+    audit_record CONFIG_CHANGE "auid=0 ses=3 op=remove_rule key=\\"$key\\" list=4 res=1"; done; fi
+  echo empty > $S/rules;;
+-e) [ "$*" = "-e 0" ] || { echo unsupported >&2; exit 1; }
+  record "$0" "$@"
+  audit_record CONFIG_CHANGE "op=set audit_enabled=0 old=$(cat $S/enabled 2>/dev/null || echo 1) auid=0 ses=3 res=1"
+  echo 0 > $S/enabled;;
 *) echo unsupported >&2; exit 1;;
 esac
 """
 
-FIXABLE_SERVICE = _FAKE_PRELUDE + """[ "$*" = "auditd start" ] || { echo "service: only 'auditd start' here" >&2; exit 1; }
-record "$0" "$@"
-if [ "$(cat $S/auditd_starts)" = yes ]; then echo running > $S/auditd; fi
-echo "Starting audit daemon: auditd."
+FIXABLE_SERVICE = _FAKE_PRELUDE + """case "$*" in
+"auditd start") record "$0" "$@"
+  if [ "$(cat $S/auditd_starts)" = yes ]; then echo running > $S/auditd; fi
+  echo "Starting audit daemon: auditd.";;
+"auditd stop") record "$0" "$@"
+  if [ "$(cat $S/auditd)" = running ]; then
+    audit_record DAEMON_END "op=terminate auid=0 uid=0 ses=4294967295 pid=1 res=success"; fi
+  echo stopped > $S/auditd
+  echo "Stopping audit daemon: auditd.";;
+*) echo "service: only 'auditd start' and 'auditd stop' here" >&2; exit 1;;
+esac
 """
+# What an attacker with root does to blind the audit (issue 28), granted to the fix login only when a test
+# asks (start_sshd_host(tamper_sudo=True)): the real fix login never has them.
+TAMPER_COMMANDS = ("/usr/sbin/service auditd stop", "/usr/sbin/auditctl -D", "/usr/sbin/auditctl -e 0")
 
 # The fix login may `sudo systemctl enable --now auditd` (used where systemd runs): on a test host that must
 # never reach this machine's own systemd.
@@ -225,10 +250,28 @@ class SshdHost:
     host_key_fingerprint: str
     log: Path
     state_dir: Path | None = None  # a fixable host's state (workdir/state), else None
+    shippers: list = field(default_factory=list)  # log_agent.LogShipper threads, stopped with the host
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def audit_log(self) -> Path:
+        """The host's /var/log/audit/audit.log as seen from outside (fixable and misconfigured hosts have a
+        private one; others would be this machine's, which nothing here ships)."""
+        if self.state_dir is None:
+            raise ValueError("not a fixable host")
+        return self.state_dir.parent / "auditlog" / "audit.log"
+
+    def ship_audit_log(self, endpoint: str, stream: str, region: str = "us-east-1"):
+        """Start the host's "CloudWatch agent" for its audit log: new lines of audit_log go to /ec2/audit,
+        `stream` (the instance id) within about a second. Returns the shipper (stopped by stop())."""
+        from devstack.standins.hosts.log_agent import LogShipper
+
+        shipper = LogShipper(self.audit_log, endpoint, AUDIT_GROUP, stream, region).start()
+        self.shippers.append(shipper)
+        return shipper
 
     def state(self) -> dict[str, str]:
         """{"auditd": running|stopped, "rules": loaded|empty, "agent": running|stopped}, read from outside."""
@@ -243,6 +286,8 @@ class SshdHost:
         return (self.state_dir / "trap.log").read_text().splitlines()
 
     def stop(self) -> None:
+        for shipper in self.shippers:
+            shipper.stop()
         procs.stop_group(self.proc, timeout=10)
 
 
@@ -297,7 +342,8 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
                     agent_files: dict[str, str | bytes] | None = None, rules: str | None = None,
                     eic_key_dir: Path | None = None, remediation_key: str | None = None,
                     fixable: FixableState | None = None, auditd_conf: str | None = None,
-                    hostname: str | None = None, sudo_logfile: Path | None = None) -> SshdHost:
+                    hostname: str | None = None, sudo_logfile: Path | None = None,
+                    tamper_sudo: bool = False) -> SshdHost:
     """profile: one of host_states.SSHD_PROFILES ("compliant", "failing", "misconfigured"). fake_auditctl
     defaults to True for failing, False for compliant.
 
@@ -318,10 +364,15 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     auditd_conf: the host's /etc/audit/auditd.conf (not with fixable, which has its own).
     sudo_logfile: sudo logs every command it runs there, one line each (as a host's auth log would), e.g. for a
     test to ship into CloudWatch Logs the way an agent shipping /var/log/secure does.
+    tamper_sudo: also let REMEDIATION_LOGIN run TAMPER_COMMANDS under sudo (stop auditd, delete the rules, turn
+    the audit off): a test playing an attacker with root (issue 28). Only with `fixable` and `remediation_key`;
+    each writes its audit record into the host's audit log (SshdHost.audit_log), which ship_audit_log ships.
     hostname: the host's own OS hostname (a UTS namespace of its own); None: the machine's, like every other
     test host (e.g. to play AMI clones with a baked hostname, or a host with a unique one)."""
     if remediation_key and not fixable:  # its sudo lines would start, chmod and chown this machine's real auditd
         raise ValueError("remediation_key needs a fixable host")
+    if tamper_sudo and not (fixable and remediation_key):  # elsewhere they would stop this machine's auditd
+        raise ValueError("tamper_sudo needs a fixable host with a remediation_key")
     if profile not in SSHD_PROFILES:
         raise ValueError(f"sshd host profile {profile!r} is not one of host_states.SSHD_PROFILES {SSHD_PROFILES}")
     if fixable and (profile != "compliant" or rules is not None):
@@ -349,6 +400,9 @@ def start_sshd_host(workdir: Path, address: str, port: int, authorized_key: str,
     if remediation_key:
         (sudoers / "ec2-audit-fix").write_text(remediation_sudoers(REMEDIATION_LOGIN))
         (sudoers / "ec2-audit-fix").chmod(0o440)
+    if tamper_sudo:
+        (sudoers / "ec2-audit-tamper").write_text(f"{REMEDIATION_LOGIN} ALL=(root) NOPASSWD: {', '.join(TAMPER_COMMANDS)}\n")
+        (sudoers / "ec2-audit-tamper").chmod(0o440)
     key = workdir / f"ssh_host_{host_key_type}_key"
     subprocess.run(["ssh-keygen", "-q", "-t", host_key_type, "-N", "", "-f", str(key)], check=True)
     fingerprint = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(key) + ".pub"], check=True,
