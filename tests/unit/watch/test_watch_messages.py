@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from include.watch.messages import (MAX_DECOMPRESSED, MAX_LOG_EVENTS, bodies_from_asset_events, bodies_from_conf,
-                                    read)
+from include.watch.messages import MAX_DECOMPRESSED, MAX_LOG_EVENTS, bodies_from_asset_events, bodies_from_conf, read
 from include.watch.records import DAEMON_STOPPED, LAUNCH, RULES_DELETED, SILENCE, TAMPER
 from include.watch.sweep import silence_message
 
