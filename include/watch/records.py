@@ -58,6 +58,7 @@ class Rejected:
     reason: str  # e.g. "not JSON", "foreign: source aws.s3", "no host owns stream /ec2/audit web-1"
     excerpt: str = ""
     message_id: str = ""
+    ignored: bool = False  # expected and harmless (a `stopped` state, a non-tamper record): counted, not warned
 
     def to_xcom(self) -> dict[str, Any]:
         return plain(self)
