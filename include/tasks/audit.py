@@ -106,11 +106,9 @@ def run_facts(context: dict[str, Any]) -> RunFacts:
     # The wall clock, not dag_run.start_date: `dag.test()` sets start_date to the logical date, which
     # would make every old day look "live".
     now = utc_now()
-    # `instance_ids` (a targeted run) is not a param of every deployment: read it raw, from the params or the conf.
-    targeted = dict(context["params"]).get("instance_ids") or (getattr(dag_run, "conf", None) or {}).get("instance_ids")
     return RunFacts(audit_date=audit_day(logical, run_after), run_id=dag_run.run_id,
                     mode=resolve_mode(params.mode, logical, now),
-                    trigger=trigger_of(getattr(dag_run, "run_type", None), targeted,
+                    trigger=trigger_of(getattr(dag_run, "run_type", None), params.instance_ids,
                                        getattr(dag_run, "triggered_by", None)))
 
 
