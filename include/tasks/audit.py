@@ -138,7 +138,8 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
     for account, region in audit_scopes(params.accounts, params.include_default_account, regions):
         key, where = scope_key(account, region), f"{account_label(account)} {region}".strip()
         try:
-            inventory = discovery.discover_region(ec2_client(region, account), region, params.tag_filters)
+            inventory = discovery.discover_region(ec2_client(region, account), region, params.tag_filters,
+                                                  params.instance_ids)
         except Exception as exc:  # noqa: BLE001 - collected, then raised for all accounts and regions at once
             failures[where] = f"{type(exc).__name__}: {exc}"[:300]
             continue
@@ -148,8 +149,12 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
         # A smaller fleet must never read as a complete one: fail the task (it retries), naming every region.
         raise RuntimeError("discovery failed, no report from a partial fleet: "
                            + "; ".join(f"{r}: {e}" for r, e in failures.items()))
+    running = {i for ids in instances.values() for i in ids}
+    not_found = sorted(set(params.instance_ids) - running)
+    if not_found:  # the rest are checked; these are named here, in the Inventory and in the report
+        log.warning("Requested but not running/found: %s", ", ".join(not_found))
     return Inventory(facts.audit_date, facts.run_id, facts.mode, instances=instances, states=states,
-                     discovered=sum(len(v) for v in instances.values()), trigger=facts.trigger)
+                     discovered=sum(len(v) for v in instances.values()), trigger=facts.trigger, not_found=not_found)
 
 
 def plan(params: AuditParams, inventory: Inventory) -> list[Batch]:
@@ -429,7 +434,7 @@ def export_findings(params: AuditParams, built: Built, inventory: Inventory) -> 
     day, region = built.audit_date, default_region()
     items, summary = store.day_items(day), store.run_summary(day)
     missing, meta = (summary.missing_evidence if summary else []), check_meta()
-    narrowed = bool(params.tag_filters) or bool(getattr(params, "instance_ids", None))
+    narrowed = bool(params.tag_filters) or bool(params.instance_ids)
     scopes = run_scopes(inventory.instances, narrowed)
     results = {}
     for account, _ in audit_scopes(params.accounts, params.include_default_account, [region]):

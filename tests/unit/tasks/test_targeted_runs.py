@@ -1,0 +1,83 @@
+"""A targeted run (`instance_ids`): discovery lists only those instances (an `instance-id` filter, ≤ 200 values a
+call: an unknown id must not fail the call), names every id not found running in the log, the Inventory and the
+report; the report is emailed only when the run's own conf names recipients."""
+from __future__ import annotations
+
+import pytest
+
+from include.fleet import discovery
+from include.fleet.inventory import Inventory, RunFacts
+from include.report.built import Built
+from include.settings.params import AuditParams
+from include.tasks import audit as pipeline
+
+RUNNING, STOPPED, UNKNOWN = "i-0aaaaaaaaaaaaaaa1", "i-0bbbbbbbbbbbbbbb2", "i-0ccccccccccccccc3"
+
+
+class Ec2:
+    """DescribeInstances as EC2 answers it: filters applied, an unknown id in a filter is simply not listed."""
+
+    def __init__(self, instances: dict[str, str]):
+        self.instances, self.calls = instances, []
+
+    def get_paginator(self, name):
+        ec2 = self
+
+        class Pages:
+            def paginate(self, **kw):
+                ec2.calls.append((name, kw))
+                assert "InstanceIds" not in kw  # an unknown id would fail the whole call (InvalidInstanceID.NotFound)
+                wanted = None
+                for f in kw.get("Filters", []):
+                    if f["Name"] == "instance-id":
+                        wanted = set(f["Values"])
+                if name == "describe_instance_status":
+                    yield {"InstanceStatuses": [{"InstanceId": i, "InstanceState": {"Name": s}}
+                                                for i, s in ec2.instances.items()]}
+                    return
+                yield {"Reservations": [{"OwnerId": "111111111111", "Instances": [
+                    {"InstanceId": i, "State": {"Name": s}} for i, s in ec2.instances.items()
+                    if wanted is None or i in wanted]}]}
+        return Pages()
+
+
+def test_discovery_of_named_instances_filters_by_instance_id_in_chunks_of_at_most_200():
+    ids = [f"i-{n:017x}" for n in range(450)]
+    ec2 = Ec2({i: "running" for i in ids[::2]} | {"i-0ffffffffffffffff": "running"})
+    inventory = discovery.discover_region(ec2, "us-east-1", {"Team": ["a"]}, instance_ids=ids)
+    assert inventory.running == sorted(ids[::2])  # not the unrequested one
+    assert [c[0] for c in ec2.calls] == ["describe_instances"] * 3
+    chunks = [next(f["Values"] for f in kw["Filters"] if f["Name"] == "instance-id") for _, kw in ec2.calls]
+    assert [len(c) for c in chunks] == [200, 200, 50] and sum(chunks, []) == ids
+    assert all({"Name": "tag:Team", "Values": ["a"]} in kw["Filters"] for _, kw in ec2.calls)
+
+
+def test_a_targeted_discover_checks_only_the_named_running_hosts_and_names_the_rest(monkeypatch):
+    ec2 = Ec2({RUNNING: "running", STOPPED: "stopped", "i-0ddddddddddddddd4": "running"})
+    monkeypatch.setattr(pipeline, "ec2_client", lambda region, account="": ec2)
+    params = AuditParams(regions=["us-east-1"], create_table=False, instance_ids=[UNKNOWN, RUNNING, STOPPED])
+    warned = []  # Airflow's structlog may own the root logger (caplog sees nothing then): the task's logger, recorded
+    monkeypatch.setattr(pipeline.log, "warning", lambda message, *args: warned.append(message % args))
+    inventory = pipeline.discover(params, RunFacts("2026-12-09", "r", "live", "request"))
+    assert inventory.instances == {"us-east-1": [RUNNING]} and inventory.discovered == 1
+    assert inventory.not_found == [STOPPED, UNKNOWN]
+    assert inventory.states == {"us-east-1": {"running": 1, "stopped": 1}}
+    assert warned == [f"Requested but not running/found: {STOPPED}, {UNKNOWN}"]
+    assert Inventory.from_xcom(inventory.to_xcom()) == inventory
+
+
+def test_an_id_running_in_another_region_is_found_there(monkeypatch):
+    by_region = {"us-east-1": Ec2({RUNNING: "running"}), "eu-west-1": Ec2({STOPPED: "running"})}
+    monkeypatch.setattr(pipeline, "ec2_client", lambda region, account="": by_region[region])
+    params = AuditParams(regions=["us-east-1", "eu-west-1"], create_table=False, instance_ids=[RUNNING, STOPPED])
+    inventory = pipeline.discover(params, RunFacts("2026-12-09", "r", "live", "request"))
+    assert inventory.instances == {"us-east-1": [RUNNING], "eu-west-1": [STOPPED]} and inventory.not_found == []
+
+
+def test_a_daily_discover_is_unchanged_and_carries_no_not_found_key(monkeypatch):
+    ec2 = Ec2({RUNNING: "running", STOPPED: "stopped"})
+    monkeypatch.setattr(pipeline, "ec2_client", lambda region, account="": ec2)
+    inventory = pipeline.discover(AuditParams(regions=["us-east-1"], create_table=False),
+                                  RunFacts("2026-12-09", "r", "live", "schedule"))
+    assert [c[0] for c in ec2.calls] == ["describe_instance_status"]
+    assert inventory.instances == {"us-east-1": [RUNNING]} and "not_found" not in inventory.to_xcom()
