@@ -152,7 +152,7 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
     running = {i for ids in instances.values() for i in ids}
     not_found = sorted(set(params.instance_ids) - running)
     if not_found:  # the rest are checked; these are named here, in the Inventory and in the report
-        log.warning("Requested but not running/found: %s", ", ".join(not_found))
+        log.warning("%s", requested_not_found(not_found))
     return Inventory(facts.audit_date, facts.run_id, facts.mode, instances=instances, states=states,
                      discovered=sum(len(v) for v in instances.values()), trigger=facts.trigger, not_found=not_found)
 
@@ -270,7 +270,8 @@ def store_summary(params: AuditParams, inventory: Inventory, results: list[Batch
     ), params.ttl_days)
     # The read above, kept: the next day's drift and this day's report use it instead of reading the day again.
     store.put_digest(facts.audit_date, day_digest.build(items), params.ttl_days)
-    return Sealed(facts.audit_date, facts.run_id, facts.mode, checked=summary.checked, discovered=summary.discovered)
+    return Sealed(facts.audit_date, facts.run_id, facts.mode, checked=summary.checked, discovered=summary.discovered,
+                  not_found=list(inventory.not_found))
 
 
 def seal_day(params: AuditParams, store, day: str, run_id: str, trigger: str):
@@ -346,6 +347,11 @@ def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode
     return sorted(items, key=lambda it: it.instance_id)
 
 
+def requested_not_found(ids: list[str]) -> str:
+    """The report's (and the run log's) line for a targeted run's ids not found running."""
+    return "Requested but not running/found: " + ", ".join(ids)
+
+
 def previous_statuses(store, previous_day: str | None) -> list[EvidenceItem]:
     """The previous audit day's statuses for drift: its digest, else its items' statuses."""
     if not previous_day:
@@ -382,6 +388,8 @@ def build(params: AuditParams, sealed: Sealed) -> Built:
     elif earlier := sum(it.run_id != run_id for it in items):
         notes.append(f"{earlier} of the {len(items)} hosts in this report were checked by earlier runs of "
                      f"{day}; this run ({run_id}) checked {len(items) - earlier}.")
+    if sealed.not_found:  # a targeted run: what it was asked to check and could not find running
+        notes.append(requested_not_found(sealed.not_found))
     stored = stored or RunSummary()
     for failed in stored.failed_batches:
         notes.append(f"Verification of {failed['label']} failed after all retries ({failed['error']}): "
@@ -398,6 +406,7 @@ def build(params: AuditParams, sealed: Sealed) -> Built:
         trend_png=trend.chart_for_day(store, day),
         # Beside the verdicts, never in them: what ec2_audit_remediate changed that day, and who approved it.
         remediations=remediation.day_remediations(day), decisions=remediation.decisions(day),
+        not_found=sealed.not_found,
         seal=report.Sealing.of(stored))  # the manifest the stored summary names (a rebuild shows the stored one)
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     # OCSF Compliance Findings (class 2003), one per host and check, streamed: for the SIEM (include/exports/ocsf.py).
@@ -538,12 +547,25 @@ def compliance_alert(params: AuditParams, built: Built) -> tuple[str, dict[str, 
             f"{len(decision.closed)} closed"), results
 
 
-def send(params: AuditParams, built: Built) -> str:
+def run_conf() -> dict[str, Any]:
+    """The running task's dag_run.conf: what whoever triggered the run wrote themselves (params also hold the
+    DAG's defaults, EC2_AUDIT_PARAMS included)."""
+    from airflow.sdk import get_current_context
+
+    return dict(getattr(get_current_context()["dag_run"], "conf", None) or {})
+
+
+def send(params: AuditParams, built: Built, conf: dict[str, Any] | None = None) -> str:
+    """Email the day's report to `recipients`. A targeted run (`instance_ids`: a patch pipeline's check of a few
+    hosts) emails it only when its own conf names recipients (`conf`, default the running task's dag_run.conf):
+    the deployment's recipients get the daily run's report, not one per patched host."""
     from include.notify import email as notify
     from include.report import storage as report_store
 
     if not params.recipients:
         return "no recipients: report written, no email sent"
+    if params.instance_ids and not (run_conf() if conf is None else conf).get("recipients"):
+        return "a targeted run (instance_ids) whose conf names no recipients: report written, no email sent"
     store = evidence_store(params)
     if store.emailed_by(built.audit_date) == built.run_id:
         return "already emailed by this run (task retry): not sending twice"

@@ -81,3 +81,90 @@ def test_a_daily_discover_is_unchanged_and_carries_no_not_found_key(monkeypatch)
                                   RunFacts("2026-12-09", "r", "live", "schedule"))
     assert [c[0] for c in ec2.calls] == ["describe_instance_status"]
     assert inventory.instances == {"us-east-1": [RUNNING]} and "not_found" not in inventory.to_xcom()
+
+
+# ------------------------------------------------------------------ the day after a targeted run
+
+DAY = "2026-12-09"
+
+
+def _item(instance: str, status: str, run_id: str) -> dict:
+    from include.evidence.observation import observation_sha256
+
+    item = {"instance_id": instance, "audit_date": DAY, "item_type": "instance", "seq": 1, "status": status,
+            "run_id": run_id, "checked_at": f"{DAY}T06:00:00Z", "region": "us-east-1", "trigger": "schedule"}
+    return {**item, "item_sha256": observation_sha256(item)}
+
+
+@pytest.fixture()
+def store(monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    from include.evidence.store import EvidenceStore
+
+    with mock_aws():
+        s = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "targeted_runs")
+        s.ensure_tables()
+        monkeypatch.setattr(pipeline, "evidence_store", lambda params: s)
+        yield s
+
+
+def test_a_targeted_run_does_not_shrink_the_day_and_its_report_names_the_ids_not_found(store, tmp_path):
+    import json
+
+    params = AuditParams(report_dir=str(tmp_path), create_table=False)
+    store.put_items([_item(i, "COMPLIANT", "daily") for i in (RUNNING, "i-0ddddddddddddddd4", "i-0eeeeeeeeeeeeeee5")])
+    pipeline.store_summary(params, Inventory(DAY, "daily", "live", instances={"us-east-1": [
+        RUNNING, "i-0ddddddddddddddd4", "i-0eeeeeeeeeeeeeee5"]}, discovered=3, trigger="schedule"), [])
+    # The patch pipeline asks for one host (now failing), one stopped and one unknown.
+    store.put_observations([{**_item(RUNNING, "NON_COMPLIANT", "targeted"), "seq": 0, "trigger": "request"}])
+    targeted = Inventory(DAY, "targeted", "live", instances={"us-east-1": [RUNNING]}, discovered=1,
+                         trigger="request", not_found=[STOPPED, UNKNOWN])
+    sealed = pipeline.store_summary(params, targeted, [])
+    summary = store.run_summary(DAY)
+    assert (summary.discovered, summary.checked, summary.missing_evidence) == (3, 3, [])
+    assert {k: n for k, n in summary.status_counts.items() if n} == {"COMPLIANT": 2, "NON_COMPLIANT": 1}
+    assert sealed.not_found == [STOPPED, UNKNOWN]
+    built = pipeline.build(params, type(sealed).from_xcom(json.loads(json.dumps(sealed.to_xcom()))))
+    assert built.discovered == 3 and built.checked == 3
+    line = f"Requested but not running/found: {STOPPED}, {UNKNOWN}"
+    html = (tmp_path / f"compliance-{DAY}.html").read_text()
+    assert line in html
+    machine = json.loads((tmp_path / f"compliance-{DAY}.json").read_text())
+    assert machine["requested_not_found"] == [STOPPED, UNKNOWN] and machine["discovered"] == 3
+
+
+# ------------------------------------------------------------------ who gets a targeted run's report
+
+BUILT = Built(DAY, "r", "live", subject="s", paths={"html": "/r/compliance.html"})
+
+
+@pytest.mark.parametrize("params,conf,emailed", [
+    ({"recipients": ["ops@example.test"]}, {}, True),  # the daily run: the deployment's recipients
+    ({"recipients": ["ops@example.test"], "instance_ids": [RUNNING]}, {"instance_ids": [RUNNING]}, False),
+    ({"recipients": ["dev@example.test"], "instance_ids": [RUNNING]},
+     {"instance_ids": [RUNNING], "recipients": ["dev@example.test"]}, True),
+    ({"recipients": [], "instance_ids": [RUNNING]}, {"instance_ids": [RUNNING], "recipients": []}, False),
+])
+def test_a_targeted_run_emails_its_report_only_when_its_conf_names_recipients(monkeypatch, params, conf, emailed):
+    from include.notify import email as notify
+
+    sent = []
+
+    class Store:
+        def emailed_by(self, day):
+            return ""
+
+        def mark_emailed(self, day, run_id):
+            sent.append(("marked", run_id))
+
+    monkeypatch.setattr(pipeline, "evidence_store", lambda p: Store())
+    monkeypatch.setattr(notify, "send_report_email", lambda **kw: sent.append(kw["recipients"]))
+    monkeypatch.setattr("include.report.storage.read_bytes", lambda path: b"<html></html>")
+    result = pipeline.send(AuditParams(**params), BUILT, conf=conf)
+    assert bool(sent) is emailed, result
+    if emailed:
+        assert sent[0] == params["recipients"]
+    elif params["recipients"]:
+        assert "conf names no recipients" in result
