@@ -200,7 +200,8 @@ def verify(params: AuditParams, b: Batch, final_try: bool = False) -> BatchResul
         staging.write_batch(params.resolved_report_dir(), b.audit_date, b.run_id, b.label or b.region, items)
 
     try:
-        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params), b.trigger)
+        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params), b.trigger,
+                         reasons=b.reasons)
         result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
                               evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage)
     except (Exception, AirflowTaskTimeout) as exc:
