@@ -259,6 +259,8 @@ def store_summary(params: AuditParams, inventory: Inventory, results: list[Batch
         for state, n in region_states.items():
             if state != "running":
                 not_running[state] += n
+    if params.instance_ids:  # a targeted run listed only the hosts it was asked about: the day's count stands
+        not_running = Counter(earlier.not_running)
     store.put_summary(facts.audit_date, RunSummary(
         run_id=facts.run_id, mode=facts.mode, generated_at=iso(utc_now()),
         discovered=summary.discovered, checked=summary.checked, status_counts=summary.counts,

@@ -3,6 +3,8 @@ call: an unknown id must not fail the call), names every id not found running in
 report; the report is emailed only when the run's own conf names recipients."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from include.fleet import discovery
@@ -116,14 +118,17 @@ def test_a_targeted_run_does_not_shrink_the_day_and_its_report_names_the_ids_not
     params = AuditParams(report_dir=str(tmp_path), create_table=False)
     store.put_items([_item(i, "COMPLIANT", "daily") for i in (RUNNING, "i-0ddddddddddddddd4", "i-0eeeeeeeeeeeeeee5")])
     pipeline.store_summary(params, Inventory(DAY, "daily", "live", instances={"us-east-1": [
-        RUNNING, "i-0ddddddddddddddd4", "i-0eeeeeeeeeeeeeee5"]}, discovered=3, trigger="schedule"), [])
+        RUNNING, "i-0ddddddddddddddd4", "i-0eeeeeeeeeeeeeee5"]}, states={"us-east-1": {"running": 3, "stopped": 4}},
+        discovered=3, trigger="schedule"), [])
     # The patch pipeline asks for one host (now failing), one stopped and one unknown.
     store.put_observations([{**_item(RUNNING, "NON_COMPLIANT", "targeted"), "seq": 0, "trigger": "request"}])
     targeted = Inventory(DAY, "targeted", "live", instances={"us-east-1": [RUNNING]}, discovered=1,
-                         trigger="request", not_found=[STOPPED, UNKNOWN])
-    sealed = pipeline.store_summary(params, targeted, [])
+                         states={"us-east-1": {"running": 1, "stopped": 1}}, trigger="request",
+                         not_found=[STOPPED, UNKNOWN])
+    sealed = pipeline.store_summary(replace(params, instance_ids=[RUNNING, STOPPED, UNKNOWN]), targeted, [])
     summary = store.run_summary(DAY)
     assert (summary.discovered, summary.checked, summary.missing_evidence) == (3, 3, [])
+    assert summary.not_running == {"stopped": 4}  # the daily listing's count, not the targeted run's one stopped host
     assert {k: n for k, n in summary.status_counts.items() if n} == {"COMPLIANT": 2, "NON_COMPLIANT": 1}
     assert sealed.not_found == [STOPPED, UNKNOWN]
     built = pipeline.build(params, type(sealed).from_xcom(json.loads(json.dumps(sealed.to_xcom()))))
@@ -168,3 +173,33 @@ def test_a_targeted_run_emails_its_report_only_when_its_conf_names_recipients(mo
         assert sent[0] == params["recipients"]
     elif params["recipients"]:
         assert "conf names no recipients" in result
+
+
+def test_without_a_conf_given_send_reads_the_running_task_s_dag_run_conf(monkeypatch):
+    """The DAG's send_report passes no conf: what counts is the run's own dag_run.conf, not its params."""
+    from types import SimpleNamespace
+
+    import airflow.sdk
+
+    from include.notify import email as notify
+
+    sent = []
+
+    class Store:
+        def emailed_by(self, day):
+            return ""
+
+        def mark_emailed(self, day, run_id):
+            pass
+
+    monkeypatch.setattr(pipeline, "evidence_store", lambda p: Store())
+    monkeypatch.setattr(notify, "send_report_email", lambda **kw: sent.append(kw["recipients"]))
+    monkeypatch.setattr("include.report.storage.read_bytes", lambda path: b"<html></html>")
+    params = AuditParams(recipients=["ops@example.test"], instance_ids=[RUNNING])  # recipients: a deployment default
+    for conf, emailed in (({"instance_ids": [RUNNING]}, False), (None, False),
+                          ({"instance_ids": [RUNNING], "recipients": ["ops@example.test"]}, True)):
+        sent.clear()
+        context = {"dag_run": SimpleNamespace(conf=conf)}
+        monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context)
+        pipeline.send(params, BUILT)
+        assert bool(sent) is emailed, conf
