@@ -60,8 +60,10 @@ class EvidenceItem(Record):
     stream_attributed_by_name: list[str] = field(default_factory=list)
     # A verdict corrected after the batch by the run (include/verify/name_claims.py): what it was, why, when.
     amended: dict[str, Any] = field(default_factory=dict)
+    # Why this host was checked, beside `trigger` (the watch's event: Batch.reasons), stored only when non-empty.
+    trigger_detail: str = ""
 
-    OPTIONAL = ("stream_names", "stream_attributed_by_name", "amended")
+    OPTIONAL = ("stream_names", "stream_attributed_by_name", "amended", "trigger_detail")
 
     def to_item(self) -> dict[str, Any]:
         item = asdict(self)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from include.core.xcom import known_fields
@@ -18,9 +18,14 @@ class Sealed:
     mode: str
     checked: int | None = None
     discovered: int | None = None
+    # A targeted run's ids not found running (include/fleet/inventory.py Inventory.not_found), for the report.
+    not_found: list[str] = field(default_factory=list)
 
     def to_xcom(self) -> dict[str, Any]:
-        return asdict(self)
+        value = asdict(self)
+        if not value["not_found"]:  # the XCom of any other run is what it was
+            del value["not_found"]
+        return value
 
     @classmethod
     def from_xcom(cls, value: Mapping[str, Any]) -> "Sealed":

@@ -56,7 +56,7 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
                   advisory: list[str] | None = None, transport: str = "ssh",
                   waived: list[str] | None = None, stream_names: Iterable[tuple[str, str]] = (),
                   attributed: tuple[str, str] | None = None, trigger: str = "",
-                  output_ref: str = "") -> dict[str, Any]:
+                  output_ref: str = "", trigger_detail: str = "") -> dict[str, Any]:
     """The evidence item for one instance on one day (pure): the one place an EvidenceItem is built. Its `seq`
     and `item_sha256` (which covers the seq) are set by the store as it writes it (put_observations).
     `output_ref`: where the raw output whose SHA-256 is the outcome's digest is kept (include/evidence/raw_store.py)."""
@@ -76,7 +76,7 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         output_ref=output_ref if digest else "",
         output_truncated=bool(outcome and outcome.truncated), ssh_attempts=outcome.attempts if outcome else 0,
         transport_evidence=dict(outcome.transport_evidence) if outcome else {},
-        expires_at=expires_at(audit_date, ttl_days), trigger=trigger,
+        expires_at=expires_at(audit_date, ttl_days), trigger=trigger, trigger_detail=trigger_detail[:1000],
         stream_names=[list(n) for n in stream_names], stream_attributed_by_name=list(attributed or []),
     ).to_item()
     return item

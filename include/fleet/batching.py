@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from include.aws.accounts import account_label, parse_scope
@@ -35,10 +35,13 @@ class Batch:
     # The worker queue whose verify task maps over it (include/settings/queues.py); "" = the plain DAG shape
     # without queues, and then XCom carries no `queue` key, as before queues existed.
     queue: str = ""
+    # instance id → why it is checked (the watch: its event, e.g. "tamper: rules_deleted at ..."), stored on the
+    # host's evidence item as `trigger_detail`; empty for a daily run.
+    reasons: dict[str, str] = field(default_factory=dict)
 
     def to_xcom(self) -> dict[str, Any]:
         value = asdict(self)
-        for key in ("queue", "trigger"):  # unset: the XCom is exactly what it was before these existed
+        for key in ("queue", "trigger", "reasons"):  # unset: the XCom is exactly what it was before these existed
             if not value[key]:
                 del value[key]
         return value

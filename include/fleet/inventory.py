@@ -55,13 +55,19 @@ class Inventory:
     states: dict[str, dict[str, int]] = field(default_factory=dict)
     discovered: int = 0
     trigger: str = ""
+    # A targeted run (`instance_ids`): the ids asked for that no audited region listed as running (unknown,
+    # stopped, terminated, another account or region). Named in the log and the report; never an error.
+    not_found: list[str] = field(default_factory=list)
 
     @property
     def facts(self) -> RunFacts:
         return RunFacts(self.audit_date, self.run_id, self.mode, self.trigger)
 
     def to_xcom(self) -> dict[str, Any]:
-        return asdict(self)
+        value = asdict(self)
+        if not value["not_found"]:  # a daily run's XCom is exactly what it was before targeted runs
+            del value["not_found"]
+        return value
 
     @classmethod
     def from_xcom(cls, value: Mapping[str, Any]) -> "Inventory":

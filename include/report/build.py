@@ -71,6 +71,7 @@ class Report:
     profiles: tuple[str, ...] = ()  # the profile(s) the day's statuses were judged under
     remediated: dict = field(default_factory=dict)  # remediation_counts(): the JSON's `remediated`
     seal: Sealing | None = None  # the day's latest seal as its run summary names it; None: not sealed
+    not_found: list[str] | None = None  # a targeted run's ids not found running: the JSON's `requested_not_found`
 
 
 def _text(value) -> str:
@@ -311,7 +312,8 @@ def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int,
                  previous_items: list[EvidenceItem] | None = None, previous_day: str | None = None,
                  waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None,
                  gaps: list[str] | None = None, remediations: Iterable[RemediationRecord] = (),
-                 decisions: Iterable[RemediationDecision] = (), seal: Sealing | None = None) -> Report:
+                 decisions: Iterable[RemediationDecision] = (), seal: Sealing | None = None,
+                 not_found: list[str] | None = None) -> Report:
     """`remediations` (RemediationStore.day_remediations) and `decisions` (RemediationStore.decisions) are reported
     in their own section and the JSON's `remediated`; they change no status, number or CSV row. `seal`: the
     manifest the day's run summary names (Sealing.of), shown in the HTML, the email and the JSON."""
@@ -335,7 +337,8 @@ def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int,
     inline = f"data:image/png;base64,{base64.b64encode(trend_png).decode()}" if trend_png else None
     return Report(summary, frame, page(inline), csv_text, subject_line(audit_date, summary, mode), changes,
                   trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None, EMAIL_MAX_ROWS),
-                  list(gaps or []), hardening, profiles, remediation_counts(remediations, decisions), seal)
+                  list(gaps or []), hardening, profiles, remediation_counts(remediations, decisions), seal,
+                  list(not_found or []))
 
 
 def trend_name(audit_date: str) -> str:
@@ -355,6 +358,8 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
                "checked": s.checked, "counts": s.counts, "compliance_pct": s.compliance_pct,
                "coverage_pct": s.coverage_pct, "subject": report.subject}
     machine["coverage_gaps"] = report.gaps or []
+    if report.not_found:  # a targeted run asked for these and found them not running (the HTML's notes say so)
+        machine["requested_not_found"] = list(report.not_found)
     machine["profiles"] = list(report.profiles)
     machine["transports"] = {str(k): int(v) for k, v in report.frame["transport"].replace("", "(none)")
                              .value_counts().sort_index().items()}  # hosts per transport

@@ -54,6 +54,7 @@ class AuditParams:
     waivers_file: str | None = _default("waivers_file")  # JSON list (include/verify/waivers.py); None/"" = none
     canary: bool = _default("canary")  # opt-in end-to-end delivery proof (cwagent.canary_delivered)
     canary_wait_seconds: int = _default("canary_wait_seconds")
+    instance_ids: list[str] = _default("instance_ids")  # [] → every instance; else only these (a targeted run)
     accept_host_keys: list[str] = _default("accept_host_keys")  # instance ids whose changed key is accepted now
     # Other AWS accounts to audit besides the connection's own: IAM role ARNs (assumed from `aws_default`) or
     # Airflow AWS connection ids (each with its own credentials or `role_arn`). [] → the connection's account.

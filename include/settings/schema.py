@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ from typing import Any
 from include.settings.queues import param_schema as queue_map_schema
 
 DEFAULT_TABLE = "ec2_audit_evidence"
+INSTANCE_ID_PATTERN = "^i-[0-9a-f]{8,17}$"
+# Deployment defaults of the audit DAGs' params (PARAM_SCHEMAS), a JSON object read when a DAG file is parsed.
+PARAMS_ENV = "EC2_AUDIT_PARAMS"
+# Per run only: a deployment default of instance_ids would turn every scheduled run into a narrowed one.
+NOT_DEPLOYMENT_DEFAULTS = ("instance_ids",)
 _STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
 
 # name → JSON schema of the param, with its `default` and `description` (Airflow's Param keeps both apart from
@@ -90,6 +96,9 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                "description": "Write a marker to each host's audit log and find it in CloudWatch Logs"},
     "canary_wait_seconds": {"type": "integer", "minimum": 5, "maximum": 600, "default": 90,
                             "description": "How long to wait for the canary to reach CloudWatch Logs"},
+    "instance_ids": {"type": "array", "items": {"type": "string", "pattern": INSTANCE_ID_PATTERN}, "default": [],
+                     "description": "Check only these instances (a patch pipeline asks); empty = every instance. "
+                                    "The day's summary and report still cover every host checked that day"},
     "accept_host_keys": {**_STRINGS, "default": [],
                          "description": "Instance ids whose changed (rotated) host key to accept and re-pin in this run"},
     "alert_recipients": {**_STRINGS, "default": [],
@@ -155,12 +164,41 @@ def param_defaults(schemas: Mapping[str, Mapping[str, Any]] = PARAM_SCHEMAS) -> 
     return {name: copy.deepcopy(spec["default"]) for name, spec in schemas.items()}
 
 
+def deployment_defaults(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`EC2_AUDIT_PARAMS` (a JSON object: param name → default) checked against PARAM_SCHEMAS. A value that is
+    not JSON, an unknown or per-run name, or a value its param's schema refuses raises ValueError naming
+    EC2_AUDIT_PARAMS and the field: the DAG then fails to import, visibly, instead of running with a default
+    nobody meant."""
+    text = (os.environ if environ is None else environ).get(PARAMS_ENV, "").strip()
+    if not text:
+        return {}
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{PARAMS_ENV}: not valid JSON (column {exc.colno}: {exc.msg})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{PARAMS_ENV}: must be a JSON object of param name → default, not {_json_type(values)}")
+    problems = []
+    for name in values:
+        if name in NOT_DEPLOYMENT_DEFAULTS:
+            problems.append(f"{name}: set per run (trigger conf), not as a deployment default")
+        elif name not in PARAM_SCHEMAS:
+            problems.append(f"{name}: not a param of the audit DAGs")
+    problems += [p.removeprefix("param ") for p in param_problems(values)]
+    if problems:
+        raise ValueError(f"{PARAMS_ENV}: " + "; ".join(problems))
+    return values
+
+
 def dag_params(schemas: Mapping[str, Mapping[str, Any]] = PARAM_SCHEMAS) -> dict[str, Any]:
-    """A DAG's Airflow `Param`s, built from its schemas (the only copy)."""
+    """A DAG's Airflow `Param`s, built from its schemas (the only copy). The audit DAGs' (PARAM_SCHEMAS) take
+    their defaults from EC2_AUDIT_PARAMS where it names them (deployment_defaults); each run's params carry
+    those defaults, so the tasks' AuditParams see them too."""
     from airflow.sdk import Param
 
-    return {name: Param(copy.deepcopy(spec["default"]), description=spec.get("description"),
-                        schema=param_schema(name, schemas))
+    overrides = deployment_defaults() if schemas is PARAM_SCHEMAS else {}
+    return {name: Param(copy.deepcopy(overrides[name] if name in overrides else spec["default"]),
+                        description=spec.get("description"), schema=param_schema(name, schemas))
             for name, spec in schemas.items()}
 
 

@@ -106,11 +106,9 @@ def run_facts(context: dict[str, Any]) -> RunFacts:
     # The wall clock, not dag_run.start_date: `dag.test()` sets start_date to the logical date, which
     # would make every old day look "live".
     now = utc_now()
-    # `instance_ids` (a targeted run) is not a param of every deployment: read it raw, from the params or the conf.
-    targeted = dict(context["params"]).get("instance_ids") or (getattr(dag_run, "conf", None) or {}).get("instance_ids")
     return RunFacts(audit_date=audit_day(logical, run_after), run_id=dag_run.run_id,
                     mode=resolve_mode(params.mode, logical, now),
-                    trigger=trigger_of(getattr(dag_run, "run_type", None), targeted,
+                    trigger=trigger_of(getattr(dag_run, "run_type", None), params.instance_ids,
                                        getattr(dag_run, "triggered_by", None)))
 
 
@@ -140,7 +138,8 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
     for account, region in audit_scopes(params.accounts, params.include_default_account, regions):
         key, where = scope_key(account, region), f"{account_label(account)} {region}".strip()
         try:
-            inventory = discovery.discover_region(ec2_client(region, account), region, params.tag_filters)
+            inventory = discovery.discover_region(ec2_client(region, account), region, params.tag_filters,
+                                                  params.instance_ids)
         except Exception as exc:  # noqa: BLE001 - collected, then raised for all accounts and regions at once
             failures[where] = f"{type(exc).__name__}: {exc}"[:300]
             continue
@@ -150,8 +149,12 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
         # A smaller fleet must never read as a complete one: fail the task (it retries), naming every region.
         raise RuntimeError("discovery failed, no report from a partial fleet: "
                            + "; ".join(f"{r}: {e}" for r, e in failures.items()))
+    running = {i for ids in instances.values() for i in ids}
+    not_found = sorted(set(params.instance_ids) - running)
+    if not_found:  # the rest are checked; these are named here, in the Inventory and in the report
+        log.warning("%s", requested_not_found(not_found))
     return Inventory(facts.audit_date, facts.run_id, facts.mode, instances=instances, states=states,
-                     discovered=sum(len(v) for v in instances.values()), trigger=facts.trigger)
+                     discovered=sum(len(v) for v in instances.values()), trigger=facts.trigger, not_found=not_found)
 
 
 def plan(params: AuditParams, inventory: Inventory) -> list[Batch]:
@@ -197,7 +200,8 @@ def verify(params: AuditParams, b: Batch, final_try: bool = False) -> BatchResul
         staging.write_batch(params.resolved_report_dir(), b.audit_date, b.run_id, b.label or b.region, items)
 
     try:
-        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params), b.trigger)
+        ctx = RunContext(b.audit_date, b.run_id, params, ssh_settings(params), ssm_settings(params), b.trigger,
+                         reasons=b.reasons)
         result = verify_batch(b, ctx, ec2_client(b.region, b.account), logs_client(b.region, b.account),
                               evidence_store(params), **transport_clients(params, b.region, b.account), stage=stage)
     except (Exception, AirflowTaskTimeout) as exc:
@@ -255,6 +259,8 @@ def store_summary(params: AuditParams, inventory: Inventory, results: list[Batch
         for state, n in region_states.items():
             if state != "running":
                 not_running[state] += n
+    if params.instance_ids:  # a targeted run listed only the hosts it was asked about: the day's count stands
+        not_running = Counter(earlier.not_running)
     store.put_summary(facts.audit_date, RunSummary(
         run_id=facts.run_id, mode=facts.mode, generated_at=iso(utc_now()),
         discovered=summary.discovered, checked=summary.checked, status_counts=summary.counts,
@@ -267,7 +273,8 @@ def store_summary(params: AuditParams, inventory: Inventory, results: list[Batch
     ), params.ttl_days)
     # The read above, kept: the next day's drift and this day's report use it instead of reading the day again.
     store.put_digest(facts.audit_date, day_digest.build(items), params.ttl_days)
-    return Sealed(facts.audit_date, facts.run_id, facts.mode, checked=summary.checked, discovered=summary.discovered)
+    return Sealed(facts.audit_date, facts.run_id, facts.mode, checked=summary.checked, discovered=summary.discovered,
+                  not_found=list(inventory.not_found))
 
 
 def seal_day(params: AuditParams, store, day: str, run_id: str, trigger: str):
@@ -343,6 +350,11 @@ def day_items_for_report(store, params: AuditParams, day: str, run_id: str, mode
     return sorted(items, key=lambda it: it.instance_id)
 
 
+def requested_not_found(ids: list[str]) -> str:
+    """The report's (and the run log's) line for a targeted run's ids not found running."""
+    return "Requested but not running/found: " + ", ".join(ids)
+
+
 def previous_statuses(store, previous_day: str | None) -> list[EvidenceItem]:
     """The previous audit day's statuses for drift: its digest, else its items' statuses."""
     if not previous_day:
@@ -379,6 +391,8 @@ def build(params: AuditParams, sealed: Sealed) -> Built:
     elif earlier := sum(it.run_id != run_id for it in items):
         notes.append(f"{earlier} of the {len(items)} hosts in this report were checked by earlier runs of "
                      f"{day}; this run ({run_id}) checked {len(items) - earlier}.")
+    if sealed.not_found:  # a targeted run: what it was asked to check and could not find running
+        notes.append(requested_not_found(sealed.not_found))
     stored = stored or RunSummary()
     for failed in stored.failed_batches:
         notes.append(f"Verification of {failed['label']} failed after all retries ({failed['error']}): "
@@ -395,6 +409,7 @@ def build(params: AuditParams, sealed: Sealed) -> Built:
         trend_png=trend.chart_for_day(store, day),
         # Beside the verdicts, never in them: what ec2_audit_remediate changed that day, and who approved it.
         remediations=remediation.day_remediations(day), decisions=remediation.decisions(day),
+        not_found=sealed.not_found,
         seal=report.Sealing.of(stored))  # the manifest the stored summary names (a rebuild shows the stored one)
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     # OCSF Compliance Findings (class 2003), one per host and check, streamed: for the SIEM (include/exports/ocsf.py).
@@ -431,7 +446,7 @@ def export_findings(params: AuditParams, built: Built, inventory: Inventory) -> 
     day, region = built.audit_date, default_region()
     items, summary = store.day_items(day), store.run_summary(day)
     missing, meta = (summary.missing_evidence if summary else []), check_meta()
-    narrowed = bool(params.tag_filters) or bool(getattr(params, "instance_ids", None))
+    narrowed = bool(params.tag_filters) or bool(params.instance_ids)
     scopes = run_scopes(inventory.instances, narrowed)
     results = {}
     for account, _ in audit_scopes(params.accounts, params.include_default_account, [region]):
@@ -535,12 +550,25 @@ def compliance_alert(params: AuditParams, built: Built) -> tuple[str, dict[str, 
             f"{len(decision.closed)} closed"), results
 
 
-def send(params: AuditParams, built: Built) -> str:
+def run_conf() -> dict[str, Any]:
+    """The running task's dag_run.conf: what whoever triggered the run wrote themselves (params also hold the
+    DAG's defaults, EC2_AUDIT_PARAMS included)."""
+    from airflow.sdk import get_current_context
+
+    return dict(getattr(get_current_context()["dag_run"], "conf", None) or {})
+
+
+def send(params: AuditParams, built: Built, conf: dict[str, Any] | None = None) -> str:
+    """Email the day's report to `recipients`. A targeted run (`instance_ids`: a patch pipeline's check of a few
+    hosts) emails it only when its own conf names recipients (`conf`, default the running task's dag_run.conf):
+    the deployment's recipients get the daily run's report, not one per patched host."""
     from include.notify import email as notify
     from include.report import storage as report_store
 
     if not params.recipients:
         return "no recipients: report written, no email sent"
+    if params.instance_ids and not (run_conf() if conf is None else conf).get("recipients"):
+        return "a targeted run (instance_ids) whose conf names no recipients: report written, no email sent"
     store = evidence_store(params)
     if store.emailed_by(built.audit_date) == built.run_id:
         return "already emailed by this run (task retry): not sending twice"

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from include.checks.catalogue import SCRIPT, SCRIPT_WITH_CANARY, CheckOptions
 from include.checks.probes import new_tag
@@ -51,6 +51,7 @@ class RunContext:
     ssh: SshSettings | None  # None: no SSH connection (transport ssm, or auto without one)
     ssm: SsmSettings | None = None  # transport ssm and auto
     trigger: str = ""  # what asked for these checks (include/fleet/inventory.py trigger_of, or "remediation")
+    reasons: dict[str, str] = field(default_factory=dict)  # instance id → why it is checked (Batch.reasons)
 
 
 def verify_batch(batch: Batch, ctx: RunContext, ec2_client, logs_client, store: EvidenceStore,
@@ -124,6 +125,7 @@ class BatchRun:
             ttl_days=self.ctx.params.ttl_days, profile=self.profile.name, advisory=j.advisory,
             transport=outcome.transport if outcome else self.ctx.params.transport, waived=waived,
             stream_names=j.claims, attributed=attributed, trigger=self.ctx.trigger,
+            trigger_detail=self.ctx.reasons.get(host.instance_id, ""),
             output_ref=self.raws.ref(host.instance_id, self.ctx.audit_date, raw.sha256) if raw else ""), raw)
 
     def skip_recorded(self, hosts: list[Host]) -> list[Host]:

@@ -27,14 +27,19 @@ RECORDS = [
     Inventory(DAY, RUN, "live", instances={"us-east-1": ["i-1", "i-2"], "arn:aws:iam::222222222222:role/r|us-east-1":
                                            ["i-3"]}, states={"us-east-1": {"running": 2, "stopped": 1}}, discovered=3),
     Inventory(DAY, RUN, "rebuild"),
+    Inventory(DAY, RUN, "live", instances={"us-east-1": ["i-0aaaaaaaaaaaaaaa1"]}, discovered=1, trigger="request",
+              not_found=["i-0bbbbbbbbbbbbbbb2"]),  # a targeted run: an id asked for and not found running
     Batch("us-east-1", ["i-1", "i-2"], "", 1, 2, "us-east-1 batch 1/2 (2 hosts)", DAY, RUN),
     Batch("us-east-1", ["i-3"], "222222222222", 2, 2, "222222222222 us-east-1 [vpc-a] batch 1/1 (1 hosts)", DAY, RUN,
           queue="vpc-a"),
+    Batch("us-east-1", ["i-1"], audit_date=DAY, run_id=RUN, trigger="tamper",
+          reasons={"i-1": "tamper: rules_deleted at 2026-11-30T10:00:00Z"}),  # the watch's: why each host
     BatchResult("us-east-1 batch 1/2 (2 hosts)", "us-east-1", 2, counts={"COMPLIANT": 1, "ERROR": 1},
                 already_recorded=1, no_longer_running=0, transports={"ssh": 2}, api_calls={"describe": 3}),
     BatchResult.failure("us-east-1 batch 2/2 (1 hosts)", "us-east-1", 1, "FileNotFoundError: " + "x" * 400),
     Sealed(DAY, RUN, "live", checked=4, discovered=5),
     Sealed(DAY, RUN, "rebuild"),
+    Sealed(DAY, RUN, "live", checked=4, discovered=5, not_found=["i-0bbbbbbbbbbbbbbb2"]),
     Built(DAY, RUN, "live", subject=f"EC2 audit compliance {DAY}: 50.0% (1 failing)",
           paths={"html": "/r/compliance.html", "csv": "s3://b/daily/compliance.csv"}, compliance_pct=50.0,
           counts={"COMPLIANT": 1, "NON_COMPLIANT": 1}, checked=2, discovered=3, failed_batches=1),
@@ -86,6 +91,7 @@ def test_a_required_key_missing_is_refused_not_guessed():
 
 def test_a_batch_without_a_queue_carries_no_queue_key_as_before_queues_existed():
     assert "queue" not in Batch("us-east-1", ["i-1"]).to_xcom()
+    assert "not_found" not in Inventory(DAY, RUN, "live").to_xcom() and "not_found" not in Sealed(DAY, RUN, "live").to_xcom()
     assert Batch.from_xcom(Batch("us-east-1", ["i-1"], queue="default").to_xcom()).queue == "default"
 
 

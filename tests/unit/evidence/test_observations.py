@@ -208,8 +208,9 @@ def test_run_facts_read_the_trigger_from_the_dag_run():
 
     when = datetime(2026, 12, 3, tzinfo=timezone.utc)
     for run_type, conf, want in ((DagRunType.SCHEDULED, None, "schedule"), (DagRunType.MANUAL, {}, "manual"),
-                                 (DagRunType.MANUAL, {"instance_ids": ["i-1"]}, "request")):
+                                 (DagRunType.MANUAL, {"instance_ids": ["i-0123456789abcdef0"]}, "request")):
         dag_run = SimpleNamespace(run_id="r", run_type=run_type, conf=conf, logical_date=when, run_after=when)
-        facts = run_facts({"dag_run": dag_run, "params": {"mode": "rebuild"}, "logical_date": when})
+        # Airflow resolves the run's params with its conf over the DAG's defaults: the param is what is read.
+        facts = run_facts({"dag_run": dag_run, "params": {"mode": "rebuild", **(conf or {})}, "logical_date": when})
         assert facts.trigger == want
         assert RunFacts.from_xcom(facts.to_xcom()) == facts

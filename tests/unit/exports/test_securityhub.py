@@ -421,8 +421,9 @@ def test_timestamps():
 
 
 # -- the DAG step: the scope comes from this run's inventory
-@pytest.mark.parametrize("tag_filters,archived", [({}, True), ({"Environment": ["prod"]}, False)])
-def test_export_findings_touches_only_what_the_run_discovered(monkeypatch, tag_filters, archived):
+@pytest.mark.parametrize("narrowing,archived", [({}, True), ({"tag_filters": {"Environment": ["prod"]}}, False),
+                                                ({"instance_ids": ["i-1"]}, False)])  # a targeted run: i-1 only
+def test_export_findings_touches_only_what_the_run_discovered(monkeypatch, narrowing, archived):
     from include.aws import clients as aws_clients
     from include.evidence.records import RunSummary
     from include.fleet.inventory import Inventory
@@ -451,7 +452,7 @@ def test_export_findings_touches_only_what_the_run_discovered(monkeypatch, tag_f
     monkeypatch.setattr(aws_clients, "default_region", lambda: REGION)
     monkeypatch.setattr(aws_clients, "securityhub_client", lambda region, account="": (hub, ACCOUNT))
     monkeypatch.setattr(sh.time, "sleep", no_sleep)
-    params = AuditParams(securityhub=True, regions=[REGION], tag_filters=tag_filters, create_table=False)
+    params = AuditParams(securityhub=True, regions=[REGION], create_table=False, **narrowing)
     built = {"audit_date": "2025-03-02", "run_id": "r2", "mode": "live"}
     pipeline.export_findings(params, Built.from_xcom(built),
                              Inventory.from_xcom({**built, "instances": {REGION: ["i-1"]}, "states": {}}))
