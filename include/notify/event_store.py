@@ -58,8 +58,9 @@ class Observation:
 
     @classmethod
     def from_evidence(cls, item: EvidenceItem) -> "Observation":
-        """A host's current evidence item (a run's candidates, the watch's re-checks): no version, so seq 0."""
-        return cls(item.instance_id, item.audit_date[:10], item.run_id, 0, item.checked_at, item.status,
+        """A host's current evidence item (a run's candidates, the watch's re-checks), with its `seq` as stored (0
+        when not written yet): a re-check later the same day comes after that day's earlier versions."""
+        return cls(item.instance_id, item.audit_date[:10], item.run_id, item.seq, item.checked_at, item.status,
                    dict(item.checks), item.host_key_fingerprint, item.status_detail, item.display_name)
 
     @property

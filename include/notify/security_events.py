@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -116,17 +116,18 @@ def subject(day: str, events: Sequence[SecurityEvent]) -> str:
             f"host{'s' if hosts != 1 else ''} ({', '.join(kinds)})")
 
 
-def render_html(day: str, events: Sequence[SecurityEvent], run_url: str = "") -> str:
+def render_html(day: str, events: Sequence[SecurityEvent], run_url: str = "", intro: str = "") -> str:
     from include.report.rendering import render
 
     rows = [[e.instance_id, e.name, e.kind, "reminder" if e.action == "reminder" else "new", e.line()]
             for e in events[:MAX_LINES]]
     return render("security.html", day=day, total=len(events), rows=rows, more=len(events) - MAX_LINES,
-                  run_url=run_url)
+                  run_url=run_url, intro=intro)
 
 
-def slack_payload(day: str, events: Sequence[SecurityEvent], run_url: str = "") -> dict[str, Any]:
-    title = subject(day, events)
+def slack_payload(day: str, events: Sequence[SecurityEvent], run_url: str = "",
+                  title: str = "") -> dict[str, Any]:
+    title = title or subject(day, events)
     lines, used = [], 0
     for e in events[:ch.SLACK_LINES_MAX]:
         line = f"• {ch.slack_escape(ch._cut(e.line(), 400))}"
@@ -144,8 +145,9 @@ def slack_payload(day: str, events: Sequence[SecurityEvent], run_url: str = "") 
     return {"text": ch.slack_escape(title), "blocks": blocks}
 
 
-def sns_payload(day: str, events: Sequence[SecurityEvent], run_url: str = "") -> tuple[str, str]:
-    message = {"event": "security_event", "audit_date": day, "subject": subject(day, events),
+def sns_payload(day: str, events: Sequence[SecurityEvent], run_url: str = "", title: str = "") -> tuple[str, str]:
+    title = title or subject(day, events)
+    message = {"event": "security_event", "audit_date": day, "subject": title,
                "events_total": len(events), "hosts": sorted({e.instance_id for e in events})[:ch.SNS_HOSTS_MAX],
                "events": [{"instance_id": e.instance_id, "name": e.name, "kind": e.kind,
                            "state": "reminder" if e.action == "reminder" else "new", "first_seen": e.first_seen,
@@ -155,7 +157,7 @@ def sns_payload(day: str, events: Sequence[SecurityEvent], run_url: str = "") ->
     while len(body.encode()) > ch.SNS_MESSAGE_MAX - 4096 and message["events"]:
         message["events"] = message["events"][:len(message["events"]) // 2]
         body = json.dumps(message, ensure_ascii=False, sort_keys=True)
-    return ch.sns_subject(subject(day, events)), body
+    return ch.sns_subject(title), body
 
 
 # ------------------------------------------------------------------ claims (include/notify/event_store.py)
@@ -188,19 +190,17 @@ class Outcome:
         return f"security events: {len(self.events)} open, {loud} due now, sent {self.sent or 'nowhere'}"
 
 
-def send_security_events(store: SecurityEventStore, items: Iterable[EvidenceItem], *, day: str, run_id: str,
-                         recipients: Sequence[str], chans: ch.Channels, repeat_days: int, ttl_days: int,
-                         run_url: str = "", context: Mapping | None = None,
-                         smtp_conn_id: str = SMTP_CONN_ID) -> Outcome:
-    """Judge these observations (the current items of the hosts a run checked) and alert what is due, once, to
-    email and every configured channel. Never raises for a channel: the caller raises with `results`."""
-    from include.notify import email as notify
+Due = dict[str, list[tuple[SecurityEvent, EventState]]]  # channel → (event, its claimed state) to send it
 
+
+def due_events(store: SecurityEventStore, items: Iterable[EvidenceItem], *, day: str, run_id: str,
+               targets: Sequence[str], repeat_days: int, ttl_days: int) -> tuple[Outcome, Due]:
+    """Detect these observations' events and claim those due now: (every event found, channel → what to send).
+    The tamper alerts (include/notify/tamper.py) add theirs to the same messages."""
     outcome = Outcome()
-    targets = (["email"] if recipients else []) + chans.names
+    due: Due = {t: [] for t in targets}
     if not targets:
-        return outcome
-    due: dict[str, list[tuple[SecurityEvent, EventState]]] = {t: [] for t in targets}
+        return outcome, due
     for item in items:
         current = Observation.from_evidence(item)
         if not failing_now(current):
@@ -219,6 +219,17 @@ def send_security_events(store: SecurityEventStore, items: Iterable[EvidenceItem
                 if claimed.delivered.get(target) != claimed.alert_id:
                     due[target].append((event, claimed))
     outcome.events.sort(key=lambda e: e.key)
+    return outcome, due
+
+
+def deliver(store: SecurityEventStore, due: Due, outcome: Outcome, *, day: str, recipients: Sequence[str],
+            chans: ch.Channels, run_url: str = "", context: Mapping | None = None, smtp_conn_id: str = SMTP_CONN_ID,
+            title: Callable[[str, Sequence[SecurityEvent]], str] = subject, intro: str = "") -> None:
+    """Send each channel its due events in one message, and record per claimed state which channel got it
+    (a retry of the claiming run resends only to the channels that failed). Results go into `outcome`.
+    `title` makes the subject / header (the tamper events' say the host and the re-check's verdict)."""
+    from include.notify import email as notify
+
     for target, pending in due.items():
         if not pending:
             continue
@@ -227,17 +238,31 @@ def send_security_events(store: SecurityEventStore, items: Iterable[EvidenceItem
         what = f"security events {day}"
         if target == "email":
             send = lambda ev=events: notify.send_report_email(  # noqa: E731
-                conn_id=smtp_conn_id, recipients=list(recipients), subject=subject(day, ev),
-                html=render_html(day, ev, run_url), attachments=[])
+                conn_id=smtp_conn_id, recipients=list(recipients), subject=title(day, ev),
+                html=render_html(day, ev, run_url, intro=intro), attachments=[])
             result = ch.attempt("email", f"connection {smtp_conn_id!r}", what, send)
         else:
-            result = ch.deliver_payload(chans, target, what, slack=lambda ev=events: slack_payload(day, ev, run_url),
-                                        sns=lambda ev=events: sns_payload(day, ev, run_url), event="security_event",
-                                        context=context)
+            result = ch.deliver_payload(
+                chans, target, what, slack=lambda ev=events: slack_payload(day, ev, run_url, title=title(day, ev)),
+                sns=lambda ev=events: sns_payload(day, ev, run_url, title=title(day, ev)), event="security_event",
+                context=context)
         outcome.results[target] = {**result, "sent": len(events) if result["ok"] else 0}
         if result["ok"]:
             outcome.sent[target] = len(events)
             for _, state in pending:
                 store.mark_delivered(state, target)
+
+
+def send_security_events(store: SecurityEventStore, items: Iterable[EvidenceItem], *, day: str, run_id: str,
+                         recipients: Sequence[str], chans: ch.Channels, repeat_days: int, ttl_days: int,
+                         run_url: str = "", context: Mapping | None = None,
+                         smtp_conn_id: str = SMTP_CONN_ID) -> Outcome:
+    """Judge these observations (the current items of the hosts a run checked) and alert what is due, once, to
+    email and every configured channel. Never raises for a channel: the caller raises with `results`."""
+    targets = (["email"] if recipients else []) + chans.names
+    outcome, due = due_events(store, items, day=day, run_id=run_id, targets=targets, repeat_days=repeat_days,
+                              ttl_days=ttl_days)
+    deliver(store, due, outcome, day=day, recipients=recipients, chans=chans, run_url=run_url, context=context,
+            smtp_conn_id=smtp_conn_id)
     log.info("%s %s", day, outcome.summary())
     return outcome

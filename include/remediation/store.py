@@ -22,6 +22,8 @@ DECISIONS_ID = "#remediation-decisions"  # per day: every answer given to a reme
 REMEDIATED_ID = "#remediation-hosts"  # per day: the ids that have a remediation record (read them without a scan)
 ATTEMPT_SEP = "|"  # `attempts` of the day's list: "<host id>|<run id>" (an instance id has no "|")
 # What a record shows of the other attempts of its day (the report's and the dashboard's "earlier that day").
+ACTIVE_LIMIT = 10  # a host's newest attempts read when a tamper alert asks what remediation ran on it
+UNFINISHED = ("", "applying", "unverified")  # outcomes of an attempt whose fixes run or ran, not yet re-verified
 EARLIER_FIELDS = ("run_id", "ran_at", "outcome", "approved_by", "plan_sha256", "after_status")
 
 
@@ -32,6 +34,18 @@ def attempt_key(audit_date: str, run_id: str) -> str:
 def _record(item: dict) -> RemediationRecord:
     """A stored attempt (or a record from before attempts: sort key the day itself) as its record."""
     return RemediationRecord.from_item({**item, "audit_date": item.get("day") or item["audit_date"]})
+
+
+def describe_attempt(record: RemediationRecord) -> str:
+    """Pure. One attempt as a tamper alert names it: the run, who approved it, and where it stands."""
+    who = f" approved by {record.approved_by}" if record.approved_by else ""
+    if record.outcome == "applying":
+        where = "applying"
+    elif record.outcome in UNFINISHED:
+        where = f"fixes ran by {record.ran_at}, not yet re-verified"
+    else:
+        where = f"fixes ran by {record.ran_at}, {record.outcome}"
+    return f"remediation run {record.run_id}{who}, {where}"
 
 
 def latest_attempts(records: Iterable[RemediationRecord]) -> list[RemediationRecord]:
@@ -99,6 +113,17 @@ class RemediationStore:
         response = self.table.table.query(KeyConditionExpression=Key("instance_id").eq(REMEDIATION_PREFIX + host_id),
                                           ScanIndexForward=False, Limit=limit)
         return latest_attempts(_record(it) for it in response.get("Items", []))
+
+    def attempts_since(self, host_id: str, since: str, limit: int = ACTIVE_LIMIT) -> list[RemediationRecord]:
+        """The host's attempts whose record was written (`ran_at`) at or after `since` (ISO-8601 UTC, the stored
+        form), newest first: one Query of its newest `limit` attempts (sort keys `<day>#<run>` order them by day).
+        A tamper alert names them (include/notify/tamper.py): a fix's own `augenrules --load` deletes the loaded
+        rules before loading the file's, so it writes the very records a rule deletion alerts on."""
+        response = self.table.table.query(KeyConditionExpression=Key("instance_id").eq(REMEDIATION_PREFIX + host_id),
+                                          ScanIndexForward=False, Limit=limit, ConsistentRead=True)
+        found = [_record(it) for it in response.get("Items", [])]
+        return sorted((r for r in found if r.ran_at and r.ran_at >= since), key=lambda r: (r.ran_at, r.run_id),
+                      reverse=True)
 
     def add_decision(self, audit_date: str, decision: RemediationDecision, ttl_days: int) -> None:
         """Append one answer to the day's list (a retry of the same run and decision is not added twice)."""

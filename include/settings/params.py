@@ -63,6 +63,8 @@ class AuditParams:
     alert_recipients: list[str] = _default("alert_recipients")  # [] → no alerts (compliance or pipeline failure)
     alert_threshold_pct: float = _default("alert_threshold_pct")  # compliance below this alerts; 0 = off
     alert_repeat_days: int = _default("alert_repeat_days")  # an open finding alerts again after N days; 0 = never
+    tamper_grace_minutes: float = _default("tamper_grace_minutes")  # a clean auditd stop alerts only if still failing after
+    launch_grace_minutes: float = _default("launch_grace_minutes")  # a launched instance is checked this long after running
     securityhub: bool = _default("securityhub")  # findings to AWS Security Hub (include/exports/securityhub.py)
     slack_conn_id: str | None = _default("slack_conn_id")  # slackwebhook connection; None = no Slack (include/notify/channels.py)
     sns_topic_arn: str | None = _default("sns_topic_arn")  # None = no SNS

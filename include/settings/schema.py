@@ -107,6 +107,12 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                             "description": "Alert when fleet compliance falls below this; 0 = off"},
     "alert_repeat_days": {"type": "integer", "minimum": 0, "default": 7,
                           "description": "Re-alert a finding still open after this many days; 0 = never"},
+    "tamper_grace_minutes": {"type": "number", "minimum": 0, "default": 5,
+                             "description": "A clean auditd stop (reboot, upgrade) alerts only if the re-check does "
+                                            "not pass within this many minutes"},
+    "launch_grace_minutes": {"type": "number", "minimum": 0, "default": 10,
+                             "description": "A launched instance is checked this many minutes after it starts "
+                                            "running, once it has booted"},
     "securityhub": {"type": "boolean", "default": False,
                     "description": "Send one AWS Security Hub finding per failing (host, check), updated daily; "
                                    "resolved when the check passes again, archived when the instance is gone"},

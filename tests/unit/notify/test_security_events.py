@@ -296,3 +296,15 @@ def test_the_event_store_reads_typed_records(store):
     assert se.claim(events, event, DAY, "run-today", 400) is not None
     (state,) = events.states("i-1").values()
     assert isinstance(state, se.EventState) and (state.kind, state.alert_run) == ("auditd.running", "run-today")
+
+
+def test_a_recheck_later_the_same_day_compares_with_that_day_s_earlier_observation(store, outbox):
+    # The watch re-checks a host (seq 2) whose daily observation of the same day (seq 1) passed: an event. The
+    # re-check's item carries its seq; the earlier version of today is the observation before it.
+    daily = {**obs(run="run-daily", status="COMPLIANT", seq=1, auditd__running="PASS"), "audit_date": f"{DAY}#v#1",
+             "day": DAY}
+    store.put_items([obs(day=YESTERDAY, run="run-y", auditd__running="FAIL"), daily])
+    recheck = {**obs(run="watch-1", seq=2, auditd__running="FAIL", checked_at=f"{DAY}T09:00:00Z")}
+    outcome = send(store, [recheck], run="watch-1")
+    assert [e.key for e in outcome.events] == ["i-0abc|auditd.running"]
+    assert "passed on 2026-12-07 (run run-daily, seq 1)" in outbox["email"][0]["html"]

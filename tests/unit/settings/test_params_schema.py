@@ -31,6 +31,8 @@ def test_contract_params_and_defaults():
     assert (p.profile, p.transport, p.mode, p.address) == ("audit-trail", "ssh", "auto", "private_ip")
     assert p.waivers_file is None and p.report_dir is None and p.log_group is None
     assert PARAM_SCHEMAS["transport"]["enum"] == ["ssh", "ssm", "eic", "auto"]
+    assert (p.tamper_grace_minutes, p.launch_grace_minutes) == (5, 10)  # CONTRACT: the watch's graces
+    assert audit_params({"tamper_grace_minutes": 0, "launch_grace_minutes": 2.5}).launch_grace_minutes == 2.5
 
 
 def test_optional_text_params_accept_their_default_as_the_ui_form_holds_it():
@@ -70,6 +72,8 @@ def test_optional_text_params_accept_their_default_as_the_ui_form_holds_it():
     ({"evidence_table": "bad table!"}, "param evidence_table:"),
     ({"stream_max_age_minutes": None}, "param stream_max_age_minutes: must be an integer, not null"),
     ({"waivers_file": 5}, "param waivers_file: must be null or a string, not an integer"),
+    ({"tamper_grace_minutes": -1}, "param tamper_grace_minutes: -1 is less than the minimum of 0"),
+    ({"launch_grace_minutes": "10"}, "param launch_grace_minutes: must be a number, not a string"),
 ])
 def test_each_bad_param_is_refused_naming_it(params, expected):
     assert any(p.startswith(expected) for p in param_problems(params)), param_problems(params)
