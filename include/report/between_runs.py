@@ -68,8 +68,12 @@ class ChecksBetweenRuns:
 
 
 def _plain(observation: Any) -> Mapping[str, Any]:
-    # A typed item (EvidenceItem) as its stored form: optional attributes (trigger_detail) read with .get.
-    return observation.to_item() if hasattr(observation, "to_item") else observation
+    """A typed item (EvidenceItem) as the attributes the rows read, absent ones None (trigger_detail is optional):
+    not to_item(), which would copy every host's whole `checks` for nothing."""
+    if isinstance(observation, Mapping):
+        return observation
+    return {k: getattr(observation, k, None) for k in ("instance_id", "item_type", "seq", "name", "tags",
+                                                        *VERSION_FIELDS)}
 
 
 def _seq(observation: Mapping[str, Any]) -> int:
