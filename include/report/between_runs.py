@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from include.core.status import Status
@@ -48,6 +48,10 @@ class CheckBetweenRuns:
     @property
     def change(self) -> str:
         return f"{self.before} → {self.after}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The report JSON's row (`before` "—": the day's first observation)."""
+        return {**asdict(self), "failed_checks": list(self.failed_checks)}
 
     @property
     def notable(self) -> bool:

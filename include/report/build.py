@@ -375,7 +375,7 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
     machine["previous_manifest_sha256"] = seal.previous_manifest_sha256
     checks = report.between_runs or ChecksBetweenRuns()
     machine["checks_between_runs"] = {"total": checks.total, "by_trigger": checks.by_trigger,
-                                      "listed": len(checks.rows)}
+                                      "listed": len(checks.rows), "rows": [r.to_json() for r in checks.rows]}
     if report.drift is not None:
         d = report.drift
         machine["drift"] = {"previous_day": d.previous_day, "newly_failing": d.newly_failing, "fixed": d.fixed,

@@ -87,7 +87,11 @@ def test_the_report_has_the_section_in_the_file_and_the_email_and_counts_in_the_
         assert row["checked at"] == f"{DAY}T10:15:00Z" and row["failed checks"] == "auditd.running"
     assert report.csv.count("\n") == 2  # the CSV stays one row per instance
     machine = json.loads(Path(write_report(report, tmp_path, DAY)["json"]).read_text())
-    assert machine["checks_between_runs"] == {"total": 1, "by_trigger": {"tamper": 1}, "listed": 1}
+    checks = machine["checks_between_runs"]
+    assert (checks["total"], checks["by_trigger"], checks["listed"]) == (1, {"tamper": 1}, 1)
+    assert checks["rows"] == [{"instance_id": "i-1", "seq": 2, "checked_at": f"{DAY}T10:15:00Z", "trigger": "tamper",
+                               "trigger_detail": "rules_deleted", "before": "COMPLIANT", "after": "NON_COMPLIANT",
+                               "failed_checks": ["auditd.running"], "run_id": "tamper-2", "name": ""}]
     quiet = build_report(current, audit_date=DAY, discovered=1, run_id="r", mode="live", generated_at=NOW,
                          check_meta=check_meta())
     assert "Checks between runs (0)" in quiet.html
@@ -114,3 +118,16 @@ def test_read_takes_the_versions_from_the_day_index_and_the_current_items_as_giv
     assert [(r.run_id, r.change, r.why) for r in table.rows] == [
         ("watch-1", "COMPLIANT → NON_COMPLIANT", "tamper: audit_disabled"),
         ("watch-2", "NON_COMPLIANT → COMPLIANT", "silence")]
+
+
+def test_the_email_lists_fewer_rows_than_the_file_and_says_how_many_more(monkeypatch):
+    from include.report import build
+
+    monkeypatch.setattr(build, "EMAIL_MAX_ROWS", 5)
+    launches = [obs(f"i-{n}", 1, "COMPLIANT", "launch", f"{DAY}T08:00:0{n}Z", current=True) for n in range(8)]
+    report = build_report([EvidenceItem.from_item(o) for o in launches], audit_date=DAY, discovered=8, run_id="r",
+                          mode="live", generated_at=NOW, check_meta=check_meta(),
+                          between_runs=between_runs.checks_between_runs(launches))
+    assert len(rows_of(report.html, HEADERS)) == 8 and "more not listed here" not in report.html
+    assert len(rows_of(report.email_html, HEADERS)) == 5
+    assert "… 3 more not listed here (5 of 8 shown" in report.email_html
