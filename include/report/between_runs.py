@@ -22,6 +22,7 @@ from include.evidence.observation import CURRENT
 EVENT_TRIGGERS = ("launch", "tamper", "silence", "request", "remediation")
 MAX_ROWS = 500
 NO_VERDICT = "—"
+DETAIL_CHARS = 300  # trigger_detail may quote a host's audit record: the report keeps it short (and escapes it)
 # What the rows need of a version (EvidenceStore.day_versions projects these, not whole items).
 VERSION_FIELDS = ("status", "checked_at", "trigger", "trigger_detail", "failed_checks", "run_id")
 
@@ -100,7 +101,7 @@ def checks_between_runs(observations: Iterable[Any], *, limit: int = MAX_ROWS) -
             rows.append(CheckBetweenRuns(
                 instance_id=iid, seq=_seq(o), checked_at=str(o.get("checked_at") or ""), trigger=trigger,
                 before=str(seen[n - 1].get("status") or "?") if n else NO_VERDICT, after=str(o.get("status") or "?"),
-                trigger_detail=str(o.get("trigger_detail") or ""), failed_checks=tuple(o.get("failed_checks") or ()),
+                trigger_detail=str(o.get("trigger_detail") or "")[:DETAIL_CHARS], failed_checks=tuple(o.get("failed_checks") or ()),
                 run_id=str(o.get("run_id") or ""), name=name))
     shown = sorted(rows, key=lambda r: (not r.notable, r.checked_at, r.instance_id, r.seq))[:max(limit, 0)]
     return ChecksBetweenRuns(sorted(shown, key=lambda r: (r.checked_at, r.instance_id, r.seq)), len(rows),

@@ -45,6 +45,16 @@ def test_a_tamper_recheck_shows_the_daily_verdict_before_and_its_own_after():
     assert table.total == 1 and table.by_trigger == {"tamper": 1}
 
 
+def test_a_host_supplied_detail_is_capped_and_escaped():
+    evil = "<script>alert(1)</script>" + "x" * 1000
+    day = [obs("i-1", 1, "NON_COMPLIANT", "tamper", f"{DAY}T10:15:00Z", current=True, detail=evil)]
+    table = between_runs.checks_between_runs(day)
+    assert len(table.rows[0].trigger_detail) == between_runs.DETAIL_CHARS
+    html = build_report([EvidenceItem.from_item(day[0])], audit_date=DAY, discovered=1, run_id="r", mode="live",
+                        generated_at=NOW, check_meta=check_meta(), between_runs=table).html
+    assert "<script>alert(1)" not in html and "tamper: &lt;script&gt;alert(1)&lt;/script&gt;xxx" in html
+
+
 def test_a_launch_first_observation_has_no_verdict_before():
     (row,) = between_runs.checks_between_runs([obs("i-new", 1, "COMPLIANT", "launch", f"{DAY}T12:00:00Z",
                                                    current=True)]).rows
