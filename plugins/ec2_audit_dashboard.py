@@ -54,12 +54,14 @@ def _fleet(day: str | None) -> str:
                                 check_meta(), _remediations(store).day_remediations(day))
 
 
-def _host(instance_id: str) -> str:
+def _host(instance_id: str, day: str | None = None) -> str:
     from include.report import dashboard
 
     store = _store()
-    return dashboard.host_page(instance_id, store.host_history(instance_id), 
-                               _remediations(store).host_remediations(instance_id))
+    history = store.host_history(instance_id)
+    day = day or (history[0].audit_date if history else None)  # default: the host's latest day
+    return dashboard.host_page(instance_id, history, _remediations(store).host_remediations(instance_id),
+                               day=day, observations=store.observations(instance_id, day) if day else [])
 
 
 # Typed: FastAPI refuses (422) anything else, so only a date and an instance id ever reach DynamoDB.
@@ -73,8 +75,9 @@ async def fleet(day: Annotated[date | None, Query(description="audit day, YYYY-M
 
 
 @app.get("/host/{instance_id}", response_class=HTMLResponse)
-async def host(instance_id: InstanceId) -> str:
-    return await asyncio.to_thread(_host, instance_id)
+async def host(instance_id: InstanceId,
+               day: Annotated[date | None, Query(description="audit day, YYYY-MM-DD")] = None) -> str:
+    return await asyncio.to_thread(_host, instance_id, day.isoformat() if day else None)
 
 
 class Ec2AuditDashboard(AirflowPlugin):

@@ -23,6 +23,7 @@ from include.core.status import CheckStatus, Status
 from include.evidence.records import EvidenceItem
 from include.remediation.records import FixRun, RemediationDecision, RemediationRecord, StepRun
 from include.report.analysis import Drift, breakdown, drift
+from include.report.between_runs import ChecksBetweenRuns
 from include.report.rendering import pct, render
 
 # Status order, "not verified" and colours live on include.core.status.Status; these are its views by name.
@@ -72,6 +73,7 @@ class Report:
     remediated: dict = field(default_factory=dict)  # remediation_counts(): the JSON's `remediated`
     seal: Sealing | None = None  # the day's latest seal as its run summary names it; None: not sealed
     not_found: list[str] | None = None  # a targeted run's ids not found running: the JSON's `requested_not_found`
+    between_runs: ChecksBetweenRuns | None = None  # the day's event-driven checks (include/report/between_runs.py)
 
 
 def _text(value) -> str:
@@ -279,7 +281,7 @@ def render_html(frame: pd.DataFrame, items: list[EvidenceItem], summary: FleetSu
                 trend_src: str | None = None, gaps: list[str] | None = None, max_rows: int | None = None,
                 hardening: HardeningSummary | None = None, profiles: tuple[str, ...] = (),
                 remediations: Iterable[RemediationRecord] = (), decisions: Iterable[RemediationDecision] = (),
-                seal: Sealing | None = None) -> str:
+                seal: Sealing | None = None, between_runs: ChecksBetweenRuns | None = None) -> str:
     unverified = frame[frame["status"].isin(UNVERIFIED)]
     shown = frame if not max_rows or len(frame) <= max_rows else frame.iloc[0:0]
     requirements = by_requirement(items, check_meta)
@@ -302,6 +304,7 @@ def render_html(frame: pd.DataFrame, items: list[EvidenceItem], summary: FleetSu
                                               for w in waivers.get(state, [])],
         requirements=requirements, host_limit=10 if max_rows else 40, breakdowns=_breakdowns(frame), instances=list(shown.itertuples()), instances_total=len(frame),
         remediated=remediated, remediated_counts=remediation_counts(remediations, decisions), decisions=answers,
+        between_runs=between_runs or ChecksBetweenRuns(),
         run_id=run_id, generated_at=generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
         manifest_sha256=seal.manifest_sha256 if seal else "", seal_seq=seal.seal_seq if seal else 0)
 
@@ -313,10 +316,12 @@ def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int,
                  waivers: Mapping[str, list] | None = None, trend_png: bytes | None = None,
                  gaps: list[str] | None = None, remediations: Iterable[RemediationRecord] = (),
                  decisions: Iterable[RemediationDecision] = (), seal: Sealing | None = None,
-                 not_found: list[str] | None = None) -> Report:
+                 not_found: list[str] | None = None, between_runs: ChecksBetweenRuns | None = None) -> Report:
     """`remediations` (RemediationStore.day_remediations) and `decisions` (RemediationStore.decisions) are reported
     in their own section and the JSON's `remediated`; they change no status, number or CSV row. `seal`: the
-    manifest the day's run summary names (Sealing.of), shown in the HTML, the email and the JSON."""
+    manifest the day's run summary names (Sealing.of), shown in the HTML, the email and the JSON. `between_runs`:
+    the day's event-driven checks (between_runs.checks_between_runs), their own section and the JSON's
+    `checks_between_runs`; like remediation, they change no status, number or CSV row."""
     from include.verify.profiles import HARDENING_CHECKS
 
     remediations, decisions = list(remediations), list(decisions)
@@ -332,13 +337,13 @@ def build_report(items: list[EvidenceItem], *, audit_date: str, discovered: int,
                            generated_at=generated_at, check_meta=check_meta or {}, not_running=not_running or {},
                            notes=notes or [], drift_=changes, waivers=waivers, trend_src=trend_src, gaps=gaps,
                            max_rows=max_rows, hardening=hardening, profiles=profiles,
-                           remediations=remediations, decisions=decisions, seal=seal)
+                           remediations=remediations, decisions=decisions, seal=seal, between_runs=between_runs)
 
     inline = f"data:image/png;base64,{base64.b64encode(trend_png).decode()}" if trend_png else None
     return Report(summary, frame, page(inline), csv_text, subject_line(audit_date, summary, mode), changes,
                   trend_png, page(f"cid:{trend_name(audit_date)}" if trend_png else None, EMAIL_MAX_ROWS),
                   list(gaps or []), hardening, profiles, remediation_counts(remediations, decisions), seal,
-                  list(not_found or []))
+                  list(not_found or []), between_runs)
 
 
 def trend_name(audit_date: str) -> str:
@@ -371,6 +376,9 @@ def write_report(report: Report, report_dir: str | Path, audit_date: str, *, run
     seal = report.seal or Sealing("", 0)
     machine["manifest_sha256"], machine["seal_seq"] = seal.manifest_sha256, seal.seal_seq
     machine["previous_manifest_sha256"] = seal.previous_manifest_sha256
+    checks = report.between_runs or ChecksBetweenRuns()
+    machine["checks_between_runs"] = {"total": checks.total, "by_trigger": checks.by_trigger,
+                                      "listed": len(checks.rows), "rows": [r.to_json() for r in checks.rows]}
     if report.drift is not None:
         d = report.drift
         machine["drift"] = {"previous_day": d.previous_day, "newly_failing": d.newly_failing, "fixed": d.fixed,

@@ -8,10 +8,12 @@ iframe. The HTML comes from include/report/templates/dashboard_*.html, autoescap
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from include.core.scoring import hardening_summary, judged_under
 from include.core.status import Status
+from include.evidence.observation import CURRENT
 from include.evidence.records import EvidenceItem, RunSummary
 from include.remediation.records import FixRun, RemediationRecord, StepRun
 from include.report.rendering import render
@@ -78,9 +80,26 @@ def _remediation(record: RemediationRecord) -> dict:
                         for e in record.earlier]}
 
 
+def observation_rows(observations: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """One host's observations of a day (EvidenceStore.observations: the versions and the current item) as the
+    host page lists them: by seq, oldest first, the current one last; why = trigger (+ its detail, read with
+    .get: an optional attribute)."""
+    ordered = sorted(observations, key=lambda o: (o.get("item_type") == CURRENT, int(o.get("seq") or 1)))
+    rows = []
+    for o in ordered:
+        trigger, detail = str(o.get("trigger") or ""), str(o.get("trigger_detail") or "")
+        rows.append({"seq": int(o.get("seq") or 1), "checked_at": str(o.get("checked_at") or ""),
+                     "trigger": (f"{trigger}: {detail}" if detail else trigger) or "— (before triggers)",
+                     "status": str(o.get("status") or ""), "failed": ", ".join(map(str, o.get("failed_checks") or [])),
+                     "run": str(o.get("run_id") or ""), "current": o.get("item_type") == CURRENT})
+    return rows
+
+
 def host_page(instance_id: str, history: list[EvidenceItem],
-              remediations: Iterable[RemediationRecord] = ()) -> str:
-    """`remediations`: RemediationStore.host_remediations(instance_id), newest day first."""
+              remediations: Iterable[RemediationRecord] = (), *, day: str | None = None,
+              observations: Iterable[Mapping[str, Any]] = ()) -> str:
+    """`remediations`: RemediationStore.host_remediations(instance_id), newest day first. `observations`:
+    EvidenceStore.observations(instance_id, day), every observation of the picked `day`."""
     fixes = [_remediation(r) for r in remediations]
     records = history
     latest = records[0] if records else EvidenceItem(instance_id)
@@ -89,4 +108,4 @@ def host_page(instance_id: str, history: list[EvidenceItem],
              "sha": it.output_sha256[:16], "run": it.run_id, "reached_by": it.reached_by} for it in records]
     return render("dashboard_host.html", instance_id=instance_id, history=rows, name=latest.display_name,
                   region=latest.region, account_id=latest.account_id, host_key=latest.host_key_fingerprint or "none (not reached over SSH)",
-                  colours=COLOURS, remediations=fixes)
+                  colours=COLOURS, remediations=fixes, day=day, observations=observation_rows(observations))

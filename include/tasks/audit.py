@@ -371,8 +371,8 @@ def build(params: AuditParams, sealed: Sealed) -> Built:
     from include.evidence.records import RunSummary
     from include.exports import ocsf
     from include.remediation.store import RemediationStore
+    from include.report import between_runs, trend
     from include.report import build as report
-    from include.report import trend
     from include.report.built import Built
     from include.verify.waivers import load_waivers, waiver_status
 
@@ -410,7 +410,9 @@ def build(params: AuditParams, sealed: Sealed) -> Built:
         # Beside the verdicts, never in them: what ec2_audit_remediate changed that day, and who approved it.
         remediations=remediation.day_remediations(day), decisions=remediation.decisions(day),
         not_found=sealed.not_found,
-        seal=report.Sealing.of(stored))  # the manifest the stored summary names (a rebuild shows the stored one)
+        seal=report.Sealing.of(stored),  # the manifest the stored summary names (a rebuild shows the stored one)
+        # The day's event-driven checks: its current items (read above) and its versions (projected).
+        between_runs=between_runs.checks_between_runs(between_runs.read(store, day, items)))
     paths = report.write_report(built, params.resolved_report_dir(), day, run_id=run_id, mode=mode)
     # OCSF Compliance Findings (class 2003), one per host and check, streamed: for the SIEM (include/exports/ocsf.py).
     paths["ocsf"] = ocsf.write_ocsf(params.resolved_report_dir(), day,

@@ -198,9 +198,15 @@ def test_signed_in_user_sees_fleet_trend_failing_hosts_and_history(airflow_ui):
         assert "<script>alert(1)</script>" in text and alerts == []  # shown as text, never run
         page.screenshot(path=str(ARTIFACTS / "dashboard-fleet.png"), full_page=True)
 
-        page.click(f"a[href='host/{failing[0]}']")
-        page.wait_for_url(f"{base}/ec2-audit/host/{failing[0]}")
-        rows = page.locator("table tr")
+        day = LAST_DAY.isoformat()
+        page.click(f"a[href='host/{failing[0]}?day={day}']")  # the fleet's day goes with the link
+        page.wait_for_url(f"{base}/ec2-audit/host/{failing[0]}?day={day}")
+        rows = page.locator("h2:has-text('History') + table tr")
         assert rows.count() == 1 + 30  # header + one row per stored day
-        assert "NON_COMPLIANT" in page.inner_text("body")
+        text = page.inner_text("body")
+        assert "NON_COMPLIANT" in text and f"Observations on {day} (1)" in text
         page.screenshot(path=str(ARTIFACTS / "dashboard-host.png"), full_page=True)
+        earlier = (LAST_DAY - timedelta(days=29)).isoformat()  # the host's history picks the day shown
+        page.click(f"a[href='?day={earlier}']")
+        page.wait_for_url(f"{base}/ec2-audit/host/{failing[0]}?day={earlier}")
+        assert f"Observations on {earlier} (1)" in page.inner_text("body")

@@ -112,10 +112,14 @@ def test_the_plugin_host_route_passes_the_hosts_remediation_records(monkeypatch)
             asked.append(("remediations", instance_id))
             return records()
 
+        def observations(self, instance_id, day):
+            asked.append(("observations", instance_id, day))
+            return []
+
     monkeypatch.setattr(plugin, "_store", Store)
     monkeypatch.setattr(plugin, "_remediations", lambda store: store)  # the fake answers for both owners
     page = plugin._host(HOST)
-    assert asked == [("history", HOST), ("remediations", HOST)]
+    assert asked == [("history", HOST), ("remediations", HOST), ("observations", HOST, DAY)]
     assert list(table(page, SUMMARY)) == [DAY, EARLIER_DAY]
 
 
