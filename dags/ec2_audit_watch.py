@@ -88,7 +88,8 @@ def ec2_audit_watch():
         context = get_current_context()
         context["batch_label"] = batch["label"]
         ti = context["ti"]
-        return pipeline.verify(task_params.current_audit_params(), Batch.from_xcom(batch),
+        b = Batch.from_xcom(batch)
+        return pipeline.verify(watch.params_for(task_params.current_audit_params(), b.trigger), b,
                                final_try=ti.try_number > ti.max_tries).to_xcom()
 
     @task(trigger_rule="none_failed")

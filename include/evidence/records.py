@@ -58,12 +58,15 @@ class EvidenceItem(Record):
     # a log_stream_fresh PASS rests on by such a name (a hostname, an IP, a DNS name) without a canary proof.
     stream_names: list[list[str]] = field(default_factory=list)
     stream_attributed_by_name: list[str] = field(default_factory=list)
+    # The [group, stream] the host's log_stream_fresh PASS rests on, stored only when it passed: the silence sweep
+    # (include/tasks/watch.py) watches that stream between the daily runs.
+    stream: list[str] = field(default_factory=list)
     # A verdict corrected after the batch by the run (include/verify/name_claims.py): what it was, why, when.
     amended: dict[str, Any] = field(default_factory=dict)
     # Why this host was checked, beside `trigger` (the watch's event: Batch.reasons), stored only when non-empty.
     trigger_detail: str = ""
 
-    OPTIONAL = ("stream_names", "stream_attributed_by_name", "amended", "trigger_detail")
+    OPTIONAL = ("stream", "stream_names", "stream_attributed_by_name", "amended", "trigger_detail")
 
     def to_item(self) -> dict[str, Any]:
         item = asdict(self)

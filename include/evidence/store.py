@@ -27,7 +27,7 @@ from include.aws.tables import DAY_INDEX
 from include.core.clock import expires_at, iso, utc_now
 from include.core.host import Host, HostOutcome
 from include.core.record import plain
-from include.core.status import Status, Verdict
+from include.core.status import CheckStatus, Status, Verdict
 from include.evidence.observation import CURRENT, as_version, observation_sha256, version_key
 from include.evidence.records import EvidenceItem, RunSummary
 
@@ -78,8 +78,15 @@ def instance_item(*, host: Host, outcome: HostOutcome | None, status: Status, fa
         transport_evidence=dict(outcome.transport_evidence) if outcome else {},
         expires_at=expires_at(audit_date, ttl_days), trigger=trigger, trigger_detail=trigger_detail[:1000],
         stream_names=[list(n) for n in stream_names], stream_attributed_by_name=list(attributed or []),
+        stream=list(_fresh_stream(verdicts) or []),
     ).to_item()
     return item
+
+
+def _fresh_stream(verdicts: Mapping[str, Verdict]) -> tuple[str, str] | None:
+    """The (group, stream) a passing cwagent.log_stream_fresh rests on; None when it did not pass."""
+    verdict = verdicts.get("cwagent.log_stream_fresh")
+    return verdict.stream if verdict is not None and verdict.status == CheckStatus.PASS else None
 
 
 class ObservationsNotStored(RuntimeError):

@@ -23,7 +23,7 @@ from typing import Any
 
 from include.core.clock import iso, utc_now
 from include.settings.params import AuditParams
-from include.watch.records import TAMPER, Recheck, WatchEvent, WatchPlan
+from include.watch.records import SILENCE, TAMPER, Recheck, WatchEvent, WatchPlan
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,10 @@ def collect(params: AuditParams, bodies: list[tuple[Any, str]], run_id: str, now
                                 launch_grace_minutes=params.launch_grace_minutes)
     rejected += refused
     rechecks = [r if not r.account else _with_scope(r, scopes) for r in folded] + own
-    reasons = Counter(r.reason.split(":")[0] for r in rejected)
-    for r in rejected[:50]:
+    # Expected noise (a stopped instance, a CONTROL_MESSAGE, a log line that is no tamper record) is counted;
+    # the rest is logged too: junk, foreign messages, a stream no host owns.
+    reasons = Counter(("ignored: " if r.ignored else "") + r.reason.split(":")[0] for r in rejected)
+    for r in [r for r in rejected if not r.ignored][:50]:
         log.warning("message %s not used: %s %s", r.message_id, r.reason, r.excerpt[:200])
     done = already_observed(store, day, rechecks)
     rechecks = [r for r in rechecks if r.instance_id not in done]
@@ -216,13 +218,7 @@ def alert_at_once(params: AuditParams, watch: WatchPlan) -> str:
         return "no tamper record to alert at once"
     store = evidence_store(params)
     return tamper.alert_at_once(SecurityEventStore(store), watch.due, day=watch.audit_date, run_id=watch.run_id,
-                                params=params, active_fixes=active_fixes(store))
-
-
-def active_fixes(store):
-    from include.notify import tamper
-
-    return tamper.active_fixes(store)
+                                params=params, active_fixes=tamper.remediation_lookup(store, watch.due))
 
 
 # ------------------------------------------------------------------ plan: the daily path's batches
@@ -277,7 +273,7 @@ def finish(params: AuditParams, watch: WatchPlan, results: list, final: bool = F
     reseal_day(store, watch.audit_date, watch.run_id, trigger, params.ttl_days, hosts=ids)
     items = [it for it in store.items_by_id(watch.audit_date, ids, consistent=True) if it.run_id == watch.run_id]
     said = tamper.after_recheck(SecurityEventStore(store), rechecks, items, day=watch.audit_date, run_id=watch.run_id,
-                                params=params, active_fixes=active_fixes(store), final=final)
+                                params=params, active_fixes=tamper.remediation_lookup(store, rechecks), final=final)
     by_id = {it.instance_id: it for it in items}
     again = [] if final else [r for r in rechecks if r.instance_id in by_id
                               and tamper.needs_second_look(r, by_id[r.instance_id], params.tamper_grace_minutes)]
@@ -321,7 +317,80 @@ def evidence_store(params: AuditParams):
     return store(params)
 
 
-def _sqs():
+def _sqs(url: str = ""):
     from include.aws.clients import sqs_client
 
-    return sqs_client()
+    return sqs_client(url or queue_url())
+
+
+# ------------------------------------------------------------------ the silence sweep (dags/ec2_audit_watch.py)
+
+def watched_streams(store, now: datetime) -> list:
+    """The hosts the sweep watches: those whose latest current item of today or yesterday is COMPLIANT, each with
+    the stream its log_stream_fresh PASS rested on (the item's `stream`)."""
+    from include.watch.sweep import WatchedStream
+
+    latest: dict[str, Any] = {}
+    for day in ((now - timedelta(days=1)).strftime("%Y-%m-%d"), now.strftime("%Y-%m-%d")):  # today's win
+        for item in store.day_items(day, fields=["status", "stream", "region", "account_id"]):
+            latest[item.instance_id] = item
+    return [WatchedStream(instance_id=i, region=it.region, log_group=it.stream[0], log_stream=it.stream[1],
+                          account=it.account_id)
+            for i, it in sorted(latest.items()) if it.status == "COMPLIANT" and len(it.stream or []) == 2]
+
+
+def sweep(params: AuditParams, now: datetime | None = None, queue_client=None) -> dict[str, Any]:
+    """AWS-side only, no host contacted: the watched hosts' groups listed newest first (DescribeLogStreams,
+    stopping at the first stream older than stream_max_age_minutes), and a silence message on the queue for each
+    host none of whose streams is fresh (include/watch/sweep.py). The watch re-checks them with the canary."""
+    from include.logs.stream_index import list_fresh
+    from include.watch import sweep as pure
+
+    now = now or utc_now()
+    store = evidence_store(params)
+    hosts = watched_streams(store, now)
+    scopes = account_scopes(params) if hosts else {}
+    cutoff_ms = int(now.timestamp() * 1000) - params.stream_max_age_minutes * 60_000
+    calls = Counter()
+    fresh = {}
+    for account, region, group in sorted({(h.account, h.region, h.log_group) for h in hosts}):
+        if account and account not in scopes:
+            continue  # a host of an account this deployment no longer audits: undecided, never silent
+        client = logs_client(region, scopes.get(account, ""))
+
+        def count(key=(account, region, group)):
+            calls[key] += 1
+
+        fresh[(account, region, group)] = list_fresh(client, group, cutoff_ms, before_call=count)
+    found = pure.silent(hosts, fresh, now=now, stream_max_age_minutes=params.stream_max_age_minutes)
+    url = queue_url()
+    if found.messages and url:
+        client = queue_client or _sqs(url)
+        for start in range(0, len(found.messages), 10):  # SendMessageBatch takes 10 entries
+            entries = [{"Id": str(n), "MessageBody": json.dumps(m)}
+                       for n, m in enumerate(found.messages[start:start + 10])]
+            failed = client.send_message_batch(QueueUrl=url, Entries=entries).get("Failed") or []
+            if failed:
+                raise RuntimeError(f"the events queue refused {len(failed)} silence message(s): {failed[:3]}")
+    said = (f"{len(hosts)} hosts watched in {len(fresh)} log group(s), {sum(calls.values())} DescribeLogStreams "
+            f"calls; {len(found.messages)} silent{' (queued)' if url else ' (no queue: not sent)'}, "
+            f"{len(found.undecided)} undecided")
+    log.info(said)
+    return {"said": said, "silent": [m["detail"]["instance-id"] for m in found.messages],
+            "messages": found.messages if not url else [], "calls": sum(calls.values())}
+
+
+def logs_client(region: str, account: str = ""):
+    from include.tasks.audit import logs_client as client
+
+    return client(region, account)
+
+
+def params_for(params: AuditParams, trigger: str) -> AuditParams:
+    """A silent stream's host is re-checked with the canary: a quiet but healthy host then proves delivery instead
+    of failing on an old stream (the audit's own SSM document carries no canary: then as the run says)."""
+    from dataclasses import replace
+
+    if trigger == SILENCE and not params.ssm_document:
+        return replace(params, canary=True)
+    return params

@@ -75,11 +75,12 @@ def _recheck(key: tuple[str, str, str], events: list[WatchEvent], grace_minutes:
         if event.record and event.record not in records and len(records) < MAX_RECORDS:
             records.append(event.record)
     first = min(events, key=lambda e: (_when(e.at), e.at))
+    last = max(events, key=lambda e: (_when(e.at), e.at))
     not_before = ""
     if all(e.trigger == LAUNCH for e in events):
         latest = max(_when(e.at) for e in events)
         if latest != datetime.max.replace(tzinfo=timezone.utc):
             not_before = iso(latest + timedelta(minutes=grace_minutes))
     return Recheck(instance_id=instance_id, region=region, trigger=ranked[0].trigger, account=account,
-                   first_at=first.at, not_before=not_before, events=len(events),
+                   first_at=first.at, last_at=last.at, not_before=not_before, events=len(events),
                    tamper=[k for k in TAMPER_KINDS if any(e.tamper == k for e in events)], records=records)

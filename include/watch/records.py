@@ -8,7 +8,7 @@ daily path, with the trigger of its most serious event.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from include.core.record import plain
@@ -44,7 +44,7 @@ class WatchEvent:
     message_id: str = ""  # the SQS MessageId (or "replay-<n>"): duplicates of one message fold by it
 
     def to_xcom(self) -> dict[str, Any]:
-        return plain(self)
+        return plain(asdict(self))
 
     @classmethod
     def from_xcom(cls, value: Mapping[str, Any]) -> "WatchEvent":
@@ -61,7 +61,7 @@ class Rejected:
     ignored: bool = False  # expected and harmless (a `stopped` state, a non-tamper record): counted, not warned
 
     def to_xcom(self) -> dict[str, Any]:
-        return plain(self)
+        return plain(asdict(self))
 
     @classmethod
     def from_xcom(cls, value: Mapping[str, Any]) -> "Rejected":
@@ -85,7 +85,7 @@ class Recheck:
     look: int = 1  # 1 = the re-check the events asked for; 2 = the second look after tamper_grace_minutes
 
     def to_xcom(self) -> dict[str, Any]:
-        return plain(self)
+        return plain(asdict(self))
 
     @classmethod
     def from_xcom(cls, value: Mapping[str, Any]) -> "Recheck":
@@ -108,7 +108,7 @@ class WatchPlan:
     wait_until: str = ""  # ISO-8601 UTC: when the due re-checks may start (a replayed launch's boot), else now
 
     def to_xcom(self) -> dict[str, Any]:
-        return plain(self)
+        return plain(asdict(self))
 
     @classmethod
     def from_xcom(cls, value: Mapping[str, Any]) -> "WatchPlan":
