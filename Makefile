@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv demo test test-unit test-integration e2e-celery bench bench-quick bench-tools up lock clean
+.PHONY: venv demo test test-unit test-integration e2e-celery bench bench-quick bench-watch bench-tools up lock clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench-quick: $(STAMP) bench-tools
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m devstack.bench.side_by_side --hosts 100,1000,10000 --dag-only-hosts 2000
 	$(BIN)/python -m devstack.bench.quota --hosts 10000   # AWS quotas: calls per API, throttles, 100,000-host time
+	$(BIN)/python -m devstack.bench.watch_latency --events 20   # the watch: event → stored verdict → alert
+
+## The watch alone: 20 tamper events through the forwarder, the queue and the triggerer (~5 min).
+bench-watch: $(STAMP)
+	$(BIN)/python -m devstack.bench.watch_latency --events 20
 
 ## Airflow UI (standalone) on the local stack: trigger runs and backfills from the browser.
 up: $(STAMP)

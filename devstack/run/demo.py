@@ -3,6 +3,9 @@
 Two runs: today over SSH (the default), then yesterday with `transport=auto` and an SSH connection that holds
 no key — SSM Run Command for the hosts whose SSM agent is Online, EC2 Instance Connect for the rest — so all
 three transports reach the same fleet (devstack/standins/hosts/demo_fleet.py says what each host must end up as).
+Between them, a tamper event: one host's auditd stops, the DAEMON_END record it writes goes through the audit
+group's subscription filter, the forwarder Lambda's own code and the events queue, and ec2_audit_watch replays it
+(the triggerer's path is tests/integration/e2e/test_watch_e2e.py): a new observation `trigger: tamper` and an alert.
 
     python -m devstack.run.demo [--root .local/demo] [--keep]
 """
@@ -17,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import clock
@@ -57,6 +61,50 @@ def keyless_ssh_connection() -> str:
     return json.dumps({"conn_type": "ssh", "login": SSH_LOGIN, "port": SSH_PORT, "extra": {"host_key_policy": "tofu"}})
 
 
+@dataclass(frozen=True)
+class Caught:
+    ok: bool
+    line: str
+
+
+def tamper_between_runs(stack: LocalStack, fleet: list[dict], env: dict[str, str], log: Path, conf: dict) -> Caught:
+    """One host's auditd stops after the daily run: its DAEMON_END record reaches the queue through the real
+    subscription filter stand-in and forwarder; the watch replays it and re-checks that host. Then the operator
+    restarts auditd (the host answers healthy again, for the next daily run)."""
+    from devstack.stack import events
+    from devstack.standins.hosts.fleet import set_profile
+    from include.evidence.store import EvidenceStore
+
+    host = next(h for h in fleet if expected_status(h, "ssh") == "COMPLIANT" and h.get("simulated", True)
+                and not h.get("windows"))
+    iid = host["instance_id"]
+    record = stack.tamper_sim_host(iid)
+    happened = time.time()
+    messages = events.receive(stack.endpoint, stack.queues.queue_url, expect=1, timeout_s=60)
+    if not messages:
+        return Caught(False, f"tamper: {record[:60]}… never reached the events queue")
+    before = set(stack.received_mail())
+    watch_log = log.with_name("watch.log")
+    # No grace for the demo: a clean stop that does not pass alerts after tamper_grace_minutes (default 5).
+    airflow(["dags", "test", "ec2_audit_watch", "--conf", json.dumps(
+        {"events": [m["Body"] for m in messages], **conf, "alert_recipients": conf["recipients"],
+         "tamper_grace_minutes": 0})], env, watch_log)
+    from devstack.standins.aws.seed import REGION, clients
+
+    store = EvidenceStore(clients(stack.endpoint, REGION)[2], "ec2_audit_evidence")
+    item = next(iter(store.items_by_id(clock.today(), [iid], consistent=True)), None)
+    elapsed = time.time() - happened
+    alerts = [p for p in sorted(set(stack.received_mail()) - before)
+              if iid.encode() in p.read_bytes() and b"SECURITY" in p.read_bytes()]
+    set_profile(stack.root / "fleet", host["address"], host.get("profile", "compliant"))  # auditd restarted
+    ok = item is not None and item.trigger == "tamper" and item.status == "NON_COMPLIANT" and bool(alerts)
+    status = f"{item.status} (seq {item.seq}, trigger {item.trigger})" if item else "(no observation)"
+    return Caught(ok, f"tamper: {host['name']} ({iid}) wrote {record.split(' msg=')[0]}; through the subscription "
+                      f"filter, the forwarder and the queue to ec2_audit_watch → {status} in {elapsed:.0f}s "
+                      f"(event → stored verdict, the replay's airflow start-up included)\n"
+                      f"        alert: {alerts[0] if alerts else 'none received'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", default=str(PROJECT / ".local" / "demo"))
@@ -66,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True)
     fleet = demo_fleet()
     started = time.monotonic()
-    with LocalStack(root, fleet) as stack:
+    with LocalStack(root, fleet, events=True) as stack:
         env = {**os.environ, **stack.airflow_env()}
         log = root / "logs" / "airflow.log"
         print(f"local stack up: moto {stack.endpoint}, {len(fleet)} instances on 127.42.0.x, "
@@ -82,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads((report_dir / f"compliance-{day}.json").read_text())
         rows = compare(report_dir / f"compliance-{day}.csv", fleet)
         mail = stack.received_mail()
+        caught = tamper_between_runs(stack, fleet, env, log, conf)
         # Yesterday, through SSM where the agent is Online and EC2 Instance Connect elsewhere (no key anywhere).
         other = clock.today(days_ago=1)
         print(f"running DAG {DAG_ID} for {other} with transport=auto and no SSH key (SSM + EC2 Instance Connect)")
@@ -113,13 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"email:  {path}\n        subject: {message['Subject']}")
     if not mail:
         print("email:  none received")
+    print(caught.line)
     verdict = (verified.stdout.strip().splitlines() or [verified.stderr.strip()])[-1]
     print(f"evidence: python -m include.integrity verify --from {other} --to {day} → {verdict}")
     if verified.returncode:
         print(verified.stdout + verified.stderr)
     print(f"demo finished in {time.monotonic() - started:.0f}s; everything it started is stopped")
     mismatches = [r for r in rows + auto_rows if r[3] != "ok"]
-    return 1 if mismatches or not mail or verified.returncode else 0
+    return 1 if mismatches or not mail or verified.returncode or not caught.ok else 0
 
 
 if __name__ == "__main__":

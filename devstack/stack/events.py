@@ -100,8 +100,10 @@ def forwarder_zip(handler_file: Path) -> bytes:
     return buffer.getvalue()
 
 
-def create_forwarder(endpoint: str, region: str, queue_url: str, handler_file: Path = FORWARDER) -> str:
-    """The forwarder Lambda in moto (its role, its code, env EVENTS_QUEUE_URL). Returns the function ARN."""
+def create_forwarder(endpoint: str, region: str, queue_url: str, handler_file: Path = FORWARDER,
+                     groups: tuple[str, ...] = (AUDIT_GROUP,)) -> str:
+    """The forwarder Lambda in moto (its role, its code, env EVENTS_QUEUE_URL and AUDIT_LOG_GROUPS as
+    deploy/event-sources.yaml sets them). Returns the function ARN."""
     iam = _client("iam", endpoint, region)
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                                                      "Action": "sts:AssumeRole"}]}
@@ -113,7 +115,8 @@ def create_forwarder(endpoint: str, region: str, queue_url: str, handler_file: P
     try:
         return lam.create_function(FunctionName=FORWARDER_NAME, Runtime="python3.12", Role=role_arn,
                                    Handler="handler.handler", Code={"ZipFile": forwarder_zip(handler_file)},
-                                   Timeout=30, Environment={"Variables": {"EVENTS_QUEUE_URL": queue_url}})["FunctionArn"]
+                                   Timeout=30, Environment={"Variables": {"EVENTS_QUEUE_URL": queue_url,
+                                                                      "AUDIT_LOG_GROUPS": ",".join(groups)}})["FunctionArn"]
     except lam.exceptions.ResourceConflictException:
         return lam.get_function(FunctionName=FORWARDER_NAME)["Configuration"]["FunctionArn"]
 
@@ -138,7 +141,7 @@ def set_up(endpoint: str, region: str = "us-east-1", handler_file: Path | None =
     rule_arn = route_state_changes(endpoint, region, queue_arn)
     forwarder_arn = ""
     if handler_file is not None and Path(handler_file).exists():
-        forwarder_arn = create_forwarder(endpoint, region, queue_url, Path(handler_file))
+        forwarder_arn = create_forwarder(endpoint, region, queue_url, Path(handler_file), groups)
         for group in groups:
             subscribe(endpoint, region, forwarder_arn, group)
     return Events(queue_url, queue_arn, dlq_url, dlq_arn, rule_arn, forwarder_arn,

@@ -272,11 +272,20 @@ def finish(params: AuditParams, watch: WatchPlan, results: list, final: bool = F
     trigger = rechecks[0].trigger if len({r.trigger for r in rechecks}) == 1 else "tamper"
     reseal_day(store, watch.audit_date, watch.run_id, trigger, params.ttl_days, hosts=ids)
     items = [it for it in store.items_by_id(watch.audit_date, ids, consistent=True) if it.run_id == watch.run_id]
-    said = tamper.after_recheck(SecurityEventStore(store), rechecks, items, day=watch.audit_date, run_id=watch.run_id,
-                                params=params, active_fixes=tamper.remediation_lookup(store, rechecks), final=final)
     by_id = {it.instance_id: it for it in items}
-    again = [] if final else [r for r in rechecks if r.instance_id in by_id
-                              and tamper.needs_second_look(r, by_id[r.instance_id], params.tamper_grace_minutes)]
+    # A clean stop that did not pass is looked at again after tamper_grace_minutes: its alert waits for that look.
+    # Every other host's alerts go out now (final).
+    again = [] if final else [r for r in rechecks
+                              if tamper.needs_second_look(r, by_id.get(r.instance_id), params.tamper_grace_minutes)]
+    waiting = {r.instance_id for r in again}
+    said = []
+    for rs, last in (([r for r in rechecks if r.instance_id not in waiting], True), (again, False)):
+        if rs:
+            said.append(tamper.after_recheck(
+                SecurityEventStore(store), rs, [by_id[r.instance_id] for r in rs if r.instance_id in by_id],
+                day=watch.audit_date, run_id=watch.run_id, params=params,
+                active_fixes=tamper.remediation_lookup(store, rs), final=last))
+    said = "; ".join(said)
     at = max([_parse_iso(r.first_at) + timedelta(minutes=params.tamper_grace_minutes) for r in again
               if _parse_iso(r.first_at)], default=utc_now())
     failed = [r for r in results or [] if getattr(r, "error", "")]
