@@ -56,6 +56,7 @@ def test_a_running_state_change_reaches_the_queue_as_aws_documents_it(stack):
         "aws.ec2", "EC2 Instance State-change Notification", {"instance-id": "i-0launched0000001", "state": "running"})
     assert body["resources"] == ["arn:aws:ec2:us-east-1:123456789012:instance/i-0launched0000001"]
     assert body["region"] == REGION and body["version"] == "0" and body["time"].endswith("Z")
+    assert body["account"] == "123456789012"  # AWS always names it; moto's default template left it out
 
 
 def test_a_matching_audit_record_reaches_the_queue_in_the_subscription_payload(stack):

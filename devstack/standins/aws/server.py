@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from devstack.standins.aws import cpu, dynamodb, ec2, kms, logs, securityhub, ssm
+from devstack.standins.aws import cpu, dynamodb, ec2, eventbridge, kms, logs, securityhub, ssm
 
 
 def own_endpoint(argv: list[str]) -> str:
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     ssm.ssm_runs_commands()
     securityhub.security_hub_as_aws()
     kms.pss_salt_as_aws()
+    eventbridge.events_carry_their_account()
     moto_main(argv)
 
 
