@@ -27,8 +27,19 @@ TAMPER_KINDS = (RULES_DELETED, AUDIT_DISABLED, DAEMON_STOPPED, CONFIG_CHANGED)
 ALERT_AT_ONCE = (RULES_DELETED, AUDIT_DISABLED)
 
 
+class _Plain:
+    """XCom as plain dicts, read back ignoring keys a newer or older payload has."""
+
+    def to_xcom(self) -> dict[str, Any]:
+        return plain(asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_xcom(cls, value: Mapping[str, Any]):
+        return cls(**{k: value[k] for k in cls.__dataclass_fields__ if k in value})  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class WatchEvent:
+class WatchEvent(_Plain):
     """One thing that happened to one host (or to one log stream whose owner is still to be proven)."""
 
     trigger: str  # launch | tamper | silence
@@ -43,16 +54,9 @@ class WatchEvent:
     source: str = ""  # which message shape: ec2-state | audit-log | sweep | replay
     message_id: str = ""  # the SQS MessageId (or "replay-<n>"): duplicates of one message fold by it
 
-    def to_xcom(self) -> dict[str, Any]:
-        return plain(asdict(self))
-
-    @classmethod
-    def from_xcom(cls, value: Mapping[str, Any]) -> "WatchEvent":
-        return cls(**{k: value[k] for k in cls.__dataclass_fields__ if k in value})
-
 
 @dataclass(frozen=True)
-class Rejected:
+class Rejected(_Plain):
     """A message (or one part of it) the watch could not use: why, and a short excerpt for the log."""
 
     reason: str  # e.g. "not JSON", "foreign: source aws.s3", "no host owns stream /ec2/audit web-1"
@@ -60,16 +64,9 @@ class Rejected:
     message_id: str = ""
     ignored: bool = False  # expected and harmless (a `stopped` state, a non-tamper record): counted, not warned
 
-    def to_xcom(self) -> dict[str, Any]:
-        return plain(asdict(self))
-
-    @classmethod
-    def from_xcom(cls, value: Mapping[str, Any]) -> "Rejected":
-        return cls(**{k: value[k] for k in cls.__dataclass_fields__ if k in value})
-
 
 @dataclass(frozen=True)
-class Recheck:
+class Recheck(_Plain):
     """One host to re-check in this run: its events folded (a burst of 1,000 records is one Recheck)."""
 
     instance_id: str
@@ -83,13 +80,6 @@ class Recheck:
     tamper: list[str] = field(default_factory=list)  # the tamper kinds seen, in PRIORITY order of TAMPER_KINDS
     records: list[str] = field(default_factory=list)  # up to 5 distinct records (the alert quotes the first)
     look: int = 1  # 1 = the re-check the events asked for; 2 = the second look after tamper_grace_minutes
-
-    def to_xcom(self) -> dict[str, Any]:
-        return plain(asdict(self))
-
-    @classmethod
-    def from_xcom(cls, value: Mapping[str, Any]) -> "Recheck":
-        return cls(**{k: value[k] for k in cls.__dataclass_fields__ if k in value})
 
 
 @dataclass(frozen=True)

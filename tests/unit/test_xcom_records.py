@@ -19,6 +19,7 @@ from include.settings import queues
 from include.settings.params import AuditParams
 from include.tasks import audit as pipeline
 from include.verify.result import BatchResult
+from include.watch.records import Recheck, WatchPlan
 
 DAY, RUN = "2026-11-30", "manual__x"
 
@@ -61,6 +62,11 @@ RECORDS = [
     Reverified(DAY, {"i-1": "fixed", "i-2": "not_fixed"}),
     Published(DAY, {"html": "/r/compliance.html"}, {"fixed": 1}),
     Published(DAY),
+    WatchPlan(DAY, RUN, due=[Recheck("i-1", "us-east-1", "tamper", first_at="2026-11-30T06:00:00Z", events=3,
+                                     tamper=["rules_deleted"], records=["type=CONFIG_CHANGE op=remove_rule"])],
+              deferred=[Recheck("i-2", "us-east-1", "launch", not_before="2026-11-30T06:10:00Z")],
+              folded=["i-3: already observed"], messages=4, events=4, rejected={"not JSON": 1}, wait_until=DAY),
+    WatchPlan(DAY, RUN),
 ]
 
 
