@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ADDRESS_KINDS = ("private_ip", "public_ip", "private_dns")
 UNVERIFIED = "unverified"  # fixes ran, re-verification has not (yet) said what they achieved
+APPLYING = "applying"  # approved, fixes running now (the attempt's record before its outcome)
 RECHECK_TRIGGER = "remediation"  # the re-check's `trigger` (include/evidence/observation.py TRIGGERS)
 
 
@@ -306,9 +307,14 @@ def apply(params: RemediateParams, planned: Planned, answer: Answer, run_id: str
     runnable = [hp for hp in p.hosts if hp.instance_id not in why]
     results: dict[str, HostFixes] = {i: refused(i, r) for i, r in why.items()}
     hosts = {i: h for i, (h, _) in current.items()}
+    approval = {"approved_by": by, "approved_at": at, "plan_sha256": p.hash, "connection": REMEDIATE_SSH_CONN_ID}
+    # Recorded before anything runs: a fix's own `augenrules --load` writes rule deletions, and the watch's tamper
+    # alert names the remediation run applying on that host (include/notify/tamper.py: remediation_lookup).
+    for hp in runnable:
+        RemediationStore(store).put_remediation(_record(hp, HostFixes(hp.instance_id, APPLYING, "fixes being applied"), APPLYING,
+                                                        run_id, approval), params.ttl_days)
     for r in asyncio.run(fix_hosts(runnable, hosts, settings, pins.pins, params.concurrency)) if runnable else []:
         results[r.instance_id] = r
-    approval = {"approved_by": by, "approved_at": at, "plan_sha256": p.hash, "connection": REMEDIATE_SSH_CONN_ID}
     for hp in p.hosts:
         r = results[hp.instance_id]
         outcome = UNVERIFIED if r.touched else ("refused" if r.result == "refused" else "failed")

@@ -290,3 +290,27 @@ def test_the_re_check_read_back_is_this_run_s_even_when_a_later_check_is_current
                {"instance_id": "i-1", "run_id": "watch", "trigger": "tamper", "seq": 3, "status": "NON_COMPLIANT"}]
     assert (recheck_of(history, RUN).seq, recheck_of(history, RUN).status) == (2, "COMPLIANT")
     assert recheck_of(history[:1], RUN) is None
+
+
+def test_each_host_is_recorded_applying_before_its_fixes_run(env, monkeypatch):
+    """A fix's own `augenrules --load` writes rule deletions: the watch's tamper alert must find the run applying."""
+    from include.notify.tamper import remediation_lookup
+    from include.remediation import runner as fix_runner
+    from include.watch.records import Recheck
+
+    seen: list[str] = []
+    fake = fix_runner.fix_hosts
+
+    async def looking(plans, hosts, settings, pins, concurrency=10):
+        lookup = remediation_lookup(env.store, [Recheck("i-0aaa", "us-east-1", "tamper", first_at="2026-12-01T10:06:00Z")],
+                                    now=AT)
+        seen.append(lookup("i-0aaa"))
+        return await fake(plans, hosts, settings, pins, concurrency)
+
+    monkeypatch.setattr(fix_runner, "fix_hosts", looking)
+    p = the_plan("i-0aaa")
+    planned = show(env, p)
+    remediate.apply(env.params, planned, approve(env, planned, approval(p.hash)), RUN)
+    assert len(seen) == 1 and "applying" in seen[0] and RUN in seen[0]
+    (rec,) = RemediationStore(env.store).day_remediations(DAY)
+    assert rec.outcome == "unverified"  # the same attempt, completed once the fixes ran
