@@ -75,12 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             for item in store.items_by_id(day, pending, consistent=True) if pending else []:
                 if item.trigger == "tamper":
                     verdict[item.instance_id] = time.time()
-            for path in set(stack.received_mail()) - seen_mail:
-                seen_mail.add(path)
-                text = path.read_bytes()
-                for iid in written:
-                    if iid not in alert and iid.encode() in text and b"SECURITY" in text:
-                        alert[iid] = path.stat().st_mtime
+            new = sorted(set(stack.received_mail()) - seen_mail)
+            seen_mail.update(new)
+            for iid in written:
+                for path in stack.security_mail_naming(iid, new) if iid not in alert else []:
+                    alert[iid] = path.stat().st_mtime
             time.sleep(0.2)
         runs = af.api.runs(WATCH)
         wait_for(lambda: all(af.api.run_state(WATCH, r["dag_run_id"]) in ("success", "failed") for r in runs), 300,

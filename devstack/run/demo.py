@@ -94,8 +94,7 @@ def tamper_between_runs(stack: LocalStack, fleet: list[dict], env: dict[str, str
     store = EvidenceStore(clients(stack.endpoint, REGION)[2], "ec2_audit_evidence")
     item = next(iter(store.items_by_id(clock.today(), [iid], consistent=True)), None)
     elapsed = time.time() - happened
-    alerts = [p for p in sorted(set(stack.received_mail()) - before)
-              if iid.encode() in p.read_bytes() and b"SECURITY" in p.read_bytes()]
+    alerts = stack.security_mail_naming(iid, sorted(set(stack.received_mail()) - before))
     set_profile(stack.root / "fleet", host["address"], host.get("profile", "compliant"))  # auditd restarted
     ok = item is not None and item.trigger == "tamper" and item.status == "NON_COMPLIANT" and bool(alerts)
     status = f"{item.status} (seq {item.seq}, trigger {item.trigger})" if item else "(no observation)"

@@ -264,6 +264,19 @@ class LocalStack:
         return [p for p in self.received_mail()
                 if not (email.message_from_bytes(p.read_bytes())["Subject"] or "").startswith("SECURITY ")]
 
+    def security_mail_naming(self, instance_id: str, among: list[Path] | None = None) -> list[Path]:
+        """The security alerts (subject "SECURITY …") whose decoded text names the instance."""
+        import email
+
+        found = []
+        for path in self.received_mail() if among is None else among:
+            message = email.message_from_bytes(path.read_bytes())
+            text = " ".join((part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+                            for part in message.walk() if not part.is_multipart())
+            if (message["Subject"] or "").startswith("SECURITY ") and instance_id in text:
+                found.append(path)
+        return found
+
 
 def connections_env(endpoint: str, aws_secret: str, client_key: Path, smtp_port: int,
                     ssh_port: int = SSH_PORT) -> dict[str, str]:

@@ -848,3 +848,54 @@ def test_one_live_run_with_everything_on_puts_the_findings_where_security_teams_
     for iid, check in fixed:
         finding = next(f for f in after.values() if f["GeneratorId"] == check and f["Resources"][0]["Id"].endswith(iid))
         assert (finding["Compliance"]["Status"], finding["Workflow"]["Status"]) == ("PASSED", "RESOLVED")
+
+
+def _host(stack, name: str) -> dict:
+    return next(h for h in stack.fleet_entries if h["name"] == name)
+
+
+def test_a_targeted_run_checks_only_its_hosts_names_the_unknown_and_keeps_the_day_whole(stack, tmp_path):
+    """A patch pipeline asks "are these hosts still compliant?": instance_ids, trigger request."""
+    day = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=40)  # a day no other test writes
+    conf = {"report_dir": str(tmp_path), "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10}
+    assert run_dag(conf, day).state == "success"
+    before = {it["instance_id"]: it for it in day_items(stack, day.strftime("%Y-%m-%d"))}
+    web, unknown = _host(stack, "web-1")["instance_id"], "i-0fffffffffffffff0"
+    assert run_dag({**conf, "instance_ids": [web, unknown]}, day + timedelta(minutes=5)).state == "success"
+    after = {it["instance_id"]: it for it in day_items(stack, day.strftime("%Y-%m-%d"))}
+    assert set(after) == set(before)  # the day keeps every host
+    assert (after[web]["trigger"], after[web]["seq"]) == ("request", before[web]["seq"] + 1)
+    assert all(after[i]["seq"] == before[i]["seq"] for i in after if i != web)  # nobody else re-checked
+    report = json.loads((tmp_path / f"compliance-{day:%Y-%m-%d}.json").read_text())
+    assert report["requested_not_found"] == [unknown]
+    assert report["checked"] == len(before)
+
+
+def test_a_replayed_watch_run_rechecks_the_launched_host_and_drops_junk_and_unknown_instances(stack, tmp_path):
+    """ec2_audit_watch by hand (no queue here): conf {"events": [...]} — one documented launch of a known host,
+    one of an instance EC2 does not know, junk, and a duplicate: one re-check, trigger launch, nothing else."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    host = _host(stack, "db-3")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def launch(iid):
+        return {"version": "0", "id": f"ev-{iid}", "detail-type": "EC2 Instance State-change Notification",
+                "source": "aws.ec2", "account": "123456789012", "time": now, "region": "us-east-1",
+                "resources": [f"arn:aws:ec2:us-east-1:123456789012:instance/{iid}"],
+                "detail": {"instance-id": iid, "state": "running"}}
+
+    events = [launch(host["instance_id"]), json.dumps(launch(host["instance_id"])), launch("i-0eeeeeeeeeeeeeee0"),
+              "not json", {"source": "aws.s3"}]
+    dag = DagBag(dag_folder=str(ROOT / "dags")).get_dag("ec2_audit_watch")
+    run = dag.test(run_conf={"events": events, "launch_grace_minutes": 0, "report_dir": str(tmp_path),
+                             "connect_timeout": 2, "host_timeout": 15, "command_timeout": 10})
+    assert run.state == "success"
+    from include.evidence.store import EvidenceStore
+
+    store = EvidenceStore(clients(stack.endpoint)[2], "ec2_audit_evidence")
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    mine = [o for o in store.observations(host["instance_id"], today) if o["run_id"] == run.run_id]
+    assert [(o["trigger"], o["status"]) for o in mine] == [("launch", "COMPLIANT")]
+    assert "running" in mine[0]["trigger_detail"]
+    assert store.observations("i-0eeeeeeeeeeeeeee0", today) == []
