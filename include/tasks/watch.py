@@ -23,7 +23,8 @@ from typing import Any
 
 from include.core.clock import iso, utc_now
 from include.settings.params import AuditParams
-from include.watch.records import SILENCE, TAMPER, Recheck, WatchEvent, WatchPlan
+from include.watch.messages import ID_RE, REGION_RE
+from include.watch.records import PRIORITY, SILENCE, TAMPER, Recheck, Rejected, WatchEvent, WatchPlan
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def due_message(recheck: Recheck) -> dict[str, Any]:
 
 
 def read_due(body: Any) -> Recheck | None:
-    """The Recheck a due message carries, None for any other message."""
+    """The Recheck a due message carries, None for any other message (collect then checks whose scope it names:
+    anyone who may send to the queue could write one)."""
     if isinstance(body, str):
         try:
             body = json.loads(body)
@@ -62,9 +64,13 @@ def read_due(body: Any) -> Recheck | None:
     if not isinstance(body, Mapping) or body.get("source") != DUE_SOURCE or body.get("detail-type") != DUE_TYPE:
         return None
     detail = body.get("detail")
-    if not isinstance(detail, Mapping) or not str(detail.get("instance_id", "")).startswith("i-"):
+    if not isinstance(detail, Mapping) or not ID_RE.match(str(detail.get("instance_id", ""))):
         return None
-    return Recheck.from_xcom(detail)
+    try:
+        recheck = Recheck.from_xcom(detail)
+    except TypeError:  # a field missing: not one of ours
+        return None
+    return recheck if recheck.trigger in PRIORITY and REGION_RE.match(recheck.region or "") else None
 
 
 def send_later(client, url: str, rechecks: Iterable[Recheck], now: datetime) -> int:
@@ -158,7 +164,12 @@ def collect(params: AuditParams, bodies: list[tuple[Any, str]], run_id: str, now
     events, rejected, own = [], [], []
     for body, message_id in bodies:
         if (due := read_due(body)) is not None:
-            own.append(due)
+            # Its account is a scope this deployment audits (never a role ARN the message names), or refused.
+            if due.account and due.account not in params.accounts:
+                rejected.append(Rejected(f"re-check due in an account not audited here: {due.account[:80]}",
+                                         due.instance_id, message_id))
+            else:
+                own.append(due)
             continue
         read, refused = messages.read(body, default_region=default_region(), message_id=message_id)
         events += read
@@ -167,8 +178,6 @@ def collect(params: AuditParams, bodies: list[tuple[Any, str]], run_id: str, now
     accepted = []
     for e in events:
         if e.account and e.account not in scopes:
-            from include.watch.records import Rejected
-
             rejected.append(Rejected(f"account {e.account} is not audited here", e.instance_id, e.message_id))
         else:
             accepted.append(e)

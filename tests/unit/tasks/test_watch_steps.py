@@ -124,3 +124,14 @@ def test_the_sweep_queues_only_passing_hosts_whose_stream_went_quiet(aws, monkey
     assert said["silent"] == [ID_B]
     assert all(m["detail-type"] == "Audit stream silent" for m in _queued(sqs, url))
     assert ID_C not in said["silent"]
+
+
+def test_a_forged_re_check_due_cannot_name_another_account_s_role_or_a_bad_id(aws):
+    forged = Recheck(ID_A, "us-east-1", "launch", account="arn:aws:iam::999999999999:role/anything")
+    bad_id = {**watch.due_message(Recheck(ID_B, "us-east-1", "launch")), "detail": {"instance_id": "i-1; rm -rf /",
+                                                                                   "region": "us-east-1",
+                                                                                   "trigger": "launch"}}
+    plan = watch.collect(AuditParams(), [(watch.due_message(forged), "m-1"), (bad_id, "m-2")], "run", now=NOW)
+    assert plan.due == [] and sum(plan.rejected.values()) == 2
+    audited = AuditParams(accounts=["arn:aws:iam::999999999999:role/anything"])
+    assert [r.instance_id for r in watch.collect(audited, [(watch.due_message(forged), "m-1")], "run", now=NOW).due] == [ID_A]
