@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 # throttled or conflicting one backed off and sent again, this many times in all; then it raises (the batch
 # fails, its task retry stores the observations: nothing lost, nothing twice).
 WRITE_ATTEMPTS = 8
+RACE_ATTEMPTS = 64  # lost races (another writer's progress) before a batch gives up: _observe
 WRITE_BASE_DELAY_S = 0.05
 TRANSACT_ACTIONS = 100  # TransactWriteItems' limit; two actions a host that has a current item
 TRANSACT_BYTES = 3_500_000  # of items in one transaction (DynamoDB's limit is 4 MB): room for keys, expressions
@@ -219,8 +222,13 @@ class EvidenceStore(DayTable):
         return {i: it for (i, _), it in found.items() if it.get("item_type") == CURRENT}
 
     def _observe(self, chunk: list[dict], max_attempts: int, base_delay: float) -> list[dict]:
-        """One transaction's observations (one per host), re-read and resent until stored or out of attempts."""
-        for attempt in range(max_attempts):
+        """One transaction's observations (one per host), re-read and resent until stored or out of attempts.
+
+        A lost race means another writer stored its observation: progress, not a fault. Races get their own,
+        larger budget (RACE_ATTEMPTS) and a short jittered pause, so writers on one host do not retry in
+        lockstep; throttling and other retryable refusals use `max_attempts` with exponential backoff."""
+        refused = lost = 0
+        while True:
             currents = self._currents([observation_key(it) for it in chunk])
             stored: list[dict] = []
             actions: list[dict] = []
@@ -238,14 +246,21 @@ class EvidenceStore(DayTable):
                 self._transact(actions)
                 return stored
             except _Lost:
+                lost += 1
                 log.info("%d observations: another writer replaced a current item first; re-reading", len(chunk))
+                if lost >= RACE_ATTEMPTS:
+                    break
+                time.sleep(base_delay * random.random() * min(lost, 4))
             except ClientError as exc:
                 if not _passes(exc):
                     raise
-                log.info("transaction refused (%s), attempt %d of %d", error_code(exc)[0], attempt + 1, max_attempts)
-                _backoff(attempt, base_delay)
-        raise ObservationsNotStored(f"{len(chunk)} observations still not stored after {max_attempts} attempts "
-                                    f"(throttled or raced): the batch fails, its retry stores them")
+                log.info("transaction refused (%s), attempt %d of %d", error_code(exc)[0], refused + 1, max_attempts)
+                refused += 1
+                if refused >= max_attempts:
+                    break
+                _backoff(refused - 1, base_delay)
+        raise ObservationsNotStored(f"{len(chunk)} observations still not stored after {refused} refusals and "
+                                    f"{lost} lost races: the batch fails, its retry stores them")
 
     def _transact(self, actions: list[dict]) -> None:
         try:

@@ -92,16 +92,16 @@ def test_writers_in_threads_lose_no_observation(table):
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=(name,)) for name in ("dag-a", "dag-b", "dag-c")]
+    names = ("dag-a", "dag-b", "dag-c", "watch-a", "watch-b", "remediate")  # six writers racing on one host
+    threads = [threading.Thread(target=write, args=(name,)) for name in names]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
     history = store(table).observations("i-threads", DAY)
-    assert [o["seq"] for o in history] == list(range(1, 3 * rounds + 1))
-    assert sorted(o["run_id"] for o in history) == sorted(f"{d}-{n}" for d in ("dag-a", "dag-b", "dag-c")
-                                                          for n in range(rounds))
+    assert [o["seq"] for o in history] == list(range(1, len(names) * rounds + 1))
+    assert sorted(o["run_id"] for o in history) == sorted(f"{d}-{n}" for d in names for n in range(rounds))
 
 
 def test_history_is_one_query_oldest_first_the_current_last(table):
