@@ -274,3 +274,14 @@ def test_an_incomplete_listing_keeps_exact_lookups_for_what_it_does_not_hold_fre
     listed = set(sorted(streams)[:100])
     fresh_listed = sum(1 for n in past if n in listed and streams[n] >= NOW_MS - 120 * MIN)
     assert logs.calls.count("exact") == len(past) - fresh_listed
+
+
+def test_the_quota_model_charges_one_whole_group_listing_and_bounded_rechecks_so_no_host_is_error_for_budget():
+    from devstack.bench.quota import shared_listing_cost
+
+    low, high = (shared_listing_cost(100_000, 16, 16, share, 25.0) for share in (0.01, 0.3))
+    assert low["listing_calls"] == high["listing_calls"] == 2_000  # every stream, fresh or stale, 50 a page
+    assert low["rechecks"] == 1_000 and low["answered_as_listed"] == 0  # few stale: all re-checked exactly
+    # many stale: re-checks stop at half of the 900 s budget of 16 batches sharing 25/s; the listing answers the rest
+    assert high["rechecks"] == 11_250 and high["answered_as_listed"] == 30_000 - 11_250
+    assert high["calls"] < 32_320 and high["fits_judge_budget"] and high["error_for_budget"] == 0
