@@ -520,6 +520,12 @@ def attribution_problem(target: StreamTarget, trusted: Mapping[str, str | None])
             "host; use {instance_id} in log_stream_name, or run with canary=true")
 
 
+# Set on a stream description that comes from the run's listing of its group (include/logs/stream_index.py) rather
+# than a lookup of its own: when the listing began (ISO), and that the stream was not in it.
+LISTED_AT = "listedAt"
+ABSENT = "listedAbsent"
+
+
 def last_event_ms(info: Mapping) -> int:
     """When a stream last received anything, as DescribeLogStreams describes it (0: never)."""
     return max(int(info.get("lastIngestionTime") or 0), int(info.get("lastEventTimestamp") or 0))
@@ -538,18 +544,21 @@ def judge_stream_freshness(observed: Mapping[tuple[str, str], dict | None], now:
         if (group, stream) in not_own:
             reasons.append(not_own[(group, stream)])
             continue
-        if info is None:
-            reasons.append(f"stream {group}/{stream} does not exist")
+        # A listing's view is older than a lookup's: its FAIL says so, and it never makes a PASS.
+        listed = f"as listed at {info[LISTED_AT]}" if info and info.get(LISTED_AT) else ""
+        if info is None or info.get(ABSENT):
+            reasons.append(f"stream {group}/{stream} does not exist" + (f" ({listed})" if listed else ""))
             continue
         last = last_event_ms(info)
         if not last:
-            reasons.append(f"stream {group}/{stream} has never received an event")
+            reasons.append(f"stream {group}/{stream} has never received an event" + (f" ({listed})" if listed else ""))
             continue
         age_min = (now_ms - last) / 60000
-        if age_min <= max_age_minutes:
+        if age_min <= max_age_minutes and not listed:
             return Verdict.passed(f"{group}/{stream} last event {age_min:.0f} min ago (limit {max_age_minutes})",
                                   stream=(group, stream))
-        reasons.append(f"{group}/{stream} last event {age_min:.0f} min ago (limit {max_age_minutes})")
+        reasons.append(f"{group}/{stream} last event {age_min:.0f} min ago (limit {max_age_minutes}"
+                       + (f", {listed})" if listed else ")"))
     return Verdict.failed("; ".join(reasons)[:400])
 
 

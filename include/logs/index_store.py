@@ -27,19 +27,26 @@ class StreamIndexStore:
         return f"{STREAM_INDEX_PREFIX}{run_id}#{hashlib.sha256(group.encode()).hexdigest()[:16]}#"
 
     def put_stream_index(self, audit_date: str, run_id: str, group: str, streams: Mapping[str, Any],
-                         complete: bool) -> None:
-        parts, sha = chunks.pack({"group": group, "streams": streams})
+                         complete: bool, listed_at_ms: int | None = None) -> None:
+        """`scope` "all": the listing holds every stream of the group it reached (include/logs/stream_index.py)."""
+        parts, sha = chunks.pack({"group": group, "streams": streams, "complete": complete, "scope": "all",
+                                  "listed_at_ms": listed_at_ms})
         self.table.put_chunks(self._prefix(run_id, group), "stream_index", audit_date, parts, sha,
                               {"streams_listed": len(streams), "complete": complete, "listed_at": iso(utc_now())},
                               STREAM_INDEX_TTL_DAYS)
 
     def stream_index(self, audit_date: str, run_id: str, group: str) -> dict | None:
         """{stream name: {lastEventTimestamp, lastIngestionTime}} as listed by this run, or None (not yet)."""
+        doc = self.stream_listing(audit_date, run_id, group)
+        return dict(doc["streams"]) if doc is not None else None
+
+    def stream_listing(self, audit_date: str, run_id: str, group: str) -> dict | None:
+        """The run's listing of the group as stored (streams, complete, scope, listed_at_ms), or None (not yet)."""
         found = self.table.get_chunks(self._prefix(run_id, group), audit_date)
         if not found:
             return None
         doc = chunks.unpack(found[0], found[1]["sha256"], "stream index")
-        return dict(doc["streams"]) if doc.get("group") == group else None
+        return doc if doc.get("group") == group else None
 
     def claim_stream_index(self, audit_date: str, run_id: str, group: str, owner: str, lease_s: float) -> bool:
         """Whether `owner` may list the group for the run: no one holds the lease, or its holder's has expired."""

@@ -4,11 +4,13 @@ DescribeLogStreams is throttled at ~25 requests/s per account and region, so one
 10,000-host fleet at ~400 s however many batches run. Streams default to the instance id, and a batch holds
 a contiguous run of sorted instance ids, so a few prefix listings (name order, 50 a page) usually answer the
 whole batch: the first host that names a group triggers one listing of the batch's likely names in that
-group. Other names (`{hostname}`, …): past the first INDEX_AFTER in a group, the run's one listing of the group's
-fresh streams answers (include/logs/stream_index.py); anything still unanswered gets one exact lookup per stream.
+group. Other names (`{hostname}`, …): past the first INDEX_AFTER in a group, the run's one listing of the group
+answers (include/logs/stream_index.py); anything it cannot answer gets one exact lookup per stream, and what it
+answers as stale or missing is looked up again exactly while the batch can afford it (`may_recheck`).
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -18,6 +20,8 @@ from botocore.exceptions import ClientError
 
 from include.aws.errors import aws_reason
 from include.checks.aws_side import AwsRefused
+
+log = logging.getLogger(__name__)
 
 PAGE = 50  # DescribeLogStreams' maximum page size
 PARTITION = 50  # likely names listed under one prefix at most; more are split by one more character
@@ -49,9 +53,13 @@ class StreamLookup:
     """Stream descriptions by exact name, cached per batch (several hosts may share a stream name)."""
 
     def __init__(self, logs_client, likely_names: Iterable[str] = (),
-                 before_call: Callable[[], None] = lambda: None, index=None) -> None:
+                 before_call: Callable[[], None] = lambda: None, index=None,
+                 may_recheck: Callable[[], bool] = lambda: True) -> None:
         self.client = logs_client
         self.before_call = before_call  # raises when the batch's judging budget is spent
+        # Whether a stale or missing answer of a complete listing is still worth an exact lookup: it can only turn
+        # into a fresher one, but the budget it spends is that of hosts nothing else answers (Budget.may_refine).
+        self.may_recheck = may_recheck
         # include/stream_index.SharedIndex: the run's listing of a group, for names the prefix listings miss
         self.index = index
         self._other_names: dict[str, int] = {}  # group → lookups of names outside the likely ones
@@ -64,6 +72,7 @@ class StreamLookup:
 
     def describe(self, group: str, stream: str) -> dict | None:
         key = (group, stream)
+        listed = None  # the run's listing's answer (stream_index.Listed), when it has one
         with self._lock:
             # The first host naming this group lists the batch's likely names there; the others wait for
             # it instead of each making its own call.
@@ -72,23 +81,43 @@ class StreamLookup:
                 self._list_likely(group)
             if key in self._cache:
                 return self._cache[key]
-            if self.index is not None and stream not in self._likely_set:
+            if self._indexed(stream):
                 asked = self._other_names[group] = self._other_names.get(group, 0) + 1
                 if asked > INDEX_AFTER:  # a few exact lookups cost less than any group listing
-                    fresh = self.index.fresh(group, stream)
-                    if fresh is not None:
-                        self._cache[key] = fresh
-                        return fresh
+                    listed = self.index.answer(group, stream)
+                    if listed is not None and (listed.fresh or not self.may_recheck()):
+                        self._cache[key] = listed.description
+                        return listed.description
         found = None
         try:
             # A prefix query can return longer names too: only an exact match counts.
             found = next((s for s in self._page(group, stream)[0] if s.get("logStreamName") == stream), None)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise AwsRefused(f"DescribeLogStreams on {group}: {aws_reason(exc)}") from exc
+                found = self._listed_instead(group, stream, listed, exc)
+                if found is None:
+                    raise AwsRefused(f"DescribeLogStreams on {group}: {aws_reason(exc)}") from exc
+        except Exception as exc:  # the batch's judging budget is spent
+            found = self._listed_instead(group, stream, listed, exc)
+            if found is None:
+                raise
         with self._lock:
             self._cache[key] = found
         return found
+
+    def _indexed(self, stream: str) -> bool:
+        return self.index is not None and stream not in self._likely_set
+
+    def _listed_instead(self, group: str, stream: str, listed, exc: Exception) -> dict | None:
+        """When an exact lookup cannot be made (budget spent, throttled past retries), a complete listing's answer
+        stands: it is what AWS said at the listing's time, and says so. None: nothing answers this stream."""
+        if listed is None and self._indexed(stream):
+            with self._lock:
+                listed = self.index.answer(group, stream)
+        if listed is None:
+            return None
+        log.info("exact lookup of %s/%s not made (%s): the run's listing answers", group, stream, exc)
+        return listed.description
 
     def _page(self, group: str, prefix: str, token: str | None = None) -> tuple[list[dict], str | None]:
         kwargs = {"logGroupName": group, "logStreamNamePrefix": prefix, "limit": PAGE}

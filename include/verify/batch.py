@@ -103,7 +103,7 @@ class BatchRun:
         index = SharedIndex(StreamIndexStore(store), logs_client, ctx.audit_date, ctx.run_id, ctx.params.stream_max_age_minutes,
                             before_call=budget.check)
         self.lookup = StreamLookup(logs_client, likely_names=[h.instance_id for h in hosts], before_call=budget.check,
-                                   index=index)
+                                   index=index, may_recheck=budget.may_refine)
         policy, known_hosts = (ctx.ssh.host_key_policy, ctx.ssh.known_hosts) if ctx.ssh else ("strict", None)
         self.keys = HostKeys(policy, PinStore(store.resource, store.table_name),
                              accept=ctx.params.accept_host_keys, run_id=ctx.run_id, known_hosts=known_hosts)

@@ -31,6 +31,10 @@ STREAM_CHECK = "cwagent.log_stream_fresh"
 # AWS-side judging (stream lookups) of one batch stops asking after this long: the rest are ERROR, not a
 # task that outlives its execution_timeout (dags/ec2_audit_compliance.py) on a throttled account.
 JUDGE_BUDGET_S = 900.0
+# Re-checking exactly a stream the run's complete listing answers as stale or missing (include/logs/streams.py)
+# can only refine a FAIL: it may use the first half of the budget, and leaves the rest to lookups that nothing
+# else answers (a batch's first names in a group, groups no listing covers).
+RECHECK_SHARE = 0.5
 
 
 def _identity(host: Host, outputs: dict[str, str]) -> dict[str, str | None]:
@@ -61,6 +65,10 @@ class Budget:
     def check(self) -> None:
         if time.monotonic() - self.started > self.seconds:
             raise BudgetExceeded(f"the batch's AWS judging budget of {self.seconds:g}s is spent")
+
+    def may_refine(self) -> bool:
+        """Whether an optional exact lookup (a re-check of the listing's answer) still fits: RECHECK_SHARE."""
+        return time.monotonic() - self.started <= self.seconds * RECHECK_SHARE
 
 
 def host_facts(host: Host, outputs: dict[str, str], verdicts: dict[str, Verdict],

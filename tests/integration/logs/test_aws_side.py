@@ -179,3 +179,19 @@ def test_streams_not_named_by_instance_id_are_answered_by_one_listing_for_the_ru
     stale = sum(1 for k in range(80) if k % 9 == 0)
     # each batch's first INDEX_AFTER names and the stale ones are exact lookups; the fresh rest, one listing
     assert counted.calls <= 2 * INDEX_AFTER + stale + 2 < len(names)
+
+    # A third batch with no re-check left in its budget: a stale stream past its first INDEX_AFTER names is
+    # answered by the run's stored listing (stale ones are in it too), with no exact lookup, and judged FAIL
+    # "as listed at" its time.
+    from include.checks.parsers import judge_stream_freshness
+    from include.core.status import CheckStatus
+    late = StreamLookup(counted, likely_names=[], may_recheck=lambda: False,
+                        index=SharedIndex(StreamIndexStore(store), counted, "2026-12-01", "run-index", 120))
+    for name in names[1:1 + INDEX_AFTER]:
+        late.describe(group, name)
+    before, stale_name = counted.calls, names[0]
+    got = late.describe(group, stale_name)
+    assert counted.calls == before and late.index.listed == 0  # read the run's listing: no call at all
+    assert got["lastEventTimestamp"] == StreamLookup(logs).describe(group, stale_name)["lastEventTimestamp"]
+    verdict = judge_stream_freshness({(group, stale_name): got}, datetime.now(timezone.utc), 120)
+    assert verdict.status == CheckStatus.FAIL and "(limit 120, as listed at " in verdict.detail, verdict.detail

@@ -279,3 +279,17 @@ def test_a_refused_stream_lookup_errs_that_check_only():
     assert v.status.value == "ERROR" and "AccessDeniedException" in v.detail
     assert j.verdicts["auditd.running"].status.value == "PASS"  # the other checks were judged
     assert j.status == Status.ERROR
+
+
+def test_rechecks_of_the_run_listing_s_answers_may_use_only_the_first_share_of_the_judging_budget():
+    """Re-checks only refine a FAIL the listing already gives: past RECHECK_SHARE of the budget they stop, and the
+    rest of the budget is left to lookups nothing else answers (still allowed by check())."""
+    import time as _time
+
+    from include.verify.judge import RECHECK_SHARE, Budget
+
+    budget = Budget(100.0, started=_time.monotonic())
+    assert budget.may_refine()
+    budget.started -= 100.0 * RECHECK_SHARE + 1  # as if that much of the budget had passed
+    assert not budget.may_refine()
+    budget.check()  # the budget itself is not spent
