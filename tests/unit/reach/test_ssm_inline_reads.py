@@ -34,3 +34,66 @@ def test_a_bucket_or_a_transport_without_ssm_needs_no_inline_reads():
     assert inline_read_problem("auto", "audit-ssm-out", big) is None
     assert inline_read_problem("ssh", None, big) is None
     assert inline_read_problem("eic", None, big) is None
+
+
+# ---- with ssm_output_bucket: S3 for every host; GetCommandInvocation only for a missing object, and boundedly
+
+import asyncio  # noqa: E402
+
+from botocore.exceptions import ClientError  # noqa: E402
+
+from include.core.status import Status  # noqa: E402
+from include.reach.ssm import INLINE_FALLBACK_READS, SsmSettings, SsmTransport  # noqa: E402
+from tests.unit.reach.test_ssm_transport_unit import FakeSsm, host  # noqa: E402
+
+BUCKET = SsmSettings(poll_s=0.01, output_bucket="audit-out", output_bucket_owner="123456789012")
+
+
+class MissingS3:
+    """Every object missing (NoSuchKey), or refused with `code`."""
+
+    def __init__(self, code="NoSuchKey"):
+        self.code, self.reads = code, 0
+
+    def get_object(self, **kw):
+        self.reads += 1
+        raise ClientError({"Error": {"Code": self.code, "Message": "nope"}}, "GetObject")
+
+
+def run_all(fake, hosts, s3):
+    outcomes = {}
+
+    async def collect(h, o):
+        outcomes[h.instance_id] = o
+
+    transport = SsmTransport(fake, s3, BUCKET)
+    asyncio.run(transport.run(hosts, "echo checks\n", collect))
+    return outcomes, transport
+
+
+def test_a_missing_output_object_falls_back_to_get_command_invocation_and_says_so():
+    h = host(1)
+    fake = FakeSsm({h.instance_id: "Online"}, output=lambda iid: "inline out")
+    out, transport = run_all(fake, [h], MissingS3())
+    o = out[h.instance_id]
+    assert o.transport_status is None and o.output == b"inline out"
+    assert "NoSuchKey" in o.transport_evidence["ssm_output"] and "GetCommandInvocation" in o.transport_evidence["ssm_output"]
+    assert transport.calls["s3:GetObject"] == 1 and transport.calls["GetCommandInvocation"] == 1
+
+
+def test_the_fallback_is_bounded_per_batch_and_the_rest_are_error_naming_the_bucket():
+    hosts = [host(n) for n in range(1, INLINE_FALLBACK_READS + 11)]
+    fake = FakeSsm({h.instance_id: "Online" for h in hosts})
+    out, transport = run_all(fake, hosts, MissingS3())
+    assert fake.calls["get_command_invocation"] == INLINE_FALLBACK_READS == transport.calls["GetCommandInvocation"]
+    errors = [o for o in out.values() if o.transport_status == Status.ERROR]
+    assert len(errors) == 10 and len(out) == len(hosts)
+    assert all("s3://audit-out/" in o.transport_detail and "NoSuchKey" in o.transport_detail for o in errors)
+
+
+def test_a_refused_read_is_that_hosts_error_never_a_fallback():
+    h = host(1)
+    fake = FakeSsm({h.instance_id: "Online"})
+    out, transport = run_all(fake, [h], MissingS3("AccessDenied"))
+    assert out[h.instance_id].transport_status == Status.ERROR and "AccessDenied" in out[h.instance_id].transport_detail
+    assert "get_command_invocation" not in fake.calls
