@@ -29,6 +29,33 @@ log = logging.getLogger(__name__)
 DEFAULT_SSH_LOGIN = "ec2-user"  # the audit's login when ec2_audit_ssh names none
 
 
+# Without ssm_output_bucket each SSM host's output is one ssm:GetCommandInvocation call, all of a scope's calls
+# on that account's and Region's rate. AWS publishes no rate for it that we could find: the quota model
+# (docs/PERFORMANCE.md, "AWS API quotas"; devstack/standins/aws/quotas.py) assumes 5/s, low on purpose, and
+# issue 29 allows each API 15 minutes of its rate in a day. Past that many hosts in one scope the reads need
+# the bucket (S3 GETs: 5,500/s a prefix).
+INLINE_READS_PER_S = 5
+INLINE_READ_BUDGET_S = 15 * 60
+INLINE_MAX_HOSTS = INLINE_READS_PER_S * INLINE_READ_BUDGET_S  # 4,500 hosts per account and Region
+
+
+def inline_read_problem(transport: str, output_bucket: str | None, fleet: Mapping[str, int]) -> str | None:
+    """Why this fleet cannot read its SSM output inline (None: it can, or it needs no inline reads).
+    `fleet`: hosts per account-and-Region label, every one of which may go through SSM (auto included)."""
+    if transport not in ("ssm", "auto") or output_bucket:
+        return None
+    over = {where: hosts for where, hosts in fleet.items() if hosts > INLINE_MAX_HOSTS}
+    if not over:
+        return None
+    where, hosts = max(over.items(), key=lambda kv: kv[1])
+    return (f"param ssm_output_bucket: transport {transport} without ssm_output_bucket reads each host's output with "
+            f"one ssm:GetCommandInvocation: {hosts:,} hosts in {where} need at least {hosts / INLINE_READS_PER_S:,.0f} s "
+            f"at {INLINE_READS_PER_S} calls/s (the quota model's rate per account and Region, docs/PERFORMANCE.md), "
+            f"more than the {INLINE_READ_BUDGET_S} s allowed; above {INLINE_MAX_HOSTS:,} hosts per account and Region "
+            "set ssm_output_bucket (an S3 bucket the instance roles may write, never evidence_bucket) and its owner"
+            + (f" ({len(over)} scopes over)" if len(over) > 1 else ""))
+
+
 @dataclass(frozen=True)
 class SshConnection:
     """The `ec2_audit_ssh` connection as Airflow holds it: login, port and the SSH provider's extra."""

@@ -16,17 +16,22 @@ The same combined script as SSH, through `AWS-RunShellScript`:
      Each finished host's output is read once: the full stdout from S3 when `ssm_output_bucket` is set (always
      with `ExpectedBucketOwner`: a bucket of that name owned by anyone else is refused by S3), else
      `GetCommandInvocation`, which returns only the first 24,000 characters: output that reaches that limit
-     is ERROR ("output truncated by SSM"), never judged.
+     is ERROR ("output truncated by SSM"), never judged. With the bucket, GetCommandInvocation is read only for
+     a host whose object is missing, at most INLINE_FALLBACK_READS a batch (the rest: ERROR naming the object);
+     without it, discovery refuses a fleet too large for one GetCommandInvocation a host
+     (include/reach/choice.py, inline_read_problem).
 Timed out or cancelled → ERROR; not delivered → UNREACHABLE. SSM's managed-instance registration stands in
 for the host key: each outcome keeps the agent's ping status, version and the command id as evidence.
 
 Cost per host: ≈ 1/50 DescribeInstanceInformation + 1 SendCommand + one ListCommandInvocations per poll
-until it finishes, plus one GetCommandInvocation (or one S3 GetObject).
+until it finishes, plus one GetCommandInvocation — or, with ssm_output_bucket, one S3 GetObject (and
+GetCommandInvocation only for a missing object, ≤ 25 a batch).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -45,6 +50,10 @@ DOCUMENT = "AWS-RunShellScript"
 PLUGIN = "aws:runShellScript"
 MAX_IDS = 50  # SendCommand's InstanceIds and DescribeInstanceInformation's filter: 50 at most
 INLINE_LIMIT = 24_000  # GetCommandInvocation's StandardOutputContent: the first 24,000 characters
+# With ssm_output_bucket, GetCommandInvocation is read only for a host whose S3 object is missing (the agent could
+# not upload it), and at most this many times a batch: the rest of such hosts are ERROR naming the object, so a
+# bucket the instance roles cannot write never turns back into one GetCommandInvocation per host.
+INLINE_FALLBACK_READS = 25
 TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated",
             "DeliveryTimedOut", "ExecutionTimedOut"}
 OnOutcome = Callable[[Host, HostOutcome], Awaitable[None]]
@@ -180,6 +189,7 @@ class SsmTransport:
     tag: str = NO_TAG
 
     def __post_init__(self) -> None:
+        self._fallbacks, self._fallback_lock = 0, threading.Lock()  # GetCommandInvocation reads for missing objects
         if self.client is None:
             raise ValueError("transport ssm needs an SSM client for the batch")
         if self.settings.output_bucket and self.s3 is None:
@@ -324,13 +334,34 @@ class SsmTransport:
         step = ssm_document.STEP if self.verified else None
         if s.output_bucket:
             key = s3_key(s.output_prefix, command_id, host.instance_id, *([step] if step else []))
+            url = f"s3://{s.output_bucket}/{key}"
             self.calls["s3:GetObject"] += 1
-            answer = self.s3.get_object(Bucket=s.output_bucket, Key=key, Range=f"bytes=0-{s.max_output}",
-                                        ExpectedBucketOwner=s.output_bucket_owner)
+            try:
+                answer = self.s3.get_object(Bucket=s.output_bucket, Key=key, Range=f"bytes=0-{s.max_output}",
+                                            ExpectedBucketOwner=s.output_bucket_owner)
+            except Exception as exc:  # noqa: BLE001 - only a missing object may fall back (below)
+                code, message = error_code(exc)
+                if code not in ("NoSuchKey", "404"):
+                    raise
+                with self._fallback_lock:  # outputs are read in threads
+                    spent = self._fallbacks >= INLINE_FALLBACK_READS
+                    self._fallbacks += not spent
+                if spent:
+                    outcome.transport_status = Status.ERROR
+                    outcome.transport_detail = (f"SSM output object {url} missing ({code}): can the instance role "
+                                                f"write ssm_output_bucket? This batch's {INLINE_FALLBACK_READS} "
+                                                "GetCommandInvocation fallback reads are spent")[:300]
+                    return
+                outcome.transport_evidence["ssm_output"] = f"GetCommandInvocation ({url} missing: {code})"
+                self._read_inline(command_id, host, outcome, step)
+                return
             data = answer["Body"].read()
             outcome.output, outcome.truncated = data[:s.max_output], len(data) > s.max_output
-            outcome.transport_evidence["ssm_output"] = f"s3://{s.output_bucket}/{key}"
+            outcome.transport_evidence["ssm_output"] = url
             return
+        self._read_inline(command_id, host, outcome, step)
+
+    def _read_inline(self, command_id: str, host: Host, outcome: HostOutcome, step: str | None) -> None:
         self.calls["GetCommandInvocation"] += 1
         answer = self.client.get_command_invocation(CommandId=command_id, InstanceId=host.instance_id,
                                                     PluginName=step or PLUGIN)

@@ -67,7 +67,9 @@ PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
                                  "the agent is Online, else SSH, or EIC when the SSH connection has no key)"},
     "ssm_output_bucket": {"type": ["null", "string"], "default": None, "pattern": "^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
                           "description": "S3 bucket SSM writes command output to (full output; without it output "
-                                         "over SSM's 24,000-character inline limit makes the host ERROR)"},
+                                         "over SSM's 24,000-character inline limit makes the host ERROR, and a "
+                                         "fleet over 4,500 hosts in one account and Region is refused: one "
+                                         "GetCommandInvocation a host). Never evidence_bucket"},
     "ssm_output_bucket_owner": {"type": ["null", "string"], "default": None, "pattern": "^$|^[0-9]{12}$",
                                 "description": "Account id owning ssm_output_bucket, named on every read "
                                                "(ExpectedBucketOwner); empty = the AWS connection's own account"},

@@ -134,9 +134,10 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
     from include.aws.clients import default_region
 
     regions = params.regions or [default_region()]
-    instances, states, failures = {}, {}, {}
+    instances, states, failures, labels = {}, {}, {}, {}
     for account, region in audit_scopes(params.accounts, params.include_default_account, regions):
         key, where = scope_key(account, region), f"{account_label(account)} {region}".strip()
+        labels[key] = where
         try:
             inventory = discovery.discover_region(ec2_client(region, account), region, params.tag_filters,
                                                   params.instance_ids)
@@ -149,6 +150,13 @@ def discover(params: AuditParams, facts: RunFacts) -> Inventory:
         # A smaller fleet must never read as a complete one: fail the task (it retries), naming every region.
         raise RuntimeError("discovery failed, no report from a partial fleet: "
                            + "; ".join(f"{r}: {e}" for r, e in failures.items()))
+    from include.reach.choice import inline_read_problem
+
+    # A fleet SSM would read one GetCommandInvocation a host, past what that API's rate allows: fail now, naming
+    # the param, not hours later in throttled batches (docs/PERFORMANCE.md, issue 29).
+    if problem := inline_read_problem(params.transport, params.ssm_output_bucket,
+                                      {labels.get(k, k): len(ids) for k, ids in instances.items()}):
+        raise ValueError(problem)
     running = {i for ids in instances.values() for i in ids}
     not_found = sorted(set(params.instance_ids) - running)
     if not_found:  # the rest are checked; these are named here, in the Inventory and in the report

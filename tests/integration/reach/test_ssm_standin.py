@@ -462,3 +462,32 @@ def test_the_audit_document_runs_the_same_checks_and_a_tampered_one_runs_nowhere
     for item in refused.values():
         assert item["status"] == "ERROR" and "does not hold this release's audit script" in item["status_detail"]
     assert len(stand.ssm.list_commands()["Commands"]) == before  # nothing was sent
+
+
+class LostUpload:
+    """The batch's S3 client where one host's agent could not upload its output: its object is missing."""
+
+    def __init__(self, s3, lost: str) -> None:
+        self.s3, self.lost = s3, lost
+
+    def get_object(self, **kwargs):
+        if f"/{self.lost}/" in kwargs["Key"]:
+            kwargs = {**kwargs, "Key": kwargs["Key"] + ".never-uploaded"}  # a real NoSuchKey from moto's S3
+        return self.s3.get_object(**kwargs)
+
+
+def test_with_the_bucket_outputs_come_from_s3_and_a_missing_object_alone_is_read_inline(stand):
+    """Issue 29: with ssm_output_bucket no host costs a GetCommandInvocation, except one whose object is missing
+    (bounded per batch): that host is judged from SSM's inline copy, as over SSH, and says where its output came from."""
+    def calls() -> dict[str, int]:
+        with urllib.request.urlopen(f"{stand.endpoint}/moto-api/ec2audit/ssm-calls", timeout=10) as answer:
+            return json.loads(answer.read())["calls"]
+
+    before = calls().get("GetCommandInvocation", 0)
+    got = verify(stand, "2026-12-22", "ssm", ["sim-ok", "sshd"], bucket=BUCKET,
+                 s3=LostUpload(stand.s3, stand.ids["sshd"]))
+    assert calls().get("GetCommandInvocation", 0) - before == 1  # the missing object's host only
+    assert got["sim-ok"]["status"] == got["sshd"]["status"] == "COMPLIANT", got["sshd"]["status_detail"]
+    assert got["sim-ok"]["transport_evidence"]["ssm_output"].startswith(f"s3://{BUCKET}/ec2-audit-ssm/")
+    fallback = got["sshd"]["transport_evidence"]["ssm_output"]
+    assert fallback.startswith("GetCommandInvocation (s3://") and "NoSuchKey" in fallback
