@@ -99,3 +99,61 @@ def test_the_transaction_patch_changes_no_answer_and_a_cancelled_one_writes_noth
     dynamodb.transactions_snapshot_their_items()
     assert models.copy is not __import__("copy")  # the patch is in place
     assert _transactions() == before
+
+
+def _partition_queries() -> str:
+    """Every shape of table Query the project makes (one host's day, its history newest first with a limit, a
+    page after an ExclusiveStartKey, a projection, a filter) and one index Query, on several partitions."""
+    from boto3.dynamodb.conditions import Attr, Key
+
+    from include.evidence.store import EvidenceStore
+
+    with mock_aws():
+        store = EvidenceStore(boto3.resource("dynamodb", region_name="us-east-1"), "ev")
+        store.ensure_tables()
+        table = store.table
+        for n in range(6):
+            for day in ("2026-11-29", "2026-11-30", "2026-12-01"):
+                for key in (day, f"{day}#v#1", f"{day}#v#2"):
+                    table.put_item(Item={"instance_id": f"i-{n:017x}", "audit_date": key, "day": day,
+                                         "item_type": "instance" if key == day else "version", "seq": n,
+                                         "status": "COMPLIANT" if n % 2 else "NON_COMPLIANT"})
+        host = Key("instance_id").eq(f"i-{3:017x}")
+        first = table.query(KeyConditionExpression=host & Key("audit_date").lt("2026-12-01~"),
+                            ScanIndexForward=False, Limit=4)
+        answers = [
+            table.query(KeyConditionExpression=host & Key("audit_date").begins_with("2026-11-30"))["Items"],
+            [first["Items"], first["LastEvaluatedKey"], first["Count"], first["ScannedCount"]],
+            table.query(KeyConditionExpression=host, ExclusiveStartKey=first["LastEvaluatedKey"])["Items"],
+            table.query(KeyConditionExpression=host, ProjectionExpression="audit_date, #s",
+                        ExpressionAttributeNames={"#s": "status"})["Items"],
+            table.query(KeyConditionExpression=host, FilterExpression=Attr("item_type").eq("version"))["Items"],
+            table.query(KeyConditionExpression=Key("instance_id").eq("i-absent"))["Items"],
+            store.day_items("2026-11-30", fields=["status"]),
+        ]
+        return json.dumps(answers, sort_keys=True, default=str)
+
+
+def test_a_table_query_reads_its_partition_only_and_answers_as_moto(monkeypatch):
+    from moto.dynamodb.models import table
+
+    from devstack.standins.aws import dynamodb
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    before = _partition_queries()
+    monkeypatch.setattr(table.Table, "query", table.Table.query)  # undone after the test
+    monkeypatch.setattr(table.Table, "all_items", table.Table.all_items)
+    walked: list[int] = []
+    dynamodb.table_queries_read_one_partition()
+    patched = table.Table.all_items
+
+    def counting(self):
+        items = patched(self)
+        walked.append(len(items))
+        return items
+
+    monkeypatch.setattr(table.Table, "all_items", counting)
+    assert _partition_queries() == before
+    # A host's queries walk its own 9 items (or none); only the index query walks the table (54 items).
+    assert sorted(set(walked)) == [0, 9, 54]

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     dynamodb.query_copies_what_it_returns()
     dynamodb.copy_each_level_once()
     dynamodb.transactions_snapshot_their_items()
+    dynamodb.table_queries_read_one_partition()
     ec2.instance_connect_authorizes()
     ssm.ssm_runs_commands()
     securityhub.security_hub_as_aws()
