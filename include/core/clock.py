@@ -14,6 +14,18 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_moment(text: object) -> datetime | None:
+    """An ISO-8601 moment (`Z`, an offset, fractions) as an aware UTC datetime, a naive one read as UTC; None when
+    it is not one. Every reader of a stored or received timestamp parses it here."""
+    if not isinstance(text, str):
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
 def expires_at(audit_date: str, ttl_days: int) -> int:
     """Epoch seconds `ttl_days` after the audit day's midnight UTC: DynamoDB TTL's `expires_at`."""
     day = datetime.strptime(audit_date, "%Y-%m-%d").replace(tzinfo=timezone.utc)

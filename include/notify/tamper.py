@@ -27,9 +27,10 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
+from include.core.clock import parse_moment
 from include.core.status import Status
 from include.evidence.records import EvidenceItem
 from include.notify import channels as ch
@@ -65,21 +66,12 @@ class TamperEvent(SecurityEvent):
 
 # ------------------------------------------------------------------ pure
 
-def moment(text: str) -> datetime | None:
-    """An ISO-8601 moment (`Z`, an offset, fractions) as UTC; None when it is not one."""
-    try:
-        value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
 def anchor_of(history: Iterable[Observation], first_at: str) -> tuple[str, str]:
     """(anchor, before) of the occurrence: the host's latest observation checked before the event. Every watch run
     reading records of the same burst finds the same one, the re-check that followed it being later than the
     event. An event whose moment cannot be read anchors on the latest observation (alerting rather than not)."""
-    at = moment(first_at)
-    earlier = [o for o in history if at is None or ((m := moment(o.checked_at)) is not None and m < at)]
+    at = parse_moment(first_at)
+    earlier = [o for o in history if at is None or ((m := parse_moment(o.checked_at)) is not None and m < at)]
     prev = max(earlier, key=lambda o: o.order, default=None)
     if prev is None:
         return "tamper||0|", "no earlier observation"
@@ -290,7 +282,7 @@ def remediation_lookup(table: Any, rechecks: Sequence[Recheck], *, window_minute
     from include.core.clock import iso, utc_now
     from include.remediation.store import RemediationStore, describe_attempt
 
-    moments = [m for r in rechecks if (m := moment(r.first_at)) is not None]
+    moments = [m for r in rechecks if (m := parse_moment(r.first_at)) is not None]
     since = iso(min(moments, default=now or utc_now()) - timedelta(minutes=window_minutes))
     remediation = RemediationStore(table)
 

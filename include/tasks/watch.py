@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from include.core.clock import iso, utc_now
+from include.core.clock import iso, parse_moment, utc_now
 from include.settings.params import AuditParams
 from include.watch.messages import ID_RE, REGION_RE
 from include.watch.records import PRIORITY, SILENCE, TAMPER, Recheck, Rejected, WatchEvent, WatchPlan
@@ -35,14 +35,6 @@ DUE_SOURCE, DUE_TYPE = "ec2-audit.watch", "Re-check due"  # the watch's own defe
 
 def queue_url() -> str:
     return os.environ.get(QUEUE_ENV, "").strip()
-
-
-def _parse_iso(value: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 # ------------------------------------------------------------------ the watch's own "re-check due" messages
@@ -77,7 +69,7 @@ def send_later(client, url: str, rechecks: Iterable[Recheck], now: datetime) -> 
     """Each re-check back on the queue, delayed until its not_before (≤ 15 min: a longer wait comes round again)."""
     sent = 0
     for r in rechecks:
-        due = _parse_iso(r.not_before) or now
+        due = parse_moment(r.not_before) or now
         delay = max(0, min(MAX_DELAY_S, int((due - now).total_seconds()) + 1))
         client.send_message(QueueUrl=url, MessageBody=json.dumps(due_message(r)), DelaySeconds=delay)
         sent += 1
@@ -134,17 +126,16 @@ def stream_owners(store, days: list[str]):
 def already_observed(store, day: str, rechecks: list[Recheck]) -> dict[str, str]:
     """Hosts whose current observation of `day` started after all their events (and after a launch's boot):
     a re-check pending or just done already answers them (they fold into it)."""
+    # A tamper record is never folded by time: its timestamp is the host's, and a host that can backdate it could
+    # hide it behind an earlier observation. A run of tamper records alone reads nothing here.
+    foldable = [r for r in rechecks if r.look == 1 and r.trigger != TAMPER]
+    current_of = {it.instance_id: it for it in store.items_by_id(day, [r.instance_id for r in foldable],
+                                                                 consistent=True)} if foldable else {}
     done = {}
-    current_of = {it.instance_id: it for it in store.items_by_id(day, [r.instance_id for r in rechecks if r.look == 1],
-                                                                 consistent=True)}
-    for r in rechecks:
-        # A tamper record is never folded by time: its timestamp is the host's, and a host that can backdate it
-        # could hide it behind an earlier observation.
-        if r.look != 1 or r.trigger == TAMPER:
-            continue
+    for r in foldable:
         current = current_of.get(r.instance_id)
-        after = max(filter(None, (_parse_iso(r.last_at or r.first_at), _parse_iso(r.not_before))), default=None)
-        checked = _parse_iso(getattr(current, "checked_at", "") or "")
+        after = max(filter(None, (parse_moment(r.last_at or r.first_at), parse_moment(r.not_before))), default=None)
+        checked = parse_moment(getattr(current, "checked_at", "") or "")
         if after and checked and checked > after:
             done[r.instance_id] = current.checked_at
     return done
@@ -192,7 +183,7 @@ def collect(params: AuditParams, bodies: list[tuple[Any, str]], run_id: str, now
         log.warning("message %s not used: %s %s", r.message_id, r.reason, r.excerpt[:200])
     done = already_observed(store, day, rechecks)
     rechecks = [r for r in rechecks if r.instance_id not in done]
-    later = [r for r in rechecks if (_parse_iso(r.not_before) or now) > now]
+    later = [r for r in rechecks if (parse_moment(r.not_before) or now) > now]
     due = [r for r in rechecks if r not in later]
     url = queue_url()
     if later and url:
@@ -214,7 +205,7 @@ def _with_scope(r: Recheck, scopes: Mapping[str, str]) -> Recheck:
 
 def wait_until(watch: WatchPlan) -> str:
     """When the run's re-checks may start: the latest not_before of a replayed launch, else now."""
-    moments = [m for r in watch.due if (m := _parse_iso(r.not_before))]
+    moments = [m for r in watch.due if (m := parse_moment(r.not_before))]
     return iso(max(moments)) if moments else iso(utc_now())
 
 
@@ -295,8 +286,8 @@ def finish(params: AuditParams, watch: WatchPlan, results: list, final: bool = F
                 day=watch.audit_date, run_id=watch.run_id, params=params,
                 active_fixes=tamper.remediation_lookup(store, rs), final=last))
     said = "; ".join(said)
-    at = max([_parse_iso(r.first_at) + timedelta(minutes=params.tamper_grace_minutes) for r in again
-              if _parse_iso(r.first_at)], default=utc_now())
+    at = max([parse_moment(r.first_at) + timedelta(minutes=params.tamper_grace_minutes) for r in again
+              if parse_moment(r.first_at)], default=utc_now())
     failed = [r for r in results or [] if getattr(r, "error", "")]
     log.info("re-checked %d hosts (%s); %s; second look for %d at %s", len(items),
              dict(Counter(it.status for it in items)), said, len(again), iso(at))

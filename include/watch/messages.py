@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from include.checks.parsers import INSTANCE_ID
-from include.core.clock import iso
+from include.core.clock import iso, parse_moment
 from include.watch import tamper as tamper_mod
 from include.watch.records import LAUNCH, SILENCE, TAMPER, Rejected, WatchEvent
 
@@ -143,12 +143,9 @@ def _moment(value: Any) -> str:
     """EventBridge's `time` (ISO-8601) → our stored form."""
     if not isinstance(value, str):
         raise _Bad("missing field time")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise _Bad(f"bad time {value[:40]!r}") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+    moment = parse_moment(value)
+    if moment is None:
+        raise _Bad(f"bad time {value[:40]!r}")
     return iso(moment)
 
 

@@ -14,18 +14,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from include.core.clock import iso
+from include.core.clock import iso, parse_moment
 from include.watch.records import LAUNCH, PRIORITY, TAMPER_KINDS, Recheck, Rejected, WatchEvent
 
 MAX_RECORDS = 5
 
 
 def _when(at: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
-        return datetime.max.replace(tzinfo=timezone.utc)  # unreadable: sorts last, never "earliest"
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return parse_moment(at) or datetime.max.replace(tzinfo=timezone.utc)  # unreadable: sorts last, never "earliest"
 
 
 def _rank(event: WatchEvent) -> tuple:
