@@ -275,8 +275,8 @@ def _run_url(run_id: str) -> str:
 def remediation_lookup(table: Any, rechecks: Sequence[Recheck], *, window_minutes: float = FIX_WINDOW_MINUTES,
                        now: datetime | None = None) -> ActiveFixes:
     """The real `active_fixes`: instance id → its remediation attempts recorded since `window_minutes` before the
-    earliest event (include/tasks/remediate.py records an attempt once its fixes ran, `unverified`, then its
-    outcome; an `applying` record, were one written before the fixes, reads "applying"), newest first, e.g.
+    earliest event (include/tasks/remediate.py records an attempt `applying` before its fixes run, `unverified`
+    once they ran, then its outcome), newest first, e.g.
     "remediation run manual__… approved by alice, fixes ran by …, not yet re-verified"; "" when none. One Query
     per host asked."""
     from include.core.clock import iso, utc_now

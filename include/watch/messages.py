@@ -121,22 +121,23 @@ def _text(obj: Mapping, key: str, what: str = "") -> str:
     return value
 
 
-def _region(value: Any) -> str:
-    if not isinstance(value, str) or not REGION_RE.match(value):
-        raise _Bad(f"bad region {str(value)[:40]!r}")
-    return value
-
-
-def _account(value: Any, what: str = "account") -> str:
-    if not isinstance(value, str) or not ACCOUNT_RE.match(value):
+def _matching(pattern: re.Pattern, what: str, value: Any) -> str:
+    """`value` when it is a string the pattern matches, else the message is refused naming the field."""
+    if not isinstance(value, str) or not pattern.match(value):
         raise _Bad(f"bad {what} {str(value)[:40]!r}")
     return value
 
 
+def _region(value: Any) -> str:
+    return _matching(REGION_RE, "region", value)
+
+
+def _account(value: Any, what: str = "account") -> str:
+    return _matching(ACCOUNT_RE, what, value)
+
+
 def _instance(value: Any) -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
-        raise _Bad(f"bad instance id {str(value)[:40]!r}")
-    return value
+    return _matching(ID_RE, "instance id", value)
 
 
 def _moment(value: Any) -> str:
