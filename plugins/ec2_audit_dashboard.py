@@ -18,6 +18,8 @@ from fastapi import Depends, FastAPI, Query
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 
+from include.settings.schema import INSTANCE_ID_PATTERN
+
 DAG_ID = "ec2_audit_compliance"
 PREFIX = "/ec2-audit"
 
@@ -65,7 +67,7 @@ def _host(instance_id: str, day: str | None = None) -> str:
 
 
 # Typed: FastAPI refuses (422) anything else, so only a date and an instance id ever reach DynamoDB.
-InstanceId = Annotated[str, PathParam(pattern=r"^i-[0-9a-f]{8,17}$", description="an EC2 instance id")]
+InstanceId = Annotated[str, PathParam(pattern=INSTANCE_ID_PATTERN, description="an EC2 instance id")]
 
 
 @app.get("/", response_class=HTMLResponse)

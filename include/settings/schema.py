@@ -294,7 +294,7 @@ WAIVERS_SCHEMA: dict[str, Any] = {
     "items": {
         "type": "object",
         "properties": {
-            "instance_id": {"type": "string", "pattern": "^i-[0-9a-f]{8,17}$",
+            "instance_id": {"type": "string", "pattern": INSTANCE_ID_PATTERN,
                             "x-error": "is not an EC2 instance id (i-0123456789abcdef0)"},
             "tags": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"},
                      "x-error": "must map at least one tag name to a value"},

@@ -31,6 +31,7 @@ from typing import Any
 
 from include.checks.parsers import INSTANCE_ID
 from include.core.clock import iso, parse_moment
+from include.settings.schema import INSTANCE_ID_PATTERN
 from include.watch import tamper as tamper_mod
 from include.watch.records import LAUNCH, SILENCE, TAMPER, Rejected, WatchEvent
 
@@ -45,7 +46,7 @@ MAX_LOG_EVENTS = 10_000  # PutLogEvents' own batch limit: a real delivery never 
 RECORD_CAP = 1_000
 EXCERPT = 200
 
-ID_RE = re.compile(r"^i-[0-9a-f]{8,17}$")
+ID_RE = re.compile(INSTANCE_ID_PATTERN)
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 
