@@ -35,17 +35,13 @@ RULE_PATTERN = {"source": ["aws.ec2"], "detail-type": [STATE_CHANGE], "detail": 
 FORWARDER_NAME = "ec2-audit-forwarder"
 FORWARDER = PROJECT / "deploy" / "forwarder" / "handler.py"
 SUBSCRIPTION_NAME = "ec2-audit-tamper"
-# Until include/watch/tamper.py (issue 28, helper H2) lands: the same records it names.
-FALLBACK_FILTER_PATTERN = '?"type=DAEMON_END" ?"type=DAEMON_ABORT" ?"op=remove_rule" ?"audit_enabled=0" ?"unit=auditd"'
 DEFAULT_ACCOUNT = "123456789012"  # moto's account for the "testing" credentials
 
 
 def filter_pattern() -> str:
     """The audit group's subscription filter pattern: the product's own (include.watch.tamper.FILTER_PATTERN)."""
-    try:
-        from include.watch.tamper import FILTER_PATTERN
-    except ImportError:  # not merged yet
-        return FALLBACK_FILTER_PATTERN
+    from include.watch.tamper import FILTER_PATTERN
+
     return FILTER_PATTERN
 
 
@@ -136,11 +132,12 @@ def subscribe(endpoint: str, region: str, forwarder_arn: str, group: str = AUDIT
 
 def set_up(endpoint: str, region: str = "us-east-1", handler_file: Path | None = FORWARDER,
            groups: tuple[str, ...] = (AUDIT_GROUP,)) -> Events:
-    """Everything above on one moto server. handler_file None (or missing): no forwarder, no subscription."""
+    """Everything above on one moto server. handler_file None: no forwarder, no subscription (a file named but
+    missing is an error, never a stack quietly without its tamper path)."""
     queue_url, queue_arn, dlq_url, dlq_arn = create_queue(endpoint, region)
     rule_arn = route_state_changes(endpoint, region, queue_arn)
     forwarder_arn = ""
-    if handler_file is not None and Path(handler_file).exists():
+    if handler_file is not None:
         forwarder_arn = create_forwarder(endpoint, region, queue_url, Path(handler_file), groups)
         for group in groups:
             subscribe(endpoint, region, forwarder_arn, group)

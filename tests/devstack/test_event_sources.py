@@ -8,18 +8,16 @@ import base64
 import gzip
 import json
 import time
-from pathlib import Path
 
 import boto3
 import pytest
 
 from devstack.stack import events, local_aws
-from devstack.standins.aws.logs import _fallback_pattern_matches, subscription_payload
+from devstack.standins.aws.logs import pattern_matches, subscription_payload
 from devstack.standins.hosts.host_states import AUDIT_GROUP
 
 REGION = "us-east-1"
-# The real forwarder once deploy/forwarder/handler.py (helper H2) lands; until then the stub of the same contract.
-HANDLER = events.FORWARDER if events.FORWARDER.exists() else Path(__file__).with_name("forwarder_stub.py")
+HANDLER = events.FORWARDER  # the forwarder Lambda's own code (deploy/forwarder/handler.py)
 DAEMON_END = ("type=DAEMON_END msg=audit(1764000000.123:812): op=terminate auid=0 uid=0 ses=4294967295 pid=1 "
               "res=success")
 NOW_MS = int(time.time() // 1 * 1000)  # CloudWatch Logs takes events of the last 14 days only
@@ -89,14 +87,14 @@ def test_the_payload_is_what_cloudwatch_logs_hands_a_lambda():
 
 
 @pytest.mark.parametrize(("pattern", "message", "matches"), [
-    (events.FALLBACK_FILTER_PATTERN, DAEMON_END, True),
-    (events.FALLBACK_FILTER_PATTERN, 'type=CONFIG_CHANGE msg=audit(1.0:2): auid=0 ses=3 op=remove_rule key="x" list=4 res=1', True),
-    (events.FALLBACK_FILTER_PATTERN, "type=CONFIG_CHANGE msg=audit(1.0:3): op=set audit_enabled=0 old=1 auid=0 ses=3 res=1", True),
-    (events.FALLBACK_FILTER_PATTERN, "type=USER_LOGIN msg=audit(1.0:4): pid=1 uid=0 res=success", False),
+    (events.filter_pattern(), DAEMON_END, True),
+    (events.filter_pattern(), 'type=CONFIG_CHANGE msg=audit(1.0:2): auid=0 ses=3 op=remove_rule key="x" list=4 res=1', True),
+    (events.filter_pattern(), "type=CONFIG_CHANGE msg=audit(1.0:3): op=set audit_enabled=0 old=1 auid=0 ses=3 res=1", True),
+    (events.filter_pattern(), "type=USER_LOGIN msg=audit(1.0:4): pid=1 uid=0 res=success", False),
     ("", "anything", True),
     ('"a" b', "a c", False),
     ('"a" b -c', "a b", True),
     ('"a" b -c', "a b c", False),
 ])
 def test_the_stand_in_matcher_reads_term_patterns_as_aws(pattern, message, matches):
-    assert _fallback_pattern_matches(pattern, message) is matches
+    assert pattern_matches(pattern, message) is matches

@@ -65,28 +65,10 @@ def filter_terms_as_aws() -> None:
 # its own environment. Here a background worker does that: it never calls this server from the request thread
 # (the request holds moto's state and the server would wait on itself).
 
-def _fallback_pattern_matches(pattern: str, message: str) -> bool:
-    """Stand-in until include.watch.tamper.pattern_matches (issue 28, helper H2) lands: AWS's unstructured
-    term patterns only. Empty matches all; `?"a" ?"b"` any of them; `"a" b` all of them; `-x` none of them."""
-    import re
-
-    tokens = [(sign, quoted or bare) for sign, quoted, bare in re.findall(r'([?-]?)(?:"([^"]*)"|(\S+))', pattern or "")]
-    if not tokens:
-        return True
-    any_of = [t for s, t in tokens if s == "?"]
-    all_of = [t for s, t in tokens if s == ""]
-    none_of = [t for s, t in tokens if s == "-"]
-    if any_of and not any(t in message for t in any_of):
-        return False
-    return all(t in message for t in all_of) and not any(t in message for t in none_of)
-
-
 def pattern_matches(pattern: str, message: str) -> bool:
-    """CloudWatch Logs' filter pattern semantics: the product's own matcher once it exists."""
-    try:
-        from include.watch.tamper import pattern_matches as product
-    except ImportError:
-        return _fallback_pattern_matches(pattern, message)
+    """CloudWatch Logs' filter pattern semantics: the product's own matcher (the term syntax it uses)."""
+    from include.watch.tamper import pattern_matches as product
+
     return product(pattern, message)
 
 
