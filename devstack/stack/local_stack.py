@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from devstack import procs
 from devstack.procs import PROJECT, free_port, http_ok, wait_until
-from devstack.standins.aws.seed import REGION, seed_pins
+from devstack.standins.aws.seed import REGION, clients, seed_pins
 from devstack.standins.hosts.fleet import SSH_LOGIN, SSH_PORT, SSM_AGENT_PORT
 from devstack.standins.hosts.host_states import AUDIT_GROUP
 
@@ -161,13 +161,9 @@ class LocalStack:
         for it (its own fleet process), its audit stream, and the state-change event. Returns its instance id."""
         import time
 
-        import boto3
-
         from devstack.standins.aws.seed import LINUX_AMI
 
-        kwargs = dict(endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
-        ec2, logs = boto3.client("ec2", **kwargs), boto3.client("logs", **kwargs)
+        ec2, logs, _ = clients(self.endpoint, REGION)
         vpc = self.fleet[0]["vpc_id"] if self.fleet else ec2.describe_vpcs()["Vpcs"][-1]["VpcId"]
         subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
         instance_id = ec2.run_instances(
@@ -220,10 +216,7 @@ class LocalStack:
             "timestamp": int(then * 1000), "message": f"type=USER_LOGIN msg=audit({then:.3f}:7): pid=1 uid=0 res=success"}])
 
     def _logs(self):
-        import boto3
-
-        return boto3.client("logs", endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
+        return clients(self.endpoint, REGION)[1]
 
     def _seed_pins(self) -> None:
         seed_pins(self.endpoint, self.fleet)
