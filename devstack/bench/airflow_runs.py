@@ -62,6 +62,64 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+class CpuByRole:
+    """CPU of a process tree by what each process is (scheduler, api-server, dag-processor, triggerer, executor
+    workers, task supervisors, task runners), sampled every `every_s` from a thread: which part of Airflow
+    spends the run's CPU. A process is credited with what it used between the first and the last sample that
+    saw it (a process that lives less than one interval is missed; the tree total above is exact)."""
+
+    ROLES = (("localexecutor", "executor worker (supervises its tasks)"), ("supervisor", "executor worker (supervises its tasks)"),
+             ("airflow worker --", "task runner"), ("api_server", "api-server"), ("api-server", "api-server"),
+             ("serve-logs", "serve-logs"), ("dag-processor", "dag-processor"), ("dag_processor", "dag-processor"),
+             ("triggerer", "triggerer"), ("scheduler", "scheduler"), ("standalone", "standalone"))
+
+    def __init__(self, pid: int, every_s: float = 0.25):
+        import threading
+        self.pid, self.every_s = pid, every_s
+        self.first: dict[int, tuple[str, float]] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def role(self, proc: psutil.Process) -> str:
+        title = " ".join(proc.cmdline()).lower()
+        return next((name for key, name in self.ROLES if key in title), "other: " + title[:60])
+
+    def _sample(self) -> None:
+        try:
+            tree = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
+        except psutil.Error:
+            return
+        for proc in tree:
+            try:
+                t = proc.cpu_times()
+                cpu = t.user + t.system
+                if proc.pid not in self.first:
+                    self.first[proc.pid] = (self.role(proc), cpu)
+                self.last[proc.pid] = cpu
+            except psutil.Error:
+                pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._sample()
+
+    def start(self) -> "CpuByRole":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, dict]:
+        self._stop.set()
+        self._thread.join()
+        out: dict[str, dict] = {}
+        for pid, (role, cpu0) in self.first.items():
+            row = out.setdefault(role, {"processes": 0, "cpu_s": 0.0})
+            row["processes"] += 1
+            row["cpu_s"] = round(row["cpu_s"] + self.last[pid] - cpu0, 2)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]["cpu_s"]))
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # every reaped descendant, grandchildren included
     return usage.ru_utime + usage.ru_stime
@@ -253,6 +311,7 @@ def scheduler(env: dict, dag_id: str, conf: dict, timeout_s: float, parallelism:
                    180, "DAG parsed by the dag-processor", proc)
         run_id = f"bench__{uuid.uuid4().hex[:8]}"
         moto0, sim0, cpu0 = process_cpu(moto_pid), process_cpu(sim_pid), tree_cpu(proc.pid)
+        by_role = CpuByRole(proc.pid).start()
         start = time.perf_counter()
         subprocess.run([AIRFLOW, "dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf)],
                        env=env, check=True, capture_output=True, timeout=120)
@@ -264,13 +323,14 @@ def scheduler(env: dict, dag_id: str, conf: dict, timeout_s: float, parallelism:
         wall = time.perf_counter() - start
         moto_cpu, sim_cpu = process_cpu(moto_pid) - moto0, process_cpu(sim_pid) - sim0
         airflow_cpu = tree_cpu(proc.pid) - cpu0  # from trigger to done; scheduler polling included
+        cpu_by_role = by_role.stop()
         tasks = dict(_ro(db, "select task_id, count(*) from task_instance where run_id=? and state='success' "
                              "group by task_id", run_id))
         parallel = max_parallel(db, run_id, "verify_batch")
     finally:
         procs.stop_group(proc)
     return {"state": state if state in ("success", "failed") else f"timed out ({state})", "wall_s": wall,
-            "airflow_cpu_s": airflow_cpu,
+            "airflow_cpu_s": airflow_cpu, "airflow_cpu_by_role": cpu_by_role,
             "moto_cpu_s": moto_cpu, "sim_cpu_s": sim_cpu, "task_peak_rss_mb": peak_task_rss_mb(home / "logs"),
             "xcom_bytes": xcom_bytes(db), "database_locked": locked_lines(home), "max_parallel_verify": parallel,
             "tasks_succeeded": tasks, "run_id": run_id, "phases_s": phases(db)}
