@@ -12,10 +12,14 @@ from include.settings.queues import DEFAULT as DEFAULT_QUEUE
 
 MAX_BATCHES = 48  # keeps mapped task instances to "a few dozen" whatever batch_size says
 AUTO_MIN_BATCH = 50  # below this, a mapped task instance costs more than the hosts it checks
-# Automatic sizing aims at this many batches: enough to keep 16 worker slots busy. Each batch is a task
-# process (~1.5 s of CPU to start) while one verify process checks ~300 hosts/s, so batches beyond the
-# workers available only add start-ups: at 10,000 hosts, 48 batches spent ~70 s of CPU on them, 16 ~25 s.
-AUTO_TARGET_BATCHES = 16
+# Automatic sizing aims at this many batches: two per worker slot of the embedded setup (parallelism 4), so
+# a slow batch does not hold the run's last wave alone. Each batch is a task process (~2 s of CPU to start,
+# mostly imports and AWS clients) while one verify process checks ~300 hosts/s, so batches beyond the slots
+# available only add start-ups: at 10,000 hosts, 48 batches spent ~70 s of CPU on them, 16 ~30 s, 8 ~15 s.
+AUTO_TARGET_BATCHES = 8
+# ...and at most this many hosts a batch (unless MAX_BATCHES needs more): a verify task's peak RSS grows by
+# ~40 KB a host over Airflow's ~220 MB runtime, so 1,500 hosts stay under 300 MB (docs/PERFORMANCE.md).
+AUTO_MAX_BATCH = 1_500
 
 
 
@@ -52,7 +56,7 @@ class Batch:
 
 
 def auto_batch_size(total: int, target_batches: int = AUTO_TARGET_BATCHES) -> int:
-    return max(AUTO_MIN_BATCH, math.ceil(total / target_batches)) if total else AUTO_MIN_BATCH
+    return min(AUTO_MAX_BATCH, max(AUTO_MIN_BATCH, math.ceil(total / target_batches))) if total else AUTO_MIN_BATCH
 
 
 def plan_batches(instances_by_region: Mapping[str, list[str]], batch_size: int = 0,

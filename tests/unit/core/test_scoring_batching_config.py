@@ -97,7 +97,9 @@ def test_automatic_size_aims_at_a_few_large_batches():
     def count(n: int) -> int:
         return len(plan_batches({"r": [f"i-{i:05d}" for i in range(n)]}))
 
-    assert (count(30), count(100), count(1_000), count(10_000)) == (1, 2, 16, 16)
+    assert (count(30), count(100), count(1_000), count(10_000)) == (1, 2, 8, 8)
+    # past 8 × 1,500 hosts the batches stay at most 1,500 (a verify task's memory) until MAX_BATCHES
+    assert (count(12_000), count(30_000)) == (8, 20) and 40 <= count(100_000) <= MAX_BATCHES
     assert len(plan_batches({"r": [f"i-{i}" for i in range(1_000)]}, batch_size=100)) == 10  # explicit wins
 
 
