@@ -177,7 +177,10 @@ class SecurityEventStore:
         """The host's newest observations up to `day` (today's current item and versions included): one Query."""
         names = ["instance_id", "audit_date", "day", "run_id", "seq", "checked_at", "status", "checks",
                  "host_key_fingerprint", "status_detail", "item_type"]
-        response = self.table.table.query(
+        # The resource's client, not the Table resource: a client is thread-safe (due_events reads several hosts at
+        # once) and carries the same high-level transformations (Python types in and out, Key conditions).
+        response = self.table.client.query(
+            TableName=self.table.table_name,
             KeyConditionExpression=Key("instance_id").eq(instance_id) & Key("audit_date").lt(f"{day}~"),
             ScanIndexForward=False, Limit=HISTORY_LIMIT,
             ProjectionExpression=", ".join(f"#p{i}" for i in range(len(names))),
@@ -187,7 +190,8 @@ class SecurityEventStore:
 
     def states(self, instance_id: str) -> dict[str, EventState]:
         """kind → the host's latest stored occurrence: one Query on its event partition, newest first."""
-        response = self.table.table.query(
+        response = self.table.client.query(  # thread-safe: see history()
+            TableName=self.table.table_name,
             KeyConditionExpression=Key("instance_id").eq(PARTITION_PREFIX + instance_id),
             ScanIndexForward=False, Limit=STATE_LIMIT)
         found: dict[str, EventState] = {}

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 MAX_LINES = 200  # a message lists at most this many events; the count is always complete
 SMTP_CONN_ID = "smtp_default"
+READS_AT_ONCE = 8  # failing hosts whose history and occurrences are read concurrently (two Queries a host)
+READ_CHUNK = 256  # ...and read ahead of the claims: bounds the histories held at once
 
 
 # ------------------------------------------------------------------ records
@@ -193,6 +196,23 @@ class Outcome:
 Due = dict[str, list[tuple[SecurityEvent, EventState]]]  # channel → (event, its claimed state) to send it
 
 
+def _with_reads(store: SecurityEventStore, items: Iterable[EvidenceItem], day: str,
+                ) -> Iterator[tuple[Observation, list[Observation], dict[str, EventState]]]:
+    """Each failing observation with its host's history and stored occurrences. The two reads of a host are
+    independent of every other host's, so READS_AT_ONCE hosts are read at a time (at 10,000 hosts with 40 %
+    failing, one at a time was 8,000 sequential round trips); READ_CHUNK bounds what is held at once."""
+    failing = [o for o in map(Observation.from_evidence, items) if failing_now(o)]
+
+    def read(o: Observation) -> tuple[list[Observation], dict[str, EventState]]:
+        return store.history(o.instance_id, day), store.states(o.instance_id)
+
+    with ThreadPoolExecutor(READS_AT_ONCE, thread_name_prefix="security-reads") as pool:
+        for start in range(0, len(failing), READ_CHUNK):
+            chunk = failing[start:start + READ_CHUNK]
+            for current, (history, states) in zip(chunk, pool.map(read, chunk)):
+                yield current, history, states
+
+
 def due_events(store: SecurityEventStore, items: Iterable[EvidenceItem], *, day: str, run_id: str,
                targets: Sequence[str], repeat_days: int, ttl_days: int) -> tuple[Outcome, Due]:
     """Detect these observations' events and claim those due now: (every event found, channel → what to send).
@@ -201,12 +221,8 @@ def due_events(store: SecurityEventStore, items: Iterable[EvidenceItem], *, day:
     due: Due = {t: [] for t in targets}
     if not targets:
         return outcome, due
-    for item in items:
-        current = Observation.from_evidence(item)
-        if not failing_now(current):
-            continue
-        for event in detect(current, store.history(current.instance_id, day), store.states(current.instance_id),
-                            day, repeat_days):
+    for current, history, states in _with_reads(store, items, day):
+        for event in detect(current, history, states, day, repeat_days):
             outcome.events.append(event)
             if event.action != "quiet":
                 claimed = claim(store, event, day, run_id, ttl_days)

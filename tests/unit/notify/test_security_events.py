@@ -308,3 +308,31 @@ def test_a_recheck_later_the_same_day_compares_with_that_day_s_earlier_observati
     outcome = send(store, [recheck], run="watch-1")
     assert [e.key for e in outcome.events] == ["i-0abc|auditd.running"]
     assert "passed on 2026-12-07 (run run-daily, seq 1)" in outbox["email"][0]["html"]
+
+
+def test_failing_hosts_are_read_several_at_a_time_and_judged_as_one_at_a_time(monkeypatch):
+    """Each failing host costs two Queries (history, occurrences): read one host at a time they were 8,000
+    sequential round trips at 10,000 hosts. A barrier that only opens when two reads are in flight at once
+    proves the concurrency (sequential reads break it); the events are those a sequential read finds."""
+    import threading
+
+    from include.notify.event_store import Observation
+
+    barrier = threading.Barrier(2, timeout=10)
+
+    class Store:
+        def history(self, instance_id, day):
+            barrier.wait()  # BrokenBarrierError when no other host is being read meanwhile
+            return [Observation(instance_id, YESTERDAY, "run-y", 1, f"{YESTERDAY}T06:00:00Z", "COMPLIANT",
+                                {"auditd.running": {"status": "PASS"}})]
+
+        def states(self, instance_id):
+            return {}
+
+    failing = [EvidenceItem.from_item(obs(f"i-{n}", auditd__running="FAIL")) for n in range(6)]
+    passing = EvidenceItem.from_item(obs("i-ok", status="COMPLIANT", auditd__running="PASS"))
+    monkeypatch.setattr(se, "claim", lambda store, event, day, run_id, ttl: None)
+    outcome, _ = se.due_events(Store(), [*failing, passing], day=DAY, run_id="run-today", targets=["email"],
+                               repeat_days=7, ttl_days=30)
+    assert sorted(e.instance_id for e in outcome.events) == [f"i-{n}" for n in range(6)]
+    assert all(e.action == "new" and e.kind == "auditd.running" for e in outcome.events)
