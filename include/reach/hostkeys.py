@@ -15,7 +15,10 @@ Nothing here imports the transport or the evidence store: both import from here.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
+import json
 import logging
 import os
 import random
@@ -35,6 +38,12 @@ from include.core.status import Status
 log = logging.getLogger(__name__)
 
 POLICIES = ("tofu", "strict", "insecure")
+# First-sight pins go to DynamoDB in groups (PinGroups): one TransactWriteItems of up to PIN_GROUP conditional
+# Puts instead of one PutItem each (a first run of 10,000 hosts made 10,000 calls). A group is sent when full,
+# or PIN_LINGER_S after its first pin: the sessions of a batch finish together, so groups fill.
+PIN_GROUP = 25
+PIN_LINGER_S = 0.05
+PIN_GROUP_ATTEMPTS = 3  # a group whose hosts lost races is resent without them, at most this often
 _PLAIN_ALGS = [a.decode() for a in get_default_public_key_algs()]
 _CERT_ALGS = [a.decode() for a in get_default_certificate_algs()]
 
@@ -260,6 +269,40 @@ class PinStore:
         """Pin on first sight; False when a pin already exists (another worker won: re-read it)."""
         return self._put(self._item(instance_id, key, fingerprint, address), "attribute_not_exists(instance_id)")
 
+    def pin_many(self, firsts: list[tuple[str, str, str, str | None]]) -> dict[str, bool | Exception]:
+        """First-sight pins of several hosts (instance id, key, fingerprint, address), each conditional as pin()
+        is, in one TransactWriteItems (≤ PIN_GROUP): instance id → pinned, False when a pin already existed
+        (another worker won), or the error that kept it from being written. A refused transaction writes
+        nothing: the hosts whose own condition failed are False, the rest are sent again; anything else the
+        transaction cannot say per host falls back to one conditional PutItem each (pin())."""
+        result: dict[str, bool | Exception] = {}
+        left = list(dict.fromkeys(firsts))
+        for attempt in range(PIN_GROUP_ATTEMPTS):
+            if not left:
+                return result
+            items = [self._item(*first) for first in left]
+            actions = [{"Put": {"TableName": self.table_name, "Item": it,
+                                "ConditionExpression": "attribute_not_exists(instance_id)"}} for it in items]
+            token = hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:36]
+            try:  # the token: botocore's resend of a transaction whose reply was lost is applied once
+                self.client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
+                result.update({first[0]: True for first in left})
+                return result
+            except ClientError as exc:
+                reasons = [r.get("Code") or "None" for r in exc.response.get("CancellationReasons") or []]
+                if len(reasons) != len(left) or not set(reasons) <= {"None", "ConditionalCheckFailed"}:
+                    break  # throttled, conflicting, or not a cancellation: host by host below
+                result.update({first[0]: False for first, why in zip(left, reasons) if why != "None"})
+                left = [first for first, why in zip(left, reasons) if why == "None"]
+            except BotoCoreError:
+                break
+        for first in left:
+            try:
+                result[first[0]] = self.pin(*first)
+            except (ClientError, BotoCoreError) as exc:
+                result[first[0]] = exc
+        return result
+
     def repin(self, instance_id: str, key: str, fingerprint: str, address: str | None, previous: str | None,
               run_id: str) -> bool:
         """An operator accepted a rotated key: replace the pin we read (or none), keeping who/what/when.
@@ -316,9 +359,18 @@ class HostKeys:
         """For fan_out(pins=...): pin_for() as a mapping (unreadable pins included, so they never match)."""
         return {**self.pins, **{i: UNREADABLE for i in self.unread}}
 
-    def settle(self, host: Host, outcome: HostOutcome) -> None:
+    def first_sight(self, host: Host, outcome: HostOutcome) -> tuple[str, str, str, str | None] | None:
+        """What settle() would pin on first use (instance id, key, fingerprint, address), else None."""
+        iid = host.instance_id
+        if (self.policy != "tofu" or iid in self.unread or iid in self._previous or iid in self.pins
+                or outcome.transport_status == Status.HOST_KEY_MISMATCH or not outcome.host_key):
+            return None
+        return iid, outcome.host_key, outcome.host_key_fingerprint or "", host.address
+
+    def settle(self, host: Host, outcome: HostOutcome, pinned: bool | Exception | None = None) -> None:
         """After a session: pin a first-sight key, apply an accepted rotation, re-read a lost race.
-        Blocking (DynamoDB): call it in a thread, before judging the outcome."""
+        `pinned`: what a PinGroups write already answered for this host's first-sight pin (else it is
+        written here). Blocking (DynamoDB): call it in a thread, before judging the outcome."""
         iid = host.instance_id
         if self.policy != "tofu":
             if iid in self.accept:
@@ -341,13 +393,20 @@ class HostKeys:
                 if self.pins[iid].fingerprint != fingerprint:  # the transport compared already; belt and braces
                     self._fail(outcome, Status.HOST_KEY_MISMATCH,
                                f"host presented {fingerprint}, pinned {self.pins[iid].describe()}")
-            elif self.store.pin(iid, key, fingerprint, host.address):
+            elif self._pinned(pinned, iid, key, fingerprint, host.address):
                 self.pins[iid] = Pin(key, fingerprint)
                 outcome.host_key_note = "pinned on first use"
             else:
                 self._race(outcome, iid, fingerprint, "another worker pinned this host first")
         except (ClientError, BotoCoreError) as exc:  # unrecorded first sight = unverified key: not a verdict
             self._fail(outcome, Status.ERROR, f"host-key pin could not be written: {type(exc).__name__}: {exc}"[:300])
+
+    def _pinned(self, pinned: bool | Exception | None, *first) -> bool:
+        if pinned is None:
+            return self.store.pin(*first)
+        if isinstance(pinned, Exception):
+            raise pinned
+        return pinned
 
     def _accept(self, host: Host, outcome: HostOutcome, key: str, fingerprint: str) -> None:
         old = self._previous[host.instance_id]
@@ -377,3 +436,42 @@ class HostKeys:
         # Nothing an untrusted session said is judged or kept.
         outcome.transport_status, outcome.transport_detail = status, detail
         outcome.output, outcome.truncated = b"", False
+
+
+class PinGroups:
+    """A batch's first-sight pins, written in groups (PinStore.pin_many) as its sessions finish: `await
+    pin(first)` answers what pin() would for that host. Lives on one event loop."""
+
+    def __init__(self, store: PinStore, group: int = PIN_GROUP, linger_s: float = PIN_LINGER_S) -> None:
+        self.store, self.group, self.linger_s = store, group, linger_s
+        self._pending: list[tuple[tuple[str, str, str, str | None], asyncio.Future]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._writes: set[asyncio.Task] = set()
+
+    async def pin(self, first: tuple[str, str, str, str | None]) -> bool | Exception:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((first, future))
+        if len(self._pending) >= self.group:
+            self._send()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._send)
+        return await future
+
+    def _send(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        taken, self._pending = self._pending, []
+        if taken:
+            task = asyncio.get_running_loop().create_task(self._write(taken))
+            self._writes.add(task)  # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._writes.discard)
+
+    async def _write(self, taken: list[tuple[tuple[str, str, str, str | None], asyncio.Future]]) -> None:
+        try:
+            answers = await asyncio.to_thread(self.store.pin_many, [first for first, _ in taken])
+        except Exception as exc:  # noqa: BLE001 - every waiter gets it: its host's pin is not written
+            answers = {first[0]: exc for first, _ in taken}
+        for first, future in taken:
+            if not future.done():
+                future.set_result(answers.get(first[0], RuntimeError("pin not answered")))

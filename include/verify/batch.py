@@ -29,7 +29,7 @@ from include.logs.index_store import StreamIndexStore
 from include.logs.stream_index import SharedIndex
 from include.logs.streams import StreamLookup
 from include.reach.choice import BatchTransports
-from include.reach.hostkeys import HostKeys, PinStore
+from include.reach.hostkeys import HostKeys, PinGroups, PinStore
 from include.reach.ssh import SshSettings
 from include.reach.ssm import SsmSettings
 from include.settings.params import AuditParams
@@ -145,12 +145,16 @@ class BatchRun:
     async def reach(self, hosts: list[Host]) -> None:
         """Each host through its transport (include/reach/transport.py); all outcomes judged and recorded alike."""
         lock = asyncio.Lock()
+        pin_groups = PinGroups(self.keys.store) if self.keys.store is not None else None
 
         async def on_outcome(host: Host, outcome: HostOutcome) -> None:
             self.reached[outcome.transport] += 1
             if outcome.transport in ("ssh", "eic"):
-                # First-sight pin, accepted rotation, lost race: may make it HOST_KEY_MISMATCH or ERROR. Before judging.
-                await asyncio.to_thread(self.keys.settle, host, outcome)
+                # First-sight pin (written with other hosts' in one transaction), accepted rotation, lost race:
+                # may make it HOST_KEY_MISMATCH or ERROR. Before judging.
+                first = self.keys.first_sight(host, outcome)
+                pinned = await pin_groups.pin(first) if first else None
+                await asyncio.to_thread(self.keys.settle, host, outcome, pinned)
             judged = await asyncio.to_thread(judge_host, host, outcome, self.lookup, self.ctx.params, utc_now,
                                              self.profile, self.options)
             # What the transport returned (up to its cap) is kept, compressed (off the event loop: up to 1 MiB

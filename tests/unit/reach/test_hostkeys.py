@@ -25,7 +25,8 @@ class FakeDynamo:
     def __init__(self, throttled_calls: int = 0, never_served: frozenset[str] = frozenset()) -> None:
         self.items: dict[str, dict] = {}
         self.throttled_calls, self.never_served = throttled_calls, never_served
-        self.batch_gets = self.puts = 0
+        self.batch_gets = self.puts = self.transactions = 0
+        self.refuse_transactions = ""  # a cancellation reason every action gets (e.g. "ThrottlingError")
         self.now = 0.0
         self.sleeps: list[float] = []
         self.meta = self  # PinStore takes a resource and uses resource.meta.client
@@ -68,6 +69,23 @@ class FakeDynamo:
         if not allowed:
             raise ClientError({"Error": {"Code": "ConditionalCheckFailedException", "Message": "exists"}}, "PutItem")
         self.items[Item["instance_id"]] = Item
+
+    def transact_write_items(self, TransactItems, ClientRequestToken):  # noqa: N803
+        """All or nothing, as DynamoDB: a failed condition cancels the whole transaction, with one reason per
+        action ("None" for the actions that would have passed)."""
+        self.transactions += 1
+        assert len(TransactItems) <= 100 and len(ClientRequestToken) <= 36
+        reasons = []
+        for action in TransactItems:
+            put = action["Put"]
+            assert put["TableName"] == TABLE and put["ConditionExpression"] == "attribute_not_exists(instance_id)"
+            exists = put["Item"]["instance_id"] in self.items
+            reasons.append({"Code": self.refuse_transactions or ("ConditionalCheckFailed" if exists else "None")})
+        if any(r["Code"] != "None" for r in reasons):
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                               "CancellationReasons": reasons}, "TransactWriteItems")
+        for action in TransactItems:
+            self.items[action["Put"]["Item"]["instance_id"]] = action["Put"]["Item"]
 
     def put_pin(self, iid: str, key: str, fingerprint: str) -> None:  # "another worker"
         self.items[iid] = {"instance_id": iid, "host_key": key, "fingerprint": fingerprint}
@@ -210,3 +228,72 @@ def test_insecure_only_when_named():
             parse_policy(near_miss)
     with pytest.raises(ValueError):
         HostKeys("none", None)
+
+
+def _settle_all_in_groups(keys: HostKeys, sessions: dict[str, HostOutcome]) -> None:
+    """What BatchRun.reach does: first sights through PinGroups, then settle with the group's answer."""
+    import asyncio
+
+    from include.reach.hostkeys import PinGroups
+
+    async def run():
+        groups = PinGroups(keys.store)
+
+        async def one(iid: str, outcome: HostOutcome):
+            first = keys.first_sight(host(iid), outcome)
+            keys.settle(host(iid), outcome, await groups.pin(first) if first else None)
+
+        await asyncio.gather(*(one(iid, outcome) for iid, outcome in sessions.items()))
+
+    asyncio.run(run())
+
+
+def test_first_sight_pins_go_in_transactions_of_25_and_a_lost_race_is_still_a_mismatch():
+    """A first run pinned every host with its own PutItem (10,000 calls at 10,000 hosts). Here 30 first
+    sights are two transactions; the one host another worker pinned first (another key) cancels its group,
+    is HOST_KEY_MISMATCH as before, and the rest of that group is sent again."""
+    fake = FakeDynamo()
+    keys = HostKeys("tofu", store_over(fake), run_id="r")
+    ids = [f"i-{n:02d}" for n in range(30)]
+    keys.prepare(ids)
+    seen = {iid: key_pair() for iid in ids}
+    other_key, other_fp = key_pair()
+    fake.put_pin("i-07", other_key, other_fp)  # after prepare(): a race
+    sessions = {iid: session(iid, *seen[iid]) for iid in ids}
+    _settle_all_in_groups(keys, sessions)
+    assert fake.puts == 0 and fake.transactions == 3  # 25 (cancelled by i-07), its 24 again, then 5
+    assert sessions["i-07"].transport_status == Status.HOST_KEY_MISMATCH and sessions["i-07"].output == b""
+    assert fake.items["i-07"]["fingerprint"] == other_fp
+    for iid in ids:
+        if iid != "i-07":
+            assert sessions[iid].transport_status is None and "first use" in sessions[iid].host_key_note
+            assert fake.items[iid]["fingerprint"] == seen[iid][1]
+
+
+def test_a_throttled_pin_group_falls_back_to_one_conditional_put_a_host():
+    fake = FakeDynamo()
+    fake.refuse_transactions = "ThrottlingError"
+    keys = HostKeys("tofu", store_over(fake), run_id="r")
+    ids = [f"i-{n}" for n in range(3)]
+    keys.prepare(ids)
+    sessions = {iid: session(iid, *key_pair()) for iid in ids}
+    _settle_all_in_groups(keys, sessions)
+    assert fake.transactions == 1 and fake.puts == 3
+    assert all(o.transport_status is None and "first use" in o.host_key_note for o in sessions.values())
+
+
+def test_a_pin_group_that_cannot_be_written_at_all_is_error_for_each_of_its_hosts():
+    class Refusing(FakeDynamo):
+        def put_item(self, **kw):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                              "PutItem")
+
+    fake = Refusing()
+    fake.refuse_transactions = "ThrottlingError"
+    keys = HostKeys("tofu", store_over(fake), run_id="r")
+    keys.prepare(["i-1", "i-2"])
+    sessions = {iid: session(iid, *key_pair()) for iid in ("i-1", "i-2")}
+    _settle_all_in_groups(keys, sessions)
+    assert all(o.transport_status == Status.ERROR and "could not be written" in o.transport_detail
+               for o in sessions.values())
+    assert fake.items == {}
