@@ -66,7 +66,8 @@ class CpuByRole:
     """CPU of a process tree by what each process is (scheduler, api-server, dag-processor, triggerer, executor
     workers, task supervisors, task runners), sampled every `every_s` from a thread: which part of Airflow
     spends the run's CPU. A process is credited with what it used between the first and the last sample that
-    saw it (a process that lives less than one interval is missed; the tree total above is exact)."""
+    saw it, under the title it had last (a process that lives less than one interval is missed; the tree total
+    above is exact)."""
 
     ROLES = (("localexecutor", "executor worker (supervises its tasks)"), ("supervisor", "executor worker (supervises its tasks)"),
              ("airflow worker --", "task runner"), ("api_server", "api-server"), ("api-server", "api-server"),
@@ -95,7 +96,9 @@ class CpuByRole:
                 t = proc.cpu_times()
                 cpu = t.user + t.system
                 if proc.pid not in self.first:
-                    self.first[proc.pid] = (self.role(proc), cpu)
+                    self.first[proc.pid] = ("", cpu)
+                # The latest title: a task runner starts as a fork of its executor worker and retitles itself.
+                self.first[proc.pid] = (self.role(proc), self.first[proc.pid][1])
                 self.last[proc.pid] = cpu
             except psutil.Error:
                 pass

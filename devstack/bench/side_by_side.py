@@ -52,7 +52,7 @@ from devstack.bench import airflow_runs as bench_airflow
 from devstack.bench.airflow_runs import BenchAws, process_cpu
 from devstack.procs import PROJECT, wait_until
 from devstack.standins.aws.seed import REGION, clients
-from devstack.standins.hosts.fleet import SSH_LOGIN, SSM_AGENT_PORT, generate_client_key
+from devstack.standins.hosts.fleet import SSH_LOGIN, SSM_AGENT_PORT, generate_client_key, set_identities
 from include.checks.catalogue import HOST_PROBES, SCRIPT
 from include.core.host import Host
 
@@ -182,6 +182,9 @@ class Round:
             ssm = (agent_key(self.root), SSM_AGENT_PORT) if self.ssm else (None, 0)
             self._aws = BenchAws(self.root / f"aws-{self.n}").start(specs, *ssm)
             self.instances = [(h["instance_id"], h["address"]) for h in specs]
+            # The fleet started before EC2 was seeded: each host now learns its instance id, so its agent
+            # config names its own stream (else every host FAILs cwagent.log_stream_fresh, as until 2026-12-07).
+            set_identities(self.root / "state", {a: i for i, a in self.instances})
         return self._aws
 
     def close(self) -> None:

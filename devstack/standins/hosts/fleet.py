@@ -165,6 +165,42 @@ def set_profile(state_dir: str | Path, address: str, profile: str) -> None:
     temporary.replace(path)  # a session reads the old or the new control, never half of one
 
 
+def identities_path(state_dir: str | Path) -> Path:
+    return Path(state_dir) / "identities.json"
+
+
+def set_identities(state_dir: str | Path, instance_ids: dict[str, str]) -> None:
+    """From now on the host at each address answers with that instance id (address → id): for a bench that
+    starts its fleet before it seeds EC2 with the same hosts. Without it a host that has no instance_id in its
+    spec names none, and its agent config names no stream of its own (every log_stream_fresh FAILs)."""
+    import json
+
+    path = identities_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(instance_ids))
+    partial.replace(path)  # whole or not at all: sessions read it while it is written
+
+
+_IDENTITIES: dict[str, object] = {}  # the identities file as last read, and its mtime
+
+
+def instance_id_of(host: dict, state_dir: Path | None) -> str | None:
+    """The host's instance id: its spec's, else the identities file's (set_identities), re-read when it changes."""
+    import json
+
+    if host.get("instance_id") or state_dir is None:
+        return host.get("instance_id")
+    path = identities_path(state_dir)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+    if _IDENTITIES.get("stamp") != stamp:
+        _IDENTITIES.update(stamp=stamp, ids=json.loads(path.read_text()))
+    return _IDENTITIES["ids"].get(host["address"])
+
+
 def current_profile(host: dict, state_dir: Path | None) -> str:
     """The host's profile: its control file's, else the spec's."""
     import json
@@ -203,14 +239,16 @@ def _make_handler(host: dict, latency_s: float, responder: Responder, shipper: "
                     proc.stdout.write(block)
                     await proc.stdout.drain()
             else:
-                identity = {"instance_id": host.get("instance_id"), **host.get("identity", {}), "nonce": nonce}
+                instance_id = instance_id_of(host, state_dir)
+                identity = {"instance_id": instance_id, **host.get("identity", {}), "nonce": nonce}
                 profile = current_profile(host, state_dir)
                 text = responder(profile, identity)
                 text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
                 if behaviour == "large":
                     text = _padded(text, nonce)
                 if canary:
-                    text = _with_canary(text, {**host, "profile": profile}, shipper, nonce, tag)
+                    text = _with_canary(text, {**host, "profile": profile, "instance_id": instance_id}, shipper,
+                                        nonce, tag)
                 if behaviour == "drop":
                     proc.stdout.write(text[: len(text) // 2])
                     await proc.stdout.drain()
