@@ -84,6 +84,8 @@ class CpuByRole:
 
     def role(self, proc: psutil.Process) -> str:
         title = " ".join(proc.cmdline()).lower()
+        if title.startswith("airflow worker -- ") and "localexecutor" not in title:
+            return "task runner " + title.split()[-1]  # its task instance's id: stop(ti_tasks) names the task
         return next((name for key, name in self.ROLES if key in title), "other: " + title[:60])
 
     def _sample(self) -> None:
@@ -112,11 +114,15 @@ class CpuByRole:
         self._thread.start()
         return self
 
-    def stop(self) -> dict[str, dict]:
+    def stop(self, ti_tasks: dict[str, str] | None = None) -> dict[str, dict]:
+        """role → processes and CPU; task runners as "task runner: <task_id>" (`ti_tasks`: the metadata DB's
+        task instance id, without hyphens → task id)."""
         self._stop.set()
         self._thread.join()
         out: dict[str, dict] = {}
         for pid, (role, cpu0) in self.first.items():
+            if role.startswith("task runner "):
+                role = "task runner: " + (ti_tasks or {}).get(role.split()[-1].replace("-", ""), "?")
             row = out.setdefault(role, {"processes": 0, "cpu_s": 0.0})
             row["processes"] += 1
             row["cpu_s"] = round(row["cpu_s"] + self.last[pid] - cpu0, 2)
@@ -326,7 +332,7 @@ def scheduler(env: dict, dag_id: str, conf: dict, timeout_s: float, parallelism:
         wall = time.perf_counter() - start
         moto_cpu, sim_cpu = process_cpu(moto_pid) - moto0, process_cpu(sim_pid) - sim0
         airflow_cpu = tree_cpu(proc.pid) - cpu0  # from trigger to done; scheduler polling included
-        cpu_by_role = by_role.stop()
+        cpu_by_role = by_role.stop(dict(_ro(db, "select id, task_id from task_instance where run_id=?", run_id)))
         tasks = dict(_ro(db, "select task_id, count(*) from task_instance where run_id=? and state='success' "
                              "group by task_id", run_id))
         parallel = max_parallel(db, run_id, "verify_batch")
