@@ -19,6 +19,7 @@ import io
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -114,45 +115,24 @@ def _verdicts(it: EvidenceItem, check_meta: Mapping[str, dict]) -> list[tuple[st
     return [(cid, status, detail) for cid in sorted(check_meta) if not check_meta[cid].get("opt_in")]
 
 
-def _event(it: EvidenceItem, check_id: str, check_status: str, detail: str, meta: Mapping[str, Any],
-           generated_at: datetime) -> ComplianceFindingEvent:
-    compliance_status, finding_status = CHECK_STATUS.get(check_status, (ComplianceStatusID.Other, StatusID.Other))
-    listed = _listed_in(it, check_id)
-    if check_status == CheckStatus.FAIL and (listed == "waived_checks" or it.status == Status.WAIVED):
-        finding_status = StatusID.Suppressed  # an approved, unexpired waiver covers it (include/verify/waivers.py)
-    when = _when(it.checked_at, generated_at)
-    severity = SEVERITY.get(str(meta.get("severity", "")), SeverityID.Unknown)
-    title = str(meta.get("title") or check_id)
-    standards = list(meta.get("frameworks", {})) or None
-    requirements = list(meta.get("requirements", ())) or None
+@dataclass(frozen=True)
+class _HostParts:
+    """What every event of one host shares, built (and validated) once per host rather than once per check:
+    pydantic keeps a model instance it is handed as it is, so its checks' events reuse these."""
+    account: str
+    compliant: bool | None
+    cloud: Cloud
+    device: Device | None
+    resources: list[ResourceDetails]
+    evidences: list[EvidenceArtifacts]
+
+
+def _host_parts(it: EvidenceItem) -> _HostParts:
     account = it.account_id or "unknown"
     arn = f"arn:aws:ec2:{it.region}:{it.account_id}:instance/{it.instance_id}" if it.account_id and it.region else ""
-    finding_uid = f"ec2-audit/{account}/{it.region or 'unknown'}/{it.instance_id}/{check_id}"  # stable across days
     compliant = {Status.COMPLIANT: True, Status.NON_COMPLIANT: False}.get(Status.parse(it.status))
-    return ComplianceFindingEvent(
-        activity_id=ActivityID.Create, activity_name="Create",
-        type_uid=ComplianceFindingTypeID.Create, type_name="Compliance Finding: Create",
-        class_name="Compliance Finding", category_name="Findings",
-        time=_millis(when), time_dt=when,
-        severity_id=severity, severity=_caption(severity),
-        status_id=finding_status, status=_caption(finding_status), status_code=check_status,
-        status_detail=detail or None,
-        message=f"{check_id} {check_status} on {it.instance_id}" + (f": {detail}" if detail else ""),
-        metadata=Metadata(
-            product=PRODUCT, version=OCSF_VERSION, profiles=["cloud"], event_code=check_id,
-            uid=str(uuid.uuid5(EVENT_NAMESPACE, f"{it.audit_date}/{it.run_id}/{it.instance_id}/{check_id}")),
-            correlation_uid=it.run_id or None, processed_time=generated_at.astimezone(timezone.utc)),
-        finding_info=FindingInformation(uid=finding_uid, title=title, desc=meta.get("rationale") or None,
-                                        types=["Audit trail"], created_time=_millis(when), created_time_dt=when),
-        compliance=Compliance(
-            control=check_id, desc=title, requirements=requirements, standards=standards,
-            status_id=compliance_status,
-            checks=[OcsfCheck(uid=check_id, name=title, severity=str(meta.get("severity") or "") or None,
-                              severity_id=severity, status=_compliance_caption(compliance_status, check_status),
-                              status_id=compliance_status,
-                              standards=standards, version=__version__)]),
-        remediation=Remediation(desc=meta["remediation"], references=list(meta.get("references", ())) or None)
-        if meta.get("remediation") else None,
+    return _HostParts(
+        account, compliant,
         cloud=Cloud(provider="AWS", region=it.region or None,
                     account=Account(uid=account, name=account, type_id=AccountTypeID.AWS_Account,
                                     type="AWS Account")),
@@ -167,18 +147,105 @@ def _event(it: EvidenceItem, check_id: str, check_status: str, detail: str, meta
         evidences=[EvidenceArtifacts(name="host script output", data={
             "output_sha256": it.output_sha256, "output_bytes": it.output_bytes,
             "output_truncated": it.output_truncated, "transport": it.transport, "reached_by": it.reached_by,
-            "run_id": it.run_id, "checked_at": it.checked_at})],
+            "run_id": it.run_id, "checked_at": it.checked_at})])
+
+
+@dataclass(frozen=True)
+class _CheckParts:
+    """What every host's event of one check with one verdict shares (built once per run and verdict)."""
+    severity: SeverityID
+    title: str
+    compliance: Compliance
+    remediation: Remediation | None
+
+
+def _check_parts(check_id: str, check_status: str, meta: Mapping[str, Any]) -> _CheckParts:
+    compliance_status, _ = CHECK_STATUS.get(check_status, (ComplianceStatusID.Other, StatusID.Other))
+    severity = SEVERITY.get(str(meta.get("severity", "")), SeverityID.Unknown)
+    title = str(meta.get("title") or check_id)
+    standards = list(meta.get("frameworks", {})) or None
+    requirements = list(meta.get("requirements", ())) or None
+    return _CheckParts(
+        severity, title,
+        compliance=Compliance(
+            control=check_id, desc=title, requirements=requirements, standards=standards,
+            status_id=compliance_status,
+            checks=[OcsfCheck(uid=check_id, name=title, severity=str(meta.get("severity") or "") or None,
+                              severity_id=severity, status=_compliance_caption(compliance_status, check_status),
+                              status_id=compliance_status,
+                              standards=standards, version=__version__)]),
+        remediation=Remediation(desc=meta["remediation"], references=list(meta.get("references", ())) or None)
+        if meta.get("remediation") else None)
+
+
+def _event(it: EvidenceItem, check_id: str, check_status: str, detail: str, meta: Mapping[str, Any],
+           generated_at: datetime, host: _HostParts | None = None,
+           check: _CheckParts | None = None) -> ComplianceFindingEvent:
+    host = host or _host_parts(it)
+    check = check or _check_parts(check_id, check_status, meta)
+    _, finding_status = CHECK_STATUS.get(check_status, (ComplianceStatusID.Other, StatusID.Other))
+    listed = _listed_in(it, check_id)
+    if check_status == CheckStatus.FAIL and (listed == "waived_checks" or it.status == Status.WAIVED):
+        finding_status = StatusID.Suppressed  # an approved, unexpired waiver covers it (include/verify/waivers.py)
+    when = _when(it.checked_at, generated_at)
+    finding_uid = f"ec2-audit/{host.account}/{it.region or 'unknown'}/{it.instance_id}/{check_id}"  # stable across days
+    return ComplianceFindingEvent(
+        activity_id=ActivityID.Create, activity_name="Create",
+        type_uid=ComplianceFindingTypeID.Create, type_name="Compliance Finding: Create",
+        class_name="Compliance Finding", category_name="Findings",
+        time=_millis(when), time_dt=when,
+        severity_id=check.severity, severity=_caption(check.severity),
+        status_id=finding_status, status=_caption(finding_status), status_code=check_status,
+        status_detail=detail or None,
+        message=f"{check_id} {check_status} on {it.instance_id}" + (f": {detail}" if detail else ""),
+        metadata=Metadata(
+            product=PRODUCT, version=OCSF_VERSION, profiles=["cloud"], event_code=check_id,
+            uid=str(uuid.uuid5(EVENT_NAMESPACE, f"{it.audit_date}/{it.run_id}/{it.instance_id}/{check_id}")),
+            correlation_uid=it.run_id or None, processed_time=generated_at.astimezone(timezone.utc)),
+        finding_info=FindingInformation(uid=finding_uid, title=check.title, desc=meta.get("rationale") or None,
+                                        types=["Audit trail"], created_time=_millis(when), created_time_dt=when),
+        compliance=check.compliance,
+        remediation=check.remediation,
+        cloud=host.cloud,
+        device=host.device,
+        resources=host.resources,
+        evidences=host.evidences,
         unmapped={"audit_date": it.audit_date, "run_id": it.run_id, "mode": it.mode, "host_status": it.status,
                   "host_status_detail": it.status_detail, "profile": it.profile, "listed_in": listed},
     )
 
 
+HOST_FIELDS = ("cloud", "device", "resources", "evidences")
+CHECK_FIELDS = ("compliance", "remediation")
+FIELD_ORDER = tuple(ComplianceFindingEvent.model_fields)
+
+
+def _dumped(model: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON form of these shared fields, as the event's own model_dump would write them."""
+    return model.model_dump(mode="json", exclude_none=True, include=set(fields))
+
+
 def iter_ocsf_events(items: list[EvidenceItem], check_meta: Mapping[str, dict], generated_at: datetime) -> Iterator[dict]:
-    """The day's events one at a time (pure): hosts by instance id, checks by id; JSON-ready dicts."""
+    """The day's events one at a time (pure): hosts by instance id, checks by id; JSON-ready dicts. Each event
+    is a validated model; the parts it shares with the host's other events, or with the check's on other hosts,
+    are turned into JSON once (at 10,000 hosts × 16 checks the repeated work was most of build_report's CPU)."""
+    checks: dict[tuple[str, str], tuple[_CheckParts, dict | None]] = {}
     for it in sorted(items, key=lambda i: i.instance_id):
+        host, host_json = _host_parts(it), None
         for check_id, check_status, detail in _verdicts(it, check_meta):
-            event = _event(it, check_id, check_status, detail, check_meta.get(check_id, {}), generated_at)
-            yield event.model_dump(mode="json", exclude_none=True)
+            meta = check_meta.get(check_id, {})
+            if (check_id, check_status) not in checks:
+                checks[(check_id, check_status)] = (_check_parts(check_id, check_status, meta), None)
+            check, check_json = checks[(check_id, check_status)]
+            event = _event(it, check_id, check_status, detail, meta, generated_at, host, check)
+            if host_json is None:
+                host_json = _dumped(event, HOST_FIELDS)
+            if check_json is None:
+                check_json = _dumped(event, CHECK_FIELDS)
+                checks[(check_id, check_status)] = (check, check_json)
+            own = event.model_dump(mode="json", exclude_none=True, exclude=set(HOST_FIELDS + CHECK_FIELDS))
+            parts = {**own, **host_json, **check_json}
+            yield {name: parts[name] for name in FIELD_ORDER if name in parts}
 
 
 def ocsf_events(items: list[EvidenceItem], check_meta: Mapping[str, dict], generated_at: datetime) -> list[dict]:

@@ -158,3 +158,14 @@ def test_the_generator_writes_the_same_file_as_the_list(tmp_path):
     b = write_ocsf(str(tmp_path / "b"), DAY, iter_ocsf_events(RECORDS, check_meta(), NOW))
     assert open(a, "rb").read() == open(b, "rb").read()
     assert write_ocsf(str(tmp_path / "c"), DAY, []) and open(tmp_path / "c" / f"compliance-{DAY}.ocsf.jsonl").read() == ""
+
+
+def test_shared_parts_turned_into_json_once_give_the_same_lines_as_each_event_dumped_whole():
+    """iter_ocsf_events dumps a host's shared parts (cloud, device, resources, evidences) and a check's
+    (compliance, remediation) once; the lines must be byte for byte what dumping every event whole gives."""
+    from include.exports.ocsf import _event, _verdicts, iter_ocsf_events, to_jsonl
+
+    meta = check_meta()
+    whole = [_event(it, cid, status, detail, meta.get(cid, {}), NOW).model_dump(mode="json", exclude_none=True)
+             for it in sorted(RECORDS, key=lambda i: i.instance_id) for cid, status, detail in _verdicts(it, meta)]
+    assert to_jsonl(iter_ocsf_events(RECORDS, meta, NOW)) == to_jsonl(whole)
