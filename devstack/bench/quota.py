@@ -75,6 +75,7 @@ ACCOUNT = "123456789012"  # moto's
 # DynamoDB Standard table class storage, per GB-month (us-east-1; https://aws.amazon.com/dynamodb/pricing/
 # on-demand, "Data storage"): the price the projection uses. A GB here is 10^9 bytes.
 STORAGE_USD_PER_GB_MONTH = 0.25
+SWEEP_MINUTES = 15  # the silence sweep's default interval (dags/ec2_audit_sweep.py: EC2_AUDIT_SWEEP_MINUTES)
 ITEM_OVERHEAD_BYTES = 100  # "every item in DynamoDB requires 100 bytes of storage overhead for indexing" (storage
 #                            billing, Developer Guide "DynamoDB item sizes and formats"); an index entry too
 DAYS_PER_MONTH = 30
@@ -504,16 +505,19 @@ def shared_listing_cost(to: int, batches: int, parallel: int, stale_share: float
     """DescribeLogStreams for `to` hosts whose streams are not named by instance id (include/logs/stream_index.py):
     one listing of the whole group a run (50 streams a page, fresh and stale), each batch's first INDEX_AFTER
     exact lookups, and exact re-checks of the listing's stale or missing answers — made only in the first
-    RECHECK_SHARE of each batch's judging budget, where the batches running together share the account's rate.
+    RECHECK_SHARE of each batch's judging budget (the batches running together share the account's rate), and
+    at most RUN_RECHECKS in the run.
     What is not re-checked is answered by the listing ("as listed at"): no host is ERROR for lack of budget."""
     from include.logs.stream_index import PAGE
     from include.logs.streams import INDEX_AFTER
-    from include.verify.judge import JUDGE_BUDGET_S, RECHECK_SHARE
+    from include.verify.judge import JUDGE_BUDGET_S, RECHECK_SHARE, RUN_RECHECKS
 
     listing, first = math.ceil(to / PAGE), batches * INDEX_AFTER
     stale = math.ceil(to * stale_share)
     waves = math.ceil(batches / max(1, parallel))  # batches judged one wave after another share the rate in turn
-    rechecks = min(stale, math.floor(waves * JUDGE_BUDGET_S * RECHECK_SHARE * rate))
+    # each batch re-checks at most its share of RUN_RECHECKS (judge.Budget.for_batch)
+    run_cap = batches * math.ceil(RUN_RECHECKS / max(1, batches))
+    rechecks = min(stale, run_cap, math.floor(waves * JUDGE_BUDGET_S * RECHECK_SHARE * rate))
     calls = listing + first + rechecks
     return {"calls": calls, "seconds": round(calls / rate, 1), "listing_calls": listing, "first_lookups": first,
             "rechecks": rechecks, "answered_as_listed": stale - rechecks,
@@ -549,6 +553,11 @@ def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = W
     alt_listing = math.ceil(to / 50)  # DescribeLogStreams orderBy=LastEventTime, descending: 50 a page, stop at the cutoff
     shared = {share: shared_listing_cost(to, len(batches), concurrent, share, dls) for share in (0.01, 0.1, 0.3)}
     untagged_calls = len(batches) * (math.ceil(to * EVENT_BYTES / PAGE_BYTES)) * polls  # each search pages them all
+    # The watch's silence sweep (include/watch/sweep.py), every EC2_AUDIT_SWEEP_MINUTES, lists each audit group
+    # newest first down to the first stale stream: at most every host's stream fresh, in one group.
+    from include.watch.sweep import calls_per_sweep
+
+    sweep_calls, sweeps_a_day = calls_per_sweep([to]), 24 * 60 // SWEEP_MINUTES
     return {
         "hosts": to, "window_s": window, "batches": len(batches), "batch_size": size, "parallel": concurrent,
         "freshness": {
@@ -571,6 +580,11 @@ def window_check(n: int, result: dict, to: int = PROJECT_TO, window_h: float = W
             "polls_per_batch": polls, "wait_s": wait_s,
             "untagged_calls": untagged_calls,
             "note": "untagged: every batch's search would page through the whole run's canaries"},
+        "watch_sweep": {
+            "every_minutes": SWEEP_MINUTES, "calls_per_sweep": sweep_calls,
+            "seconds_per_sweep": round(sweep_calls / dls, 1), "calls_a_day": sweep_calls * sweeps_a_day,
+            "share_of_describe_log_streams": round(sweep_calls / dls / (SWEEP_MINUTES * 60), 3),
+            "note": "one group, every stream fresh (the most a sweep lists); DescribeLogStreams at the quota's rate"},
     }
 
 

@@ -34,7 +34,7 @@ from include.reach.ssh import SshSettings
 from include.reach.ssm import SsmSettings
 from include.settings.params import AuditParams
 from include.verify import name_claims
-from include.verify.judge import JUDGE_BUDGET_S, Budget, Judgement, judge_host, settle_canaries
+from include.verify.judge import Budget, Judgement, judge_host, settle_canaries
 from include.verify.profiles import load_profile
 from include.verify.result import BatchResult
 from include.verify.waivers import apply_waivers, load_waivers
@@ -66,7 +66,7 @@ def verify_batch(batch: Batch, ctx: RunContext, ec2_client, logs_client, store: 
     (default: the run's `evidence_bucket`, else T_raw beside `store`)."""
     hosts, gone = hydrate(ec2_client, batch.region, list(batch.instance_ids), ctx.params.address)
     run = BatchRun(ctx, store, logs_client, hosts, eic_client, ssm_client, s3_client, keep=stage is not None,
-                   raws=raws)
+                   raws=raws, batch_of=batch.of)
     todo = run.skip_recorded(hosts)
     linux = run.record_not_applicable(todo)
     try:
@@ -88,7 +88,7 @@ class BatchRun:
 
     def __init__(self, ctx: RunContext, store: EvidenceStore, logs_client, hosts: list[Host],
                  eic_client=None, ssm_client=None, s3_client=None, keep: bool = False,
-                 raws: RawOutputStore | None = None) -> None:
+                 raws: RawOutputStore | None = None, batch_of: int = 1) -> None:
         self.ctx, self.store, self.logs_client = ctx, store, logs_client
         self.reached: Counter[str] = Counter()  # hosts per transport that reached (or tried) them
         self.profile = load_profile(ctx.params.profile)
@@ -97,7 +97,7 @@ class BatchRun:
         self.raws = raws or RawOutputStore.open(store.resource, store.table_name, ctx.params.evidence_bucket)
         self.writer = EvidenceWriter(store, keep=keep, raws=self.raws)
         self.counts: Counter[str] = Counter()
-        budget = Budget(JUDGE_BUDGET_S)
+        budget = Budget.for_batch(batch_of)
         # The batch's instance ids are its likely stream names (the default): listed, not looked up one by one;
         # other names are answered from the run's shared listing of the group (include/logs/stream_index.py).
         index = SharedIndex(StreamIndexStore(store), logs_client, ctx.audit_date, ctx.run_id, ctx.params.stream_max_age_minutes,

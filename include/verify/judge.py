@@ -5,6 +5,7 @@ under the run's profile (include/verify/profiles.py). Nothing here reaches a hos
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ JUDGE_BUDGET_S = 900.0
 # can only refine a FAIL: it may use the first half of the budget, and leaves the rest to lookups that nothing
 # else answers (a batch's first names in a group, groups no listing covers).
 RECHECK_SHARE = 0.5
+# ...and the run's re-checks together at most what that half of one budget holds at DescribeLogStreams' 25
+# requests/s (account and Region): 11,250, shared by the run's batches. Batches run in waves, each with its own
+# budget: without a run-wide bound, 43 batches at 100,000 hosts would re-check 30,000 stale streams (1,314 s of
+# the quota) where 16 re-checked 11,250 (docs/PERFORMANCE.md).
+RUN_RECHECKS = int(JUDGE_BUDGET_S * RECHECK_SHARE * 25)
 
 
 def _identity(host: Host, outputs: dict[str, str]) -> dict[str, str | None]:
@@ -61,14 +67,23 @@ class BudgetExceeded(RuntimeError):
 class Budget:
     seconds: float
     started: float = field(default_factory=time.monotonic)
+    refinements: int = RUN_RECHECKS  # this batch's share of the run's re-checks (batches_in_run)
+
+    @classmethod
+    def for_batch(cls, batches_in_run: int, seconds: float = JUDGE_BUDGET_S) -> "Budget":
+        return cls(seconds, refinements=math.ceil(RUN_RECHECKS / max(1, batches_in_run)))
 
     def check(self) -> None:
         if time.monotonic() - self.started > self.seconds:
             raise BudgetExceeded(f"the batch's AWS judging budget of {self.seconds:g}s is spent")
 
     def may_refine(self) -> bool:
-        """Whether an optional exact lookup (a re-check of the listing's answer) still fits: RECHECK_SHARE."""
-        return time.monotonic() - self.started <= self.seconds * RECHECK_SHARE
+        """Whether an optional exact lookup (a re-check of the listing's answer) still fits: within RECHECK_SHARE
+        of the budget and the batch's share of RUN_RECHECKS. A yes is counted: the caller makes the lookup."""
+        if self.refinements <= 0 or time.monotonic() - self.started > self.seconds * RECHECK_SHARE:
+            return False
+        self.refinements -= 1
+        return True
 
 
 def host_facts(host: Host, outputs: dict[str, str], verdicts: dict[str, Verdict],
