@@ -96,11 +96,9 @@ class CpuByRole:
         for proc in tree:
             try:
                 t = proc.cpu_times()
-                cpu = t.user + t.system
-                if proc.pid not in self.first:
-                    self.first[proc.pid] = ("", cpu)
+                cpu, role = t.user + t.system, self.role(proc)
                 # The latest title: a task runner starts as a fork of its executor worker and retitles itself.
-                self.first[proc.pid] = (self.role(proc), self.first[proc.pid][1])
+                self.first[proc.pid] = (role, self.first.get(proc.pid, (role, cpu))[1])
                 self.last[proc.pid] = cpu
             except psutil.Error:
                 pass
