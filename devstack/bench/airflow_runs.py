@@ -309,6 +309,8 @@ def scheduler(env: dict, dag_id: str, conf: dict, timeout_s: float, parallelism:
     db = home / "airflow.db"
     env = {**env, "AIRFLOW__CORE__PARALLELISM": str(parallelism),
            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+           # as docker-compose.yaml deploys it: DAG files re-parsed every 5 min, not every 30 s
+           "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
            "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(free_port()),
            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex}
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}/execution/"
