@@ -46,7 +46,7 @@ bench-quick: $(STAMP) bench-tools
 
 bench: $(STAMP) bench-tools
 	$(BIN)/python -m devstack.bench.side_by_side --hosts 100,1000,10000 --dag-only-hosts 2000
-	$(BIN)/python -m devstack.bench.quota --hosts 10000   # AWS quotas: calls per API, throttles, 100,000-host time
+	$(BIN)/python -m devstack.bench.quota --hosts 10000 --reruns 1   # AWS quotas: calls per API, throttles, 100,000-host time; versions (a same-day rerun), raw output, seals; the watch sweep
 	$(BIN)/python -m devstack.bench.watch_latency --events 20   # the watch: event → stored verdict → alert
 
 ## The watch alone: 20 tamper events through the forwarder, the queue and the triggerer (~5 min).
