@@ -157,3 +157,120 @@ def test_a_table_query_reads_its_partition_only_and_answers_as_moto(monkeypatch)
     assert _partition_queries() == before
     # A host's queries walk its own 9 items (or none); only the index query walks the table (54 items).
     assert sorted(set(walked)) == [0, 9, 54]
+
+
+def _item_answers(raw: list[bytes]) -> str:
+    """Items of every attribute type (strings, numbers, binary, sets, nested maps and lists, null, booleans,
+    empty strings) put, then read back by GetItem, Query (with a projection), BatchGetItem and PutItem's
+    ReturnValues; the raw response bodies are appended to `raw`, the parsed answers returned."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                            KeySchema=[{"AttributeName": "h", "KeyType": "HASH"},
+                                       {"AttributeName": "r", "KeyType": "RANGE"}],
+                            AttributeDefinitions=[{"AttributeName": "h", "AttributeType": "S"},
+                                                  {"AttributeName": "r", "AttributeType": "S"}])
+        client.meta.events.register("after-call.dynamodb.*",
+                                    lambda http_response, **_: raw.append(http_response.content))
+        item = {"h": {"S": "i-1"}, "r": {"S": "2026-12-01"}, "n": {"N": "12.50"}, "e": {"S": ""},
+                "b": {"B": b"\x00\xffbytes"}, "bs": {"BS": [b"a", b"\x01"]}, "ss": {"SS": ["x", "y"]},
+                "ns": {"NS": ["1", "2.5"]}, "t": {"BOOL": True}, "f": {"BOOL": False}, "z": {"NULL": True},
+                "m": {"M": {"c1": {"M": {"status": {"S": "PASS"}, "detail": {"S": "ok"}, "blob": {"B": b"x"}}},
+                            "c2": {"M": {"status": {"S": "FAIL"}, "list": {"L": [{"S": "a"}, {"N": "1"}, {"M": {}}]}}},
+                            "empty": {"M": {}}, "l": {"L": []}}},
+                "l": {"L": [{"S": "a"}, {"L": [{"BOOL": False}, {"NULL": True}]}, {"SS": ["q"]}]}}
+        answers = [client.put_item(TableName="t", Item=item)]
+        answers.append(client.put_item(TableName="t", Item={**item, "n": {"N": "1"}}, ReturnValues="ALL_OLD"))
+        answers.append(client.put_item(TableName="t", Item={**item, "r": {"S": "2026-12-02"}}))
+        answers.append(client.get_item(TableName="t", Key={"h": {"S": "i-1"}, "r": {"S": "2026-12-01"}}))
+        answers.append(client.query(TableName="t", KeyConditionExpression="h = :h",
+                                    ExpressionAttributeValues={":h": {"S": "i-1"}}, ScanIndexForward=False))
+        answers.append(client.query(TableName="t", KeyConditionExpression="h = :h",
+                                    ExpressionAttributeValues={":h": {"S": "i-1"}},
+                                    ProjectionExpression="m.c1, l[1], #n", ExpressionAttributeNames={"#n": "n"}))
+        answers.append(client.batch_get_item(RequestItems={"t": {"Keys": [
+            {"h": {"S": "i-1"}, "r": {"S": "2026-12-01"}}, {"h": {"S": "i-1"}, "r": {"S": "2026-12-02"}}]}}))
+        for answer in answers:
+            answer.pop("ResponseMetadata", None)
+        return json.dumps(answers, sort_keys=True, default=repr)
+
+
+def _install(monkeypatch, patch, *owners_names) -> None:
+    """Apply one patch for this test only: the names it replaces are restored after it."""
+    for owner, name in owners_names:
+        monkeypatch.setattr(owner, name, getattr(owner, name))
+    patch()
+
+
+def test_attribute_values_are_written_directly_byte_for_byte_as_moto(monkeypatch):
+    from moto.core import serialize
+
+    from devstack.standins.aws import dynamodb
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    raw_before: list[bytes] = []
+    before = _item_answers(raw_before)
+    walk = serialize.BaseJSONSerializer._serialize_type_structure
+    walked: list[str] = []
+
+    def counting(self, serialized, value, shape, key):
+        if shape.name == "AttributeValue":
+            walked.append(next(iter(value)) if isinstance(value, dict) and value else "?")
+        return walk(self, serialized, value, shape, key)
+
+    monkeypatch.setattr(serialize.BaseJSONSerializer, "_serialize_type_structure", counting)
+    dynamodb.attribute_values_serialize_directly()  # over the counting walk: it counts what still takes the walk
+    raw_after: list[bytes] = []
+    assert _item_answers(raw_after) == before
+    assert raw_after == raw_before  # the same bodies, byte for byte
+    # Only the values holding binary (which moto base64-encodes) still take the walk, and the members of those.
+    assert walked and set(walked) <= {"B", "BS", "M", "S"} and walked.count("S") < 10, walked
+
+
+def test_an_item_is_sized_once_and_refused_as_moto_refuses_it(monkeypatch):
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    from devstack.standins.aws import dynamodb
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+    def puts() -> str:
+        with mock_aws():
+            client = boto3.client("dynamodb", region_name="us-east-1")
+            client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                                KeySchema=[{"AttributeName": "h", "KeyType": "HASH"}],
+                                AttributeDefinitions=[{"AttributeName": "h", "AttributeType": "S"}])
+            answers = []
+            for n, size in enumerate((100, 404_900, 405_100, 500_000)):  # DynamoDB's 400 KB, as moto draws it
+                try:
+                    client.put_item(TableName="t", Item={"h": {"S": f"i-{n}"}, "a": {"S": "x"},
+                                                         "big": {"S": "y" * size}, "z": {"N": "1"}})
+                    answers.append("stored")
+                except Exception as exc:  # noqa: BLE001 - the refusal is the answer compared
+                    answers.append(str(exc))
+            answers.append(sorted(i["h"]["S"] for i in client.scan(TableName="t")["Items"]))
+            return json.dumps(answers)
+
+    before = puts()
+    assert "stored" in before and "Item size has exceeded" in before
+    sized = [0]
+    size = DynamoType.size
+
+    def counting(self):
+        sized[0] += 1
+        return size(self)
+
+    monkeypatch.setattr(DynamoType, "size", counting)
+    _install(monkeypatch, dynamodb.items_are_sized_once, (Item, "__init__"))
+    assert puts() == before
+
+    def sizes_of_an_item(attributes: int) -> int:
+        sized[0] = 0
+        Item(DynamoType({"S": "i-1"}), None,
+             {f"a{k}": {"M": {"status": {"S": "PASS"}, "detail": {"S": "d"}}} for k in range(attributes)})
+        return sized[0]
+
+    # Sized once: the walk grows with the item (moto's grows with its square: 40 attributes, 20 times 20's).
+    assert sizes_of_an_item(40) <= 2 * sizes_of_an_item(20) + 2

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     dynamodb.copy_each_level_once()
     dynamodb.transactions_snapshot_their_items()
     dynamodb.table_queries_read_one_partition()
+    dynamodb.attribute_values_serialize_directly()
+    dynamodb.items_are_sized_once()
     ec2.instance_connect_authorizes()
     ssm.ssm_runs_commands()
     securityhub.security_hub_as_aws()
