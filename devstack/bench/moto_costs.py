@@ -13,7 +13,7 @@ instances, then times and cProfiles each call shape the bench showed hot on the 
 
 Measured, not asserted (docs/PERFORMANCE.md); moto's own CPU, without HTTP:
 
-    python -m devstack.bench.moto_costs --hosts 10000 [--calls 50] [--profile 12] [--unpatched]
+    python -m devstack.bench.moto_costs --hosts 10000 [--calls 50] [--profile 12] [--unpatched | --skip PATCH,…]
 """
 from __future__ import annotations
 
@@ -28,17 +28,21 @@ from collections.abc import Callable
 DAY = "2026-12-07"
 
 
-def apply_patches() -> None:
-    """The EC2 and DynamoDB patches, in server.py's order."""
+PATCHES = ("ec2.direct_lookups", "dynamodb.query_copies_what_it_returns", "dynamodb.copy_each_level_once",
+           "dynamodb.transactions_snapshot_their_items", "dynamodb.table_queries_read_one_partition",
+           "dynamodb.attribute_values_serialize_directly", "dynamodb.items_are_sized_once",
+           "dynamodb.attribute_values_parse_directly")
+
+
+def apply_patches(skip: set[str]) -> None:
+    """The EC2 and DynamoDB patches, in server.py's order, but those named in `skip` (to compare)."""
     from devstack.standins.aws import dynamodb, ec2
 
-    ec2.direct_lookups()
-    dynamodb.query_copies_what_it_returns()
-    dynamodb.copy_each_level_once()
-    dynamodb.transactions_snapshot_their_items()
-    dynamodb.table_queries_read_one_partition()
-    dynamodb.attribute_values_serialize_directly()
-    dynamodb.items_are_sized_once()
+    modules = {"ec2": ec2, "dynamodb": dynamodb}
+    for name in PATCHES:
+        if name not in skip and name.split(".")[1] not in skip:
+            module, function = name.split(".")
+            getattr(modules[module], function)()
 
 
 def _days(n: int) -> list[str]:
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, help="top N functions of each shape's cProfile")
     parser.add_argument("--only", default="", help="comma-separated shapes (history,states,transact,put,describe)")
     parser.add_argument("--unpatched", action="store_true", help="moto as it is, none of the stand-in's patches")
+    parser.add_argument("--skip", default="", help="comma-separated patches not applied (see PATCHES)")
     args = parser.parse_args(argv)
     n = max(10, min(args.hosts, 100_000))  # bounded
     only = set(filter(None, args.only.split(",")))
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     from include.notify.event_store import EventState, SecurityEventStore
 
     if not args.unpatched:
-        apply_patches()
+        apply_patches(set(filter(None, args.skip.split(","))))
     results: dict[str, float] = {}
     with mock_aws():
         resource = boto3.resource("dynamodb", region_name="us-east-1")

@@ -274,3 +274,28 @@ def test_an_item_is_sized_once_and_refused_as_moto_refuses_it(monkeypatch):
 
     # Sized once: the walk grows with the item (moto's grows with its square: 40 attributes, 20 times 20's).
     assert sizes_of_an_item(40) <= 2 * sizes_of_an_item(20) + 2
+
+
+def test_attribute_values_are_parsed_directly_as_moto_parses_them(monkeypatch):
+    from moto.core import parse
+
+    from devstack.standins.aws import dynamodb
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    before = _item_answers([])
+    walk = parse.JSONParser._parse_structure
+    walked: list[str] = []
+
+    def counting(self, shape, value):
+        if shape.name == "AttributeValue":
+            walked.append(next(iter(value)) if isinstance(value, dict) and value else "?")
+        return walk(self, shape, value)
+
+    monkeypatch.setattr(parse.JSONParser, "_parse_structure", counting)
+    dynamodb.attribute_values_parse_directly()  # over the counting walk: it counts what still takes the walk
+    assert _item_answers([]) == before
+    # A transaction's items parse the same.
+    assert json.loads(_transactions()) == [[200, ["None", "None", "ConditionalCheckFailed"]], [["i-1", 1], ["i-2", 1]]]
+    # Only the values holding binary (which moto base64-decodes) still take the walk, and the members of those.
+    assert walked and set(walked) <= {"B", "BS", "M", "S"} and walked.count("S") < 10, walked

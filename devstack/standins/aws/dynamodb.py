@@ -231,3 +231,55 @@ def items_are_sized_once() -> None:
         dict.update(self.attrs, values)
 
     Item.__init__ = init
+
+
+def attribute_values_parse_directly() -> None:
+    """Every DynamoDB request that carries items (PutItem, each Put of a TransactWriteItems, keys, expression
+    values): moto's request parser walks each attribute value against the model's AttributeValue shape, all ten
+    of its members at every nesting level — after the items' sizing, most of a 100-action TransactWriteItems.
+    A value of a single string, number, boolean, null, string/number set, map or list member parses to itself
+    (the walk copies it into the parser's own dicts and lists): here it is copied so, directly; anything else
+    (binary, which the walk decodes; an unexpected shape) takes moto's walk. Same parsed requests."""
+    from moto.core import parse
+
+    walk = parse.JSONParser._parse_structure
+    strings, lists = ("S", "N"), ("SS", "NS")
+
+    def direct(parser, value):
+        """The value as the walk parses it, or None when only the walk may parse it."""
+        if type(value) is not dict or len(value) != 1:
+            return None
+        (kind, inner), = value.items()
+        if kind in strings:
+            ok = type(inner) is str
+        elif kind in ("BOOL", "NULL"):
+            ok = type(inner) is bool
+        elif kind in lists:
+            ok = type(inner) is list and all(type(v) is str for v in inner)
+            inner = list(inner)
+        elif kind == "M" and type(inner) is dict:
+            parsed_map = parser.MAP_TYPE()
+            for key, member in inner.items():
+                parsed_map[key] = direct(parser, member)
+                if parsed_map[key] is None:
+                    return None
+            ok, inner = True, parsed_map
+        elif kind == "L" and type(inner) is list:
+            inner = [direct(parser, member) for member in inner]
+            ok = not any(v is None for v in inner)
+        else:
+            return None
+        if not ok:
+            return None
+        parsed = parser.MAP_TYPE()
+        parsed[kind] = inner
+        return parsed
+
+    def parse_structure(self, shape, value):
+        if shape.name == "AttributeValue" and self.operation_model.service_model.service_name == "dynamodb":
+            parsed = direct(self, value)
+            if parsed is not None:
+                return parsed
+        return walk(self, shape, value)
+
+    parse.JSONParser._parse_structure = parse_structure
