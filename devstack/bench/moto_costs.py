@@ -11,7 +11,8 @@ instances, then times and cProfiles each call shape the bench showed hot on the 
 - PutItem: an event's conditional `claim()`
 - DescribeInstances: include/fleet/discovery.py `hydrate` (an `instance-id` filter of 200 values)
 
-Measured, not asserted (docs/PERFORMANCE.md); moto's own CPU, without HTTP:
+Measured, not asserted (docs/PERFORMANCE.md): each shape's CPU a call (with the client's), and moto's own per
+action as devstack/standins/aws/cpu.py counts it on the server (request parsing, backend, serialization; no HTTP):
 
     python -m devstack.bench.moto_costs --hosts 10000 [--calls 50] [--profile 12] [--unpatched | --skip PATCH,…]
 """
@@ -33,7 +34,7 @@ PATCHES = ("ec2.direct_lookups", "serialization.pickers_remember_their_keys",
            "dynamodb.query_copies_what_it_returns", "dynamodb.copy_each_level_once",
            "dynamodb.transactions_snapshot_their_items", "dynamodb.table_queries_read_one_partition",
            "dynamodb.attribute_values_serialize_directly", "dynamodb.items_are_sized_once",
-           "dynamodb.attribute_values_parse_directly")
+           "dynamodb.attribute_values_parse_directly", "dynamodb.projections_pick_their_attributes")
 
 
 def apply_patches(skip: set[str]) -> None:
@@ -102,11 +103,18 @@ def seed_table(backend, table_name: str, hosts: int, days: int) -> list[str]:
 
 def measure(name: str, calls: list[Callable[[], object]], profile_lines: int) -> float:
     """ms of this thread's CPU per call (each call once), then a cProfile of the same calls, top functions."""
+    from devstack.standins.aws.cpu import CPU_BY_ACTION
+
+    before = {action: list(entry) for action, entry in CPU_BY_ACTION.items()}
     started = time.thread_time()
     for call in calls:
         call()
     per_call = (time.thread_time() - started) / len(calls) * 1000
-    print(f"{name}: {per_call:.2f} ms a call ({len(calls)} calls)")
+    served = {action: (entry[0] - before.get(action, [0, 0.0])[0], entry[1] - before.get(action, [0, 0.0])[1])
+              for action, entry in CPU_BY_ACTION.items()}
+    moto = ", ".join(f"{action} {cpu / count * 1000:.2f} ms × {count}"
+                     for action, (count, cpu) in sorted(served.items()) if count)
+    print(f"{name}: {per_call:.2f} ms a call ({len(calls)} calls), client included; moto's own: {moto}")
     if profile_lines:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -140,10 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     from moto import mock_aws
     from moto.dynamodb.models import dynamodb_backends
 
+    from devstack.standins.aws import cpu
     from include.evidence.store import EvidenceStore
     from include.fleet.discovery import hydrate
     from include.notify.event_store import EventState, SecurityEventStore
 
+    cpu.cpu_by_action()  # moto's own CPU per action, as the server reports it (GET /moto-api/ec2audit/cpu)
     if not args.unpatched:
         apply_patches(set(filter(None, args.skip.split(","))))
     results: dict[str, float] = {}
@@ -179,22 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                 store.put_observations([{**evidence_item(i, DAY, 0, False), "run_id": f"bench-{s}",
                                          "checked_at": f"{DAY}T07:{s // 60 % 60:02d}:{s % 60:02d}Z"} for i in chunk])
 
-            client = store.client
-            transact = client.transact_write_items
-            timed = {"transact": 0.0, "batch_get": 0.0}
-
-            def timed_transact(**kw):
-                t = time.thread_time()
-                try:
-                    return transact(**kw)
-                finally:
-                    timed["transact"] += time.thread_time() - t
-            client.transact_write_items = timed_transact
             shape("transact",  # put_observations: BatchGetItem, then TransactWriteItems of 100 actions
                   [lambda c=c: flush(c) for c in rounds])
-            print(f"  of which TransactWriteItems {timed['transact'] / len(rounds) / (2 if args.profile else 1) * 1000:.1f}"
-                  " ms a call")
-            client.transact_write_items = transact
         if not only or "describe" in only:
             ec2 = boto3.client("ec2", region_name="us-east-1")
             started = time.perf_counter()

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     dynamodb.attribute_values_serialize_directly()
     dynamodb.items_are_sized_once()
     dynamodb.attribute_values_parse_directly()
+    dynamodb.projections_pick_their_attributes()
     ec2.instance_connect_authorizes()
     ssm.ssm_runs_commands()
     securityhub.security_hub_as_aws()
