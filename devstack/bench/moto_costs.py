@@ -34,7 +34,8 @@ PATCHES = ("ec2.direct_lookups", "serialization.pickers_remember_their_keys",
            "dynamodb.query_copies_what_it_returns", "dynamodb.copy_each_level_once",
            "dynamodb.transactions_snapshot_their_items", "dynamodb.table_queries_read_one_partition",
            "dynamodb.attribute_values_serialize_directly", "dynamodb.items_are_sized_once",
-           "dynamodb.attribute_values_parse_directly", "dynamodb.projections_pick_their_attributes")
+           "dynamodb.attribute_values_parse_directly", "dynamodb.projections_pick_their_attributes",
+           "dynamodb.sizes_without_copies")
 
 
 def apply_patches(skip: set[str]) -> None:

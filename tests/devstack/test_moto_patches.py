@@ -410,3 +410,96 @@ def test_a_projection_of_names_picks_them_as_moto_does(monkeypatch):
     # Only the items holding a set, binary or a number moto's round trip rewrites (and the nested paths) convert:
     # moto converts once per projected name and item (~80 times here).
     assert 0 < converted[0] <= 30, converted
+
+
+def test_a_size_is_summed_without_copies_and_as_moto_sums_it(monkeypatch):
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    from devstack.standins.aws import dynamodb
+
+    values = [{"S": "x"}, {"S": ""}, {"S": "é∑"}, {"N": "12.50"}, {"N": "-1E+2"}, {"B": b"\x00\xff"}, {"B": "AAE="},
+              {"BOOL": True}, {"BOOL": False}, {"NULL": True}, {"SS": ["a", "bé"]}, {"NS": ["1", "22.5"]},
+              {"BS": [b"x", b"yz"]}, {"L": []}, {"M": {}},
+              {"L": [{"S": "a"}, {"N": "1"}, {"M": {"k": {"L": [{"BOOL": True}, {"SS": ["q"]}]}}}]},
+              {"M": {"checks": {"M": {f"c{k}": {"M": {"status": {"S": "PASS"}, "detail": {"S": "d" * k},
+                                                      "n": {"N": str(k)}}} for k in range(16)}},
+                     "tags": {"M": {"Name": {"S": "web"}}}, "l": {"L": [{"NULL": True}, {"B": b"b"}]}}}]
+    before = [DynamoType(v).size() for v in values]
+    made = [0]
+    init = DynamoType.__init__
+
+    def counting(self, type_as_dict):
+        made[0] += 1
+        init(self, type_as_dict)
+
+    monkeypatch.setattr(DynamoType, "__init__", counting)
+    _install(monkeypatch, dynamodb.sizes_without_copies, (DynamoType, "size"))
+    typed = [DynamoType(v) for v in values]
+    made[0] = 0
+    assert [t.size() for t in typed] == before
+    assert made[0] == 0  # moto re-wraps every map value at every level (hundreds here)
+
+
+def _update_cancelled() -> str:
+    """A transaction that updates one item in place (a set added to, a number replaced) and is then cancelled by
+    another item's condition: what is stored after it, and what it answered."""
+    from botocore.exceptions import ClientError
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                            KeySchema=[{"AttributeName": "h", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "h", "AttributeType": "S"}])
+        for h in ("a", "b"):
+            client.put_item(TableName="t", Item={"h": {"S": h}, "n": {"N": "1"}, "s": {"SS": ["x"]},
+                                                 "m": {"M": {"k": {"L": [{"S": "v"}]}}}})
+        try:
+            client.transact_write_items(TransactItems=[
+                {"Update": {"TableName": "t", "Key": {"h": {"S": "a"}}, "UpdateExpression": "SET n = :n, m.k[0] = :v ADD s :s",
+                            "ExpressionAttributeValues": {":n": {"N": "2"}, ":v": {"S": "w"}, ":s": {"SS": ["y"]}}}},
+                {"Put": {"TableName": "t", "Item": {"h": {"S": "b"}, "n": {"N": "3"}},
+                         "ConditionExpression": "n = :old", "ExpressionAttributeValues": {":old": {"N": "7"}}}}])
+            answer = "written"
+        except ClientError as exc:
+            answer = str([r.get("Code") for r in exc.response.get("CancellationReasons", [])])
+        stored = client.scan(TableName="t")["Items"]
+        return json.dumps([answer, sorted(stored, key=lambda i: i["h"]["S"])], sort_keys=True)
+
+
+def test_a_cancelled_transaction_copies_only_what_it_updates_and_undoes_it_as_moto(monkeypatch):
+    import copy
+
+    from moto.dynamodb import models
+
+    from devstack.standins.aws import dynamodb
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    before = _update_cancelled()
+    assert json.loads(before)[0] == "['None', 'ConditionalCheckFailed']" and '"1"' in before
+    monkeypatch.setattr(models, "copy", models.copy)  # undone after the test
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", models.DynamoDBBackend.transact_write_items)
+    dynamodb.transactions_snapshot_their_items()
+    assert _update_cancelled() == before
+    copied: list[str] = []
+    deepcopy, transact, inside = copy.deepcopy, models.DynamoDBBackend.transact_write_items, [False]
+
+    def counting(value, memo=None):
+        if inside[0] and memo is None:  # what the transaction copies (not the reads after it)
+            copied.append(type(value).__name__)
+        return deepcopy(value, memo)
+
+    def transacting(self, transact_items):
+        inside[0] = True
+        try:
+            return transact(self, transact_items)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(copy, "deepcopy", counting)
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", transacting)
+    assert _transactions() == json.dumps([[200, ["None", "None", "ConditionalCheckFailed"]], [["i-1", 1], ["i-2", 1]]])
+    assert copied == [], copied  # Puts only: nothing of the items copied
+    copied.clear()
+    assert _update_cancelled() == before
+    assert "Item" in copied, copied  # the updated item is copied, to be put back

@@ -70,7 +70,8 @@ def transactions_snapshot_their_items() -> None:
     """TransactWriteItems: moto deep-copies every table a transaction names, once per action, to roll back on a
     cancellation — at 10,000 hosts a 50-action flush copied the 10,000-item table 50 times (the stand-in grew
     to ~10 GB and the run crawled). Here the transaction keeps a copy of only the items it targets and puts
-    them back when it is cancelled: the same all-or-nothing answers (tests/devstack/test_moto_patches.py)."""
+    them back when it is cancelled: the same all-or-nothing answers (tests/devstack/test_moto_patches.py). Only
+    an Update's target is copied (the others are replaced, not changed, so the item itself is kept)."""
     import copy
     import types
 
@@ -97,25 +98,27 @@ def transactions_snapshot_their_items() -> None:
             else:
                 key = op.get("Key")
             if key:
-                found.append((table.name, key))
+                found.append((table.name, key, op_type == "Update"))
         return found
 
     def transact_write_items(self, transact_items):
         saved = []
-        for table_name, key in targets(self, transact_items):
+        for table_name, key, updated in targets(self, transact_items):
             try:
                 current = self.get_item(table_name, key)
             except Exception:  # noqa: BLE001 - a malformed key: moto's own call below answers it
                 current = None
-            saved.append((table_name, key, copy.deepcopy(current.to_json()["Attributes"]) if current else None))
+            # An Update changes the stored item in place: it is copied. A Put or Delete replaces or removes it
+            # (moto refuses two actions on one item), so the item itself is what to put back.
+            saved.append((table_name, key, copy.deepcopy(current) if updated and current else current))
         try:
             return transact(self, transact_items)
         except Exception:
-            for table_name, key, attrs in reversed(saved):  # back to what each target was before
-                if attrs is None:
+            for table_name, key, item in reversed(saved):  # back to what each target was before
+                if item is None:
                     self.delete_item(table_name, key)
                 else:
-                    self.put_item(table_name, attrs)
+                    self.put_item(table_name, item.to_json()["Attributes"])
             raise
 
     models.DynamoDBBackend.transact_write_items = transact_write_items
@@ -336,3 +339,35 @@ def projections_pick_their_attributes() -> None:
         return result
 
     Item.project = project_names
+
+
+def sizes_without_copies() -> None:
+    """An attribute's size (each item's on every write, every item a Query or Scan pages through against the
+    1 MB page limit): moto re-wraps each value of a map in a new DynamoType to size it, and that re-wraps its
+    own maps' and lists' values, at every level — allocation that grows with an item's depth times its size
+    (an evidence item's `checks` map is three deep). Here the same sum is taken over the values as they are
+    (moto's DynamoType wraps every member of its lists and maps), without copies; a list holding anything else
+    is sized by moto. Same sizes."""
+    from moto.dynamodb.models.dynamo_type import DynamoType, bytesize
+
+    size = DynamoType.size
+
+    def sized(value) -> int:
+        kind, inner = value.type, value.value
+        if kind == "N":
+            return len(str(inner))
+        if kind in ("SS", "NS", "BS"):  # moto: each member sized as a DynamoType of the member's type
+            sub = kind[0]
+            return sum(len(str(v)) if sub == "N" else 1 if isinstance(v, bool) else bytesize(v) for v in inner)
+        if kind == "L":
+            if not all(type(v) is DynamoType for v in inner):
+                return size(value)
+            return sum(sized(v) for v in inner)
+        if kind == "M":
+            return sum(bytesize(k) + (sized(v) if type(v) is DynamoType else size(DynamoType(v)))
+                       for k, v in inner.items())
+        if isinstance(inner, bool):
+            return 1
+        return bytesize(inner)
+
+    DynamoType.size = sized

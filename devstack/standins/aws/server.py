@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     dynamodb.items_are_sized_once()
     dynamodb.attribute_values_parse_directly()
     dynamodb.projections_pick_their_attributes()
+    dynamodb.sizes_without_copies()
     ec2.instance_connect_authorizes()
     ssm.ssm_runs_commands()
     securityhub.security_hub_as_aws()
