@@ -30,7 +30,7 @@ from collections.abc import Callable
 DAY = "2026-12-07"
 
 
-PATCHES = ("ec2.direct_lookups", "serialization.pickers_remember_their_keys",
+PATCHES = ("ec2.direct_lookups", "ec2.id_filters_read_their_instances", "serialization.pickers_remember_their_keys",
            "dynamodb.query_copies_what_it_returns", "dynamodb.copy_each_level_once",
            "dynamodb.transactions_snapshot_their_items", "dynamodb.table_queries_read_one_partition",
            "dynamodb.attribute_values_serialize_directly", "dynamodb.items_are_sized_once",

@@ -503,3 +503,54 @@ def test_a_cancelled_transaction_copies_only_what_it_updates_and_undoes_it_as_mo
     copied.clear()
     assert _update_cancelled() == before
     assert "Item" in copied, copied  # the updated item is copied, to be put back
+
+
+def _described_by_id_filters() -> str:
+    """Instances in several reservations (one stopped, some tagged) described by `instance-id` filters alone and
+    with state and tag filters, an unknown id among them, as discovery asks: which instances each answer holds,
+    in which reservations, in order."""
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        ids: list[str] = []
+        for count, env in ((3, "prod"), (1, "dev"), (4, "prod"), (2, "")):
+            tags = [{"ResourceType": "instance", "Tags": [{"Key": "Environment", "Value": env}]}] if env else []
+            ids += [i["InstanceId"] for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=count, MaxCount=count,
+                                                               TagSpecifications=tags)["Instances"]]
+        ec2.stop_instances(InstanceIds=[ids[4]])
+        asked = [ids[1], ids[4], ids[5], ids[9], "i-0000000000000dead"]
+        answers = []
+        for filters in ([{"Name": "instance-id", "Values": asked}],
+                        [{"Name": "instance-state-name", "Values": ["running"]}, {"Name": "instance-id", "Values": asked}],
+                        [{"Name": "instance-id", "Values": asked}, {"Name": "tag:Environment", "Values": ["prod"]}],
+                        [{"Name": "instance-id", "Values": ["i-0000000000000dead"]}],
+                        [{"Name": "instance-id", "Values": ids}]):
+            answer = ec2.describe_instances(Filters=filters)["Reservations"]
+            answers.append([[ids.index(i["InstanceId"]) for i in r["Instances"]] for r in answer])
+        return json.dumps(answers)
+
+
+def test_an_id_filter_reads_only_its_instances_and_answers_as_moto(monkeypatch):
+    from moto.ec2 import utils
+    from moto.ec2.models import instances
+
+    from devstack.standins.aws import ec2
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    tested: list[str] = []
+    passes = utils.passes_filter_dict
+
+    def counting(instance, filter_dict):
+        if "instance-id" in filter_dict:  # a describe's, not the launches' own lookups
+            tested.append(instance.id)
+        return passes(instance, filter_dict)
+
+    monkeypatch.setattr(utils, "passes_filter_dict", counting)
+    before = _described_by_id_filters()
+    assert json.loads(before)[0] == [[1], [4, 5], [9]]
+    _install(monkeypatch, ec2.id_filters_read_their_instances, (instances.InstanceBackend, "all_reservations"))
+    tested.clear()
+    assert _described_by_id_filters() == before
+    # The four asked ids that exist in three calls, none for the unknown id, all ten in the last one (moto tests
+    # every instance each call: 50).
+    assert len(tested) == 3 * 4 + 10, len(tested)

@@ -40,6 +40,38 @@ def direct_lookups() -> None:
     instances.InstanceBackend.get_instance = get_instance
 
 
+def id_filters_read_their_instances() -> None:
+    """DescribeInstances with an `instance-id` filter (include/fleet/discovery.py asks for ≤ 200 ids a call):
+    moto copies every reservation of the region and tests every instance against the filter's list of ids —
+    10,000 × 200 comparisons a call at 10,000 hosts. Here only the instances with one of those ids (a set
+    lookup each) are filtered, by moto's own filter, in copies of their reservations: an id filter is an exact
+    match, so no other instance could pass it. Only when every filter is one moto implements (it raises on others, as
+    before). Same reservations, same order."""
+    import copy
+
+    from moto.ec2 import utils
+    from moto.ec2.models import instances
+
+    all_reservations = instances.InstanceBackend.all_reservations
+
+    def by_id_first(self, filters=None):
+        ids = (filters or {}).get("instance-id")
+        if (not ids or utils.filter_dict_attribute_mapping.get("instance-id") != "id"
+                or not all(type(v) is str for v in ids)
+                or not all(name in utils.filter_dict_attribute_mapping or utils.is_tag_filter(name) for name in filters)):
+            return all_reservations(self, filters)
+        wanted, reservations = set(ids), []
+        for reservation in self.reservations.copy().values():
+            held = [instance for instance in reservation.instances if instance.id in wanted]
+            if held:  # moto's filter sets a copy's instances to those that pass: only these can
+                narrowed = copy.copy(reservation)
+                narrowed.instances = held
+                reservations.append(narrowed)
+        return utils.filter_reservations(reservations, filters)
+
+    instances.InstanceBackend.all_reservations = by_id_first
+
+
 def instance_connect_authorizes() -> None:
     import json
 

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.filter_terms_as_aws()
     logs.subscriptions_deliver(own_endpoint(argv))
     ec2.direct_lookups()
+    ec2.id_filters_read_their_instances()
     serialization.pickers_remember_their_keys()
     dynamodb.query_copies_what_it_returns()
     dynamodb.copy_each_level_once()
