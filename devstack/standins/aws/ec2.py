@@ -3,7 +3,7 @@
 Fleet-scale fixes, same responses (tests/devstack/test_moto_patches.py): moto finds an instance's tags by scanning
 every tag in the region, and an instance by id by copying every reservation, once per instance served —
 O(fleet) per instance, so seeding and describing 10,000 instances took minutes of the stand-in's own CPU; here
-they are direct lookups.
+they are direct lookups. A DescribeInstances `instance-id` filter tests only the instances it names.
 
 EC2 Instance Connect: moto's `SendSSHPublicKey` answers success and authorizes nothing. Here it also records
 the key for that instance and OS user, expiring after 60 s (`EC2AUDIT_EIC_KEY_TTL`), in the key directory
