@@ -554,3 +554,13 @@ def test_an_id_filter_reads_only_its_instances_and_answers_as_moto(monkeypatch):
     # The four asked ids that exist in three calls, none for the unknown id, all ten in the last one (moto tests
     # every instance each call: 50).
     assert len(tested) == 3 * 4 + 10, len(tested)
+
+
+def test_the_bench_measures_the_patches_the_server_applies():
+    import inspect
+
+    from devstack.bench import moto_costs
+    from devstack.standins.aws import server
+
+    applied = inspect.getsource(server.main)
+    assert [name for name in moto_costs.PATCHES if f"    {name}()\n" not in applied] == []
