@@ -3,7 +3,7 @@
 Fleet-scale fixes, same responses (tests/devstack/test_moto_patches.py): moto finds an instance's tags by scanning
 every tag in the region, and an instance by id by copying every reservation, once per instance served —
 O(fleet) per instance, so seeding and describing 10,000 instances took minutes of the stand-in's own CPU; here
-they are direct lookups.
+they are direct lookups. A DescribeInstances `instance-id` filter tests only the instances it names.
 
 EC2 Instance Connect: moto's `SendSSHPublicKey` answers success and authorizes nothing. Here it also records
 the key for that instance and OS user, expiring after 60 s (`EC2AUDIT_EIC_KEY_TTL`), in the key directory
@@ -38,6 +38,38 @@ def direct_lookups() -> None:
 
     tags.TagBackend.describe_tags = fast_describe_tags
     instances.InstanceBackend.get_instance = get_instance
+
+
+def id_filters_read_their_instances() -> None:
+    """DescribeInstances with an `instance-id` filter (include/fleet/discovery.py asks for ≤ 200 ids a call):
+    moto copies every reservation of the region and tests every instance against the filter's list of ids —
+    10,000 × 200 comparisons a call at 10,000 hosts. Here only the instances with one of those ids (a set
+    lookup each) are filtered, by moto's own filter, in copies of their reservations: an id filter is an exact
+    match, so no other instance could pass it. Only when every filter is one moto implements (it raises on others, as
+    before). Same reservations, same order."""
+    import copy
+
+    from moto.ec2 import utils
+    from moto.ec2.models import instances
+
+    all_reservations = instances.InstanceBackend.all_reservations
+
+    def by_id_first(self, filters=None):
+        ids = (filters or {}).get("instance-id")
+        if (not ids or utils.filter_dict_attribute_mapping.get("instance-id") != "id"
+                or not all(type(v) is str for v in ids)
+                or not all(name in utils.filter_dict_attribute_mapping or utils.is_tag_filter(name) for name in filters)):
+            return all_reservations(self, filters)
+        wanted, reservations = set(ids), []
+        for reservation in self.reservations.copy().values():
+            held = [instance for instance in reservation.instances if instance.id in wanted]
+            if held:  # moto's filter sets a copy's instances to those that pass: only these can
+                narrowed = copy.copy(reservation)
+                narrowed.instances = held
+                reservations.append(narrowed)
+        return utils.filter_reservations(reservations, filters)
+
+    instances.InstanceBackend.all_reservations = by_id_first
 
 
 def instance_connect_authorizes() -> None:

@@ -4,8 +4,9 @@ KMS).
 moto as it is, with one module of patches per service where the project needs AWS's behaviour (each module says
 what it changes and why): logs.py (ingestion time follows event time; FilterLogEvents' term lists; subscription filters
 delivered to their Lambda as AWS does), ec2.py
-(fleet-scale lookups; EC2 Instance Connect records pushed keys), dynamodb.py (fleet-scale copies, same
-responses), ssm.py (Run Command really runs the script on the hosts), securityhub.py (filters, validation,
+(fleet-scale lookups; EC2 Instance Connect records pushed keys), dynamodb.py (fleet-scale copies, parsing and
+serialization, same responses), serialization.py (moto's response serializer at less cost, same responses),
+ssm.py (Run Command really runs the script on the hosts), securityhub.py (filters, validation,
 BatchUpdateFindings, faults), kms.py (PSS signatures with AWS's salt length) and cpu.py (CPU per action, for
 the bench). Nothing else in moto is changed.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from devstack.standins.aws import cpu, dynamodb, ec2, eventbridge, kms, logs, securityhub, ssm
+from devstack.standins.aws import cpu, dynamodb, ec2, eventbridge, kms, logs, securityhub, serialization, ssm
 
 
 def own_endpoint(argv: list[str]) -> str:
@@ -40,10 +41,17 @@ def main(argv: list[str] | None = None) -> None:
     logs.filter_terms_as_aws()
     logs.subscriptions_deliver(own_endpoint(argv))
     ec2.direct_lookups()
+    ec2.id_filters_read_their_instances()
+    serialization.pickers_remember_their_keys()
     dynamodb.query_copies_what_it_returns()
     dynamodb.copy_each_level_once()
     dynamodb.transactions_snapshot_their_items()
     dynamodb.table_queries_read_one_partition()
+    dynamodb.attribute_values_serialize_directly()
+    dynamodb.items_are_sized_once()
+    dynamodb.attribute_values_parse_directly()
+    dynamodb.projections_pick_their_attributes()
+    dynamodb.sizes_without_copies()
     ec2.instance_connect_authorizes()
     ssm.ssm_runs_commands()
     securityhub.security_hub_as_aws()
