@@ -97,8 +97,11 @@ class CpuByRole:
             try:
                 t = proc.cpu_times()
                 cpu, role = t.user + t.system, self.role(proc)
+                earlier = self.first.get(proc.pid)
+                if earlier is not None and role.startswith("other: "):
+                    role = earlier[0]  # an exited process (a zombie) has no title left: keep the last one seen
                 # The latest title: a task runner starts as a fork of its executor worker and retitles itself.
-                self.first[proc.pid] = (role, self.first.get(proc.pid, (role, cpu))[1])
+                self.first[proc.pid] = (role, earlier[1] if earlier else cpu)
                 self.last[proc.pid] = cpu
             except psutil.Error:
                 pass
