@@ -33,6 +33,28 @@ def _day_reads_and_describes() -> str:
         return json.dumps([reads, described, str(missing.value).replace(ids[0], "i-first")], sort_keys=True, default=str)
 
 
+
+
+def _table_t():
+    """A client and table "t" (hash h, range r, on demand) inside the caller's mock_aws."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "h", "KeyType": "HASH"}, {"AttributeName": "r", "KeyType": "RANGE"}],
+                        AttributeDefinitions=[{"AttributeName": "h", "AttributeType": "S"},
+                                              {"AttributeName": "r", "AttributeType": "S"}])
+    return client
+
+def _counted(monkeypatch, owner, name: str) -> list[int]:
+    """Count the calls of owner.name (the original still answers): [calls], read after the code under test."""
+    calls, original = [0], getattr(owner, name)
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
 def test_the_lookup_and_query_patches_change_no_answer(monkeypatch):
     from moto.dynamodb.models import table
     from moto.dynamodb.models.dynamo_type import Item
@@ -164,12 +186,7 @@ def _item_answers(raw: list[bytes]) -> str:
     empty strings) put, then read back by GetItem, Query (with a projection), BatchGetItem and PutItem's
     ReturnValues; the raw response bodies are appended to `raw`, the parsed answers returned."""
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
-                            KeySchema=[{"AttributeName": "h", "KeyType": "HASH"},
-                                       {"AttributeName": "r", "KeyType": "RANGE"}],
-                            AttributeDefinitions=[{"AttributeName": "h", "AttributeType": "S"},
-                                                  {"AttributeName": "r", "AttributeType": "S"}])
+        client = _table_t()
         client.meta.events.register("after-call.dynamodb.*",
                                     lambda http_response, **_: raw.append(http_response.content))
         item = {"h": {"S": "i-1"}, "r": {"S": "2026-12-01"}, "n": {"N": "12.50"}, "e": {"S": ""},
@@ -255,14 +272,7 @@ def test_an_item_is_sized_once_and_refused_as_moto_refuses_it(monkeypatch):
 
     before = puts()
     assert "stored" in before and "Item size has exceeded" in before
-    sized = [0]
-    size = DynamoType.size
-
-    def counting(self):
-        sized[0] += 1
-        return size(self)
-
-    monkeypatch.setattr(DynamoType, "size", counting)
+    sized = _counted(monkeypatch, DynamoType, "size")
     _install(monkeypatch, dynamodb.items_are_sized_once, (Item, "__init__"))
     assert puts() == before
 
@@ -364,12 +374,7 @@ def _projections() -> str:
     """Queries with projections of top-level names (strings, numbers canonical or not, maps, lists, booleans,
     nulls, sets, binary, absent names, a name twice) and of nested paths and list indexes, and a Scan's."""
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
-                            KeySchema=[{"AttributeName": "h", "KeyType": "HASH"},
-                                       {"AttributeName": "r", "KeyType": "RANGE"}],
-                            AttributeDefinitions=[{"AttributeName": "h", "AttributeType": "S"},
-                                                  {"AttributeName": "r", "AttributeType": "S"}])
+        client = _table_t()
         base = {"h": {"S": "i-1"}, "s": {"S": "x"}, "n": {"N": "12.5"}, "t": {"BOOL": True}, "z": {"NULL": True},
                 "m": {"M": {"c": {"M": {"status": {"S": "PASS"}, "n": {"N": "3"}}}, "l": {"L": [{"S": "a"}]}}},
                 "l": {"L": [{"N": "1"}, {"M": {"k": {"S": "v"}}}]}}
@@ -394,14 +399,7 @@ def test_a_projection_of_names_picks_them_as_moto_does(monkeypatch):
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    converted = [0]
-    to_regular_json = Item.to_regular_json
-
-    def counting(self):
-        converted[0] += 1
-        return to_regular_json(self)
-
-    monkeypatch.setattr(Item, "to_regular_json", counting)
+    converted = _counted(monkeypatch, Item, "to_regular_json")
     before = _projections()
     assert '"ss": {"SS": [' in before and '"n": {"N": "12.50"}' in before
     converted[0] = 0
