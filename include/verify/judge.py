@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class Budget:
     seconds: float
     started: float = field(default_factory=time.monotonic)
     refinements: int = RUN_RECHECKS  # this batch's share of the run's re-checks (batches_in_run)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # hosts judge in threads
 
     @classmethod
     def for_batch(cls, batches_in_run: int, seconds: float = JUDGE_BUDGET_S) -> "Budget":
@@ -80,10 +82,11 @@ class Budget:
     def may_refine(self) -> bool:
         """Whether an optional exact lookup (a re-check of the listing's answer) still fits: within RECHECK_SHARE
         of the budget and the batch's share of RUN_RECHECKS. A yes is counted: the caller makes the lookup."""
-        if self.refinements <= 0 or time.monotonic() - self.started > self.seconds * RECHECK_SHARE:
-            return False
-        self.refinements -= 1
-        return True
+        with self._lock:
+            if self.refinements <= 0 or time.monotonic() - self.started > self.seconds * RECHECK_SHARE:
+                return False
+            self.refinements -= 1
+            return True
 
 
 def host_facts(host: Host, outputs: dict[str, str], verdicts: dict[str, Verdict],
