@@ -10,7 +10,6 @@ current items only.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -26,6 +25,7 @@ from botocore.exceptions import ClientError
 from include.aws.day_table import DayTable, _backoff, to_dynamo
 from include.aws.errors import THROTTLED, error_code
 from include.aws.tables import DAY_INDEX
+from include.aws.tokens import request_token
 from include.core.clock import expires_at, iso, utc_now
 from include.core.host import Host, HostOutcome
 from include.core.record import plain
@@ -186,12 +186,6 @@ def _passes(exc: ClientError) -> bool:
         and reasons <= RETRY_REASONS | {"ConditionalCheckFailed"}
 
 
-def _token(actions: list[dict]) -> str:
-    """ClientRequestToken: derived from the request, so a resend of the same transaction (botocore's retry of a
-    call whose reply was lost) is applied once; another request has another token."""
-    return hashlib.sha256(json.dumps(actions, sort_keys=True, default=str).encode()).hexdigest()[:36]
-
-
 class EvidenceStore(DayTable):
     """The evidence owner's items over the table layer (include/aws/day_table.py): instance items, run
     summaries, the day's digest and the report email's mark. `EvidenceStore.open(table)` opens the table."""
@@ -264,7 +258,7 @@ class EvidenceStore(DayTable):
 
     def _transact(self, actions: list[dict]) -> None:
         try:
-            self.client.transact_write_items(TransactItems=actions, ClientRequestToken=_token(actions))
+            self.client.transact_write_items(TransactItems=actions, ClientRequestToken=request_token(actions))
         except ClientError as exc:
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
             if "ConditionalCheckFailed" in reasons and not set(reasons) & RETRY_REASONS:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import json
 import logging
 import os
 import random
@@ -31,6 +29,7 @@ from asyncssh.public_key import get_default_certificate_algs, get_default_public
 from botocore.exceptions import BotoCoreError, ClientError
 
 from include.aws.tables import pins_table_name
+from include.aws.tokens import request_token
 from include.core.clock import iso, utc_now
 from include.core.host import Host, HostOutcome
 from include.core.status import Status
@@ -283,9 +282,8 @@ class PinStore:
             items = [self._item(*first) for first in left]
             actions = [{"Put": {"TableName": self.table_name, "Item": it,
                                 "ConditionExpression": "attribute_not_exists(instance_id)"}} for it in items]
-            token = hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:36]
             try:  # the token: botocore's resend of a transaction whose reply was lost is applied once
-                self.client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
+                self.client.transact_write_items(TransactItems=actions, ClientRequestToken=request_token(items))
                 result.update({first[0]: True for first in left})
                 return result
             except ClientError as exc:
